@@ -1,0 +1,36 @@
+# devreg: a local registry, pull-through caches and kind/k3d clusters that pull through them.
+# Every recipe delegates to one script; arguments pass through unchanged.
+
+set positional-arguments
+
+runtime := env("DEVREG_RUNTIME", "node_modules/.bin/bun")
+
+# List the recipes
+default:
+    @just --list --unsorted
+
+# Ensure the local registry and one pull-through cache per mirror (up | status | stop | rm | adopt NAME)
+[group('registries')]
+dev-registry *args:
+    @{{runtime}} scripts/dev-registry.ts "$@"
+
+# Run the unit and integration tests (integration needs Docker; DEVREG_REQUIRE_DOCKER=1 makes its absence a failure)
+[group('dev')]
+test *args:
+    @node_modules/.bin/bun test/support/images.ts
+    @node_modules/.bin/bun test --parallel=4 --timeout=120000 "$@"
+
+# Check formatting and lint rules
+[group('dev')]
+lint:
+    @node_modules/.bin/biome check scripts test bench
+
+# Type-check everything under strict settings
+[group('dev')]
+typecheck:
+    @node_modules/.bin/tsc -p .
+
+# Measure the performance goals and print them as ratios
+[group('dev')]
+bench *args:
+    @{{runtime}} bench/run.ts "$@"

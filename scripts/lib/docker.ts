@@ -1,0 +1,166 @@
+// The docker CLI, as devreg uses it. Reads are probes (they run under
+// --dry-run too); everything that changes state goes through exec.change.
+
+import { change, changePipe, probe } from './exec.ts'
+import { UserError } from './log.ts'
+import type { ContainerSpec } from './render.ts'
+import { LABEL, REGISTRY_DATA } from './render.ts'
+
+export interface Container {
+  id: string
+  name: string
+  state: string
+  labels: Record<string, string>
+  networks: string[]
+  ports: string
+  image: string
+}
+
+export function isOwned(c: Container): boolean {
+  return c.labels[LABEL.managed] === 'true'
+}
+
+const INSTALL_DOCKER = 'install Docker (https://docs.docker.com/engine/install/) and start it, then run this again'
+
+/** Fails with what to do when the docker CLI or daemon is missing. */
+export async function requireDaemon(): Promise<void> {
+  const r = await probe(['docker', 'version', '--format', '{{.Server.Version}}'])
+  if (r.ok) return
+  if (r.exitCode === null) throw new UserError(`docker not found on PATH: ${INSTALL_DOCKER}`)
+  throw new UserError(
+    `the Docker daemon is not reachable (${firstLine(r.stderr)}): start Docker (e.g. \`sudo systemctl start docker\` or Docker Desktop), or check DOCKER_HOST`,
+  )
+}
+
+function firstLine(s: string): string {
+  return s.trim().split('\n')[0] ?? ''
+}
+
+/** All containers, one `docker ps` for everything devreg needs to know. */
+export async function listContainers(): Promise<Container[]> {
+  const r = await probe(['docker', 'ps', '--all', '--no-trunc', '--format', '{{json .}}'])
+  if (!r.ok) return []
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const raw = JSON.parse(line) as Record<string, string>
+      return {
+        id: raw.ID,
+        name: raw.Names,
+        state: raw.State,
+        labels: parseLabels(raw.Labels ?? ''),
+        networks: (raw.Networks ?? '').split(',').filter(Boolean),
+        ports: raw.Ports ?? '',
+        image: raw.Image,
+      }
+    })
+}
+
+function parseLabels(text: string): Record<string, string> {
+  const labels: Record<string, string> = {}
+  for (const pair of text.split(',')) {
+    const i = pair.indexOf('=')
+    if (i > 0) labels[pair.slice(0, i)] = pair.slice(i + 1)
+  }
+  return labels
+}
+
+export async function networkExists(name: string): Promise<boolean> {
+  return (await probe(['docker', 'network', 'inspect', '--format', '{{.Name}}', name])).ok
+}
+
+export async function inspect<T = Record<string, unknown>>(name: string): Promise<T | null> {
+  const r = await probe(['docker', 'inspect', '--type', 'container', name])
+  return r.ok ? (JSON.parse(r.stdout) as T[])[0] : null
+}
+
+/** Starts a container; secrets are handed to the docker CLI by environment, never on its command line. */
+export async function runContainer(
+  spec: ContainerSpec,
+  env: Record<string, string | undefined>,
+  network: string | null = null,
+): Promise<void> {
+  const secrets: Record<string, string> = {}
+  for (const [name, from] of Object.entries(spec.secretEnv)) {
+    const value = env[from]
+    if (value === undefined || value === '')
+      throw new UserError(`${from} is not set: export it (the credentials of ${spec.name}), or remove credentials from the config`, 2)
+    secrets[name] = value
+  }
+  await change(['docker', 'run', '--detach', ...(network ? ['--network', network] : []), ...spec.args], { env: secrets })
+}
+
+export const removeContainer = (name: string) => change(['docker', 'rm', '--force', '--volumes=false', name])
+export const startContainer = (name: string) => change(['docker', 'start', name])
+export const stopContainer = (name: string) => change(['docker', 'stop', name])
+export const renameContainer = (name: string, to: string) => change(['docker', 'rename', name, to])
+/** Keeps Docker from starting a container again on its own (restart policy "no"). */
+export const disableRestart = (name: string) => change(['docker', 'update', '--restart=no', name])
+export const connectNetwork = (network: string, name: string) => change(['docker', 'network', 'connect', network, name])
+
+export async function ensureVolume(name: string): Promise<void> {
+  const exists = await probe(['docker', 'volume', 'inspect', '--format', '{{.Name}}', name])
+  if (!exists.ok) await change(['docker', 'volume', 'create', '--label', `${LABEL.managed}=true`, name])
+}
+
+export const removeVolume = (name: string) => change(['docker', 'volume', 'rm', name])
+
+export async function volumeExists(name: string): Promise<boolean> {
+  return (await probe(['docker', 'volume', 'inspect', '--format', '{{.Name}}', name])).ok
+}
+
+/**
+ * Bytes a volume holds, read through a short-lived helper container with the
+ * volume mounted read-only (the host's /var/lib/docker is not reachable on
+ * Docker Desktop or rootless Docker). `image` must have busybox du.
+ */
+export async function volumeBytes(volume: string, image: string): Promise<number | null> {
+  const r = await probe([
+    'docker',
+    'run',
+    '--rm',
+    '--network',
+    'none',
+    '--entrypoint',
+    'du',
+    '--volume',
+    `${volume}:/volume:ro`,
+    image,
+    '-sk',
+    '/volume',
+  ])
+  const kib = Number.parseInt(r.stdout, 10)
+  return r.ok && Number.isFinite(kib) ? kib * 1024 : null
+}
+
+/** Copies a container's registry data (from a volume or its own filesystem) into a volume. */
+export async function copyRegistryData(from: string, volume: string, image: string): Promise<void> {
+  // docker cp emits a tar whose top entry is "registry/"; extracting it under
+  // /var/lib lands the content in the volume mounted at /var/lib/registry.
+  await changePipe(
+    ['docker', 'cp', `${from}:${REGISTRY_DATA}`, '-'],
+    [
+      'docker',
+      'run',
+      '--rm',
+      '-i',
+      '--network',
+      'none',
+      '--entrypoint',
+      'tar',
+      '--volume',
+      `${volume}:${REGISTRY_DATA}`,
+      image,
+      '-x',
+      '-C',
+      '/var/lib',
+    ],
+  )
+}
+
+/** Reads a file inside a running container; null when it cannot. */
+export async function readFileIn(container: string, path: string): Promise<string | null> {
+  const r = await probe(['docker', 'exec', container, 'cat', path])
+  return r.ok ? r.stdout : null
+}

@@ -1,0 +1,100 @@
+// Every external command devreg runs goes through here, so that --dry-run can
+// print it, --verbose can echo it, and tests can see it. Arguments are values
+// or arrays that zx quotes; no command string is ever built by hand.
+import { $, quote } from 'zx'
+import { log } from './log.ts'
+
+export interface ExecSettings {
+  /** Print changing commands instead of running them. */
+  dryRun: boolean
+  /** Echo every command, probes included, to stderr. */
+  verbose: boolean
+}
+
+export const settings: ExecSettings = { dryRun: false, verbose: false }
+
+export interface CommandOptions {
+  /** Content for the command's stdin (files for containers travel this way). */
+  input?: string
+  /** Extra environment, e.g. a secret passed by name with `docker run -e NAME`; never printed. */
+  env?: Record<string, string>
+}
+
+export interface Result {
+  ok: boolean
+  exitCode: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Every command line issued, in order, as printed (tests read it). */
+export const history: string[] = []
+
+/** How a command is shown: shell-quoted, with any stdin noted. */
+export function show(argv: string[], opts: CommandOptions = {}): string {
+  const line = argv.map((a) => quote(a)).join(' ')
+  return opts.input === undefined ? line : `${line} <<'EOF'\n${opts.input.trimEnd()}\nEOF`
+}
+
+async function spawn(argv: string[], opts: CommandOptions): Promise<Result> {
+  const [cmd, ...args] = argv
+  const p = await $({
+    nothrow: true,
+    quiet: true,
+    verbose: false,
+    input: opts.input,
+    env: opts.env ? { ...process.env, ...opts.env } : process.env,
+  })`${cmd} ${args}`
+  return { ok: p.exitCode === 0, exitCode: p.exitCode, stdout: p.stdout, stderr: p.stderr }
+}
+
+/** Runs a read-only command, also under --dry-run; never throws on a non-zero exit. */
+export async function probe(argv: string[], opts: CommandOptions = {}): Promise<Result> {
+  history.push(show(argv))
+  if (settings.verbose) log.info(`$ ${show(argv)}`)
+  try {
+    return await spawn(argv, opts)
+  } catch (err) {
+    // The binary itself is missing.
+    return { ok: false, exitCode: null, stdout: '', stderr: String((err as Error).message) }
+  }
+}
+
+/**
+ * Runs a command that changes something. Under --dry-run it is printed to
+ * stdout and not run. A failure throws with the command's stderr as cause.
+ */
+export async function change(argv: string[], opts: CommandOptions = {}): Promise<string> {
+  const line = show(argv, opts)
+  history.push(line)
+  if (settings.dryRun) {
+    log.out(line)
+    return ''
+  }
+  if (settings.verbose) log.info(`$ ${line}`)
+  const r = await spawn(argv, opts)
+  if (!r.ok) {
+    const detail = r.stderr.trim() || r.stdout.trim() || `exit code ${r.exitCode}`
+    throw new Error(`${argv.slice(0, 3).join(' ')} failed: ${detail}`)
+  }
+  return r.stdout
+}
+
+/** Runs `from | to` as one changing step (e.g. docker cp ... - | docker run -i ... tar -x). */
+export async function changePipe(from: string[], to: string[]): Promise<void> {
+  const line = `${show(from)} | ${show(to)}`
+  history.push(line)
+  if (settings.dryRun) {
+    log.out(line)
+    return
+  }
+  if (settings.verbose) log.info(`$ ${line}`)
+  const [a, ...aArgs] = from
+  const [b, ...bArgs] = to
+  const left = $({ quiet: true, nothrow: true })`${a} ${aArgs}`
+  const right = $({ quiet: true, nothrow: true })`${b} ${bArgs}`
+  const out = await left.pipe(right)
+  const l = await left
+  if (l.exitCode !== 0) throw new Error(`${from.slice(0, 2).join(' ')} failed: ${l.stderr.trim()}`)
+  if (out.exitCode !== 0) throw new Error(`${to.slice(0, 2).join(' ')} failed: ${out.stderr.trim()}`)
+}

@@ -1,0 +1,133 @@
+// The registry containers devreg owns: compare what runs with what the config
+// asks for, then do only what differs. Shared by dev-registry and dev-up.
+import type { Config, Registry } from './config.ts'
+import type { Container } from './docker.ts'
+import * as docker from './docker.ts'
+import { settings } from './exec.ts'
+import { portFree } from './host.ts'
+import { log, UserError } from './log.ts'
+import { hostUrl, waitForV2 } from './registry.ts'
+import { type ContainerSpec, LABEL, registryContainer } from './render.ts'
+
+export type Action = 'create' | 'recreate' | 'start' | 'none'
+
+export interface Step {
+  registry: Registry
+  spec: ContainerSpec
+  current: Container | null
+  action: Action
+  /** Why, for the report: "settings changed", "stopped", ... */
+  reason: string
+}
+
+/** Decides what each registry needs; refuses, before anything changes, when a step cannot be done. */
+export async function planRegistries(
+  config: Config,
+  containers: Container[],
+  env: Record<string, string | undefined> = process.env,
+): Promise<Step[]> {
+  const byName = new Map(containers.map((c) => [c.name, c]))
+  const problems: string[] = []
+  const steps = config.registries.map((registry): Step => {
+    const spec = registryContainer(registry)
+    const current = byName.get(registry.name) ?? null
+    if (current && !docker.isOwned(current)) {
+      problems.push(
+        `a container named ${registry.name} exists but devreg did not create it, so devreg leaves it alone: ` +
+          `run \`dev-registry adopt ${registry.name}\` to copy its images into devreg's volume and replace it, ` +
+          `or set ${registry.path}.name to another name`,
+      )
+      return { registry, spec, current, action: 'none', reason: 'not devreg’s' }
+    }
+    if (!current) return { registry, spec, current, action: 'create', reason: 'missing' }
+    if (current.labels[LABEL.hash] !== spec.hash) return { registry, spec, current, action: 'recreate', reason: 'settings changed' }
+    if (current.state !== 'running') return { registry, spec, current, action: 'start', reason: current.state }
+    return { registry, spec, current, action: 'none', reason: 'up to date' }
+  })
+  for (const step of steps.filter((s) => s.action === 'create' || s.action === 'recreate' || s.action === 'start')) {
+    for (const from of Object.values(step.spec.secretEnv))
+      if (step.action !== 'start' && !env[from])
+        problems.push(`${from} is not set: export it (credentials for ${step.registry.name}) or remove ${step.registry.path}.credentials`)
+    const problem = await portProblem(step, containers)
+    if (problem) problems.push(problem)
+  }
+  if (problems.length) throw new UserError(problems.join('\n'), problems.some((p) => p.includes('is not set')) ? 2 : 1)
+  return steps
+}
+
+/** A port is taken when another container publishes it or something else on the host listens on it. */
+async function portProblem(step: Step, containers: Container[]): Promise<string | null> {
+  const { bind, port, name } = step.registry
+  const holder = containers.find((c) => c.name !== name && c.state === 'running' && publishes(c, port))
+  if (holder)
+    return `port ${port} is already published by container ${holder.name}: stop it, or give ${step.registry.path}.port another port`
+  if (step.current?.state === 'running' && publishes(step.current, port)) return null
+  if (settings.dryRun) return null
+  if (!(await portFree(bind, port)))
+    return `port ${bind}:${port} is already in use by another process: free it (\`ss -ltnp 'sport = :${port}'\` shows which), or give ${step.registry.path}.port another port`
+  return null
+}
+
+function publishes(c: Container, port: number): boolean {
+  return c.ports.split(',').some((p) => new RegExp(`:${port}->`).test(p))
+}
+
+const APPLY: Record<Action, string> = { create: 'created', recreate: 'recreated', start: 'started', none: 'unchanged' }
+const PLAN: Record<Action, string> = { create: 'would create', recreate: 'would recreate', start: 'would start', none: 'unchanged' }
+
+/** Carries out a plan, attaches every registry to the cluster network, and waits for /v2/. */
+export async function applyRegistries(
+  config: Config,
+  steps: Step[],
+  env: Record<string, string | undefined> = process.env,
+): Promise<{ changed: number }> {
+  // A cache decides proxy or offline mode as it starts, so it must start on the
+  // network its upstream is reached through, not be connected to it later.
+  const network = (await docker.networkExists(config.network)) ? config.network : null
+  for (const step of steps) {
+    const { registry, spec } = step
+    if (step.action === 'create') {
+      await docker.ensureVolume(registry.volume)
+      await docker.runContainer(spec, env, network)
+    } else if (step.action === 'recreate') {
+      // The volume stays: the recreated container serves the same data.
+      await docker.removeContainer(registry.name)
+      await docker.runContainer(spec, env, network)
+    } else if (step.action === 'start') {
+      await docker.startContainer(registry.name)
+    }
+  }
+  // Every registry joins the cluster network whenever it exists, on every
+  // apply, not only at create (the other half of ctlptl #424).
+  if (network)
+    for (const s of steps)
+      if (s.action !== 'create' && s.action !== 'recreate' && !s.current?.networks.includes(network))
+        await docker.connectNetwork(network, s.registry.name)
+  if (!settings.dryRun) {
+    const answers = await Promise.all(
+      steps.map(async (s) => ({ step: s, answer: await waitForV2(hostUrl(s.registry.bind, s.registry.port), 30_000) })),
+    )
+    const down = answers.filter((a) => !a.answer.ok)
+    if (down.length)
+      throw new UserError(
+        down
+          .map(
+            ({ step, answer }) =>
+              `${step.registry.name} does not answer GET ${hostUrl(step.registry.bind, step.registry.port)}/v2/ (${answer.error ?? `HTTP ${answer.status}`}): see \`docker logs ${step.registry.name}\``,
+          )
+          .join('\n'),
+      )
+  }
+  for (const s of steps)
+    (s.action === 'none' ? log.info : log.ok)(
+      `${s.registry.name.padEnd(28)} ${hostUrl(s.registry.bind, s.registry.port).padEnd(24)} ${(settings.dryRun ? PLAN : APPLY)[s.action]}${s.action === 'none' ? '' : ` (${s.reason})`}`,
+    )
+  return { changed: steps.filter((s) => s.action !== 'none').length }
+}
+
+/** Observes and ensures in one go: the `up` of dev-registry and the first phase of dev-up. */
+export async function ensureRegistries(config: Config, env: Record<string, string | undefined> = process.env) {
+  const containers = await docker.listContainers()
+  const steps = await planRegistries(config, containers, env)
+  return applyRegistries(config, steps, env)
+}

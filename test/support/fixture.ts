@@ -1,0 +1,143 @@
+// What integration tests share: whether Docker is here, unique names, ports,
+// configs, running the scripts as a user would, and cleanup that always runs.
+
+import { describe } from 'bun:test'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { stringify } from 'yaml'
+import { $ } from 'zx'
+import { REGISTRY_IMAGE } from './images.ts'
+
+export const ROOT = join(import.meta.dir, '../..')
+
+const daemon = await $({ nothrow: true, quiet: true })`docker version --format {{.Server.Version}}`
+export const dockerAvailable = daemon.exitCode === 0
+if (!dockerAvailable) {
+  if (process.env.DEVREG_REQUIRE_DOCKER === '1')
+    throw new Error('DEVREG_REQUIRE_DOCKER=1 but no Docker daemon answers `docker version`: start dockerd')
+  console.error('SKIPPING integration tests: no Docker daemon reachable (set DEVREG_REQUIRE_DOCKER=1 to make this a failure)')
+}
+
+/** describe() for tests that need a real Docker daemon. */
+export const integration = (name: string, fn: () => void) => describe.skipIf(!dockerAvailable)(name, fn)
+
+/** Docker objects one test file creates, removed afterwards whatever happened. */
+export class Fixture {
+  readonly id = randomBytes(3).toString('hex')
+  private containers = new Set<string>()
+  private volumes = new Set<string>()
+  private networks = new Set<string>()
+  readonly dir = mkdtempSync(join(tmpdir(), 'devreg-test-'))
+
+  /** A name unique to this fixture; registered for cleanup as a container, volume or network. */
+  name(base: string, kind: 'container' | 'volume' | 'network' = 'container'): string {
+    const name = `dt${this.id}-${base}`
+    ;({ container: this.containers, volume: this.volumes, network: this.networks })[kind].add(name)
+    return name
+  }
+
+  async network(base: string): Promise<string> {
+    const name = this.name(base, 'network')
+    await $({ quiet: true })`docker network create ${name}`
+    return name
+  }
+
+  /** A plain registry standing in for an upstream such as Docker Hub, on `network`. */
+  async upstream(network: string, base = 'upstream'): Promise<{ name: string; port: number; url: string }> {
+    const name = this.name(base)
+    const port = await freePort()
+    await $({ quiet: true })`docker run -d --name ${name} --network ${network} -p 127.0.0.1:${port}:5000 ${REGISTRY_IMAGE}`
+    await waitHttp(`http://127.0.0.1:${port}/v2/`)
+    return { name, port, url: `http://${name}:5000` }
+  }
+
+  /** Writes a config file for the scripts; every test config overrides the upstreams. */
+  config(doc: unknown, file = 'devreg.yaml'): string {
+    const path = join(this.dir, file)
+    writeFileSync(path, stringify(doc))
+    return path
+  }
+
+  async cleanup(): Promise<void> {
+    const q = $({ nothrow: true, quiet: true })
+    // Volumes named after registries devreg derived (name-data) are covered by the prefix.
+    const prefix = `dt${this.id}-`
+    const leftovers = (await q`docker ps -a --format {{.Names}}`).stdout.split('\n').filter((n) => n.startsWith(prefix))
+    for (const c of new Set([...this.containers, ...leftovers])) await q`docker rm -f ${c}`
+    const vols = (await q`docker volume ls --format {{.Name}}`).stdout.split('\n').filter((n) => n.startsWith(prefix))
+    for (const v of new Set([...this.volumes, ...vols])) await q`docker volume rm -f ${v}`
+    for (const n of this.networks) await q`docker network rm ${n}`
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number }
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+export async function waitHttp(url: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) })
+      await res.arrayBuffer()
+      return
+    } catch {
+      if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`)
+      await Bun.sleep(200)
+    }
+  }
+}
+
+export interface ScriptResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** Runs scripts/NAME.ts the way a user does, under bun (or `runtime: 'tsx'`). */
+export async function runScript(
+  name: string,
+  args: string[],
+  opts: { env?: Record<string, string>; runtime?: 'bun' | 'tsx'; input?: string } = {},
+): Promise<ScriptResult> {
+  const script = join(ROOT, 'scripts', `${name}.ts`)
+  const argv = opts.runtime === 'tsx' ? [join(ROOT, 'node_modules/.bin/tsx'), script] : [process.execPath, script]
+  const p = await $({
+    nothrow: true,
+    quiet: true,
+    input: opts.input ?? '',
+    env: { ...process.env, NO_COLOR: '1', DEVREG_CONFIG: '', ...opts.env },
+  })`${argv} ${args}`
+  return { code: p.exitCode ?? -1, stdout: p.stdout, stderr: p.stderr }
+}
+
+/** `docker ps -a` IDs, volumes and networks: what "changes no docker object" is checked against. */
+export async function dockerSnapshot(): Promise<string> {
+  const q = $({ quiet: true })
+  const [c, v, n] = await Promise.all([
+    q`docker ps -a --no-trunc --format ${'{{.ID}} {{.Names}} {{.State}}'}`,
+    q`docker volume ls --format {{.Name}}`,
+    q`docker network ls --format {{.Name}}`,
+  ])
+  return [c.stdout, v.stdout, n.stdout].map((s) => s.split('\n').sort().join('\n')).join('\n--\n')
+}
+
+/** A registry section for a test config with fixture-unique names and free ports. */
+export async function testRegistry(fx: Fixture) {
+  return {
+    name: fx.name('registry'),
+    port: await freePort(),
+    image: REGISTRY_IMAGE,
+    volume: fx.name('registry-data', 'volume'),
+  }
+}
