@@ -1,0 +1,89 @@
+// A cache keeps serving what it holds when it (re)starts while its upstream is
+// unreachable, and pulls through again once the upstream is back
+// (distribution #4038 makes a plain proxy-mode registry crash-loop instead).
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { $ } from 'zx'
+import { Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
+import { cacheMode, eventually, manifestBlobs, pull, seed, waitStored } from '../support/registry.ts'
+
+const canFirewall = process.getuid?.() === 0 && (await $({ nothrow: true, quiet: true })`which nsenter iptables`).exitCode === 0
+if (!canFirewall) {
+  if (process.env.DEVREG_REQUIRE_DOCKER === '1') throw new Error('the dropped-packets test needs root, nsenter and iptables')
+  console.error('SKIPPING the dropped-packets test: it needs root, nsenter and iptables')
+}
+
+integration('a cache whose upstream is unreachable', () => {
+  const fx = new Fixture()
+  let upstream: { name: string; port: number; url: string }
+  let cache: { name: string; port: number }
+  let network: string
+  let doc: Record<string, unknown>
+  const cached = () => pull(`127.0.0.1:${cache.port}/library/alpha:1`)
+  const uncached = (tag: string) => pull(`127.0.0.1:${cache.port}/library/beta:${tag}`)
+
+  beforeAll(async () => {
+    network = await fx.network('net')
+    upstream = await fx.upstream(network)
+    await $({ quiet: true })`docker network disconnect ${network} ${upstream.name}`
+    await $({ quiet: true })`docker network connect --alias ${`${upstream.name}-b`} ${network} ${upstream.name}`
+    await seed(upstream.port, 'alpha', 'library/alpha')
+    await seed(upstream.port, 'beta', 'library/beta', 'stopped')
+    await seed(upstream.port, 'beta', 'library/beta', 'dropped')
+    cache = { name: fx.name('cache'), port: await freePort() }
+    doc = {
+      cluster: { network },
+      registry: await testRegistry(fx),
+      mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
+    }
+    expect((await runScript('dev-registry', ['--config', fx.config(doc)])).code).toBe(0)
+    expect((await cached()).ok).toBe(true)
+    await waitStored(cache.name, await manifestBlobs(upstream.port, 'library/alpha', '1'))
+  })
+  afterAll(() => fx.cleanup())
+
+  test('upstream stopped: docker restart leaves the cache serving its images read-only, and it proxies again once the upstream is back', async () => {
+    await $({ quiet: true })`docker stop ${upstream.name}`
+    await $({ quiet: true })`docker restart ${cache.name}`
+    await eventually('offline mode', async () => (await cacheMode(cache.name)) === 'offline')
+    expect((await cached()).ok).toBe(true)
+    expect((await uncached('stopped')).ok).toBe(false)
+    const status = JSON.parse((await runScript('dev-registry', ['--config', fx.config(doc), 'status', '--json'])).stdout)
+    expect(status.registries[1].mode).toBe('offline')
+
+    await $({ quiet: true })`docker start ${upstream.name}`
+    await eventually('proxy mode', async () => (await cacheMode(cache.name)) === 'proxy', 30_000)
+    expect((await uncached('stopped')).ok).toBe(true)
+  })
+
+  test.skipIf(!canFirewall)(
+    'upstream dropping packets: restart and recreate both come up serving cached images, then proxy again',
+    async () => {
+      const pid = (await $({ quiet: true })`docker inspect --format {{.State.Pid}} ${upstream.name}`).stdout.trim()
+      const rule = ['INPUT', '-p', 'tcp', '--dport', '5000', '-j', 'DROP']
+      await $({ quiet: true })`nsenter -t ${pid} -n iptables -I ${rule}`
+      try {
+        await $({ quiet: true })`docker restart ${cache.name}`
+        await eventually('offline mode', async () => (await cacheMode(cache.name)) === 'offline')
+        expect((await cached()).ok).toBe(true)
+
+        // A config change recreates the cache while the upstream is silent:
+        // the same upstream under its other name on the network.
+        const changed = fx.config(
+          { ...doc, mirrors: [{ host: 'docker.io', upstream: `http://${upstream.name}-b:5000`, name: cache.name, port: cache.port }] },
+          'changed.yaml',
+        )
+        const r = await runScript('dev-registry', ['--config', changed])
+        expect(r.stderr).toContain('recreated (settings changed)')
+        expect(r.code).toBe(0)
+        expect(await cacheMode(cache.name)).toBe('offline')
+        expect((await cached()).ok).toBe(true)
+      } finally {
+        await $({ quiet: true })`nsenter -t ${pid} -n iptables -D ${rule}`
+      }
+      await eventually('proxy mode', async () => (await cacheMode(cache.name)) === 'proxy', 30_000)
+      expect((await uncached('dropped')).ok).toBe(true)
+      expect((await runScript('dev-registry', ['--config', fx.config(doc)])).code).toBe(0)
+    },
+    120_000,
+  )
+})

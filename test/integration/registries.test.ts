@@ -1,0 +1,181 @@
+// dev-registry against a real dockerd, real distribution registries and a fake upstream.
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { $ } from 'zx'
+import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
+import { sampleImage } from '../support/images.ts'
+import { containerId, manifestBlobs, pull, seed, storedBlobs, waitStored } from '../support/registry.ts'
+
+integration('dev-registry up', () => {
+  const fx = new Fixture()
+  let network: string
+  let upstream: { name: string; port: number; url: string }
+  let config: string
+  let registry: Awaited<ReturnType<typeof testRegistry>>
+  let cache: { name: string; port: number }
+  const up = (...args: string[]) => runScript('dev-registry', ['--config', config, ...args])
+
+  beforeAll(async () => {
+    network = await fx.network('net')
+    upstream = await fx.upstream(network)
+    await seed(upstream.port, 'alpha', 'library/alpha')
+    await seed(upstream.port, 'beta', 'library/beta')
+    registry = await testRegistry(fx)
+    cache = { name: fx.name('cache-docker-io'), port: await freePort() }
+    config = fx.config({
+      cluster: { network },
+      registry,
+      mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
+    })
+    const r = await up()
+    expect(r.stderr).toContain('created')
+    expect(r.code).toBe(0)
+  })
+  afterAll(() => fx.cleanup())
+
+  test('an image pushed to the local registry pulls back', async () => {
+    const ref = `127.0.0.1:${registry.port}/app:dev`
+    await $({ quiet: true })`docker tag ${sampleImage('gamma')} ${ref}`
+    await $({ quiet: true })`docker push ${ref}`
+    await $({ quiet: true })`docker rmi ${ref}`
+    expect((await pull(ref)).ok).toBe(true)
+  })
+
+  test('a library image pulls through the docker.io cache, which then holds it, also with the upstream stopped', async () => {
+    const blobs = await manifestBlobs(upstream.port, 'library/alpha', '1')
+    expect((await storedBlobs(cache.name)).filter((b) => blobs.includes(b))).toEqual([])
+    expect((await pull(`127.0.0.1:${cache.port}/library/alpha:1`)).ok).toBe(true)
+    await waitStored(cache.name, blobs)
+    await $({ quiet: true })`docker stop ${upstream.name}`
+    try {
+      expect((await pull(`127.0.0.1:${cache.port}/library/alpha:1`)).ok).toBe(true)
+    } finally {
+      await $({ quiet: true })`docker start ${upstream.name}`
+    }
+  })
+
+  test('a second up with the same config replaces no container and says so', async () => {
+    const before = [await containerId(registry.name), await containerId(cache.name)]
+    const r = await up()
+    expect(r.code).toBe(0)
+    expect(r.stderr).toContain('nothing to do')
+    expect([await containerId(registry.name), await containerId(cache.name)]).toEqual(before)
+  })
+
+  test('ports are published on 127.0.0.1 only, caches run with delete off and restart=always', async () => {
+    for (const name of [registry.name, cache.name]) {
+      const info = JSON.parse((await $({ quiet: true })`docker inspect ${name}`).stdout)[0]
+      const bindings = Object.values(info.HostConfig.PortBindings).flat() as { HostIp: string }[]
+      expect(bindings.map((b) => b.HostIp)).toEqual(['127.0.0.1'])
+      expect(info.HostConfig.RestartPolicy.Name).toBe('always')
+      expect(info.HostConfig.LogConfig.Config['max-size']).toBe('10m')
+      expect(info.NetworkSettings.Networks[network]).toBeDefined()
+    }
+    const env = JSON.parse((await $({ quiet: true })`docker inspect ${cache.name}`).stdout)[0].Config.Env as string[]
+    expect(env).toContain('REGISTRY_STORAGE_DELETE_ENABLED=false')
+    const localEnv = JSON.parse((await $({ quiet: true })`docker inspect ${registry.name}`).stdout)[0].Config.Env as string[]
+    expect(localEnv).toContain('REGISTRY_STORAGE_DELETE_ENABLED=true')
+  })
+
+  test('a stopped registry is started again, not recreated', async () => {
+    const id = await containerId(registry.name)
+    await $({ quiet: true })`docker stop ${registry.name}`
+    const r = await up()
+    expect(r.code).toBe(0)
+    expect(r.stderr).toMatch(/started/)
+    expect(await containerId(registry.name)).toBe(id)
+  })
+
+  test('a changed setting recreates only that container, on its volume, with the cached image intact', async () => {
+    const localId = await containerId(registry.name)
+    const cacheId = await containerId(cache.name)
+    // The same upstream under another name on the network: a changed setting.
+    await $({ quiet: true })`docker network connect --alias ${`${upstream.name}-alias`} ${network} ${upstream.name}`.nothrow()
+    const changed = fx.config(
+      {
+        cluster: { network },
+        registry,
+        mirrors: [{ host: 'docker.io', upstream: `http://${upstream.name}-alias:5000`, name: cache.name, port: cache.port }],
+      },
+      'changed.yaml',
+    )
+    const r = await runScript('dev-registry', ['--config', changed])
+    expect(r.code).toBe(0)
+    expect(r.stderr).toMatch(/recreated \(settings changed\)/)
+    expect(await containerId(registry.name)).toBe(localId)
+    expect(await containerId(cache.name)).not.toBe(cacheId)
+    await $({ quiet: true })`docker stop ${upstream.name}`
+    try {
+      expect((await pull(`127.0.0.1:${cache.port}/library/alpha:1`)).ok).toBe(true)
+    } finally {
+      await $({ quiet: true })`docker start ${upstream.name}`
+    }
+    // Back to the first config for the tests after this one.
+    expect((await up()).code).toBe(0)
+  })
+
+  test('rm keeps the volumes, and up serves the same cached image again', async () => {
+    const rm = await up('rm')
+    expect(rm.code).toBe(0)
+    expect(rm.stderr).toContain('kept')
+    const volumes = (await $({ quiet: true })`docker volume ls --format {{.Name}}`).stdout
+    expect(volumes).toContain(registry.volume)
+    expect(volumes).toContain(`${cache.name}-data`)
+    expect((await up()).code).toBe(0)
+    await $({ quiet: true })`docker stop ${upstream.name}`
+    try {
+      expect((await pull(`127.0.0.1:${cache.port}/library/alpha:1`)).ok).toBe(true)
+      expect((await pull(`127.0.0.1:${registry.port}/app:dev`)).ok).toBe(true)
+    } finally {
+      await $({ quiet: true })`docker start ${upstream.name}`
+    }
+  })
+
+  test('a bad config exits 2 and changes no docker object', async () => {
+    const bad = fx.config({ registry: { ...registry, port: 70000 } }, 'bad.yaml')
+    const before = await dockerSnapshot()
+    const r = await runScript('dev-registry', ['--config', bad])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('registry.port: 70000 is not a port')
+    expect(await dockerSnapshot()).toBe(before)
+  })
+
+  test('status reports each registry, its mode and whether it matches the config', async () => {
+    const r = await up('status', '--json')
+    expect(r.code).toBe(0)
+    const { registries } = JSON.parse(r.stdout)
+    expect(
+      registries.map((x: { name: string; role: string; state: string; matchesConfig: boolean }) => [
+        x.name,
+        x.role,
+        x.state,
+        x.matchesConfig,
+      ]),
+    ).toEqual([
+      [registry.name, 'local', 'running', true],
+      [cache.name, 'cache', 'running', true],
+    ])
+    expect(registries[1].mode).toBe('proxy')
+    expect(registries[1].upstream).toBe(upstream.url)
+  })
+
+  test('a port taken by another process is reported before anything starts', async () => {
+    const blocker = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+    try {
+      const cfg = fx.config(
+        {
+          cluster: { network },
+          registry: { ...(await testRegistry(fx)), port: blocker.port },
+          mirrors: [{ host: 'docker.io', upstream: upstream.url, name: fx.name('cache2'), port: await freePort() }],
+        },
+        'taken.yaml',
+      )
+      const before = await dockerSnapshot()
+      const r = await runScript('dev-registry', ['--config', cfg])
+      expect(r.code).toBe(1)
+      expect(r.stderr).toContain(`port 127.0.0.1:${blocker.port} is already in use`)
+      expect(await dockerSnapshot()).toBe(before)
+    } finally {
+      blocker.stop(true)
+    }
+  })
+})
