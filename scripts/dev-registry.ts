@@ -78,8 +78,6 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
   // 1. The config: a bad one stops here, before any docker command.
   const config = loadConfig({ configPath: opts.configPath })
-  // 2. Docker itself.
-  if (!settings.dryRun || opts.command === 'status') await docker.requireDaemon()
 
   switch (opts.command) {
     case 'up': {
@@ -205,6 +203,8 @@ export async function confirm(question: string, yes: boolean): Promise<boolean> 
 }
 
 async function adopt(config: Config, name: string): Promise<number> {
+  if (!(await docker.listContainers()).some((c) => c.name === name))
+    throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, 2)
   const info = await docker.inspect<{ Config: { Env?: string[]; Labels?: Record<string, string> }; State: { Running: boolean } }>(name)
   if (!info) throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, 2)
   if (info.Config.Labels?.[LABEL.managed] === 'true') throw new UserError(`${name} is already devreg's: nothing to adopt`, 2)

@@ -1,7 +1,7 @@
 // The docker CLI, as devreg uses it. Reads are probes (they run under
 // --dry-run too); everything that changes state goes through exec.change.
 
-import { change, changePipe, probe } from './exec.ts'
+import { change, changePipe, probe, type Result, settings } from './exec.ts'
 import { UserError } from './log.ts'
 import type { ContainerSpec } from './render.ts'
 import { LABEL, REGISTRY_DATA } from './render.ts'
@@ -22,12 +22,10 @@ export function isOwned(c: Container): boolean {
 
 const INSTALL_DOCKER = 'install Docker (https://docs.docker.com/engine/install/) and start it, then run this again'
 
-/** Fails with what to do when the docker CLI or daemon is missing. */
-export async function requireDaemon(): Promise<void> {
-  const r = await probe(['docker', 'version', '--format', '{{.Server.Version}}'])
-  if (r.ok) return
-  if (r.exitCode === null) throw new UserError(`docker not found on PATH: ${INSTALL_DOCKER}`)
-  throw new UserError(
+/** What to do when the docker CLI or daemon is missing. */
+function daemonError(r: Result): UserError {
+  if (r.exitCode === null) return new UserError(`docker not found on PATH: ${INSTALL_DOCKER}`)
+  return new UserError(
     `the Docker daemon is not reachable (${firstLine(r.stderr)}): start Docker (e.g. \`sudo systemctl start docker\` or Docker Desktop), or check DOCKER_HOST`,
   )
 }
@@ -36,10 +34,14 @@ function firstLine(s: string): string {
   return s.trim().split('\n')[0] ?? ''
 }
 
-/** All containers, one `docker ps` for everything devreg needs to know. */
+/**
+ * All containers: one `docker ps` tells everything devreg needs to know, and
+ * whether Docker is there at all. Under --dry-run without Docker: none.
+ */
 export async function listContainers(): Promise<Container[]> {
   const r = await probe(['docker', 'ps', '--all', '--no-trunc', '--format', '{{json .}}'])
-  if (!r.ok) return []
+  if (!r.ok && settings.dryRun) return []
+  if (!r.ok) throw daemonError(r)
   return r.stdout
     .split('\n')
     .filter(Boolean)

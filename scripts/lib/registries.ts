@@ -77,13 +77,13 @@ const PLAN: Record<Action, string> = { create: 'would create', recreate: 'would 
 
 /** Carries out a plan, attaches every registry to the cluster network, and waits for /v2/. */
 export async function applyRegistries(
-  config: Config,
   steps: Step[],
+  /** The cluster network when it exists. */
+  network: string | null,
   env: Record<string, string | undefined> = process.env,
 ): Promise<{ changed: number }> {
   // A cache decides proxy or offline mode as it starts, so it must start on the
   // network its upstream is reached through, not be connected to it later.
-  const network = (await docker.networkExists(config.network)) ? config.network : null
   for (const step of steps) {
     const { registry, spec } = step
     if (step.action === 'create') {
@@ -127,7 +127,7 @@ export async function applyRegistries(
 
 /** Observes and ensures in one go: the `up` of dev-registry and the first phase of dev-up. */
 export async function ensureRegistries(config: Config, env: Record<string, string | undefined> = process.env) {
-  const containers = await docker.listContainers()
+  const [containers, networkExists] = await Promise.all([docker.listContainers(), docker.networkExists(config.network)])
   const steps = await planRegistries(config, containers, env)
-  return applyRegistries(config, steps, env)
+  return applyRegistries(steps, networkExists ? config.network : null, env)
 }

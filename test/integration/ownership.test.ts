@@ -1,0 +1,104 @@
+// What devreg must never lose: a registry it does not own, pushed images,
+// volumes without confirmation, and secrets in output.
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { $ } from 'zx'
+import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
+import { REGISTRY_IMAGE } from '../support/images.ts'
+import { containerId, pull, seed } from '../support/registry.ts'
+
+integration('ownership, adoption, purge and secrets', () => {
+  const fx = new Fixture()
+  let network: string
+  let upstream: { name: string; port: number; url: string }
+
+  beforeAll(async () => {
+    network = await fx.network('net')
+    upstream = await fx.upstream(network)
+  })
+  afterAll(() => fx.cleanup())
+
+  const docFor = async (registry: Awaited<ReturnType<typeof testRegistry>>, extra: Record<string, unknown> = {}) => ({
+    cluster: { network },
+    registry,
+    mirrors: [{ host: 'docker.io', upstream: upstream.url, name: fx.name(`cache-${registry.port}`), port: await freePort(), ...extra }],
+  })
+
+  test('an unowned container with the registry name is left untouched, and adopt carries its images over', async () => {
+    const registry = await testRegistry(fx)
+    // The seeds' kind-registry: created by hand, images only in its own storage.
+    await $({
+      quiet: true,
+    })`docker run -d --restart=always --name ${registry.name} -p ${`127.0.0.1:${registry.port}:5000`} ${REGISTRY_IMAGE}`
+    const pushed = await seed(registry.port, 'gamma', 'team/app', 'v1')
+    const id = await containerId(registry.name)
+    const config = fx.config(await docFor(registry), 'adopt.yaml')
+
+    const before = await dockerSnapshot()
+    const up = await runScript('dev-registry', ['--config', config])
+    expect(up.code).toBe(1)
+    expect(up.stderr).toContain(`a container named ${registry.name} exists but devreg did not create it`)
+    expect(up.stderr).toContain(`dev-registry adopt ${registry.name}`)
+    expect(await dockerSnapshot()).toBe(before)
+    expect(await containerId(registry.name)).toBe(id)
+
+    const adopt = await runScript('dev-registry', ['--config', config, 'adopt', registry.name])
+    expect(adopt.stderr).toContain('copied')
+    expect(adopt.code).toBe(0)
+    const labels = JSON.parse((await $({ quiet: true })`docker inspect --format ${'{{json .Config.Labels}}'} ${registry.name}`).stdout)
+    expect(labels['devreg.managed']).toBe('true')
+    expect((await pull(pushed)).ok).toBe(true)
+    // The old container is kept, stopped, and Docker will not start it again.
+    const backup = (await $({ quiet: true })`docker ps -a --filter ${`id=${id}`} --format ${'{{.Names}} {{.State}}'}`).stdout.trim()
+    expect(backup).toMatch(new RegExp(`^${registry.name}-adopted-\\d{14} exited$`))
+    expect((await $({ quiet: true })`docker inspect --format {{.HostConfig.RestartPolicy.Name}} ${id}`).stdout.trim()).toBe('no')
+    await $({ quiet: true })`docker rm ${id}`
+  })
+
+  test('rm --purge without a terminal and without --yes refuses with exit 2 and deletes nothing; --yes deletes the volumes', async () => {
+    const registry = await testRegistry(fx)
+    const config = fx.config(await docFor(registry), 'purge.yaml')
+    expect((await runScript('dev-registry', ['--config', config])).code).toBe(0)
+    await seed(registry.port, 'beta', 'keep/me')
+
+    const before = await dockerSnapshot()
+    const refused = await runScript('dev-registry', ['--config', config, 'rm', '--purge'])
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toContain(registry.volume)
+    expect(refused.stderr).toContain('rerun with --yes')
+    expect(await dockerSnapshot()).toBe(before)
+
+    const dry = await runScript('dev-registry', ['--config', config, 'rm', '--purge', '--dry-run'])
+    expect(dry.code).toBe(0)
+    expect(dry.stdout).toContain(`docker volume rm ${registry.volume}`)
+    expect(await dockerSnapshot()).toBe(before)
+
+    const purged = await runScript('dev-registry', ['--config', config, 'rm', '--purge', '--yes'])
+    expect(purged.code).toBe(0)
+    expect(purged.stderr).toMatch(new RegExp(`${registry.volume}\\s+\\d`))
+    const volumes = (await $({ quiet: true })`docker volume ls --format {{.Name}}`).stdout
+    expect(volumes).not.toContain(registry.volume)
+  })
+
+  test('credentials reach the cache by variable name only: never in output, dry-run or verbose', async () => {
+    const secret = `s3cret-${fx.id}-value`
+    const registry = await testRegistry(fx)
+    const doc = await docFor(registry, { credentials: { usernameEnv: 'DT_HUB_USER', passwordEnv: 'DT_HUB_TOKEN' } })
+    const config = fx.config(doc, 'creds.yaml')
+    const env = { DT_HUB_USER: 'someone', DT_HUB_TOKEN: secret }
+
+    const missing = await runScript('dev-registry', ['--config', config], { env: { DT_HUB_USER: 'someone' } })
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain('DT_HUB_TOKEN is not set')
+
+    const dry = await runScript('dev-registry', ['--config', config, '--dry-run'], { env })
+    expect(dry.stdout).toContain('--env REGISTRY_PROXY_PASSWORD ')
+    const up = await runScript('dev-registry', ['--config', config, '--verbose'], { env })
+    expect(up.code).toBe(0)
+    for (const out of [dry.stdout, dry.stderr, up.stdout, up.stderr]) expect(out).not.toContain(secret)
+    const cache = doc.mirrors[0].name
+    const env2 = JSON.parse((await $({ quiet: true })`docker inspect --format ${'{{json .Config.Env}}'} ${cache}`).stdout) as string[]
+    expect(env2).toContain(`REGISTRY_PROXY_PASSWORD=${secret}`)
+    const logs = await $({ quiet: true })`docker logs ${cache}`
+    expect(logs.stdout + logs.stderr).not.toContain(secret)
+  })
+})

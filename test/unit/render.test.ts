@@ -1,0 +1,96 @@
+import { describe, expect, test } from 'bun:test'
+import { resolveConfig } from '../../scripts/lib/config.ts'
+import { CACHE_ENTRYPOINT, registryContainer } from '../../scripts/lib/render.ts'
+
+const config = resolveConfig({
+  mirrors: [{ host: 'docker.io', credentials: { usernameEnv: 'HUB_USER', passwordEnv: 'HUB_TOKEN' } }, { host: 'ghcr.io' }],
+})
+const [local, hub, ghcr] = config.registries.map(registryContainer)
+
+describe('registry containers', () => {
+  test('the local registry: delete enabled, published on 127.0.0.1, named volume, rotated logs', () => {
+    expect(local.args).toEqual([
+      '--name',
+      'kind-registry',
+      '--label',
+      `devreg.config-hash=${local.hash}`,
+      '--restart=always',
+      '--label',
+      'devreg.managed=true',
+      '--label',
+      'devreg.role=local',
+      '--publish',
+      '127.0.0.1:5001:5000',
+      '--volume',
+      'kind-registry-data:/var/lib/registry',
+      '--log-driver',
+      'json-file',
+      '--log-opt',
+      'max-size=10m',
+      '--log-opt',
+      'max-file=3',
+      '--env',
+      'REGISTRY_STORAGE_DELETE_ENABLED=true',
+      'registry:2',
+    ])
+    expect(local.secretEnv).toEqual({})
+  })
+
+  test('a cache: proxy upstream, delete disabled, no expiry, credentials by name, the offline-safe entrypoint', () => {
+    expect(hub.args.slice(hub.args.indexOf('--publish'))).toEqual([
+      '--publish',
+      '127.0.0.1:5101:5000',
+      '--volume',
+      'kind-cache-docker-io-data:/var/lib/registry',
+      '--log-driver',
+      'json-file',
+      '--log-opt',
+      'max-size=10m',
+      '--log-opt',
+      'max-file=3',
+      '--env',
+      'REGISTRY_PROXY_REMOTEURL=https://registry-1.docker.io',
+      '--env',
+      'REGISTRY_STORAGE_DELETE_ENABLED=false',
+      '--env',
+      'REGISTRY_PROXY_TTL=0',
+      '--env',
+      'REGISTRY_PROXY_USERNAME',
+      '--env',
+      'REGISTRY_PROXY_PASSWORD',
+      '--init',
+      '--entrypoint',
+      '/bin/sh',
+      'registry:2',
+      '-c',
+      CACHE_ENTRYPOINT,
+      'devreg-cache',
+      '/etc/docker/registry/config.yml',
+    ])
+    expect(hub.secretEnv).toEqual({ REGISTRY_PROXY_USERNAME: 'HUB_USER', REGISTRY_PROXY_PASSWORD: 'HUB_TOKEN' })
+    expect(hub.args).toContain('devreg.upstream-host=docker.io')
+  })
+
+  test('a cache without credentials passes none', () => {
+    expect(ghcr.args.filter((a) => a.startsWith('REGISTRY_PROXY_'))).toEqual([
+      'REGISTRY_PROXY_REMOTEURL=https://ghcr.io',
+      'REGISTRY_PROXY_TTL=0',
+    ])
+  })
+
+  test('the hash is stable for the same settings and changes with any of them', () => {
+    const again = registryContainer(
+      resolveConfig({ mirrors: [{ host: 'docker.io', credentials: { usernameEnv: 'HUB_USER', passwordEnv: 'HUB_TOKEN' } }] }).registries[1],
+    )
+    expect(again.hash).toBe(hub.hash)
+    const other = resolveConfig({ mirrors: [{ host: 'docker.io', upstream: 'https://mirror.gcr.io' }] }).registries[1]
+    expect(registryContainer(other).hash).not.toBe(hub.hash)
+    const moved = resolveConfig({ registry: { port: 6000 } }).registries[0]
+    expect(registryContainer(moved).hash).not.toBe(local.hash)
+  })
+
+  test('an IPv6 bind address is bracketed in --publish', () => {
+    const r = resolveConfig({ registry: { bind: '::1' } }).registries[0]
+    expect(registryContainer(r).args).toContain('[::1]:5001:5000')
+  })
+})
