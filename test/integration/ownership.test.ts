@@ -33,12 +33,12 @@ integration('ownership, adoption, purge and secrets', () => {
     const id = await containerId(registry.name)
     const config = fx.config(await docFor(registry), 'adopt.yaml')
 
-    const before = await dockerSnapshot()
+    const before = await dockerSnapshot(fx.prefix)
     const up = await runScript('dev-registry', ['--config', config])
     expect(up.code).toBe(1)
     expect(up.stderr).toContain(`a container named ${registry.name} exists but devreg did not create it`)
     expect(up.stderr).toContain(`dev-registry adopt ${registry.name}`)
-    expect(await dockerSnapshot()).toBe(before)
+    expect(await dockerSnapshot(fx.prefix)).toBe(before)
     expect(await containerId(registry.name)).toBe(id)
 
     const adopt = await runScript('dev-registry', ['--config', config, 'adopt', registry.name])
@@ -60,17 +60,17 @@ integration('ownership, adoption, purge and secrets', () => {
     expect((await runScript('dev-registry', ['--config', config])).code).toBe(0)
     await seed(registry.port, 'beta', 'keep/me')
 
-    const before = await dockerSnapshot()
+    const before = await dockerSnapshot(fx.prefix)
     const refused = await runScript('dev-registry', ['--config', config, 'rm', '--purge'])
     expect(refused.code).toBe(2)
     expect(refused.stderr).toContain(registry.volume)
     expect(refused.stderr).toContain('rerun with --yes')
-    expect(await dockerSnapshot()).toBe(before)
+    expect(await dockerSnapshot(fx.prefix)).toBe(before)
 
     const dry = await runScript('dev-registry', ['--config', config, 'rm', '--purge', '--dry-run'])
     expect(dry.code).toBe(0)
     expect(dry.stdout).toContain(`docker volume rm ${registry.volume}`)
-    expect(await dockerSnapshot()).toBe(before)
+    expect(await dockerSnapshot(fx.prefix)).toBe(before)
 
     const purged = await runScript('dev-registry', ['--config', config, 'rm', '--purge', '--yes'])
     expect(purged.code).toBe(0)

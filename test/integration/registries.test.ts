@@ -132,11 +132,11 @@ integration('dev-registry up', () => {
 
   test('a bad config exits 2 and changes no docker object', async () => {
     const bad = fx.config({ registry: { ...registry, port: 70000 } }, 'bad.yaml')
-    const before = await dockerSnapshot()
+    const before = await dockerSnapshot(fx.prefix)
     const r = await runScript('dev-registry', ['--config', bad])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('registry.port: 70000 is not a port')
-    expect(await dockerSnapshot()).toBe(before)
+    expect(await dockerSnapshot(fx.prefix)).toBe(before)
   })
 
   test('status reports each registry, its mode and whether it matches the config', async () => {
@@ -169,11 +169,11 @@ integration('dev-registry up', () => {
         },
         'taken.yaml',
       )
-      const before = await dockerSnapshot()
+      const before = await dockerSnapshot(fx.prefix)
       const r = await runScript('dev-registry', ['--config', cfg])
       expect(r.code).toBe(1)
       expect(r.stderr).toContain(`port 127.0.0.1:${blocker.port} is already in use`)
-      expect(await dockerSnapshot()).toBe(before)
+      expect(await dockerSnapshot(fx.prefix)).toBe(before)
     } finally {
       blocker.stop(true)
     }

@@ -32,6 +32,11 @@ export class Fixture {
   private networks = new Set<string>()
   readonly dir = mkdtempSync(join(tmpdir(), 'devreg-test-'))
 
+  /** Everything this fixture's names start with. */
+  get prefix(): string {
+    return `dt${this.id}-`
+  }
+
   /** A name unique to this fixture; registered for cleanup as a container, volume or network. */
   name(base: string, kind: 'container' | 'volume' | 'network' = 'container'): string {
     const name = `dt${this.id}-${base}`
@@ -121,15 +126,25 @@ export async function runScript(
   return { code: p.exitCode ?? -1, stdout: p.stdout, stderr: p.stderr }
 }
 
-/** `docker ps -a` IDs, volumes and networks: what "changes no docker object" is checked against. */
-export async function dockerSnapshot(): Promise<string> {
+/**
+ * Container IDs and states, volumes and networks whose names start with
+ * `prefix`: what "changes no docker object" is checked against (test files run
+ * in parallel, so only this file's own objects are compared).
+ */
+export async function dockerSnapshot(prefix: string): Promise<string> {
   const q = $({ quiet: true })
   const [c, v, n] = await Promise.all([
     q`docker ps -a --no-trunc --format ${'{{.ID}} {{.Names}} {{.State}}'}`,
     q`docker volume ls --format {{.Name}}`,
     q`docker network ls --format {{.Name}}`,
   ])
-  return [c.stdout, v.stdout, n.stdout].map((s) => s.split('\n').sort().join('\n')).join('\n--\n')
+  const own = (s: string) =>
+    s
+      .split('\n')
+      .filter((l) => l.split(' ').some((w) => w.startsWith(prefix)))
+      .sort()
+      .join('\n')
+  return [c.stdout, v.stdout, n.stdout].map(own).join('\n--\n')
 }
 
 /** A registry section for a test config with fixture-unique names and free ports. */
