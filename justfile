@@ -14,6 +14,16 @@ default:
 dev-registry *args:
     @{{runtime}} scripts/dev-registry.ts "$@"
 
+# Bring up the registries and the kind or k3d cluster wired to them (--recreate, --dry-run, --json)
+[group('cluster')]
+dev-up *args:
+    @{{runtime}} scripts/dev-up.ts "$@"
+
+# Delete the cluster; registries and caches stay (--purge also removes the caches, after asking)
+[group('cluster')]
+dev-down *args:
+    @{{runtime}} scripts/dev-down.ts "$@"
+
 # Run the unit and integration tests (integration needs Docker; DEVREG_REQUIRE_DOCKER=1 makes its absence a failure)
 [group('dev')]
 test *args:

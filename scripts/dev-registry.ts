@@ -1,13 +1,12 @@
 #!/usr/bin/env -S npx tsx
 // Start the local push registry and one pull-through cache per configured
 // upstream. Idempotent: containers that match the config are left alone.
-import { createInterface } from 'node:readline/promises'
 import { isMain, parseArgs, run } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
-import { formatBytes, log, table, UserError } from './lib/log.ts'
-import { ensureRegistries } from './lib/registries.ts'
+import { log, table, UserError } from './lib/log.ts'
+import { ensureRegistries, removeRegistries } from './lib/registries.ts'
 import { LABEL, registryContainer } from './lib/render.ts'
 
 const USAGE = `Usage: dev-registry [COMMAND] [options]
@@ -90,7 +89,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     case 'stop':
       return stop(config)
     case 'rm':
-      return remove(config, opts)
+      return (await removeRegistries(config, { purge: opts.purge, yes: opts.yes, roles: ['local', 'cache'] })) ? 0 : 1
     case 'adopt':
       return adopt(config, opts.target as string)
   }
@@ -156,50 +155,6 @@ async function stop(config: Config): Promise<number> {
     }
   }
   return 0
-}
-
-async function remove(config: Config, opts: Options): Promise<number> {
-  const present = (await owned(config)).filter(({ container }) => container && docker.isOwned(container))
-  const volumes = opts.purge ? await volumesWithSize(config) : []
-  if (opts.purge && volumes.length) {
-    log.info('These volumes and everything in them would be deleted:')
-    for (const v of volumes) log.info(`  ${v.name.padEnd(36)} ${v.bytes === null ? 'size unknown' : formatBytes(v.bytes)}  (${v.what})`)
-    if (!settings.dryRun && !(await confirm('Delete them?', opts.yes))) {
-      log.info('nothing deleted')
-      return 1
-    }
-  }
-  for (const { registry } of present) {
-    await docker.removeContainer(registry.name)
-    if (!settings.dryRun) log.ok(`${registry.name} removed${opts.purge ? '' : ` (volume ${registry.volume} kept)`}`)
-  }
-  for (const v of volumes) {
-    await docker.removeVolume(v.name)
-    if (!settings.dryRun) log.ok(`volume ${v.name} deleted`)
-  }
-  return 0
-}
-
-async function volumesWithSize(config: Config) {
-  const result = []
-  for (const r of config.registries) {
-    if (!(await docker.volumeExists(r.volume))) continue
-    const what = r.role === 'local' ? 'images pushed to the local registry' : `cache of ${r.host}`
-    result.push({ name: r.volume, what, bytes: await docker.volumeBytes(r.volume, r.image) })
-  }
-  return result
-}
-
-/** Asks on a TTY; without one, only --yes may go ahead (unattended runs must not delete by accident). */
-export async function confirm(question: string, yes: boolean): Promise<boolean> {
-  if (yes) return true
-  if (!process.stdin.isTTY) throw new UserError('refusing to delete without confirmation: no terminal to ask on; rerun with --yes', 2)
-  const rl = createInterface({ input: process.stdin, output: process.stderr })
-  try {
-    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim())
-  } finally {
-    rl.close()
-  }
 }
 
 async function adopt(config: Config, name: string): Promise<number> {

@@ -1,6 +1,7 @@
 // Command-line conventions shared by every script: strict minimist parsing,
 // the entry-point check, and turning errors into exit codes.
 import { realpathSync } from 'node:fs'
+import { createInterface } from 'node:readline/promises'
 import { fileURLToPath } from 'node:url'
 import minimist from 'minimist'
 import { log, UserError } from './log.ts'
@@ -64,5 +65,17 @@ export async function run(main: (argv: string[]) => Promise<number>): Promise<vo
       console.error(err)
       process.exitCode = 1
     }
+  }
+}
+
+/** Asks on a TTY; without one, only --yes may go ahead (unattended runs must not delete by accident). */
+export async function confirm(question: string, yes: boolean): Promise<boolean> {
+  if (yes) return true
+  if (!process.stdin.isTTY) throw new UserError('refusing to delete without confirmation: no terminal to ask on; rerun with --yes', 2)
+  const rl = createInterface({ input: process.stdin, output: process.stderr })
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim())
+  } finally {
+    rl.close()
   }
 }

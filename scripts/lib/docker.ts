@@ -90,7 +90,7 @@ export async function runContainer(
       throw new UserError(`${from} is not set: export it (the credentials of ${spec.name}), or remove credentials from the config`, 2)
     secrets[name] = value
   }
-  await change(['docker', 'run', '--detach', ...(network ? ['--network', network] : []), ...spec.args], { env: secrets })
+  await change(['docker', 'run', '--detach', ...(network ? ['--network', network] : []), ...spec.args], { secretEnv: secrets })
 }
 
 export const removeContainer = (name: string) => change(['docker', 'rm', '--force', '--volumes=false', name])
@@ -99,6 +99,7 @@ export const stopContainer = (name: string) => change(['docker', 'stop', name])
 export const renameContainer = (name: string, to: string) => change(['docker', 'rename', name, to])
 /** Keeps Docker from starting a container again on its own (restart policy "no"). */
 export const disableRestart = (name: string) => change(['docker', 'update', '--restart=no', name])
+export const createNetwork = (name: string) => change(['docker', 'network', 'create', '--label', `${LABEL.managed}=true`, name])
 export const connectNetwork = (network: string, name: string) => change(['docker', 'network', 'connect', network, name])
 
 export async function ensureVolume(name: string): Promise<void> {

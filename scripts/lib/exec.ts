@@ -1,6 +1,8 @@
 // Every external command devreg runs goes through here, so that --dry-run can
 // print it, --verbose can echo it, and tests can see it. Arguments are values
 // or arrays that zx quotes; no command string is ever built by hand.
+import { writeFile as fsWriteFile, mkdir } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { $, quote } from 'zx'
 import { log } from './log.ts'
 
@@ -16,8 +18,10 @@ export const settings: ExecSettings = { dryRun: false, verbose: false }
 export interface CommandOptions {
   /** Content for the command's stdin (files for containers travel this way). */
   input?: string
-  /** Extra environment, e.g. a secret passed by name with `docker run -e NAME`; never printed. */
+  /** Extra environment, printed with the command (KIND_EXPERIMENTAL_DOCKER_NETWORK=kind-net kind ...). */
   env?: Record<string, string>
+  /** Secrets the command reads from its environment (`docker run -e NAME`); never printed. */
+  secretEnv?: Record<string, string>
 }
 
 export interface Result {
@@ -32,7 +36,8 @@ export const history: string[] = []
 
 /** How a command is shown: shell-quoted, with any stdin noted. */
 export function show(argv: string[], opts: CommandOptions = {}): string {
-  const line = argv.map((a) => quote(a)).join(' ')
+  const env = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${quote(v)} `)
+  const line = env.join('') + argv.map((a) => quote(a)).join(' ')
   return opts.input === undefined ? line : `${line} <<'EOF'\n${opts.input.trimEnd()}\nEOF`
 }
 
@@ -43,15 +48,15 @@ async function spawn(argv: string[], opts: CommandOptions): Promise<Result> {
     quiet: true,
     verbose: false,
     input: opts.input,
-    env: opts.env ? { ...process.env, ...opts.env } : process.env,
+    env: { ...process.env, ...opts.env, ...opts.secretEnv },
   })`${cmd} ${args}`
   return { ok: p.exitCode === 0, exitCode: p.exitCode, stdout: p.stdout, stderr: p.stderr }
 }
 
 /** Runs a read-only command, also under --dry-run; never throws on a non-zero exit. */
 export async function probe(argv: string[], opts: CommandOptions = {}): Promise<Result> {
-  history.push(show(argv))
-  if (settings.verbose) log.info(`$ ${show(argv)}`)
+  history.push(show(argv, opts))
+  if (settings.verbose) log.info(`$ ${show(argv, opts)}`)
   try {
     return await spawn(argv, opts)
   } catch (err) {
@@ -97,4 +102,16 @@ export async function changePipe(from: string[], to: string[]): Promise<void> {
   const l = await left
   if (l.exitCode !== 0) throw new Error(`${from.slice(0, 2).join(' ')} failed: ${l.stderr.trim()}`)
   if (out.exitCode !== 0) throw new Error(`${to.slice(0, 2).join(' ')} failed: ${out.stderr.trim()}`)
+}
+
+/** Writes a file devreg generates; under --dry-run its path and content are printed instead. */
+export async function writeFile(path: string, content: string): Promise<void> {
+  history.push(`write ${path}`)
+  if (settings.dryRun) {
+    log.out(`# would write ${path}:\n${content.trimEnd()}`)
+    return
+  }
+  if (settings.verbose) log.info(`# write ${path}`)
+  await mkdir(dirname(path), { recursive: true })
+  await fsWriteFile(path, content, { mode: 0o600 })
 }

@@ -1,11 +1,13 @@
 // The registry containers devreg owns: compare what runs with what the config
 // asks for, then do only what differs. Shared by dev-registry and dev-up.
+
+import { confirm } from './cli.ts'
 import type { Config, Registry } from './config.ts'
 import type { Container } from './docker.ts'
 import * as docker from './docker.ts'
 import { settings } from './exec.ts'
 import { portFree } from './host.ts'
-import { log, UserError } from './log.ts'
+import { formatBytes, log, UserError } from './log.ts'
 import { hostUrl, waitForV2 } from './registry.ts'
 import { type ContainerSpec, LABEL, registryContainer } from './render.ts'
 
@@ -97,12 +99,14 @@ export async function applyRegistries(
       await docker.startContainer(registry.name)
     }
   }
-  // Every registry joins the cluster network whenever it exists, on every
-  // apply, not only at create (the other half of ctlptl #424).
+  // Created and recreated containers started on the network already.
+  const existing = steps.filter((s) => s.action === 'none' || s.action === 'start')
   if (network)
-    for (const s of steps)
-      if (s.action !== 'create' && s.action !== 'recreate' && !s.current?.networks.includes(network))
-        await docker.connectNetwork(network, s.registry.name)
+    await attachRegistries(
+      existing.map((s) => s.registry),
+      network,
+      (name) => existing.find((s) => s.registry.name === name)?.current ?? null,
+    )
   if (!settings.dryRun) {
     const answers = await Promise.all(
       steps.map(async (s) => ({ step: s, answer: await waitForV2(hostUrl(s.registry.bind, s.registry.port), 30_000) })),
@@ -119,10 +123,29 @@ export async function applyRegistries(
       )
   }
   for (const s of steps)
-    (s.action === 'none' ? log.info : log.ok)(
+    (s.action === 'none' || settings.dryRun ? log.info : log.ok)(
       `${s.registry.name.padEnd(28)} ${hostUrl(s.registry.bind, s.registry.port).padEnd(24)} ${(settings.dryRun ? PLAN : APPLY)[s.action]}${s.action === 'none' ? '' : ` (${s.reason})`}`,
     )
   return { changed: steps.filter((s) => s.action !== 'none').length }
+}
+
+/**
+ * Every registry joins the cluster network whenever it exists, on every
+ * apply, not only at create (the other half of ctlptl #424). Returns how many
+ * were connected.
+ */
+export async function attachRegistries(
+  registries: Registry[],
+  network: string,
+  current: (name: string) => Container | null,
+): Promise<number> {
+  let attached = 0
+  for (const r of registries) {
+    if (current(r.name)?.networks.includes(network)) continue
+    await docker.connectNetwork(network, r.name)
+    attached++
+  }
+  return attached
 }
 
 /** Observes and ensures in one go: the `up` of dev-registry and the first phase of dev-up. */
@@ -130,4 +153,42 @@ export async function ensureRegistries(config: Config, env: Record<string, strin
   const [containers, networkExists] = await Promise.all([docker.listContainers(), docker.networkExists(config.network)])
   const steps = await planRegistries(config, containers, env)
   return applyRegistries(steps, networkExists ? config.network : null, env)
+}
+
+/**
+ * Removes the registry containers of the given roles; with `purge` also their
+ * volumes, after listing each with its size and asking (--yes skips it).
+ * Returns false when the user said no.
+ */
+export async function removeRegistries(
+  config: Config,
+  { purge, yes, roles }: { purge: boolean; yes: boolean; roles: Registry['role'][] },
+): Promise<boolean> {
+  const chosen = config.registries.filter((r) => roles.includes(r.role))
+  const containers = await docker.listContainers()
+  const present = chosen.filter((r) => containers.some((c) => c.name === r.name && docker.isOwned(c)))
+  const volumes = []
+  if (purge)
+    for (const r of chosen)
+      if (await docker.volumeExists(r.volume)) {
+        const what = r.role === 'local' ? 'images pushed to the local registry' : `cache of ${r.host}`
+        volumes.push({ name: r.volume, what, bytes: await docker.volumeBytes(r.volume, r.image) })
+      }
+  if (volumes.length) {
+    log.info('These volumes and everything in them would be deleted:')
+    for (const v of volumes) log.info(`  ${v.name.padEnd(36)} ${v.bytes === null ? 'size unknown' : formatBytes(v.bytes)}  (${v.what})`)
+    if (!settings.dryRun && !(await confirm('Delete them?', yes))) {
+      log.info('nothing deleted')
+      return false
+    }
+  }
+  for (const r of present) {
+    await docker.removeContainer(r.name)
+    if (!settings.dryRun) log.ok(`${r.name} removed${purge ? '' : ` (volume ${r.volume} kept)`}`)
+  }
+  for (const v of volumes) {
+    await docker.removeVolume(v.name)
+    if (!settings.dryRun) log.ok(`volume ${v.name} deleted`)
+  }
+  return true
 }

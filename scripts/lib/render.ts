@@ -1,9 +1,12 @@
 // Pure functions from the validated config to the things devreg writes:
-// registry container specs now; cluster files build on the same pattern.
+// registry container settings, the kind config, containerd hosts.toml files,
+// the k3s registries.yaml and the local-registry-hosting ConfigMap.
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import type { Registry } from './config.ts'
-import { ROOT } from './config.ts'
+import { stringify as stringifyToml } from 'smol-toml'
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
+import type { Config, Registry } from './config.ts'
+import { defaultUpstream, ROOT } from './config.ts'
 
 export const LABEL = {
   managed: 'devreg.managed',
@@ -74,4 +77,142 @@ export function registryContainer(r: Registry): ContainerSpec {
     secretEnv,
     hash,
   }
+}
+
+/** Where kind nodes read hosts.toml files (the kind config's patch sets it). */
+export const CERTS_D = '/etc/containerd/certs.d'
+/** Where k3s reads its registries config, once, when it starts. */
+export const K3S_REGISTRIES = '/etc/rancher/k3s/registries.yaml'
+
+export interface Endpoint {
+  url: string
+  /** The URL's path is the API root itself (a Harbor proxy project), not a host to append /v2 to. */
+  overridePath: boolean
+}
+
+/** How nodes reach one registry host: endpoints in order, then `server`. */
+export interface Route {
+  /** The registry host as containerd sees it in an image name: docker.io, localhost:5001, registry.dev.local. */
+  host: string
+  endpoints: Endpoint[]
+  /** Tried last: the real upstream, so a node still pulls when every cache is down. */
+  server: string
+  description: string
+}
+
+const inNetwork = (r: Registry) => `http://${r.name}:5000`
+
+/** The routing every node gets, from which hosts.toml (kind) and registries.yaml (k3d) are rendered. */
+export function registryRoutes(config: Config): Route[] {
+  const local = config.registries.find((r) => r.role === 'local') as Registry
+  const localHost = `${config.registry.bind === '127.0.0.1' ? 'localhost' : config.registry.bind}:${local.port}`
+  const covered = (host: string) => config.aliases.some((a) => a === host || a.startsWith(`${host}/`))
+  // The local registry is listed as a host as well as the server: containerd
+  // 1.6 ignores a hosts.toml that has a server and no host (seen here).
+  const localOnly = [{ url: inNetwork(local), overridePath: false }]
+  const routes: Route[] = [
+    { host: localHost, endpoints: localOnly, server: inNetwork(local), description: 'the local registry, as pushed to from the host' },
+    {
+      host: `${local.name}:5000`,
+      endpoints: localOnly,
+      server: inNetwork(local),
+      description: 'the local registry, by its name on the cluster network',
+    },
+  ]
+  for (const cache of config.registries.filter((r) => r.role === 'cache')) {
+    const host = cache.host as string
+    const canonical = defaultUpstream(host)
+    routes.push({
+      host,
+      endpoints: [
+        ...(covered(host) ? [{ url: inNetwork(local), overridePath: false }] : []),
+        { url: inNetwork(cache), overridePath: false },
+        ...cache.remotes.map((m) => ({
+          url: `${m.url.replace(/\/+$/, '')}${m.path && m.path !== '/' ? m.path : ''}`,
+          overridePath: Boolean(m.path && !/^\/(v2\/?)?$/.test(m.path)),
+        })),
+        ...(cache.upstream !== canonical ? [{ url: cache.upstream as string, overridePath: false }] : []),
+      ],
+      server: canonical,
+      description: `${host}: ${covered(host) ? 'the local registry (alias), then ' : ''}cache ${cache.name}, then the upstream`,
+    })
+  }
+  // An alias of a host no cache mirrors: the local registry, then the host itself.
+  const aliasHosts = [...new Set(config.aliases.map((a) => a.split('/')[0]))].filter((h) => !routes.some((r) => r.host === h))
+  for (const host of aliasHosts) {
+    const hostOnly = config.aliases.includes(host)
+    routes.push({
+      host,
+      endpoints: localOnly,
+      server: hostOnly ? inNetwork(local) : `https://${host}`,
+      description: `${host}: alias of the local registry${hostOnly ? ' (no public fallback)' : ', then the host itself'}`,
+    })
+  }
+  return routes
+}
+
+const HOSTS_TOML_HEADER = '# Written by devreg (scripts/dev-up.ts); rewritten on every dev-up.'
+
+/** The containerd hosts.toml of one route; plain-http hosts carry no TLS settings, `server` is always explicit. */
+export function hostsToml(route: Route): string {
+  const hosts: Record<string, { capabilities: string[]; override_path?: boolean }> = {}
+  for (const e of route.endpoints) hosts[e.url] = { capabilities: ['pull', 'resolve'], ...(e.overridePath ? { override_path: true } : {}) }
+  const body = stringifyToml({ server: route.server, host: hosts })
+  return `${HOSTS_TOML_HEADER}\n# ${route.description}\n${body.trimEnd()}\n`
+}
+
+/** Every hosts.toml a kind node gets: certs.d directory → content. */
+export function kindHostsFiles(config: Config): Map<string, string> {
+  return new Map(registryRoutes(config).map((r) => [`${CERTS_D}/${r.host}`, hostsToml(r)]))
+}
+
+/** True when a hosts.toml in a node was written by devreg (and so may be replaced or removed). */
+export const isDevregHostsToml = (content: string) => content.startsWith(HOSTS_TOML_HEADER)
+
+/** The kind config: templates/kind-config.yaml plus the nodes of the config. */
+export function kindConfig(config: Config): string {
+  const doc = parseYaml(readFileSync(`${ROOT}templates/kind-config.yaml`, 'utf8')) as Record<string, unknown>
+  const image = config.cluster.nodeImage ? { image: config.cluster.nodeImage } : {}
+  const nodes = [
+    { role: 'control-plane', ...image },
+    ...Array.from({ length: config.cluster.workers }, () => ({ role: 'worker', ...image })),
+  ]
+  const { kind, apiVersion, ...rest } = doc
+  const body = stringifyYaml({ kind, apiVersion, name: config.cluster.name, nodes, ...rest }, { lineWidth: 0 })
+  return `# Rendered by devreg from templates/kind-config.yaml and config/devreg.yaml.\n${body}`
+}
+
+/**
+ * The k3s registries.yaml: the same routes as endpoint lists. k3s adds the
+ * host's default endpoint last by itself, so `server` is left out; plain
+ * http:// endpoints need no `configs`.
+ */
+export function k3sRegistries(config: Config): string {
+  const mirrors: Record<string, { endpoint: string[] }> = {}
+  for (const r of registryRoutes(config)) {
+    mirrors[r.host] = { endpoint: r.endpoints.map((e) => e.url) }
+  }
+  return `# Written by devreg (scripts/dev-up.ts); k3s reads it only when it starts.\n${stringifyYaml({ mirrors }, { lineWidth: 0 })}`
+}
+
+/** The KEP-1755 local-registry-hosting ConfigMap, with the fields kind's guide (kind) or k3d itself (k3d) writes. */
+export function registryHostingConfigMap(config: Config): string {
+  const local = config.registries.find((r) => r.role === 'local') as Registry
+  const host = `${local.bind === '127.0.0.1' ? 'localhost' : local.bind}:${local.port}`
+  const inCluster = `${local.name}:5000`
+  const hosting =
+    config.cluster.provider === 'kind'
+      ? { host, hostFromClusterNetwork: inCluster, help: 'https://kind.sigs.k8s.io/docs/user/local-registry/' }
+      : {
+          host,
+          hostFromContainerRuntime: inCluster,
+          hostFromClusterNetwork: inCluster,
+          help: 'https://k3d.io/stable/usage/registries/#using-a-local-registry',
+        }
+  return stringifyYaml({
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'local-registry-hosting', namespace: 'kube-public' },
+    data: { 'localRegistryHosting.v1': stringifyYaml(hosting) },
+  })
 }

@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url'
 import { $ } from 'zx'
 
 export const REGISTRY_IMAGE = 'devreg-test/registry:2'
+/** The stand-in clusters' node image: real containerd, no kubelet. */
+export const NODE_IMAGE = 'devreg-test/node:1'
 /** Sample images: name → layer sizes in bytes. */
 export const SAMPLES = {
   alpha: [1_500_000, 700_000],
@@ -25,6 +27,37 @@ async function imageExists(ref: string): Promise<boolean> {
   return (await $({ nothrow: true, quiet: true })`docker image inspect ${ref}`).exitCode === 0
 }
 
+/**
+ * Builds test/images/NAME/Dockerfile on a root filesystem of the given host
+ * files, their shared libraries (as ldd lists them), busybox for a shell and
+ * tools, and an nsswitch.conf (glibc resolves names through files, then DNS).
+ */
+async function buildFromScratch(tag: string, name: string, files: [from: string, to: string][]): Promise<void> {
+  const ctx = mkdtempSync(join(tmpdir(), `devreg-${name}-image-`))
+  const rootfs = join(ctx, 'rootfs')
+  const put = (from: string, to: string) => {
+    mkdirSync(dirname(join(rootfs, to)), { recursive: true })
+    copyFileSync(from, join(rootfs, to))
+  }
+  const libs = new Set<string>()
+  for (const [from] of files) {
+    const ldd = await $({ quiet: true, nothrow: true })`ldd ${from}`
+    for (const m of ldd.stdout.matchAll(/(\/\S+\.so[^\s]*)/g)) libs.add(m[1])
+  }
+  for (const [from, to] of [...files, ['/bin/busybox', 'bin/busybox'] as [string, string]]) put(from, to)
+  for (const lib of libs) put(lib, lib.slice(1))
+  mkdirSync(join(rootfs, 'etc'), { recursive: true })
+  writeFileSync(join(rootfs, 'etc/nsswitch.conf'), 'hosts: files dns\n')
+  mkdirSync(join(rootfs, 'tmp'))
+  mkdirSync(join(rootfs, 'var/lib'), { recursive: true })
+  await $`chmod 1777 ${join(rootfs, 'tmp')}`
+  await $`chmod -R a+rX ${rootfs}`
+  for (const [, to] of files) if (!to.startsWith('etc/')) await $`chmod 755 ${join(rootfs, to)}`
+  await $`chmod 755 ${join(rootfs, 'bin/busybox')}`
+  copyFileSync(join(here, `../images/${name}/Dockerfile`), join(ctx, 'Dockerfile'))
+  await $({ quiet: true })`docker build --quiet --tag ${tag} ${ctx}`
+}
+
 async function buildRegistryImage(): Promise<void> {
   if (await imageExists(REGISTRY_IMAGE)) return
   const binary = '/usr/bin/docker-registry'
@@ -36,26 +69,22 @@ async function buildRegistryImage(): Promise<void> {
     }
     throw new Error(`${binary} not found: apt-get install docker-registry (or docker pull registry:2), then run the tests again`)
   }
-  const ctx = mkdtempSync(join(tmpdir(), 'devreg-registry-image-'))
-  const rootfs = join(ctx, 'rootfs')
-  const put = (from: string, to: string) => {
-    mkdirSync(dirname(join(rootfs, to)), { recursive: true })
-    copyFileSync(from, join(rootfs, to))
-  }
-  put(binary, 'bin/registry')
-  put('/bin/busybox', 'bin/busybox')
-  // The registry binary's libraries, as ldd lists them.
-  const ldd = (await $`ldd ${binary}`).stdout
-  for (const m of ldd.matchAll(/(\/\S+\.so[^\s]*)/g)) put(m[1], m[1].slice(1))
-  put(join(here, '../images/registry/entrypoint.sh'), 'entrypoint.sh')
-  put(join(here, '../images/registry/config.yml'), 'etc/docker/registry/config.yml')
-  writeFileSync(join(rootfs, 'etc/nsswitch.conf'), 'hosts: files dns\n')
-  mkdirSync(join(rootfs, 'tmp'), { mode: 0o1777 })
-  mkdirSync(join(rootfs, 'var/lib/registry'), { recursive: true })
-  copyFileSync(join(here, '../images/registry/Dockerfile'), join(ctx, 'Dockerfile'))
-  await $`chmod 755 ${join(rootfs, 'entrypoint.sh')} ${join(rootfs, 'bin/registry')} ${join(rootfs, 'bin/busybox')}`
-  await $`chmod 1777 ${join(rootfs, 'tmp')}`
-  await $({ quiet: true })`docker build --quiet --tag ${REGISTRY_IMAGE} ${ctx}`
+  await buildFromScratch(REGISTRY_IMAGE, 'registry', [
+    [binary, 'bin/registry'],
+    [join(here, '../images/registry/entrypoint.sh'), 'entrypoint.sh'],
+    [join(here, '../images/registry/config.yml'), 'etc/docker/registry/config.yml'],
+  ])
+}
+
+async function buildNodeImage(): Promise<void> {
+  if (await imageExists(NODE_IMAGE)) return
+  const binaries = ['/usr/bin/containerd', '/usr/bin/ctr', '/usr/bin/containerd-shim-runc-v2', '/usr/sbin/runc', '/usr/bin/getent']
+  const missing = binaries.filter((b) => !existsSync(b))
+  if (missing.length) throw new Error(`${missing.join(', ')} not found: apt-get install containerd runc, then run the tests again`)
+  await buildFromScratch(NODE_IMAGE, 'node', [
+    ...binaries.map((b): [string, string] => [b, `bin/${b.split('/').pop()}`]),
+    [join(here, '../images/node/init.sh'), 'init.sh'],
+  ])
 }
 
 async function buildSample(name: Sample): Promise<void> {
@@ -73,7 +102,7 @@ async function buildSample(name: Sample): Promise<void> {
 }
 
 export async function prepareImages(): Promise<void> {
-  await buildRegistryImage()
+  await Promise.all([buildRegistryImage(), buildNodeImage()])
   await Promise.all((Object.keys(SAMPLES) as Sample[]).map(buildSample))
 }
 

@@ -1,0 +1,63 @@
+#!/usr/bin/env -S npx tsx
+// Delete the cluster. The registries and their caches stay, so the next
+// dev-up pulls nothing it has seen before; --purge also removes the caches.
+import { isMain, parseArgs, run } from './lib/cli.ts'
+import { deleteCluster, findClusters, requireTools } from './lib/cluster.ts'
+import { loadConfig } from './lib/config.ts'
+import * as docker from './lib/docker.ts'
+import { settings } from './lib/exec.ts'
+import { log, UserError } from './lib/log.ts'
+import { removeRegistries } from './lib/registries.ts'
+
+const USAGE = `Usage: dev-down [options]
+
+Deletes the kind or k3d cluster of the config. The local registry and the
+caches keep running with their data.
+
+Options:
+  --config PATH   read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]
+  --purge         also remove the caches and their volumes (never the local
+                  registry's pushed images: that is \`dev-registry rm --purge\`),
+                  after listing each volume with its size and asking
+  --yes, -y       do not ask
+  --dry-run       print the commands instead of running them
+  --json          print what was deleted as JSON
+  --verbose, -v   echo every command
+  --help, -h      show this help
+
+Examples:
+  dev-down
+  dev-down --purge --dry-run`
+
+export async function main(argv = process.argv.slice(2)): Promise<number> {
+  const args = parseArgs(
+    argv,
+    { string: ['config'], boolean: ['purge', 'yes', 'dry-run', 'json', 'verbose', 'help'], alias: { y: 'yes', v: 'verbose', h: 'help' } },
+    USAGE,
+  )
+  if (args.help) {
+    log.out(USAGE)
+    return 0
+  }
+  if (args._.length) throw new UserError(`unexpected argument ${args._[0]}\n\n${USAGE}`, 2)
+  settings.dryRun = args['dry-run']
+  settings.verbose = args.verbose
+  const config = loadConfig({ configPath: args.config })
+  const { name, provider } = config.cluster
+
+  // 1. Delete the cluster, if there is one.
+  const cluster = findClusters(name, await docker.listContainers()).find((c) => c.provider === provider)
+  if (cluster) {
+    if (!settings.dryRun) await requireTools([provider])
+    await deleteCluster(cluster)
+    if (!settings.dryRun) log.ok(`deleted ${provider} cluster ${name}; registries and caches kept`)
+  } else log.info(`no ${provider} cluster named ${name}: nothing to delete`)
+
+  // 2. With --purge, the caches and their volumes too.
+  let purged = true
+  if (args.purge) purged = await removeRegistries(config, { purge: true, yes: args.yes, roles: ['cache'] })
+  if (args.json) log.out(JSON.stringify({ cluster: name, provider, deleted: Boolean(cluster), cachesPurged: args.purge && purged }))
+  return purged ? 0 : 1
+}
+
+if (isMain(import.meta.url)) await run(main)

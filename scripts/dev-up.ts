@@ -1,0 +1,175 @@
+#!/usr/bin/env -S npx tsx
+// Bring up the registries and a kind or k3d cluster whose nodes pull through
+// them; on an existing cluster, reconcile its mirrors and network instead.
+import { isMain, parseArgs, run } from './lib/cli.ts'
+import {
+  applyRegistryHosting,
+  clusterDrift,
+  createCluster,
+  deleteCluster,
+  findClusters,
+  kubeContext,
+  reconcileMirrors,
+  requireTools,
+  waitReady,
+} from './lib/cluster.ts'
+import { type Config, loadConfig } from './lib/config.ts'
+import * as docker from './lib/docker.ts'
+import { settings } from './lib/exec.ts'
+import { log, UserError } from './lib/log.ts'
+import { applyRegistries, attachRegistries, planRegistries } from './lib/registries.ts'
+
+const USAGE = `Usage: dev-up [options]
+
+Ensures the local registry and the caches, creates the kind or k3d cluster of
+the config wired to them (or reconciles an existing one), publishes the
+local-registry-hosting ConfigMap and waits until the nodes are Ready.
+
+Options:
+  --config PATH   read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]
+  --recreate      delete and recreate a cluster that differs from the config
+  --dry-run       print every command and file instead of running or writing them
+  --json          print a JSON summary on stdout
+  --verbose, -v   echo every command
+  --help, -h      show this help
+
+Examples:
+  dev-up
+  dev-up --dry-run
+  dev-up --recreate --config config/k3d.yaml`
+
+interface Summary {
+  cluster: string
+  provider: string
+  context: string
+  created: boolean
+  changes: string[]
+  drift: string[]
+  phases: Record<string, number>
+  push: string
+  pullInCluster: string
+}
+
+export async function main(argv = process.argv.slice(2)): Promise<number> {
+  const args = parseArgs(
+    argv,
+    { string: ['config'], boolean: ['recreate', 'dry-run', 'json', 'verbose', 'help'], alias: { v: 'verbose', h: 'help' } },
+    USAGE,
+  )
+  if (args.help) {
+    log.out(USAGE)
+    return 0
+  }
+  if (args._.length) throw new UserError(`unexpected argument ${args._[0]}\n\n${USAGE}`, 2)
+  settings.dryRun = args['dry-run']
+  settings.verbose = args.verbose
+  const config = loadConfig({ configPath: args.config })
+  const summary = await up(config, args.recreate)
+  if (args.json) log.out(JSON.stringify(summary, null, 2))
+  return 0
+}
+
+async function up(config: Config, recreate: boolean): Promise<Summary> {
+  const { provider, name } = config.cluster
+  const phases: Record<string, number> = {}
+  const phase = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
+    const start = performance.now()
+    log.step(`${Object.keys(phases).length + 1}. ${label}`)
+    const result = await fn()
+    phases[label] = Math.round(performance.now() - start)
+    log.info(`   ${label}: ${(phases[label] / 1000).toFixed(1)}s`)
+    return result
+  }
+
+  // 0. Prerequisites, all checked before anything changes.
+  const [containers, networkExists] = await Promise.all([docker.listContainers(), docker.networkExists(config.network)])
+  if (!settings.dryRun) await requireTools([provider, 'kubectl'])
+  const steps = await planRegistries(config, containers)
+  const existing = findClusters(name, containers)
+  const drift = existing.flatMap((c) => clusterDrift(config, c))
+  if (drift.length && !recreate)
+    log.warn(
+      `cluster ${name} differs from the config: ${drift.join('; ')}. Run \`dev-up --recreate\` to delete and recreate it (cached images stay).`,
+    )
+  let cluster = existing.find((c) => c.provider === provider) ?? null
+  const changes: string[] = []
+
+  // 1. Registries. k3d nodes pull their system images from docker.io while
+  // booting, so for k3d the network and every registry on it come first.
+  await phase('registries', async () => {
+    let network = networkExists ? config.network : null
+    if (provider === 'k3d' && !network) {
+      await docker.createNetwork(config.network)
+      network = config.network
+    }
+    const { changed } = await applyRegistries(steps, network)
+    if (changed) changes.push(`${changed} registr${changed === 1 ? 'y' : 'ies'} created or updated`)
+  })
+
+  // 2. The cluster.
+  const created = await phase('cluster', async () => {
+    if (drift.length && recreate)
+      for (const c of existing) {
+        await deleteCluster(c)
+        changes.push(`deleted ${c.provider} cluster ${c.name} (${drift.join('; ')})`)
+        if (c === cluster) cluster = null
+      }
+    if (cluster) {
+      log.info(`   ${provider} cluster ${name} exists: reconciling it`)
+      return false
+    }
+    await createCluster(config)
+    changes.push(`created ${provider} cluster ${name}`)
+    return true
+  })
+  const nodes = async () => {
+    const found = findClusters(name, await docker.listContainers()).find((c) => c.provider === provider)
+    if (!found && !settings.dryRun)
+      throw new UserError(`${provider} reported success but no node of cluster ${name} runs: see \`docker ps -a\``)
+    return found ?? { provider, name, nodes: [] }
+  }
+
+  // 3. Mirrors: every registry on the cluster network, every node's routing as the config says.
+  await phase('mirrors', async () => {
+    const current = await nodes()
+    const containers = await docker.listContainers()
+    const attached = await attachRegistries(config.registries, config.network, (n) => containers.find((c) => c.name === n) ?? null)
+    if (attached) changes.push(`attached ${attached} registr${attached === 1 ? 'y' : 'ies'} to network ${config.network}`)
+    if (!created || provider === 'kind') changes.push(...(await reconcileMirrors(config, current)))
+  })
+
+  // 4. The KEP-1755 ConfigMap, so Tilt and others find the local registry.
+  await phase('configmap', async () => {
+    const out = await applyRegistryHosting(config)
+    if (/created|configured/.test(out)) changes.push(`local-registry-hosting ConfigMap ${out.trim().split(' ').pop()}`)
+  })
+
+  // 5. Ready nodes, within cluster.waitTimeout.
+  await phase('ready', async () => {
+    try {
+      await waitReady(config)
+    } catch (err) {
+      throw new UserError(
+        `nodes of ${name} are not Ready within ${config.cluster.waitTimeout}: \`kubectl --context ${kubeContext(config)} get nodes\` shows why; raise cluster.waitTimeout if they are just slow (${(err as Error).message.split('\n')[0]})`,
+      )
+    }
+  })
+
+  const local = config.registries[0]
+  const push = `localhost:${local.port}/NAME:TAG`
+  const pullInCluster = `localhost:${local.port}/NAME:TAG (or ${local.name}:5000/NAME:TAG)`
+  if (!settings.dryRun) {
+    log.info(
+      changes.length
+        ? `\nchanged:\n  ${changes.join('\n  ')}`
+        : '\nnothing changed: registries, cluster and mirrors already match the config',
+    )
+    log.info(`\npush:    docker push ${push}`)
+    log.info(`use:     image: ${pullInCluster}`)
+    for (const r of config.registries.filter((x) => x.role === 'cache'))
+      log.info(`pulls of ${r.host}/* go through ${r.name} (localhost:${r.port} from the host)`)
+  }
+  return { cluster: name, provider, context: kubeContext(config), created, changes, drift, phases, push, pullInCluster }
+}
+
+if (isMain(import.meta.url)) await run(main)

@@ -1,0 +1,241 @@
+// The kind or k3d cluster: observe it from Docker's labels (as kind and k3d
+// themselves do), create and delete it with its own CLI, and keep its nodes'
+// registry routing equal to what render.ts derives from the config.
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Config, Provider } from './config.ts'
+import type { Container } from './docker.ts'
+import { change, probe, settings, writeFile } from './exec.ts'
+import { log, UserError } from './log.ts'
+import {
+  CERTS_D,
+  isDevregHostsToml,
+  K3S_REGISTRIES,
+  k3sRegistries,
+  kindConfig,
+  kindHostsFiles,
+  registryHostingConfigMap,
+} from './render.ts'
+
+export interface Node {
+  name: string
+  role: 'control-plane' | 'worker' | 'server' | 'agent'
+  image: string
+  running: boolean
+}
+
+export interface Cluster {
+  provider: Provider
+  name: string
+  nodes: Node[]
+}
+
+const KIND_CLUSTER = 'io.x-k8s.kind.cluster'
+const KIND_ROLE = 'io.x-k8s.kind.role'
+
+export const INSTALL: Record<string, string> = {
+  kind: 'install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation',
+  k3d: 'install k3d: https://k3d.io/stable/#installation',
+  kubectl: 'install kubectl: https://kubernetes.io/docs/tasks/tools/',
+}
+
+/** Fails with how to install each missing tool. */
+export async function requireTools(tools: string[]): Promise<void> {
+  const missing = []
+  for (const t of tools) if (!(await probe(['sh', '-c', 'command -v "$1"', 'sh', t])).ok) missing.push(t)
+  if (missing.length) throw new UserError(missing.map((t) => `${t} not found on PATH: ${INSTALL[t]}`).join('\n'))
+}
+
+/** Every cluster with this name, of either provider (the load balancers and registries are not nodes). */
+export function findClusters(name: string, containers: Container[]): Cluster[] {
+  const node = (c: Container, role: string): Node => ({
+    name: c.name,
+    role: role as Node['role'],
+    image: c.image,
+    running: c.state === 'running',
+  })
+  const kind = containers.filter((c) => c.labels[KIND_CLUSTER] === name && c.labels[KIND_ROLE] !== 'external-load-balancer')
+  const k3d = containers.filter(
+    (c) => c.labels.app === 'k3d' && c.labels['k3d.cluster'] === name && ['server', 'agent'].includes(c.labels['k3d.role']),
+  )
+  return [
+    ...(kind.length ? [{ provider: 'kind' as const, name, nodes: kind.map((c) => node(c, c.labels[KIND_ROLE])) }] : []),
+    ...(k3d.length ? [{ provider: 'k3d' as const, name, nodes: k3d.map((c) => node(c, c.labels['k3d.role'])) }] : []),
+  ]
+}
+
+/** How an existing cluster differs from the config (node count, node image, provider); empty when it matches. */
+export function clusterDrift(config: Config, cluster: Cluster): string[] {
+  const want = config.cluster
+  if (cluster.provider !== want.provider) return [`it is a ${cluster.provider} cluster, the config says ${want.provider}`]
+  const drift: string[] = []
+  const workers = cluster.nodes.filter((n) => n.role === 'worker' || n.role === 'agent').length
+  const controls = cluster.nodes.length - workers
+  if (controls !== 1) drift.push(`it has ${controls} control-plane nodes, the config 1`)
+  if (workers !== want.workers) drift.push(`it has ${workers} worker nodes, the config ${want.workers}`)
+  if (want.nodeImage) {
+    const other = cluster.nodes.find((n) => n.image.split('@')[0] !== want.nodeImage?.split('@')[0])
+    if (other) drift.push(`node ${other.name} runs ${other.image}, the config says ${want.nodeImage}`)
+  }
+  return drift
+}
+
+export const kubeContext = (config: Config) => `${config.cluster.provider}-${config.cluster.name}`
+
+/** The registries.yaml devreg hands to k3d; kept outside the repo, readable by the user only. */
+export const k3dRegistriesFile = (config: Config) => join(tmpdir(), `devreg-k3d-${config.cluster.name}-registries.yaml`)
+
+export async function createCluster(config: Config): Promise<void> {
+  const { name, workers, nodeImage } = config.cluster
+  if (config.cluster.provider === 'kind') {
+    // A network other than "kind" reaches kind only through this variable.
+    const env: Record<string, string> = config.network === 'kind' ? {} : { KIND_EXPERIMENTAL_DOCKER_NETWORK: config.network }
+    await change(['kind', 'create', 'cluster', '--name', name, '--config', '-'], { input: kindConfig(config), env })
+    return
+  }
+  const file = k3dRegistriesFile(config)
+  await writeFile(file, k3sRegistries(config))
+  await change([
+    'k3d',
+    'cluster',
+    'create',
+    name,
+    '--network',
+    config.network,
+    '--registry-config',
+    file,
+    '--agents',
+    String(workers),
+    ...(nodeImage ? ['--image', nodeImage] : []),
+  ])
+}
+
+export async function deleteCluster(cluster: Cluster): Promise<void> {
+  if (cluster.provider === 'kind') await change(['kind', 'delete', 'cluster', '--name', cluster.name])
+  else await change(['k3d', 'cluster', 'delete', cluster.name])
+}
+
+/**
+ * Makes every node's registry routing match the config; returns what changed.
+ * kind: one hosts.toml per registry host, which containerd re-reads on every
+ * pull. k3d: registries.yaml, which k3s reads only at start, so a change
+ * restarts the nodes.
+ */
+export async function reconcileMirrors(config: Config, cluster: Cluster): Promise<string[]> {
+  return cluster.provider === 'kind' ? reconcileKind(config, cluster) : reconcileK3d(config, cluster)
+}
+
+async function reconcileKind(config: Config, cluster: Cluster): Promise<string[]> {
+  const desired = kindHostsFiles(config)
+  const changes: string[] = []
+  if (!cluster.nodes.length && settings.dryRun)
+    for (const [dir, content] of desired) log.out(`# would write into every node ${dir}/hosts.toml:\n${content.trimEnd()}`)
+  await Promise.all(
+    cluster.nodes.map(async (node) => {
+      const current = await readHostsFiles(node.name)
+      for (const [dir, content] of desired) {
+        if (current.get(dir) === content) continue
+        // Content on stdin, the directory as $1: nothing from the config is
+        // interpolated into the script. mv makes the new file appear whole.
+        await change(
+          [
+            'docker',
+            'exec',
+            '-i',
+            node.name,
+            'sh',
+            '-c',
+            'mkdir -p "$1" && cat > "$1/hosts.toml.tmp" && mv "$1/hosts.toml.tmp" "$1/hosts.toml"',
+            'sh',
+            dir,
+          ],
+          {
+            input: content,
+          },
+        )
+        changes.push(`${node.name}: ${current.has(dir) ? 'rewrote' : 'wrote'} ${dir}/hosts.toml`)
+      }
+      for (const [dir, content] of current) {
+        if (desired.has(dir) || !isDevregHostsToml(content)) continue
+        await change(['docker', 'exec', node.name, 'rm', '-rf', dir])
+        changes.push(`${node.name}: removed ${dir}/hosts.toml (no longer in the config)`)
+      }
+      await requireConfigPath(node.name)
+    }),
+  )
+  return changes.sort()
+}
+
+/** The hosts.toml files in a node's certs.d, read in one exec. */
+async function readHostsFiles(node: string): Promise<Map<string, string>> {
+  const r = await probe([
+    'docker',
+    'exec',
+    node,
+    'sh',
+    '-c',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, not a template
+    'for f in "$1"/*/hosts.toml; do [ -f "$f" ] || continue; printf "\\036%s\\n" "${f%/hosts.toml}"; cat "$f"; done',
+    'sh',
+    CERTS_D,
+  ])
+  const files = new Map<string, string>()
+  for (const chunk of r.stdout.split('\x1e').slice(1)) {
+    const nl = chunk.indexOf('\n')
+    files.set(chunk.slice(0, nl), chunk.slice(nl + 1))
+  }
+  return files
+}
+
+/** containerd ignores keys it does not know, so a patch under the wrong table would pass silently. */
+async function requireConfigPath(node: string): Promise<void> {
+  if (settings.dryRun) return
+  const dump = await probe(['docker', 'exec', node, 'containerd', 'config', 'dump'])
+  if (!dump.ok || !dump.stdout.includes(`config_path = "${CERTS_D}"`))
+    throw new UserError(
+      `containerd in ${node} does not read ${CERTS_D} (config_path is not set in \`containerd config dump\`): ` +
+        'its config did not take the kind config patch; recreate the cluster with `dev-up --recreate`',
+    )
+}
+
+async function reconcileK3d(config: Config, cluster: Cluster): Promise<string[]> {
+  const desired = k3sRegistries(config)
+  await writeFile(k3dRegistriesFile(config), desired)
+  const stale = []
+  for (const node of cluster.nodes) {
+    const current = await probe(['docker', 'exec', node.name, 'cat', K3S_REGISTRIES])
+    if (current.stdout !== desired) stale.push(node)
+  }
+  if (!stale.length) return []
+  for (const node of cluster.nodes)
+    await change(
+      [
+        'docker',
+        'exec',
+        '-i',
+        node.name,
+        'sh',
+        '-c',
+        'mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && mv "$1.tmp" "$1"',
+        'sh',
+        K3S_REGISTRIES,
+      ],
+      {
+        input: desired,
+      },
+    )
+  // k3s reads registries.yaml only when it starts.
+  await change(['k3d', 'cluster', 'stop', cluster.name])
+  await change(['k3d', 'cluster', 'start', cluster.name])
+  return [`rewrote ${K3S_REGISTRIES} in ${cluster.nodes.map((n) => n.name).join(', ')} and restarted them (k3s reads it only at start)`]
+}
+
+/** Publishes where the local registry is (KEP-1755), for Tilt and other tools. */
+export async function applyRegistryHosting(config: Config): Promise<string> {
+  return change(['kubectl', '--context', kubeContext(config), 'apply', '-f', '-'], { input: registryHostingConfigMap(config) })
+}
+
+export async function waitReady(config: Config): Promise<void> {
+  const timeout = config.cluster.waitTimeout
+  await change(['kubectl', '--context', kubeContext(config), 'wait', '--for=condition=Ready', 'nodes', '--all', `--timeout=${timeout}`])
+}

@@ -1,0 +1,122 @@
+// Shared by the kind, k3d and kubectl stand-ins: they run real containerd
+// nodes (devreg-test/node) with docker, and refuse, loudly and with exit 1,
+// anything the real tools would not accept or the stand-ins do not implement.
+import { $ } from 'zx'
+
+export const NODE_IMAGE = 'devreg-test/node:1'
+
+export function refuse(tool: string, what: string): never {
+  process.stderr.write(`${tool} (devreg test stand-in): ${what}\n`)
+  process.exit(1)
+}
+
+export interface Flag {
+  name: string
+  short?: string
+  /** Takes a value (--name X or --name=X); booleans may be given as --flag=false. */
+  value: boolean
+  repeat?: boolean
+}
+
+/** Parses flags strictly: any flag not in `flags` is refused, as cobra would. */
+export function parseFlags(
+  tool: string,
+  argv: string[],
+  flags: Flag[],
+): { flags: Record<string, string | string[] | boolean>; args: string[] } {
+  const out: Record<string, string | string[] | boolean> = {}
+  const args: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (!a.startsWith('-') || a === '-') {
+      args.push(a)
+      continue
+    }
+    const [key, inline] = a.split(/=(.*)/s, 2)
+    const f = flags.find((x) => key === `--${x.name}` || (x.short && key === `-${x.short}`))
+    if (!f) refuse(tool, `unknown flag: ${key}`)
+    let v: string | boolean
+    if (f.value) {
+      v = inline ?? argv[++i]
+      if (v === undefined) refuse(tool, `flag needs an argument: ${key}`)
+    } else {
+      if (inline !== undefined && inline !== 'true' && inline !== 'false') refuse(tool, `invalid boolean for ${key}: ${inline}`)
+      v = inline !== 'false'
+    }
+    if (f.repeat) out[f.name] = [...((out[f.name] as string[]) ?? []), v as string]
+    else out[f.name] = v
+  }
+  return { flags: out, args }
+}
+
+/** Refuses any key of `obj` not in `allowed` (the real tools decode their configs strictly). */
+export function strictKeys(tool: string, where: string, obj: unknown, allowed: string[]): Record<string, unknown> {
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) refuse(tool, `${where} must be a mapping`)
+  for (const k of Object.keys(obj as object)) if (!allowed.includes(k)) refuse(tool, `${where}: unknown field "${k}"`)
+  return obj as Record<string, unknown>
+}
+
+const q = () => $({ quiet: true })
+
+export async function ensureNetwork(name: string): Promise<boolean> {
+  if ((await $({ quiet: true, nothrow: true })`docker network inspect ${name}`).exitCode === 0) return false
+  await q()`docker network create ${name}`
+  return true
+}
+
+/** Starts a node container: real containerd, started by the image's init once a config is written. */
+export async function startNode(name: string, network: string, labels: Record<string, string>, image = NODE_IMAGE): Promise<void> {
+  const labelArgs = Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])
+  // --privileged fails on these machines; containerd needs SYS_ADMIN for its mounts.
+  await q()`docker run -d --name ${name} --hostname ${name} --network ${network} --cap-add SYS_ADMIN ${labelArgs} ${image}`
+}
+
+export async function writeIn(node: string, path: string, content: string): Promise<void> {
+  await $({ quiet: true, input: content })`docker exec -i ${node} sh -c ${'mkdir -p "$(dirname "$1")" && cat > "$1"'} sh ${path}`
+}
+
+/** Waits until the node's containerd answers. */
+export async function waitContainerd(node: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while ((await $({ quiet: true, nothrow: true })`docker exec ${node} ctr version`).exitCode !== 0) {
+    if (Date.now() > deadline) throw new Error(`containerd in ${node} did not start`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
+/** Node containers with a label, as `docker ps -a` sees them. */
+export async function containersWith(
+  label: string,
+): Promise<{ name: string; state: string; labels: Record<string, string>; image: string }[]> {
+  const r = await q()`docker ps -a --filter ${`label=${label}`} --format ${'{{json .}}'}`
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .map((c) => ({
+      name: c.Names,
+      state: c.State,
+      image: c.Image,
+      labels: Object.fromEntries(
+        String(c.Labels)
+          .split(',')
+          .map((p: string) => p.split(/=(.*)/s, 2)),
+      ),
+    }))
+}
+
+/**
+ * containerd 1.6's config (version 2) as a node image ships it: overlayfs,
+ * runc, and no registry settings: kind's patch must add config_path.
+ */
+export const BASE_CONTAINERD_CONFIG = `version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "registry.k8s.io/pause:3.9"
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      snapshotter = "overlayfs"
+      default_runtime_name = "runc"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+`
