@@ -156,3 +156,11 @@ export async function testRegistry(fx: Fixture) {
     volume: fx.name('registry-data', 'volume'),
   }
 }
+
+/** Environment for scripts that call kind, k3d and kubectl: the stand-ins first on PATH. */
+export function standInEnv(fx: Fixture): Record<string, string> {
+  return {
+    PATH: `${join(ROOT, 'test/stand-ins/bin')}:${process.env.PATH}`,
+    DEVREG_STANDIN_STATE: join(fx.dir, 'kube'),
+  }
+}

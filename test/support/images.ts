@@ -17,6 +17,9 @@ export const SAMPLES = {
   alpha: [1_500_000, 700_000],
   beta: [900_000],
   gamma: [1_200_000, 300_000],
+  delta: [800_000],
+  epsilon: [600_000, 400_000],
+  zeta: [500_000],
 } as const
 export type Sample = keyof typeof SAMPLES
 export const sampleImage = (name: Sample) => `devreg-test/sample-${name}:1`

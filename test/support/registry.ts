@@ -77,3 +77,25 @@ export async function eventually(what: string, fn: () => Promise<boolean>, timeo
     await Bun.sleep(250)
   }
 }
+
+/**
+ * Bytes of blobs a registry has served, summed from its access log
+ * (distribution logs `response completed` with http.response.written for
+ * every request). Manifest requests and HEADs are not counted.
+ */
+export async function servedBlobBytes(container: string): Promise<number> {
+  const logs = await $({ quiet: true })`docker logs ${container}`
+  let total = 0
+  for (const line of `${logs.stdout}\n${logs.stderr}`.split('\n')) {
+    if (!line.includes('response completed') || !line.includes('http.request.method=GET')) continue
+    if (!/http\.request\.uri="\/v2\/[^"]*\/blobs\//.test(line)) continue
+    total += Number(/http\.response\.written=(\d+)/.exec(line)?.[1] ?? 0)
+  }
+  return total
+}
+
+/** Pulls an image inside a node with containerd's own client and the node's hosts.toml files. */
+export async function nodePull(node: string, ref: string, hostsDir = '/etc/containerd/certs.d'): Promise<{ ok: boolean; output: string }> {
+  const r = await $({ quiet: true, nothrow: true })`docker exec ${node} ctr -n k8s.io images pull --hosts-dir ${hostsDir} ${ref}`
+  return { ok: r.exitCode === 0, output: r.stdout + r.stderr }
+}
