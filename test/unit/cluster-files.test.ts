@@ -1,0 +1,146 @@
+// The files devreg generates for kind, k3d and containerd, checked against
+// what those tools accept: field names from kind's v1alpha4 types, k3s's
+// registries.yaml, containerd's docs/hosts.md, KEP-1755.
+import { describe, expect, test } from 'bun:test'
+import { parse as parseToml } from 'smol-toml'
+import { parse as parseYaml } from 'yaml'
+import { resolveConfig } from '../../scripts/lib/config.ts'
+import { k3sRegistries, kindConfig, kindHostsFiles, registryHostingConfigMap } from '../../scripts/lib/render.ts'
+import { k3sHostsToml } from '../stand-ins/k3s.ts'
+
+const config = resolveConfig({
+  cluster: { workers: 2, nodeImage: 'kindest/node:v1.31.0' },
+  aliases: ['docker.io/acme', 'registry.dev.local'],
+  mirrors: [
+    { host: 'docker.io', remotes: [{ url: 'https://harbor.example.com', path: '/v2/dockerhub-proxy' }] },
+    { host: 'ghcr.io', upstream: 'https://team-cache.example.com' },
+  ],
+})
+
+describe('kind config', () => {
+  const doc = parseYaml(kindConfig(config))
+
+  test('is a v1alpha4 Cluster with the configured nodes and the config_path patch, and nothing else', () => {
+    expect(Object.keys(doc).sort()).toEqual(['apiVersion', 'containerdConfigPatches', 'kind', 'name', 'nodes'])
+    expect(doc.kind).toBe('Cluster')
+    expect(doc.apiVersion).toBe('kind.x-k8s.io/v1alpha4')
+    expect(doc.nodes).toEqual([
+      { role: 'control-plane', image: 'kindest/node:v1.31.0' },
+      { role: 'worker', image: 'kindest/node:v1.31.0' },
+      { role: 'worker', image: 'kindest/node:v1.31.0' },
+    ])
+  })
+
+  test('the patch sets config_path under the CRI registry table and uses no registry.mirrors', () => {
+    expect(doc.containerdConfigPatches).toHaveLength(1)
+    const patch = parseToml(doc.containerdConfigPatches[0]) as Record<string, any>
+    expect(patch).toEqual({ plugins: { 'io.containerd.grpc.v1.cri': { registry: { config_path: '/etc/containerd/certs.d' } } } })
+    expect(kindConfig(config)).not.toContain('mirrors')
+  })
+})
+
+describe('hosts.toml files', () => {
+  const files = kindHostsFiles(config)
+  const read = (host: string) => parseToml(files.get(`/etc/containerd/certs.d/${host}`) as string) as Record<string, any>
+
+  test('one per registry host: the local registry by both names, each mirror, each hostname alias', () => {
+    expect([...files.keys()]).toEqual([
+      '/etc/containerd/certs.d/localhost:5001',
+      '/etc/containerd/certs.d/kind-registry:5000',
+      '/etc/containerd/certs.d/docker.io',
+      '/etc/containerd/certs.d/ghcr.io',
+      '/etc/containerd/certs.d/registry.dev.local',
+    ])
+  })
+
+  test('docker.io: the local registry (alias) first, then the cache, then the remote with override_path, server the real upstream', () => {
+    const f = read('docker.io')
+    expect(f.server).toBe('https://registry-1.docker.io')
+    expect(Object.keys(f.host)).toEqual([
+      'http://kind-registry:5000',
+      'http://kind-cache-docker-io:5000',
+      'https://harbor.example.com/v2/dockerhub-proxy',
+    ])
+    expect(f.host['https://harbor.example.com/v2/dockerhub-proxy'].override_path).toBe(true)
+    expect(f.host['http://kind-cache-docker-io:5000']).toEqual({ capabilities: ['pull', 'resolve'] })
+  })
+
+  test('a team cache as upstream comes after the local cache, and server stays the public registry', () => {
+    const f = read('ghcr.io')
+    expect(Object.keys(f.host)).toEqual(['http://kind-cache-ghcr-io:5000', 'https://team-cache.example.com'])
+    expect(f.server).toBe('https://ghcr.io')
+  })
+
+  test('the local registry and a hostname alias have no public fallback', () => {
+    for (const h of ['localhost:5001', 'kind-registry:5000', 'registry.dev.local']) {
+      expect(read(h).server).toBe('http://kind-registry:5000')
+      expect(Object.keys(read(h).host)).toEqual(['http://kind-registry:5000'])
+    }
+  })
+
+  test('plain-http hosts carry no TLS settings (containerd would try HTTPS first)', () => {
+    for (const content of files.values()) {
+      expect(content).not.toContain('skip_verify')
+      expect(content).not.toContain('ca =')
+    }
+  })
+})
+
+describe('k3s registries.yaml', () => {
+  const doc = parseYaml(k3sRegistries(config))
+
+  test('has only mirrors with endpoint lists in the same order, without the upstream k3s adds itself', () => {
+    expect(Object.keys(doc)).toEqual(['mirrors'])
+    expect(doc.mirrors['docker.io']).toEqual({
+      endpoint: ['http://kind-registry:5000', 'http://kind-cache-docker-io:5000', 'https://harbor.example.com/v2/dockerhub-proxy'],
+    })
+    expect(doc.mirrors['ghcr.io'].endpoint).toEqual(['http://kind-cache-ghcr-io:5000', 'https://team-cache.example.com'])
+    expect(doc.mirrors['localhost:5001'].endpoint).toEqual(['http://kind-registry:5000'])
+    expect(k3sRegistries(config)).not.toContain('registry-1.docker.io')
+  })
+
+  test('becomes, as k3s renders it, the same order with the upstream as server', () => {
+    expect(k3sHostsToml('docker.io', doc.mirrors['docker.io'].endpoint)).toBe(
+      [
+        '# File generated by k3s. DO NOT EDIT.',
+        'server = "https://registry-1.docker.io/v2"',
+        'capabilities = ["pull", "resolve", "push"]',
+        '',
+        '[host]',
+        '',
+        '[host."http://kind-registry:5000/v2"]',
+        '  capabilities = ["pull", "resolve"]',
+        '',
+        '[host."http://kind-cache-docker-io:5000/v2"]',
+        '  capabilities = ["pull", "resolve"]',
+        '',
+        '[host."https://harbor.example.com/v2/dockerhub-proxy"]',
+        '  capabilities = ["pull", "resolve"]',
+        '  override_path = true',
+        '',
+      ].join('\n'),
+    )
+  })
+})
+
+describe('local-registry-hosting ConfigMap (KEP-1755)', () => {
+  test('kind: host and hostFromClusterNetwork, as kind’s guide and ctlptl write it', () => {
+    const cm = parseYaml(registryHostingConfigMap(config))
+    expect(cm.metadata).toEqual({ name: 'local-registry-hosting', namespace: 'kube-public' })
+    expect(parseYaml(cm.data['localRegistryHosting.v1'])).toEqual({
+      host: 'localhost:5001',
+      hostFromClusterNetwork: 'kind-registry:5000',
+      help: 'https://kind.sigs.k8s.io/docs/user/local-registry/',
+    })
+  })
+
+  test('k3d: also hostFromContainerRuntime, as k3d itself writes it', () => {
+    const cm = parseYaml(registryHostingConfigMap(resolveConfig({ cluster: { provider: 'k3d' } })))
+    expect(Object.keys(parseYaml(cm.data['localRegistryHosting.v1'])).sort()).toEqual([
+      'help',
+      'host',
+      'hostFromClusterNetwork',
+      'hostFromContainerRuntime',
+    ])
+  })
+})
