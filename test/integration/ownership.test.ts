@@ -51,7 +51,7 @@ integration('ownership, adoption, purge and secrets', () => {
     const backup = (await $({ quiet: true })`docker ps -a --filter ${`id=${id}`} --format ${'{{.Names}} {{.State}}'}`).stdout.trim()
     expect(backup).toMatch(new RegExp(`^${registry.name}-adopted-\\d{14} exited$`))
     expect((await $({ quiet: true })`docker inspect --format {{.HostConfig.RestartPolicy.Name}} ${id}`).stdout.trim()).toBe('no')
-    await $({ quiet: true })`docker rm ${id}`
+    await $({ quiet: true })`docker rm -v ${id}`
   })
 
   test('rm --purge without a terminal and without --yes refuses with exit 2 and deletes nothing; --yes deletes the volumes', async () => {

@@ -71,7 +71,7 @@ export class Fixture {
     // Volumes named after registries devreg derived (name-data) are covered by the prefix.
     const prefix = `dt${this.id}-`
     const leftovers = (await q`docker ps -a --format {{.Names}}`).stdout.split('\n').filter((n) => n.startsWith(prefix))
-    for (const c of new Set([...this.containers, ...leftovers])) await q`docker rm -f ${c}`
+    for (const c of new Set([...this.containers, ...leftovers])) await q`docker rm -f -v ${c}`
     const vols = (await q`docker volume ls --format {{.Name}}`).stdout.split('\n').filter((n) => n.startsWith(prefix))
     for (const v of new Set([...this.volumes, ...vols])) await q`docker volume rm -f ${v}`
     for (const n of this.networks) await q`docker network rm ${n}`
