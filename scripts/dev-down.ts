@@ -1,12 +1,12 @@
 #!/usr/bin/env -S npx tsx
 // Delete the cluster. The registries and their caches stay, so the next
 // dev-up pulls nothing it has seen before; --purge also removes the caches.
-import { isMain, parseArgs, run } from './lib/cli.ts'
+import { isMain, openScript, run } from './lib/cli.ts'
 import { deleteCluster, findClusters, requireTools } from './lib/cluster.ts'
 import { loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
-import { log, UserError } from './lib/log.ts'
+import { log } from './lib/log.ts'
 import { removeRegistries } from './lib/registries.ts'
 
 const USAGE = `Usage: dev-down [options]
@@ -30,18 +30,12 @@ Examples:
   dev-down --purge --dry-run`
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  const args = parseArgs(
+  const args = openScript(
     argv,
     { string: ['config'], boolean: ['purge', 'yes', 'dry-run', 'json', 'verbose', 'help'], alias: { y: 'yes', v: 'verbose', h: 'help' } },
     USAGE,
   )
-  if (args.help) {
-    log.out(USAGE)
-    return 0
-  }
-  if (args._.length) throw new UserError(`unexpected argument ${args._[0]}\n\n${USAGE}`, 2)
-  settings.dryRun = args['dry-run']
-  settings.verbose = args.verbose
+  if (!args) return 0
   const config = loadConfig({ configPath: args.config })
   const { name, provider } = config.cluster
 

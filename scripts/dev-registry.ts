@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx tsx
 // Start the local push registry and one pull-through cache per configured
 // upstream. Idempotent: containers that match the config are left alone.
-import { isMain, parseArgs, run } from './lib/cli.ts'
+import { isMain, openScript, run } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
@@ -45,7 +45,7 @@ interface Options {
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  const args = parseArgs(
+  const args = openScript(
     argv,
     {
       string: ['config'],
@@ -53,11 +53,9 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       alias: { y: 'yes', v: 'verbose', h: 'help' },
     },
     USAGE,
+    2,
   )
-  if (args.help) {
-    log.out(USAGE)
-    return 0
-  }
+  if (!args) return 0
   const [command = 'up', target = null, ...extra] = args._.map(String)
   if (!['up', 'status', 'stop', 'rm', 'adopt'].includes(command)) throw new UserError(`unknown command ${command}\n\n${USAGE}`, 2)
   if (command === 'adopt' && !target)
@@ -72,8 +70,6 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     purge: args.purge,
     yes: args.yes,
   }
-  settings.dryRun = args['dry-run']
-  settings.verbose = args.verbose
 
   // 1. The config: a bad one stops here, before any docker command.
   const config = loadConfig({ configPath: opts.configPath })

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx tsx
 // Bring up the registries and a kind or k3d cluster whose nodes pull through
 // them; on an existing cluster, reconcile its mirrors and network instead.
-import { isMain, parseArgs, run } from './lib/cli.ts'
+import { isMain, openScript, run } from './lib/cli.ts'
 import {
   applyRegistryHosting,
   clusterDrift,
@@ -51,18 +51,12 @@ interface Summary {
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  const args = parseArgs(
+  const args = openScript(
     argv,
     { string: ['config'], boolean: ['recreate', 'dry-run', 'json', 'verbose', 'help'], alias: { v: 'verbose', h: 'help' } },
     USAGE,
   )
-  if (args.help) {
-    log.out(USAGE)
-    return 0
-  }
-  if (args._.length) throw new UserError(`unexpected argument ${args._[0]}\n\n${USAGE}`, 2)
-  settings.dryRun = args['dry-run']
-  settings.verbose = args.verbose
+  if (!args) return 0
   const config = loadConfig({ configPath: args.config })
   const summary = await up(config, args.recreate)
   if (args.json) log.out(JSON.stringify(summary, null, 2))

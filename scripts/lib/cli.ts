@@ -4,6 +4,7 @@ import { realpathSync } from 'node:fs'
 import { createInterface } from 'node:readline/promises'
 import { fileURLToPath } from 'node:url'
 import minimist from 'minimist'
+import { settings } from './exec.ts'
 import { log, UserError } from './log.ts'
 
 export interface FlagSpec {
@@ -39,6 +40,23 @@ export function parseArgs(argv: string[], spec: FlagSpec, usage: string): minimi
   for (const name of spec.string ?? []) {
     if (Array.isArray(args[name])) throw new UserError(`--${name} given more than once`, 2)
   }
+  return args
+}
+
+/**
+ * The opening every script shares: parse strictly, answer --help (returns
+ * null), refuse stray positional arguments beyond `positional`, and apply
+ * --dry-run and --verbose.
+ */
+export function openScript(argv: string[], spec: FlagSpec, usage: string, positional = 0): minimist.ParsedArgs | null {
+  const args = parseArgs(argv, spec, usage)
+  if (args.help) {
+    log.out(usage)
+    return null
+  }
+  if (args._.length > positional) throw new UserError(`unexpected argument ${args._[positional]}\n\n${usage}`, 2)
+  settings.dryRun = Boolean(args['dry-run'])
+  settings.verbose = Boolean(args.verbose)
   return args
 }
 

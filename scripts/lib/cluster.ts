@@ -135,24 +135,7 @@ async function reconcileKind(config: Config, cluster: Cluster): Promise<string[]
       const current = await readHostsFiles(node.name)
       for (const [dir, content] of desired) {
         if (current.get(dir) === content) continue
-        // Content on stdin, the directory as $1: nothing from the config is
-        // interpolated into the script. mv makes the new file appear whole.
-        await change(
-          [
-            'docker',
-            'exec',
-            '-i',
-            node.name,
-            'sh',
-            '-c',
-            'mkdir -p "$1" && cat > "$1/hosts.toml.tmp" && mv "$1/hosts.toml.tmp" "$1/hosts.toml"',
-            'sh',
-            dir,
-          ],
-          {
-            input: content,
-          },
-        )
+        await writeInNode(node.name, `${dir}/hosts.toml`, content)
         changes.push(`${node.name}: ${current.has(dir) ? 'rewrote' : 'wrote'} ${dir}/hosts.toml`)
       }
       for (const [dir, content] of current) {
@@ -164,6 +147,16 @@ async function reconcileKind(config: Config, cluster: Cluster): Promise<string[]
     }),
   )
   return changes.sort()
+}
+
+/**
+ * Writes a file into a node: the content on stdin and the path as $1, so
+ * nothing from the config is interpolated into the script; mv makes the new
+ * file appear whole (containerd re-reads hosts.toml on every pull).
+ */
+async function writeInNode(node: string, path: string, content: string): Promise<void> {
+  const script = 'mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && mv "$1.tmp" "$1"'
+  await change(['docker', 'exec', '-i', node, 'sh', '-c', script, 'sh', path], { input: content })
 }
 
 /** The hosts.toml files in a node's certs.d, read in one exec. */
@@ -207,23 +200,7 @@ async function reconcileK3d(config: Config, cluster: Cluster): Promise<string[]>
     if (current.stdout !== desired) stale.push(node)
   }
   if (!stale.length) return []
-  for (const node of cluster.nodes)
-    await change(
-      [
-        'docker',
-        'exec',
-        '-i',
-        node.name,
-        'sh',
-        '-c',
-        'mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && mv "$1.tmp" "$1"',
-        'sh',
-        K3S_REGISTRIES,
-      ],
-      {
-        input: desired,
-      },
-    )
+  for (const node of cluster.nodes) await writeInNode(node.name, K3S_REGISTRIES, desired)
   // k3s reads registries.yaml only when it starts.
   await change(['k3d', 'cluster', 'stop', cluster.name])
   await change(['k3d', 'cluster', 'start', cluster.name])

@@ -17,6 +17,11 @@ const config = resolveConfig({
   ],
 })
 
+interface HostsToml {
+  server: string
+  host: Record<string, { capabilities: string[]; override_path?: boolean }>
+}
+
 describe('kind config', () => {
   const doc = parseYaml(kindConfig(config))
 
@@ -33,7 +38,7 @@ describe('kind config', () => {
 
   test('the patch sets config_path under the CRI registry table and uses no registry.mirrors', () => {
     expect(doc.containerdConfigPatches).toHaveLength(1)
-    const patch = parseToml(doc.containerdConfigPatches[0]) as Record<string, any>
+    const patch = parseToml(doc.containerdConfigPatches[0])
     expect(patch).toEqual({ plugins: { 'io.containerd.grpc.v1.cri': { registry: { config_path: '/etc/containerd/certs.d' } } } })
     expect(kindConfig(config)).not.toContain('mirrors')
   })
@@ -41,7 +46,7 @@ describe('kind config', () => {
 
 describe('hosts.toml files', () => {
   const files = kindHostsFiles(config)
-  const read = (host: string) => parseToml(files.get(`/etc/containerd/certs.d/${host}`) as string) as Record<string, any>
+  const read = (host: string) => parseToml(files.get(`/etc/containerd/certs.d/${host}`) as string) as unknown as HostsToml
 
   test('one per registry host: the local registry by both names, each mirror, each hostname alias', () => {
     expect([...files.keys()]).toEqual([
