@@ -116,20 +116,16 @@ async function up(config: Config, recreate: boolean): Promise<Summary> {
     changes.push(`created ${provider} cluster ${name}`)
     return true
   })
-  const nodes = async () => {
-    const found = findClusters(name, await docker.listContainers()).find((c) => c.provider === provider)
-    if (!found && !settings.dryRun)
-      throw new UserError(`${provider} reported success but no node of cluster ${name} runs: see \`docker ps -a\``)
-    return found ?? { provider, name, nodes: [] }
-  }
-
   // 3. Mirrors: every registry on the cluster network, every node's routing as the config says.
   await phase('mirrors', async () => {
-    const current = await nodes()
+    // One look at Docker after the cluster phase serves both the nodes and the attachments.
     const containers = await docker.listContainers()
+    const current = findClusters(name, containers).find((c) => c.provider === provider)
+    if (!current && !settings.dryRun)
+      throw new UserError(`${provider} reported success but no node of cluster ${name} runs: see \`docker ps -a\``)
     const attached = await attachRegistries(config.registries, config.network, (n) => containers.find((c) => c.name === n) ?? null)
     if (attached) changes.push(`attached ${attached} registr${attached === 1 ? 'y' : 'ies'} to network ${config.network}`)
-    if (!created || provider === 'kind') changes.push(...(await reconcileMirrors(config, current)))
+    if (!created || provider === 'kind') changes.push(...(await reconcileMirrors(config, current ?? { provider, name, nodes: [] })))
   })
 
   // 4. The KEP-1755 ConfigMap, so Tilt and others find the local registry.

@@ -215,12 +215,6 @@ export function defaultNetwork(provider: Provider, name: string): string {
   return provider === 'kind' ? 'kind' : `k3d-${name}`
 }
 
-export function parseDuration(text: string): number {
-  const m = /^([0-9]+)(ms|s|m|h|d)$/.exec(text)
-  if (!m) throw new UserError(`${JSON.stringify(text)} is not a duration: use e.g. 90s, 5m, 2h or 14d`, 2)
-  return Number(m[1]) * { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2] as 'ms']
-}
-
 type Issue = { path: (string | number)[]; message: string }
 
 function formatPath(path: readonly PropertyKey[]): string {

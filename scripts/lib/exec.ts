@@ -1,5 +1,5 @@
 // Every external command devreg runs goes through here, so that --dry-run can
-// print it, --verbose can echo it, and tests can see it. Arguments are values
+// print it and --verbose can echo it (which is how tests see them). Arguments are values
 // or arrays that zx quotes; no command string is ever built by hand.
 import { writeFile as fsWriteFile, mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -31,9 +31,6 @@ export interface Result {
   stderr: string
 }
 
-/** Every command line issued, in order, as printed (tests read it). */
-export const history: string[] = []
-
 /** How a command is shown: shell-quoted, with any stdin noted. */
 export function show(argv: string[], opts: CommandOptions = {}): string {
   const env = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${quote(v)} `)
@@ -55,7 +52,6 @@ async function spawn(argv: string[], opts: CommandOptions): Promise<Result> {
 
 /** Runs a read-only command, also under --dry-run; never throws on a non-zero exit. */
 export async function probe(argv: string[], opts: CommandOptions = {}): Promise<Result> {
-  history.push(show(argv, opts))
   if (settings.verbose) log.info(`$ ${show(argv, opts)}`)
   try {
     return await spawn(argv, opts)
@@ -71,7 +67,6 @@ export async function probe(argv: string[], opts: CommandOptions = {}): Promise<
  */
 export async function change(argv: string[], opts: CommandOptions = {}): Promise<string> {
   const line = show(argv, opts)
-  history.push(line)
   if (settings.dryRun) {
     log.out(line)
     return ''
@@ -88,7 +83,6 @@ export async function change(argv: string[], opts: CommandOptions = {}): Promise
 /** Runs `from | to` as one changing step (e.g. docker cp ... - | docker run -i ... tar -x). */
 export async function changePipe(from: string[], to: string[]): Promise<void> {
   const line = `${show(from)} | ${show(to)}`
-  history.push(line)
   if (settings.dryRun) {
     log.out(line)
     return
@@ -106,7 +100,6 @@ export async function changePipe(from: string[], to: string[]): Promise<void> {
 
 /** Writes a file devreg generates; under --dry-run its path and content are printed instead. */
 export async function writeFile(path: string, content: string): Promise<void> {
-  history.push(`write ${path}`)
   if (settings.dryRun) {
     log.out(`# would write ${path}:\n${content.trimEnd()}`)
     return
