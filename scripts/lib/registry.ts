@@ -35,3 +35,154 @@ export async function waitForV2(base: string, timeoutMs: number): Promise<V2Answ
 export function hostUrl(bind: string, port: number): string {
   return `http://${bind.includes(':') ? `[${bind}]` : bind}:${port}`
 }
+
+/** Manifest media types devreg asks for: an index (multi-platform) or one image. */
+export const INDEX_TYPES = ['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']
+export const IMAGE_TYPES = ['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json']
+const ACCEPT = [...INDEX_TYPES, ...IMAGE_TYPES].join(', ')
+
+/** An image reference in the form nodes pull it: docker.io/library/redis:7-alpine. */
+export interface ImageReference {
+  /** The registry host as containerd names it: docker.io, ghcr.io, localhost:5001. */
+  host: string
+  repository: string
+  /** The tag, or the digest when the reference names one. */
+  reference: string
+}
+
+/**
+ * Normalizes a reference the way docker and containerd do: no registry host
+ * means docker.io, and a one-part docker.io name lives under library/.
+ */
+export function parseReference(ref: string): ImageReference {
+  const at = ref.indexOf('@')
+  const nameTag = at >= 0 ? ref.slice(0, at) : ref
+  const digest = at >= 0 ? ref.slice(at + 1) : null
+  const slash = nameTag.indexOf('/')
+  const first = slash >= 0 ? nameTag.slice(0, slash) : ''
+  const hasHost = slash >= 0 && (first.includes('.') || first.includes(':') || first === 'localhost')
+  let host = hasHost ? first : 'docker.io'
+  let rest = hasHost ? nameTag.slice(slash + 1) : nameTag
+  if (host === 'index.docker.io' || host === 'registry-1.docker.io') host = 'docker.io'
+  const colon = rest.lastIndexOf(':')
+  const tag = colon >= 0 ? rest.slice(colon + 1) : 'latest'
+  if (colon >= 0) rest = rest.slice(0, colon)
+  if (host === 'docker.io' && !rest.includes('/')) rest = `library/${rest}`
+  return { host, repository: rest, reference: digest ?? tag }
+}
+
+export interface Descriptor {
+  mediaType?: string
+  digest: string
+  size: number
+  platform?: { os: string; architecture: string; variant?: string }
+}
+
+/** The parts of a manifest devreg reads: an index's children, or an image's config and layers. */
+export interface ManifestDocument {
+  mediaType?: string
+  manifests?: Descriptor[]
+  config?: Descriptor
+  layers?: Descriptor[]
+}
+
+export const isIndex = (m: ManifestDocument, mediaType = m.mediaType ?? '') =>
+  INDEX_TYPES.includes(mediaType) || (mediaType === '' && Array.isArray(m.manifests))
+
+export const platformOf = (d: Descriptor) =>
+  d.platform ? [d.platform.os, d.platform.architecture, d.platform.variant].filter(Boolean).join('/') : null
+
+export class RegistryError extends Error {
+  constructor(
+    message: string,
+    readonly status: number | null,
+  ) {
+    super(message)
+  }
+}
+
+async function request(url: string, init: RequestInit = {}, timeoutMs = 60_000): Promise<Response> {
+  try {
+    return await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) })
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name
+    throw new RegistryError(`${init.method ?? 'GET'} ${url}: ${cause}`, null)
+  }
+}
+
+async function expectOk(res: Response, what: string): Promise<Response> {
+  if (res.ok) return res
+  const body = (await res.text()).slice(0, 300).trim()
+  throw new RegistryError(`${what}: HTTP ${res.status}${body ? ` ${body}` : ''}`, res.status)
+}
+
+export interface FetchedManifest {
+  digest: string
+  mediaType: string
+  size: number
+  document: ManifestDocument
+}
+
+/** GET a manifest by tag or digest, accepting indexes and single-platform images. */
+export async function getManifest(base: string, repository: string, reference: string): Promise<FetchedManifest> {
+  const url = `${base}/v2/${repository}/manifests/${reference}`
+  const res = await expectOk(await request(url, { headers: { accept: ACCEPT } }), `GET ${repository}:${reference}`)
+  const body = new Uint8Array(await res.arrayBuffer())
+  const document = JSON.parse(new TextDecoder().decode(body)) as ManifestDocument
+  const digest = res.headers.get('docker-content-digest') ?? (reference.startsWith('sha256:') ? reference : '')
+  return { digest, mediaType: res.headers.get('content-type') ?? document.mediaType ?? '', size: body.byteLength, document }
+}
+
+/**
+ * GET a blob and count its bytes without keeping them. Through a
+ * pull-through cache this is what makes the cache store the blob.
+ */
+export async function readBlob(base: string, repository: string, digest: string, onBytes?: (n: number) => void): Promise<number> {
+  const res = await expectOk(await request(`${base}/v2/${repository}/blobs/${digest}`, {}, 30 * 60_000), `GET ${repository}@${digest}`)
+  let total = 0
+  if (!res.body) return total
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    total += chunk.byteLength
+    onBytes?.(chunk.byteLength)
+  }
+  return total
+}
+
+/** DELETE a manifest by digest (distribution needs storage delete enabled; 405 otherwise). */
+export async function deleteManifest(base: string, repository: string, digest: string): Promise<void> {
+  const url = `${base}/v2/${repository}/manifests/${digest}`
+  const res = await request(url, { method: 'DELETE' })
+  // 404: already gone (another tag's deletion took it), which is the goal.
+  if (res.status === 404) return
+  await expectOk(res, `DELETE ${repository}@${digest}`)
+}
+
+/** Follows the Link header distribution uses to paginate _catalog and tags/list. */
+async function paginate<T>(base: string, first: string, key: string): Promise<T[]> {
+  const items: T[] = []
+  let next: string | null = first
+  while (next) {
+    const res = await expectOk(await request(`${base}${next}`), `GET ${next}`)
+    const page = (await res.json()) as Record<string, T[] | null>
+    items.push(...(page[key] ?? []))
+    next = /<([^>]+)>;\s*rel="next"/.exec(res.headers.get('link') ?? '')?.[1] ?? null
+  }
+  return items
+}
+
+export const listRepositories = (base: string) => paginate<string>(base, '/v2/_catalog?n=1000', 'repositories')
+export const listTags = (base: string, repository: string) => paginate<string>(base, `/v2/${repository}/tags/list?n=1000`, 'tags')
+
+/** Runs fn over items with at most `limit` in flight; results in input order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length)
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++
+      results[i] = await fn(items[i], i)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  return results
+}

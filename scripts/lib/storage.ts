@@ -1,0 +1,270 @@
+// What a registry actually stores, read from its volume rather than its API:
+// on a pull-through cache `tags/list` answers with the upstream's tags and a
+// HEAD on an uncached blob downloads it, so only the storage layout tells what
+// is cached. The volume is read through a short-lived helper container with
+// the volume mounted read-only (the host's /var/lib/docker is out of reach on
+// Docker Desktop and rootless Docker), in one pass: every link, every blob
+// size and every manifest, each read once.
+import { probe } from './exec.ts'
+import { UserError } from './log.ts'
+import { isIndex, type ManifestDocument, platformOf } from './registry.ts'
+
+/** distribution's filesystem driver root inside the volume. */
+const V2 = 'docker/registry/v2'
+
+/**
+ * Prints one line per fact, prefixed by its kind:
+ *   B SIZE blobs/sha256/ab/abcd.../data           a stored blob
+ *   L repositories/REPO/...link:sha256:...         a link and the digest it holds
+ *   T MTIME repositories/REPO/_manifests/tags/TAG/current/link
+ *   M blobs/sha256/ab/abcd.../data JSON            a manifest, newlines folded
+ * busybox find, stat, grep, sed, xargs and awk: all in the registry:2 image.
+ */
+const LISTING_SCRIPT = `
+cd "/volume/${V2}" 2>/dev/null || exit 0
+[ -d blobs ] && find blobs -type f -name data -exec stat -c 'B %s %n' {} +
+[ -d repositories ] || exit 0
+find repositories -name _uploads -prune -o -type f -name link -exec grep -H '' {} + | sed 's/^/L /'
+find repositories -name _uploads -prune -o -type f -path '*/_manifests/tags/*/current/link' -exec stat -c 'T %Y %n' {} +
+find repositories -name _uploads -prune -o -type d -path '*/_manifests/revisions/sha256/*' -print |
+  sed -E 's#.*/([0-9a-f]{2})([0-9a-f]{62})$#blobs/sha256/\\1/\\1\\2/data#' | sort -u |
+  while read -r f; do [ -f "$f" ] && echo "$f"; done |
+  xargs -r awk 'FNR==1{if(NR>1)print ""; printf "M %s ", FILENAME} {printf "%s ", $0} END{if(NR>0)print ""}'
+exit 0
+`
+
+export interface StoredTag {
+  digest: string
+  /** When the tag was last written: a push, or on a cache the last pull through it (seconds since the epoch). */
+  linkedAt: number
+}
+
+export interface StoredRepository {
+  name: string
+  tags: Map<string, StoredTag>
+  /** Manifests the repository holds (its _manifests/revisions). */
+  revisions: Set<string>
+  /** Blobs linked into the repository (configs and layers). */
+  layers: Set<string>
+}
+
+export interface StoredManifest {
+  digest: string
+  kind: 'index' | 'image'
+  /** Index: its platform manifests. */
+  children: { digest: string; platform: string | null }[]
+  /** Image: its config and layers. */
+  blobs: { digest: string; size: number }[]
+  config: string | null
+}
+
+export interface Storage {
+  repositories: Map<string, StoredRepository>
+  /** Every blob in blobs/, manifests included: digest → bytes on disk. */
+  blobs: Map<string, number>
+  manifests: Map<string, StoredManifest>
+}
+
+const digestOfDataPath = (path: string) => `sha256:${path.split('/').at(-2)}`
+
+export function parseManifest(digest: string, doc: ManifestDocument): StoredManifest {
+  if (isIndex(doc))
+    return {
+      digest,
+      kind: 'index',
+      children: (doc.manifests ?? []).map((d) => ({ digest: d.digest, platform: platformOf(d) })),
+      blobs: [],
+      config: null,
+    }
+  const blobs = [...(doc.config ? [doc.config] : []), ...(doc.layers ?? [])].map((d) => ({ digest: d.digest, size: d.size }))
+  return { digest, kind: 'image', children: [], blobs, config: doc.config?.digest ?? null }
+}
+
+/** Parses the listing script's output (pure, so it is tested without Docker). */
+export function parseListing(text: string): Storage {
+  const storage: Storage = { repositories: new Map(), blobs: new Map(), manifests: new Map() }
+  const repo = (name: string) => {
+    let r = storage.repositories.get(name)
+    if (!r) {
+      r = { name, tags: new Map(), revisions: new Set(), layers: new Set() }
+      storage.repositories.set(name, r)
+    }
+    return r
+  }
+  const mtimes = new Map<string, number>()
+  const tagLinks: [string, string][] = []
+  for (const line of text.split('\n')) {
+    const kind = line.slice(0, 2)
+    const rest = line.slice(2)
+    if (kind === 'B ') {
+      const sp = rest.indexOf(' ')
+      storage.blobs.set(digestOfDataPath(rest.slice(sp + 1)), Number(rest.slice(0, sp)))
+    } else if (kind === 'T ') {
+      const sp = rest.indexOf(' ')
+      mtimes.set(rest.slice(sp + 1), Number(rest.slice(0, sp)))
+    } else if (kind === 'M ') {
+      const sp = rest.indexOf(' ')
+      const digest = digestOfDataPath(rest.slice(0, sp))
+      try {
+        storage.manifests.set(digest, parseManifest(digest, JSON.parse(rest.slice(sp + 1)) as ManifestDocument))
+      } catch {
+        // Not JSON (a schema1 signed manifest or a foreign blob): sized, but not walked.
+      }
+    } else if (kind === 'L ') {
+      const colon = rest.indexOf(':')
+      const path = rest.slice(0, colon)
+      const digest = rest.slice(colon + 1).trim()
+      const m =
+        /^repositories\/(.+?)\/(_manifests\/tags\/([^/]+)\/current|_manifests\/revisions\/sha256\/[0-9a-f]+|_layers\/sha256\/[0-9a-f]+)\/link$/.exec(
+          path,
+        )
+      if (!m) continue
+      const r = repo(m[1])
+      if (m[3] !== undefined) tagLinks.push([path, digest])
+      else if (m[2].startsWith('_manifests/revisions')) r.revisions.add(digest)
+      else r.layers.add(digest)
+    }
+  }
+  for (const [path, digest] of tagLinks) {
+    const m = /^repositories\/(.+?)\/_manifests\/tags\/([^/]+)\/current\/link$/.exec(path) as RegExpExecArray
+    repo(m[1]).tags.set(m[2], { digest, linkedAt: mtimes.get(path) ?? 0 })
+  }
+  return storage
+}
+
+/** Reads a registry volume's storage through a read-only helper container running `image`. */
+export async function readStorage(volume: string, image: string): Promise<Storage> {
+  const r = await probe([
+    'docker',
+    'run',
+    '--rm',
+    '--network',
+    'none',
+    '--volume',
+    `${volume}:/volume:ro`,
+    '--entrypoint',
+    'sh',
+    image,
+    '-c',
+    LISTING_SCRIPT,
+  ])
+  if (!r.ok) throw new UserError(`cannot read volume ${volume} with ${image}: ${r.stderr.trim().split('\n')[0]}`)
+  return parseListing(r.stdout)
+}
+
+/** Small blobs (image configs) by digest, read in one helper container; missing ones are left out. */
+export async function readSmallBlobs(volume: string, image: string, digests: string[]): Promise<Map<string, string>> {
+  const files = digests.map((d) => {
+    const hex = d.replace(/^sha256:/, '')
+    return `blobs/sha256/${hex.slice(0, 2)}/${hex}/data`
+  })
+  if (!files.length) return new Map()
+  const r = await probe([
+    'docker',
+    'run',
+    '--rm',
+    '--network',
+    'none',
+    '--volume',
+    `${volume}:/volume:ro`,
+    '--workdir',
+    `/volume/${V2}`,
+    '--entrypoint',
+    'sh',
+    image,
+    '-c',
+    'for f; do [ -f "$f" ] && echo "$f"; done | xargs -r awk \'FNR==1{if(NR>1)print ""; printf "%s ", FILENAME} {printf "%s ", $0} END{if(NR>0)print ""}\'',
+    'sh',
+    ...files,
+  ])
+  const out = new Map<string, string>()
+  for (const line of r.stdout.split('\n')) {
+    const sp = line.indexOf(' ')
+    if (sp > 0) out.set(digestOfDataPath(line.slice(0, sp)), line.slice(sp + 1))
+  }
+  return out
+}
+
+/** Every blob a manifest needs that the storage holds, the manifest itself and an index's platform manifests included. */
+export function manifestClosure(storage: Storage, digest: string, into = new Set<string>()): Set<string> {
+  if (into.has(digest)) return into
+  into.add(digest)
+  const m = storage.manifests.get(digest)
+  for (const child of m?.children ?? []) manifestClosure(storage, child.digest, into)
+  for (const b of m?.blobs ?? []) into.add(b.digest)
+  return into
+}
+
+export interface RepositoryStats {
+  name: string
+  tags: string[]
+  /** Image manifests, an index counted as its platform manifests. */
+  manifests: number
+  indexes: number
+  /** Bytes of every stored blob the repository references, each once within it. */
+  size: number
+}
+
+export interface RegistryStats {
+  repositories: number
+  tags: number
+  manifests: number
+  indexes: number
+  /** Distinct stored configs and layers referenced by some manifest. */
+  blobs: number
+  /** Sum over repositories of their size. */
+  logicalBytes: number
+  /** Every referenced stored blob counted once. */
+  storedBytes: number
+  /** 1 - stored/logical: what sharing layers saves. */
+  dedupRatio: number
+  /** Stored blobs nothing references: what `garbage-collect` would reclaim today. */
+  unreferencedBytes: number
+  perRepository: RepositoryStats[]
+}
+
+/** The numbers --stats reports, from storage only: a blob counts when it is on disk. */
+export function registryStats(storage: Storage): RegistryStats {
+  const referenced = new Set<string>()
+  const manifestDigests = new Set<string>()
+  const configsAndLayers = new Set<string>()
+  const perRepository: RepositoryStats[] = []
+  for (const repo of storage.repositories.values()) {
+    const own = new Set<string>()
+    let images = 0
+    let indexes = 0
+    for (const digest of repo.revisions) {
+      const m = storage.manifests.get(digest)
+      if (!m) continue
+      if (m.kind === 'index') indexes++
+      else images++
+      manifestClosure(storage, digest, own)
+    }
+    let size = 0
+    for (const d of own) {
+      const bytes = storage.blobs.get(d)
+      if (bytes === undefined) continue
+      size += bytes
+      referenced.add(d)
+      if (storage.manifests.has(d)) manifestDigests.add(d)
+      else configsAndLayers.add(d)
+    }
+    perRepository.push({ name: repo.name, tags: [...repo.tags.keys()].sort(), manifests: images, indexes, size })
+  }
+  perRepository.sort((a, b) => b.size - a.size || a.name.localeCompare(b.name))
+  const sum = (ds: Iterable<string>) => [...ds].reduce((n, d) => n + (storage.blobs.get(d) ?? 0), 0)
+  const logicalBytes = perRepository.reduce((n, r) => n + r.size, 0)
+  const storedBytes = sum(referenced)
+  return {
+    repositories: perRepository.length,
+    tags: perRepository.reduce((n, r) => n + r.tags.length, 0),
+    manifests: perRepository.reduce((n, r) => n + r.manifests, 0),
+    indexes: perRepository.reduce((n, r) => n + r.indexes, 0),
+    blobs: configsAndLayers.size,
+    logicalBytes,
+    storedBytes,
+    dedupRatio: logicalBytes ? 1 - storedBytes / logicalBytes : 0,
+    unreferencedBytes: sum([...storage.blobs.keys()].filter((d) => !referenced.has(d))),
+    perRepository,
+  }
+}
