@@ -80,6 +80,16 @@ export function clusterDrift(config: Config, cluster: Cluster): string[] {
   return drift
 }
 
+/**
+ * The image digests a node's containerd holds (k8s.io namespace), as ctr
+ * lists them; null when it cannot be asked. k3s's ctr finds its own socket.
+ */
+export async function nodeImageDigests(node: string): Promise<Set<string> | null> {
+  const r = await probe(['docker', 'exec', node, 'ctr', '--namespace', 'k8s.io', 'images', 'list'])
+  if (!r.ok) return null
+  return new Set(r.stdout.match(/sha256:[0-9a-f]{64}/g) ?? [])
+}
+
 export const kubeContext = (config: Config) => `${config.cluster.provider}-${config.cluster.name}`
 
 /** The registries.yaml devreg hands to k3d; kept outside the repo, readable by the user only. */
@@ -159,8 +169,8 @@ async function writeInNode(node: string, path: string, content: string): Promise
   await change(['docker', 'exec', '-i', node, 'sh', '-c', script, 'sh', path], { input: content })
 }
 
-/** The hosts.toml files in a node's certs.d, read in one exec. */
-async function readHostsFiles(node: string): Promise<Map<string, string>> {
+/** The hosts.toml files in a node's certs.d (directory → content), read in one exec. */
+export async function readHostsFiles(node: string): Promise<Map<string, string>> {
   const r = await probe([
     'docker',
     'exec',
@@ -183,12 +193,17 @@ async function readHostsFiles(node: string): Promise<Map<string, string>> {
 /** containerd ignores keys it does not know, so a patch under the wrong table would pass silently. */
 async function requireConfigPath(node: string): Promise<void> {
   if (settings.dryRun) return
-  const dump = await probe(['docker', 'exec', node, 'containerd', 'config', 'dump'])
-  if (!dump.ok || !dump.stdout.includes(`config_path = "${CERTS_D}"`))
+  if (!(await readsCertsD(node)))
     throw new UserError(
       `containerd in ${node} does not read ${CERTS_D} (config_path is not set in \`containerd config dump\`): ` +
         'its config did not take the kind config patch; recreate the cluster with `dev-up --recreate`',
     )
+}
+
+/** Whether the node's containerd reads CERTS_D, as its effective config (`containerd config dump`) says. */
+export async function readsCertsD(node: string): Promise<boolean> {
+  const dump = await probe(['docker', 'exec', node, 'containerd', 'config', 'dump'])
+  return dump.ok && dump.stdout.includes(`config_path = "${CERTS_D}"`)
 }
 
 async function reconcileK3d(config: Config, cluster: Cluster): Promise<string[]> {

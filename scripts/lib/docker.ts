@@ -167,3 +167,47 @@ export async function readFileIn(container: string, path: string): Promise<strin
   const r = await probe(['docker', 'exec', container, 'cat', path])
   return r.ok ? r.stdout : null
 }
+
+/**
+ * distribution's own garbage-collect on a registry volume, in a helper
+ * container while the registry itself is stopped (it must serve no writes).
+ * `remove` are paths under repositories/ deleted first: a tag's directory
+ * (distribution 2.8 deletes tags only with their manifest) or a whole cached
+ * repository (a proxy refuses API deletes). garbage-collect walks storage
+ * directly, so it works on a cache whose delete setting is off.
+ */
+export async function garbageCollect(volume: string, image: string, remove: string[]): Promise<void> {
+  const script = `cd ${REGISTRY_DATA}/docker/registry/v2/repositories 2>/dev/null || exit 0
+for p; do rm -rf -- "$p"; done
+exec registry garbage-collect /etc/docker/registry/config.yml`
+  await change([
+    'docker',
+    'run',
+    '--rm',
+    '--network',
+    'none',
+    '--volume',
+    `${volume}:${REGISTRY_DATA}`,
+    '--entrypoint',
+    'sh',
+    image,
+    '-c',
+    script,
+    'sh',
+    ...remove,
+  ])
+}
+
+/** The IPv4 address of every container on a network, by container name; empty when the network is not there. */
+export async function networkAddresses(network: string): Promise<Map<string, string>> {
+  const r = await probe(['docker', 'network', 'inspect', '--format', '{{json .Containers}}', network])
+  if (!r.ok) return new Map()
+  const containers = (JSON.parse(r.stdout) ?? {}) as Record<string, { Name: string; IPv4Address: string }>
+  return new Map(Object.values(containers).map((c) => [c.Name, c.IPv4Address.split('/')[0]]))
+}
+
+/** The registry mirrors the Docker daemon uses for docker.io (daemon.json registry-mirrors); null when it does not answer. */
+export async function daemonMirrors(): Promise<string[] | null> {
+  const r = await probe(['docker', 'info', '--format', '{{json .RegistryConfig.Mirrors}}'])
+  return r.ok ? ((JSON.parse(r.stdout) as string[] | null) ?? []) : null
+}

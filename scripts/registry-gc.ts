@@ -1,0 +1,366 @@
+#!/usr/bin/env -S npx tsx
+// What the local registry and the caches hold (--stats), and garbage
+// collection by policy: a dry run by default, --apply to delete. Counts come
+// from each registry's storage, read from its volume; deletions never touch
+// what a running node holds or a repository's newest tag without --force.
+import { confirm, isMain, openScript, run } from './lib/cli.ts'
+import { findClusters, nodeImageDigests } from './lib/cluster.ts'
+import { type Config, loadConfig, type Registry } from './lib/config.ts'
+import * as docker from './lib/docker.ts'
+import { settings } from './lib/exec.ts'
+import { type GcPlan, type Policy, parseAge, planGc, repoGlob } from './lib/gc.ts'
+import { formatBytes, log, table, UserError } from './lib/log.ts'
+import { deleteManifest, hostUrl, mapLimit, waitForV2 } from './lib/registry.ts'
+import { readSmallBlobs, readStorage, registryStats, type Storage } from './lib/storage.ts'
+
+const USAGE = `Usage: registry-gc --stats [options]
+       registry-gc POLICY... [--apply] [options]
+
+Stats: repositories, tags, manifests, blobs, logical and stored size, the
+share deduplication saves, disk used and the largest repositories, for every
+registry devreg manages (read from their volumes: a cache's API would count
+the upstream's tags).
+
+Garbage collection lists what a policy would delete and the bytes it frees;
+--apply deletes it, then runs the registry's own garbage-collect with the
+registry stopped for a moment and restarted as it was. On the local registry
+tags and manifests go; on a cache whole repositories are evicted (they pull
+again from the upstream the next time). Never deleted without --force: an
+image a running node of the devreg cluster holds, and a repository's newest
+tag (unless --keep-last 0).
+
+Policies (combine them: what goes must match all):
+  --keep-last N       keep the newest N tags of each repository (by the image's
+                      created time, tag name as tie-break); local registry only
+  --older-than AGE    only what is older than AGE (45m, 12h, 14d, 2w): on the
+                      local registry by the image's created time, on a cache by
+                      the last pull through it
+  --untagged          manifests no tag points at (never an index's platform
+                      manifests while the index stays); on a cache,
+                      repositories without tags
+  --repo GLOB         only repositories matching GLOB (* matches across /)
+
+Options:
+  --stats             show what each registry holds
+  --registry NAME     only this registry (a container name from the config)
+  --apply             delete (asks first on a terminal)
+  --yes, -y           do not ask
+  --force             also delete what nodes hold and newest tags
+  --json              machine-readable output
+  --config PATH       read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]
+  --dry-run           with --apply: print the commands and API calls instead
+  --verbose, -v       echo every command
+  --help, -h          show this help
+
+Examples:
+  registry-gc --stats
+  registry-gc --keep-last 5                      # what would go; nothing deleted
+  registry-gc --keep-last 5 --repo 'acme/*' --apply
+  registry-gc --older-than 30d --registry kind-cache-docker-io --apply --yes`
+
+export async function main(argv = process.argv.slice(2)): Promise<number> {
+  const args = openScript(
+    argv,
+    {
+      string: ['config', 'registry', 'keep-last', 'older-than', 'repo'],
+      boolean: ['stats', 'untagged', 'apply', 'yes', 'force', 'json', 'dry-run', 'verbose', 'help'],
+      alias: { y: 'yes', v: 'verbose', h: 'help' },
+    },
+    USAGE,
+  )
+  if (!args) return 0
+  const policy = parsePolicy(args)
+  if (args.stats && policy) throw new UserError('--stats only reports: run it without a policy, or the policy without --stats', 2)
+  if (!args.stats && !policy)
+    throw new UserError(`choose --stats, or a policy (--keep-last N, --older-than AGE, --untagged)\n\n${USAGE}`, 2)
+  if (args.stats && (args.apply || args.force)) throw new UserError('--apply and --force go with a policy, not --stats', 2)
+
+  const config = loadConfig({ configPath: args.config })
+  const registries = selectRegistries(config, args.registry ?? null)
+  if (!policy) return stats(registries, args.json)
+  if (policy.keepLast !== null && args.registry && registries[0].role === 'cache')
+    throw new UserError(
+      `--keep-last does not apply to ${args.registry}: a cache evicts whole repositories; use --older-than AGE (last pulled) or --repo GLOB`,
+      2,
+    )
+  return gc(config, registries, policy, { apply: args.apply, yes: args.yes, json: args.json })
+}
+
+function parsePolicy(args: Record<string, unknown>): Policy | null {
+  const keepText = args['keep-last'] as string | undefined
+  const ageText = args['older-than'] as string | undefined
+  if (keepText !== undefined && !/^\d+$/.test(keepText))
+    throw new UserError(`--keep-last ${JSON.stringify(keepText)} is not a count: use a whole number such as 5`, 2)
+  const olderThan = ageText === undefined ? null : parseAge(ageText)
+  if (ageText !== undefined && olderThan === null)
+    throw new UserError(`--older-than ${JSON.stringify(ageText)} is not an age: use a number and a unit, e.g. 45m, 12h, 14d or 2w`, 2)
+  const keepLast = keepText === undefined ? null : Number(keepText)
+  const untagged = Boolean(args.untagged)
+  const repoText = args.repo as string | undefined
+  if (repoText !== undefined && !/^[a-z0-9*?][a-z0-9._/*?-]*$/.test(repoText))
+    throw new UserError(`--repo ${JSON.stringify(repoText)} is not a repository glob: use lowercase names, / and *, e.g. 'acme/*'`, 2)
+  if (keepLast === null && olderThan === null && !untagged) {
+    if (repoText !== undefined) throw new UserError('--repo narrows a policy: add --keep-last N, --older-than AGE or --untagged', 2)
+    return null
+  }
+  return { keepLast, olderThan, untagged, repo: repoText === undefined ? null : repoGlob(repoText), force: Boolean(args.force) }
+}
+
+function selectRegistries(config: Config, name: string | null): Registry[] {
+  if (name === null) return [...config.registries]
+  const found = config.registries.find((r) => r.name === name)
+  if (!found)
+    throw new UserError(`no registry named ${name} in the config: choose one of ${config.registries.map((r) => r.name).join(', ')}`, 2)
+  return [found]
+}
+
+interface Snapshot {
+  registry: Registry
+  storage: Storage | null
+  diskBytes: number | null
+}
+
+/** Each registry's storage and disk use, read in parallel through helper containers. */
+async function snapshots(registries: Registry[]): Promise<Snapshot[]> {
+  return mapLimit(registries, 4, async (registry) => {
+    if (!(await docker.volumeExists(registry.volume))) return { registry, storage: null, diskBytes: null }
+    const [storage, diskBytes] = await Promise.all([
+      readStorage(registry.volume, registry.image),
+      docker.volumeBytes(registry.volume, registry.image),
+    ])
+    return { registry, storage, diskBytes }
+  })
+}
+
+async function stats(registries: Registry[], json: boolean): Promise<number> {
+  const rows = (await snapshots(registries)).map(({ registry: r, storage, diskBytes }) => ({
+    name: r.name,
+    role: r.role,
+    upstream: r.upstream,
+    volume: r.volume,
+    ...(storage ? registryStats(storage) : null),
+    diskBytes,
+  }))
+  if (json) {
+    const out = rows.map(({ perRepository, ...rest }) => ({
+      ...rest,
+      perRepository: (perRepository ?? []).map(({ name, tags, size }) => ({ name, tags, size })),
+    }))
+    log.out(JSON.stringify(out, null, 2))
+    return 0
+  }
+  const n = (v: number | undefined) => (v === undefined ? '-' : String(v))
+  const b = (v: number | null | undefined) => (v === undefined || v === null ? '-' : formatBytes(v))
+  log.out(
+    table(
+      ['REGISTRY', 'ROLE', 'REPOS', 'TAGS', 'MANIFESTS', 'BLOBS', 'LOGICAL', 'STORED', 'DEDUP SAVES', 'DISK'],
+      rows.map((r) => [
+        r.name,
+        r.role,
+        n(r.repositories),
+        n(r.tags),
+        n(r.manifests),
+        n(r.blobs),
+        b(r.logicalBytes),
+        b(r.storedBytes),
+        r.dedupRatio === undefined ? '-' : `${(r.dedupRatio * 100).toFixed(0)}%`,
+        r.diskBytes === null ? 'no volume' : b(r.diskBytes),
+      ]),
+    ),
+  )
+  for (const r of rows) {
+    const top = (r.perRepository ?? []).slice(0, 5)
+    if (!top.length) continue
+    log.out(`\nlargest in ${r.name}:`)
+    log.out(
+      table(
+        ['  REPOSITORY', 'TAGS', 'SIZE'],
+        top.map((p) => [`  ${p.name}`, String(p.tags.length), formatBytes(p.size)]),
+      ),
+    )
+  }
+  if (rows.some((r) => r.unreferencedBytes))
+    log.info(
+      `\nunreferenced blobs: ${rows
+        .filter((r) => r.unreferencedBytes)
+        .map((r) => `${r.name} ${formatBytes(r.unreferencedBytes ?? 0)}`)
+        .join(', ')} (the next registry-gc --apply frees them)`,
+    )
+  return 0
+}
+
+/** Digests the running nodes of the devreg cluster hold; a node that cannot be asked stops GC unless --force. */
+async function heldByNodes(config: Config, force: boolean): Promise<Set<string>> {
+  const held = new Set<string>()
+  const clusters = findClusters(config.cluster.name, await docker.listContainers())
+  for (const node of clusters.flatMap((c) => c.nodes).filter((n) => n.running)) {
+    const digests = await nodeImageDigests(node.name)
+    if (digests) for (const d of digests) held.add(d)
+    else if (!force)
+      throw new UserError(`cannot list the images node ${node.name} holds (ctr images list failed): start the cluster, or pass --force`)
+  }
+  return held
+}
+
+/** Image created times (seconds) for the manifests tags point at, from their configs. */
+async function createdTimes(registry: Registry, storage: Storage): Promise<Map<string, number>> {
+  const configsOf = (digest: string): string[] => {
+    const m = storage.manifests.get(digest)
+    if (!m) return []
+    return m.kind === 'index' ? m.children.flatMap((c) => configsOf(c.digest)) : m.config ? [m.config] : []
+  }
+  const tagged = new Set([...storage.repositories.values()].flatMap((r) => [...r.tags.values()].map((t) => t.digest)))
+  const wanted = [...new Set([...tagged].flatMap(configsOf))]
+  const configs = await readSmallBlobs(registry.volume, registry.image, wanted)
+  const created = new Map<string, number>()
+  for (const digest of tagged) {
+    const times = configsOf(digest).map((c) => {
+      try {
+        return Date.parse((JSON.parse(configs.get(c) ?? '{}') as { created?: string }).created ?? '') / 1000
+      } catch {
+        return Number.NaN
+      }
+    })
+    // Reproducible builds set created to the epoch: such an image has no usable age.
+    const valid = times.filter((t) => Number.isFinite(t) && t > 946684800)
+    if (valid.length) created.set(digest, Math.max(...valid))
+  }
+  return created
+}
+
+interface GcOptions {
+  apply: boolean
+  yes: boolean
+  json: boolean
+}
+
+async function gc(config: Config, registries: Registry[], policy: Policy, opts: GcOptions): Promise<number> {
+  const nodeDigests = await heldByNodes(config, policy.force)
+  const now = Date.now() / 1000
+  const plans: { registry: Registry; plan: GcPlan; diskBytes: number | null }[] = []
+  for (const { registry, storage, diskBytes } of await snapshots(registries)) {
+    if (!storage) continue
+    if (registry.role === 'cache' && policy.keepLast !== null) {
+      if (!opts.json) log.info(`${registry.name}: skipped (--keep-last applies to the local registry; caches evict by --older-than)`)
+      continue
+    }
+    const created = registry.role === 'local' ? await createdTimes(registry, storage) : new Map<string, number>()
+    const plan = planGc({
+      storage,
+      policy,
+      role: registry.role,
+      now,
+      nodeDigests,
+      tagTime: (repo, tag, digest) => created.get(digest) ?? repo.tags.get(tag)?.linkedAt ?? 0,
+    })
+    plans.push({ registry, plan, diskBytes })
+  }
+  const work = plans.filter(({ plan }) => plan.manifests.length || plan.untag.length || plan.evict.length)
+  if (opts.json)
+    log.out(
+      JSON.stringify(
+        plans.map(({ registry, plan }) => ({ registry: registry.name, role: registry.role, ...plan })),
+        null,
+        2,
+      ),
+    )
+  else for (const { registry, plan } of plans) printPlan(registry, plan)
+  if (!work.length) {
+    if (!opts.json) log.info('nothing to delete')
+    return 0
+  }
+  const total = work.reduce((n, w) => n + w.plan.reclaimBytes, 0)
+  if (!opts.apply) {
+    if (!opts.json) log.info(`dry run: nothing deleted; about ${formatBytes(total)} would be freed. Rerun with --apply to delete.`)
+    return 0
+  }
+
+  // Everything that could refuse is checked before the first deletion.
+  const containers = await docker.listContainers()
+  for (const { registry, plan } of work) {
+    const c = containers.find((x) => x.name === registry.name)
+    if (c && !docker.isOwned(c)) throw new UserError(`${registry.name} is not a devreg container: devreg does not modify it`, 2)
+    if (registry.role === 'local' && plan.manifests.length) {
+      if (c?.state !== 'running')
+        throw new UserError(`${registry.name} is not running; manifests are deleted through its API: start it with \`dev-registry up\``, 2)
+      const info = await docker.inspect<{ Config: { Env?: string[] } }>(registry.name)
+      if (!info?.Config.Env?.includes('REGISTRY_STORAGE_DELETE_ENABLED=true'))
+        throw new UserError(
+          `${registry.name} has storage delete disabled, so its API refuses deletes: recreate it with \`dev-registry rm\` and \`dev-registry up\` (devreg sets REGISTRY_STORAGE_DELETE_ENABLED=true; its volume stays)`,
+          2,
+        )
+    }
+  }
+  if (!settings.dryRun) {
+    const what = work.map(({ registry, plan }) => `${registry.name}: ${summary(plan)}`).join('; ')
+    if (!(await confirm(`${what}. Free about ${formatBytes(total)}?`, opts.yes))) {
+      log.info('nothing deleted')
+      return 1
+    }
+  }
+  for (const { registry, plan, diskBytes } of work) {
+    await applyPlan(registry, plan, containers.find((c) => c.name === registry.name)?.state === 'running')
+    if (settings.dryRun) continue
+    const after = await docker.volumeBytes(registry.volume, registry.image)
+    const freed = diskBytes !== null && after !== null ? diskBytes - after : null
+    if (opts.json)
+      log.out(JSON.stringify({ registry: registry.name, diskBytesBefore: diskBytes, diskBytesAfter: after, freedBytes: freed }))
+    else log.ok(`${registry.name}: ${summary(plan)}; ${freed === null ? 'disk use unknown' : `freed ${formatBytes(freed)} on disk`}`)
+  }
+  return 0
+}
+
+function summary(plan: GcPlan): string {
+  const parts = [
+    plan.manifests.length ? `${plan.manifests.length} manifest(s) deleted` : '',
+    plan.untag.length ? `${plan.untag.length} tag(s) removed` : '',
+    plan.evict.length ? `${plan.evict.length} repositor${plan.evict.length === 1 ? 'y' : 'ies'} evicted` : '',
+  ]
+  return parts.filter(Boolean).join(', ')
+}
+
+function printPlan(registry: Registry, plan: GcPlan): void {
+  const short = (d: string) => d.slice(0, 19)
+  const rows = [
+    ...plan.manifests.map((m) => [
+      'delete',
+      `${m.repo}@${short(m.digest)}`,
+      m.tags.length ? `tags ${m.tags.join(', ')}` : m.kind === 'image' ? 'untagged or platform manifest' : m.kind,
+    ]),
+    ...plan.untag.map((t) => ['untag', `${t.repo}:${t.tag}`, `manifest ${short(t.digest)} stays (other tags)`]),
+    ...plan.evict.map((r) => ['evict', r, 'whole repository; pulls again from the upstream']),
+    ...plan.kept.map((k) => ['keep', k.tag ? `${k.repo}:${k.tag}` : `${k.repo}@${short(k.digest)}`, k.reason]),
+  ]
+  if (!rows.length) return
+  log.out(`${registry.name} (${registry.role}):`)
+  log.out(
+    table(
+      ['  ACTION', 'WHAT', 'WHY'],
+      rows.map(([a, ...rest]) => [`  ${a}`, ...rest]),
+    ),
+  )
+  log.out(
+    `  frees about ${formatBytes(plan.reclaimBytes)}${plan.alreadyUnreferencedBytes ? ` (plus ${formatBytes(plan.alreadyUnreferencedBytes)} already unreferenced)` : ''}\n`,
+  )
+}
+
+/** Deletes through the API (local), then garbage-collects with the registry stopped, and restores it as it was. */
+async function applyPlan(registry: Registry, plan: GcPlan, running: boolean): Promise<void> {
+  const base = hostUrl(registry.bind, registry.port)
+  await mapLimit(plan.manifests, 8, async (m) => {
+    if (settings.dryRun) log.out(`curl -X DELETE ${base}/v2/${m.repo}/manifests/${m.digest}`)
+    else await deleteManifest(base, m.repo, m.digest)
+  })
+  const remove = [...plan.untag.map((t) => `${t.repo}/_manifests/tags/${t.tag}`), ...plan.evict]
+  if (running) await docker.stopContainer(registry.name)
+  try {
+    await docker.garbageCollect(registry.volume, registry.image, remove)
+  } finally {
+    if (running) {
+      await docker.startContainer(registry.name)
+      if (!settings.dryRun) await waitForV2(base, 30_000)
+    }
+  }
+}
+
+if (isMain(import.meta.url)) await run(main)
