@@ -24,6 +24,11 @@ dev-up *args:
 dev-down *args:
     @{{runtime}} scripts/dev-down.ts "$@"
 
+# What each registry holds (--stats), or delete by policy: dry run unless --apply (--keep-last N, --older-than 14d, --untagged, --repo GLOB)
+[group('registries')]
+registry-gc *args:
+    @{{runtime}} scripts/registry-gc.ts "$@"
+
 # Run the unit and integration tests (integration needs Docker; DEVREG_REQUIRE_DOCKER=1 makes its absence a failure)
 [group('dev')]
 test *args:
