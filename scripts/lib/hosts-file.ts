@@ -1,0 +1,176 @@
+// /etc/hosts as devreg reads and edits it: pure functions over its text, and
+// one write step that elevates only the write. devreg's entries live between
+// two marker lines; every other line is kept byte for byte.
+import { constants } from 'node:fs'
+import { access, mkdtemp, readFile, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { quote } from 'zx'
+import { PUBLIC_REGISTRIES } from './config.ts'
+import { change, show } from './exec.ts'
+import { isLocalAddress } from './host.ts'
+import { UserError } from './log.ts'
+
+export const HOSTS_FILE = '/etc/hosts'
+export const BEGIN_MARKER = '# BEGIN devreg: the hosts of config/devreg.yaml (preflight-dns --fix-hosts rewrites this block)'
+export const END_MARKER = '# END devreg'
+
+export interface HostsEntry {
+  /** 1-based line number. */
+  line: number
+  address: string
+  names: string[]
+}
+
+export interface Shadow {
+  line: number
+  address: string
+  name: string
+}
+
+export interface HostsConflict {
+  name: string
+  /** What the file maps the name to, outside devreg's block. */
+  address: string
+  line: number
+  /** What the config says. */
+  expected: string
+}
+
+export interface HostsFix {
+  text: string
+  added: string[]
+  removed: string[]
+  conflicts: HostsConflict[]
+}
+
+/** The address-to-names lines of a hosts file; comments and blank lines are skipped. */
+export function parseHostsFile(text: string): HostsEntry[] {
+  return text.split('\n').flatMap((raw, i) => {
+    const [address, ...names] = raw.replace(/#.*/, '').trim().split(/\s+/)
+    return address && names.length ? [{ line: i + 1, address, names: names.map((n) => n.toLowerCase()) }] : []
+  })
+}
+
+/**
+ * Lines that send a public registry to this machine (`127.0.0.1 docker.io`):
+ * pulls from that registry on the host then go nowhere.
+ */
+export function shadowedRegistries(entries: HostsEntry[], isLocal: (address: string) => boolean = isLocalAddress): Shadow[] {
+  return entries.flatMap((e) =>
+    isLocal(e.address)
+      ? e.names.filter((n) => PUBLIC_REGISTRIES.includes(n)).map((name) => ({ line: e.line, address: e.address, name }))
+      : [],
+  )
+}
+
+/** Where devreg's block is: [begin, end] line indexes, or null. */
+function findBlock(lines: string[], path: string): [number, number] | null {
+  const begin = lines.findIndex((l) => l.trimEnd() === BEGIN_MARKER)
+  if (begin < 0) return null
+  const end = lines.findIndex((l, i) => i > begin && l.trimEnd() === END_MARKER)
+  if (end < 0)
+    throw new UserError(
+      `${path}:${begin + 1}: devreg's block has no "${END_MARKER}" line: add it after devreg's entries, or remove the block`,
+    )
+  return [begin, end]
+}
+
+/**
+ * The hosts file with one `ADDRESS NAME` line in devreg's block for each host
+ * the rest of the file does not already map to its address. Idempotent: a
+ * second run returns the text unchanged. A name the rest of the file maps
+ * elsewhere is a conflict and is left alone (the first matching line wins).
+ */
+export function fixHostsFile(text: string, hosts: readonly { name: string; address: string }[], path = HOSTS_FILE): HostsFix {
+  const lines = text.split('\n')
+  const block = findBlock(lines, path)
+  const outside = parseHostsFile(text).filter((e) => !block || e.line - 1 < block[0] || e.line - 1 > block[1])
+  const conflicts: HostsConflict[] = []
+  const wanted: string[] = []
+  for (const h of hosts) {
+    const mapped = outside.filter((e) => e.names.includes(h.name))
+    if (mapped.some((e) => e.address === h.address)) continue
+    if (mapped.length) conflicts.push({ name: h.name, address: mapped[0].address, line: mapped[0].line, expected: h.address })
+    else wanted.push(`${h.address} ${h.name}`)
+  }
+  const current = block ? lines.slice(block[0] + 1, block[1]) : []
+  const added = wanted.filter((l) => !current.includes(l))
+  const removed = current.filter((l) => !wanted.includes(l))
+  if (!added.length && !removed.length && (wanted.length || !block)) return { text, added, removed, conflicts }
+  const newBlock = wanted.length ? [BEGIN_MARKER, ...wanted, END_MARKER] : []
+  let out: string[]
+  if (block) out = [...lines.slice(0, block[0]), ...newBlock, ...lines.slice(block[1] + 1)]
+  else {
+    // Append after the last line, terminating it first if it was not.
+    const body = lines.at(-1) === '' ? lines.slice(0, -1) : lines
+    out = [...body, ...newBlock, '']
+  }
+  return { text: out.join('\n'), added, removed, conflicts }
+}
+
+/** A unified diff of one changed region, with three lines of context, as `diff -u` prints it. */
+export function unifiedDiff(path: string, before: string, after: string): string {
+  if (before === after) return ''
+  const split = (s: string) => (s.endsWith('\n') ? s.slice(0, -1) : s).split('\n')
+  const a = before === '' ? [] : split(before)
+  const b = after === '' ? [] : split(after)
+  let start = 0
+  while (start < a.length && start < b.length && a[start] === b[start]) start++
+  let endA = a.length
+  let endB = b.length
+  while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
+    endA--
+    endB--
+  }
+  const from = Math.max(0, start - 3)
+  const toA = Math.min(a.length, endA + 3)
+  const toB = Math.min(b.length, endB + 3)
+  const range = (first: number, count: number) => `${count ? first + 1 : first},${count}`
+  return [
+    `--- ${path}`,
+    `+++ ${path}`,
+    `@@ -${range(from, toA - from)} +${range(from, toB - from)} @@`,
+    ...a.slice(from, start).map((l) => ` ${l}`),
+    ...a.slice(start, endA).map((l) => `-${l}`),
+    ...b.slice(start, endB).map((l) => `+${l}`),
+    ...a.slice(endA, toA).map((l) => ` ${l}`),
+    '',
+  ].join('\n')
+}
+
+export async function readHostsFile(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8')
+  } catch (err) {
+    throw new UserError(`cannot read ${path} (${(err as NodeJS.ErrnoException).code}): check the path given to --hosts-file`, 2)
+  }
+}
+
+/**
+ * Writes the hosts file in place (in containers /etc/hosts is a bind mount,
+ * which a rename would not replace). Without permission only the write is
+ * elevated, with `sudo tee`, which may ask for a password on a terminal and
+ * never without one; when it cannot run, the command to run is printed.
+ */
+export async function writeHostsFile(path: string, content: string): Promise<void> {
+  const writable = await access(path, constants.W_OK).then(
+    () => true,
+    () => false,
+  )
+  if (writable) {
+    await writeFile(path, content)
+    return
+  }
+  const tee = ['sudo', 'tee', path]
+  try {
+    await change(process.stdin.isTTY ? tee : ['sudo', '--non-interactive', 'tee', path], { input: content })
+  } catch (err) {
+    const staged = join(await mkdtemp(join(tmpdir(), 'devreg-hosts-')), 'hosts')
+    await writeFile(staged, content, { mode: 0o644 })
+    const why = (err as Error).message.replace(/^.*? failed: /, '').split('\n')[0]
+    throw new UserError(
+      `no permission to write ${path}, and sudo could not (${why}): apply the change with \`${show(tee)} < ${quote(staged)} > /dev/null\``,
+    )
+  }
+}
