@@ -29,6 +29,11 @@ dev-down *args:
 registry-gc *args:
     @{{runtime}} scripts/registry-gc.ts "$@"
 
+# Run docker build with --add-host NAME:buildAddress for every configured host (arguments pass through; --dry-run prints the command)
+[group('hosts')]
+docker-build *args:
+    @{{runtime}} scripts/docker-build.ts "$@"
+
 # Run the unit and integration tests (integration needs Docker; DEVREG_REQUIRE_DOCKER=1 makes its absence a failure)
 [group('dev')]
 test *args:

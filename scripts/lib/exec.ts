@@ -80,6 +80,23 @@ export async function change(argv: string[], opts: CommandOptions = {}): Promise
   return r.stdout
 }
 
+/**
+ * Runs a command the user watches (a docker build) with this process's
+ * stdin, stdout and stderr; returns its exit code. Under --dry-run it is
+ * printed to stdout and not run.
+ */
+export async function passthrough(argv: string[]): Promise<number> {
+  const line = show(argv)
+  if (settings.dryRun) {
+    log.out(line)
+    return 0
+  }
+  if (settings.verbose) log.info(`$ ${line}`)
+  const [cmd, ...args] = argv
+  const p = await $({ nothrow: true, stdio: 'inherit', verbose: false })`${cmd} ${args}`
+  return p.exitCode ?? 1
+}
+
 /** Runs `from | to` as one changing step (e.g. docker cp ... - | docker run -i ... tar -x). */
 export async function changePipe(from: string[], to: string[]): Promise<void> {
   const line = `${show(from)} | ${show(to)}`
