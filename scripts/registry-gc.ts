@@ -124,11 +124,8 @@ interface Snapshot {
 async function snapshots(registries: Registry[]): Promise<Snapshot[]> {
   return mapLimit(registries, 4, async (registry) => {
     if (!(await docker.volumeExists(registry.volume))) return { registry, storage: null, diskBytes: null }
-    const [storage, diskBytes] = await Promise.all([
-      readStorage(registry.volume, registry.image),
-      docker.volumeBytes(registry.volume, registry.image),
-    ])
-    return { registry, storage, diskBytes }
+    const storage = await readStorage(registry.volume, registry.image)
+    return { registry, storage, diskBytes: storage.diskBytes }
   })
 }
 

@@ -13,24 +13,27 @@ import { isIndex, type ManifestDocument, platformOf } from './registry.ts'
 const V2 = 'docker/registry/v2'
 
 /**
- * Prints one line per fact, prefixed by its kind:
- *   B SIZE blobs/sha256/ab/abcd.../data           a stored blob
- *   L repositories/REPO/...link:sha256:...         a link and the digest it holds
- *   T MTIME repositories/REPO/_manifests/tags/TAG/current/link
- *   M blobs/sha256/ab/abcd.../data JSON            a manifest, newlines folded
- * busybox find, stat, grep, sed, xargs and awk: all in the registry:2 image.
+ * One traversal of the volume, then only the files whose content matters:
+ *   S BLOCKS SIZE MTIME ./PATH      every file and directory (stat)
+ *   L ./PATH:sha256:...             a tag's current/link and the digest in it
+ *   M ./PATH JSON                   a manifest blob, newlines folded
+ * From the S lines come blob sizes, each repository's manifests and layers
+ * (their digest is a directory name), tag times and the disk used (du's
+ * blocks). busybox find, stat, grep, sed, xargs and awk: all in registry:2.
+ * xargs reads from pipes: busybox 1.35's xargs garbles names read from a file.
  */
-const LISTING_SCRIPT = `
-cd "/volume/${V2}" 2>/dev/null || exit 0
-[ -d blobs ] && find blobs -type f -name data -exec stat -c 'B %s %n' {} +
-[ -d repositories ] || exit 0
-find repositories -name _uploads -prune -o -type f -name link -exec grep -H '' {} + | sed 's/^/L /'
-find repositories -name _uploads -prune -o -type f -path '*/_manifests/tags/*/current/link' -exec stat -c 'T %Y %n' {} +
-find repositories -name _uploads -prune -o -type d -path '*/_manifests/revisions/sha256/*' -print |
-  sed -E 's#.*/([0-9a-f]{2})([0-9a-f]{62})$#blobs/sha256/\\1/\\1\\2/data#' | sort -u |
+const LISTING_SCRIPT = String.raw`
+out=$(mktemp -d)
+cd /volume || exit 1
+find . -exec stat -c 'S %b %s %Y %n' {} + > "$out/s"
+grep -E '^S [0-9]+ [0-9]+ [0-9]+ \./${V2}/repositories/.*/_manifests/tags/[^/]+/current/link$' "$out/s" | cut -d' ' -f5- |
+  xargs -r awk '{ print "L " FILENAME ":" $0 }' > "$out/l" &
+grep -E '/_manifests/revisions/sha256/[0-9a-f]{64}$' "$out/s" |
+  sed -E 's#.*/([0-9a-f]{2})([0-9a-f]{62})$#./${V2}/blobs/sha256/\1/\1\2/data#' | sort -u |
   while read -r f; do [ -f "$f" ] && echo "$f"; done |
-  xargs -r awk 'FNR==1{if(NR>1)print ""; printf "M %s ", FILENAME} {printf "%s ", $0} END{if(NR>0)print ""}'
-exit 0
+  xargs -r awk 'FNR==1{if(NR>1)print ""; printf "M %s ", FILENAME} {printf "%s ", $0} END{if(NR>0)print ""}' > "$out/m"
+wait
+cat "$out/s" "$out/l" "$out/m"
 `
 
 export interface StoredTag {
@@ -63,6 +66,8 @@ export interface Storage {
   /** Every blob in blobs/, manifests included: digest → bytes on disk. */
   blobs: Map<string, number>
   manifests: Map<string, StoredManifest>
+  /** Disk used by the whole volume (du), null when not measured. */
+  diskBytes: number | null
 }
 
 const digestOfDataPath = (path: string) => `sha256:${path.split('/').at(-2)}`
@@ -82,7 +87,7 @@ export function parseManifest(digest: string, doc: ManifestDocument): StoredMani
 
 /** Parses the listing script's output (pure, so it is tested without Docker). */
 export function parseListing(text: string): Storage {
-  const storage: Storage = { repositories: new Map(), blobs: new Map(), manifests: new Map() }
+  const storage: Storage = { repositories: new Map(), blobs: new Map(), manifests: new Map(), diskBytes: null }
   const repo = (name: string) => {
     let r = storage.repositories.get(name)
     if (!r) {
@@ -93,16 +98,26 @@ export function parseListing(text: string): Storage {
   }
   const mtimes = new Map<string, number>()
   const tagLinks: [string, string][] = []
+  const root = `./${V2}/`
+  let blocks = 0
   for (const line of text.split('\n')) {
     const kind = line.slice(0, 2)
-    const rest = line.slice(2)
-    if (kind === 'B ') {
-      const sp = rest.indexOf(' ')
-      storage.blobs.set(digestOfDataPath(rest.slice(sp + 1)), Number(rest.slice(0, sp)))
-    } else if (kind === 'T ') {
-      const sp = rest.indexOf(' ')
-      mtimes.set(rest.slice(sp + 1), Number(rest.slice(0, sp)))
+    if (kind === 'S ') {
+      const [, b, size, mtime, full] = line.split(' ')
+      blocks += Number(b)
+      if (!full?.startsWith(root)) continue
+      const path = full.slice(root.length)
+      let m: RegExpExecArray | null
+      if ((m = /^blobs\/sha256\/[0-9a-f]{2}\/([0-9a-f]{64})\/data$/.exec(path))) storage.blobs.set(`sha256:${m[1]}`, Number(size))
+      else if ((m = /^repositories\/(.+?)\/(_manifests\/revisions|_layers)\/sha256\/([0-9a-f]{64})$/.exec(path)))
+        (m[2] === '_layers' ? repo(m[1]).layers : repo(m[1]).revisions).add(`sha256:${m[3]}`)
+      else if (/^repositories\/.+\/_manifests\/tags\/[^/]+\/current\/link$/.test(path)) mtimes.set(path, Number(mtime))
+    } else if (kind === 'L ') {
+      const rest = line.slice(2)
+      const colon = rest.indexOf(':')
+      tagLinks.push([rest.slice(root.length, colon), rest.slice(colon + 1).trim()])
     } else if (kind === 'M ') {
+      const rest = line.slice(2)
       const sp = rest.indexOf(' ')
       const digest = digestOfDataPath(rest.slice(0, sp))
       try {
@@ -110,24 +125,12 @@ export function parseListing(text: string): Storage {
       } catch {
         // Not JSON (a schema1 signed manifest or a foreign blob): sized, but not walked.
       }
-    } else if (kind === 'L ') {
-      const colon = rest.indexOf(':')
-      const path = rest.slice(0, colon)
-      const digest = rest.slice(colon + 1).trim()
-      const m =
-        /^repositories\/(.+?)\/(_manifests\/tags\/([^/]+)\/current|_manifests\/revisions\/sha256\/[0-9a-f]+|_layers\/sha256\/[0-9a-f]+)\/link$/.exec(
-          path,
-        )
-      if (!m) continue
-      const r = repo(m[1])
-      if (m[3] !== undefined) tagLinks.push([path, digest])
-      else if (m[2].startsWith('_manifests/revisions')) r.revisions.add(digest)
-      else r.layers.add(digest)
     }
   }
+  storage.diskBytes = blocks * 512
   for (const [path, digest] of tagLinks) {
-    const m = /^repositories\/(.+?)\/_manifests\/tags\/([^/]+)\/current\/link$/.exec(path) as RegExpExecArray
-    repo(m[1]).tags.set(m[2], { digest, linkedAt: mtimes.get(path) ?? 0 })
+    const m = /^repositories\/(.+?)\/_manifests\/tags\/([^/]+)\/current\/link$/.exec(path)
+    if (m) repo(m[1]).tags.set(m[2], { digest, linkedAt: mtimes.get(path) ?? 0 })
   }
   return storage
 }

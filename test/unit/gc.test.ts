@@ -17,7 +17,7 @@ function storage(
   >,
   layers: Record<string, { digest: string; size: number }[]> = {},
 ): Storage {
-  const s: Storage = { repositories: new Map(), blobs: new Map(), manifests: new Map() }
+  const s: Storage = { repositories: new Map(), blobs: new Map(), manifests: new Map(), diskBytes: null }
   for (const [name, r] of Object.entries(repos)) {
     const revisions = new Set<string>()
     for (const img of r.images) {
@@ -204,18 +204,23 @@ describe('parseListing', () => {
     config: { digest: `sha256:${hex('c')}`, size: 10 },
     layers: [{ digest: `sha256:${hex('1')}`, size: 1000 }],
   })
+  const v2 = './docker/registry/v2'
   const text = [
-    `B 10 ${blob('c')}`,
-    `B 1000 ${blob('1')}`,
-    `B 300 ${blob('a')}`,
-    `B 77 ${blob('f')}`,
-    `L repositories/acme/web/_manifests/tags/v1/current/link:sha256:${hex('a')}`,
-    `L repositories/acme/web/_manifests/tags/v1/index/sha256/${hex('a')}/link:sha256:${hex('a')}`,
-    `L repositories/acme/web/_manifests/revisions/sha256/${hex('a')}/link:sha256:${hex('a')}`,
-    `L repositories/acme/web/_layers/sha256/${hex('1')}/link:sha256:${hex('1')}`,
-    `T 1700000000 repositories/acme/web/_manifests/tags/v1/current/link`,
+    'S 8 4096 1700000000 .',
+    `S 8 10 1 ${v2}/${blob('c')}`,
+    `S 8 1000 1 ${v2}/${blob('1')}`,
+    `S 8 300 1 ${v2}/${blob('a')}`,
+    `S 8 77 1 ${v2}/${blob('f')}`,
+    `S 8 4096 1 ${v2}/repositories/acme/web/_manifests/revisions/sha256/${hex('a')}`,
+    `S 8 71 1 ${v2}/repositories/acme/web/_manifests/revisions/sha256/${hex('a')}/link`,
+    `S 8 4096 1 ${v2}/repositories/acme/web/_layers/sha256/${hex('1')}`,
+    `S 8 71 1700000000 ${v2}/repositories/acme/web/_manifests/tags/v1/current/link`,
+    `S 8 71 1 ${v2}/repositories/acme/web/_manifests/tags/v1/index/sha256/${hex('a')}/link`,
+    // An upload in progress is neither a blob nor a layer.
+    `S 8 500 1 ${v2}/repositories/acme/web/_uploads/0a1b/data`,
+    `L ${v2}/repositories/acme/web/_manifests/tags/v1/current/link:sha256:${hex('a')}`,
     // Folded newlines and indentation, as the listing script prints a pretty-printed manifest.
-    `M ${blob('a')} ${manifest.replace(/,/g, ',  ')} `,
+    `M ${v2}/${blob('a')} ${manifest.replace(/,/g, ',  ')} `,
     '',
   ].join('\n')
 
@@ -227,6 +232,7 @@ describe('parseListing', () => {
     expect([...(repo?.layers ?? [])]).toEqual([`sha256:${hex('1')}`])
     expect(s.blobs.get(`sha256:${hex('1')}`)).toBe(1000)
     expect(s.manifests.get(`sha256:${hex('a')}`)?.config).toBe(`sha256:${hex('c')}`)
+    expect(s.diskBytes).toBe(11 * 8 * 512)
   })
 
   test('stats: stored blobs only; an unreferenced blob is reported apart', () => {
@@ -243,7 +249,7 @@ describe('parseListing', () => {
   })
 
   test('a layer the cache has not stored yet is not counted', () => {
-    const partial = text.replace(`B 1000 ${blob('1')}\n`, '')
+    const partial = text.replace(`S 8 1000 1 ${v2}/${blob('1')}\n`, '')
     expect(registryStats(parseListing(partial))).toMatchObject({ blobs: 1, storedBytes: 310 })
   })
 })
