@@ -1,0 +1,316 @@
+// What a pull-through cache did: requests, blobs served from its storage or
+// fetched from the upstream, bytes served and fetched. Derived from what the
+// registry itself records, because distribution 2.8's /debug/vars proxy
+// counters are wrong (BlobPush counts every request as a hit):
+//   - every request logs `response completed` (or `... with error`) with its
+//     URI, status, bytes written and duration (both 2.8 and 3);
+//   - 2.8 logs `Adding new scheduler entry for REPO@DIGEST` when it has stored
+//     something fetched from the upstream (registry/proxy/scheduler). A blob
+//     request that started before that line could not be served from storage,
+//     so the upstream answered it too: 2.8 downloads a missed blob twice,
+//     once to answer and once to store (registry/proxy/proxyblobstore.go);
+//   - 3 with proxy.ttl 0 runs no scheduler and logs no fetch, but exports
+//     correct counters (registry_proxy_* on its debug server) since its
+//     process started.
+// Container logs rotate (json-file, 10 MiB x 3), so the log covers a window.
+import type { Config, Registry } from './config.ts'
+import * as docker from './docker.ts'
+import { probe } from './exec.ts'
+import { formatBytes, table, UserError } from './log.ts'
+
+export interface LoggedRequest {
+  /** When the response completed (ms since the epoch). */
+  end: number
+  start: number
+  method: string
+  uri: string
+  status: number
+  written: number
+}
+
+/** What one registry log says, in order. */
+export interface RegistryLog {
+  requests: LoggedRequest[]
+  /** REPO@DIGEST → when it was first stored from the upstream (2.8 scheduler lines). */
+  stored: Map<string, number>
+  /** The distribution version the registry logs with every line, e.g. 2.8.2 or v3.0.0. */
+  version: string | null
+  /** When the registry process last started listening. */
+  listeningSince: number | null
+  /** Time of the oldest line kept. */
+  firstLine: number | null
+}
+
+const FIELD = /([\w.]+)=("(?:[^"\\]|\\.)*"|\S*)/g
+const BLOB_URI = /^\/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64})$/
+const SCHEDULER = /^Adding new scheduler entry for (\S+@sha256:[0-9a-f]{64})/
+
+function fields(line: string): Record<string, string> {
+  if (line.startsWith('{')) {
+    try {
+      return Object.fromEntries(Object.entries(JSON.parse(line) as Record<string, unknown>).map(([k, v]) => [k, String(v)]))
+    } catch {
+      return {}
+    }
+  }
+  const out: Record<string, string> = {}
+  for (const [, key, raw] of line.matchAll(FIELD)) {
+    if (!raw.startsWith('"')) out[key] = raw
+    else
+      try {
+        out[key] = JSON.parse(raw) as string
+      } catch {
+        out[key] = raw.slice(1, -1)
+      }
+  }
+  return out
+}
+
+/** A Go duration (time.Duration.String): 1.5s, 54.137234ms, 2m3s, 850µs. */
+export function parseGoDuration(text: string): number {
+  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+  let ms = 0
+  for (const [, n, u] of text.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|μs|ms|s|m|h)/g)) ms += Number(n) * unit[u]
+  return ms
+}
+
+/** Reads distribution's logrus lines (text or JSON formatter); other lines are skipped. */
+export function parseRegistryLog(text: string): RegistryLog {
+  const log: RegistryLog = { requests: [], stored: new Map(), version: null, listeningSince: null, firstLine: null }
+  for (const line of text.split('\n')) {
+    if (!line.includes('msg')) continue
+    const f = fields(line)
+    const time = Date.parse(f.time ?? '')
+    if (!f.msg || Number.isNaN(time)) continue
+    log.firstLine ??= time
+    if (f.version) log.version = f.version
+    if (f.msg.startsWith('response completed')) {
+      const end = time
+      log.requests.push({
+        end,
+        start: end - parseGoDuration(f['http.response.duration'] ?? ''),
+        method: f['http.request.method'] ?? '',
+        uri: f['http.request.uri'] ?? '',
+        status: Number(f['http.response.status'] ?? (f.msg.endsWith('with error') ? 500 : 200)),
+        written: Number(f['http.response.written'] ?? 0),
+      })
+    } else if (f.msg.startsWith('listening on')) log.listeningSince = time
+    else {
+      const key = SCHEDULER.exec(f.msg)?.[1]
+      if (key && !log.stored.has(key)) log.stored.set(key, time)
+    }
+  }
+  return log
+}
+
+export interface CacheStats {
+  /** Every request answered in the window, errors included. */
+  requests: number
+  errors: number
+  /** Successful blob GETs, and how many of them storage (hits) or the upstream (misses) answered. */
+  blobRequests: number
+  hits: number | null
+  misses: number | null
+  /** Bytes of blobs sent to clients. */
+  servedBytes: number
+  /** Blobs the cache fetched and stored, and their bytes. */
+  fetched: number | null
+  fetchedBytes: number | null
+  /** Blob bytes the upstream sent: on 2.8 the stored copies plus every missed request. */
+  upstreamBytes: number | null
+  /** servedBytes - upstreamBytes: what the upstream did not have to send (negative on a cold 2.8 pull). */
+  savedBytes: number | null
+}
+
+const isBlobGet = (r: LoggedRequest) => r.method === 'GET' && r.status >= 200 && r.status < 300 && BLOB_URI.test(r.uri)
+const blobKey = (uri: string) => {
+  const m = BLOB_URI.exec(uri)
+  return m ? `${m[1]}@${m[2]}` : null
+}
+
+/** Counts from the log alone, for requests that completed at or after `since`; fetch counts need 2.8's scheduler lines. */
+export function statsFromLog(log: RegistryLog, since: number): CacheStats {
+  const inWindow = log.requests.filter((r) => r.end >= since)
+  const blobGets = inWindow.filter(isBlobGet)
+  const servedBytes = blobGets.reduce((n, r) => n + r.written, 0)
+  const base = {
+    requests: inWindow.length,
+    errors: inWindow.filter((r) => r.status >= 400).length,
+    blobRequests: blobGets.length,
+    servedBytes,
+  }
+  if (!schedulerLogs(log.version))
+    return { ...base, hits: null, misses: null, fetched: null, fetchedBytes: null, upstreamBytes: null, savedBytes: null }
+  // A blob is stored once per repository: the proxy serves from storage only what is linked there.
+  const sizes = new Map<string, number>()
+  for (const r of log.requests.filter(isBlobGet)) {
+    const key = blobKey(r.uri) as string
+    sizes.set(key, Math.max(sizes.get(key) ?? 0, r.written))
+  }
+  const missed = blobGets.filter((r) => {
+    const storedAt = log.stored.get(blobKey(r.uri) as string)
+    return storedAt !== undefined && r.start < storedAt
+  })
+  const stores = [...log.stored].filter(([key, at]) => at >= since && sizes.has(key))
+  const fetchedBytes = stores.reduce((n, [key]) => n + (sizes.get(key) ?? 0), 0)
+  const upstreamBytes = fetchedBytes + missed.reduce((n, r) => n + r.written, 0)
+  return {
+    ...base,
+    hits: blobGets.length - missed.length,
+    misses: missed.length,
+    fetched: stores.length,
+    fetchedBytes,
+    upstreamBytes,
+    savedBytes: servedBytes - upstreamBytes,
+  }
+}
+
+/** distribution 2.x logs a scheduler line per stored fetch; 3 does not when proxy.ttl is 0 (devreg's setting). */
+export const schedulerLogs = (version: string | null) => version === null || /^v?2\./.test(version)
+
+/** The registry_proxy_* counters of distribution 3 (Prometheus text) for blobs. */
+export interface ProxyMetrics {
+  requests: number
+  hits: number
+  misses: number
+  pulledBytes: number
+  pushedBytes: number
+}
+
+export function parseProxyMetrics(text: string): ProxyMetrics | null {
+  const value = (name: string) => {
+    const m = new RegExp(`^registry_proxy_${name}_total\\{[^}]*type="blob"[^}]*\\}\\s+(\\S+)`, 'm').exec(text)
+    return m ? Number(m[1]) : null
+  }
+  const [requests, hits, misses, pulledBytes, pushedBytes] = ['requests', 'hits', 'misses', 'pulled_bytes', 'pushed_bytes'].map(value)
+  if (requests === null || hits === null || misses === null || pulledBytes === null || pushedBytes === null) return null
+  return { requests, hits, misses, pulledBytes, pushedBytes }
+}
+
+export interface CacheReport {
+  name: string
+  host: string
+  state: string
+  version: string | null
+  /** The window asked for, and the part of it the kept log covers. */
+  since: string
+  logFrom: string | null
+  /** Where the log does not reach back to `since` (rotated away). */
+  truncated: boolean
+  stats: CacheStats | null
+  /** Which source each number comes from. */
+  sources: string[]
+}
+
+export type Since = { kind: 'start' } | { kind: 'all' } | { kind: 'time'; at: number }
+
+/** --since: start (the container's last start, default), all (every kept line), a duration back (90m, 2h, 1d) or a date. */
+export function parseSince(text: string | undefined, now = Date.now()): Since {
+  if (text === undefined || text === 'start') return { kind: 'start' }
+  if (text === 'all') return { kind: 'all' }
+  const d = /^(\d+)(s|m|h|d)$/.exec(text)
+  if (d) return { kind: 'time', at: now - Number(d[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[d[2] as 's'] }
+  const at = Date.parse(text)
+  if (/^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(at)) return { kind: 'time', at }
+  throw new UserError(
+    `--since ${JSON.stringify(text)} is not a time: use start (default), all, a duration back such as 90m, 2h or 1d, or a date such as 2025-01-31T08:00:00Z`,
+    2,
+  )
+}
+
+/** One cache's report; its container's log is read whole (it is at most 30 MiB). */
+export async function cacheReport(cache: Registry, since: Since): Promise<CacheReport> {
+  const info = await docker.inspect<{ State: { Status: string; StartedAt: string }; Config: { Env?: string[] } }>(cache.name)
+  const base = { name: cache.name, host: cache.host as string }
+  if (!info) return { ...base, state: 'missing', version: null, since: '', logFrom: null, truncated: false, stats: null, sources: [] }
+  const logs = await probe(['docker', 'logs', cache.name])
+  const log = parseRegistryLog(`${logs.stderr}\n${logs.stdout}`)
+  const from = since.kind === 'time' ? since.at : since.kind === 'start' ? Date.parse(info.State.StartedAt) : (log.firstLine ?? 0)
+  const stats = statsFromLog(log, from)
+  const sources = ['requests and bytes served: the registry log (`response completed`)']
+  if (schedulerLogs(log.version)) {
+    sources.push(
+      'hits, misses, fetched: the registry log (`Adding new scheduler entry` marks each blob stored from the upstream; a request that started earlier was answered by the upstream)',
+    )
+  } else {
+    const debugAddr = info.Config.Env?.find((e) => e.startsWith('REGISTRY_HTTP_DEBUG_ADDR='))?.split('=')[1] ?? ':5001'
+    const port = debugAddr.split(':').pop()
+    const metrics =
+      info.State.Status === 'running'
+        ? await probe(['docker', 'exec', cache.name, 'wget', '-q', '-O', '-', `http://127.0.0.1:${port}/metrics`])
+        : null
+    const m = metrics?.ok ? parseProxyMetrics(metrics.stdout) : null
+    if (m) {
+      Object.assign(stats, {
+        hits: m.hits,
+        misses: m.misses,
+        fetched: m.misses,
+        fetchedBytes: m.pulledBytes,
+        upstreamBytes: m.pulledBytes,
+        savedBytes: m.pushedBytes - m.pulledBytes,
+        blobRequests: m.requests,
+        servedBytes: m.pushedBytes,
+      })
+      const started = log.listeningSince ? new Date(log.listeningSince).toISOString() : 'its start'
+      sources.push(
+        `blob requests, hits, misses, bytes: distribution's registry_proxy_* metrics, counted since the registry process started (${started})`,
+      )
+    } else
+      sources.push(
+        `hits, misses, fetched: unknown: distribution ${log.version} logs no fetches with proxy.ttl 0, and its proxy metrics need http.debug.addr with prometheus enabled in the image's config`,
+      )
+  }
+  return {
+    ...base,
+    state: info.State.Status,
+    version: log.version,
+    since: new Date(from).toISOString(),
+    logFrom: log.firstLine === null ? null : new Date(log.firstLine).toISOString(),
+    // A registry logs within seconds of starting; a first line much later than that means rotation.
+    truncated: log.firstLine !== null && log.firstLine > from + 30_000,
+    stats,
+    sources,
+  }
+}
+
+export const reportCaches = (config: Config, since: Since) =>
+  Promise.all(config.registries.filter((r) => r.role === 'cache').map((r) => cacheReport(r, since)))
+
+const percent = (n: number | null, of: number | null) => (n === null || !of ? '-' : `${Math.round((100 * n) / of)}%`)
+const bytes = (n: number | null) => (n === null ? '-' : n < 0 ? `-${formatBytes(-n)}` : formatBytes(n))
+const count = (n: number | null) => (n === null ? '-' : String(n))
+
+/** The human form: one row per cache, then where the numbers come from. */
+export function renderReport(reports: CacheReport[]): string {
+  const rows = reports.map((r) => {
+    const s = r.stats
+    return [
+      r.name,
+      r.state,
+      r.since ? r.since.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-',
+      count(s?.requests ?? null),
+      count(s?.blobRequests ?? null),
+      count(s?.hits ?? null),
+      count(s?.misses ?? null),
+      percent(s?.hits ?? null, s?.blobRequests ?? null),
+      bytes(s?.servedBytes ?? null),
+      bytes(s?.upstreamBytes ?? null),
+      bytes(s?.savedBytes ?? null),
+    ]
+  })
+  const lines = [
+    table(
+      ['CACHE', 'STATE', 'SINCE', 'REQUESTS', 'BLOB GETS', 'FROM CACHE', 'FROM UPSTREAM', 'HIT RATIO', 'SERVED', 'FETCHED', 'SAVED'],
+      rows,
+    ),
+    '',
+  ]
+  for (const r of reports.filter((x) => x.stats)) {
+    lines.push(`${r.name}: distribution ${r.version ?? 'version unknown'}; log kept from ${r.logFrom ?? '-'} (rotated at 10 MiB x 3)`)
+    for (const s of r.sources) lines.push(`  ${s}`)
+    if (r.truncated) lines.push(`  the log does not reach back to ${r.since}: requests before ${r.logFrom} are not counted`)
+    if (r.stats?.upstreamBytes && schedulerLogs(r.version))
+      lines.push(`  FETCHED counts both downloads of each missed blob (distribution 2.8 fetches once to answer, once to store)`)
+  }
+  return lines.join('\n').trimEnd()
+}

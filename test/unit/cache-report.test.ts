@@ -1,0 +1,174 @@
+// The cache report's arithmetic, on a real distribution 2.8.2 proxy log: a cold
+// pull of a 3-blob image, the same pull again, then a 404.
+import { describe, expect, test } from 'bun:test'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import {
+  type CacheReport,
+  parseGoDuration,
+  parseProxyMetrics,
+  parseRegistryLog,
+  parseSince,
+  renderReport,
+  statsFromLog,
+} from '../../scripts/lib/cache-report.ts'
+import { UserError } from '../../scripts/lib/log.ts'
+
+const fixture = readFileSync(join(import.meta.dir, 'fixtures/distribution-2.8-proxy-log.txt'), 'utf8')
+// alpha:1 as the upstream serves it: two layers and a config.
+const ALPHA = 1_500_645 + 700_402 + 1_793
+
+describe('reading a distribution 2.8 log', () => {
+  const log = parseRegistryLog(fixture)
+
+  test('every request, the version, and each blob or manifest the proxy stored', () => {
+    expect(log.version).toBe('2.8.2+ds1')
+    expect(log.requests).toHaveLength(11)
+    expect(log.requests.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 404])
+    expect([...log.stored.keys()].map((k) => k.slice(0, 24))).toEqual([
+      'library/alpha@sha256:a96',
+      'library/alpha@sha256:804',
+      'library/alpha@sha256:94b',
+      'library/alpha@sha256:f41',
+    ])
+    expect(log.listeningSince).toBeLessThan(log.requests[0].end)
+  })
+
+  test('a cold pull: every blob missed, stored once, and sent twice by the upstream; the warm pull: every blob a hit', () => {
+    const s = statsFromLog(log, 0)
+    expect(s).toEqual({
+      requests: 11,
+      errors: 1,
+      blobRequests: 6,
+      hits: 3,
+      misses: 3,
+      servedBytes: 2 * ALPHA,
+      fetched: 3,
+      fetchedBytes: ALPHA,
+      upstreamBytes: 2 * ALPHA,
+      savedBytes: 0,
+    })
+  })
+
+  test('since a time: only the warm pull counts, and it saved every byte it served', () => {
+    const s = statsFromLog(log, log.requests[5].start)
+    expect(s).toMatchObject({ requests: 6, errors: 1, blobRequests: 3, hits: 3, misses: 0, fetched: 0, upstreamBytes: 0 })
+    expect(s.savedBytes).toBe(ALPHA)
+  })
+
+  test('distribution 3 logs no fetches with proxy.ttl 0: the log gives requests and bytes only', () => {
+    const v3 = { ...log, version: 'v3.0.0', stored: new Map() }
+    expect(statsFromLog(v3, 0)).toMatchObject({ blobRequests: 6, servedBytes: 2 * ALPHA, hits: null, misses: null, upstreamBytes: null })
+  })
+
+  test('JSON-formatted lines read the same as text ones', () => {
+    const line = JSON.stringify({
+      time: '2025-01-01T00:00:01.5Z',
+      msg: 'response completed',
+      'http.request.method': 'GET',
+      'http.request.uri': `/v2/x/blobs/sha256:${'a'.repeat(64)}`,
+      'http.response.status': 200,
+      'http.response.written': 42,
+      'http.response.duration': '1.5s',
+    })
+    expect(parseRegistryLog(line).requests).toEqual([
+      {
+        end: Date.parse('2025-01-01T00:00:01.5Z'),
+        start: Date.parse('2025-01-01T00:00:00Z'),
+        method: 'GET',
+        uri: `/v2/x/blobs/sha256:${'a'.repeat(64)}`,
+        status: 200,
+        written: 42,
+      },
+    ])
+  })
+})
+
+test.each([
+  ['54.137234ms', 54.137234],
+  ['1.5s', 1500],
+  ['2m3s', 123_000],
+  ['850µs', 0.85],
+  ['1h0m0.5s', 3_600_500],
+])('Go duration %s is %d ms', (text, ms) => expect(parseGoDuration(text)).toBeCloseTo(ms, 6))
+
+test('distribution 3 proxy metrics: the blob counters', () => {
+  const text = [
+    '# HELP registry_proxy_hits_total The number of total proxy request hits',
+    'registry_proxy_hits_total{type="blob"} 7',
+    'registry_proxy_hits_total{type="manifest"} 2',
+    'registry_proxy_misses_total{type="blob"} 3',
+    'registry_proxy_pulled_bytes_total{type="blob"} 3.145728e+06',
+    'registry_proxy_pushed_bytes_total{type="blob"} 1.048576e+07',
+    'registry_proxy_requests_total{type="blob"} 10',
+  ].join('\n')
+  expect(parseProxyMetrics(text)).toEqual({ requests: 10, hits: 7, misses: 3, pulledBytes: 3_145_728, pushedBytes: 10_485_760 })
+  expect(parseProxyMetrics('registry_proxy_hits_total{type="blob"} 7')).toBeNull()
+})
+
+describe('--since', () => {
+  const now = Date.parse('2025-06-01T12:00:00Z')
+  test.each([
+    [undefined, { kind: 'start' }],
+    ['start', { kind: 'start' }],
+    ['all', { kind: 'all' }],
+    ['90m', { kind: 'time', at: now - 90 * 60_000 }],
+    ['1d', { kind: 'time', at: now - 86_400_000 }],
+    ['2025-05-31T08:00:00Z', { kind: 'time', at: Date.parse('2025-05-31T08:00:00Z') }],
+  ])('%s', (text, want) => expect(parseSince(text, now)).toEqual(want as never))
+
+  test('anything else is a usage error that says what is accepted', () => {
+    expect(() => parseSince('yesterday')).toThrow(UserError)
+    try {
+      parseSince('5 minutes')
+    } catch (err) {
+      expect((err as UserError).exitCode).toBe(2)
+      expect((err as Error).message).toContain('a duration back such as 90m')
+    }
+  })
+})
+
+test('the table says where the numbers come from, and that a cold 2.8 pull costs bytes', () => {
+  const report: CacheReport = {
+    name: 'kind-cache-docker-io',
+    host: 'docker.io',
+    state: 'running',
+    version: '2.8.2',
+    since: '2025-06-01T10:00:00.000Z',
+    logFrom: '2025-06-01T11:00:00.000Z',
+    truncated: true,
+    stats: statsFromLog(parseRegistryLog(fixture), 0),
+    sources: ['requests and bytes served: the registry log (`response completed`)'],
+  }
+  const text = renderReport([report, { ...report, name: 'kind-cache-ghcr-io', state: 'missing', stats: null, since: '' }])
+  const [header, row, missing] = text.split('\n')
+  expect(header.split(/\s{2,}/)).toEqual([
+    'CACHE',
+    'STATE',
+    'SINCE',
+    'REQUESTS',
+    'BLOB GETS',
+    'FROM CACHE',
+    'FROM UPSTREAM',
+    'HIT RATIO',
+    'SERVED',
+    'FETCHED',
+    'SAVED',
+  ])
+  expect(row.split(/\s{2,}/)).toEqual([
+    'kind-cache-docker-io',
+    'running',
+    '2025-06-01 10:00:00Z',
+    '11',
+    '6',
+    '3',
+    '3',
+    '50%',
+    '4.2 MiB',
+    '4.2 MiB',
+    '0 B',
+  ])
+  expect(missing.split(/\s+/).slice(0, 4)).toEqual(['kind-cache-ghcr-io', 'missing', '-', '-'])
+  expect(text).toContain('requests before 2025-06-01T11:00:00.000Z are not counted')
+  expect(text).toContain('once to answer, once to store')
+})
