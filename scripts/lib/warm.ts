@@ -1,0 +1,428 @@
+// Warming: pull images through the caches so that a later cluster finds every
+// blob stored. Each image goes to the cache of its registry host, only the
+// platforms asked for are fetched, and what was already cached is told from
+// what was fetched by reading the cache's storage before (a blob counts as
+// cached when it is linked in that repository: the proxy serves nothing else
+// from storage). A warm ends when the caches have stored every blob:
+// distribution 2.8 stores in the background with a second download.
+import { type Config, configSchema, type Registry } from './config.ts'
+import { readFileIn, volumeExists } from './docker.ts'
+import { probe } from './exec.ts'
+import { chalk, formatBytes, log, UserError } from './log.ts'
+import {
+  type Descriptor,
+  getManifest,
+  hostUrl,
+  type ImageReference,
+  isIndex,
+  type ManifestDocument,
+  mapLimit,
+  parseReference,
+  pingV2,
+  platformOf,
+  RegistryError,
+  readBlob,
+} from './registry.ts'
+import { readStorage, type Storage } from './storage.ts'
+
+export interface WarmTarget {
+  /** As given, e.g. redis:7-alpine. */
+  image: string
+  ref: ImageReference
+  /** As nodes pull it: docker.io/library/redis:7-alpine. */
+  name: string
+  cache: Registry
+}
+
+/** The config's own rule for image references, so arguments and the images list agree. */
+const imageRef = configSchema.shape.images.unwrap().element
+
+export const canonicalName = (r: ImageReference) =>
+  `${r.host}/${r.repository}${r.reference.startsWith('sha256:') ? '@' : ':'}${r.reference}`
+
+/** Each image with the cache of its registry host; an image no cache serves is a usage error (exit 2), before anything is fetched. */
+export function routeImages(config: Config, images: readonly string[]): WarmTarget[] {
+  const problems: string[] = []
+  const targets: WarmTarget[] = []
+  for (const image of new Set(images)) {
+    const valid = imageRef.safeParse(image)
+    if (!valid.success) {
+      problems.push(valid.error.issues[0].message)
+      continue
+    }
+    const ref = parseReference(image)
+    const cache = config.registries.find((r) => r.role === 'cache' && r.host === ref.host)
+    if (!cache) {
+      const hosts = config.registries.flatMap((r) => (r.host ? [r.host] : []))
+      problems.push(
+        `${image}: no cache for ${ref.host} (caches: ${hosts.join(', ') || 'none'}): add a mirror with host ${ref.host} to the config, or leave the image out`,
+      )
+      continue
+    }
+    targets.push({ image, ref, name: canonicalName(ref), cache })
+  }
+  if (problems.length) throw new UserError(problems.join('\n'), 2)
+  return targets
+}
+
+const ARCH: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm/v7',
+  ia32: '386',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+}
+
+/** The platform nodes on this machine run: always linux (kind and k3d nodes are), with the host's CPU. */
+export const hostPlatform = (arch: string = process.arch) => `linux/${ARCH[arch] ?? arch}`
+
+/** containerd's normalization: arm64/v8 is arm64, arm alone is arm/v7, amd64/v1 is amd64. */
+function normalizePlatform(p: string): string {
+  const [os, arch, variant = ''] = p.split('/')
+  const v =
+    (arch === 'arm64' && variant === 'v8') || (arch === 'amd64' && variant === 'v1') ? '' : arch === 'arm' && !variant ? 'v7' : variant
+  return [os, arch, v].filter(Boolean).join('/')
+}
+
+export const samePlatform = (a: string, b: string) => normalizePlatform(a) === normalizePlatform(b)
+
+/** The index's manifests for the wanted platforms; `missing` lists the platforms it lacks. */
+export function selectPlatforms(index: ManifestDocument, wanted: readonly string[]): { chosen: Descriptor[]; missing: string[] } {
+  const children = index.manifests ?? []
+  const chosen: Descriptor[] = []
+  const missing: string[] = []
+  for (const want of wanted) {
+    const match = children.find((d) => {
+      const p = platformOf(d)
+      return p !== null && samePlatform(p, want)
+    })
+    if (match) chosen.includes(match) || chosen.push(match)
+    else missing.push(want)
+  }
+  return { chosen, missing }
+}
+
+/** What went wrong, in one line a user can act on. */
+export function failureReason(err: unknown, cache: Registry, offline: boolean): string {
+  if (!(err instanceof RegistryError)) return (err as Error).message
+  const detail = /"message":"([^"]+)"/.exec(err.message)?.[1]
+  const suffix = offline ? `; ${cache.name} is offline (its upstream ${cache.upstream} does not answer) and serves only what it holds` : ''
+  if (err.status === 404) return `not found (HTTP 404${detail ? ` ${detail}` : ''})${suffix}`
+  if (err.status === 401 || err.status === 403)
+    return `access denied by the upstream (HTTP ${err.status}): a private image needs credentials on the ${cache.host} mirror`
+  if (err.status === null) return `${cache.name} did not answer (${err.message.split(': ').pop()}): is it running? \`dev-registry status\``
+  return `${err.message.split('\n')[0]}${suffix}`
+}
+
+export interface ImageResult {
+  image: string
+  name: string
+  cache: string
+  platforms: string[]
+  blobs: number
+  fetchedBytes: number
+  cachedBytes: number
+  seconds: number
+  error: string | null
+}
+
+export interface WarmSummary {
+  images: ImageResult[]
+  warmed: number
+  failed: number
+  fetchedBytes: number
+  cachedBytes: number
+  platforms: string[]
+  /** Caches running distribution 2.x: the upstream sent their fetched blobs twice. */
+  doubleFetch: string[]
+}
+
+/** Receives progress; `plainProgress` and `ttyProgress` print it. */
+export interface Progress {
+  /** The image's manifests are read: `toFetch` bytes of blobs are not cached yet. */
+  resolved(image: string, toFetch: number): void
+  bytes(image: string, n: number): void
+  done(result: ImageResult): void
+  note(message: string): void
+  finish(): void
+}
+
+interface Blob {
+  digest: string
+  size: number
+  cached: boolean
+}
+
+interface Work {
+  target: WarmTarget
+  started: number
+  seconds: number
+  platforms: string[]
+  blobs: Blob[]
+  fetchedBytes: number
+  error: string | null
+}
+
+interface Download {
+  work: Work
+  blob: Blob
+  /** Every image that needs this blob of this repository. */
+  users: Work[]
+  error: string | null
+}
+
+const result = (w: Work): ImageResult => ({
+  image: w.target.image,
+  name: w.target.name,
+  cache: w.target.cache.name,
+  platforms: w.platforms,
+  blobs: w.blobs.length,
+  fetchedBytes: w.fetchedBytes,
+  cachedBytes: w.blobs.filter((b) => b.cached).reduce((n, b) => n + b.size, 0),
+  seconds: w.seconds,
+  error: w.error,
+})
+
+/** Warms every target with at most `concurrency` registry requests in flight. */
+export async function warmImages(
+  targets: WarmTarget[],
+  opts: { platforms: string[]; concurrency: number; progress: Progress; storageStallMs?: number },
+): Promise<WarmSummary> {
+  const { platforms, concurrency, progress } = opts
+  const caches = [...new Map(targets.map((t) => [t.cache.name, t.cache])).values()]
+
+  // 1. Every cache must answer; what each stores now is what counts as already cached.
+  const state = new Map(await Promise.all(caches.map(async (c) => [c.name, await observeCache(c)] as const)))
+  const of = (w: Work) => state.get(w.target.cache.name) as CacheState
+  const works: Work[] = targets.map((target) => ({
+    target,
+    started: performance.now(),
+    seconds: 0,
+    platforms: [],
+    blobs: [],
+    fetchedBytes: 0,
+    error: null,
+  }))
+  const downloads = new Map<string, Download>()
+  const done = (w: Work) => {
+    w.seconds = (performance.now() - w.started) / 1000
+    progress.done(result(w))
+  }
+
+  // 2. Manifests: the tag through the cache, then each wanted platform's manifest by digest.
+  await mapLimit(works, concurrency, async (w) => {
+    try {
+      w.blobs = await resolveBlobs(w, of(w), platforms)
+    } catch (err) {
+      w.error = failureReason(err, w.target.cache, of(w).offline)
+      return done(w)
+    }
+    progress.resolved(
+      w.target.image,
+      w.blobs.reduce((n, b) => n + b.size, 0),
+    )
+    // A blob is fetched once per cache and repository, for every image that needs it.
+    for (const blob of w.blobs.filter((b) => !b.cached)) {
+      const key = `${w.target.cache.name}/${w.target.ref.repository}@${blob.digest}`
+      const d = downloads.get(key)
+      if (d) d.users.push(w)
+      else downloads.set(key, { work: w, blob, users: [w], error: null })
+    }
+  })
+
+  // 3. Blobs not cached yet; an image is done when its last blob is.
+  const waiting = new Map(works.map((w) => [w, [...downloads.values()].filter((d) => d.users.includes(w)).length]))
+  for (const w of works) if (!w.error && !waiting.get(w)) done(w)
+  await mapLimit([...downloads.values()], concurrency, async (d) => {
+    const { work, blob } = d
+    try {
+      // Read first: `x += await` would add to the value x had before the await.
+      const bytes = await readBlob(of(work).base, work.target.ref.repository, blob.digest, (n) => progress.bytes(work.target.image, n))
+      work.fetchedBytes += bytes
+    } catch (err) {
+      d.error = failureReason(err, work.target.cache, of(work).offline)
+    }
+    for (const w of d.users) {
+      if (d.error) w.error ??= `${blob.digest.slice(0, 19)}: ${d.error}`
+      waiting.set(w, (waiting.get(w) ?? 0) - 1)
+      if (waiting.get(w) === 0) done(w)
+    }
+  })
+
+  // 4. Warm means stored: wait until every fetched blob is linked in its repository.
+  const fetched = [...downloads.values()].filter((d) => !d.error)
+  if (fetched.length) {
+    progress.note(`waiting for the caches to store ${fetched.length} blob${fetched.length === 1 ? '' : 's'}`)
+    for (const d of await unstored(fetched, opts.storageStallMs ?? 120_000))
+      for (const w of d.users.filter((x) => !x.error)) {
+        w.error = `${w.target.cache.name} did not store ${d.blob.digest.slice(0, 19)} in time: see \`docker logs ${w.target.cache.name}\``
+        progress.done(result(w))
+      }
+  }
+  progress.finish()
+
+  const images = works.map(result)
+  const ok = images.filter((r) => !r.error)
+  return {
+    images,
+    warmed: ok.length,
+    failed: images.length - ok.length,
+    fetchedBytes: images.reduce((n, r) => n + r.fetchedBytes, 0),
+    cachedBytes: ok.reduce((n, r) => n + r.cachedBytes, 0),
+    platforms,
+    doubleFetch: caches.filter((c) => /^v?2\./.test(state.get(c.name)?.version ?? '')).map((c) => c.name),
+  }
+}
+
+interface CacheState {
+  base: string
+  offline: boolean
+  storage: Storage
+  version: string | null
+}
+
+async function observeCache(cache: Registry): Promise<CacheState> {
+  const base = hostUrl(cache.bind, cache.port)
+  const answer = await pingV2(base, 5000)
+  if (!answer.ok)
+    throw new UserError(
+      `${cache.name} does not answer on ${base} (${answer.error ?? `HTTP ${answer.status}`}): run \`dev-registry up\` first`,
+    )
+  // Reading a volume that does not exist would create it.
+  if (!(await volumeExists(cache.volume)))
+    throw new UserError(`${cache.name} answers but its volume ${cache.volume} does not exist: run \`dev-registry up\` to recreate it`)
+  const [storage, mode, version] = await Promise.all([
+    readStorage(cache.volume, cache.image),
+    readFileIn(cache.name, '/tmp/devreg-mode'),
+    registryVersion(cache.name),
+  ])
+  return { base, offline: mode?.trim() === 'offline', storage, version }
+}
+
+/** The config and layers of the image, or of each wanted platform of an index. */
+async function resolveBlobs(w: Work, cache: CacheState, platforms: string[]): Promise<Blob[]> {
+  const { repository, reference } = w.target.ref
+  const top = await getManifest(cache.base, repository, reference)
+  let images = [top.document]
+  if (isIndex(top.document, top.mediaType)) {
+    const { chosen, missing } = selectPlatforms(top.document, platforms)
+    if (missing.length) {
+      const offered = (top.document.manifests ?? []).map(platformOf).filter((p) => p && !p.startsWith('unknown'))
+      throw new Error(`no ${missing.join(', ')} in its index (it has ${offered.join(', ') || 'no platforms'})`)
+    }
+    w.platforms = chosen.map((d) => platformOf(d) as string)
+    images = await Promise.all(chosen.map(async (d) => (await getManifest(cache.base, repository, d.digest)).document))
+  }
+  const linked = cache.storage.repositories.get(repository)?.layers ?? new Set<string>()
+  const blobs = new Map<string, Blob>()
+  for (const m of images)
+    for (const d of [...(m.config ? [m.config] : []), ...(m.layers ?? [])])
+      blobs.set(d.digest, { digest: d.digest, size: d.size, cached: linked.has(d.digest) && cache.storage.blobs.has(d.digest) })
+  return [...blobs.values()]
+}
+
+/**
+ * Polls the caches' storage until each download is stored and linked; returns
+ * those still missing once `stallMs` passed without any of them arriving.
+ */
+async function unstored(pending: Download[], stallMs: number): Promise<Download[]> {
+  let deadline = Date.now() + stallMs
+  let left = pending
+  for (;;) {
+    const caches = [...new Map(left.map((d) => [d.work.target.cache.name, d.work.target.cache])).values()]
+    const stored = new Map(await Promise.all(caches.map(async (c) => [c.name, await readStorage(c.volume, c.image)] as const)))
+    const still = left.filter((d) => {
+      const s = stored.get(d.work.target.cache.name) as Storage
+      return !(s.blobs.has(d.blob.digest) && s.repositories.get(d.work.target.ref.repository)?.layers.has(d.blob.digest))
+    })
+    if (still.length < left.length) deadline = Date.now() + stallMs
+    left = still
+    if (!left.length || Date.now() > deadline) return left
+    await new Promise((r) => setTimeout(r, 500))
+  }
+}
+
+/** The distribution version a registry container runs (`registry --version`), e.g. 2.8.2+ds1 or v3.0.0. */
+export async function registryVersion(name: string): Promise<string | null> {
+  const r = await probe(['docker', 'exec', name, 'registry', '--version'])
+  return r.ok ? (r.stdout.trim().split(/\s+/).pop() ?? null) : null
+}
+
+/** One line per image as it finishes: for logs and CI. */
+export function plainProgress(): Progress {
+  return {
+    resolved: () => {},
+    bytes: () => {},
+    done: (r) => log.info(imageLine(r)),
+    note: (m) => log.info(m),
+    finish: () => {},
+  }
+}
+
+export function imageLine(r: ImageResult): string {
+  const platforms = r.platforms.length ? ` (${r.platforms.join(', ')})` : ''
+  if (r.error) return `${chalk.red('✗')} ${r.name}${platforms}: ${r.error}`
+  return `${chalk.green('✓')} ${r.name}${platforms}: ${formatBytes(r.fetchedBytes)} fetched, ${formatBytes(r.cachedBytes)} already cached, ${r.seconds.toFixed(1)}s`
+}
+
+/** On a terminal: a line per image in flight with its bytes, and the overall bytes, redrawn in place. */
+export function ttyProgress(stream: NodeJS.WriteStream = process.stderr): Progress {
+  const totals = new Map<string, number>()
+  const got = new Map<string, number>()
+  let drawn = 0
+  let last = 0
+  let note = ''
+  const draw = (force = false) => {
+    if (!force && performance.now() - last < 100) return
+    last = performance.now()
+    const active = [...totals].filter(([image, total]) => (got.get(image) ?? 0) < total)
+    const all = [...totals.values()].reduce((a, b) => a + b, 0)
+    const sum = [...got.values()].reduce((a, b) => a + b, 0)
+    const lines = [
+      ...active.slice(0, 8).map(([image, total]) => `  ${image.padEnd(40)} ${formatBytes(got.get(image) ?? 0)} / ${formatBytes(total)}`),
+      `${chalk.bold('warming')} ${totals.size} image${totals.size === 1 ? '' : 's'}: ${formatBytes(sum)} / ${formatBytes(all)} fetched ${note}`.trimEnd(),
+    ]
+    // A wrapped line would break the redraw, which moves up one row per line.
+    const width = (stream.columns || 80) - 1
+    stream.write(`${drawn ? `\x1b[${drawn}A` : ''}\x1b[0J${lines.map((l) => l.slice(0, width)).join('\n')}\n`)
+    drawn = lines.length
+  }
+  const clear = () => {
+    if (drawn) stream.write(`\x1b[${drawn}A\x1b[0J`)
+    drawn = 0
+  }
+  return {
+    resolved: (image, total) => {
+      totals.set(image, total)
+      draw()
+    },
+    bytes: (image, n) => {
+      got.set(image, (got.get(image) ?? 0) + n)
+      draw()
+    },
+    done: (r) => {
+      clear()
+      stream.write(`${imageLine(r)}\n`)
+    },
+    note: (m) => {
+      note = `(${m})`
+      draw(true)
+    },
+    finish: clear,
+  }
+}
+
+/** The tally that ends a warm. */
+export function summaryLines(s: WarmSummary): string[] {
+  const lines = [
+    `${s.warmed} warmed, ${s.failed} failed: ${formatBytes(s.fetchedBytes)} fetched from the upstreams, ${formatBytes(s.cachedBytes)} already cached`,
+  ]
+  if (s.doubleFetch.length && s.fetchedBytes)
+    lines.push(
+      `(distribution 2.8 in ${s.doubleFetch.join(', ')} downloads each fetched blob twice, once to answer and once to store: the upstream sent up to ${formatBytes(2 * s.fetchedBytes)})`,
+    )
+  for (const r of s.images.filter((x) => x.error)) lines.push(`  ${r.image}: ${r.error}`)
+  return lines
+}

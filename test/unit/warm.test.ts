@@ -1,0 +1,193 @@
+// Warming decisions that need no registry: which cache an image goes to, which
+// platforms of an index are fetched, how failures and the tally read.
+import { describe, expect, test } from 'bun:test'
+import { resolveConfig } from '../../scripts/lib/config.ts'
+import { UserError } from '../../scripts/lib/log.ts'
+import { RegistryError } from '../../scripts/lib/registry.ts'
+import { failureReason, hostPlatform, routeImages, samePlatform, selectPlatforms, summaryLines } from '../../scripts/lib/warm.ts'
+import { runScript } from '../support/fixture.ts'
+
+const config = resolveConfig({
+  mirrors: [
+    { host: 'docker.io', upstream: 'http://up:5000' },
+    { host: 'ghcr.io', upstream: 'http://up2:5000' },
+    { host: 'registry.example.com:5443', upstream: 'http://up3:5000' },
+  ],
+})
+
+const usageError = (fn: () => unknown): UserError => {
+  try {
+    fn()
+  } catch (err) {
+    if (err instanceof UserError) return err
+    throw err
+  }
+  throw new Error('no UserError thrown')
+}
+
+describe('routing an image to its cache', () => {
+  test.each([
+    ['redis:7-alpine', 'docker.io/library/redis:7-alpine', 'kind-cache-docker-io'],
+    ['grafana/loki:2.9.3', 'docker.io/grafana/loki:2.9.3', 'kind-cache-docker-io'],
+    ['index.docker.io/library/postgres:16', 'docker.io/library/postgres:16', 'kind-cache-docker-io'],
+    ['docker.io/library/busybox', 'docker.io/library/busybox:latest', 'kind-cache-docker-io'],
+    ['ghcr.io/org/app:1.2', 'ghcr.io/org/app:1.2', 'kind-cache-ghcr-io'],
+    ['registry.example.com:5443/team/tool:3', 'registry.example.com:5443/team/tool:3', 'kind-cache-registry-example-com-5443'],
+    [`redis@sha256:${'a'.repeat(64)}`, `docker.io/library/redis@sha256:${'a'.repeat(64)}`, 'kind-cache-docker-io'],
+  ])('%s is pulled as %s through %s', (image, name, cache) => {
+    const [t] = routeImages(config, [image])
+    expect(t.name).toBe(name)
+    expect(t.cache.name).toBe(cache)
+  })
+
+  test('an image listed twice is warmed once', () => {
+    expect(routeImages(config, ['redis:7', 'redis:7'])).toHaveLength(1)
+  })
+
+  test('an image whose host has no cache is a usage error naming the image, the host and the fix', () => {
+    const err = usageError(() => routeImages(config, ['redis:7', 'quay.io/org/x:1', 'localhost:5001/app:dev']))
+    expect(err.exitCode).toBe(2)
+    expect(err.message).toContain('quay.io/org/x:1: no cache for quay.io (caches: docker.io, ghcr.io, registry.example.com:5443)')
+    expect(err.message).toContain('add a mirror with host quay.io')
+    expect(err.message).toContain('localhost:5001/app:dev: no cache for localhost:5001')
+  })
+
+  test('something that is not an image reference is a usage error', () => {
+    const err = usageError(() => routeImages(config, ['redis 7']))
+    expect(err.exitCode).toBe(2)
+    expect(err.message).toContain('"redis 7" is not an image reference')
+  })
+})
+
+describe('platforms', () => {
+  test.each([
+    ['x64', 'linux/amd64'],
+    ['arm64', 'linux/arm64'],
+    ['arm', 'linux/arm/v7'],
+  ])('a %s host warms %s', (arch, platform) => expect(hostPlatform(arch)).toBe(platform))
+
+  test.each([
+    ['linux/arm64', 'linux/arm64/v8', true],
+    ['linux/arm', 'linux/arm/v7', true],
+    ['linux/arm/v6', 'linux/arm/v7', false],
+    ['linux/amd64', 'linux/arm64', false],
+  ])('%s and %s are the same platform: %p', (a, b, same) => expect(samePlatform(a, b)).toBe(same))
+
+  const index = {
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [
+      { digest: 'sha256:amd', size: 1, platform: { os: 'linux', architecture: 'amd64' } },
+      { digest: 'sha256:arm', size: 1, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+      { digest: 'sha256:att', size: 1, platform: { os: 'unknown', architecture: 'unknown' } },
+    ],
+  }
+
+  test('only the wanted platforms are chosen from an index, never its attestations', () => {
+    expect(selectPlatforms(index, ['linux/arm64']).chosen.map((d) => d.digest)).toEqual(['sha256:arm'])
+    expect(selectPlatforms(index, ['linux/amd64', 'linux/arm64']).chosen.map((d) => d.digest)).toEqual(['sha256:amd', 'sha256:arm'])
+  })
+
+  test('a platform the index lacks is reported', () => {
+    expect(selectPlatforms(index, ['linux/amd64', 'linux/s390x'])).toEqual({ chosen: [index.manifests[0]], missing: ['linux/s390x'] })
+  })
+})
+
+describe('failures and the tally', () => {
+  const cache = config.registries[1]
+
+  test.each([
+    [
+      'a 404 says not found',
+      404,
+      '{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}',
+      false,
+      'not found (HTTP 404 manifest unknown)',
+    ],
+    ['a 404 from an offline cache says why', 404, '', true, 'is offline (its upstream http://up:5000 does not answer)'],
+    ['a 401 points at credentials', 401, '', false, 'a private image needs credentials on the docker.io mirror'],
+    ['a refused connection names the cache', null, 'ECONNREFUSED', false, 'kind-cache-docker-io did not answer (ECONNREFUSED)'],
+  ] as const)('%s', (_, status, body, offline, reason) => {
+    const err = new RegistryError(
+      status === null ? `GET http://127.0.0.1:5101/v2/x/manifests/1: ${body}` : `GET library/x:1: HTTP ${status} ${body}`,
+      status,
+    )
+    expect(failureReason(err, cache, offline)).toContain(reason)
+  })
+
+  test('the tally counts warmed and failed images, fetched and cached bytes, and says when 2.8 doubled the download', () => {
+    const lines = summaryLines({
+      images: [
+        {
+          image: 'a:1',
+          name: 'docker.io/library/a:1',
+          cache: cache.name,
+          platforms: [],
+          blobs: 2,
+          fetchedBytes: 2048,
+          cachedBytes: 0,
+          seconds: 1,
+          error: null,
+        },
+        {
+          image: 'b:1',
+          name: 'docker.io/library/b:1',
+          cache: cache.name,
+          platforms: [],
+          blobs: 0,
+          fetchedBytes: 0,
+          cachedBytes: 0,
+          seconds: 1,
+          error: 'not found',
+        },
+      ],
+      warmed: 1,
+      failed: 1,
+      fetchedBytes: 2048,
+      cachedBytes: 1024,
+      platforms: ['linux/amd64'],
+      doubleFetch: [cache.name],
+    })
+    expect(lines[0]).toBe('1 warmed, 1 failed: 2.0 KiB fetched from the upstreams, 1.0 KiB already cached')
+    expect(lines[1]).toContain('the upstream sent up to 4.0 KiB')
+    expect(lines[2]).toBe('  b:1: not found')
+  })
+})
+
+describe('dev-registry warm and report as a user runs them, without Docker', () => {
+  // No daemon behind this socket: nothing can be started or fetched.
+  const noDocker = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' }
+  const devRegistry = (args: string[], runtime?: 'tsx') => runScript('dev-registry', args, { env: noDocker, runtime })
+
+  test('--dry-run shows which cache each image goes through, for which platforms, the same under bun and tsx', async () => {
+    const args = ['warm', 'redis:7-alpine', 'quay.io/prometheus/prometheus:v2.48.0', '--platform', 'linux/amd64,linux/arm64', '--dry-run']
+    const [bun, tsx] = await Promise.all([devRegistry(args), devRegistry(args, 'tsx')])
+    expect(bun.code).toBe(0)
+    expect(bun.stdout.trim().split('\n')).toEqual([
+      'would warm docker.io/library/redis:7-alpine through kind-cache-docker-io (http://127.0.0.1:5101) for linux/amd64, linux/arm64',
+      'would warm quay.io/prometheus/prometheus:v2.48.0 through kind-cache-quay-io (http://127.0.0.1:5103) for linux/amd64, linux/arm64',
+    ])
+    expect(tsx.stdout).toBe(bun.stdout)
+  })
+
+  test.each([
+    [['warm'], 'nothing to warm: name images'],
+    [['warm', 'example.com/x:1'], 'example.com/x:1: no cache for example.com'],
+    [['warm', 'redis:7', '--concurrency', '0'], '--concurrency: must be a whole number from 1 to 64'],
+    [['warm', 'redis:7', '--platform', 'linux'], '--platform: "linux" is not a platform such as linux/amd64'],
+    [['warm', 'redis:7', '--since', '1h'], '--since goes with report'],
+    [['report', '--platform', 'linux/amd64'], '--platform goes with warm'],
+    [['report', '--since', 'yesterday'], '--since "yesterday" is not a time'],
+    [['report', 'extra'], 'unexpected argument extra'],
+  ])('%p is a usage error (exit 2) before Docker is asked', async (args, message) => {
+    const r = await devRegistry(args)
+    expect(r.stderr).toContain(message)
+    expect(r.code).toBe(2)
+  })
+
+  test('warm without Docker or caches says to bring them up first, exit 1', async () => {
+    const r = await devRegistry(['warm', 'redis:7-alpine'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('kind-cache-docker-io does not answer on http://127.0.0.1:5101')
+    expect(r.stderr).toContain('run `dev-registry up` first')
+  })
+})
