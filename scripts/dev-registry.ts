@@ -1,13 +1,16 @@
 #!/usr/bin/env -S npx tsx
 // Start the local push registry and one pull-through cache per configured
 // upstream. Idempotent: containers that match the config are left alone.
+import { parseSince, renderReport, reportCaches, type Since } from './lib/cache-report.ts'
 import { isMain, openScript, run } from './lib/cli.ts'
-import { type Config, loadConfig } from './lib/config.ts'
+import { type Config, configSchema, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
 import { log, table, UserError } from './lib/log.ts'
 import { ensureRegistries, removeRegistries } from './lib/registries.ts'
+import { hostUrl } from './lib/registry.ts'
 import { LABEL, registryContainer } from './lib/render.ts'
+import { hostPlatform, plainProgress, routeImages, summaryLines, ttyProgress, warmImages } from './lib/warm.ts'
 
 const USAGE = `Usage: dev-registry [COMMAND] [options]
 
@@ -19,12 +22,19 @@ Commands:
   rm --purge      also delete their volumes, after listing them and asking
   adopt NAME      copy the images of a registry container devreg did not create
                   (e.g. an old kind-registry) into devreg's volume, then replace it
+  warm [IMAGE...] pull images (default: the config's images) through their caches
+  report          per cache: requests, blobs from cache or upstream, bytes, hit ratio
 
 Options:
   --config PATH   read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]
-  --dry-run       print the docker commands instead of running them
-  --json          status as JSON
+  --dry-run       print the docker commands (warm: the plan) instead of running them
+  --json          status, warm and report as JSON
   --purge         with rm: delete the volumes too
+  --platform LIST with warm: platforms to fetch from multi-platform images, comma-separated
+                  [default: the config's warm.platforms, else the host's]
+  --concurrency N with warm: registry requests in flight [default: the config's warm.concurrency]
+  --since WHEN    with report: start (the cache's last start), all (the whole kept log),
+                  a duration back (90m, 2h, 1d) or a date [default: start]
   --yes, -y       do not ask before deleting
   --verbose, -v   echo every command
   --help, -h      show this help
@@ -33,42 +43,60 @@ Examples:
   dev-registry                       # bring up kind-registry and the caches
   dev-registry status --json
   dev-registry adopt kind-registry   # take over an existing registry without losing its images
+  dev-registry warm                  # the config's images list
+  dev-registry warm redis:7-alpine ghcr.io/org/app:1.2 --platform linux/amd64,linux/arm64
+  dev-registry report --since 2h
   dev-registry rm --purge --dry-run`
 
+const COMMANDS = ['up', 'status', 'stop', 'rm', 'adopt', 'warm', 'report'] as const
+/** Flags that belong to one command. */
+const FLAG_COMMAND = { platform: 'warm', concurrency: 'warm', since: 'report' }
+
 interface Options {
-  command: 'up' | 'status' | 'stop' | 'rm' | 'adopt'
+  command: (typeof COMMANDS)[number]
   target: string | null
+  images: string[]
   configPath?: string
   json: boolean
   purge: boolean
   yes: boolean
+  platforms: string[] | null
+  concurrency: number | null
+  since: Since
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
   const args = openScript(
     argv,
     {
-      string: ['config'],
+      string: ['config', 'platform', 'concurrency', 'since'],
       boolean: ['dry-run', 'json', 'purge', 'yes', 'verbose', 'help'],
       alias: { y: 'yes', v: 'verbose', h: 'help' },
     },
     USAGE,
-    2,
+    Number.POSITIVE_INFINITY,
   )
   if (!args) return 0
-  const [command = 'up', target = null, ...extra] = args._.map(String)
-  if (!['up', 'status', 'stop', 'rm', 'adopt'].includes(command)) throw new UserError(`unknown command ${command}\n\n${USAGE}`, 2)
+  const [command = 'up', ...rest] = args._.map(String)
+  if (!(COMMANDS as readonly string[]).includes(command)) throw new UserError(`unknown command ${command}\n\n${USAGE}`, 2)
+  const [target = null, ...extra] = command === 'warm' ? [] : rest
   if (command === 'adopt' && !target)
     throw new UserError('adopt needs the name of the container to adopt, e.g. dev-registry adopt kind-registry', 2)
   if (extra.length || (target && command !== 'adopt')) throw new UserError(`unexpected argument ${extra[0] ?? target}\n\n${USAGE}`, 2)
   if (args.purge && command !== 'rm') throw new UserError('--purge goes with rm', 2)
+  for (const [flag, only] of Object.entries(FLAG_COMMAND))
+    if (args[flag] !== undefined && command !== only) throw new UserError(`--${flag} goes with ${only}`, 2)
   const opts: Options = {
     command: command as Options['command'],
     target,
+    images: command === 'warm' ? rest : [],
     configPath: args.config,
     json: args.json,
     purge: args.purge,
     yes: args.yes,
+    platforms: args.platform === undefined ? null : parsePlatforms(String(args.platform)),
+    concurrency: args.concurrency === undefined ? null : parseConcurrency(String(args.concurrency)),
+    since: parseSince(args.since),
   }
 
   // 1. The config: a bad one stops here, before any docker command.
@@ -88,7 +116,24 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       return (await removeRegistries(config, { purge: opts.purge, yes: opts.yes, roles: ['local', 'cache'] })) ? 0 : 1
     case 'adopt':
       return adopt(config, opts.target as string)
+    case 'warm':
+      return warm(config, opts)
+    case 'report':
+      return report(config, opts)
   }
+}
+
+/** --platform follows the rule of the config's warm.platforms. */
+function parsePlatforms(list: string): string[] {
+  const parsed = configSchema.shape.warm.unwrap().shape.platforms.safeParse(list.split(','))
+  if (!parsed.success) throw new UserError(`--platform: ${parsed.error.issues[0].message}`, 2)
+  return parsed.data
+}
+
+function parseConcurrency(text: string): number {
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency: must be a whole number from 1 to 64, got ${text}`, 2)
+  return n
 }
 
 async function owned(config: Config) {
@@ -185,6 +230,32 @@ async function adopt(config: Config, name: string): Promise<number> {
   // 4. Bring up devreg's registries, the adopted one included.
   await ensureRegistries(config)
   log.info(`when you have checked your images, remove the old container: docker rm ${backup}`)
+  return 0
+}
+
+async function warm(config: Config, opts: Options): Promise<number> {
+  const images = opts.images.length ? opts.images : config.images
+  if (!images.length)
+    throw new UserError('nothing to warm: name images (dev-registry warm redis:7-alpine) or list them under images in the config', 2)
+  const targets = routeImages(config, images)
+  const platforms = opts.platforms ?? (config.warm.platforms.length ? [...config.warm.platforms] : [hostPlatform()])
+  if (settings.dryRun) {
+    for (const t of targets)
+      log.out(`would warm ${t.name} through ${t.cache.name} (${hostUrl(t.cache.bind, t.cache.port)}) for ${platforms.join(', ')}`)
+    return 0
+  }
+  const progress = process.stderr.isTTY && !opts.json ? ttyProgress() : plainProgress()
+  const summary = await warmImages(targets, { platforms, concurrency: opts.concurrency ?? config.warm.concurrency, progress })
+  if (opts.json) log.out(JSON.stringify(summary, null, 2))
+  const [tally, ...details] = summaryLines(summary)
+  ;(summary.failed ? log.error : log.ok)(tally)
+  for (const line of details) log.info(line)
+  return summary.failed ? 1 : 0
+}
+
+async function report(config: Config, opts: Options): Promise<number> {
+  const reports = await reportCaches(config, opts.since)
+  log.out(opts.json ? JSON.stringify({ caches: reports }, null, 2) : renderReport(reports))
   return 0
 }
 
