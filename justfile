@@ -29,6 +29,11 @@ dev-down *args:
 registry-gc *args:
     @{{runtime}} scripts/registry-gc.ts "$@"
 
+# Check that every configured host resolves and answers on this machine, in a container and in each node (HOST..., --json, --fix-hosts)
+[group('hosts')]
+preflight *args:
+    @{{runtime}} scripts/preflight-dns.ts "$@"
+
 # Run docker build with --add-host NAME:buildAddress for every configured host (arguments pass through; --dry-run prints the command)
 [group('hosts')]
 docker-build *args:

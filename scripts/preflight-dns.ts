@@ -1,0 +1,130 @@
+#!/usr/bin/env -S npx tsx
+// Check that every configured name resolves and answers where devreg needs it:
+// on this machine, in a container on the cluster network and in each node.
+// With --fix-hosts, add the missing `hosts` entries to /etc/hosts instead.
+import { existsSync } from 'node:fs'
+import { isMain, openScript, run } from './lib/cli.ts'
+import { type Config, loadConfig } from './lib/config.ts'
+import { settings } from './lib/exec.ts'
+import {
+  fixHostsFile,
+  HOSTS_FILE,
+  parseHostsFile,
+  readHostsFile,
+  shadowedRegistries,
+  unifiedDiff,
+  writeHostsFile,
+} from './lib/hosts-file.ts'
+import { log, UserError } from './lib/log.ts'
+import { evaluate, observe, renderReport, selectTargets, summarize } from './lib/preflight.ts'
+
+const USAGE = `Usage: preflight-dns [HOST...] [options]
+
+Checks every configured name where devreg needs it: the hosts entries, the
+registries and the registry hosts nodes pull from. On this machine, in a
+short-lived container on the cluster network and in each node of the cluster:
+names resolve to the expected address, registries answer GET /v2/, and every
+node has exactly the mirror configuration dev-up writes. Prints a table and
+the fix for each failure. HOST limits the checks to those names.
+
+Options:
+  --config PATH       read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]
+  --json              print every check as JSON
+  --fix-hosts         add the config's missing hosts entries to the hosts file,
+                      between devreg's marker lines, instead of checking;
+                      without permission only the write runs with sudo
+  --hosts-file PATH   the hosts file to read and fix [default: /etc/hosts]
+  --dry-run           with --fix-hosts: print the change as a diff, write nothing
+  --verbose, -v       echo every command
+  --help, -h          show this help
+
+Exit codes: 0 every check passed (warnings allowed), 1 a check failed,
+2 a usage or config error.
+
+Examples:
+  preflight-dns
+  preflight-dns registry.dev.local kind-registry --json
+  preflight-dns --fix-hosts --dry-run
+  preflight-dns --fix-hosts --hosts-file /tmp/hosts`
+
+interface Options {
+  names: string[]
+  configPath?: string
+  json: boolean
+  fixHosts: boolean
+  hostsFile: string
+}
+
+export async function main(argv = process.argv.slice(2)): Promise<number> {
+  const args = openScript(
+    argv,
+    {
+      string: ['config', 'hosts-file'],
+      boolean: ['json', 'fix-hosts', 'dry-run', 'verbose', 'help'],
+      alias: { v: 'verbose', h: 'help' },
+    },
+    USAGE,
+    Number.POSITIVE_INFINITY,
+  )
+  if (!args) return 0
+  const opts: Options = {
+    names: args._.map(String),
+    configPath: args.config,
+    json: args.json,
+    fixHosts: args['fix-hosts'],
+    hostsFile: args['hosts-file'] ?? HOSTS_FILE,
+  }
+  if (settings.dryRun && !opts.fixHosts) throw new UserError('--dry-run goes with --fix-hosts (the checks change nothing)', 2)
+  if (opts.fixHosts && opts.names.length)
+    throw new UserError(`--fix-hosts writes every hosts entry of the config and takes no names (got ${opts.names.join(', ')})`, 2)
+  if (args['hosts-file'] === '') throw new UserError('--hosts-file needs a path', 2)
+
+  const config = loadConfig({ configPath: opts.configPath })
+  return opts.fixHosts ? fixHosts(config, opts) : check(config, opts)
+}
+
+async function check(config: Config, opts: Options): Promise<number> {
+  const sel = selectTargets(config, opts.names)
+  // The default /etc/hosts may be missing (some containers); a file named on the command line may not.
+  const text = opts.hostsFile === HOSTS_FILE && !existsSync(HOSTS_FILE) ? '' : await readHostsFile(opts.hostsFile)
+  const checks = evaluate(config, sel, await observe(config, sel, { path: opts.hostsFile, text }))
+  const counts = summarize(checks)
+  if (opts.json) log.out(JSON.stringify({ ok: counts.fail === 0, summary: counts, checks }, null, 2))
+  else log.out(renderReport(checks))
+  if (!counts.fail) return 0
+  const failed = [...new Set(checks.filter((c) => c.status === 'fail').map((c) => `${c.check} ${c.subject}`))]
+  const named = failed.length > 4 ? `${failed.slice(0, 3).join(', ')} and ${failed.length - 3} more` : failed.join(', ')
+  log.error(`${counts.fail} of ${checks.length} checks failed (${named}): the report above says how to fix each`)
+  return 1
+}
+
+async function fixHosts(config: Config, opts: Options): Promise<number> {
+  const path = opts.hostsFile
+  const before = await readHostsFile(path)
+  const fix = fixHostsFile(before, config.hosts, path)
+  const shadows = shadowedRegistries(parseHostsFile(before))
+  for (const s of shadows)
+    log.warn(`${path} line ${s.line} maps ${s.name} to ${s.address}: pulls from ${s.name} on this machine go there and fail; remove it`)
+  for (const c of fix.conflicts)
+    log.error(
+      `${path} line ${c.line} maps ${c.name} to ${c.address}, the config says ${c.expected}: change that line (devreg edits only its own block)`,
+    )
+  const changed = fix.text !== before
+  if (opts.json)
+    log.out(
+      JSON.stringify(
+        { path, changed, written: changed && !settings.dryRun, added: fix.added, removed: fix.removed, conflicts: fix.conflicts, shadows },
+        null,
+        2,
+      ),
+    )
+  if (settings.dryRun) {
+    if (!opts.json) log.out(changed ? unifiedDiff(path, before, fix.text) : `# ${path}: nothing to change`)
+  } else if (changed) {
+    await writeHostsFile(path, fix.text)
+    log.ok(`${path}: ${[...fix.added.map((l) => `added ${l}`), ...fix.removed.map((l) => `removed ${l}`)].join(', ')}`)
+  } else log.info(`${path}: every hosts entry is already there`)
+  return fix.conflicts.length ? 1 : 0
+}
+
+if (isMain(import.meta.url)) await run(main)
