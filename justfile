@@ -39,6 +39,12 @@ preflight *args:
 docker-build *args:
     @{{runtime}} scripts/docker-build.ts "$@"
 
+# Set up a fresh devcontainer, unattended: dependencies, registries, preflight (silent unless a step fails)
+[group('dev')]
+[no-exit-message]
+postcreate:
+    @sh .devcontainer/postcreate.sh
+
 # Run the unit and integration tests (integration needs Docker; DEVREG_REQUIRE_DOCKER=1 makes its absence a failure)
 [group('dev')]
 test *args:

@@ -94,7 +94,7 @@ async function check(config: Config, opts: Options): Promise<number> {
   if (!counts.fail) return 0
   const failed = [...new Set(checks.filter((c) => c.status === 'fail').map((c) => `${c.check} ${c.subject}`))]
   const named = failed.length > 4 ? `${failed.slice(0, 3).join(', ')} and ${failed.length - 3} more` : failed.join(', ')
-  log.error(`${counts.fail} of ${checks.length} checks failed (${named}): the report above says how to fix each`)
+  log.error(`${counts.fail} of ${checks.length} checks failed (${named}); the report gives the fix for each`)
   return 1
 }
 
