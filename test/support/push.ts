@@ -53,6 +53,9 @@ export function layer(size: number): Bytes {
 
 export async function pushBlob(base: string, repo: string, data: Bytes): Promise<PushedBlob> {
   const digest = sha256(data)
+  // As docker push does: a blob the repository already has is not sent again.
+  const head = await fetch(`${base}/v2/${repo}/blobs/${digest}`, { method: 'HEAD' })
+  if (head.status === 200) return { digest, size: data.byteLength }
   const start = await fetch(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST' })
   if (start.status !== 202) throw new Error(`start upload to ${repo}: HTTP ${start.status}`)
   await start.arrayBuffer()
