@@ -234,8 +234,8 @@ interface GcOptions {
 async function gc(config: Config, registries: Registry[], policy: Policy, opts: GcOptions): Promise<number> {
   const nodeDigests = await heldByNodes(config, policy.force)
   const now = Date.now() / 1000
-  const plans: { registry: Registry; plan: GcPlan; diskBytes: number | null }[] = []
-  for (const { registry, storage, diskBytes } of await snapshots(registries)) {
+  const plans: { registry: Registry; plan: GcPlan }[] = []
+  for (const { registry, storage } of await snapshots(registries)) {
     if (!storage) continue
     if (registry.role === 'cache' && policy.keepLast !== null) {
       if (!opts.json) log.info(`${registry.name}: skipped (--keep-last applies to the local registry; caches evict by --older-than)`)
@@ -250,25 +250,27 @@ async function gc(config: Config, registries: Registry[], policy: Policy, opts: 
       nodeDigests,
       tagTime: (repo, tag, digest) => created.get(digest) ?? repo.tags.get(tag)?.linkedAt ?? 0,
     })
-    plans.push({ registry, plan, diskBytes })
+    plans.push({ registry, plan })
   }
   const work = plans.filter(({ plan }) => plan.manifests.length || plan.untag.length || plan.evict.length)
-  if (opts.json)
+  const report = (freed: Map<string, { before: number | null; after: number | null }> = new Map()) =>
     log.out(
       JSON.stringify(
-        plans.map(({ registry, plan }) => ({ registry: registry.name, role: registry.role, ...plan })),
+        plans.map(({ registry, plan }) => {
+          const disk = freed.get(registry.name)
+          const applied = disk ? { diskBytesBefore: disk.before, diskBytesAfter: disk.after, freedBytes: freedBytes(disk) } : null
+          return { registry: registry.name, role: registry.role, ...plan, applied }
+        }),
         null,
         2,
       ),
     )
-  else for (const { registry, plan } of plans) printPlan(registry, plan)
-  if (!work.length) {
-    if (!opts.json) log.info('nothing to delete')
-    return 0
-  }
+  if (!opts.json) for (const { registry, plan } of plans) printPlan(registry, plan)
   const total = work.reduce((n, w) => n + w.plan.reclaimBytes, 0)
-  if (!opts.apply) {
-    if (!opts.json) log.info(`dry run: nothing deleted; about ${formatBytes(total)} would be freed. Rerun with --apply to delete.`)
+  if (!work.length || !opts.apply) {
+    if (opts.json) report()
+    else if (!work.length) log.info('nothing to delete')
+    else log.info(`dry run: nothing deleted; about ${formatBytes(total)} would be freed. Rerun with --apply to delete.`)
     return 0
   }
 
@@ -295,17 +297,23 @@ async function gc(config: Config, registries: Registry[], policy: Policy, opts: 
       return 1
     }
   }
-  for (const { registry, plan, diskBytes } of work) {
+  const disk = new Map<string, { before: number | null; after: number | null }>()
+  for (const { registry, plan } of work) {
+    const before = settings.dryRun ? null : await docker.volumeBytes(registry.volume, registry.image)
     await applyPlan(registry, plan, containers.find((c) => c.name === registry.name)?.state === 'running')
     if (settings.dryRun) continue
-    const after = await docker.volumeBytes(registry.volume, registry.image)
-    const freed = diskBytes !== null && after !== null ? diskBytes - after : null
-    if (opts.json)
-      log.out(JSON.stringify({ registry: registry.name, diskBytesBefore: diskBytes, diskBytesAfter: after, freedBytes: freed }))
-    else log.ok(`${registry.name}: ${summary(plan)}; ${freed === null ? 'disk use unknown' : `freed ${formatBytes(freed)} on disk`}`)
+    const measured = { before, after: await docker.volumeBytes(registry.volume, registry.image) }
+    disk.set(registry.name, measured)
+    const freed = freedBytes(measured)
+    if (!opts.json)
+      log.ok(`${registry.name}: ${summary(plan)}; ${freed === null ? 'disk use unknown' : `freed ${formatBytes(freed)} on disk`}`)
   }
+  if (opts.json) report(disk)
   return 0
 }
+
+const freedBytes = (d: { before: number | null; after: number | null }) =>
+  d.before !== null && d.after !== null ? d.before - d.after : null
 
 function summary(plan: GcPlan): string {
   const parts = [

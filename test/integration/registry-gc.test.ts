@@ -192,7 +192,7 @@ integration('registry-gc', () => {
     const diskBefore = await volumeDiskBytes(registry.volume)
     const r = await gc('--keep-last', '2', '--repo', 'gc/five', '--apply', '--yes', '--json')
     expect(r.code, r.stderr).toBe(0)
-    const applied = JSON.parse(r.stdout.trim().split('\n').at(-1) as string)
+    const { applied } = JSON.parse(r.stdout).find((p: { registry: string }) => p.registry === registry.name)
     const diskAfter = await volumeDiskBytes(registry.volume)
     expect(applied.freedBytes).toBe(diskBefore - diskAfter)
     expect(applied.freedBytes).toBeGreaterThanOrEqual(planned.reclaimBytes)
