@@ -77,6 +77,8 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
   const config = loadConfig({ configPath: args.config })
   const registries = selectRegistries(config, args.registry ?? null)
+  // Without a daemon every volume would look missing: say what is wrong instead.
+  await docker.listContainers()
   if (!policy) return stats(registries, args.json)
   if (policy.keepLast !== null && args.registry && registries[0].role === 'cache')
     throw new UserError(

@@ -4,6 +4,7 @@ import { describe, expect, test } from 'bun:test'
 import { type GcPlan, newestFirst, type Policy, parseAge, planGc, repoGlob } from '../../scripts/lib/gc.ts'
 import { parseReference } from '../../scripts/lib/registry.ts'
 import { parseListing, registryStats, type Storage } from '../../scripts/lib/storage.ts'
+import { runScript } from '../support/fixture.ts'
 
 const d = (n: number | string) => `sha256:${String(n).padStart(64, '0')}`
 const NOW = 1_800_000_000
@@ -266,4 +267,19 @@ describe('parseReference', () => {
     ['registry.k8s.io/pause:3.9', 'registry.k8s.io', 'pause', '3.9'],
     [`quay.io/a/b@${d(1)}`, 'quay.io', 'a/b', d(1)],
   ])('%s', (ref, host, repository, reference) => expect(parseReference(ref)).toEqual({ host, repository, reference }))
+})
+
+describe('registry-gc without Docker', () => {
+  const noDocker = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' }
+  test('--stats says the daemon is unreachable and how to start it, exit 1', async () => {
+    const r = await runScript('registry-gc', ['--stats'], { env: noDocker })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('the Docker daemon is not reachable')
+    expect(r.stdout).toBe('')
+  })
+  test('usage errors come before Docker is asked anything: exit 2', async () => {
+    const r = await runScript('registry-gc', ['--older-than', 'soon'], { env: noDocker })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('is not an age')
+  })
 })
