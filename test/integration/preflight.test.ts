@@ -174,7 +174,7 @@ integration('preflight-dns', () => {
 
     expect(r.at('resolve', names.nodeOnly, node)).toMatchObject({ status: 'pass', detail: '10.77.0.1' })
     expect(r.at('resolve', names.nodeOnly, 'container').status).toBe('fail')
-    expect(r.at('resolve', names.nodeOnly, 'container').fix).toContain('containers on')
+    expect(r.at('resolve', names.nodeOnly, 'container').fix).toContain("containers and nodes do not read this machine's /etc/hosts")
     // Named on the command line: nothing else was checked.
     expect(new Set(r.checks.map((c) => c.subject))).toEqual(new Set([names.nodeOnly, names.wrong, names.missing]))
   })
