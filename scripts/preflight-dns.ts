@@ -110,20 +110,13 @@ async function fixHosts(config: Config, opts: Options): Promise<number> {
       `${path} line ${c.line} maps ${c.name} to ${c.address}, the config says ${c.expected}: change that line (devreg edits only its own block)`,
     )
   const changed = fix.text !== before
+  const written = changed && !settings.dryRun
+  if (written) await writeHostsFile(path, fix.text)
   if (opts.json)
-    log.out(
-      JSON.stringify(
-        { path, changed, written: changed && !settings.dryRun, added: fix.added, removed: fix.removed, conflicts: fix.conflicts, shadows },
-        null,
-        2,
-      ),
-    )
-  if (settings.dryRun) {
-    if (!opts.json) log.out(changed ? unifiedDiff(path, before, fix.text) : `# ${path}: nothing to change`)
-  } else if (changed) {
-    await writeHostsFile(path, fix.text)
-    log.ok(`${path}: ${[...fix.added.map((l) => `added ${l}`), ...fix.removed.map((l) => `removed ${l}`)].join(', ')}`)
-  } else log.info(`${path}: every hosts entry is already there`)
+    log.out(JSON.stringify({ path, changed, written, added: fix.added, removed: fix.removed, conflicts: fix.conflicts, shadows }, null, 2))
+  else if (settings.dryRun) log.out(changed ? unifiedDiff(path, before, fix.text) : `# ${path}: nothing to change`)
+  if (written) log.ok(`${path}: ${[...fix.added.map((l) => `added ${l}`), ...fix.removed.map((l) => `removed ${l}`)].join(', ')}`)
+  else if (!changed) log.info(config.hosts.length ? `${path}: every hosts entry is already there` : `${path}: the config lists no hosts`)
   return fix.conflicts.length ? 1 : 0
 }
 

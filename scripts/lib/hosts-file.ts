@@ -80,7 +80,8 @@ function findBlock(lines: string[], path: string): [number, number] | null {
  * The hosts file with one `ADDRESS NAME` line in devreg's block for each host
  * the rest of the file does not already map to its address. Idempotent: a
  * second run returns the text unchanged. A name the rest of the file maps
- * elsewhere is a conflict and is left alone (the first matching line wins).
+ * elsewhere is a conflict, left alone: a second line for it would only make
+ * resolution ambiguous, and devreg edits no line it did not write.
  */
 export function fixHostsFile(text: string, hosts: readonly { name: string; address: string }[], path = HOSTS_FILE): HostsFix {
   const lines = text.split('\n')

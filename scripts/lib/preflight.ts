@@ -302,8 +302,8 @@ function registryName(r: Registry, look: Lookup, obs: Observed): Verdict {
   )
 }
 
-/** GET /v2/ must answer with the distribution header. */
-function v2Verdict(r: Registry, answer: V2Answer, where: string, state: string | undefined): Verdict {
+/** GET /v2/ must answer with the distribution header; `network` is where it was asked from inside, if it was. */
+function v2Verdict(r: Registry, answer: V2Answer, where: string, state: string | undefined, network: Observed['network'] | null): Verdict {
   if (answer.ok) return pass(`HTTP ${answer.status}, ${answer.apiVersion}`)
   if (answer.status !== null)
     return fail(
@@ -312,6 +312,11 @@ function v2Verdict(r: Registry, answer: V2Answer, where: string, state: string |
     )
   if (!state) return fail(`no answer from ${where}: there is no container ${r.name}`, '`just dev-registry` creates it')
   if (state !== 'running') return fail(`no answer from ${where}: ${r.name} is ${state}`, '`just dev-registry` starts it')
+  if (network && !network.addresses.has(r.name))
+    return fail(
+      `no answer from ${where}: ${r.name} is not on ${network.name}`,
+      `\`just dev-registry\` attaches every registry to ${network.name}`,
+    )
   return fail(
     `no answer from ${where} (${answer.error})`,
     `\`docker logs ${r.name}\` says why; \`just dev-registry\` recreates it if it drifted`,
@@ -395,11 +400,11 @@ export function evaluate(config: Config, sel: Selection, obs: Observed): Check[]
   }
   for (const r of sel.registries) {
     const state = obs.states.get(r.name)
-    add('registry', r.name, 'host', v2Verdict(r, obs.v2.get(r.name) as V2Answer, `${r.bind}:${r.port}`, state))
+    add('registry', r.name, 'host', v2Verdict(r, obs.v2.get(r.name) as V2Answer, `${r.bind}:${r.port}`, state, null))
     inNetwork('registry', r.name, null, (n) => {
       const answer = n.v2.get(r.name) as V2Answer
       if (answer.error?.startsWith('no curl or nc')) return { status: 'skip', detail: answer.error, fix: null }
-      return v2Verdict(r, answer, `http://${r.name}:5000`, state)
+      return v2Verdict(r, answer, `http://${r.name}:5000`, state, obs.network)
     })
   }
 
@@ -407,11 +412,12 @@ export function evaluate(config: Config, sel: Selection, obs: Observed): Check[]
   const desired = desiredMirrors(config)
   const kind = config.cluster.provider === 'kind'
   const file = (host: string) => (kind ? `${CERTS_D}/${host}/hosts.toml` : `the ${host} mirror in ${K3S_REGISTRIES}`)
+  const missing = (host: string) => (kind ? `no ${file(host)}` : `${K3S_REGISTRIES} has no mirror for ${host}`)
   const rewrite = kind ? '`just dev-up` rewrites it' : '`just dev-up` rewrites it and restarts the nodes (k3s reads it only at start)'
   const mirrorVerdict = (n: NodeView, host: string): Verdict => {
     if (!n.mirrors) return fail(`no ${K3S_REGISTRIES}`, '`just dev-up` writes it and restarts the nodes')
     const has = n.mirrors.get(host)
-    if (has === undefined) return fail(`no ${file(host)}`, kind ? '`just dev-up` writes it' : rewrite)
+    if (has === undefined) return fail(missing(host), kind ? '`just dev-up` writes it' : rewrite)
     return has === desired.get(host) ? pass(`as devreg writes it`) : fail(`${file(host)} differs from what devreg writes`, rewrite)
   }
   for (const host of sel.routes) inNetwork('mirror', host, null, (n) => mirrorVerdict(n, host))

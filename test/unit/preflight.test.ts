@@ -190,6 +190,23 @@ describe('evaluate', () => {
       ['docker.io', 'fail', 'no /etc/rancher/k3s/registries.yaml'],
     ])
     expect(checks.some((c) => c.check === 'containerd')).toBe(false)
+    const partial = new Map([...desired].filter(([host]) => host !== 'docker.io'))
+    const without = evaluate(k3d, selectTargets(k3d, ['docker.io']), observed({ nodes: [node({ mirrors: partial, readsCertsD: null })] }))
+    expect(without.find((c) => c.check === 'mirror')).toMatchObject({
+      status: 'fail',
+      detail: '/etc/rancher/k3s/registries.yaml has no mirror for docker.io',
+      fix: '`just dev-up` rewrites it and restarts the nodes (k3s reads it only at start)',
+    })
+  })
+
+  test('a registry the nodes cannot reach because it is not on the cluster network', () => {
+    const refused: V2Answer = { ok: false, status: null, apiVersion: null, error: 'kind-cache-docker-io does not resolve' }
+    const obs = observed({ nodes: [node({ v2: new Map([...node().v2, ['kind-cache-docker-io', refused]]) })] })
+    obs.network.addresses.delete('kind-cache-docker-io')
+    expect(judge(obs)('registry', 'kind-cache-docker-io', 'dev-control-plane')).toMatchObject({
+      detail: 'no answer from http://kind-cache-docker-io:5000: kind-cache-docker-io is not on kind',
+      fix: '`just dev-registry` attaches every registry to kind',
+    })
   })
 
   test('the Docker daemon without the cache as a mirror: a warning with the snippet; a non-loopback bind also needs insecure-registries', () => {
