@@ -42,7 +42,8 @@ export interface RegistryLog {
 }
 
 const FIELD = /([\w.]+)=("(?:[^"\\]|\\.)*"|\S*)/g
-const BLOB_URI = /^\/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64})$/
+// containerd adds ?ns=<registry host> when it pulls through a mirror (hosts.toml).
+const BLOB_URI = /^\/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64})(\?.*)?$/
 const SCHEDULER = /^Adding new scheduler entry for (\S+@sha256:[0-9a-f]{64})/
 
 function fields(line: string): Record<string, string> {
@@ -278,6 +279,7 @@ export const reportCaches = (config: Config, since: Since) =>
 
 const percent = (n: number | null, of: number | null) => (n === null || !of ? '-' : `${Math.round((100 * n) / of)}%`)
 const bytes = (n: number | null) => (n === null ? '-' : n < 0 ? `-${formatBytes(-n)}` : formatBytes(n))
+const when = (iso: string) => iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z')
 const count = (n: number | null) => (n === null ? '-' : String(n))
 
 /** The human form: one row per cache, then where the numbers come from. */
@@ -287,7 +289,7 @@ export function renderReport(reports: CacheReport[]): string {
     return [
       r.name,
       r.state,
-      r.since ? r.since.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-',
+      r.since ? when(r.since) : '-',
       count(s?.requests ?? null),
       count(s?.blobRequests ?? null),
       count(s?.hits ?? null),
@@ -306,9 +308,12 @@ export function renderReport(reports: CacheReport[]): string {
     '',
   ]
   for (const r of reports.filter((x) => x.stats)) {
-    lines.push(`${r.name}: distribution ${r.version ?? 'version unknown'}; log kept from ${r.logFrom ?? '-'} (rotated at 10 MiB x 3)`)
+    lines.push(
+      `${r.name}: distribution ${r.version ?? 'version unknown'}; log kept from ${r.logFrom ? when(r.logFrom) : '-'} (rotated at 10 MiB x 3)`,
+    )
     for (const s of r.sources) lines.push(`  ${s}`)
-    if (r.truncated) lines.push(`  the log does not reach back to ${r.since}: requests before ${r.logFrom} are not counted`)
+    if (r.truncated)
+      lines.push(`  the log does not reach back to ${when(r.since)}: requests before ${when(r.logFrom as string)} are not counted`)
     if (r.stats?.upstreamBytes && schedulerLogs(r.version))
       lines.push(`  FETCHED counts both downloads of each missed blob (distribution 2.8 fetches once to answer, once to store)`)
   }

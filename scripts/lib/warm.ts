@@ -37,8 +37,7 @@ export interface WarmTarget {
 /** The config's own rule for image references, so arguments and the images list agree. */
 const imageRef = configSchema.shape.images.unwrap().element
 
-export const canonicalName = (r: ImageReference) =>
-  `${r.host}/${r.repository}${r.reference.startsWith('sha256:') ? '@' : ':'}${r.reference}`
+const canonicalName = (r: ImageReference) => `${r.host}/${r.repository}${r.reference.startsWith('sha256:') ? '@' : ':'}${r.reference}`
 
 /** Each image with the cache of its registry host; an image no cache serves is a usage error (exit 2), before anything is fetched. */
 export function routeImages(config: Config, images: readonly string[]): WarmTarget[] {
@@ -111,7 +110,8 @@ export function failureReason(err: unknown, cache: Registry, offline: boolean): 
   const suffix = offline ? `; ${cache.name} is offline (its upstream ${cache.upstream} does not answer) and serves only what it holds` : ''
   if (err.status === 404) return `not found (HTTP 404${detail ? ` ${detail}` : ''})${suffix}`
   if (err.status === 401 || err.status === 403)
-    return `access denied by the upstream (HTTP ${err.status}): a private image needs credentials on the ${cache.host} mirror`
+    // Docker Hub answers 401 for a repository that does not exist as well.
+    return `access denied by the upstream (HTTP ${err.status}): it does not exist, or it is private and needs credentials on the ${cache.host} mirror`
   if (err.status === null) return `${cache.name} did not answer (${err.message.split(': ').pop()}): is it running? \`dev-registry status\``
   return `${err.message.split('\n')[0]}${suffix}`
 }

@@ -104,7 +104,7 @@ describe('failures and the tally', () => {
       'not found (HTTP 404 manifest unknown)',
     ],
     ['a 404 from an offline cache says why', 404, '', true, 'is offline (its upstream http://up:5000 does not answer)'],
-    ['a 401 points at credentials', 401, '', false, 'a private image needs credentials on the docker.io mirror'],
+    ['a 401 points at credentials', 401, '', false, 'it is private and needs credentials on the docker.io mirror'],
     ['a refused connection names the cache', null, 'ECONNREFUSED', false, 'kind-cache-docker-io did not answer (ECONNREFUSED)'],
   ] as const)('%s', (_, status, body, offline, reason) => {
     const err = new RegistryError(
