@@ -3,7 +3,7 @@
 // (distribution #4038 makes a plain proxy-mode registry crash-loop instead).
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { $ } from 'zx'
-import { Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
+import { Fixture, freePort, integration, runScript, testRegistry, waitHttp } from '../support/fixture.ts'
 import { cacheMode, eventually, manifestBlobs, pull, seed, waitStored } from '../support/registry.ts'
 
 const canFirewall = process.getuid?.() === 0 && (await $({ nothrow: true, quiet: true })`which nsenter iptables`).exitCode === 0
@@ -20,6 +20,11 @@ integration('a cache whose upstream is unreachable', () => {
   let doc: Record<string, unknown>
   const cached = () => pull(`127.0.0.1:${cache.port}/library/alpha:1`)
   const uncached = (tag: string) => pull(`127.0.0.1:${cache.port}/library/beta:${tag}`)
+  // The supervisor writes the mode just before it starts the registry, which then needs a moment to listen.
+  const inMode = async (mode: string, timeoutMs?: number) => {
+    await eventually(`${mode} mode`, async () => (await cacheMode(cache.name)) === mode, timeoutMs)
+    await waitHttp(`http://127.0.0.1:${cache.port}/v2/`)
+  }
 
   beforeAll(async () => {
     network = await fx.network('net')
@@ -44,14 +49,14 @@ integration('a cache whose upstream is unreachable', () => {
   test('upstream stopped: docker restart leaves the cache serving its images read-only, and it proxies again once the upstream is back', async () => {
     await $({ quiet: true })`docker stop ${upstream.name}`
     await $({ quiet: true })`docker restart ${cache.name}`
-    await eventually('offline mode', async () => (await cacheMode(cache.name)) === 'offline')
+    await inMode('offline')
     expect((await cached()).ok).toBe(true)
     expect((await uncached('stopped')).ok).toBe(false)
     const status = JSON.parse((await runScript('dev-registry', ['--config', fx.config(doc), 'status', '--json'])).stdout)
     expect(status.registries[1].mode).toBe('offline')
 
     await $({ quiet: true })`docker start ${upstream.name}`
-    await eventually('proxy mode', async () => (await cacheMode(cache.name)) === 'proxy', 30_000)
+    await inMode('proxy', 30_000)
     expect((await uncached('stopped')).ok).toBe(true)
   })
 
@@ -63,7 +68,7 @@ integration('a cache whose upstream is unreachable', () => {
       await $({ quiet: true })`nsenter -t ${pid} -n iptables -I ${rule}`
       try {
         await $({ quiet: true })`docker restart ${cache.name}`
-        await eventually('offline mode', async () => (await cacheMode(cache.name)) === 'offline')
+        await inMode('offline')
         expect((await cached()).ok).toBe(true)
 
         // A config change recreates the cache while the upstream is silent:
@@ -80,7 +85,7 @@ integration('a cache whose upstream is unreachable', () => {
       } finally {
         await $({ quiet: true })`nsenter -t ${pid} -n iptables -D ${rule}`
       }
-      await eventually('proxy mode', async () => (await cacheMode(cache.name)) === 'proxy', 30_000)
+      await inMode('proxy', 30_000)
       expect((await uncached('dropped')).ok).toBe(true)
       expect((await runScript('dev-registry', ['--config', fx.config(doc)])).code).toBe(0)
     },
