@@ -1,67 +1,62 @@
 // `just bench`: devreg's performance goals, measured in one run on real
-// components and printed as ratios. Nothing here contacts the internet: the
-// caches' upstream is a local registry container.
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+// components. Each section sets up what it measures in its own workspace and
+// returns markdown and the targets it checks; the run prints them, writes
+// bench/results.md when every section ran, and exits 1 when a target is
+// missed. Nothing here contacts the internet: every upstream is a local
+// registry container. Add a section: write it as bench/NAME.ts and list it here.
+//
+// Usage: bench/run.ts [SECTION...]   (default: all; a partial run does not write results.md)
+// Environment: DEVREG_BENCH_SCALE (image sizes, default 0.125), DEVREG_BENCH_MBIT (default 50),
+//              DEVREG_BENCH_RUNS (no-op runs, default 15), DEVREG_BENCH_KEEP=1 (leave the docker objects)
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { stringify } from 'yaml'
-import { $ } from 'zx'
-import { prepareImages, REGISTRY_IMAGE } from '../test/support/images.ts'
+import { prepareImages } from '../test/support/images.ts'
+import { BUN, type Check, machine, ROOT, type Section, Workspace } from './harness.ts'
+import { noop } from './noop.ts'
+import { pulls } from './pulls.ts'
 
-const RUNS = Number(process.env.DEVREG_BENCH_RUNS ?? 15)
-const root = join(import.meta.dirname, '..')
-const bun = join(root, 'node_modules/.bin/bun')
-const id = `bench${process.pid}`
-const q = $({ quiet: true, nothrow: true })
+const SECTIONS: Section[] = [pulls, noop]
 
-async function timeRuns(argv: string[], env: Record<string, string> = {}): Promise<number[]> {
-  const times: number[] = []
-  for (let i = 0; i < RUNS; i++) {
-    const start = performance.now()
-    const p = await $({ quiet: true, nothrow: true, env: { ...process.env, ...env } })`${argv}`
-    if (p.exitCode !== 0) throw new Error(`${argv.join(' ')} failed: ${p.stderr}`)
-    times.push(performance.now() - start)
-  }
-  return times
+const wanted = process.argv.slice(2)
+const unknown = wanted.filter((w) => !SECTIONS.some((s) => s.name === w))
+if (unknown.length) {
+  console.error(`unknown section ${unknown.join(', ')}: the sections are ${SECTIONS.map((s) => s.name).join(', ')}`)
+  process.exit(2)
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const chosen = wanted.length ? SECTIONS.filter((s) => wanted.includes(s.name)) : SECTIONS
 
 await prepareImages()
-const dir = mkdtempSync(join(tmpdir(), 'devreg-bench-'))
-const network = `${id}-net`
-const config = join(dir, 'devreg.yaml')
-writeFileSync(
-  config,
-  stringify({
-    cluster: { network },
-    registry: { name: `${id}-registry`, port: 15001, image: REGISTRY_IMAGE, volume: `${id}-registry-data` },
-    mirrors: ['docker.io', 'ghcr.io', 'quay.io', 'registry.k8s.io'].map((host, i) => ({
-      host,
-      upstream: `http://${id}-upstream:5000`,
-      name: `${id}-cache-${i}`,
-      port: 15101 + i,
-    })),
-  }),
-)
-try {
-  await $({ quiet: true })`docker network create ${network}`
-  await $({ quiet: true })`docker run -d --name ${`${id}-upstream`} --network ${network} ${REGISTRY_IMAGE}`
-  const first = await $({ quiet: true, nothrow: true })`${bun} ${join(root, 'scripts/dev-registry.ts')} --config ${config}`
-  if (first.exitCode !== 0) throw new Error(`dev-registry up failed: ${first.stderr}`)
-
-  const noop = await timeRuns([bun, join(root, 'scripts/dev-registry.ts'), '--config', config])
-  const floor = await timeRuns([bun, join(root, 'bench/floor.ts')])
-  const ratio = median(noop) / median(floor)
-  console.log(`no-op \`dev-registry up\` (5 registries), median of ${RUNS} runs under Bun`)
-  console.log(`  dev-registry up (no-op)   ${median(noop).toFixed(0).padStart(6)} ms`)
-  console.log(`  floor (imports + docker ps) ${median(floor).toFixed(0).padStart(4)} ms`)
-  console.log(`  ratio                     ${ratio.toFixed(2).padStart(6)}x   (target: at most 2x) ${ratio <= 2 ? 'met' : 'NOT MET'}`)
-  process.exitCode = ratio <= 2 ? 0 : 1
-} finally {
-  const names = (await q`docker ps -a --format {{.Names}}`).stdout.split('\n').filter((n) => n.startsWith(`${id}-`))
-  for (const n of names) await q`docker rm -f ${n}`
-  const vols = (await q`docker volume ls --format {{.Name}}`).stdout.split('\n').filter((n) => n.startsWith(`${id}-`))
-  for (const v of vols) await q`docker volume rm ${v}`
-  await q`docker network rm ${network}`
+const parts: string[] = []
+const checks: Check[] = []
+let failed = false
+for (const section of chosen) {
+  console.error(`${section.title} ...`)
+  const ws = new Workspace(`bench${process.pid}-${section.name}`)
+  const start = performance.now()
+  try {
+    const result = await section.run({ id: ws.id, root: ROOT, bun: BUN, ws })
+    parts.push(`## ${section.title}\n\n${result.markdown}`)
+    checks.push(...result.checks)
+    console.log(`\n## ${section.title}\n\n${result.markdown}\n`)
+  } catch (err) {
+    failed = true
+    console.error(`${section.name} failed: ${(err as Error).stack ?? err}`)
+  } finally {
+    if (process.env.DEVREG_BENCH_KEEP === '1') console.error(`  kept its containers, volumes and networks: ${ws.id}-*`)
+    else await ws.cleanup()
+  }
+  console.error(`  (${((performance.now() - start) / 1000).toFixed(0)} s)`)
 }
+
+const targets = [
+  '| target | measured | |',
+  '| --- | ---: | --- |',
+  ...checks.map((c) => `| ${c.target} | ${c.measured} | ${c.met ? 'met' : '**NOT MET**'} |`),
+].join('\n')
+console.log(`## Targets\n\n${targets}`)
+if (!failed && chosen.length === SECTIONS.length) {
+  const header = `# devreg benchmark results\n\nWritten by \`just bench\` (bench/run.ts) from one run:\n\n${(await machine()).join('\n')}`
+  writeFileSync(join(ROOT, 'bench/results.md'), `${[header, ...parts, `## Targets\n\n${targets}`].join('\n\n')}\n`)
+  console.error('wrote bench/results.md')
+}
+process.exitCode = failed || checks.some((c) => !c.met) ? 1 : 0
