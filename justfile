@@ -9,10 +9,15 @@ runtime := env("DEVREG_RUNTIME", "node_modules/.bin/bun")
 default:
     @just --list --unsorted
 
-# Ensure the local registry and one pull-through cache per mirror (up | status | stop | rm | adopt NAME)
+# Ensure the local registry and one pull-through cache per mirror (up | status | stop | rm | adopt NAME | warm | report)
 [group('registries')]
 dev-registry *args:
     @{{runtime}} scripts/dev-registry.ts "$@"
+
+# Pull images (default: the config's images) through the caches, so the next cluster starts warm (--platform, --json)
+[group('registries')]
+warm *args:
+    @{{runtime}} scripts/dev-registry.ts warm "$@"
 
 # Bring up the registries and the kind or k3d cluster wired to them (--recreate, --dry-run, --json)
 [group('cluster')]
@@ -61,7 +66,7 @@ lint:
 typecheck:
     @node_modules/.bin/tsc -p .
 
-# Measure the performance goals and print them as ratios
+# Measure cold/warm pulls and the no-op re-run against their targets; writes bench/results.md (exit 1 when one is missed)
 [group('dev')]
 bench *args:
     @{{runtime}} bench/run.ts "$@"
