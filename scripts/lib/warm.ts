@@ -221,7 +221,7 @@ export async function warmImages(
     }
     progress.resolved(
       w.target.image,
-      w.blobs.reduce((n, b) => n + b.size, 0),
+      w.blobs.filter((b) => !b.cached).reduce((n, b) => n + b.size, 0),
     )
     // A blob is fetched once per cache and repository, for every image that needs it.
     for (const blob of w.blobs.filter((b) => !b.cached)) {

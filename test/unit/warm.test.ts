@@ -4,7 +4,15 @@ import { describe, expect, test } from 'bun:test'
 import { resolveConfig } from '../../scripts/lib/config.ts'
 import { UserError } from '../../scripts/lib/log.ts'
 import { RegistryError } from '../../scripts/lib/registry.ts'
-import { failureReason, hostPlatform, routeImages, samePlatform, selectPlatforms, summaryLines } from '../../scripts/lib/warm.ts'
+import {
+  failureReason,
+  hostPlatform,
+  routeImages,
+  samePlatform,
+  selectPlatforms,
+  summaryLines,
+  ttyProgress,
+} from '../../scripts/lib/warm.ts'
 import { runScript } from '../support/fixture.ts'
 
 const config = resolveConfig({
@@ -151,6 +159,38 @@ describe('failures and the tally', () => {
     expect(lines[1]).toContain('the upstream sent up to 4.0 KiB')
     expect(lines[2]).toBe('  b:1: not found')
   })
+})
+
+test('on a terminal, progress redraws one line per image in flight and the total in place, cut to the width', () => {
+  let out = ''
+  const stream = { columns: 60, write: (s: string) => (out += s) } as unknown as NodeJS.WriteStream
+  const p = ttyProgress(stream)
+  p.resolved('redis:7-alpine', 2048)
+  p.bytes('redis:7-alpine', 1024)
+  p.note('waiting for the caches to store 2 blobs')
+  const frames = out.split('\x1b[0J')
+  expect(frames.at(-1)).toContain('redis:7-alpine')
+  expect(frames.at(-1)).toContain('1.0 KiB / 2.0 KiB')
+  expect(
+    frames
+      .at(-1)
+      ?.split('\n')
+      .every((l) => l.length < 60),
+  ).toBe(true)
+  // The redraw first moves up over the two lines drawn before.
+  expect(frames.at(-2)).toEndWith('\x1b[2A')
+  p.done({
+    image: 'redis:7-alpine',
+    name: 'docker.io/library/redis:7-alpine',
+    cache: 'c',
+    platforms: [],
+    blobs: 2,
+    fetchedBytes: 2048,
+    cachedBytes: 0,
+    seconds: 1.25,
+    error: null,
+  })
+  expect(out).toEndWith('docker.io/library/redis:7-alpine: 2.0 KiB fetched, 0 B already cached, 1.3s\n')
 })
 
 describe('dev-registry warm and report as a user runs them, without Docker', () => {
