@@ -14,8 +14,9 @@ import { prepareImages } from '../test/support/images.ts'
 import { BUN, type Check, machine, ROOT, type Section, Workspace } from './harness.ts'
 import { noop } from './noop.ts'
 import { pulls } from './pulls.ts'
+import { stats } from './stats.ts'
 
-const SECTIONS: Section[] = [pulls, noop]
+const SECTIONS: Section[] = [pulls, noop, stats]
 
 const wanted = process.argv.slice(2)
 const unknown = wanted.filter((w) => !SECTIONS.some((s) => s.name === w))
