@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx tsx
 // Start the local push registry and one pull-through cache per configured
 // upstream. Idempotent: containers that match the config are left alone.
-import { parseSince, renderReport, reportCaches, type Since } from './lib/cache-report.ts'
+import type { Since } from './lib/cache-report.ts'
 import { isMain, openScript, run } from './lib/cli.ts'
 import { type Config, configSchema, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
@@ -10,7 +10,6 @@ import { log, table, UserError } from './lib/log.ts'
 import { ensureRegistries, removeRegistries } from './lib/registries.ts'
 import { hostUrl } from './lib/registry.ts'
 import { LABEL, registryContainer } from './lib/render.ts'
-import { hostPlatform, plainProgress, routeImages, summaryLines, ttyProgress, warmImages } from './lib/warm.ts'
 
 const USAGE = `Usage: dev-registry [COMMAND] [options]
 
@@ -62,7 +61,7 @@ interface Options {
   yes: boolean
   platforms: string[] | null
   concurrency: number | null
-  since: Since
+  since: Since | null
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
@@ -96,7 +95,8 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     yes: args.yes,
     platforms: args.platform === undefined ? null : parsePlatforms(String(args.platform)),
     concurrency: args.concurrency === undefined ? null : parseConcurrency(String(args.concurrency)),
-    since: parseSince(args.since),
+    // warm and report load their modules only when used: a no-op `up` should start fast.
+    since: command === 'report' ? (await import('./lib/cache-report.ts')).parseSince(args.since) : null,
   }
 
   // 1. The config: a bad one stops here, before any docker command.
@@ -234,6 +234,7 @@ async function adopt(config: Config, name: string): Promise<number> {
 }
 
 async function warm(config: Config, opts: Options): Promise<number> {
+  const { hostPlatform, plainProgress, routeImages, summaryLines, ttyProgress, warmImages } = await import('./lib/warm.ts')
   const images = opts.images.length ? opts.images : config.images
   if (!images.length)
     throw new UserError('nothing to warm: name images (dev-registry warm redis:7-alpine) or list them under images in the config', 2)
@@ -254,7 +255,8 @@ async function warm(config: Config, opts: Options): Promise<number> {
 }
 
 async function report(config: Config, opts: Options): Promise<number> {
-  const reports = await reportCaches(config, opts.since)
+  const { renderReport, reportCaches } = await import('./lib/cache-report.ts')
+  const reports = await reportCaches(config, opts.since as Since)
   log.out(opts.json ? JSON.stringify({ caches: reports }, null, 2) : renderReport(reports))
   return 0
 }
