@@ -113,26 +113,44 @@ export async function volumeExists(name: string): Promise<boolean> {
   return (await probe(['docker', 'volume', 'inspect', '--format', '{{.Name}}', name])).ok
 }
 
+export interface HelperOptions {
+  /** Where the volume is mounted. */
+  at: string
+  readOnly?: boolean
+  workdir?: string
+  /** Keep stdin open (a tar stream goes in). */
+  stdin?: boolean
+}
+
+/**
+ * `docker run` of a short-lived helper: `image` (the registry's own, so no
+ * pull) with one volume mounted and no network, running `entrypoint args`.
+ */
+export function helperCommand(volume: string, image: string, opts: HelperOptions, entrypoint: string, ...args: string[]): string[] {
+  return [
+    'docker',
+    'run',
+    '--rm',
+    ...(opts.stdin ? ['-i'] : []),
+    '--network',
+    'none',
+    '--volume',
+    `${volume}:${opts.at}${opts.readOnly ? ':ro' : ''}`,
+    ...(opts.workdir ? ['--workdir', opts.workdir] : []),
+    '--entrypoint',
+    entrypoint,
+    image,
+    ...args,
+  ]
+}
+
 /**
  * Bytes a volume holds, read through a short-lived helper container with the
  * volume mounted read-only (the host's /var/lib/docker is not reachable on
  * Docker Desktop or rootless Docker). `image` must have busybox du.
  */
 export async function volumeBytes(volume: string, image: string): Promise<number | null> {
-  const r = await probe([
-    'docker',
-    'run',
-    '--rm',
-    '--network',
-    'none',
-    '--entrypoint',
-    'du',
-    '--volume',
-    `${volume}:/volume:ro`,
-    image,
-    '-sk',
-    '/volume',
-  ])
+  const r = await probe(helperCommand(volume, image, { at: '/volume', readOnly: true }, 'du', '-sk', '/volume'))
   const kib = Number.parseInt(r.stdout, 10)
   return r.ok && Number.isFinite(kib) ? kib * 1024 : null
 }
@@ -143,22 +161,7 @@ export async function copyRegistryData(from: string, volume: string, image: stri
   // /var/lib lands the content in the volume mounted at /var/lib/registry.
   await changePipe(
     ['docker', 'cp', `${from}:${REGISTRY_DATA}`, '-'],
-    [
-      'docker',
-      'run',
-      '--rm',
-      '-i',
-      '--network',
-      'none',
-      '--entrypoint',
-      'tar',
-      '--volume',
-      `${volume}:${REGISTRY_DATA}`,
-      image,
-      '-x',
-      '-C',
-      '/var/lib',
-    ],
+    helperCommand(volume, image, { at: REGISTRY_DATA, stdin: true }, 'tar', '-x', '-C', '/var/lib'),
   )
 }
 
@@ -180,22 +183,7 @@ export async function garbageCollect(volume: string, image: string, remove: stri
   const script = `cd ${REGISTRY_DATA}/docker/registry/v2/repositories 2>/dev/null || exit 0
 for p; do rm -rf -- "$p"; done
 exec registry garbage-collect /etc/docker/registry/config.yml`
-  await change([
-    'docker',
-    'run',
-    '--rm',
-    '--network',
-    'none',
-    '--volume',
-    `${volume}:${REGISTRY_DATA}`,
-    '--entrypoint',
-    'sh',
-    image,
-    '-c',
-    script,
-    'sh',
-    ...remove,
-  ])
+  await change(helperCommand(volume, image, { at: REGISTRY_DATA }, 'sh', '-c', script, 'sh', ...remove))
 }
 
 /** The IPv4 address of every container on a network, by container name; empty when the network is not there. */

@@ -5,12 +5,16 @@
 // the volume mounted read-only (the host's /var/lib/docker is out of reach on
 // Docker Desktop and rootless Docker), in one pass: every link, every blob
 // size and every manifest, each read once.
+import { helperCommand } from './docker.ts'
 import { probe } from './exec.ts'
 import { UserError } from './log.ts'
 import { isIndex, type ManifestDocument, platformOf } from './registry.ts'
 
 /** distribution's filesystem driver root inside the volume. */
 const V2 = 'docker/registry/v2'
+
+/** awk: one line per file, "M PATH CONTENT", its newlines folded into spaces (JSON does not mind). */
+const FOLD_FILES = 'FNR==1{if(NR>1)print ""; printf "M %s ", FILENAME} {printf "%s ", $0} END{if(NR>0)print ""}'
 
 /**
  * One traversal of the volume, then only the files whose content matters:
@@ -31,7 +35,7 @@ grep -E '^S [0-9]+ [0-9]+ [0-9]+ \./${V2}/repositories/.*/_manifests/tags/[^/]+/
 grep -E '/_manifests/revisions/sha256/[0-9a-f]{64}$' "$out/s" |
   sed -E 's#.*/([0-9a-f]{2})([0-9a-f]{62})$#./${V2}/blobs/sha256/\1/\1\2/data#' | sort -u |
   while read -r f; do [ -f "$f" ] && echo "$f"; done |
-  xargs -r awk 'FNR==1{if(NR>1)print ""; printf "M %s ", FILENAME} {printf "%s ", $0} END{if(NR>0)print ""}' > "$out/m"
+  xargs -r awk '${FOLD_FILES}' > "$out/m"
 wait
 cat "$out/s" "$out/l" "$out/m"
 `
@@ -137,20 +141,7 @@ export function parseListing(text: string): Storage {
 
 /** Reads a registry volume's storage through a read-only helper container running `image`. */
 export async function readStorage(volume: string, image: string): Promise<Storage> {
-  const r = await probe([
-    'docker',
-    'run',
-    '--rm',
-    '--network',
-    'none',
-    '--volume',
-    `${volume}:/volume:ro`,
-    '--entrypoint',
-    'sh',
-    image,
-    '-c',
-    LISTING_SCRIPT,
-  ])
+  const r = await probe(helperCommand(volume, image, { at: '/volume', readOnly: true }, 'sh', '-c', LISTING_SCRIPT))
   if (!r.ok) throw new UserError(`cannot read volume ${volume} with ${image}: ${r.stderr.trim().split('\n')[0]}`)
   return parseListing(r.stdout)
 }
@@ -162,28 +153,14 @@ export async function readSmallBlobs(volume: string, image: string, digests: str
     return `blobs/sha256/${hex.slice(0, 2)}/${hex}/data`
   })
   if (!files.length) return new Map()
-  const r = await probe([
-    'docker',
-    'run',
-    '--rm',
-    '--network',
-    'none',
-    '--volume',
-    `${volume}:/volume:ro`,
-    '--workdir',
-    `/volume/${V2}`,
-    '--entrypoint',
-    'sh',
-    image,
-    '-c',
-    'for f; do [ -f "$f" ] && echo "$f"; done | xargs -r awk \'FNR==1{if(NR>1)print ""; printf "%s ", FILENAME} {printf "%s ", $0} END{if(NR>0)print ""}\'',
-    'sh',
-    ...files,
-  ])
+  const script = `for f; do [ -f "$f" ] && echo "$f"; done | xargs -r awk '${FOLD_FILES}'`
+  const r = await probe(
+    helperCommand(volume, image, { at: '/volume', readOnly: true, workdir: `/volume/${V2}` }, 'sh', '-c', script, 'sh', ...files),
+  )
   const out = new Map<string, string>()
   for (const line of r.stdout.split('\n')) {
-    const sp = line.indexOf(' ')
-    if (sp > 0) out.set(digestOfDataPath(line.slice(0, sp)), line.slice(sp + 1))
+    const sp = line.indexOf(' ', 2)
+    if (line.startsWith('M ') && sp > 0) out.set(digestOfDataPath(line.slice(2, sp)), line.slice(sp + 1))
   }
   return out
 }
