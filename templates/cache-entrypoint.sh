@@ -11,7 +11,13 @@
 #                         switch to proxy mode as soon as the upstream answers.
 # Docker's restart policy reruns this script, so the same holds for restarts
 # devreg does not see. The mode is written to /tmp/devreg-mode for `status`.
-config=${1:-/etc/docker/registry/config.yml}
+# registry:2 keeps its config in /etc/docker/registry, registry:3 in /etc/distribution.
+config=$1
+if [ -z "$config" ]; then
+  for c in /etc/distribution/config.yml /etc/docker/registry/config.yml; do
+    [ -f "$c" ] && { config=$c; break; }
+  done
+fi
 remote=$REGISTRY_PROXY_REMOTEURL
 probe_timeout=${DEVREG_PROBE_TIMEOUT:-5}
 probe_interval=${DEVREG_PROBE_INTERVAL:-10}

@@ -182,7 +182,8 @@ export async function readFileIn(container: string, path: string): Promise<strin
 export async function garbageCollect(volume: string, image: string, remove: string[]): Promise<void> {
   const script = `cd ${REGISTRY_DATA}/docker/registry/v2/repositories 2>/dev/null || exit 0
 for p; do rm -rf -- "$p"; done
-exec registry garbage-collect /etc/docker/registry/config.yml`
+for c in /etc/distribution/config.yml /etc/docker/registry/config.yml; do [ -f "$c" ] && exec registry garbage-collect "$c"; done
+echo "no registry config in /etc/distribution or /etc/docker/registry" >&2; exit 1`
   await change(helperCommand(volume, image, { at: REGISTRY_DATA }, 'sh', '-c', script, 'sh', ...remove))
 }
 

@@ -20,7 +20,6 @@ export const CACHE_ENTRYPOINT = readFileSync(`${ROOT}templates/cache-entrypoint.
 
 /** Where distribution keeps its data in the registry:2 image. */
 export const REGISTRY_DATA = '/var/lib/registry'
-const REGISTRY_CONFIG = '/etc/docker/registry/config.yml'
 
 export interface ContainerSpec {
   name: string
@@ -68,7 +67,8 @@ export function registryContainer(r: Registry): ContainerSpec {
     ...Object.keys(secretEnv).flatMap((name) => ['--env', name]),
     ...(r.role === 'cache' ? ['--init', '--entrypoint', '/bin/sh'] : []),
     r.image,
-    ...(r.role === 'cache' ? ['-c', CACHE_ENTRYPOINT, 'devreg-cache', REGISTRY_CONFIG] : []),
+    // No config path: the entrypoint finds the image's own (registry:2 and registry:3 keep it in different places).
+    ...(r.role === 'cache' ? ['-c', CACHE_ENTRYPOINT, 'devreg-cache'] : []),
   ]
   const hash = createHash('sha256').update(JSON.stringify(settings)).digest('hex').slice(0, 16)
   return {

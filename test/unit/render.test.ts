@@ -65,7 +65,6 @@ describe('registry containers', () => {
       '-c',
       CACHE_ENTRYPOINT,
       'devreg-cache',
-      '/etc/docker/registry/config.yml',
     ])
     expect(hub.secretEnv).toEqual({ REGISTRY_PROXY_USERNAME: 'HUB_USER', REGISTRY_PROXY_PASSWORD: 'HUB_TOKEN' })
     expect(hub.args).toContain('devreg.upstream-host=docker.io')
