@@ -77,15 +77,15 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
   const config = loadConfig({ configPath: args.config })
   const registries = selectRegistries(config, args.registry ?? null)
-  // Without a daemon every volume would look missing: say what is wrong instead.
-  await docker.listContainers()
+  // One `docker ps` for the whole run; without a daemon every volume would look missing, so it says what is wrong instead.
+  const containers = await docker.listContainers()
   if (!policy) return stats(registries, args.json)
   if (policy.keepLast !== null && args.registry && registries[0].role === 'cache')
     throw new UserError(
       `--keep-last does not apply to ${args.registry}: a cache evicts whole repositories; use --older-than AGE (last pulled) or --repo GLOB`,
       2,
     )
-  return gc(config, registries, policy, { apply: args.apply, yes: args.yes, json: args.json })
+  return gc(config, registries, containers, policy, { apply: args.apply, yes: args.yes, json: args.json })
 }
 
 function parsePolicy(args: Record<string, unknown>): Policy | null {
@@ -189,9 +189,9 @@ async function stats(registries: Registry[], json: boolean): Promise<number> {
 }
 
 /** Digests the running nodes of the devreg cluster hold; a node that cannot be asked stops GC unless --force. */
-async function heldByNodes(config: Config, force: boolean): Promise<Set<string>> {
+async function heldByNodes(config: Config, containers: docker.Container[], force: boolean): Promise<Set<string>> {
   const held = new Set<string>()
-  const clusters = findClusters(config.cluster.name, await docker.listContainers())
+  const clusters = findClusters(config.cluster.name, containers)
   for (const node of clusters.flatMap((c) => c.nodes).filter((n) => n.running)) {
     const digests = await nodeImageDigests(node.name)
     if (digests) for (const d of digests) held.add(d)
@@ -233,8 +233,14 @@ interface GcOptions {
   json: boolean
 }
 
-async function gc(config: Config, registries: Registry[], policy: Policy, opts: GcOptions): Promise<number> {
-  const nodeDigests = await heldByNodes(config, policy.force)
+async function gc(
+  config: Config,
+  registries: Registry[],
+  containers: docker.Container[],
+  policy: Policy,
+  opts: GcOptions,
+): Promise<number> {
+  const nodeDigests = await heldByNodes(config, containers, policy.force)
   const now = Date.now() / 1000
   const plans: { registry: Registry; plan: GcPlan }[] = []
   for (const { registry, storage } of await snapshots(registries)) {
@@ -277,7 +283,6 @@ async function gc(config: Config, registries: Registry[], policy: Policy, opts: 
   }
 
   // Everything that could refuse is checked before the first deletion.
-  const containers = await docker.listContainers()
   for (const { registry, plan } of work) {
     const c = containers.find((x) => x.name === registry.name)
     if (c && !docker.isOwned(c)) throw new UserError(`${registry.name} is not a devreg container: devreg does not modify it`, 2)
