@@ -3,6 +3,7 @@
 // registry routing equal to what render.ts derives from the config.
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { parse as parseToml } from 'smol-toml'
 import type { Config, Provider } from './config.ts'
 import type { Container } from './docker.ts'
 import { change, probe, settings, writeFile } from './exec.ts'
@@ -203,7 +204,28 @@ async function requireConfigPath(node: string): Promise<void> {
 /** Whether the node's containerd reads CERTS_D, as its effective config (`containerd config dump`) says. */
 export async function readsCertsD(node: string): Promise<boolean> {
   const dump = await probe(['docker', 'exec', node, 'containerd', 'config', 'dump'])
-  return dump.ok && dump.stdout.includes(`config_path = "${CERTS_D}"`)
+  return dump.ok && criConfigPath(dump.stdout) === CERTS_D
+}
+
+/**
+ * The hosts directory CRI pulls read, from `containerd config dump` parsed as
+ * TOML: containerd 2.x migrates the kind patch to the CRI images plugin (and
+ * prints single-quoted strings), 1.x keeps it under the CRI plugin. The
+ * transfer service's own config_path is not what the kubelet's pulls use.
+ */
+export function criConfigPath(dump: string): string | null {
+  let doc: Record<string, unknown>
+  try {
+    doc = parseToml(dump)
+  } catch {
+    return null
+  }
+  const plugins = (doc.plugins ?? {}) as Record<string, { registry?: { config_path?: unknown } }>
+  for (const plugin of ['io.containerd.cri.v1.images', 'io.containerd.grpc.v1.cri']) {
+    const path = plugins[plugin]?.registry?.config_path
+    if (typeof path === 'string') return path || null
+  }
+  return null
 }
 
 async function reconcileK3d(config: Config, cluster: Cluster): Promise<string[]> {
