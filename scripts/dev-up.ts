@@ -12,12 +12,14 @@ import {
   reconcileMirrors,
   requireTools,
   waitReady,
+  withK3sArgs,
 } from './lib/cluster.ts'
 import { type Config, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
 import { log, UserError } from './lib/log.ts'
 import { applyRegistries, attachRegistries, planRegistries } from './lib/registries.ts'
+import { findShadows } from './lib/shadows.ts'
 
 const USAGE = `Usage: dev-up [options]
 
@@ -79,7 +81,8 @@ async function up(config: Config, recreate: boolean): Promise<Summary> {
   const [containers, networkExists] = await Promise.all([docker.listContainers(), docker.networkExists(config.network)])
   if (!settings.dryRun) await requireTools([provider, 'kubectl'])
   const steps = await planRegistries(config, containers)
-  const existing = findClusters(name, containers)
+  // k3d keeps k3s's arguments in each node's command: read them for the drift check.
+  const existing = await Promise.all(findClusters(name, containers).map(withK3sArgs))
   const drift = existing.flatMap((c) => clusterDrift(config, c))
   if (drift.length && !recreate)
     log.warn(
@@ -126,6 +129,11 @@ async function up(config: Config, recreate: boolean): Promise<Summary> {
     const attached = await attachRegistries(config.registries, config.network, (n) => containers.find((c) => c.name === n) ?? null)
     if (attached) changes.push(`attached ${attached} registr${attached === 1 ? 'y' : 'ies'} to network ${config.network}`)
     if (!created || provider === 'kind') changes.push(...(await reconcileMirrors(config, current ?? { provider, name, nodes: [] })))
+    if (!settings.dryRun)
+      for (const s of await findShadows(config))
+        log.warn(
+          `the local registry's ${s.repository} shadows ${s.host}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.host}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
+        )
   })
 
   // 4. The KEP-1755 ConfigMap, so Tilt and others find the local registry.

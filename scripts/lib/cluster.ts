@@ -3,16 +3,22 @@
 // registry routing equal to what render.ts derives from the config.
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
 import { parse as parseToml } from 'smol-toml'
 import type { Config, Provider } from './config.ts'
 import type { Container } from './docker.ts'
 import { change, probe, settings, writeFile } from './exec.ts'
 import { log, UserError } from './log.ts'
+import { nodeNoProxy } from './proxy.ts'
 import {
   CERTS_D,
+  hostnameAliases,
   isDevregHostsToml,
+  K3S_NO_DEFAULT_ENDPOINT,
   K3S_REGISTRIES,
+  k3sArgs,
   k3sRegistries,
+  k3sRegistriesData,
   kindConfig,
   kindHostsFiles,
   registryHostingConfigMap,
@@ -23,6 +29,8 @@ export interface Node {
   role: 'control-plane' | 'worker' | 'server' | 'agent'
   image: string
   running: boolean
+  /** k3d: the node container's command, where k3d keeps k3s's arguments (see withK3sArgs); unset when not read. */
+  args?: string[]
 }
 
 export interface Cluster {
@@ -78,7 +86,40 @@ export function clusterDrift(config: Config, cluster: Cluster): string[] {
     const other = cluster.nodes.find((n) => n.image.split('@')[0] !== want.nodeImage?.split('@')[0])
     if (other) drift.push(`node ${other.name} runs ${other.image}, the config says ${want.nodeImage}`)
   }
+  if (cluster.provider === 'k3d') drift.push(...k3sArgsDrift(config, cluster))
   return drift
+}
+
+/**
+ * k3s takes its flags only when a node is created, so whether the nodes run
+ * with --disable-default-registry-endpoint can change only with --recreate.
+ */
+function k3sArgsDrift(config: Config, cluster: Cluster): string[] {
+  const want = k3sArgs(config).includes(K3S_NO_DEFAULT_ENDPOINT)
+  const has = (n: Node) => n.args?.some((a) => a === K3S_NO_DEFAULT_ENDPOINT || a === `${K3S_NO_DEFAULT_ENDPOINT}=true`)
+  const off = cluster.nodes.find((n) => n.args !== undefined && has(n) !== want)
+  if (!off) return []
+  return [
+    want
+      ? `node ${off.name} runs k3s without ${K3S_NO_DEFAULT_ENDPOINT}, which the hostname alias ${hostnameAliases(config).join(', ')} needs to have no public fallback`
+      : `node ${off.name} runs k3s with ${K3S_NO_DEFAULT_ENDPOINT}, which only a hostname alias needs (the config has none)`,
+  ]
+}
+
+/**
+ * Reads k3s's arguments into a k3d cluster's nodes: k3d keeps no label for
+ * them, they are the node container's command (k3d pkg/runtimes/docker/translate.go
+ * appends node.Args to Cmd). Other clusters come back as they are.
+ */
+export async function withK3sArgs(cluster: Cluster): Promise<Cluster> {
+  if (cluster.provider !== 'k3d') return cluster
+  const nodes = await Promise.all(
+    cluster.nodes.map(async (n) => {
+      const r = await probe(['docker', 'inspect', '--type', 'container', '--format', '{{json .Config.Cmd}}', n.name])
+      return r.ok ? { ...n, args: (JSON.parse(r.stdout) as string[] | null) ?? [] } : n
+    }),
+  )
+  return { ...cluster, nodes }
 }
 
 /**
@@ -99,8 +140,12 @@ export const k3dRegistriesFile = (config: Config) => join(tmpdir(), `devreg-k3d-
 export async function createCluster(config: Config): Promise<void> {
   const { name, workers, nodeImage } = config.cluster
   if (config.cluster.provider === 'kind') {
-    // A network other than "kind" reaches kind only through this variable.
-    const env: Record<string, string> = config.network === 'kind' ? {} : { KIND_EXPERIMENTAL_DOCKER_NETWORK: config.network }
+    const env: Record<string, string> = {
+      // A network other than "kind" reaches kind only through this variable.
+      ...(config.network === 'kind' ? {} : { KIND_EXPERIMENTAL_DOCKER_NETWORK: config.network }),
+      // kind hands the proxy to the nodes; the registries must bypass it there.
+      ...nodeNoProxy(config, process.env),
+    }
     await change(['kind', 'create', 'cluster', '--name', name, '--config', '-'], { input: kindConfig(config), env })
     return
   }
@@ -118,6 +163,23 @@ export async function createCluster(config: Config): Promise<void> {
     '--agents',
     String(workers),
     ...(nodeImage ? ['--image', nodeImage] : []),
+    ...k3dNodeFlags(config, process.env),
+  ])
+}
+
+/**
+ * k3s arguments and node environment for `k3d cluster create`, once per node
+ * role: k3d requires a node filter as soon as a cluster has more than one node,
+ * its load balancer included (pkg/config/transform.go). k3d copies no proxy
+ * variables into its nodes (k3d issue #341: --env is the way), so NO_PROXY
+ * only keeps node pulls off a proxy the user gives them.
+ */
+export function k3dNodeFlags(config: Config, env: Record<string, string | undefined>): string[] {
+  const noProxy = Object.entries(nodeNoProxy(config, env))
+  const filters = ['server:*', ...(config.cluster.workers ? ['agent:*'] : [])]
+  return filters.flatMap((f) => [
+    ...k3sArgs(config).flatMap((a) => ['--k3s-arg', `${a}@${f}`]),
+    ...noProxy.flatMap(([k, v]) => ['--env', `${k}=${v}@${f}`]),
   ])
 }
 
@@ -231,11 +293,10 @@ export function criConfigPath(dump: string): string | null {
 async function reconcileK3d(config: Config, cluster: Cluster): Promise<string[]> {
   const desired = k3sRegistries(config)
   await writeFile(k3dRegistriesFile(config), desired)
-  const stale = []
-  for (const node of cluster.nodes) {
-    const current = await probe(['docker', 'exec', node.name, 'cat', K3S_REGISTRIES])
-    if (current.stdout !== desired) stale.push(node)
-  }
+  // k3d writes its own re-serialisation of the file into the nodes: compare what k3s acts on.
+  const want = k3sRegistriesData(desired)
+  const current = await Promise.all(cluster.nodes.map((n) => probe(['docker', 'exec', n.name, 'cat', K3S_REGISTRIES])))
+  const stale = current.filter((r) => !r.ok || !isDeepStrictEqual(k3sRegistriesData(r.stdout), want))
   if (!stale.length) return []
   for (const node of cluster.nodes) await writeInNode(node.name, K3S_REGISTRIES, desired)
   // k3s reads registries.yaml only when it starts.

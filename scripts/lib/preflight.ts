@@ -2,7 +2,6 @@
 // what was observed on the host, in a container on the cluster network and in
 // each node, and a verdict with a fix for every failure. Selection, verdicts
 // and the report are pure; observe() is the one part that asks Docker.
-import { parse as parseYaml } from 'yaml'
 import { findClusters, type Node, readHostsFiles, readsCertsD } from './cluster.ts'
 import type { Config, Provider, Registry } from './config.ts'
 import { firstLine, type InContainer, type Lookup, resolveIn, resolveOnHost } from './dns.ts'
@@ -12,7 +11,7 @@ import { isLoopback } from './host.ts'
 import { type HostsEntry, parseHostsFile, shadowedRegistries } from './hosts-file.ts'
 import { table, UserError } from './log.ts'
 import { hostUrl, pingV2, type V2Answer } from './registry.ts'
-import { CERTS_D, isDevregHostsToml, K3S_REGISTRIES, k3sRegistries, kindHostsFiles, registryRoutes } from './render.ts'
+import { CERTS_D, isDevregHostsToml, K3S_REGISTRIES, k3sRegistries, k3sRegistriesData, kindHostsFiles, registryRoutes } from './render.ts'
 
 export type Status = 'pass' | 'fail' | 'warn' | 'skip'
 
@@ -108,15 +107,14 @@ export function kindMirrors(files: Map<string, string>): Map<string, string> {
   return new Map([...files].map(([dir, content]) => [dir.slice(CERTS_D.length + 1), content]))
 }
 
-/** registries.yaml becomes registry host → its mirror entry as JSON; null without a file. */
+/**
+ * registries.yaml becomes registry host → its mirror entry as canonical JSON,
+ * read as data: k3d hands the nodes its own re-serialisation of the file
+ * devreg gives it (see k3sRegistriesData). Null without a file.
+ */
 export function k3dMirrors(yaml: string | null): Map<string, string> | null {
   if (yaml === null) return null
-  let doc: { mirrors?: Record<string, unknown> } | null
-  try {
-    doc = parseYaml(yaml)
-  } catch {
-    doc = null
-  }
+  const doc = k3sRegistriesData(yaml)
   return new Map(Object.entries(doc?.mirrors ?? {}).map(([host, entry]) => [host, JSON.stringify(entry)]))
 }
 

@@ -183,16 +183,94 @@ export function kindConfig(config: Config): string {
 }
 
 /**
- * The k3s registries.yaml: the same routes as endpoint lists. k3s adds the
- * host's default endpoint last by itself, so `server` is left out; plain
- * http:// endpoints need no `configs`.
+ * Hostname aliases (registry.dev.local): hosts the local registry alone
+ * serves, whose route has no public fallback (see registryRoutes).
+ */
+export function hostnameAliases(config: Config): string[] {
+  const mirrored = new Set(config.registries.map((r) => r.host))
+  return config.aliases.filter((a) => !a.includes('/') && !mirrored.has(a))
+}
+
+/** The k3s flag that drops a registry's own endpoint from behind its mirrors (k3s docs, "Default Endpoint Fallback"). */
+export const K3S_NO_DEFAULT_ENDPOINT = '--disable-default-registry-endpoint'
+
+/**
+ * The k3s arguments devreg's routing needs. k3s always appends a host's
+ * default endpoint after its mirrors, so a hostname alias would fall back to
+ * https://registry.dev.local on k3d; the flag makes it as strict as on kind.
+ */
+export function k3sArgs(config: Config): string[] {
+  return hostnameAliases(config).length ? [K3S_NO_DEFAULT_ENDPOINT] : []
+}
+
+/**
+ * The k3s registries.yaml: the same routes as endpoint lists; plain http://
+ * endpoints need no `configs`. k3s adds a host's default endpoint last by
+ * itself, so `server` is left out, except under --disable-default-registry-endpoint:
+ * then k3s drops the default endpoint of every host (pkg/agent/containerd/config.go
+ * getHostConfigs sets Default to nil), and a public host keeps its upstream only
+ * when it is listed, as the last endpoint.
  */
 export function k3sRegistries(config: Config): string {
+  const strict = k3sArgs(config).includes(K3S_NO_DEFAULT_ENDPOINT)
   const mirrors: Record<string, { endpoint: string[] }> = {}
   for (const r of registryRoutes(config)) {
-    mirrors[r.host] = { endpoint: r.endpoints.map((e) => e.url) }
+    const endpoint = r.endpoints.map((e) => e.url)
+    if (strict && !endpoint.includes(r.server)) endpoint.push(r.server)
+    mirrors[r.host] = { endpoint }
   }
   return `# Written by devreg (scripts/dev-up.ts); k3s reads it only when it starts.\n${stringifyYaml({ mirrors }, { lineWidth: 0 })}`
+}
+
+/** A registries.yaml as k3s acts on it; `mirrors` maps each registry host to its entry. */
+export interface K3sRegistriesData {
+  mirrors: Record<string, unknown>
+  [table: string]: unknown
+}
+
+/**
+ * A k3s registries.yaml as data, whatever wrote it. k3d hands the nodes its own
+ * re-serialisation of --registry-config (pkg/config/transform.go reads it into
+ * wharfie's Registry, pkg/client/cluster.go writes it back with yaml.v2: every
+ * field, empty ones as {}), and Go reads an absent field as its zero value; so
+ * comments and formatting go, zero values (empty tables, "", false) are dropped
+ * and the keys within each entry are sorted, which makes JSON.stringify of an
+ * entry canonical. Compare whole documents with isDeepStrictEqual (key order
+ * aside). Null when the text is not a registries.yaml.
+ */
+export function k3sRegistriesData(text: string): K3sRegistriesData | null {
+  let doc: unknown
+  try {
+    doc = parseYaml(text) ?? {}
+  } catch {
+    return null
+  }
+  if (!isMapping(doc)) return null
+  const { mirrors = {}, ...rest } = doc
+  if (mirrors !== null && !isMapping(mirrors)) return null
+  // Hosts stay in file order (preflight reports them so); each entry is canonical.
+  return {
+    ...((goValue(rest) as Record<string, unknown>) ?? {}),
+    mirrors: Object.fromEntries(Object.entries(mirrors ?? {}).map(([h, m]) => [h, goValue(m) ?? {}])),
+  }
+}
+
+const isMapping = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+/** The value with Go's zero values left out and keys sorted; undefined when nothing is left. */
+function goValue(v: unknown): unknown {
+  if (Array.isArray(v)) {
+    const items = v.map((x) => goValue(x) ?? null)
+    return items.length ? items : undefined
+  }
+  if (isMapping(v)) {
+    const entries = Object.keys(v)
+      .sort()
+      .map((k) => [k, goValue(v[k])] as const)
+      .filter(([, x]) => x !== undefined)
+    return entries.length ? Object.fromEntries(entries) : undefined
+  }
+  return v === null || v === '' || v === false || v === 0 ? undefined : v
 }
 
 /** The KEP-1755 local-registry-hosting ConfigMap, with the fields kind's guide (kind) or k3d itself (k3d) writes. */

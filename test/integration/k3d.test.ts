@@ -1,13 +1,24 @@
 // dev-up and dev-down with k3d: the network and registries exist before the
 // cluster, routing goes through registries.yaml, which k3s (here: the k3d
-// stand-in) reads only when nodes start.
+// stand-in, on containerd 2 nodes) reads only when nodes start, and which k3d
+// hands the nodes re-serialised, so devreg compares it as data.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parse as parseToml } from 'smol-toml'
 import { $ } from 'zx'
+import { criPull } from '../support/cri.ts'
 import { Fixture, freePort, integration, runScript, standInEnv, testRegistry } from '../support/fixture.ts'
-import { NODE_IMAGE, sampleImage } from '../support/images.ts'
-import { containerId, nodePull, seed, servedBlobBytes } from '../support/registry.ts'
+import { NODE_CONTAINERD2_IMAGE, sampleImage } from '../support/images.ts'
+import { containerId, seed, servedBlobBytes } from '../support/registry.ts'
 
 const K3S_CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
+
+interface HostsToml {
+  server?: string
+  host: Record<string, unknown>
+}
 
 integration('dev-up with k3d', () => {
   const fx = new Fixture()
@@ -21,11 +32,23 @@ integration('dev-up with k3d', () => {
   let config: string
   const devUp = (...args: string[]) => runScript('dev-up', ['--config', config, ...args], { env })
   const doc = (extra: Record<string, unknown> = {}) => ({
-    cluster: { provider: 'k3d', name: clusterName, network, nodeImage: NODE_IMAGE, waitTimeout: '60s' },
+    cluster: { provider: 'k3d', name: clusterName, network, nodeImage: NODE_CONTAINERD2_IMAGE, waitTimeout: '60s' },
     registry,
     mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
     ...extra,
   })
+  const inNode = async (...cmd: string[]) => (await $({ quiet: true })`docker exec ${server} ${cmd}`).stdout
+  const hostsToml = async (host: string) => parseToml(await inNode('cat', `${K3S_CERTS_D}/${host}/hosts.toml`)) as unknown as HostsToml
+  /** Every container of the cluster (nodes and load balancer) → when it last started. */
+  const startTimes = async () => {
+    const names = (await $({ quiet: true })`docker ps -a --filter ${`label=k3d.cluster=${clusterName}`} --format {{.Names}}`).stdout
+      .trim()
+      .split('\n')
+    const started = await Promise.all(
+      names.map(async (n) => (await $({ quiet: true })`docker inspect --format {{.State.StartedAt}} ${n}`).stdout.trim()),
+    )
+    return Object.fromEntries(names.map((n, i) => [n, started[i]]))
+  }
 
   beforeAll(async () => {
     env = standInEnv(fx)
@@ -55,6 +78,8 @@ integration('dev-up with k3d', () => {
     expect(at(/^docker network create/)).toBeLessThan(at(/^docker run .*--name \S+-cache /))
     expect(at(/^docker run .*--name \S+-cache /)).toBeLessThan(at(/^k3d cluster create/))
     expect(lines[at(/^k3d cluster create/)]).toContain(`--network k3d-${clusterName} --registry-config`)
+    // No hostname alias and no proxy: k3s keeps its defaults.
+    expect(lines[at(/^k3d cluster create/)]).not.toContain('--k3s-arg')
 
     const r = await devUp()
     if (r.code !== 0) console.error(r.stderr)
@@ -62,36 +87,131 @@ integration('dev-up with k3d', () => {
     expect(r.stderr).toContain(`created k3d cluster ${clusterName}`)
   })
 
-  test('nodes pull docker.io through the cache and the local registry by its host name, via the hosts.toml k3s wrote', async () => {
-    const hosts = (await $({ quiet: true })`docker exec ${server} cat ${`${K3S_CERTS_D}/docker.io/hosts.toml`}`).stdout
-    expect(hosts).toContain(`[host."http://${cache.name}:5000/v2"]`)
+  test('the nodes run containerd 2, whose effective config reads k3s’s certs.d under io.containerd.cri.v1.images', async () => {
+    expect(await inNode('ctr', 'version')).toMatch(/Version:\s+2\./)
+    const dump = parseToml(await inNode('containerd', 'config', 'dump')) as {
+      plugins: Record<string, { registry?: { config_path?: string } }>
+    }
+    expect(dump.plugins['io.containerd.cri.v1.images'].registry?.config_path).toBe(K3S_CERTS_D)
+  })
+
+  test('k3d hands the nodes its own serialisation of registries.yaml, not devreg’s text', async () => {
+    const mine = readFileSync(join(tmpdir(), `devreg-k3d-${clusterName}-registries.yaml`), 'utf8')
+    const theirs = await inNode('cat', '/etc/rancher/k3s/registries.yaml')
+    expect(theirs).not.toBe(mine)
+    expect(theirs).toContain('configs: {}')
+    expect(theirs.startsWith('mirrors:\n')).toBe(true)
+  })
+
+  test('nodes pull docker.io through the cache and the local registry by its host name, through CRI and the hosts.toml k3s wrote', async () => {
+    // The test's upstream is no canonical one, so it is an endpoint too; k3s adds its default endpoint as server.
+    expect(await hostsToml('docker.io')).toMatchObject({ server: 'https://registry-1.docker.io/v2' })
+    expect(Object.keys((await hostsToml('docker.io')).host)).toEqual([`http://${cache.name}:5000/v2`, `${upstream.url}/v2`])
     const before = await servedBlobBytes(upstream.name)
-    expect((await nodePull(server, 'docker.io/library/alpha:1', K3S_CERTS_D)).ok).toBe(true)
+    const pulled = await criPull(server, 'docker.io/library/alpha:1')
+    expect(pulled.error).toBeUndefined()
     expect(await servedBlobBytes(upstream.name)).toBeGreaterThan(before)
     const ref = `127.0.0.1:${registry.port}/app:dev`
     await $({ quiet: true })`docker tag ${sampleImage('delta')} ${ref}`
     await $({ quiet: true })`docker push ${ref}`
-    expect((await nodePull(server, `localhost:${registry.port}/app:dev`, K3S_CERTS_D)).ok).toBe(true)
+    expect((await criPull(server, `localhost:${registry.port}/app:dev`)).error).toBeUndefined()
   })
 
-  test('the load balancer is not treated as a node, and a re-run changes nothing', async () => {
+  test('a second dev-up restarts nothing and reports no change; the load balancer is not treated as a node', async () => {
+    const started = await startTimes()
+    expect(Object.keys(started).sort()).toEqual([server, `k3d-${clusterName}-serverlb`].sort())
     const id = await containerId(server)
     const r = await devUp('--json')
     expect(r.code).toBe(0)
-    expect(JSON.parse(r.stdout).changes).toEqual([])
+    const summary = JSON.parse(r.stdout)
+    expect(summary.changes).toEqual([])
+    expect(summary.drift).toEqual([])
+    expect(await startTimes()).toEqual(started)
     expect(await containerId(server)).toBe(id)
     const lb = await $({ quiet: true, nothrow: true })`docker exec ${`k3d-${clusterName}-serverlb`} cat /etc/rancher/k3s/registries.yaml`
     expect(lb.exitCode).not.toBe(0)
   })
 
+  test('preflight finds every node’s mirrors as devreg writes them, in k3d’s serialisation', async () => {
+    const r = await runScript('preflight-dns', ['--config', config, '--json'], { env })
+    const mirrors = (JSON.parse(r.stdout).checks as { check: string; subject: string; status: string; detail: string }[]).filter(
+      (c) => c.check === 'mirror',
+    )
+    expect(mirrors.length).toBeGreaterThan(0)
+    for (const c of mirrors) expect([c.subject, c.status, c.detail]).toEqual([c.subject, 'pass', 'as devreg writes it'])
+  })
+
   test('a changed routing rewrites registries.yaml and restarts the nodes, since k3s reads it only at start', async () => {
-    config = fx.config(doc({ aliases: ['registry.dev.local'] }), 'alias.yaml')
+    config = fx.config(doc({ aliases: ['docker.io/acme'] }), 'alias.yaml')
     const r = await devUp()
     expect(r.code).toBe(0)
     expect(r.stderr).toContain('restarted them (k3s reads it only at start)')
-    const hosts = (await $({ quiet: true })`docker exec ${server} cat ${`${K3S_CERTS_D}/registry.dev.local/hosts.toml`}`).stdout
-    expect(hosts).toContain(`[host."http://${registry.name}:5000/v2"]`)
-    expect((await nodePull(server, 'registry.dev.local/app:dev', K3S_CERTS_D)).ok).toBe(true)
+    expect(Object.keys((await hostsToml('docker.io')).host)).toEqual([
+      `http://${registry.name}:5000/v2`,
+      `http://${cache.name}:5000/v2`,
+      `${upstream.url}/v2`,
+    ])
+    const ref = `127.0.0.1:${registry.port}/acme/app:dev`
+    await $({ quiet: true })`docker tag ${sampleImage('delta')} ${ref}`
+    await $({ quiet: true })`docker push ${ref}`
+    expect((await criPull(server, 'docker.io/acme/app:dev')).error).toBeUndefined()
+  })
+
+  test('a hostname alias is drift on a live cluster; --recreate makes it strict, and docker.io keeps its upstream last', async () => {
+    config = fx.config(doc({ aliases: ['docker.io/acme', 'registry.dev.local'] }), 'hostname-alias.yaml')
+    const warned = await devUp('--json')
+    expect(warned.code).toBe(0)
+    expect(JSON.parse(warned.stdout).drift).toEqual([
+      `node ${server} runs k3s without --disable-default-registry-endpoint, which the hostname alias registry.dev.local needs to have no public fallback`,
+    ])
+    expect(warned.stderr).toContain('dev-up --recreate')
+    // Without the flag k3s falls back to the alias itself: what the flag is for.
+    expect((await hostsToml('registry.dev.local')).server).toBe('https://registry.dev.local/v2')
+
+    const r = await devUp('--recreate')
+    if (r.code !== 0) console.error(r.stderr)
+    expect(r.code).toBe(0)
+    const cmd = JSON.parse((await $({ quiet: true })`docker inspect --format ${'{{json .Config.Cmd}}'} ${server}`).stdout)
+    expect(cmd).toContain('--disable-default-registry-endpoint')
+    expect(await hostsToml('registry.dev.local')).toEqual({
+      host: { [`http://${registry.name}:5000/v2`]: { capabilities: ['pull', 'resolve'] } },
+    })
+    const hub = await hostsToml('docker.io')
+    expect(hub.server).toBeUndefined()
+    expect(Object.keys(hub.host)).toEqual([
+      `http://${registry.name}:5000/v2`,
+      `http://${cache.name}:5000/v2`,
+      `${upstream.url}/v2`,
+      'https://registry-1.docker.io/v2',
+    ])
+    const ref = `127.0.0.1:${registry.port}/app:dev`
+    await $({ quiet: true })`docker tag ${sampleImage('delta')} ${ref}`
+    await $({ quiet: true })`docker push ${ref}`
+    expect((await criPull(server, 'registry.dev.local/app:dev')).error).toBeUndefined()
+
+    const again = await devUp('--json')
+    expect(JSON.parse(again.stdout)).toMatchObject({ changes: [], drift: [] })
+  })
+
+  test('behind a proxy the nodes get NO_PROXY with every registry name, after the user’s own', async () => {
+    // A closed port: anything sent to the proxy fails.
+    const proxy = `http://127.0.0.1:${await freePort()}`
+    const proxied = { ...env, HTTP_PROXY: proxy, HTTPS_PROXY: proxy, NO_PROXY: 'localhost,127.0.0.1' }
+    // The nodes' environment is set when k3d creates them.
+    const down = await runScript('dev-down', ['--config', config], { env })
+    expect(down.code).toBe(0)
+    const up = await runScript('dev-up', ['--config', config], { env: proxied })
+    if (up.code !== 0) console.error(up.stderr)
+    expect(up.code).toBe(0)
+    const nodeEnv = (JSON.parse((await $({ quiet: true })`docker inspect --format ${'{{json .Config.Env}}'} ${server}`).stdout) as string[])
+      .filter((e) => /^no_proxy=/i.test(e))
+      .map((e) => e.split('=', 2))
+    expect(nodeEnv.map(([k]) => k).sort()).toEqual(['NO_PROXY', 'no_proxy'])
+    for (const [, v] of nodeEnv) {
+      expect(v.split(',').slice(0, 2)).toEqual(['localhost', '127.0.0.1'])
+      expect(v.split(',').slice(-2)).toEqual([registry.name, cache.name])
+    }
+    expect((await criPull(server, 'docker.io/library/alpha:1')).error).toBeUndefined()
   })
 
   test('dev-down deletes the cluster and leaves the external network and the registries', async () => {

@@ -1,39 +1,37 @@
 // A stand-in for k3d v5, for tests on machines where k3d and k3s cannot run.
-// Nodes are real containerd (no k3s); what k3s does with registries.yaml at
-// boot is done here at `cluster create` and `cluster start`: the file is
-// validated and turned into hosts.toml files the way k3s's
-// pkg/agent/containerd/config.go does, so a changed file has no effect until
+// Nodes are real containerd (no k3s), 2.x by default as current k3s ships it.
+// What k3d does with --registry-config is done as k3d does it: the file is
+// parsed and written into the nodes re-serialised (./k3d-registries.ts). What
+// k3s does with registries.yaml at boot is done here at `cluster create` and
+// `cluster start`: it is validated and turned into hosts.toml files the way
+// k3s's pkg/agent/containerd/config.go does (./k3s.ts), under the k3s
+// arguments the node was created with, so a changed file has no effect until
 // the nodes restart, as with k3s. Everything else is refused.
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { $ } from 'zx'
-import {
-  BASE_CONTAINERD_CONFIG,
-  containersWith,
-  ensureNetwork,
-  NODE_IMAGE,
-  parseFlags,
-  refuse,
-  startNode,
-  strictKeys,
-  waitContainerd,
-  writeIn,
-} from './common.ts'
-import { k3sHostsToml } from './k3s.ts'
+import { containersWith, ensureNetwork, NODE_IMAGE, parseFlags, refuse, strictKeys, waitContainerd, writeIn } from './common.ts'
+import { k3dRegistriesYaml } from './k3d-registries.ts'
+import { K3S_CERTS_D, k3sContainerdConfig, k3sHostsToml } from './k3s.ts'
 
 const TOOL = 'k3d'
 const fail: (what: string) => never = (what) => refuse(TOOL, what)
 const log = (msg: string) => process.stderr.write(`INFO[0000] ${msg}\n`)
 const REGISTRIES = '/etc/rancher/k3s/registries.yaml'
-const CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
+/** The default node image: containerd 2.x, as in current k3s. */
+const K3D_NODE_IMAGE = 'devreg-test/node-containerd2:1'
+/** The one k3s argument the stand-in's "k3s" implements. */
+const NO_DEFAULT_ENDPOINT = '--disable-default-registry-endpoint'
 
 /** Validates a k3s registries.yaml (rancher/wharfie's Registry type) and returns its mirrors. */
 function parseRegistries(text: string): Record<string, string[]> {
-  const doc = strictKeys(TOOL, 'registries.yaml', parseYaml(text) ?? {}, ['mirrors', 'configs'])
+  const doc = strictKeys(TOOL, 'registries.yaml', parseYaml(text) ?? {}, ['mirrors', 'configs', 'auths'])
   const mirrors: Record<string, string[]> = {}
+  const empty = (v: unknown) => v === undefined || v === null || (typeof v === 'object' && Object.keys(v as object).length === 0)
   for (const [host, m] of Object.entries((doc.mirrors as object) ?? {})) {
+    if (host === '*') fail('the stand-in does not implement the "*" mirror')
     const mirror = strictKeys(TOOL, `mirrors.${host}`, m, ['endpoint', 'rewrite'])
-    if (mirror.rewrite) fail('the stand-in does not implement rewrite (a k3s containerd feature)')
+    if (!empty(mirror.rewrite)) fail('the stand-in does not implement rewrite (a k3s containerd feature)')
     const endpoints = (mirror.endpoint as unknown[]) ?? []
     if (!Array.isArray(endpoints)) fail(`mirrors.${host}.endpoint must be a list`)
     for (const e of endpoints)
@@ -46,16 +44,77 @@ function parseRegistries(text: string): Record<string, string[]> {
     if (config.tls) strictKeys(TOOL, `configs.${host}.tls`, config.tls, ['ca_file', 'cert_file', 'key_file', 'insecure_skip_verify'])
     fail('the stand-in does not implement configs (auth, tls)')
   }
+  if (!empty(doc.auths)) fail('the stand-in does not implement auths')
   return mirrors
 }
 
-/** What k3s does at boot: read registries.yaml and (re)write its hosts.toml files. */
+/** What k3s does at boot: read registries.yaml and (re)write its hosts.toml files, under the node's own arguments. */
 async function bootRegistries(node: string) {
+  const cmd = JSON.parse((await $({ quiet: true })`docker inspect --format ${'{{json .Config.Cmd}}'} ${node}`).stdout) as string[] | null
+  const noDefaultEndpoint = (cmd ?? []).includes(NO_DEFAULT_ENDPOINT)
   const r = await $({ quiet: true, nothrow: true })`docker exec ${node} cat ${REGISTRIES}`
   const mirrors = r.exitCode === 0 ? parseRegistries(r.stdout) : {}
-  await $({ quiet: true })`docker exec ${node} sh -c ${`rm -rf ${CERTS_D} && mkdir -p ${CERTS_D}`}`
-  for (const [host, endpoints] of Object.entries(mirrors))
-    await writeIn(node, `${CERTS_D}/${host === '*' ? '_default' : host}/hosts.toml`, k3sHostsToml(host, endpoints))
+  await $({ quiet: true })`docker exec ${node} sh -c ${`rm -rf ${K3S_CERTS_D} && mkdir -p ${K3S_CERTS_D}`}`
+  for (const [host, endpoints] of Object.entries(mirrors)) {
+    const toml = k3sHostsToml(host, endpoints, noDefaultEndpoint)
+    if (toml) await writeIn(node, `${K3S_CERTS_D}/${host}/hosts.toml`, toml)
+  }
+}
+
+/** k3s writes a version 3 containerd config for containerd 2.x and version 2 for 1.x. */
+async function containerdMajor(node: string): Promise<number> {
+  const v = (await $({ quiet: true })`docker exec ${node} containerd --version`).stdout
+  const major = Number(/\s(\d+)\.\d+\.\d+/.exec(v)?.[1])
+  if (!major) throw new Error(`cannot read containerd's version in ${node}: ${v.trim()}`)
+  return major
+}
+
+type Role = 'server' | 'agent' | 'loadbalancer'
+interface PlannedNode {
+  name: string
+  role: Role
+}
+
+/**
+ * Splits a node filter from a flag's value, as k3d's cmd/util SplitFiltersFromFlag
+ * does: one '@', then filters separated by ';'. Null filters when there is no '@'.
+ */
+function splitFilters(flag: string): [string, string[] | null] {
+  const parts = flag.split('@')
+  if (parts.length === 1) return [flag, null]
+  if (parts.some((p) => p.endsWith('\\'))) fail(`the stand-in does not implement an escaped '@' in '${flag}'`)
+  if (parts.length > 2) fail(`Invalid flag '${flag}': only one '@' for node filter allowed`)
+  if (!parts[0] || !parts[1]) fail(`Invalid flag '${flag}' includes '@' but is missing either an object or a filter`)
+  return [parts[0], parts[1].split(';')]
+}
+
+/**
+ * The nodes a flag applies to (k3d pkg/config/transform.go and pkg/util/filter.go
+ * FilterNodes): all of them without a filter, which k3d allows only for a
+ * single node, the load balancer included; else each filter's role group,
+ * whole (ROLE:*) or by index (ROLE:0,1), or `all`.
+ */
+function filterNodes(nodes: PlannedNode[], value: string, filters: string[] | null, what: string): PlannedNode[] {
+  if (filters === null) {
+    if (nodes.length > 1) fail(`${what} '${value}' lacks a node filter, but there's more than one node`)
+    return nodes
+  }
+  const picked = new Set<PlannedNode>()
+  for (const f of filters) {
+    if (f === 'all') return nodes
+    const m = /^(server|servers|agent|agents|loadbalancer)(?::(\*|\d+(?:,\d+)*))?$/.exec(f)
+    if (!m) fail(`the stand-in implements node filters all, ROLE:* and ROLE:N[,N], not '${f}'`)
+    const group = nodes.filter((n) => n.role === m[1].replace(/s$/, ''))
+    if (m[1] === 'loadbalancer') {
+      if (!group.length) fail(`Node filter '${f}' targets a node that does not exist (disabled?)`)
+    } else if (m[2] === undefined) fail(`Failed to parse node specifiers: unknown subset in '${f}'`)
+    const indices = m[2] === undefined || m[2] === '*' ? group.map((_, i) => i) : m[2].split(',').map(Number)
+    for (const i of indices) {
+      if (!group[i]) fail(`Index out of range: index '${i}' < 0 or > number of available nodes in filter '${f}'`)
+      picked.add(group[i])
+    }
+  }
+  return nodes.filter((n) => picked.has(n))
 }
 
 const clusterNodes = async (name: string) => (await containersWith(`k3d.cluster=${name}`)).sort((a, b) => a.name.localeCompare(b.name))
@@ -67,6 +126,8 @@ async function create(argv: string[]) {
     { name: 'image', short: 'i', value: true },
     { name: 'network', value: true },
     { name: 'registry-config', value: true },
+    { name: 'k3s-arg', value: true, repeat: true },
+    { name: 'env', short: 'e', value: true, repeat: true },
     { name: 'wait', value: false },
     { name: 'timeout', value: true },
     { name: 'kubeconfig-update-default', value: false },
@@ -76,15 +137,44 @@ async function create(argv: string[]) {
   if (args.length > 1) fail(`accepts at most 1 arg(s), received ${args.length}`)
   const name = args[0] ?? 'k3s-default'
   if (!/^[a-zA-Z0-9-]{1,32}$/.test(name)) fail(`invalid cluster name ${name}`)
-  if ((await clusterNodes(name)).length) fail(`Failed to create cluster '${name}' because a cluster with that name already exists`)
   const servers = Number(flags.servers ?? 1)
   const agents = Number(flags.agents ?? 0)
   if (servers !== 1) fail('the stand-in implements exactly one server')
-  const image = String(flags.image ?? NODE_IMAGE)
+  const image = String(flags.image ?? K3D_NODE_IMAGE)
   if (!image.startsWith('devreg-test/')) fail(`the stand-in runs only devreg-test/ node images, not ${image}`)
-  const registries = flags['registry-config'] ? readFileSync(String(flags['registry-config']), 'utf8') : null
-  if (registries !== null) parseRegistries(registries)
+  // k3d parses the file and writes its own serialisation of it into the nodes;
+  // an empty file leaves it nil, and then k3d writes none.
+  const given = flags['registry-config'] ? readFileSync(String(flags['registry-config']), 'utf8') : null
+  let registries: string | null = null
+  try {
+    if (given !== null && parseYaml(given) != null) registries = k3dRegistriesYaml(parseRegistries(given))
+  } catch (err) {
+    fail(`--registry-config: ${(err as Error).message}`)
+  }
 
+  // The load balancer counts as a node for k3d's node filters.
+  const nodes: PlannedNode[] = [
+    ...(flags['no-lb'] ? [] : [{ name: `k3d-${name}-serverlb`, role: 'loadbalancer' as const }]),
+    { name: `k3d-${name}-server-0`, role: 'server' },
+    ...Array.from({ length: agents }, (_, i) => ({ name: `k3d-${name}-agent-${i}`, role: 'agent' as const })),
+  ]
+  const k3sArgs = new Map<PlannedNode, string[]>()
+  const env = new Map<PlannedNode, string[]>()
+  for (const flag of (flags['k3s-arg'] as string[] | undefined) ?? []) {
+    const [arg, filters] = splitFilters(flag)
+    if (arg !== NO_DEFAULT_ENDPOINT) fail(`the stand-in implements only --k3s-arg ${NO_DEFAULT_ENDPOINT}, not ${arg}`)
+    for (const n of filterNodes(nodes, arg, filters, 'K3sExtraArg')) {
+      if (n.role === 'loadbalancer') fail('the stand-in passes k3s arguments to k3s nodes only, not to the load balancer')
+      k3sArgs.set(n, [...(k3sArgs.get(n) ?? []), arg])
+    }
+  }
+  for (const flag of (flags.env as string[] | undefined) ?? []) {
+    const [variable, filters] = splitFilters(flag)
+    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(variable)) fail(`--env ${flag}: the stand-in takes KEY=VALUE`)
+    for (const n of filterNodes(nodes, variable, filters, 'EnvVarMapping')) env.set(n, [...(env.get(n) ?? []), variable])
+  }
+
+  if ((await clusterNodes(name)).length) fail(`Failed to create cluster '${name}' because a cluster with that name already exists`)
   const network = String(flags.network ?? `k3d-${name}`)
   const created = await ensureNetwork(network)
   const external = flags.network !== undefined
@@ -96,25 +186,27 @@ async function create(argv: string[]) {
     'k3d.cluster.network': network,
     'k3d.cluster.network.external': String(external || !created),
   })
-  const nodes = [`k3d-${name}-server-0`, ...Array.from({ length: agents }, (_, i) => `k3d-${name}-agent-${i}`)]
   for (const node of nodes) {
-    await startNode(node, network, labels(node.includes('-server-') ? 'server' : 'agent'), image)
-    if (registries !== null) await writeIn(node, REGISTRIES, registries)
-    await bootRegistries(node)
-    await writeIn(node, '/etc/containerd/config.toml', containerdConfig())
-    await waitContainerd(node)
-  }
-  if (!flags['no-lb']) {
-    // The server load balancer is no node: devreg must not treat it as one.
+    const labelArgs = Object.entries(labels(node.role)).flatMap(([k, v]) => ['--label', `${k}=${v}`])
+    const envArgs = (env.get(node) ?? []).flatMap((e) => ['--env', e])
+    if (node.role === 'loadbalancer') {
+      // The server load balancer is no node: devreg must not treat it as one.
+      await $({
+        quiet: true,
+      })`docker run -d --init --name ${node.name} --network ${network} ${labelArgs} ${envArgs} --entrypoint sleep ${NODE_IMAGE} 1000000`
+      continue
+    }
+    // As k3d does (pkg/runtimes/docker/translate.go): docker's init as PID 1, k3s's arguments
+    // as the command after the role. --privileged fails on these machines; containerd needs SYS_ADMIN.
     await $({
       quiet: true,
-    })`docker run -d --name ${`k3d-${name}-serverlb`} --network ${network} ${Object.entries(labels('loadbalancer')).flatMap(([k, v]) => ['--label', `${k}=${v}`])} --entrypoint sleep ${NODE_IMAGE} 1000000`
+    })`docker run -d --init --name ${node.name} --hostname ${node.name} --network ${network} --cap-add SYS_ADMIN ${labelArgs} ${envArgs} ${image} ${node.role} ${k3sArgs.get(node) ?? []}`
+    if (registries !== null) await writeIn(node.name, REGISTRIES, registries)
+    await bootRegistries(node.name)
+    await writeIn(node.name, '/etc/containerd/config.toml', k3sContainerdConfig(await containerdMajor(node.name)))
+    await waitContainerd(node.name)
   }
   log(`Cluster '${name}' created successfully!`)
-}
-
-function containerdConfig(): string {
-  return `${BASE_CONTAINERD_CONFIG}    [plugins."io.containerd.grpc.v1.cri".registry]\n      config_path = "${CERTS_D}"\n`
 }
 
 async function list(argv: string[]) {

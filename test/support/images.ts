@@ -8,10 +8,13 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { $ } from 'zx'
+import { packageTree } from '../rig/packages.ts'
 
 export const REGISTRY_IMAGE = 'devreg-test/registry:2'
 /** The stand-in clusters' node image: real containerd, no kubelet. */
 export const NODE_IMAGE = 'devreg-test/node:1'
+/** The k3d stand-in's node image: containerd 2.x, as current k3s ships it. */
+export const NODE_CONTAINERD2_IMAGE = 'devreg-test/node-containerd2:1'
 /** Sample images: name → layer sizes in bytes. */
 export const SAMPLES = {
   alpha: [1_500_000, 700_000],
@@ -90,6 +93,24 @@ async function buildNodeImage(): Promise<void> {
   ])
 }
 
+/**
+ * The node image with Debian sid's containerd 2 (from the rig's package cache)
+ * and the host's runc, since sid's runc needs a newer glibc than the host's
+ * (these nodes pull images; they run no containers).
+ */
+async function buildNodeContainerd2Image(): Promise<void> {
+  if (await imageExists(NODE_CONTAINERD2_IMAGE)) return
+  const tree = await packageTree('containerd2')
+  const host = ['/usr/sbin/runc', '/usr/bin/getent']
+  const missing = host.filter((b) => !existsSync(b))
+  if (missing.length) throw new Error(`${missing.join(', ')} not found: apt-get install runc libc-bin, then run the tests again`)
+  await buildFromScratch(NODE_CONTAINERD2_IMAGE, 'node', [
+    ...['containerd', 'ctr', 'containerd-shim-runc-v2'].map((b): [string, string] => [join(tree, 'usr/bin', b), `bin/${b}`]),
+    ...host.map((b): [string, string] => [b, `bin/${b.split('/').pop()}`]),
+    [join(here, '../images/node/init.sh'), 'init.sh'],
+  ])
+}
+
 async function buildSample(name: Sample): Promise<void> {
   const ref = sampleImage(name)
   if (await imageExists(ref)) return
@@ -105,7 +126,7 @@ async function buildSample(name: Sample): Promise<void> {
 }
 
 export async function prepareImages(): Promise<void> {
-  await Promise.all([buildRegistryImage(), buildNodeImage()])
+  await Promise.all([buildRegistryImage(), buildNodeImage(), buildNodeContainerd2Image()])
   await Promise.all((Object.keys(SAMPLES) as Sample[]).map(buildSample))
 }
 

@@ -5,7 +5,7 @@ import { describe, expect, test } from 'bun:test'
 import { parse as parseToml } from 'smol-toml'
 import { parse as parseYaml } from 'yaml'
 import { resolveConfig } from '../../scripts/lib/config.ts'
-import { k3sRegistries, kindConfig, kindHostsFiles, registryHostingConfigMap } from '../../scripts/lib/render.ts'
+import { k3sArgs, k3sRegistries, kindConfig, kindHostsFiles, registryHostingConfigMap } from '../../scripts/lib/render.ts'
 import { k3sHostsToml } from '../stand-ins/k3s.ts'
 
 const config = resolveConfig({
@@ -93,15 +93,30 @@ describe('hosts.toml files', () => {
 
 describe('k3s registries.yaml', () => {
   const doc = parseYaml(k3sRegistries(config))
+  const plain = resolveConfig({ aliases: ['docker.io/acme'], mirrors: [{ host: 'docker.io' }] })
 
-  test('has only mirrors with endpoint lists in the same order, without the upstream k3s adds itself', () => {
-    expect(Object.keys(doc)).toEqual(['mirrors'])
-    expect(doc.mirrors['docker.io']).toEqual({
-      endpoint: ['http://kind-registry:5000', 'http://kind-cache-docker-io:5000', 'https://harbor.example.com/v2/dockerhub-proxy'],
+  test('has only mirrors with endpoint lists in the same order; without a hostname alias, no upstream: k3s adds it itself', () => {
+    expect(Object.keys(parseYaml(k3sRegistries(plain)))).toEqual(['mirrors'])
+    expect(parseYaml(k3sRegistries(plain)).mirrors['docker.io']).toEqual({
+      endpoint: ['http://kind-registry:5000', 'http://kind-cache-docker-io:5000'],
     })
-    expect(doc.mirrors['ghcr.io'].endpoint).toEqual(['http://kind-cache-ghcr-io:5000', 'https://team-cache.example.com'])
-    expect(doc.mirrors['localhost:5001'].endpoint).toEqual(['http://kind-registry:5000'])
-    expect(k3sRegistries(config)).not.toContain('registry-1.docker.io')
+    expect(k3sRegistries(plain)).not.toContain('registry-1.docker.io')
+    expect(k3sArgs(plain)).toEqual([])
+  })
+
+  test('a hostname alias needs --disable-default-registry-endpoint, and then every public host lists its upstream last', () => {
+    expect(k3sArgs(config)).toEqual(['--disable-default-registry-endpoint'])
+    expect(doc.mirrors['docker.io']).toEqual({
+      endpoint: [
+        'http://kind-registry:5000',
+        'http://kind-cache-docker-io:5000',
+        'https://harbor.example.com/v2/dockerhub-proxy',
+        'https://registry-1.docker.io',
+      ],
+    })
+    expect(doc.mirrors['ghcr.io'].endpoint).toEqual(['http://kind-cache-ghcr-io:5000', 'https://team-cache.example.com', 'https://ghcr.io'])
+    for (const h of ['localhost:5001', 'kind-registry:5000', 'registry.dev.local'])
+      expect(doc.mirrors[h].endpoint).toEqual(['http://kind-registry:5000'])
   })
 
   test('becomes, as k3s renders it, the same order with the upstream as server', () => {
@@ -124,6 +139,18 @@ describe('k3s registries.yaml', () => {
         '  override_path = true',
         '',
       ].join('\n'),
+    )
+  })
+
+  test('under --disable-default-registry-endpoint k3s writes no server: the alias has no fallback, docker.io keeps its upstream last', () => {
+    const read = (host: string) =>
+      parseToml(k3sHostsToml(host, doc.mirrors[host].endpoint, true) as string) as unknown as Partial<HostsToml>
+    expect(read('registry.dev.local')).toEqual({ host: { 'http://kind-registry:5000/v2': { capabilities: ['pull', 'resolve'] } } })
+    expect(read('docker.io').server).toBeUndefined()
+    expect(Object.keys(read('docker.io').host ?? {}).at(-1)).toBe('https://registry-1.docker.io/v2')
+    // Without the flag the alias falls back to itself: what the flag is for.
+    expect((parseToml(k3sHostsToml('registry.dev.local', ['http://kind-registry:5000']) as string) as unknown as HostsToml).server).toBe(
+      'https://registry.dev.local/v2',
     )
   })
 })

@@ -1,0 +1,42 @@
+// A namespace alias such as docker.io/acme puts the local registry first for
+// all of docker.io: containerd and k3s route per registry host, not per path.
+// So anything pushed locally under a docker.io path (library/nginx) is what
+// every node gets for that docker.io image, cluster-wide.
+import type { Config, Registry } from './config.ts'
+import { hostUrl, listRepositories } from './registry.ts'
+
+export interface Shadow {
+  /** The cached upstream host, e.g. docker.io. */
+  host: string
+  repository: string
+  /** The alias that puts the local registry in front of the host. */
+  alias: string
+}
+
+/** The caches whose host a namespace alias covers, with that alias. */
+export function aliasedCaches(config: Config): { cache: Registry; alias: string }[] {
+  return config.registries.flatMap((cache) => {
+    const alias = cache.role === 'cache' ? config.aliases.find((a) => a.startsWith(`${cache.host}/`)) : undefined
+    return alias ? [{ cache, alias }] : []
+  })
+}
+
+/** Repositories both the local registry and a covered cache hold: the local one wins on every node. */
+export function shadows(config: Config, local: string[], cached: Map<string, string[]>): Shadow[] {
+  const mine = new Set(local)
+  return aliasedCaches(config).flatMap(({ cache, alias }) =>
+    (cached.get(cache.name) ?? [])
+      .filter((repo) => mine.has(repo))
+      .map((repository) => ({ host: cache.host as string, repository, alias })),
+  )
+}
+
+/** Asks the registries (on their host ports) what they hold; a registry that does not answer shadows nothing. */
+export async function findShadows(config: Config): Promise<Shadow[]> {
+  const covered = aliasedCaches(config)
+  if (!covered.length) return []
+  const catalog = (r: Registry) => listRepositories(hostUrl(r.bind, r.port)).catch(() => [] as string[])
+  const local = config.registries.find((r) => r.role === 'local') as Registry
+  const [mine, ...theirs] = await Promise.all([catalog(local), ...covered.map(({ cache }) => catalog(cache))])
+  return shadows(config, mine, new Map(covered.map(({ cache }, i) => [cache.name, theirs[i]])))
+}
