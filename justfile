@@ -50,11 +50,10 @@ docker-build *args:
 postcreate:
     @sh .devcontainer/postcreate.sh
 
-# Run the unit and integration tests (integration needs Docker; DEVREG_REQUIRE_DOCKER=1 makes its absence a failure)
+# Run every test: unit and integration on this machine's Docker, e2e on the real kind CLI in the rig's private engine (needs root; DEVREG_REQUIRE_DOCKER=1 makes a missing Docker or rig a failure)
 [group('dev')]
 test *args:
-    @node_modules/.bin/bun test/support/images.ts
-    @node_modules/.bin/bun test --parallel=4 --timeout=120000 "$@"
+    @node_modules/.bin/bun test/run.ts "$@"
 
 # Check formatting and lint rules
 [group('dev')]

@@ -50,7 +50,10 @@ integration('docker-build', () => {
     if (r.code !== 0) console.error(r.stdout, r.stderr)
     expect(r.code).toBe(0)
     const resolved = (await $({ quiet: true })`docker run --rm --entrypoint cat ${image} /resolved`).stdout
-    const bridge = (await $({ quiet: true })`docker network inspect bridge --format ${'{{(index .IPAM.Config 0).Gateway}}'}`).stdout.trim()
+    // host-gateway is the default bridge's gateway; Docker 20.10 leaves it out of
+    // the network's IPAM config, so ask a container on that bridge for its route.
+    const route = (await $({ quiet: true })`docker run --rm --entrypoint ip ${NODE_IMAGE} route`).stdout
+    const bridge = /^default via (\S+)/m.exec(route)?.[1]
     expect(
       resolved
         .split('\n')

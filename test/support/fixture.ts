@@ -173,3 +173,22 @@ export function standInEnv(fx: Fixture): Record<string, string> {
     DEVREG_STANDIN_STATE: join(fx.dir, 'kube'),
   }
 }
+
+/**
+ * The rig's kind node images, one per containerd line (test/run.ts passes
+ * them in DEVREG_RIG_NODE_IMAGES). The e2e tests run only inside the rig.
+ */
+export function rigNodeImages(): { line: string; image: string }[] {
+  const value = process.env.DEVREG_RIG_NODE_IMAGES
+  if (!value)
+    throw new Error('DEVREG_RIG_NODE_IMAGES is not set: run the e2e tests through `just test` (test/run.ts), which starts the rig')
+  return value.split(',').map((pair) => {
+    const [line, image] = pair.split('=')
+    return { line, image }
+  })
+}
+
+/** Environment for dev-up on the real kind CLI: the kubectl stand-in (no API server here) and a kubeconfig of the test's own. */
+export function kindEnv(fx: Fixture): Record<string, string> {
+  return { ...standInEnv(fx), KUBECONFIG: join(fx.dir, 'kubeconfig') }
+}

@@ -1,0 +1,22 @@
+#!/bin/bash
+# Runs once while the node image is built: boot straight to multi-user with
+# containerd, and nothing a container cannot run (consoles, binfmt, udev).
+set -o errexit -o nounset -o pipefail
+
+kubernetes_version=$1
+echo "${kubernetes_version}" > /kind/version
+
+# The distribution's default wants start services a node container has no use for.
+rm -f /etc/systemd/system/*.wants/* \
+  /usr/lib/systemd/system/multi-user.target.wants/* \
+  /usr/lib/systemd/system/local-fs.target.wants/* \
+  /usr/lib/systemd/system/sockets.target.wants/*udev* \
+  /usr/lib/systemd/system/sockets.target.wants/*initctl* \
+  /usr/lib/systemd/system/basic.target.wants/*
+systemctl mask getty.target console-getty.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
+  systemd-udevd.service systemd-udev-trigger.service systemd-modules-load.service
+systemctl set-default multi-user.target
+systemctl enable containerd.service
+mkdir -p /etc/containerd/certs.d /var/lib/containerd
+chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/bin/kubectl
+rm -rf /usr/share/doc /usr/share/man /kind/prepare.sh

@@ -1,0 +1,91 @@
+// kind node images for the rig, built in its private engine from Debian
+// packages: a trixie root (mmdebstrap, cached as a tarball) with systemd, plus
+// one containerd line each (test/images/kind-node). Rebuilt only when their
+// inputs change; the engine's data root keeps them between runs.
+import { createHash } from 'node:crypto'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { $ } from 'zx'
+import { rigDocker } from './engine.ts'
+import { PACKAGES, packageTree, RIG_CACHE } from './packages.ts'
+
+const CONTEXT = join(import.meta.dir, '../images/kind-node')
+
+/** What a kind node needs from Debian besides containerd; curl because kindest/node has it and preflight uses it. */
+const ROOT_PACKAGES = [
+  'systemd',
+  'systemd-sysv',
+  'bash',
+  'procps',
+  'iproute2',
+  'iptables',
+  'util-linux',
+  'mount',
+  'kmod',
+  'ca-certificates',
+  'libseccomp2',
+  'curl',
+]
+
+/** The containerd lines the node tests run on: sid's 2.x (kind ≥ 0.27 ships 2.x) and Debian stable's. */
+export const CONTAINERD_LINES = ['containerd2', 'containerd1'] as const
+export type ContainerdLine = (typeof CONTAINERD_LINES)[number]
+
+const digest = (...parts: string[]) => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 12)
+
+async function imageExists(ref: string): Promise<boolean> {
+  return (await rigDocker(['image', 'inspect', ref])).exitCode === 0
+}
+
+/** The trixie root filesystem as an image in the rig's engine. */
+async function baseImage(): Promise<string> {
+  const ref = `devreg-rig/trixie-base:${digest(...ROOT_PACKAGES)}`
+  if (await imageExists(ref)) return ref
+  const tarball = join(RIG_CACHE, 'rootfs', `${ref.split(':')[1]}.tar`)
+  if (!existsSync(tarball)) {
+    mkdirSync(join(RIG_CACHE, 'rootfs'), { recursive: true })
+    const partial = `${tarball}.partial`
+    await $({
+      quiet: true,
+    })`mmdebstrap --format=tar --variant=minbase --include=${ROOT_PACKAGES.join(',')} --dpkgopt=${'path-exclude=/usr/share/man/*'} --dpkgopt=${'path-exclude=/usr/share/locale/*'} trixie ${partial} http://deb.debian.org/debian`
+    renameSync(partial, tarball)
+  }
+  const r = await rigDocker(['import', tarball, ref])
+  if (r.exitCode !== 0) throw new Error(`docker import ${tarball}: ${r.stderr.trim()}`)
+  return ref
+}
+
+/** Every file of the build context, for the image's tag: a changed script rebuilds the image. */
+function contextDigest(): string {
+  const files: string[] = []
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = join(dir, e.name)
+      if (e.isDirectory()) walk(p)
+      else files.push(p.slice(CONTEXT.length), readFileSync(p, 'utf8'))
+    }
+  }
+  walk(CONTEXT)
+  return digest(...files)
+}
+
+/** The node image of one containerd line, built if missing. */
+export async function nodeImage(line: ContainerdLine): Promise<string> {
+  const tree = await packageTree(line)
+  const base = await baseImage()
+  const ref = `devreg-rig/kind-node:${line}-${digest(base, tree, contextDigest())}`
+  if (await imageExists(ref)) return ref
+  const ctx = mkdtempSync(join(tmpdir(), 'devreg-kind-node-'))
+  try {
+    cpSync(CONTEXT, ctx, { recursive: true })
+    // Binaries, the systemd unit and libraries only: docs and completions stay out.
+    for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib'])
+      if (existsSync(join(tree, dir))) cpSync(join(tree, dir), join(ctx, 'containerd', dir), { recursive: true, verbatimSymlinks: true })
+    const r = await rigDocker(['build', '--quiet', '--build-arg', `BASE=${base}`, '--tag', ref, ctx])
+    if (r.exitCode !== 0) throw new Error(`building ${ref} (${PACKAGES[line].suite} containerd): ${r.stderr.trim()}`)
+  } finally {
+    rmSync(ctx, { recursive: true, force: true })
+  }
+  return ref
+}

@@ -1,0 +1,35 @@
+// The test rig: `bun test/rig/rig.ts up` starts the private engine, clears
+// what earlier runs left in it, builds the kind node images and prints the
+// environment the e2e tests run with as JSON; `down` stops the engine.
+
+import { ENGINE, pruneEngine, startEngine, stopEngine } from './engine.ts'
+import { CONTAINERD_LINES, nodeImage } from './node-image.ts'
+
+export interface RigEnv {
+  /** Run the e2e tests inside this network namespace: the engine's ports are on its loopback. */
+  netnsPath: string
+  env: Record<string, string>
+  started: boolean
+}
+
+export async function rigUp(): Promise<RigEnv> {
+  const { path, started } = await startEngine()
+  await pruneEngine()
+  const images: string[] = []
+  for (const line of CONTAINERD_LINES) images.push(`${line}=${await nodeImage(line)}`)
+  return {
+    netnsPath: ENGINE.netnsPath,
+    started,
+    env: { DOCKER_HOST: ENGINE.host, PATH: path, DEVREG_RIG_NODE_IMAGES: images.join(',') },
+  }
+}
+
+if (import.meta.main) {
+  const [command] = process.argv.slice(2)
+  if (command === 'up') console.log(JSON.stringify(await rigUp(), null, 2))
+  else if (command === 'down') await stopEngine()
+  else {
+    console.error('usage: bun test/rig/rig.ts up|down')
+    process.exitCode = 2
+  }
+}
