@@ -1,5 +1,5 @@
-// The test rig: `bun test/rig/rig.ts up` starts the private engine, clears
-// what earlier runs left in it, builds the kind node images and prints the
+// The test rig: `bun test/rig/rig.ts up` starts the private engine (clearing
+// what earlier runs left in it when it was not running), builds the kind node images and prints the
 // environment the e2e tests run with as JSON; `down` stops the engine.
 
 import { ENGINE, pruneEngine, startEngine, stopEngine } from './engine.ts'
@@ -14,7 +14,8 @@ export interface RigEnv {
 
 export async function rigUp(): Promise<RigEnv> {
   const { path, started } = await startEngine()
-  await pruneEngine()
+  // Only an engine this run started has no other user whose objects a prune would take.
+  if (started) await pruneEngine()
   const images: string[] = []
   for (const line of CONTAINERD_LINES) images.push(`${line}=${await nodeImage(line)}`)
   return {

@@ -14,8 +14,20 @@ const TOOL = 'kubectl'
 const fail: (what: string) => never = (what) => refuse(TOOL, what)
 const state = process.env.DEVREG_STANDIN_STATE || join(tmpdir(), 'devreg-standin')
 
+/**
+ * Real kubectl knows a context only from its kubeconfig: where the test gives
+ * one (KUBECONFIG, which the real kind CLI writes), the context must be in it.
+ */
+function requireContext(context: string) {
+  const file = process.env.KUBECONFIG?.split(':')[0]
+  if (!file) return
+  const doc = existsSync(file) ? (parseYaml(readFileSync(file, 'utf8')) as { contexts?: { name: string }[] } | null) : null
+  if (!doc?.contexts?.some((c) => c.name === context)) fail(`error: context "${context}" does not exist`)
+}
+
 /** The nodes behind a context, found the way kind (kind-NAME) and k3d (k3d-NAME) name them. */
 async function clusterNodes(context: string) {
+  requireContext(context)
   const kind = /^kind-(.+)$/.exec(context)
   const k3d = /^k3d-(.+)$/.exec(context)
   const nodes = kind

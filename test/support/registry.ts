@@ -93,9 +93,3 @@ export async function servedBlobBytes(container: string): Promise<number> {
   }
   return total
 }
-
-/** Pulls an image inside a node with containerd's own client and the node's hosts.toml files. */
-export async function nodePull(node: string, ref: string, hostsDir = '/etc/containerd/certs.d'): Promise<{ ok: boolean; output: string }> {
-  const r = await $({ quiet: true, nothrow: true })`docker exec ${node} ctr -n k8s.io images pull --hosts-dir ${hostsDir} ${ref}`
-  return { ok: r.exitCode === 0, output: r.stdout + r.stderr }
-}
