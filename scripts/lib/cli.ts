@@ -1,11 +1,12 @@
 // Command-line conventions shared by every script: strict minimist parsing,
-// the entry-point check, and turning errors into exit codes.
+// the entry-point check, and turning errors into exit codes (EXIT in log.ts).
 import { realpathSync } from 'node:fs'
 import { createInterface } from 'node:readline/promises'
 import { fileURLToPath } from 'node:url'
 import minimist from 'minimist'
 import { settings } from './exec.ts'
-import { log, UserError } from './log.ts'
+import { CommandError, EXIT, type ExitCode, log, UserError } from './log.ts'
+import { bypassProxyForLoopback } from './proxy.ts'
 
 export interface FlagSpec {
   string?: string[]
@@ -14,7 +15,10 @@ export interface FlagSpec {
   default?: Record<string, unknown>
 }
 
-/** Parses argv; an unknown flag is a usage error (exit 2) naming the flag. */
+/**
+ * Parses argv; an unknown flag, a string flag given twice, and a string flag
+ * without its value are usage errors (exit 2) naming the flag.
+ */
 export function parseArgs(argv: string[], spec: FlagSpec, usage: string): minimist.ParsedArgs {
   const known = new Set([
     ...(spec.string ?? []),
@@ -36,11 +40,22 @@ export function parseArgs(argv: string[], spec: FlagSpec, usage: string): minimi
       return true
     },
   })
-  if (unknown.length) throw new UserError(`unknown option ${unknown.join(', ')}\n\n${usage}`, 2)
+  if (unknown.length) throw new UserError(`unknown option ${unknown.join(', ')}\n\n${usage}`, EXIT.usage)
   for (const name of spec.string ?? []) {
-    if (Array.isArray(args[name])) throw new UserError(`--${name} given more than once`, 2)
+    if (Array.isArray(args[name])) throw new UserError(`--${name} given more than once`, EXIT.usage)
+    // minimist gives '' for `--name` at the end, `--name=`, `--name ''`, and
+    // `--name --other` (where --other is still parsed as a flag): never a value.
+    if (args[name] === '' && spec.default?.[name] !== '') throw new UserError(`${missingValue(name, usage)}\n\n${usage}`, EXIT.usage)
   }
   return args
+}
+
+/** "--config needs a value (--config PATH)", the placeholder taken from the usage text when it has one. */
+function missingValue(name: string, usage: string): string {
+  const flag = name.length === 1 ? `-${name}` : `--${name}`
+  const escaped = flag.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  const shown = new RegExp(`(?:^|\\s)${escaped}[ =]([A-Z][A-Z0-9_.-]*)`, 'm').exec(usage)
+  return `${flag} needs a value${shown ? ` (${flag} ${shown[1]})` : ''}`
 }
 
 /**
@@ -54,7 +69,7 @@ export function openScript(argv: string[], spec: FlagSpec, usage: string, positi
     log.out(usage)
     return null
   }
-  if (args._.length > positional) throw new UserError(`unexpected argument ${args._[positional]}\n\n${usage}`, 2)
+  if (args._.length > positional) throw new UserError(`unexpected argument ${args._[positional]}\n\n${usage}`, EXIT.usage)
   settings.dryRun = Boolean(args['dry-run'])
   settings.verbose = Boolean(args.verbose)
   return args
@@ -71,25 +86,50 @@ export function isMain(importMetaUrl: string): boolean {
   }
 }
 
-/** Runs a script's main, mapping UserError to its exit code and a one-line message. */
+/** Runs a script's main, turning what it throws into a message and an exit code (see `report`). */
 export async function run(main: (argv: string[]) => Promise<number>): Promise<void> {
+  bypassProxyForLoopback(process.env)
   try {
     process.exitCode = await main(process.argv.slice(2))
   } catch (err) {
-    if (err instanceof UserError) {
-      log.error(err.message)
-      process.exitCode = err.exitCode
-    } else {
-      console.error(err)
-      process.exitCode = 1
-    }
+    process.exitCode = report(err)
   }
+}
+
+/**
+ * Prints an error the way every script does and returns its exit code: a
+ * UserError is its message; a CommandError is one line, `<command> failed:
+ * <message> — <fix>`, with its stack only under --verbose. Context added with
+ * `new Error('creating kind cluster', { cause })` is kept in front of either.
+ * Anything else is a bug in devreg and keeps its stack.
+ */
+export function report(err: unknown): ExitCode {
+  const context: string[] = []
+  let inner = err
+  while (inner instanceof Error && !(inner instanceof UserError) && !(inner instanceof CommandError) && inner.cause instanceof Error) {
+    context.push(inner.message)
+    inner = inner.cause
+  }
+  const prefix = context.map((c) => `${c}: `).join('')
+  if (inner instanceof UserError) {
+    log.error(prefix + inner.message)
+    if (settings.verbose && context.length) console.error(err)
+    return inner.exitCode
+  }
+  if (inner instanceof CommandError) {
+    log.error(prefix + inner.summary())
+    if (settings.verbose) console.error(err)
+    return EXIT.failed
+  }
+  console.error(err)
+  return EXIT.failed
 }
 
 /** Asks on a TTY; without one, only --yes may go ahead (unattended runs must not delete by accident). */
 export async function confirm(question: string, yes: boolean): Promise<boolean> {
   if (yes) return true
-  if (!process.stdin.isTTY) throw new UserError('refusing to delete without confirmation: no terminal to ask on; rerun with --yes', 2)
+  if (!process.stdin.isTTY)
+    throw new UserError('refusing to delete without confirmation: no terminal to ask on; rerun with --yes', EXIT.usage)
   const rl = createInterface({ input: process.stdin, output: process.stderr })
   try {
     return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim())

@@ -7,7 +7,7 @@ import { isAbsolute, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { z } from 'zod'
-import { UserError } from './log.ts'
+import { EXIT, UserError } from './log.ts'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const DEFAULT_CONFIG = resolve(ROOT, 'config/devreg.yaml')
@@ -249,22 +249,36 @@ function readYaml(file: string): unknown {
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    throw new UserError(`${display(file)}: cannot read it (${(err as NodeJS.ErrnoException).code}): check the path`, 2)
+    throw new UserError(`${display(file)}: cannot read it (${(err as NodeJS.ErrnoException).code}): check the path`, EXIT.usage)
   }
+  let value: unknown
   try {
-    const value = parseYaml(text, { prettyErrors: true, uniqueKeys: true })
-    if (value === null || value === undefined) return {}
-    if (!isPlainObject(value)) throw new UserError(`${display(file)}: must be a YAML mapping of keys (cluster, registry, mirrors, ...)`, 2)
-    return value
+    value = parseYaml(text, { prettyErrors: true, uniqueKeys: true })
   } catch (err) {
-    if (err instanceof YAMLParseError) {
-      const pos = err.linePos?.[0]
-      const where = pos ? `:${pos.line}:${pos.col}` : ''
-      const first = err.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')
-      throw new UserError(`${display(file)}${where}: YAML syntax error: ${first}`, 2)
-    }
-    throw err
+    // Whatever the parser refuses (syntax, a resource-exhaustion document, an
+    // unresolved alias, a stack overflow) is a config error naming the file.
+    throw new UserError(yamlRefusal(display(file), err), EXIT.usage)
   }
+  if (value === null || value === undefined) return {}
+  if (!isPlainObject(value))
+    throw new UserError(`${display(file)}: must be a YAML mapping of keys (cluster, registry, mirrors, ...)`, EXIT.usage)
+  return value
+}
+
+/** The one-line reason a YAML file was refused, after `file[:line:col]: `. */
+function yamlRefusal(file: string, err: unknown): string {
+  if (err instanceof YAMLParseError) {
+    const pos = err.linePos?.[0]
+    const where = pos ? `:${pos.line}:${pos.col}` : ''
+    const first = err.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')
+    if (/Maximum call stack size exceeded/.test(first)) return `${file}${where}: YAML refused: it is nested too deeply to read`
+    return `${file}${where}: YAML syntax error: ${first}`
+  }
+  const message = err instanceof Error ? err.message.split('\n')[0] : String(err)
+  if (err instanceof RangeError && /call stack/i.test(message)) return `${file}: YAML refused: it is nested too deeply to read`
+  if (/Excessive alias count/i.test(message))
+    return `${file}: YAML refused: its aliases expand too far (a resource-exhaustion "billion laughs" document): write the values out instead of nesting aliases (*name)`
+  return `${file}: YAML refused: ${message}`
 }
 
 function display(file: string): string {
@@ -391,7 +405,7 @@ function describe(v: unknown): string {
 
 function configError(issues: Issue[], sourceOf: (path: readonly PropertyKey[]) => string): UserError {
   const lines = issues.map((i) => `${sourceOf(i.path)}: ${formatPath(i.path)}: ${i.message}`)
-  return new UserError(lines.length === 1 ? lines[0] : `invalid config:\n  ${lines.join('\n  ')}`, 2)
+  return new UserError(lines.length === 1 ? lines[0] : `invalid config:\n  ${lines.join('\n  ')}`, EXIT.usage)
 }
 
 function deepFreeze<T>(value: T): T {

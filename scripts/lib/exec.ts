@@ -4,7 +4,7 @@
 import { writeFile as fsWriteFile, mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { $, quote } from 'zx'
-import { log } from './log.ts'
+import { CommandError, log } from './log.ts'
 
 export interface ExecSettings {
   /** Print changing commands instead of running them. */
@@ -22,6 +22,8 @@ export interface CommandOptions {
   env?: Record<string, string>
   /** Secrets the command reads from its environment (`docker run -e NAME`); never printed. */
   secretEnv?: Record<string, string>
+  /** What to do when the command fails, shown after its message. */
+  fix?: string
 }
 
 export interface Result {
@@ -61,9 +63,39 @@ export async function probe(argv: string[], opts: CommandOptions = {}): Promise<
   }
 }
 
+// Lines a tool adds after its message that say nothing about this failure.
+const NOISE = [/^See '.*--help'\.?$/, /^Run '.*--help' for more information\.?$/]
+const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, 'g')
+
+/**
+ * The tool's own message, on one line: the last few non-empty lines of its
+ * stderr (else its stdout), else its exit code; any secret it was given is
+ * masked.
+ */
+export function toolMessage(r: Pick<Result, 'exitCode' | 'stdout' | 'stderr'>, secrets: string[] = [], lines = 3): string {
+  const mask = (text: string) => secrets.filter((x) => x.length >= 4).reduce((t, x) => t.split(x).join('***'), text)
+  const tail = (text: string) =>
+    mask(text)
+      .replace(ANSI, '')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !NOISE.some((re) => re.test(l)))
+      .slice(-lines)
+      .map((l) => (l.length > 300 ? `${l.slice(0, 299)}…` : l))
+      .join('; ')
+  return tail(r.stderr) || tail(r.stdout) || `exit code ${r.exitCode ?? 'unknown (killed by a signal)'}`
+}
+
+/** The fix devreg knows for any command: one that is not installed. */
+function knownFix(argv: string[], r: Pick<Result, 'exitCode' | 'stderr'>): string | undefined {
+  if (r.exitCode === 127 && /not found/i.test(r.stderr)) return `${argv[0]} is not installed: install it or put it on PATH`
+  return undefined
+}
+
 /**
  * Runs a command that changes something. Under --dry-run it is printed to
- * stdout and not run. A failure throws with the command's stderr as cause.
+ * stdout and not run. A failure throws a CommandError: the command, its own
+ * message, and opts.fix when given.
  */
 export async function change(argv: string[], opts: CommandOptions = {}): Promise<string> {
   const line = show(argv, opts)
@@ -74,8 +106,9 @@ export async function change(argv: string[], opts: CommandOptions = {}): Promise
   if (settings.verbose) log.info(`$ ${line}`)
   const r = await spawn(argv, opts)
   if (!r.ok) {
-    const detail = r.stderr.trim() || r.stdout.trim() || `exit code ${r.exitCode}`
-    throw new Error(`${argv.slice(0, 3).join(' ')} failed: ${detail}`)
+    // Named without its stdin: the input is file content, not part of the command's identity.
+    const command = show(argv, { env: opts.env })
+    throw new CommandError(command, toolMessage(r, Object.values(opts.secretEnv ?? {})), opts.fix ?? knownFix(argv, r))
   }
   return r.stdout
 }
@@ -111,8 +144,8 @@ export async function changePipe(from: string[], to: string[]): Promise<void> {
   const right = $({ quiet: true, nothrow: true })`${b} ${bArgs}`
   const out = await left.pipe(right)
   const l = await left
-  if (l.exitCode !== 0) throw new Error(`${from.slice(0, 2).join(' ')} failed: ${l.stderr.trim()}`)
-  if (out.exitCode !== 0) throw new Error(`${to.slice(0, 2).join(' ')} failed: ${out.stderr.trim()}`)
+  if (l.exitCode !== 0) throw new CommandError(show(from), toolMessage(l), knownFix(from, l))
+  if (out.exitCode !== 0) throw new CommandError(show(to), toolMessage(out), knownFix(to, out))
 }
 
 /** Writes a file devreg generates; under --dry-run its path and content are printed instead. */

@@ -2,15 +2,52 @@
 // colour only on a TTY. Expected failures are UserErrors with a fix.
 import { chalk } from 'zx'
 
+/** Exit codes, the same for every script. */
+export const EXIT = {
+  /** Done. */
+  ok: 0,
+  /** Failed at run time (a command, a registry, the cluster). */
+  failed: 1,
+  /** A usage or config error: nothing was changed. */
+  usage: 2,
+} as const
+
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT]
+
 /** An expected failure: the message names what is wrong and how to fix it. */
 export class UserError extends Error {
   constructor(
     message: string,
-    /** 2 for usage and config errors, 1 for failures of the work itself. */
-    readonly exitCode: 1 | 2 = 1,
+    /** EXIT.usage for usage and config errors, EXIT.failed for failures of the work itself. */
+    readonly exitCode: typeof EXIT.failed | typeof EXIT.usage = EXIT.failed,
   ) {
     super(message)
     this.name = 'UserError'
+  }
+}
+
+/**
+ * An external command that failed: the command as shown (secrets are never in
+ * it), the tool's own message, and the fix where devreg knows it. Printed as
+ * one line; the stack only with --verbose.
+ */
+export class CommandError extends Error {
+  constructor(
+    /** The command as `show()` prints it. */
+    readonly command: string,
+    /** The tool's own message: its last lines of stderr (or stdout), or its exit code. */
+    readonly detail: string,
+    /** What to do about it, when devreg knows. */
+    readonly fix?: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${command} failed: ${detail}`, options)
+    this.name = 'CommandError'
+  }
+
+  /** The one line `run()` prints. */
+  summary(): string {
+    return this.fix ? `${this.message} — ${this.fix}` : this.message
   }
 }
 

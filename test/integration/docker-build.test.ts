@@ -53,7 +53,7 @@ integration('docker-build', () => {
     // host-gateway is the default bridge's gateway; Docker 20.10 leaves it out of
     // the network's IPAM config, so ask a container on that bridge for its route.
     const route = (await $({ quiet: true })`docker run --rm --entrypoint ip ${NODE_IMAGE} route`).stdout
-    const bridge = /^default via (\S+)/m.exec(route)?.[1]
+    const bridge = /^default via (\S+)/m.exec(route)?.[1] ?? `no default route in: ${route}`
     expect(
       resolved
         .split('\n')

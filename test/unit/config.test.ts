@@ -173,6 +173,24 @@ const MALFORMED: [string, string, string | RegExp][] = [
   ['top level a list', '- a\n- b\n', 'must be a YAML mapping'],
   ['YAML syntax error has line and column', 'registry:\n  port: [5001\n', /\.yaml:\d+:\d+: YAML syntax error/],
   ['duplicate YAML key', 'registry:\n  port: 1\n  port: 2\n', /:3:\d+: YAML syntax error/],
+  [
+    'a billion-laughs document (nested aliases)',
+    [
+      'a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]',
+      'b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]',
+      'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]',
+      'd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]',
+      'e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]',
+      '',
+    ].join('\n'),
+    /\.yaml: YAML refused: its aliases expand too far \(a resource-exhaustion "billion laughs" document\)/,
+  ],
+  ['an alias without its anchor', 'registry: {name: *nope}\n', /\.yaml: YAML refused: Unresolved alias .*: nope$/],
+  [
+    'a document nested past the stack',
+    `cluster: ${'['.repeat(50_000)}\n`,
+    /\.yaml(:\d+:\d+)?: YAML refused: it is nested too deeply to read$/,
+  ],
   ['network with a space', 'cluster: {network: "my net"}\n', 'cluster.network'],
 ]
 
@@ -191,6 +209,13 @@ describe('malformed configs', () => {
     expect(e.message).toContain(path.split('/').pop() as string)
     if (typeof expected === 'string') expect(e.message).toContain(expected)
     else expect(e.message).toMatch(expected)
+  })
+
+  test('a YAML syntax error keeps its line and column', () => {
+    const path = file('syntax.yaml', 'registry:\n  port: [5001\n')
+    expect(() => loadConfig({ configPath: path, env: {} })).toThrow(
+      /syntax\.yaml:3:1: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]$/,
+    )
   })
 
   test('a missing file names the path and exits 2', () => {

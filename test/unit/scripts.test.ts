@@ -1,7 +1,8 @@
 // The scripts as a user runs them, without Docker: help, usage errors, exit
 // codes, and --dry-run plans of the committed defaults (which start nothing).
 import { describe, expect, test } from 'bun:test'
-import { readdirSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ROOT, runScript } from '../support/fixture.ts'
 
@@ -77,5 +78,47 @@ describe('dev-registry', () => {
     const r = await runScript('dev-registry', [], { env: { ...noDocker, DEVREG_CONFIG: '/nonexistent/devreg.yaml' } })
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('/nonexistent/devreg.yaml: cannot read it')
+  })
+})
+
+describe('nothing runs after a usage or config error', () => {
+  // docker, kind, k3d and kubectl that only record that they were called.
+  const bin = mkdtempSync(join(tmpdir(), 'devreg-stubs-'))
+  const calls = join(bin, 'calls.log')
+  for (const tool of ['docker', 'kind', 'k3d', 'kubectl']) {
+    writeFileSync(join(bin, tool), `#!/bin/sh\necho "${tool} $*" >> '${calls}'\n`, { mode: 0o755 })
+  }
+  const stubbed = { ...noDocker, PATH: `${bin}:${process.env.PATH}` }
+  const called = () => (existsSync(calls) ? readFileSync(calls, 'utf8') : '')
+
+  // Run first: the stand-ins are the ones a script finds (so an empty log below means something).
+  test('the stand-ins are what a script calls', async () => {
+    const r = await runScript('dev-down', ['--dry-run'], { env: stubbed })
+    expect(r.code).toBe(0)
+    expect(called()).toStartWith('docker ps ')
+    rmSync(calls)
+  })
+
+  test.each([[['--config', '--dry-run']], [['--config']], [['--config=', '--purge', '--yes']]])(
+    'dev-down %p is a usage error before any docker or kind command',
+    async (args) => {
+      const r = await runScript('dev-down', args, { env: stubbed })
+      expect(r.code).toBe(2)
+      expect(r.stderr).toStartWith('error: --config needs a value (--config PATH)\n\nUsage: dev-down')
+      expect(r.stdout).toBe('')
+      expect(called()).toBe('')
+    },
+  )
+
+  test('a billion-laughs config exits 2 naming the file, before any docker or kind command', async () => {
+    const bomb = join(bin, 'bomb.yaml')
+    const level = (name: string, of: string) => `${name}: &${name} [${Array(9).fill(of).join(', ')}]`
+    writeFileSync(bomb, [level('a', 'lol'), level('b', '*a'), level('c', '*b'), level('d', '*c'), level('e', '*d'), ''].join('\n'))
+    const r = await runScript('dev-down', ['--config', bomb], { env: stubbed })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toBe(
+      `error: ${bomb}: YAML refused: its aliases expand too far (a resource-exhaustion "billion laughs" document): write the values out instead of nesting aliases (*name)\n`,
+    )
+    expect(called()).toBe('')
   })
 })

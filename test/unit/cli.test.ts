@@ -1,0 +1,275 @@
+// Usage errors, failed commands and how run() reports what a script throws.
+import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { openScript, parseArgs, report, run } from '../../scripts/lib/cli.ts'
+import { change, changePipe, settings, show, toolMessage } from '../../scripts/lib/exec.ts'
+import { CommandError, EXIT, UserError } from '../../scripts/lib/log.ts'
+
+const USAGE = `Usage: demo [options]
+
+Options:
+  --config PATH   read this config
+  --name N        a name
+  --dry-run       print the commands
+  --verbose, -v   echo every command
+  --help, -h      show this help`
+
+const SPEC = {
+  string: ['config', 'name'],
+  boolean: ['dry-run', 'verbose', 'help'],
+  alias: { v: 'verbose', h: 'help' },
+}
+
+/** What parseArgs throws for argv, or null. */
+function usageError(argv: string[], spec = SPEC): UserError | null {
+  try {
+    parseArgs(argv, spec, USAGE)
+    return null
+  } catch (err) {
+    if (err instanceof UserError) return err
+    throw err
+  }
+}
+
+const BOOM = ['sh', '-c', 'echo boom >&2; exit 3']
+const plain = (s: string) => s.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), '')
+
+describe('a string flag without its value', () => {
+  test.each([
+    ['at the end of argv', ['--config']],
+    ['at the end, after other flags', ['--dry-run', '--config']],
+    ['as --config=', ['--config=']],
+    ['as an explicit empty argument', ['--config', '']],
+    ['followed by another flag', ['--config', '--dry-run']],
+    ['followed by a short flag', ['--config', '-v']],
+    ['followed by --help', ['--config', '--help']],
+    ['followed by --', ['--config', '--']],
+  ])('%s is a usage error naming the flag', (_how, argv) => {
+    const err = usageError(argv)
+    expect(err).not.toBeNull()
+    expect(err?.exitCode).toBe(EXIT.usage)
+    expect(err?.message).toStartWith('--config needs a value (--config PATH)\n\n')
+    expect(err?.message).toContain(USAGE)
+  })
+
+  test('names the flag that lacks it, with its placeholder from the usage', () => {
+    expect(usageError(['--config', 'a.yaml', '--name'])?.message).toStartWith('--name needs a value (--name N)')
+  })
+
+  test('without a placeholder in the usage, just the flag', () => {
+    expect(usageError(['--other='], { ...SPEC, string: ['other'] })?.message).toStartWith('--other needs a value\n\n')
+  })
+
+  test('a value, even one that starts with a dash after =, is taken', () => {
+    expect(parseArgs(['--config', 'a.yaml', '--dry-run'], SPEC, USAGE).config).toBe('a.yaml')
+    expect(parseArgs(['--config=--weird'], SPEC, USAGE).config).toBe('--weird')
+    expect(parseArgs(['--config', '-'], SPEC, USAGE).config).toBe('-')
+  })
+
+  test('a string flag not given at all is fine', () => {
+    const args = parseArgs(['--dry-run'], SPEC, USAGE)
+    expect(args.config).toBeUndefined()
+    expect(args['dry-run']).toBe(true)
+  })
+
+  test('openScript refuses before applying --dry-run or --verbose or answering --help', () => {
+    const before = { ...settings }
+    try {
+      settings.dryRun = false
+      settings.verbose = false
+      expect(() => openScript(['--config', '--dry-run', '--verbose'], SPEC, USAGE)).toThrow('--config needs a value')
+      expect(() => openScript(['--config', '--help'], SPEC, USAGE)).toThrow('--config needs a value')
+      expect(settings).toEqual({ dryRun: false, verbose: false })
+    } finally {
+      Object.assign(settings, before)
+    }
+  })
+})
+
+describe('a failed external command', () => {
+  let saved: typeof settings
+  beforeEach(() => {
+    saved = { ...settings }
+    settings.dryRun = false
+    settings.verbose = false
+  })
+  afterEach(() => {
+    Object.assign(settings, saved)
+  })
+
+  async function failure(promise: Promise<unknown>): Promise<CommandError> {
+    try {
+      await promise
+    } catch (err) {
+      expect(err).toBeInstanceOf(CommandError)
+      return err as CommandError
+    }
+    throw new Error('expected the command to fail')
+  }
+
+  test('change() throws a CommandError with the command and its own message', async () => {
+    const err = await failure(change(BOOM))
+    expect(err.command).toBe(show(BOOM))
+    expect(err.command).toStartWith('sh -c ')
+    expect(err.detail).toBe('boom')
+    expect(err.fix).toBeUndefined()
+    expect(err.message).toBe(`${show(BOOM)} failed: boom`)
+  })
+
+  test('the message is the last few non-empty lines, on one line, without help hints', async () => {
+    const script = "printf 'one\\n\\ntwo\\nthree\\n\\nfour\\n' >&2; echo \"See 'docker run --help'.\" >&2; exit 1"
+    const err = await failure(change(['sh', '-c', script]))
+    expect(err.detail).toBe('two; three; four')
+  })
+
+  test('stdout when stderr is empty, else the exit code', async () => {
+    expect((await failure(change(['sh', '-c', 'echo only-out; exit 4']))).detail).toBe('only-out')
+    expect((await failure(change(['sh', '-c', 'exit 5']))).detail).toBe('exit code 5')
+  })
+
+  test('the fix given by the caller, or the one for a missing tool', async () => {
+    expect((await failure(change(['sh', '-c', 'exit 1'], { fix: 'try again' }))).fix).toBe('try again')
+    const missing = await failure(change(['devreg-no-such-tool', 'x']))
+    expect(missing.fix).toBe('devreg-no-such-tool is not installed: install it or put it on PATH')
+  })
+
+  test('secrets are in neither the command nor the message', async () => {
+    const argv = ['sh', '-c', 'echo "login as $U with $P refused" >&2; exit 1']
+    const err = await failure(
+      change(argv, {
+        env: { U: 'me' },
+        secretEnv: { P: 's3cret-token' },
+        input: 'file content\n',
+      }),
+    )
+    expect(err.command).toBe(show(argv, { env: { U: 'me' } }))
+    expect(err.detail).toBe('login as me with *** refused')
+    expect(err.message).not.toContain('s3cret')
+    expect(err.message).not.toContain('file content')
+  })
+
+  test('changePipe() names the side that failed', async () => {
+    const from = ['sh', '-c', 'echo left-broke >&2; exit 2']
+    const left = await failure(changePipe(from, ['cat']))
+    expect(left.message).toBe(`${show(from)} failed: left-broke`)
+    const to = ['sh', '-c', 'cat >/dev/null; echo right-broke >&2; exit 6']
+    const right = await failure(changePipe(['echo', 'hi'], to))
+    expect(right.message).toBe(`${show(to)} failed: right-broke`)
+  })
+
+  test('toolMessage strips colours and shortens very long lines', () => {
+    const esc = String.fromCharCode(27)
+    expect(toolMessage({ exitCode: 1, stdout: '', stderr: `${esc}[31mERROR:${esc}[0m no\n` })).toBe('ERROR: no')
+    expect(toolMessage({ exitCode: 1, stdout: '', stderr: 'x'.repeat(1000) })).toHaveLength(300)
+    expect(toolMessage({ exitCode: null, stdout: '', stderr: '' })).toBe('exit code unknown (killed by a signal)')
+  })
+})
+
+describe('run() and report()', () => {
+  let stderr: string
+  let saved: { write: typeof process.stderr.write; error: typeof console.error; exitCode: typeof process.exitCode; argv: string[] }
+  let savedSettings: typeof settings
+
+  beforeEach(() => {
+    stderr = ''
+    saved = { write: process.stderr.write, error: console.error, exitCode: process.exitCode, argv: process.argv }
+    savedSettings = { ...settings }
+    settings.dryRun = false
+    settings.verbose = false
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+      stderr += String(chunk)
+      return true
+    }) as typeof process.stderr.write
+    console.error = (...args: unknown[]) => {
+      stderr += `${args.map((a) => (a instanceof Error ? (a.stack ?? a.message) : String(a))).join(' ')}\n`
+    }
+  })
+  afterEach(() => {
+    process.stderr.write = saved.write
+    console.error = saved.error
+    process.exitCode = saved.exitCode
+    process.argv = saved.argv
+    Object.assign(settings, savedSettings)
+  })
+
+  /** Runs main as a script would and returns [exit code, stderr]. */
+  async function runMain(main: (argv: string[]) => Promise<number>): Promise<[number | string | undefined, string]> {
+    await run(main)
+    const code = process.exitCode
+    process.exitCode = saved.exitCode
+    return [code, plain(stderr)]
+  }
+
+  const failing = () => change(BOOM)
+
+  test('a failed command is one line and exit 1', async () => {
+    const [code, out] = await runMain(async () => {
+      await failing()
+      return 0
+    })
+    expect(code).toBe(EXIT.failed)
+    expect(out).toBe(`error: ${show(BOOM)} failed: boom\n`)
+  })
+
+  test('with a fix, the fix follows on the same line', async () => {
+    const [code, out] = await runMain(async () => {
+      throw new CommandError('kind create cluster --name dev', 'node(s) already exist', 'delete it with `dev-down`')
+    })
+    expect(code).toBe(EXIT.failed)
+    expect(out).toBe('error: kind create cluster --name dev failed: node(s) already exist — delete it with `dev-down`\n')
+  })
+
+  test('context added with { cause } is kept in front', async () => {
+    const [code, out] = await runMain(async () => {
+      try {
+        await failing()
+      } catch (cause) {
+        throw new Error('creating kind cluster', { cause })
+      }
+      return 0
+    })
+    expect(code).toBe(EXIT.failed)
+    expect(out).toBe(`error: creating kind cluster: ${show(BOOM)} failed: boom\n`)
+  })
+
+  test('with --verbose, the stack follows the line', async () => {
+    settings.verbose = true
+    const [code, out] = await runMain(async () => {
+      await failing()
+      return 0
+    })
+    expect(code).toBe(EXIT.failed)
+    const lines = out.split('\n')
+    expect(lines).toContain(`error: ${show(BOOM)} failed: boom`)
+    expect(out).toContain('CommandError')
+    expect(out).toMatch(/\n\s+at /)
+  })
+
+  test('a UserError is its message and its exit code', async () => {
+    const [code, out] = await runMain(async () => {
+      throw new UserError('bad config: fix it', EXIT.usage)
+    })
+    expect(code).toBe(EXIT.usage)
+    expect(out).toBe('error: bad config: fix it\n')
+  })
+
+  test("anything else is devreg's bug and keeps its stack", async () => {
+    const [code, out] = await runMain(async () => {
+      throw new TypeError('undefined is not a function')
+    })
+    expect(code).toBe(EXIT.failed)
+    expect(out).toContain('TypeError: undefined is not a function')
+    expect(out).toMatch(/\n\s+at /)
+  })
+
+  test('a bug wrapped with context still keeps its stack', () => {
+    const code = report(new Error('creating kind cluster', { cause: new RangeError('oops') }))
+    expect(code).toBe(EXIT.failed)
+    expect(stderr).toMatch(/\n\s+at /)
+  })
+
+  test("main's return value is the exit code", async () => {
+    const [code, out] = await runMain(async () => EXIT.ok)
+    expect(code).toBe(EXIT.ok)
+    expect(out).toBe('')
+  })
+})
