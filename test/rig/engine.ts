@@ -5,6 +5,7 @@
 // and the host's FORWARD DROP policy would drop traffic between its containers.
 // Its published ports live on the namespace's loopback; tests that use them
 // run inside the namespace (see test/run.ts).
+import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
@@ -16,16 +17,22 @@ const RUN = `/run/${NAME}`
 export const ENGINE = {
   netns: NAME,
   netnsPath: `/run/netns/${NAME}`,
-  socket: `${RUN}/docker.sock`,
   host: `unix://${RUN}/docker.sock`,
   log: join(RIG_CACHE, 'dockerd.log'),
 } as const
 
 const q = $({ quiet: true, nothrow: true })
 
+// Resolving the tools asks apt for versions: once per process is enough.
+let tools: Promise<string> | null = null
+const toolsDir = () => {
+  tools ??= hostTools()
+  return tools
+}
+
 /** The rig's docker CLI (sid's, the engine's own version), with the engine as its host. */
 export async function rigDocker(args: string[], input?: string) {
-  const docker = join(await hostTools(), 'docker')
+  const docker = join(await toolsDir(), 'docker')
   return $({ quiet: true, nothrow: true, input })`${docker} -H ${ENGINE.host} ${args}`
 }
 
@@ -33,8 +40,7 @@ const answers = async () => (await rigDocker(['version', '--format', '{{.Server.
 
 /** Starts the engine unless it runs; returns the PATH that puts kind and the engine's tools first. */
 export async function startEngine(): Promise<{ path: string; started: boolean }> {
-  const bin = await hostTools()
-  const path = `${bin}:${process.env.PATH}`
+  const path = `${await toolsDir()}:${process.env.PATH}`
   if (await answers()) return { path, started: false }
   if (!existsSync(ENGINE.netnsPath)) {
     await $({ quiet: true })`ip netns add ${ENGINE.netns}`
@@ -43,7 +49,7 @@ export async function startEngine(): Promise<{ path: string; started: boolean }>
   mkdirSync(RUN, { recursive: true })
   const dataRoot = join(RIG_CACHE, 'docker')
   mkdirSync(dataRoot, { recursive: true })
-  const out = openSync(ENGINE.log, 'a')
+  const out = openSync(ENGINE.log, 'w')
   // nsenter switches only the network namespace: the socket and data root are
   // plain files the host's docker CLI reaches. The engine keeps its default
   // bridge: in this namespace it is a docker0 of its own.
@@ -69,7 +75,6 @@ export async function startEngine(): Promise<{ path: string; started: boolean }>
     '--cgroup-parent',
     NAME,
   ]
-  const { spawn } = await import('node:child_process')
   const child = spawn('nsenter', args, { env: { ...process.env, PATH: path }, stdio: ['ignore', out, out], detached: true })
   child.unref()
   const deadline = Date.now() + 60_000
