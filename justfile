@@ -65,7 +65,7 @@ lint:
 typecheck:
     @node_modules/.bin/tsc -p .
 
-# Measure cold/warm pulls, the no-op re-run and registry-gc --stats against their targets; writes bench/results.md (exit 1 when one is missed)
+# Measure cold/warm pulls, the no-op re-run, registry-gc --stats and dev-up on the real kind CLI against their targets; writes bench/results.md (exit 1 when one is missed)
 [group('dev')]
 bench *args:
     @{{runtime}} bench/run.ts "$@"

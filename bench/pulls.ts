@@ -4,7 +4,6 @@
 // - with no cache, straight from the upstream;
 // - through a devreg cache, cold and then warm;
 // - from a plain local registry (the physical floor);
-// - in the node of a second `dev-up` (the stand-in cluster) through hosts.toml.
 // Bytes from the upstream are read from the upstream's own access log.
 import { $ } from 'zx'
 import { parseGoDuration } from '../scripts/lib/cache-report.ts'
@@ -14,10 +13,10 @@ import { BASE_CONTAINERD_CONFIG, startNode, waitContainerd, writeIn } from '../t
 import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/support/images.ts'
 import { layer, type PushedImage, pushImage } from '../test/support/push.ts'
 import { servedBlobBytes } from '../test/support/registry.ts'
-import { type BenchContext, type Check, median, ROOT, type Section, script, seconds, timed } from './harness.ts'
+import { type BenchContext, type Check, median, type Section, script, seconds, timed } from './harness.ts'
 
 /** The images and sizes (MB) the kind note lists in its bandwidth table. */
-const NOTE_IMAGES: [string, number][] = [
+export const NOTE_IMAGES: [string, number][] = [
   ['postgres:16-alpine', 85],
   ['redis:7-alpine', 32],
   ['prom/prometheus:v2.48.0', 210],
@@ -28,13 +27,15 @@ const NOTE_IMAGES: [string, number][] = [
   ['otel/opentelemetry-collector-contrib:0.93.0', 145],
 ]
 /** Each image's bytes split over three layers, largest first. */
-const LAYER_SHARES = [0.55, 0.3, 0.15]
-const SCALE = Number(process.env.DEVREG_BENCH_SCALE ?? 1 / 8)
+export const LAYER_SHARES = [0.55, 0.3, 0.15]
+export const SCALE = Number(process.env.DEVREG_BENCH_SCALE ?? 1 / 8)
 const MBIT = Number(process.env.DEVREG_BENCH_MBIT ?? 50)
 /** Repetitions of the short rows (warm, floor); the median is reported. */
 const REPEAT = 3
+/** How close a warm node pull must come to the local-registry floor (bench/kind.ts checks the same). */
+export const WARM_FLOOR_MAX = 1.5
 
-const MB = (n: number) => `${(n / 1e6).toFixed(1)} MB`
+export const MB = (n: number) => `${(n / 1e6).toFixed(1)} MB`
 /** A time as a ratio to the no-cache time, and in words. */
 const versus = (ms: number, baseline: number) => {
   const r = ms / baseline
@@ -80,7 +81,7 @@ function transfer(base: string, images: PushedImage[]): Promise<number> {
 }
 
 /** Waits until the cache's volume holds every blob of the images (distribution 2.8 stores after answering). */
-async function waitCached(volume: string, images: PushedImage[]): Promise<void> {
+export async function waitCached(volume: string, images: PushedImage[]): Promise<void> {
   const deadline = Date.now() + 600_000
   for (;;) {
     const s = await readStorage(volume, REGISTRY_IMAGE)
@@ -169,27 +170,12 @@ export const pulls: Section = {
       floor: await transfer(hostUrl('127.0.0.1', registry.port), images),
     }
 
-    const env = { PATH: `${ROOT}/test/stand-ins/bin:${process.env.PATH}`, DEVREG_STANDIN_STATE: `${ws.dir}/kube` }
-    await script('dev-up', ['--config', config], env)
-    await script('dev-down', ['--config', config], env)
-    const devUpBefore = await upstreamBytes()
-    const start = performance.now()
-    await script('dev-up', ['--config', config], env)
-    const devUpMs = performance.now() - start
-    const nodePull = await pullIn(`${cluster}-control-plane`, refs('docker.io'), ['--hosts-dir', '/etc/containerd/certs.d'])
-    const devUp: Row = {
-      label: 'Second `dev-up` (stand-in cluster), then its node pulls through hosts.toml',
-      ms: devUpMs + nodePull.ms,
-      unpackMs: nodePull.unpackMs,
-      upstreamBytes: (await upstreamBytes()) - devUpBefore,
-      note: `dev-up ${seconds(devUpMs)} + pulls ${seconds(nodePull.ms)}`,
-    }
     const report = JSON.parse(await script('dev-registry', ['--config', config, 'report', '--json'])).caches[0]
 
     // 4. The table and the targets.
     // Everything the upstream sent except the two rows that bypass the cache.
     const viaCache = (await upstreamBytes()) - noCache.upstreamBytes - transfers.upstreamBytes
-    const rows = [noCache, cold, warm, floor, devUp]
+    const rows = [noCache, cold, warm, floor]
     const table = [
       '| | wall time | of which unpacking | blob bytes from the upstream | ratio to no cache |',
       '| --- | ---: | ---: | ---: | ---: |',
@@ -222,8 +208,7 @@ export const pulls: Section = {
       '',
       `- Cold: the upstream sent ${(cold.upstreamBytes / imageBytes).toFixed(2)}x the image bytes. distribution 2.8 downloads each missed blob`,
       '  twice, once to answer the node and once to store it (v3 downloads once).',
-      '- Row 5 runs the stand-in kind (real containerd nodes, no kubelet, no API server), not a real cluster: it shows',
-      '  that a recreated cluster pulls everything from the warm cache, not how long kind takes to boot.',
+      '- A second `dev-up` on the real kind CLI and its CRI pulls are measured in the "real kind" section.',
       `- \`dev-registry report\` afterwards: ${report.stats.blobRequests} blob GETs, ${report.stats.hits} from the cache, ${report.stats.misses} answered by`,
       `  the upstream, ${MB(report.stats.upstreamBytes)} from the upstream by the cache's log; by the upstream's access log ${MB(viaCache)}.`,
       `- A local pull with unpacking runs at ${MB(localRate)}/s here, so even the floor is only ${(noCache.ms / floor.ms).toFixed(1)}x faster than no`,
@@ -245,20 +230,15 @@ export const pulls: Section = {
         met: transferSpeedup >= 30,
       },
       {
-        target: 'warm within 1.5x of the local-registry floor',
+        target: `warm within ${WARM_FLOOR_MAX}x of the local-registry floor`,
         measured: `${(warm.ms / floor.ms).toFixed(2)}x`,
-        met: warm.ms <= 1.5 * floor.ms,
+        met: warm.ms <= WARM_FLOOR_MAX * floor.ms,
       },
       { target: 'warm fetches 0 blob bytes from the upstream', measured: `${warm.upstreamBytes} bytes`, met: warm.upstreamBytes === 0 },
       {
         target: "`dev-registry report`'s FETCHED equals the upstream's access log",
         measured: `${MB(report.stats.upstreamBytes)} vs ${MB(viaCache)}`,
         met: report.stats.upstreamBytes === viaCache,
-      },
-      {
-        target: 'a second dev-up fetches 0 blob bytes from the upstream',
-        measured: `${devUp.upstreamBytes} bytes`,
-        met: devUp.upstreamBytes === 0,
       },
     ]
     return { markdown, checks }

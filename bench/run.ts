@@ -3,7 +3,8 @@
 // returns markdown and the targets it checks; the run prints them, writes
 // bench/results.md when every section ran, and exits 1 when a target is
 // missed. Nothing here contacts the internet: every upstream is a local
-// registry container. Add a section: write it as bench/NAME.ts and list it here.
+// registry container. The kind section runs in the test rig (test/rig), which
+// needs root and Bun. Add a section: write it as bench/NAME.ts and list it here.
 //
 // Usage: bench/run.ts [SECTION...]   (default: all; a partial run does not write results.md)
 // Environment: DEVREG_BENCH_SCALE (image sizes, default 0.125), DEVREG_BENCH_MBIT (default 50),
@@ -12,11 +13,12 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { prepareImages } from '../test/support/images.ts'
 import { BUN, type Check, machine, ROOT, type Section, Workspace } from './harness.ts'
+import { kind } from './kind.ts'
 import { noop } from './noop.ts'
 import { pulls } from './pulls.ts'
 import { stats } from './stats.ts'
 
-const SECTIONS: Section[] = [pulls, noop, stats]
+const SECTIONS: Section[] = [pulls, noop, stats, kind]
 
 const wanted = process.argv.slice(2)
 const unknown = wanted.filter((w) => !SECTIONS.some((s) => s.name === w))

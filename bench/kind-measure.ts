@@ -1,0 +1,166 @@
+// The measuring half of bench/kind.ts. It runs inside the test rig's network
+// namespace with the rig's environment (DOCKER_HOST is the private engine,
+// the real kind 0.33 first on PATH), because the engine publishes ports on
+// that namespace's loopback, and prints its measurements as one JSON object.
+// Everything it creates in the engine is named ID-* and removed at the end.
+//
+// Usage: nsenter --net=/run/netns/devreg-rig bun bench/kind-measure.ts ID NODE_IMAGE
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { $ } from 'zx'
+import { hostUrl, parseReference } from '../scripts/lib/registry.ts'
+import { criPull, criRemove } from '../test/support/cri.ts'
+import { prepareImages, REGISTRY_IMAGE } from '../test/support/images.ts'
+import { layer, type PushedImage, pushImage } from '../test/support/push.ts'
+import { servedBlobBytes } from '../test/support/registry.ts'
+import { ROOT, script, timed, Workspace } from './harness.ts'
+import { LAYER_SHARES, NOTE_IMAGES, SCALE, waitCached } from './pulls.ts'
+
+/** Runs of each timed step; the section reports medians. */
+const RUNS = 3
+
+export interface KindMeasurement {
+  versions: { kind: string; engine: string; containerd: string }
+  nodeImage: string
+  /** `dev-up` on warm caches, cluster absent: wall times and each run's phases (ms). */
+  devUp: { ms: number; phases: Record<string, number> }[]
+  /** Bare `kind create cluster` with the same node image and node count. */
+  bare: number[]
+  images: number
+  imageBytes: number
+  /** The dev-up that re-created the cluster for the warm pulls. */
+  recreateMs: number
+  /** CRI pulls of every image in the new node: through the cache (the first run in the fresh node), and from the local registry. */
+  warm: number[]
+  floor: number[]
+  /** Blob bytes the upstream served during the warm pulls. */
+  warmUpstreamBytes: number
+}
+
+/** A port free on this namespace's loopback. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number }
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+const log = (line: string) => process.stderr.write(`  ${line}\n`)
+
+async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasurement> {
+  // 1. An upstream and devreg's registries on one network; the note's images in the upstream and the local registry.
+  await prepareImages()
+  const network = await ws.network()
+  const upstream = ws.name('upstream')
+  const upstreamPort = await freePort()
+  await $({ quiet: true })`docker run -d --name ${upstream} --network ${network} -p ${`127.0.0.1:${upstreamPort}:5000`} ${REGISTRY_IMAGE}`
+  const cluster = ws.name('c')
+  const bareCluster = ws.name('bare')
+  const node = `${cluster}-control-plane`
+  const registry = { name: ws.name('registry'), port: await freePort(), image: REGISTRY_IMAGE, volume: ws.name('registry-data') }
+  const cache = { name: ws.name('cache-docker-io'), port: await freePort() }
+  const config = ws.config({
+    cluster: { provider: 'kind', name: cluster, network, nodeImage, waitTimeout: '120s' },
+    registry,
+    mirrors: [{ host: 'docker.io', upstream: `http://${upstream}:5000`, ...cache }],
+  })
+  // The kubectl stand-in (no API server here) and a kubeconfig of this run's own, for both clusters.
+  const env = {
+    PATH: `${join(ROOT, 'test/stand-ins/bin')}:${process.env.PATH}`,
+    DEVREG_STANDIN_STATE: join(ws.dir, 'kube'),
+    KUBECONFIG: join(ws.dir, 'kubeconfig'),
+  }
+  const kind = $({ quiet: true, env: { ...process.env, ...env, KIND_EXPERIMENTAL_DOCKER_NETWORK: network } })
+  await script('dev-registry', ['--config', config], env)
+  const images: PushedImage[] = []
+  const created = new Date('2024-01-01T00:00:00Z')
+  for (const [name, mb] of NOTE_IMAGES) {
+    const { repository, reference } = parseReference(name)
+    const layers = LAYER_SHARES.map((share) => layer(Math.round(mb * 1e6 * SCALE * share)))
+    images.push(await pushImage(hostUrl('127.0.0.1', upstreamPort), repository, reference, { layers, created }))
+    await pushImage(hostUrl('127.0.0.1', registry.port), repository, reference, { layers, created })
+  }
+  const imageBytes = images.reduce((n, i) => n + i.blobs.reduce((m, b) => m + b.size, 0), 0)
+  const refs = (host: string) => images.map((i) => `${host}/${i.repo}:${i.tag}`)
+
+  // 2. dev-up on warm caches against a bare kind create, alternated; the last dev-up's cluster stays.
+  const devUp: KindMeasurement['devUp'] = []
+  const bare: number[] = []
+  for (let i = 0; i < RUNS; i++) {
+    log(`cluster creation, run ${i + 1} of ${RUNS}`)
+    bare.push(await timed(() => kind`kind create cluster --name ${bareCluster} --image ${nodeImage}`))
+    await kind`kind delete cluster --name ${bareCluster}`
+    let out = ''
+    const ms = await timed(async () => {
+      out = await script('dev-up', ['--config', config, '--json'], env)
+    })
+    devUp.push({ ms, phases: JSON.parse(out).phases })
+    if (i < RUNS - 1) await script('dev-down', ['--config', config], env)
+  }
+  const versions = {
+    kind: (await kind`kind version`).stdout.trim(),
+    engine: (await $({ quiet: true })`docker version --format {{.Server.Version}}`).stdout.trim(),
+    containerd: (await $({ quiet: true })`docker exec ${node} containerd --version`).stdout.trim(),
+  }
+
+  // 3. Warm the cache once through a node, then pull the same images in the node of a re-created cluster.
+  const pullAll = async (list: string[]) => {
+    for (const ref of list) {
+      const r = await criPull(node, ref)
+      if (!r.ok) throw new Error(`CRI pull of ${ref} in ${node}: ${r.error}`)
+    }
+  }
+  const removeAll = async (list: string[]) => {
+    for (const ref of list) await criRemove(node, ref)
+  }
+  log(`warming the cache: ${images.length} images through ${node}`)
+  await pullAll(refs('docker.io'))
+  await waitCached(`${cache.name}-data`, images)
+  await script('dev-down', ['--config', config], env)
+  const recreateMs = await timed(() => script('dev-up', ['--config', config], env))
+
+  // Alternately through the cache and from the local registry, each after CRI removed the last pull (and
+  // containerd its content): each pull must fetch every blob again, from the registry it names.
+  const warm: number[] = []
+  const floor: number[] = []
+  let warmUpstreamBytes = 0
+  for (let i = 0; i < RUNS; i++) {
+    log(`CRI pulls in the new node, run ${i + 1} of ${RUNS}`)
+    for (const [source, list, times] of [
+      [cache.name, refs('docker.io'), warm],
+      [registry.name, refs(`${registry.name}:5000`), floor],
+    ] as const) {
+      const [served, upstreamBefore] = [await servedBlobBytes(source), await servedBlobBytes(upstream)]
+      times.push(await timed(() => pullAll(list)))
+      const fetched = (await servedBlobBytes(source)) - served
+      if (fetched < imageBytes)
+        throw new Error(`${source} served ${fetched} of ${imageBytes} blob bytes: the node kept content from an earlier pull`)
+      if (source === cache.name) warmUpstreamBytes += (await servedBlobBytes(upstream)) - upstreamBefore
+      await removeAll(list)
+    }
+  }
+  return { versions, nodeImage, devUp, bare, images: images.length, imageBytes, recreateMs, warm, floor, warmUpstreamBytes }
+}
+
+if (import.meta.main) {
+  const [id, nodeImage] = process.argv.slice(2)
+  if (!id || !nodeImage) {
+    console.error('usage: bun bench/kind-measure.ts ID NODE_IMAGE   (inside the rig: see bench/kind.ts)')
+    process.exit(2)
+  }
+  const ws = new Workspace(id)
+  try {
+    console.log(JSON.stringify(await measure(nodeImage, ws)))
+  } finally {
+    if (process.env.DEVREG_BENCH_KEEP === '1') log(`kept the rig's ${id}-* clusters, containers, volumes and networks`)
+    else {
+      const kind = $({ quiet: true, nothrow: true, env: { ...process.env, KUBECONFIG: join(ws.dir, 'kubeconfig') } })
+      for (const c of [ws.name('c'), ws.name('bare')]) await kind`kind delete cluster --name ${c}`
+      await ws.cleanup()
+    }
+  }
+}

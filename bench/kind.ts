@@ -1,0 +1,117 @@
+// devreg on the real kind 0.33 CLI with containerd 2.x nodes, in the test
+// rig's private engine (test/rig): what `dev-up` adds to cluster creation
+// over a bare `kind create cluster`, and the pulls section's warm row
+// measured in a real kind node through CRI, the kubelet's path.
+// bench/kind-measure.ts measures inside the rig's network namespace; this
+// file starts the rig, runs it and turns its numbers into the report.
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { type BenchContext, type Check, median, ROOT, type Section, seconds } from './harness.ts'
+import type { KindMeasurement } from './kind-measure.ts'
+import { MB, SCALE, WARM_FLOOR_MAX } from './pulls.ts'
+
+/** devreg's own cost on cluster creation, as a ratio to a bare `kind create cluster`. */
+const DEV_UP_MAX = 1.3
+
+/** Runs argv with `env` added; its stdout, its stderr passed through as progress. */
+function capture(argv: string[], env: Record<string, string>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (c) => {
+      out += c
+    })
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${argv.join(' ')} exited ${code}`))))
+  })
+}
+
+const ms = (n: number) => seconds(n)
+const each = (xs: number[]) => xs.map(ms).join(', ')
+
+export const kind: Section = {
+  name: 'kind',
+  title: 'Real kind: cluster creation and warm pulls through CRI',
+  async run({ id, bun }: BenchContext) {
+    // 1. The rig: its engine (started only if it is not running) and the containerd 2.x node image.
+    // Not rigUp(): it clears the engine, where other runs may be testing at the same time.
+    const { ENGINE, startEngine, stopEngine } = await import('../test/rig/engine.ts')
+    const { nodeImage } = await import('../test/rig/node-image.ts')
+    const { path, started } = await startEngine()
+    let m: KindMeasurement
+    try {
+      const image = await nodeImage('containerd2')
+      const env = { DOCKER_HOST: ENGINE.host, PATH: path }
+      // 2. The measurements, inside the engine's network namespace where its ports are.
+      const out = await capture(['nsenter', `--net=${ENGINE.netnsPath}`, bun, join(ROOT, 'bench/kind-measure.ts'), id, image], env)
+      m = JSON.parse(out.trim().split('\n').at(-1) ?? '')
+    } finally {
+      if (started) await stopEngine()
+    }
+
+    // 3. The report.
+    const devUpMs = median(m.devUp.map((r) => r.ms))
+    const mid = m.devUp.find((r) => r.ms === devUpMs) ?? m.devUp[0]
+    const bareMs = median(m.bare)
+    const createRatio = devUpMs / bareMs
+    const warmMs = median(m.warm)
+    const floorMs = median(m.floor)
+    const pullRatio = warmMs / floorMs
+    const runs = m.devUp.length
+    const phases = Object.entries(mid.phases)
+      .map(([p, t]) => `${p} ${ms(t)}`)
+      .join(', ')
+    const markdown = [
+      `The real ${m.versions.kind.split(' ').slice(0, 2).join(' ')} CLI on the test rig's private Docker ${m.versions.engine}, nodes of`,
+      `\`${m.nodeImage}\` (${m.versions.containerd.split(' ').slice(0, 3).join(' ')} under systemd; kubeadm and kubectl in the node`,
+      'and kubectl on the host are stand-ins, as there is no API server here). One control-plane node each time.',
+      '',
+      `**Cluster creation, median of ${runs}**, alternated: a whole \`dev-up --json\` under Bun with the registries already up and`,
+      'healthy and no cluster (then `dev-down`), against a bare `kind create cluster --name X --image <the same image>`',
+      "(then `kind delete cluster`) on the same network. dev-up's time includes its kind create with devreg's",
+      'containerd patch (which makes kind restart containerd), writing hosts.toml into the node, the ConfigMap and the',
+      'Ready wait.',
+      '',
+      '| run | wall time | runs |',
+      '| --- | ---: | --- |',
+      `| \`dev-up\` on warm caches (${phases}) | ${ms(devUpMs)} | ${each(m.devUp.map((r) => r.ms))} |`,
+      `| bare \`kind create cluster\` | ${ms(bareMs)} | ${each(m.bare)} |`,
+      `| ratio | ${createRatio.toFixed(2)}x (devreg adds ${ms(devUpMs - bareMs)}) | |`,
+      '',
+      "The rig's `kubeadm init` is a stand-in that starts no control plane, so the bare create here is kind's own work",
+      "(node container, systemd boot, kind's config steps) and devreg's fixed cost weighs more in the ratio than it",
+      'would next to a real kindest/node boot.',
+      '',
+      `**Warm pulls in a real kind node through CRI**: the pulls section's ${m.images} images (${MB(m.imageBytes)}, at ${SCALE} of`,
+      "the note's sizes) warmed once through a node, then `dev-down` and `dev-up` (a new cluster, " +
+        `${ms(m.recreateMs)}), and CRI \`PullImage\``,
+      'of every image one after another in the new node: `docker.io/…` through the cache, against the same images from',
+      `the plain local registry (the floor). Median of ${m.warm.length} each, alternated, each after CRI \`RemoveImage\` of the last pull`,
+      '(each pull fetched every blob again); the first warm run is the first pull in the fresh node.',
+      '',
+      '| CRI pull in the new node | wall time | runs | blob bytes from the upstream |',
+      '| --- | ---: | --- | ---: |',
+      `| through the warm cache | ${ms(warmMs)} | ${each(m.warm)} | ${MB(m.warmUpstreamBytes)} |`,
+      `| from the plain local registry (the floor) | ${ms(floorMs)} | ${each(m.floor)} | - |`,
+      `| ratio | ${pullRatio.toFixed(2)}x | | |`,
+    ].join('\n')
+    const checks: Check[] = [
+      {
+        target: `\`dev-up\` on warm caches at most ${DEV_UP_MAX}x a bare \`kind create cluster\` (real kind)`,
+        measured: `${createRatio.toFixed(2)}x`,
+        met: createRatio <= DEV_UP_MAX,
+      },
+      {
+        target: `warm CRI pull in a re-created kind node within ${WARM_FLOOR_MAX}x of the local-registry floor`,
+        measured: `${pullRatio.toFixed(2)}x`,
+        met: pullRatio <= WARM_FLOOR_MAX,
+      },
+      {
+        target: 'warm CRI pulls in a re-created kind node fetch 0 blob bytes from the upstream',
+        measured: `${m.warmUpstreamBytes} bytes`,
+        met: m.warmUpstreamBytes === 0,
+      },
+    ]
+    return { markdown, checks }
+  },
+}
