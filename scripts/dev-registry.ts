@@ -7,9 +7,9 @@ import { type Config, configSchema, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
 import { log, table, UserError } from './lib/log.ts'
-import { ensureRegistries, removeRegistries } from './lib/registries.ts'
+import { ensureRegistries, registrySpec, removeRegistries } from './lib/registries.ts'
 import { hostUrl } from './lib/registry.ts'
-import { LABEL, registryContainer } from './lib/render.ts'
+import { LABEL } from './lib/render.ts'
 
 const USAGE = `Usage: dev-registry [COMMAND] [options]
 
@@ -165,7 +165,7 @@ async function status(config: Config, json: boolean): Promise<number> {
         state: !c ? 'missing' : ownedByUs ? c.state : 'not devreg’s',
         mode,
         volume: r.volume,
-        matchesConfig: ownedByUs && c?.labels[LABEL.hash] === registryContainer(r).hash,
+        matchesConfig: ownedByUs && c?.labels[LABEL.hash] === (await registrySpec(r, process.env, c)).hash,
       }
     }),
   )

@@ -1,6 +1,10 @@
 // The registry containers devreg owns: compare what runs with what the config
 // asks for, then do only what differs. Shared by dev-registry and dev-up.
 
+import { createHmac, randomBytes } from 'node:crypto'
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { confirm } from './cli.ts'
 import type { Config, Registry } from './config.ts'
 import type { Container } from './docker.ts'
@@ -9,7 +13,7 @@ import { settings } from './exec.ts'
 import { portFree } from './host.ts'
 import { formatBytes, log, UserError } from './log.ts'
 import { hostUrl, waitForV2 } from './registry.ts'
-import { type ContainerSpec, LABEL, registryContainer } from './render.ts'
+import { type ContainerSpec, credentialedContainer, LABEL, registryContainer } from './render.ts'
 
 export type Action = 'create' | 'recreate' | 'start' | 'none'
 
@@ -30,8 +34,10 @@ export async function planRegistries(
 ): Promise<Step[]> {
   const byName = new Map(containers.map((c) => [c.name, c]))
   const problems: string[] = []
-  const steps = config.registries.map((registry): Step => {
-    const spec = registryContainer(registry)
+  const specs: ContainerSpec[] = []
+  for (const r of config.registries) specs.push(await registrySpec(r, env, byName.get(r.name) ?? null))
+  const steps = config.registries.map((registry, i): Step => {
+    const spec = specs[i]
     const current = byName.get(registry.name) ?? null
     if (current && !docker.isOwned(current)) {
       problems.push(
@@ -55,6 +61,67 @@ export async function planRegistries(
   }
   if (problems.length) throw new UserError(problems.join('\n'), problems.some((p) => p.includes('is not set')) ? 2 : 1)
   return steps
+}
+
+/**
+ * The spec of one registry with its credentials folded into the hash as a
+ * keyed digest. When the values are not set here the digest the container was
+ * made with stands in: a shell without the token cannot tell a rotation, and
+ * should not recreate a working cache for it.
+ */
+export async function registrySpec(
+  registry: Registry,
+  env: Record<string, string | undefined>,
+  current: Container | null,
+): Promise<ContainerSpec> {
+  if (!registry.credentials) return registryContainer(registry)
+  const values = [env[registry.credentials.usernameEnv], env[registry.credentials.passwordEnv]]
+  if (values.some((v) => !v)) return credentialedContainer(registry, current?.labels[LABEL.credentials])
+  return credentialedContainer(registry, credentialDigest(await hashKey(env), values as string[]))
+}
+
+/**
+ * HMAC-SHA256 of the credential values under the machine's own key: it changes
+ * when a token does, and a label holding it cannot be used to test guesses of a
+ * short secret without the key (a plain SHA-256 could).
+ */
+export function credentialDigest(key: Buffer, values: string[]): string {
+  return createHmac('sha256', key).update(JSON.stringify(values)).digest('hex')
+}
+
+/** Where the key lives: per user and machine, beside other configuration (XDG Base Directory). */
+export function hashKeyPath(env: Record<string, string | undefined>): string {
+  const base = env.XDG_CONFIG_HOME?.startsWith('/') ? env.XDG_CONFIG_HOME : join(env.HOME || homedir(), '.config')
+  return join(base, 'devreg', 'hash.key')
+}
+
+/** The key, created (32 random bytes, mode 0600) the first time credentials are hashed; never written under --dry-run. */
+export async function hashKey(env: Record<string, string | undefined>): Promise<Buffer> {
+  const path = hashKeyPath(env)
+  const read = async () => {
+    const key = await readFile(path)
+    if (key.length < 32) throw new UserError(`${path} is not a devreg hash key (too short): delete it and run again`)
+    return key
+  }
+  try {
+    return await read()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  // A key nobody stored: every container with credentials counts as changed, as it will when the key is written.
+  if (settings.dryRun) return randomBytes(32)
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 })
+  // Written aside and linked into place, so a concurrent run reads a whole key or none.
+  const tmp = `${path}.${process.pid}.tmp`
+  await writeFile(tmp, randomBytes(32), { mode: 0o600 })
+  try {
+    await link(tmp, path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+  } finally {
+    await unlink(tmp)
+  }
+  return read()
 }
 
 /** A port is taken when another container publishes it or something else on the host listens on it. */

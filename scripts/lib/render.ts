@@ -12,6 +12,7 @@ export const LABEL = {
   managed: 'devreg.managed',
   role: 'devreg.role',
   hash: 'devreg.config-hash',
+  credentials: 'devreg.credentials-digest',
   upstreamHost: 'devreg.upstream-host',
 } as const
 
@@ -32,7 +33,14 @@ export interface ContainerSpec {
 }
 
 /** The `docker run` settings for one registry; a change to any of them recreates the container. */
-export function registryContainer(r: Registry): ContainerSpec {
+export const registryContainer = (r: Registry): ContainerSpec => credentialedContainer(r, undefined)
+
+/**
+ * registryContainer with `credentialDigest`, a keyed digest of the credential
+ * values (registries.ts credentialDigest), folded into the hash: a rotated
+ * token recreates the cache while the values stay out of the spec.
+ */
+export function credentialedContainer(r: Registry, credentialDigest: string | undefined): ContainerSpec {
   const env: string[] =
     r.role === 'local'
       ? // GC deletes manifests through the API, which needs storage delete.
@@ -70,10 +78,22 @@ export function registryContainer(r: Registry): ContainerSpec {
     // No config path: the entrypoint finds the image's own (registry:2 and registry:3 keep it in different places).
     ...(r.role === 'cache' ? ['-c', CACHE_ENTRYPOINT, 'devreg-cache'] : []),
   ]
-  const hash = createHash('sha256').update(JSON.stringify(settings)).digest('hex').slice(0, 16)
+  const digest = r.credentials ? credentialDigest : undefined
+  // Without credentials the hash is what it was before digests existed, so an upgrade recreates nothing.
+  const hasher = createHash('sha256').update(JSON.stringify(settings))
+  if (digest) hasher.update(digest)
+  const hash = hasher.digest('hex').slice(0, 16)
   return {
     name: r.name,
-    args: ['--name', r.name, '--label', `${LABEL.hash}=${hash}`, ...settings],
+    args: [
+      '--name',
+      r.name,
+      '--label',
+      `${LABEL.hash}=${hash}`,
+      // Kept to compare with when a later run lacks the values (see registrySpec).
+      ...(digest ? ['--label', `${LABEL.credentials}=${digest}`] : []),
+      ...settings,
+    ],
     secretEnv,
     hash,
   }

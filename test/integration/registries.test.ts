@@ -1,5 +1,7 @@
 // dev-registry against a real dockerd, real distribution registries and a fake upstream.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { statSync } from 'node:fs'
+import { join } from 'node:path'
 import { $ } from 'zx'
 import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
 import { sampleImage } from '../support/images.ts'
@@ -177,5 +179,54 @@ integration('dev-registry up', () => {
     } finally {
       blocker.stop(true)
     }
+  })
+
+  test('a rotated credential recreates only its cache, on its volume, with the cached image intact', async () => {
+    const [user, token] = [`DT${fx.id}_USER`, `DT${fx.id}_TOKEN`]
+    const priv = { name: fx.name('cache-private'), port: await freePort() }
+    const cfg = fx.config(
+      {
+        cluster: { network },
+        registry,
+        mirrors: [
+          { host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port },
+          {
+            host: 'registry.example.com',
+            upstream: upstream.url,
+            name: priv.name,
+            port: priv.port,
+            credentials: { usernameEnv: user, passwordEnv: token },
+          },
+        ],
+      },
+      'credentials.yaml',
+    )
+    // The hash key goes to the fixture's directory, not the user's config.
+    const keyHome = join(fx.dir, 'xdg-config')
+    const upWith = (value: string) =>
+      runScript('dev-registry', ['--config', cfg], { env: { XDG_CONFIG_HOME: keyHome, [user]: 'robot', [token]: value } })
+    expect((await upWith('first-token')).code).toBe(0)
+    const blobs = await manifestBlobs(upstream.port, 'library/beta', '1')
+    expect((await pull(`127.0.0.1:${priv.port}/library/beta:1`)).ok).toBe(true)
+    await waitStored(priv.name, blobs)
+    const ids = async () => [await containerId(registry.name), await containerId(cache.name), await containerId(priv.name)]
+    const before = await ids()
+
+    const same = await upWith('first-token')
+    expect(same.code).toBe(0)
+    expect(same.stderr).toContain('nothing to do')
+    expect(await ids()).toEqual(before)
+
+    const rotated = await upWith('rotated-token')
+    expect(rotated.code).toBe(0)
+    expect(rotated.stderr).toMatch(new RegExp(`${priv.name} .*recreated \\(settings changed\\)`))
+    const after = await ids()
+    expect(after.slice(0, 2)).toEqual(before.slice(0, 2))
+    expect(after[2]).not.toBe(before[2])
+    expect((await storedBlobs(priv.name)).filter((b) => blobs.includes(b))).toEqual(blobs)
+    const info = JSON.parse((await $({ quiet: true })`docker inspect ${priv.name}`).stdout)[0]
+    expect(info.Config.Env).toContain('REGISTRY_PROXY_PASSWORD=rotated-token')
+    expect(JSON.stringify(info.Config.Labels)).not.toContain('token')
+    expect(statSync(join(keyHome, 'devreg/hash.key')).mode & 0o777).toBe(0o600)
   })
 })

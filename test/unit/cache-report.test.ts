@@ -125,12 +125,15 @@ describe('--since', () => {
 
   test('anything else is a usage error that says what is accepted', () => {
     expect(() => parseSince('yesterday')).toThrow(UserError)
+    let error: unknown
     try {
       parseSince('5 minutes')
     } catch (err) {
-      expect((err as UserError).exitCode).toBe(2)
-      expect((err as Error).message).toContain('a duration back such as 90m')
+      error = err
     }
+    expect(error).toBeInstanceOf(UserError)
+    expect((error as UserError).exitCode).toBe(2)
+    expect((error as UserError).message).toContain('a duration back such as 90m')
   })
 })
 

@@ -133,7 +133,8 @@ describe('a failed external command', () => {
   })
 
   test('secrets are in neither the command nor the message', async () => {
-    const argv = ['sh', '-c', 'echo "login as $U with $P refused" >&2; exit 1']
+    // It reads its stdin, as every command devreg gives input does (an early exit would race the write).
+    const argv = ['sh', '-c', 'cat >/dev/null; echo "login as $U with $P refused" >&2; exit 1']
     const err = await failure(
       change(argv, {
         env: { U: 'me' },
@@ -186,7 +187,8 @@ describe('run() and report()', () => {
   afterEach(() => {
     process.stderr.write = saved.write
     console.error = saved.error
-    process.exitCode = saved.exitCode
+    // Bun keeps a process.exitCode once set; undefined would not reset it.
+    process.exitCode = saved.exitCode ?? 0
     process.argv = saved.argv
     Object.assign(settings, savedSettings)
   })
@@ -195,7 +197,8 @@ describe('run() and report()', () => {
   async function runMain(main: (argv: string[]) => Promise<number>): Promise<[number | string | undefined, string]> {
     await run(main)
     const code = process.exitCode
-    process.exitCode = saved.exitCode
+    // Bun keeps a process.exitCode once set; undefined would not reset it.
+    process.exitCode = saved.exitCode ?? 0
     return [code, plain(stderr)]
   }
 

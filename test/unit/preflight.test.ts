@@ -103,11 +103,13 @@ describe('selectTargets', () => {
     expect(() => selectTargets(config, ['regsitry.dev.local'])).toThrow(
       'regsitry.dev.local: not in the config; name one of registry.dev.local, api.dev.local, kind-registry, kind-cache-docker-io, localhost:5001',
     )
+    let error: unknown
     try {
       selectTargets(config, ['x'])
     } catch (err) {
-      expect((err as { exitCode: number }).exitCode).toBe(2)
+      error = err
     }
+    expect((error as { exitCode?: number } | undefined)?.exitCode).toBe(2)
   })
 })
 

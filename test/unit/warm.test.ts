@@ -1,6 +1,9 @@
 // Warming decisions that need no registry: which cache an image goes to, which
 // platforms of an index are fetched, how failures and the tally read.
 import { describe, expect, test } from 'bun:test'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { resolveConfig } from '../../scripts/lib/config.ts'
 import { UserError } from '../../scripts/lib/log.ts'
 import { RegistryError } from '../../scripts/lib/registry.ts'
@@ -13,7 +16,7 @@ import {
   summaryLines,
   ttyProgress,
 } from '../../scripts/lib/warm.ts'
-import { runScript } from '../support/fixture.ts'
+import { freePort, runScript } from '../support/fixture.ts'
 
 const config = resolveConfig({
   mirrors: [
@@ -225,9 +228,18 @@ describe('dev-registry warm and report as a user runs them, without Docker', () 
   })
 
   test('warm without Docker or caches says to bring them up first, exit 1', async () => {
-    const r = await devRegistry(['warm', 'redis:7-alpine'])
+    // Ports known to be free: a devreg running on this machine must not answer.
+    const [registryPort, cachePort] = [await freePort(), await freePort()]
+    const dir = mkdtempSync(join(tmpdir(), 'devreg-warm-'))
+    const configPath = join(dir, 'devreg.yaml')
+    writeFileSync(
+      configPath,
+      `registry: {port: ${registryPort}}\nmirrors: [{host: docker.io, upstream: http://up:5000, port: ${cachePort}}]\n`,
+    )
+    const r = await devRegistry(['warm', 'redis:7-alpine', '--config', configPath])
+    rmSync(dir, { recursive: true, force: true })
     expect(r.code).toBe(1)
-    expect(r.stderr).toContain('kind-cache-docker-io does not answer on http://127.0.0.1:5101')
+    expect(r.stderr).toContain(`kind-cache-docker-io does not answer on http://127.0.0.1:${cachePort}`)
     expect(r.stderr).toContain('run `dev-registry up` first')
   })
 })
