@@ -20,6 +20,16 @@ integration('a cache whose upstream is unreachable', () => {
   let doc: Record<string, unknown>
   const cached = () => pull(`127.0.0.1:${cache.port}/library/alpha:1`)
   const uncached = (tag: string) => pull(`127.0.0.1:${cache.port}/library/beta:${tag}`)
+  const started = async () =>
+    (await $({ quiet: true })`docker inspect --format ${'{{.Id}} {{.State.StartedAt}}'} ${cache.name}`).stdout.trim()
+  const dropUpstream = async () => {
+    const pid = (await $({ quiet: true })`docker inspect --format {{.State.Pid}} ${upstream.name}`).stdout.trim()
+    const rule = ['INPUT', '-p', 'tcp', '--dport', '5000', '-j', 'DROP']
+    await $({ quiet: true })`nsenter -t ${pid} -n iptables -I ${rule}`
+    return async () => {
+      await $({ quiet: true })`nsenter -t ${pid} -n iptables -D ${rule}`
+    }
+  }
   // The supervisor writes the mode just before it starts the registry, which then needs a moment to listen.
   const inMode = async (mode: string, timeoutMs?: number) => {
     await eventually(`${mode} mode`, async () => (await cacheMode(cache.name)) === mode, timeoutMs)
@@ -34,6 +44,7 @@ integration('a cache whose upstream is unreachable', () => {
     await seed(upstream.port, 'alpha', 'library/alpha')
     await seed(upstream.port, 'beta', 'library/beta', 'stopped')
     await seed(upstream.port, 'beta', 'library/beta', 'dropped')
+    await seed(upstream.port, 'beta', 'library/beta', 'vanished')
     cache = { name: fx.name('cache'), port: await freePort() }
     doc = {
       cluster: { network },
@@ -63,9 +74,7 @@ integration('a cache whose upstream is unreachable', () => {
   test.skipIf(!canFirewall)(
     'upstream dropping packets: restart and recreate both come up serving cached images, then proxy again',
     async () => {
-      const pid = (await $({ quiet: true })`docker inspect --format {{.State.Pid}} ${upstream.name}`).stdout.trim()
-      const rule = ['INPUT', '-p', 'tcp', '--dport', '5000', '-j', 'DROP']
-      await $({ quiet: true })`nsenter -t ${pid} -n iptables -I ${rule}`
+      const undrop = await dropUpstream()
       try {
         await $({ quiet: true })`docker restart ${cache.name}`
         await inMode('offline')
@@ -83,12 +92,48 @@ integration('a cache whose upstream is unreachable', () => {
         expect(await cacheMode(cache.name)).toBe('offline')
         expect((await cached()).ok).toBe(true)
       } finally {
-        await $({ quiet: true })`nsenter -t ${pid} -n iptables -D ${rule}`
+        await undrop()
       }
       await inMode('proxy', 30_000)
       expect((await uncached('dropped')).ok).toBe(true)
       expect((await runScript('dev-registry', ['--config', fx.config(doc)])).code).toBe(0)
     },
     120_000,
+  )
+
+  test.skipIf(!canFirewall)(
+    'upstream starts dropping packets under a running proxy: cached images pull within 20 s, without a restart, and it proxies again',
+    async () => {
+      await inMode('proxy', 30_000)
+      expect((await cached()).ok).toBe(true)
+      await waitStored(cache.name, await manifestBlobs(upstream.port, 'library/alpha', '1'))
+      const before = await started()
+
+      const undrop = await dropUpstream()
+      try {
+        // A pull in flight when the supervisor restarts the registry fails; containerd and skopeo users retry.
+        // One pull through a proxy that waits on dial timeouts can hang for minutes: give up at the deadline.
+        const dropped = Date.now()
+        const deadline = dropped + 20_000
+        const retried = async () => {
+          while (Date.now() < deadline) {
+            if ((await cached()).ok) return Date.now() - dropped
+            await Bun.sleep(250)
+          }
+          return Number.POSITIVE_INFINITY
+        }
+        const elapsed = await Promise.race([retried(), Bun.sleep(20_000).then(() => Number.POSITIVE_INFINITY)])
+        console.error(`cached image pulled ${Number.isFinite(elapsed) ? `${elapsed} ms` : 'not within 20 s'} after the drop`)
+        expect(elapsed).toBeLessThan(20_000)
+        expect(await cacheMode(cache.name)).toBe('offline')
+        expect(await started()).toBe(before)
+      } finally {
+        await undrop()
+      }
+      await inMode('proxy', 30_000)
+      expect((await uncached('vanished')).ok).toBe(true)
+      expect(await started()).toBe(before)
+    },
+    150_000,
   )
 })
