@@ -7,8 +7,8 @@
 // k3s's pkg/agent/containerd/config.go does (./k3s.ts), under the k3s
 // arguments the node was created with, so a changed file has no effect until
 // the nodes restart, as with k3s. Everything else is refused.
-import { readFileSync } from 'node:fs'
-import { parse as parseYaml } from 'yaml'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
 import { $ } from 'zx'
 import { containersWith, ensureNetwork, NODE_IMAGE, parseFlags, refuse, strictKeys, waitContainerd, writeIn } from './common.ts'
 import { k3dRegistriesYaml } from './k3d-registries.ts'
@@ -206,7 +206,26 @@ async function create(argv: string[]) {
     await writeIn(node.name, '/etc/containerd/config.toml', k3sContainerdConfig(await containerdMajor(node.name)))
     await waitContainerd(node.name)
   }
+  if (flags['kubeconfig-update-default'] !== false) updateKubeconfig(name, true)
   log(`Cluster '${name}' created successfully!`)
+}
+
+/**
+ * k3d merges the cluster's context (k3d-NAME) into the default kubeconfig on
+ * create and removes it on delete (--kubeconfig-update-default, on by
+ * default); here only where the test names a KUBECONFIG of its own.
+ */
+function updateKubeconfig(name: string, add: boolean) {
+  const file = process.env.KUBECONFIG?.split(':')[0]
+  if (!file) return
+  type Named = { name: string }
+  const doc = (existsSync(file) ? parseYaml(readFileSync(file, 'utf8')) : null) ?? { apiVersion: 'v1', kind: 'Config' }
+  const id = `k3d-${name}`
+  const without = (key: string) => ((doc[key] as Named[] | undefined) ?? []).filter((e) => e.name !== id && e.name !== `admin@${id}`)
+  doc.clusters = [...without('clusters'), ...(add ? [{ name: id, cluster: { server: 'https://0.0.0.0:6443' } }] : [])]
+  doc.users = [...without('users'), ...(add ? [{ name: `admin@${id}`, user: {} }] : [])]
+  doc.contexts = [...without('contexts'), ...(add ? [{ name: id, context: { cluster: id, user: `admin@${id}` } }] : [])]
+  writeFileSync(file, stringifyYaml(doc))
 }
 
 async function list(argv: string[]) {
@@ -261,6 +280,7 @@ async function remove(argv: string[]) {
   if (nodes[0].labels['k3d.cluster.network.external'] === 'true')
     log(`Skip deletion of cluster network '${network}' because it's managed externally`)
   else await $({ quiet: true, nothrow: true })`docker network rm ${network}`
+  updateKubeconfig(args[0], false)
   log(`Successfully deleted cluster ${args[0]}!`)
 }
 
