@@ -1,11 +1,12 @@
 // The kind or k3d cluster: observe it from Docker's labels (as kind and k3d
 // themselves do), create and delete it with its own CLI, and keep its nodes'
 // registry routing equal to what render.ts derives from the config.
+import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { parse as parseToml } from 'smol-toml'
-import type { Config, Provider } from './config.ts'
+import { type Config, type Provider, ROOT } from './config.ts'
 import type { Container } from './docker.ts'
 import { change, probe, settings, writeFile } from './exec.ts'
 import { log, UserError } from './log.ts'
@@ -205,31 +206,37 @@ async function reconcileKind(config: Config, cluster: Cluster): Promise<string[]
     for (const [dir, content] of desired) log.out(`# would write into every node ${dir}/hosts.toml:\n${content.trimEnd()}`)
   await Promise.all(
     cluster.nodes.map(async (node) => {
-      const current = await readHostsFiles(node.name)
+      const [current] = await Promise.all([readHostsFiles(node.name), requireConfigPath(node.name)])
+      const edits: NodeFileEdit[] = []
       for (const [dir, content] of desired) {
         if (current.get(dir) === content) continue
-        await writeInNode(node.name, `${dir}/hosts.toml`, content)
+        edits.push({ write: `${dir}/hosts.toml`, content })
         changes.push(`${node.name}: ${current.has(dir) ? 'rewrote' : 'wrote'} ${dir}/hosts.toml`)
       }
       for (const [dir, content] of current) {
         if (desired.has(dir) || !isDevregHostsToml(content)) continue
-        await change(['docker', 'exec', node.name, 'rm', '-rf', dir])
+        edits.push({ remove: dir })
         changes.push(`${node.name}: removed ${dir}/hosts.toml (no longer in the config)`)
       }
-      await requireConfigPath(node.name)
+      await editNodeFiles(node.name, edits)
     }),
   )
   return changes.sort()
 }
 
+type NodeFileEdit = { write: string; content: string } | { remove: string }
+
+const NODE_FILES = readFileSync(`${ROOT}templates/node-files.sh`, 'utf8')
+
 /**
- * Writes a file into a node: the content on stdin and the path as $1, so
- * nothing from the config is interpolated into the script; mv makes the new
- * file appear whole (containerd re-reads hosts.toml on every pull).
+ * Every file change in a node in one exec (each is a docker round trip that
+ * cluster creation waits for): templates/node-files.sh, with paths and
+ * contents as arguments, never as script text.
  */
-async function writeInNode(node: string, path: string, content: string): Promise<void> {
-  const script = 'mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && mv "$1.tmp" "$1"'
-  await change(['docker', 'exec', '-i', node, 'sh', '-c', script, 'sh', path], { input: content })
+async function editNodeFiles(node: string, edits: NodeFileEdit[]): Promise<void> {
+  if (!edits.length) return
+  const args = edits.flatMap((e) => ('write' in e ? ['write', e.write, e.content] : ['remove', e.remove]))
+  await change(['docker', 'exec', node, 'sh', '-c', NODE_FILES, 'node-files', ...args])
 }
 
 /** The hosts.toml files in a node's certs.d (directory → content), read in one exec. */
@@ -298,7 +305,7 @@ async function reconcileK3d(config: Config, cluster: Cluster): Promise<string[]>
   const current = await Promise.all(cluster.nodes.map((n) => probe(['docker', 'exec', n.name, 'cat', K3S_REGISTRIES])))
   const stale = current.filter((r) => !r.ok || !isDeepStrictEqual(k3sRegistriesData(r.stdout), want))
   if (!stale.length) return []
-  for (const node of cluster.nodes) await writeInNode(node.name, K3S_REGISTRIES, desired)
+  for (const node of cluster.nodes) await editNodeFiles(node.name, [{ write: K3S_REGISTRIES, content: desired }])
   // k3s reads registries.yaml only when it starts.
   await change(['k3d', 'cluster', 'stop', cluster.name])
   await change(['k3d', 'cluster', 'start', cluster.name])
