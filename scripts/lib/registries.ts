@@ -11,7 +11,7 @@ import type { Container } from './docker.ts'
 import * as docker from './docker.ts'
 import { settings } from './exec.ts'
 import { portFree } from './host.ts'
-import { formatBytes, log, UserError } from './log.ts'
+import { EXIT, type ExitCode, formatBytes, log, UserError } from './log.ts'
 import { hostUrl, waitForV2 } from './registry.ts'
 import { type ContainerSpec, credentialedContainer, LABEL, registryContainer } from './render.ts'
 
@@ -33,18 +33,21 @@ export async function planRegistries(
   env: Record<string, string | undefined> = process.env,
 ): Promise<Step[]> {
   const byName = new Map(containers.map((c) => [c.name, c]))
-  const problems: string[] = []
+  // A missing credential variable is the user's setup to fix (usage, exit 2); a taken port or a foreign container is the machine's state (exit 1).
+  const problems: { message: string; exitCode: ExitCode }[] = []
   const specs: ContainerSpec[] = []
   for (const r of config.registries) specs.push(await registrySpec(r, env, byName.get(r.name) ?? null))
   const steps = config.registries.map((registry, i): Step => {
     const spec = specs[i]
     const current = byName.get(registry.name) ?? null
     if (current && !docker.isOwned(current)) {
-      problems.push(
-        `a container named ${registry.name} exists but devreg did not create it, so devreg leaves it alone: ` +
+      problems.push({
+        message:
+          `a container named ${registry.name} exists but devreg did not create it, so devreg leaves it alone: ` +
           `run \`dev-registry adopt ${registry.name}\` to copy its images into devreg's volume and replace it, ` +
           `or set ${registry.path}.name to another name`,
-      )
+        exitCode: EXIT.failed,
+      })
       return { registry, spec, current, action: 'none', reason: 'not devreg’s' }
     }
     if (!current) return { registry, spec, current, action: 'create', reason: 'missing' }
@@ -55,11 +58,18 @@ export async function planRegistries(
   for (const step of steps.filter((s) => s.action === 'create' || s.action === 'recreate' || s.action === 'start')) {
     for (const from of Object.values(step.spec.secretEnv))
       if (step.action !== 'start' && !env[from])
-        problems.push(`${from} is not set: export it (credentials for ${step.registry.name}) or remove ${step.registry.path}.credentials`)
+        problems.push({
+          message: `${from} is not set: export it (credentials for ${step.registry.name}) or remove ${step.registry.path}.credentials`,
+          exitCode: EXIT.usage,
+        })
     const problem = await portProblem(step, containers)
-    if (problem) problems.push(problem)
+    if (problem) problems.push({ message: problem, exitCode: EXIT.failed })
   }
-  if (problems.length) throw new UserError(problems.join('\n'), problems.some((p) => p.includes('is not set')) ? 2 : 1)
+  if (problems.length)
+    throw new UserError(
+      problems.map((p) => p.message).join('\n'),
+      problems.some((p) => p.exitCode === EXIT.usage) ? EXIT.usage : EXIT.failed,
+    )
   return steps
 }
 
