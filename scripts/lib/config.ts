@@ -143,7 +143,7 @@ export const configSchema = z.strictObject({
         })
         .default('127.0.0.1'),
       port: port.default(5001),
-      image: imageRef.default('registry:2'),
+      image: imageRef.default('registry:3'),
       volume: volumeName.default('kind-registry-data'),
     })
     .prefault({}),

@@ -19,7 +19,7 @@ export const LABEL = {
 /** The cache entrypoint: serves read-only while the upstream is unreachable (distribution #4038). */
 export const CACHE_ENTRYPOINT = readFileSync(`${ROOT}templates/cache-entrypoint.sh`, 'utf8')
 
-/** Where distribution keeps its data in the registry:2 image. */
+/** Where distribution keeps its data in the registry:2 and registry:3 images. */
 export const REGISTRY_DATA = '/var/lib/registry'
 
 export interface ContainerSpec {
@@ -41,8 +41,15 @@ export const registryContainer = (r: Registry): ContainerSpec => credentialedCon
  * token recreates the cache while the values stay out of the spec.
  */
 export function credentialedContainer(r: Registry, credentialDigest: string | undefined): ContainerSpec {
-  const env: string[] =
-    r.role === 'local'
+  const env: string[] = [
+    // The official registry:3 config logs at debug, which fills the 30 MiB
+    // rotation below within days and shortens `report`'s window; every line
+    // `report` reads (response completed, scheduler entries) is info.
+    'REGISTRY_LOG_LEVEL=info',
+    // distribution 3 exports traces to localhost:4318 unless told otherwise
+    // (its docs, "Disable traces export"; the official image sets this too).
+    'OTEL_TRACES_EXPORTER=none',
+    ...(r.role === 'local'
       ? // GC deletes manifests through the API, which needs storage delete.
         ['REGISTRY_STORAGE_DELETE_ENABLED=true']
       : [
@@ -52,7 +59,13 @@ export function credentialedContainer(r: Registry, credentialDigest: string | un
           // proxy.ttl and 0 means never. Eviction is registry-gc's job.
           'REGISTRY_STORAGE_DELETE_ENABLED=false',
           'REGISTRY_PROXY_TTL=0',
-        ]
+          // distribution 3.1 stores a fetched blob under a deadline of its own
+          // (proxy.cachewritetimeout, 5m by default): a layer that takes longer
+          // on a slow link is served but never stored, and fetched again next
+          // time. 2.8 and 3.0 ignore the variable (2.8 warns once at start).
+          'REGISTRY_PROXY_CACHEWRITETIMEOUT=1h',
+        ]),
+  ]
   const secretEnv: Record<string, string> = r.credentials
     ? { REGISTRY_PROXY_USERNAME: r.credentials.usernameEnv, REGISTRY_PROXY_PASSWORD: r.credentials.passwordEnv }
     : {}

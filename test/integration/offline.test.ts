@@ -1,9 +1,11 @@
 // A cache keeps serving what it holds when it (re)starts while its upstream is
 // unreachable, and pulls through again once the upstream is back
 // (distribution #4038 makes a plain proxy-mode registry crash-loop instead).
+// Once on an image laid out like registry:3 (the default), once like registry:2.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { $ } from 'zx'
 import { Fixture, freePort, integration, runScript, testRegistry, waitHttp } from '../support/fixture.ts'
+import { REGISTRY_LAYOUTS } from '../support/images.ts'
 import { cacheMode, eventually, manifestBlobs, pull, seed, waitStored } from '../support/registry.ts'
 
 const canFirewall = process.getuid?.() === 0 && (await $({ nothrow: true, quiet: true })`which nsenter iptables`).exitCode === 0
@@ -12,7 +14,10 @@ if (!canFirewall) {
   console.error('SKIPPING the dropped-packets test: it needs root, nsenter and iptables')
 }
 
-integration('a cache whose upstream is unreachable', () => {
+for (const { layout, image } of REGISTRY_LAYOUTS)
+  integration(`a cache whose upstream is unreachable, on ${layout}`, () => offlineSuite(image))
+
+function offlineSuite(image: string) {
   const fx = new Fixture()
   let upstream: { name: string; port: number; url: string }
   let cache: { name: string; port: number }
@@ -48,7 +53,7 @@ integration('a cache whose upstream is unreachable', () => {
     cache = { name: fx.name('cache'), port: await freePort() }
     doc = {
       cluster: { network },
-      registry: await testRegistry(fx),
+      registry: { ...(await testRegistry(fx)), image },
       mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
     }
     expect((await runScript('dev-registry', ['--config', fx.config(doc)])).code).toBe(0)
@@ -136,4 +141,4 @@ integration('a cache whose upstream is unreachable', () => {
     },
     150_000,
   )
-})
+}

@@ -1,13 +1,17 @@
-// dev-registry against a real dockerd, real distribution registries and a fake upstream.
+// dev-registry against a real dockerd, real distribution registries and a fake
+// upstream, once on an image laid out like registry:3 (the default) and once
+// like registry:2.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
 import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
-import { sampleImage } from '../support/images.ts'
+import { REGISTRY_LAYOUTS, sampleImage } from '../support/images.ts'
 import { containerId, manifestBlobs, pull, seed, storedBlobs, waitStored } from '../support/registry.ts'
 
-integration('dev-registry up', () => {
+for (const { layout, image } of REGISTRY_LAYOUTS) integration(`dev-registry up on ${layout}`, () => upSuite(image))
+
+function upSuite(image: string) {
   const fx = new Fixture()
   let network: string
   let upstream: { name: string; port: number; url: string }
@@ -21,7 +25,7 @@ integration('dev-registry up', () => {
     upstream = await fx.upstream(network)
     await seed(upstream.port, 'alpha', 'library/alpha')
     await seed(upstream.port, 'beta', 'library/beta')
-    registry = await testRegistry(fx)
+    registry = { ...(await testRegistry(fx)), image }
     cache = { name: fx.name('cache-docker-io'), port: await freePort() }
     config = fx.config({
       cluster: { network },
@@ -74,8 +78,20 @@ integration('dev-registry up', () => {
     }
     const env = JSON.parse((await $({ quiet: true })`docker inspect ${cache.name}`).stdout)[0].Config.Env as string[]
     expect(env).toContain('REGISTRY_STORAGE_DELETE_ENABLED=false')
+    expect(env).toContain('REGISTRY_PROXY_CACHEWRITETIMEOUT=1h')
     const localEnv = JSON.parse((await $({ quiet: true })`docker inspect ${registry.name}`).stdout)[0].Config.Env as string[]
     expect(localEnv).toContain('REGISTRY_STORAGE_DELETE_ENABLED=true')
+    for (const e of [env, localEnv]) expect(e).toEqual(expect.arrayContaining(['REGISTRY_LOG_LEVEL=info', 'OTEL_TRACES_EXPORTER=none']))
+  })
+
+  test('registries log at info, also where the image config says debug (registry:3), and still log every response', async () => {
+    expect((await pull(`127.0.0.1:${cache.port}/library/alpha:1`)).ok).toBe(true)
+    for (const name of [registry.name, cache.name]) {
+      const logs = await $({ quiet: true })`docker logs ${name}`
+      const text = `${logs.stdout}\n${logs.stderr}`
+      expect(text).toContain('response completed')
+      expect(text).not.toContain('level=debug')
+    }
   })
 
   test('a stopped registry is started again, not recreated', async () => {
@@ -166,7 +182,7 @@ integration('dev-registry up', () => {
       const cfg = fx.config(
         {
           cluster: { network },
-          registry: { ...(await testRegistry(fx)), port: blocker.port },
+          registry: { ...(await testRegistry(fx)), image, port: blocker.port },
           mirrors: [{ host: 'docker.io', upstream: upstream.url, name: fx.name('cache2'), port: await freePort() }],
         },
         'taken.yaml',
@@ -229,4 +245,4 @@ integration('dev-registry up', () => {
     expect(JSON.stringify(info.Config.Labels)).not.toContain('token')
     expect(statSync(join(keyHome, 'devreg/hash.key')).mode & 0o777).toBe(0o600)
   })
-})
+}

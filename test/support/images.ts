@@ -1,6 +1,8 @@
 // Builds the images the integration tests share, once, before the test files
-// run in parallel: a registry:2 stand-in from Debian's docker-registry (the
-// same distribution code) and small sample images of random data.
+// run in parallel: registry:2 and registry:3 stand-ins from Debian's
+// docker-registry 2.8 (the same distribution code; no v3 binary can be had
+// offline), each laid out like its official image, and small sample images of
+// random data.
 // Run: bun test/support/images.ts   (just test does it first)
 import { randomBytes } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
@@ -10,7 +12,17 @@ import { fileURLToPath } from 'node:url'
 import { $ } from 'zx'
 import { packageTree } from '../rig/packages.ts'
 
-export const REGISTRY_IMAGE = 'devreg-test/registry:2'
+/** Laid out like the official registry:2: /etc/docker/registry/config.yml, info logging. */
+export const REGISTRY2_IMAGE = 'devreg-test/registry:2'
+/** Laid out like the official registry:3: /etc/distribution/config.yml, debug logging, metrics on :5001. */
+export const REGISTRY3_IMAGE = 'devreg-test/registry:3'
+/** The tests' default registry image, as registry:3 is devreg's default. */
+export const REGISTRY_IMAGE = REGISTRY3_IMAGE
+/** Both layouts, for the tests that must pass on each. */
+export const REGISTRY_LAYOUTS = [
+  { layout: 'registry:3', image: REGISTRY3_IMAGE },
+  { layout: 'registry:2', image: REGISTRY2_IMAGE },
+] as const
 /** The stand-in clusters' node image: real containerd, no kubelet. */
 export const NODE_IMAGE = 'devreg-test/node:1'
 /** The k3d stand-in's node image: containerd 2.x, as current k3s ships it. */
@@ -64,21 +76,22 @@ async function buildFromScratch(tag: string, name: string, files: [from: string,
   await $({ quiet: true })`docker build --quiet --tag ${tag} ${ctx}`
 }
 
-async function buildRegistryImage(): Promise<void> {
-  if (await imageExists(REGISTRY_IMAGE)) return
+/** registry:2 (dir test/images/registry) or registry:3 (test/images/registry3), from the same binary. */
+async function buildRegistryImage(tag: string, dir: string, config: string, official: string): Promise<void> {
+  if (await imageExists(tag)) return
   const binary = '/usr/bin/docker-registry'
   if (!existsSync(binary)) {
     // On a machine with internet the real image does as well.
-    if ((await $({ nothrow: true, quiet: true })`docker image inspect registry:2`).exitCode === 0) {
-      await $`docker tag registry:2 ${REGISTRY_IMAGE}`
+    if ((await $({ nothrow: true, quiet: true })`docker image inspect ${official}`).exitCode === 0) {
+      await $`docker tag ${official} ${tag}`
       return
     }
-    throw new Error(`${binary} not found: apt-get install docker-registry (or docker pull registry:2), then run the tests again`)
+    throw new Error(`${binary} not found: apt-get install docker-registry (or docker pull ${official}), then run the tests again`)
   }
-  await buildFromScratch(REGISTRY_IMAGE, 'registry', [
+  await buildFromScratch(tag, dir, [
     [binary, 'bin/registry'],
-    [join(here, '../images/registry/entrypoint.sh'), 'entrypoint.sh'],
-    [join(here, '../images/registry/config.yml'), 'etc/docker/registry/config.yml'],
+    [join(here, `../images/${dir}/entrypoint.sh`), 'entrypoint.sh'],
+    [join(here, `../images/${dir}/config.yml`), config],
   ])
 }
 
@@ -126,7 +139,12 @@ async function buildSample(name: Sample): Promise<void> {
 }
 
 export async function prepareImages(): Promise<void> {
-  await Promise.all([buildRegistryImage(), buildNodeImage(), buildNodeContainerd2Image()])
+  await Promise.all([
+    buildRegistryImage(REGISTRY2_IMAGE, 'registry', 'etc/docker/registry/config.yml', 'registry:2'),
+    buildRegistryImage(REGISTRY3_IMAGE, 'registry3', 'etc/distribution/config.yml', 'registry:3'),
+    buildNodeImage(),
+    buildNodeContainerd2Image(),
+  ])
   await Promise.all((Object.keys(SAMPLES) as Sample[]).map(buildSample))
 }
 

@@ -48,7 +48,7 @@ describe('files and merging', () => {
     const c = loadConfig({ configPath: path, env: {} })
     expect(c.registries.map((r) => r.name)).toEqual(['kind-registry', 'kind-cache-docker-io'])
     expect(c.registries[0].port).toBe(6001)
-    expect(c.registries[0].image).toBe('registry:2')
+    expect(c.registries[0].image).toBe('registry:3')
     expect(c.cluster.waitTimeout).toBe('300s')
   })
 

@@ -8,7 +8,7 @@ const config = resolveConfig({
 const [local, hub, ghcr] = config.registries.map(registryContainer)
 
 describe('registry containers', () => {
-  test('the local registry: delete enabled, published on 127.0.0.1, named volume, rotated logs', () => {
+  test('the local registry: delete enabled, published on 127.0.0.1, named volume, rotated logs at info, no trace export', () => {
     expect(local.args).toEqual([
       '--name',
       'kind-registry',
@@ -30,13 +30,17 @@ describe('registry containers', () => {
       '--log-opt',
       'max-file=3',
       '--env',
+      'REGISTRY_LOG_LEVEL=info',
+      '--env',
+      'OTEL_TRACES_EXPORTER=none',
+      '--env',
       'REGISTRY_STORAGE_DELETE_ENABLED=true',
-      'registry:2',
+      'registry:3',
     ])
     expect(local.secretEnv).toEqual({})
   })
 
-  test('a cache: proxy upstream, delete disabled, no expiry, credentials by name, the offline-safe entrypoint', () => {
+  test('a cache: proxy upstream, delete disabled, no expiry, an hour to store a fetched blob, credentials by name, the offline-safe entrypoint', () => {
     expect(hub.args.slice(hub.args.indexOf('--publish'))).toEqual([
       '--publish',
       '127.0.0.1:5101:5000',
@@ -49,11 +53,17 @@ describe('registry containers', () => {
       '--log-opt',
       'max-file=3',
       '--env',
+      'REGISTRY_LOG_LEVEL=info',
+      '--env',
+      'OTEL_TRACES_EXPORTER=none',
+      '--env',
       'REGISTRY_PROXY_REMOTEURL=https://registry-1.docker.io',
       '--env',
       'REGISTRY_STORAGE_DELETE_ENABLED=false',
       '--env',
       'REGISTRY_PROXY_TTL=0',
+      '--env',
+      'REGISTRY_PROXY_CACHEWRITETIMEOUT=1h',
       '--env',
       'REGISTRY_PROXY_USERNAME',
       '--env',
@@ -61,7 +71,7 @@ describe('registry containers', () => {
       '--init',
       '--entrypoint',
       '/bin/sh',
-      'registry:2',
+      'registry:3',
       '-c',
       CACHE_ENTRYPOINT,
       'devreg-cache',
@@ -74,6 +84,7 @@ describe('registry containers', () => {
     expect(ghcr.args.filter((a) => a.startsWith('REGISTRY_PROXY_'))).toEqual([
       'REGISTRY_PROXY_REMOTEURL=https://ghcr.io',
       'REGISTRY_PROXY_TTL=0',
+      'REGISTRY_PROXY_CACHEWRITETIMEOUT=1h',
     ])
   })
 
