@@ -9,12 +9,12 @@ runtime := env("DEVREG_RUNTIME", "node_modules/.bin/bun")
 default:
     @just --list --unsorted
 
-# Ensure the local registry and one pull-through cache per mirror (up | status | stop | rm | adopt NAME | warm | report)
+# Ensure the local registry and one pull-through cache per mirror (up | status | stop | rm | adopt NAME | warm | report | export FILE | import FILE)
 [group('registries')]
 dev-registry *args:
     @{{runtime}} scripts/dev-registry.ts "$@"
 
-# Pull images (default: the config's images) through the caches, so the next cluster starts warm (--platform, --json)
+# Pull images (default: the config's images) through the caches, so the next cluster starts warm (-f PATH, --from-cluster, --save, --platform, --json)
 [group('registries')]
 warm *args:
     @{{runtime}} scripts/dev-registry.ts warm "$@"
@@ -23,6 +23,11 @@ warm *args:
 [group('cluster')]
 dev-up *args:
     @{{runtime}} scripts/dev-up.ts "$@"
+
+# Prove every node pulls every registry host through its first registry: a probe pull per node × host, judged by the registries' logs (--json)
+[group('cluster')]
+verify *args:
+    @{{runtime}} scripts/verify.ts "$@"
 
 # Delete the cluster; registries and caches stay (--purge also removes the caches, after asking)
 [group('cluster')]

@@ -3,9 +3,11 @@
 // dev-up pulls nothing it has seen before; --purge also removes the caches.
 import { isMain, openScript, run } from './lib/cli.ts'
 import { deleteCluster, findClusters, requireTools } from './lib/cluster.ts'
-import { loadConfig } from './lib/config.ts'
+import { type Config, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
+import { removeInCluster } from './lib/in-cluster.ts'
+import { withLock } from './lib/lock.ts'
 import { log } from './lib/log.ts'
 import { removeRegistries } from './lib/registries.ts'
 
@@ -37,12 +39,18 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   )
   if (!args) return 0
   const config = loadConfig({ configPath: args.config })
+  return withLock(config, 'dev-down', () => down(config, { purge: args.purge, yes: args.yes, json: args.json }))
+}
+
+async function down(config: Config, args: { purge: boolean; yes: boolean; json: boolean }): Promise<number> {
   const { name, provider } = config.cluster
 
   // 1. Delete the cluster, if there is one.
   const cluster = findClusters(name, await docker.listContainers()).find((c) => c.provider === provider)
   if (cluster) {
     if (!settings.dryRun) await requireTools([provider])
+    // --purge removes what devreg applied in the cluster first; without it, it goes with the cluster.
+    if (args.purge) for (const r of await removeInCluster(config)) log.info(`removed ${r}`)
     await deleteCluster(cluster)
     if (!settings.dryRun) log.ok(`deleted ${provider} cluster ${name}; registries and caches kept`)
   } else log.info(`no ${provider} cluster named ${name}: nothing to delete`)

@@ -6,9 +6,9 @@ import { isMain, openScript, run } from './lib/cli.ts'
 import { type Config, configSchema, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
+import { withLock } from './lib/lock.ts'
 import { log, table, UserError } from './lib/log.ts'
 import { ensureRegistries, registrySpec, removeRegistries } from './lib/registries.ts'
-import { hostUrl } from './lib/registry.ts'
 import { LABEL } from './lib/render.ts'
 
 const USAGE = `Usage: dev-registry [COMMAND] [options]
@@ -23,6 +23,12 @@ Commands:
                   (e.g. an old kind-registry) into devreg's volume, then replace it
   warm [IMAGE...] pull images (default: the config's images) through their caches
   report          per cache: requests, blobs from cache or upstream, bytes, hit ratio
+  export FILE [REGISTRY...]
+                  write what the registries hold into one tar archive (default: every
+                  cache; the local registry only when named: its name, or local)
+  import FILE [REGISTRY...]
+                  check every blob of an archive, then add what the volumes lack
+                  (nothing is replaced); --dry-run lists what would be added
 
 Options:
   --config PATH   read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]
@@ -32,6 +38,12 @@ Options:
   --platform LIST with warm: platforms to fetch from multi-platform images, comma-separated
                   [default: the config's warm.platforms, else the host's]
   --concurrency N with warm: registry requests in flight [default: the config's warm.concurrency]
+  --file, -f PATH with warm: also the images of these Kubernetes manifests (a YAML file,
+                  a directory of them, or - for stdin, e.g. helm template ... | warm -f -)
+  --from-cluster  with warm: also the images the running cluster's nodes hold
+  --save          with warm: write the images warmed into the config's images list
+                  (config/devreg.local.yaml, or the file --config names)
+  --gzip          with export: compress the archive [default: when FILE ends in .gz or .tgz]
   --since WHEN    with report: start (the cache's last start), all (the whole kept log),
                   a duration back (90m, 2h, 1d) or a date [default: start]
   --yes, -y       do not ask before deleting
@@ -44,12 +56,26 @@ Examples:
   dev-registry adopt kind-registry   # take over an existing registry without losing its images
   dev-registry warm                  # the config's images list
   dev-registry warm redis:7-alpine ghcr.io/org/app:1.2 --platform linux/amd64,linux/arm64
+  dev-registry warm --from-cluster --save   # what the cluster runs, remembered for next time
+  helm template ./chart | dev-registry warm -f -
+  dev-registry export caches.tar            # every cache; add kind-registry to carry pushed images
+  dev-registry import caches.tar --dry-run
   dev-registry report --since 2h
   dev-registry rm --purge --dry-run`
 
-const COMMANDS = ['up', 'status', 'stop', 'rm', 'adopt', 'warm', 'report'] as const
+const COMMANDS = ['up', 'status', 'stop', 'rm', 'adopt', 'warm', 'report', 'export', 'import'] as const
+/** Commands that only read: they take no lock. */
+const READ_ONLY = ['status', 'report']
 /** Flags that belong to one command. */
-const FLAG_COMMAND = { platform: 'warm', concurrency: 'warm', since: 'report' }
+const FLAG_COMMAND = {
+  platform: 'warm',
+  concurrency: 'warm',
+  since: 'report',
+  file: 'warm',
+  'from-cluster': 'warm',
+  save: 'warm',
+  gzip: 'export',
+}
 
 interface Options {
   command: (typeof COMMANDS)[number]
@@ -62,15 +88,22 @@ interface Options {
   platforms: string[] | null
   concurrency: number | null
   since: Since | null
+  /** export and import: the archive, and the registries named after it. */
+  archive: string | null
+  registries: string[]
+  manifests: string | null
+  fromCluster: boolean
+  save: boolean
+  gzip: boolean
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
   const args = openScript(
     argv,
     {
-      string: ['config', 'platform', 'concurrency', 'since'],
-      boolean: ['dry-run', 'json', 'purge', 'yes', 'verbose', 'help'],
-      alias: { y: 'yes', v: 'verbose', h: 'help' },
+      string: ['config', 'platform', 'concurrency', 'since', 'file'],
+      boolean: ['dry-run', 'json', 'purge', 'yes', 'verbose', 'help', 'from-cluster', 'save', 'gzip'],
+      alias: { y: 'yes', v: 'verbose', h: 'help', f: 'file' },
     },
     USAGE,
     Number.POSITIVE_INFINITY,
@@ -78,17 +111,25 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   if (!args) return 0
   const [command = 'up', ...rest] = args._.map(String)
   if (!(COMMANDS as readonly string[]).includes(command)) throw new UserError(`unknown command ${command}\n\n${USAGE}`, 2)
-  const [target = null, ...extra] = command === 'warm' ? [] : rest
+  const carry = command === 'export' || command === 'import'
+  if (carry && !rest[0]) throw new UserError(`${command} needs the archive's path, e.g. dev-registry ${command} caches.tar`, 2)
+  const [target = null, ...extra] = command === 'warm' || carry ? [] : rest
   if (command === 'adopt' && !target)
     throw new UserError('adopt needs the name of the container to adopt, e.g. dev-registry adopt kind-registry', 2)
   if (extra.length || (target && command !== 'adopt')) throw new UserError(`unexpected argument ${extra[0] ?? target}\n\n${USAGE}`, 2)
   if (args.purge && command !== 'rm') throw new UserError('--purge goes with rm', 2)
   for (const [flag, only] of Object.entries(FLAG_COMMAND))
-    if (args[flag] !== undefined && command !== only) throw new UserError(`--${flag} goes with ${only}`, 2)
+    if (args[flag] !== undefined && args[flag] !== false && command !== only) throw new UserError(`--${flag} goes with ${only}`, 2)
   const opts: Options = {
     command: command as Options['command'],
     target,
     images: command === 'warm' ? rest : [],
+    archive: carry ? rest[0] : null,
+    registries: carry ? rest.slice(1) : [],
+    manifests: args.file ?? null,
+    fromCluster: args['from-cluster'],
+    save: args.save,
+    gzip: args.gzip,
     configPath: args.config,
     json: args.json,
     purge: args.purge,
@@ -101,7 +142,12 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
   // 1. The config: a bad one stops here, before any docker command.
   const config = loadConfig({ configPath: opts.configPath })
+  // 2. One run at a time on these registries: a second waits and says for whom.
+  if (READ_ONLY.includes(opts.command)) return act(config, opts)
+  return withLock(config, `dev-registry ${opts.command}`, () => act(config, opts), { scope: 'registries' })
+}
 
+async function act(config: Config, opts: Options): Promise<number> {
   switch (opts.command) {
     case 'up': {
       const { changed } = await ensureRegistries(config)
@@ -120,6 +166,10 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       return warm(config, opts)
     case 'report':
       return report(config, opts)
+    case 'export':
+      return (await import('./lib/carry.ts')).exportCommand(config, opts.archive as string, opts.registries, opts)
+    case 'import':
+      return (await import('./lib/carry.ts')).importCommand(config, opts.archive as string, opts.registries, opts)
   }
 }
 
@@ -160,7 +210,7 @@ async function status(config: Config, json: boolean): Promise<number> {
         role: r.role,
         host: r.host,
         upstream: r.upstream,
-        address: `${r.bind}:${r.port}`,
+        address: r.address.host,
         port: r.port,
         state: !c ? 'missing' : ownedByUs ? c.state : 'not devreg’s',
         mode,
@@ -234,15 +284,18 @@ async function adopt(config: Config, name: string): Promise<number> {
 }
 
 async function warm(config: Config, opts: Options): Promise<number> {
-  const { hostPlatform, plainProgress, routeImages, summaryLines, ttyProgress, warmImages } = await import('./lib/warm.ts')
-  const images = opts.images.length ? opts.images : config.images
-  if (!images.length)
-    throw new UserError('nothing to warm: name images (dev-registry warm redis:7-alpine) or list them under images in the config', 2)
-  const targets = routeImages(config, images)
+  const { hostPlatform, plainProgress, summaryLines, ttyProgress, warmImages } = await import('./lib/warm.ts')
+  const { warmTargets } = await import('./lib/warm-list.ts')
+  const targets = await warmTargets(config, {
+    images: opts.images,
+    manifests: opts.manifests,
+    fromCluster: opts.fromCluster,
+    save: opts.save,
+    configPath: opts.configPath,
+  })
   const platforms = opts.platforms ?? (config.warm.platforms.length ? [...config.warm.platforms] : [hostPlatform()])
   if (settings.dryRun) {
-    for (const t of targets)
-      log.out(`would warm ${t.name} through ${t.cache.name} (${hostUrl(t.cache.bind, t.cache.port)}) for ${platforms.join(', ')}`)
+    for (const t of targets) log.out(`would warm ${t.name} through ${t.cache.name} (${t.cache.address.url}) for ${platforms.join(', ')}`)
     return 0
   }
   const progress = process.stderr.isTTY && !opts.json ? ttyProgress() : plainProgress()

@@ -17,9 +17,12 @@ import {
 import { type Config, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
+import { applyInCluster } from './lib/in-cluster.ts'
+import { withLock } from './lib/lock.ts'
 import { log, UserError } from './lib/log.ts'
 import { applyRegistries, attachRegistries, planRegistries } from './lib/registries.ts'
 import { findShadows } from './lib/shadows.ts'
+import { verifyPhase } from './lib/verify.ts'
 
 const USAGE = `Usage: dev-up [options]
 
@@ -30,6 +33,7 @@ local-registry-hosting ConfigMap and waits until the nodes are Ready.
 Options:
   --config PATH   read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]
   --recreate      delete and recreate a cluster that differs from the config
+  --no-verify     skip the last phase, verify (a probe pull per node and registry host)
   --dry-run       print every command and file instead of running or writing them
   --json          print a JSON summary on stdout
   --verbose, -v   echo every command
@@ -50,22 +54,29 @@ interface Summary {
   phases: Record<string, number>
   push: string
   pullInCluster: string
+  /** Probes per verdict; null when verify did not run (--no-verify, --dry-run). */
+  verify: Record<string, number> | null
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
   const args = openScript(
     argv,
-    { string: ['config'], boolean: ['recreate', 'dry-run', 'json', 'verbose', 'help'], alias: { v: 'verbose', h: 'help' } },
+    {
+      string: ['config'],
+      boolean: ['recreate', 'verify', 'dry-run', 'json', 'verbose', 'help'],
+      alias: { v: 'verbose', h: 'help' },
+      default: { verify: true },
+    },
     USAGE,
   )
   if (!args) return 0
   const config = loadConfig({ configPath: args.config })
-  const summary = await up(config, args.recreate)
+  const summary = await withLock(config, 'dev-up', () => up(config, args.recreate, args.verify))
   if (args.json) log.out(JSON.stringify(summary, null, 2))
   return 0
 }
 
-async function up(config: Config, recreate: boolean): Promise<Summary> {
+async function up(config: Config, recreate: boolean, verify = true): Promise<Summary> {
   const { provider, name } = config.cluster
   const phases: Record<string, number> = {}
   const phase = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
@@ -142,6 +153,9 @@ async function up(config: Config, recreate: boolean): Promise<Summary> {
     if (/created|configured/.test(out)) changes.push(`local-registry-hosting ConfigMap ${out.trim().split(' ').pop()}`)
   })
 
+  // Pods reach the registries by Service names kept on their current addresses (lib/in-cluster.ts).
+  await phase('in-cluster', async () => changes.push(...(await applyInCluster(config))))
+
   // 5. Ready nodes, within cluster.waitTimeout.
   await phase('ready', async () => {
     try {
@@ -153,9 +167,12 @@ async function up(config: Config, recreate: boolean): Promise<Summary> {
     }
   })
 
+  // 6. Every node pulls every registry host through its route's first registry (lib/verify.ts).
+  const verified = verify && !settings.dryRun ? await phase('verify', () => verifyPhase(config)) : null
+
   const local = config.registries[0]
-  const push = `localhost:${local.port}/NAME:TAG`
-  const pullInCluster = `localhost:${local.port}/NAME:TAG (or ${local.name}:5000/NAME:TAG)`
+  const push = `${local.address.host}/NAME:TAG`
+  const pullInCluster = `${local.address.host}/NAME:TAG (or ${local.address.inNetwork}/NAME:TAG)`
   if (!settings.dryRun) {
     log.info(
       changes.length
@@ -165,9 +182,9 @@ async function up(config: Config, recreate: boolean): Promise<Summary> {
     log.info(`\npush:    docker push ${push}`)
     log.info(`use:     image: ${pullInCluster}`)
     for (const r of config.registries.filter((x) => x.role === 'cache'))
-      log.info(`pulls of ${r.host}/* go through ${r.name} (localhost:${r.port} from the host)`)
+      log.info(`pulls of ${r.host}/* go through ${r.name} (${r.address.host} from the host)`)
   }
-  return { cluster: name, provider, context: kubeContext(config), created, changes, drift, phases, push, pullInCluster }
+  return { cluster: name, provider, context: kubeContext(config), created, changes, drift, phases, push, pullInCluster, verify: verified }
 }
 
 if (isMain(import.meta.url)) await run(main)

@@ -25,7 +25,8 @@ registries and the registry hosts nodes pull from. On this machine, in a
 short-lived container on the cluster network and in each node of the cluster:
 names resolve to the expected address, registries answer GET /v2/, and every
 node has exactly the mirror configuration dev-up writes. Prints a table and
-the fix for each failure. HOST limits the checks to those names.
+the fix for each failure. HOST limits the checks to those names. Whether
+pulls really take those routes is \`verify\`'s question (\`just verify\`).
 
 Options:
   --config PATH       read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]

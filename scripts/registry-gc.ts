@@ -9,8 +9,9 @@ import { type Config, loadConfig, type Registry } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
 import { type GcPlan, type Policy, parseAge, planGc, repoGlob } from './lib/gc.ts'
+import { withLock } from './lib/lock.ts'
 import { formatBytes, log, table, UserError } from './lib/log.ts'
-import { deleteManifest, hostUrl, mapLimit, waitForV2 } from './lib/registry.ts'
+import { deleteManifest, mapLimit, waitForV2 } from './lib/registry.ts'
 import { readSmallBlobs, readStorage, registryStats, type Storage } from './lib/storage.ts'
 
 const USAGE = `Usage: registry-gc --stats [options]
@@ -85,7 +86,12 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       `--keep-last does not apply to ${args.registry}: a cache evicts whole repositories; use --older-than AGE (last pulled) or --repo GLOB`,
       2,
     )
-  return gc(config, registries, containers, policy, { apply: args.apply, yes: args.yes, json: args.json })
+  const opts = { apply: args.apply, yes: args.yes, json: args.json }
+  if (!args.apply) return gc(config, registries, containers, policy, opts)
+  // --apply stops registries and deletes under them: one run at a time, planned
+  // from what Docker shows once the lock is ours (a run we waited for may have changed it).
+  const apply = async () => gc(config, registries, await docker.listContainers(), policy, opts)
+  return withLock(config, 'registry-gc --apply', apply, { scope: 'registries' })
 }
 
 function parsePolicy(args: Record<string, unknown>): Policy | null {
@@ -358,7 +364,7 @@ function printPlan(registry: Registry, plan: GcPlan): void {
 
 /** Deletes through the API (local), then garbage-collects with the registry stopped, and restores it as it was. */
 async function applyPlan(registry: Registry, plan: GcPlan, running: boolean): Promise<void> {
-  const base = hostUrl(registry.bind, registry.port)
+  const base = registry.address.url
   await mapLimit(plan.manifests, 8, async (m) => {
     if (settings.dryRun) log.out(`curl -X DELETE ${base}/v2/${m.repo}/manifests/${m.digest}`)
     else await deleteManifest(base, m.repo, m.digest)
@@ -368,11 +374,16 @@ async function applyPlan(registry: Registry, plan: GcPlan, running: boolean): Pr
   try {
     await docker.garbageCollect(registry.volume, registry.image, remove)
   } finally {
-    if (running) {
-      await docker.startContainer(registry.name)
-      if (!settings.dryRun) await waitForV2(base, 30_000)
-    }
+    if (running) await docker.startContainer(registry.name)
   }
+  if (!running || settings.dryRun) return
+  // Success means the registry serves again, not only that its container started.
+  const answer = await waitForV2(base, 30_000)
+  if (!answer.ok)
+    throw new UserError(
+      `${registry.name} does not answer GET ${base}/v2/ after garbage-collect restarted it (${answer.error ?? `HTTP ${answer.status}`}): \`docker logs ${registry.name}\` shows why`,
+    )
+  log.info(`${registry.name} restarted and answers GET /v2/ again`)
 }
 
 if (isMain(import.meta.url)) await run(main)

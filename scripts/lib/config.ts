@@ -191,6 +191,41 @@ export interface Registry {
   remotes: { url: string; path: string | null }[]
   /** Where in the config it comes from, for messages. */
   path: string
+  /** Every address it has, computed once here and used everywhere else. */
+  address: RegistryAddress
+}
+
+/** How a registry is reached from each place. */
+export interface RegistryAddress {
+  /** host:port on this machine, as pushes and image names write it: localhost:5001, 127.0.0.2:5001, [::1]:5001. */
+  host: string
+  /** The base URL of devreg's own requests: http://127.0.0.1:5001, http://[::1]:5001. */
+  url: string
+  /** docker run --publish: 127.0.0.1:5001:5000, [::1]:5001:5000. */
+  publish: string
+  /** NAME:5000, on the cluster network (nodes, other containers). */
+  inNetwork: string
+  /** http://NAME:5000. */
+  inNetworkUrl: string
+}
+
+/** distribution listens on 5000 inside its container. */
+export const REGISTRY_PORT = 5000
+
+/**
+ * The addresses of a registry published on bind:port. IPv6 binds are
+ * bracketed wherever a port follows; 127.0.0.1 is written localhost in image
+ * names, as kind's guide and every tool that reads the KEP-1755 ConfigMap do.
+ */
+export function registryAddress(name: string, bind: string, port: number): RegistryAddress {
+  const ip = bind.includes(':') ? `[${bind}]` : bind
+  return {
+    host: `${bind === '127.0.0.1' ? 'localhost' : ip}:${port}`,
+    url: `http://${ip}:${port}`,
+    publish: `${ip}:${port}:${REGISTRY_PORT}`,
+    inNetwork: `${name}:${REGISTRY_PORT}`,
+    inNetworkUrl: `http://${name}:${REGISTRY_PORT}`,
+  }
 }
 
 export interface Config extends ConfigFile {
@@ -332,21 +367,24 @@ export function resolveConfig(
       credentials: null,
       remotes: [],
       path: 'registry',
+      address: registryAddress(c.registry.name, c.registry.bind, c.registry.port),
     },
     ...c.mirrors.map((m, i): Registry => {
       const name = m.name ?? cacheName(m.host)
+      const port = m.port ?? 5100 + i + 1
       return {
         role: 'cache',
         name,
         image: m.image ?? c.registry.image,
         volume: m.volume ?? `${name}-data`,
         bind: c.registry.bind,
-        port: m.port ?? 5100 + i + 1,
+        port,
         host: m.host,
         upstream: m.upstream ?? defaultUpstream(m.host),
         credentials: m.credentials,
         remotes: m.remotes,
         path: `mirrors[${i}]`,
+        address: registryAddress(name, c.registry.bind, port),
       }
     }),
   ]

@@ -1,6 +1,7 @@
 // Every external command devreg runs goes through here, so that --dry-run can
 // print it and --verbose can echo it (which is how tests see them). Arguments are values
 // or arrays that zx quotes; no command string is ever built by hand.
+import { spawn as spawnChild } from 'node:child_process'
 import { writeFile as fsWriteFile, mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { $, quote } from 'zx'
@@ -157,4 +158,42 @@ export async function writeFile(path: string, content: string): Promise<void> {
   if (settings.verbose) log.info(`# write ${path}`)
   await mkdir(dirname(path), { recursive: true })
   await fsWriteFile(path, content, { mode: 0o600 })
+}
+
+export interface Streamed {
+  /** Its stdin, when asked for; its stdout, always. */
+  stdin: NodeJS.WritableStream | null
+  stdout: NodeJS.ReadableStream
+  /** Settles when it exits: a failure is a CommandError with its stderr. */
+  done: Promise<void>
+  /** Stops it (an aborted stream). */
+  kill: () => void
+}
+
+/**
+ * Runs a command whose stdout (and stdin) are byte streams too large to hold
+ * (a tar of a registry volume). Echoed under --verbose; callers decide what
+ * --dry-run does, as nothing here is printed instead of run.
+ */
+export function stream(argv: string[], opts: { stdin?: boolean } = {}): Streamed {
+  if (settings.verbose) log.info(`$ ${show(argv)}`)
+  const [cmd, ...args] = argv
+  const child = spawnChild(cmd, args, { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000)
+  })
+  // A reader that stops early closes the pipe: not an error of its own.
+  child.stdin?.on('error', () => {})
+  const done = new Promise<void>((resolve, reject) => {
+    child.on('error', (err) => reject(new CommandError(show(argv), err.message, knownFix(argv, { exitCode: 127, stderr: 'not found' }))))
+    child.on('close', (code) => {
+      if (code === 0) resolve()
+      else
+        reject(
+          new CommandError(show(argv), toolMessage({ exitCode: code, stdout: '', stderr }), knownFix(argv, { exitCode: code, stderr })),
+        )
+    })
+  })
+  return { stdin: child.stdin, stdout: child.stdout as NodeJS.ReadableStream, done, kill: () => child.kill() }
 }

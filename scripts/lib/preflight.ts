@@ -9,14 +9,25 @@ import * as docker from './docker.ts'
 import { probe } from './exec.ts'
 import { isLoopback } from './host.ts'
 import { type HostsEntry, parseHostsFile, shadowedRegistries } from './hosts-file.ts'
+import { endpointSliceAddresses } from './in-cluster.ts'
 import { table, UserError } from './log.ts'
-import { hostUrl, pingV2, type V2Answer } from './registry.ts'
-import { CERTS_D, isDevregHostsToml, K3S_REGISTRIES, k3sRegistries, k3sRegistriesData, kindHostsFiles, registryRoutes } from './render.ts'
+import { pingV2, type V2Answer } from './registry.ts'
+import {
+  CERTS_D,
+  IN_CLUSTER_NAMESPACE,
+  isDevregHostsToml,
+  K3S_REGISTRIES,
+  k3sRegistries,
+  k3sRegistriesData,
+  kindHostsFiles,
+  registryRoutes,
+  serviceName,
+} from './render.ts'
 
 export type Status = 'pass' | 'fail' | 'warn' | 'skip'
 
 export interface Check {
-  /** resolve | registry | mirror | containerd | docker-mirror | shadow */
+  /** resolve | registry | mirror | containerd | service | docker-mirror | shadow */
   check: string
   /** The name, registry or registry host checked. */
   subject: string
@@ -94,6 +105,8 @@ export interface Observed {
   image: string
   cluster: { provider: Provider; name: string; found: boolean }
   nodes: NodeView[]
+  /** Registry name → the addresses its EndpointSlice holds (null: none), or why it could not be read; empty without a cluster. */
+  slices?: Map<string, { addresses: string[] | null; error: string | null }>
 }
 
 /** The mirror configuration devreg writes into every node, per registry host, normalised for comparison. */
@@ -181,7 +194,7 @@ export async function observe(config: Config, sel: Selection, hostsFile: { path:
   const found = findClusters(config.cluster.name, containers).find((c) => c.provider === config.cluster.provider) ?? null
   const inNetworkNames = [...sel.hosts.map((h) => h.name), ...sel.registries.map((r) => r.name)]
   const image = config.preflight.image ?? config.registry.image
-  const [host, v2, daemonMirrors, addresses, inNetwork, nodes] = await Promise.all([
+  const [host, v2, daemonMirrors, addresses, inNetwork, nodes, slices] = await Promise.all([
     mapAsync(
       sel.hosts,
       (h) => h.name,
@@ -190,7 +203,7 @@ export async function observe(config: Config, sel: Selection, hostsFile: { path:
     mapAsync(
       sel.registries,
       (r) => r.name,
-      (r) => pingV2(hostUrl(r.bind, r.port)),
+      (r) => pingV2(r.address.url),
     ),
     checksDaemon(sel) ? docker.daemonMirrors() : Promise.resolve(null),
     networkExists ? docker.networkAddresses(config.network) : Promise.resolve(new Map<string, string>()),
@@ -199,6 +212,13 @@ export async function observe(config: Config, sel: Selection, hostsFile: { path:
       ? resolveIn(['docker', 'run', '--rm', '--pull', 'never', '--network', config.network, '--entrypoint', 'sh', image], inNetworkNames)
       : Promise.resolve(null),
     found ? Promise.all(found.nodes.map((n) => observeNode(config.cluster.provider, sel, n, inNetworkNames))) : Promise.resolve([]),
+    found
+      ? mapAsync(
+          sel.registries,
+          (r) => r.name,
+          (r) => endpointSliceAddresses(config, r),
+        )
+      : Promise.resolve(new Map()),
   ])
   return {
     hostsFile: { path: hostsFile.path, entries: parseHostsFile(hostsFile.text) },
@@ -211,6 +231,7 @@ export async function observe(config: Config, sel: Selection, hostsFile: { path:
     image,
     cluster: { provider: config.cluster.provider, name: config.cluster.name, found: found !== null },
     nodes,
+    slices,
   }
 }
 
@@ -324,7 +345,7 @@ function v2Verdict(r: Registry, answer: V2Answer, where: string, state: string |
 function dockerMirror(config: Config, mirrors: string[] | null): Verdict | null {
   const cache = config.registries.find((r) => r.host === 'docker.io')
   if (!cache || mirrors === null) return null
-  const url = hostUrl(cache.bind, cache.port)
+  const url = cache.address.url
   const listed = mirrors.some((m) => {
     try {
       const u = new URL(m)
@@ -343,6 +364,26 @@ function dockerMirror(config: Config, mirrors: string[] | null): Verdict | null 
     detail: `the Docker daemon does not pull docker.io through ${cache.name}: \`docker build\` FROM lines and node-image pulls bypass the cache`,
     fix: `add to /etc/docker/daemon.json (merged with what is there; devreg never edits it), then restart Docker: ${JSON.stringify(snippet)}`,
   }
+}
+
+/** An EndpointSlice must hold the address the registry has on the cluster network now. */
+function sliceVerdict(
+  r: Registry,
+  where: string,
+  slice: { addresses: string[] | null; error: string | null },
+  network: Observed['network'],
+): Verdict {
+  if (slice.error === 'kubectl not found') return { status: 'skip', detail: 'kubectl not found', fix: null }
+  if (slice.error) return fail(`cannot read EndpointSlice ${where}: ${slice.error}`, '`just dev-up` (the cluster must be running)')
+  if (!slice.addresses) return fail(`no EndpointSlice ${where}: pods cannot reach ${r.name} by its Service`, '`just dev-up` creates it')
+  const current = network.addresses.get(r.name)
+  if (!current) return fail(`${r.name} has no address on ${network.name}`, '`just dev-up` attaches it and updates the EndpointSlice')
+  if (slice.addresses.length === 1 && slice.addresses[0] === current)
+    return pass(`EndpointSlice ${where} holds ${current}, its address on ${network.name}`)
+  return fail(
+    `EndpointSlice ${where} holds ${addressList(slice.addresses)}, but ${r.name} is at ${current} on ${network.name} (recreated since): pods reach the wrong address`,
+    '`just dev-up` updates it',
+  )
 }
 
 /** Every check's verdict, in a stable order: names, registries, mirrors, then the host's Docker and /etc/hosts. */
@@ -444,7 +485,15 @@ export function evaluate(config: Config, sel: Selection, obs: Observed): Check[]
       )
   }
 
-  // 4. This machine's Docker daemon and /etc/hosts.
+  // 4. Each registry's EndpointSlice, which pods reach it through: its current address.
+  for (const r of sel.registries) {
+    const where = `${IN_CLUSTER_NAMESPACE}/${serviceName(r)}`
+    const slice = obs.slices?.get(r.name)
+    // Without a cluster the node checks already say so.
+    if (obs.cluster.found && slice) add('service', r.name, 'cluster', sliceVerdict(r, where, slice, obs.network))
+  }
+
+  // 5. This machine's Docker daemon and /etc/hosts.
   const daemon = checksDaemon(sel) ? dockerMirror(config, obs.daemonMirrors) : null
   if (daemon) add('docker-mirror', 'docker.io', 'host', daemon)
   const shadows = shadowedRegistries(obs.hostsFile.entries)

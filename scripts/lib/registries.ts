@@ -12,7 +12,7 @@ import * as docker from './docker.ts'
 import { settings } from './exec.ts'
 import { portFree } from './host.ts'
 import { EXIT, type ExitCode, formatBytes, log, UserError } from './log.ts'
-import { hostUrl, waitForV2 } from './registry.ts'
+import { waitForV2 } from './registry.ts'
 import { type ContainerSpec, credentialedContainer, LABEL, registryContainer } from './render.ts'
 
 export type Action = 'create' | 'recreate' | 'start' | 'none'
@@ -185,23 +185,21 @@ export async function applyRegistries(
       (name) => existing.find((s) => s.registry.name === name)?.current ?? null,
     )
   if (!settings.dryRun) {
-    const answers = await Promise.all(
-      steps.map(async (s) => ({ step: s, answer: await waitForV2(hostUrl(s.registry.bind, s.registry.port), 30_000) })),
-    )
+    const answers = await Promise.all(steps.map(async (s) => ({ step: s, answer: await waitForV2(s.registry.address.url, 30_000) })))
     const down = answers.filter((a) => !a.answer.ok)
     if (down.length)
       throw new UserError(
         down
           .map(
             ({ step, answer }) =>
-              `${step.registry.name} does not answer GET ${hostUrl(step.registry.bind, step.registry.port)}/v2/ (${answer.error ?? `HTTP ${answer.status}`}): see \`docker logs ${step.registry.name}\``,
+              `${step.registry.name} does not answer GET ${step.registry.address.url}/v2/ (${answer.error ?? `HTTP ${answer.status}`}): see \`docker logs ${step.registry.name}\``,
           )
           .join('\n'),
       )
   }
   for (const s of steps)
     (s.action === 'none' || settings.dryRun ? log.info : log.ok)(
-      `${s.registry.name.padEnd(28)} ${hostUrl(s.registry.bind, s.registry.port).padEnd(24)} ${(settings.dryRun ? PLAN : APPLY)[s.action]}${s.action === 'none' ? '' : ` (${s.reason})`}`,
+      `${s.registry.name.padEnd(28)} ${s.registry.address.url.padEnd(24)} ${(settings.dryRun ? PLAN : APPLY)[s.action]}${s.action === 'none' ? '' : ` (${s.reason})`}`,
     )
   return { changed: steps.filter((s) => s.action !== 'none').length }
 }

@@ -74,7 +74,7 @@ export function credentialedContainer(r: Registry, credentialDigest: string | un
     '--restart=always',
     ...labels.flatMap((l) => ['--label', l]),
     '--publish',
-    `${r.bind.includes(':') ? `[${r.bind}]` : r.bind}:${r.port}:5000`,
+    r.address.publish,
     '--volume',
     `${r.volume}:${REGISTRY_DATA}`,
     // Registries run for months: rotate their logs.
@@ -133,22 +133,24 @@ export interface Route {
   description: string
 }
 
-const inNetwork = (r: Registry) => `http://${r.name}:5000`
-
 /** The routing every node gets, from which hosts.toml (kind) and registries.yaml (k3d) are rendered. */
 export function registryRoutes(config: Config): Route[] {
   const local = config.registries.find((r) => r.role === 'local') as Registry
-  const localHost = `${config.registry.bind === '127.0.0.1' ? 'localhost' : config.registry.bind}:${local.port}`
   const covered = (host: string) => config.aliases.some((a) => a === host || a.startsWith(`${host}/`))
   // The local registry is listed as a host as well as the server: containerd
   // 1.6 ignores a hosts.toml that has a server and no host (seen here).
-  const localOnly = [{ url: inNetwork(local), overridePath: false }]
+  const localOnly = [{ url: local.address.inNetworkUrl, overridePath: false }]
   const routes: Route[] = [
-    { host: localHost, endpoints: localOnly, server: inNetwork(local), description: 'the local registry, as pushed to from the host' },
     {
-      host: `${local.name}:5000`,
+      host: local.address.host,
       endpoints: localOnly,
-      server: inNetwork(local),
+      server: local.address.inNetworkUrl,
+      description: 'the local registry, as pushed to from the host',
+    },
+    {
+      host: local.address.inNetwork,
+      endpoints: localOnly,
+      server: local.address.inNetworkUrl,
       description: 'the local registry, by its name on the cluster network',
     },
   ]
@@ -158,8 +160,8 @@ export function registryRoutes(config: Config): Route[] {
     routes.push({
       host,
       endpoints: [
-        ...(covered(host) ? [{ url: inNetwork(local), overridePath: false }] : []),
-        { url: inNetwork(cache), overridePath: false },
+        ...(covered(host) ? [{ url: local.address.inNetworkUrl, overridePath: false }] : []),
+        { url: cache.address.inNetworkUrl, overridePath: false },
         ...cache.remotes.map((m) => ({
           url: `${m.url.replace(/\/+$/, '')}${m.path && m.path !== '/' ? m.path : ''}`,
           overridePath: Boolean(m.path && !/^\/(v2\/?)?$/.test(m.path)),
@@ -177,7 +179,7 @@ export function registryRoutes(config: Config): Route[] {
     routes.push({
       host,
       endpoints: localOnly,
-      server: hostOnly ? inNetwork(local) : `https://${host}`,
+      server: hostOnly ? local.address.inNetworkUrl : `https://${host}`,
       description: `${host}: alias of the local registry${hostOnly ? ' (no public fallback)' : ', then the host itself'}`,
     })
   }
@@ -306,18 +308,23 @@ function goValue(v: unknown): unknown {
   return v === null || v === '' || v === false || v === 0 ? undefined : v
 }
 
-/** The KEP-1755 local-registry-hosting ConfigMap, with the fields kind's guide (kind) or k3d itself (k3d) writes. */
+/**
+ * The KEP-1755 local-registry-hosting ConfigMap, with the fields kind's guide
+ * (kind) or k3d itself (k3d) writes. hostFromClusterNetwork ("as seen from
+ * networking inside the container pods") is the registry's Service, which
+ * dev-up keeps pointing at the container's current address on both providers.
+ */
 export function registryHostingConfigMap(config: Config): string {
   const local = config.registries.find((r) => r.role === 'local') as Registry
-  const host = `${local.bind === '127.0.0.1' ? 'localhost' : local.bind}:${local.port}`
-  const inCluster = `${local.name}:5000`
+  const host = local.address.host
+  const fromPods = serviceHost(local)
   const hosting =
     config.cluster.provider === 'kind'
-      ? { host, hostFromClusterNetwork: inCluster, help: 'https://kind.sigs.k8s.io/docs/user/local-registry/' }
+      ? { host, hostFromClusterNetwork: fromPods, help: 'https://kind.sigs.k8s.io/docs/user/local-registry/' }
       : {
           host,
-          hostFromContainerRuntime: inCluster,
-          hostFromClusterNetwork: inCluster,
+          hostFromContainerRuntime: `${local.name}:5000`,
+          hostFromClusterNetwork: fromPods,
           help: 'https://k3d.io/stable/usage/registries/#using-a-local-registry',
         }
   return stringifyYaml({
@@ -326,4 +333,79 @@ export function registryHostingConfigMap(config: Config): string {
     metadata: { name: 'local-registry-hosting', namespace: 'kube-public' },
     data: { 'localRegistryHosting.v1': stringifyYaml(hosting) },
   })
+}
+
+/** The namespace of devreg's own objects in the cluster. */
+export const IN_CLUSTER_NAMESPACE = 'devreg'
+/** kind (kubeadm's networking.dnsDomain) and k3s (--cluster-domain) both default to it; devreg sets neither. */
+const CLUSTER_DOMAIN = 'cluster.local'
+const OWNED = { 'app.kubernetes.io/managed-by': 'devreg' }
+/** The Service port and the EndpointSlice port it maps to share this name (kube-proxy pairs them by name). */
+const PORT_NAME = 'registry'
+
+/** A registry's Service name: its container name, a DNS-1123 label; a Service name must also start with a letter (DNS-1035). */
+export const serviceName = (r: Registry) => (/^[a-z]/.test(r.name) ? r.name : `registry-${r.name}`.slice(0, 63).replace(/-+$/, ''))
+
+/**
+ * Where pods reach a registry: its Service by the fully qualified name, which
+ * resolves alike from every namespace and whatever a pod's search list, and is
+ * what the CoreDNS rewrite of a hostname alias must name.
+ */
+export const serviceHost = (r: Registry) => `${serviceName(r)}.${IN_CLUSTER_NAMESPACE}.svc.${CLUSTER_DOMAIN}:5000`
+
+/**
+ * The namespace, then per registry a Service without a selector and the one
+ * EndpointSlice behind it, holding the container's address on the cluster
+ * network (seed 000's "Service (no selector) plus EndpointSlice" in place of
+ * an ExternalName hop). Fields as the Kubernetes API reference (v1 Service,
+ * discovery.k8s.io/v1 EndpointSlice) defines them; one multi-document YAML.
+ */
+export function inClusterManifests(endpoints: { registry: Registry; address: string }[]): string {
+  const ns = IN_CLUSTER_NAMESPACE
+  const docs: unknown[] = [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: OWNED } }]
+  for (const { registry: r, address } of endpoints) {
+    const name = serviceName(r)
+    const labels = { ...OWNED, [LABEL.role]: r.role }
+    docs.push(
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name, namespace: ns, labels },
+        spec: { ports: [{ name: PORT_NAME, port: 5000, targetPort: 5000, protocol: 'TCP' }] },
+      },
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: {
+          name,
+          namespace: ns,
+          // service-name ties the slice to its Service; managed-by keeps the
+          // EndpointSlice controllers off it (API reference, "EndpointSlice").
+          labels: { ...labels, 'kubernetes.io/service-name': name, 'endpointslice.kubernetes.io/managed-by': 'devreg' },
+        },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: [address], conditions: { ready: true } }],
+        ports: [{ name: PORT_NAME, port: 5000, protocol: 'TCP' }],
+      },
+    )
+  }
+  return docs.map((d) => stringifyYaml(d)).join('---\n')
+}
+
+/** k3s's CoreDNS imports every `*.override` key of this ConfigMap into its main server block (k3s manifests/coredns.yaml). */
+export const COREDNS_CUSTOM = { namespace: 'kube-system', name: 'coredns-custom', key: 'devreg.override' }
+
+/**
+ * The devreg.override snippet that makes each hostname alias resolve, in pods,
+ * to the local registry's Service; null without one. An `exact` name rewrite
+ * also maps the answer back to the name asked (CoreDNS rewrite README,
+ * "Response Rewrites").
+ */
+export function corednsOverride(config: Config): string | null {
+  const names = [...new Set(hostnameAliases(config).map((a) => a.replace(/:\d+$/, '')))]
+  if (!names.length) return null
+  const local = config.registries.find((r) => r.role === 'local') as Registry
+  const target = serviceHost(local).replace(/:\d+$/, '')
+  const lines = names.map((n) => `rewrite name exact ${n} ${target}`)
+  return `# Written by devreg (dev-up): hostname aliases of the local registry, as its Service.\n${lines.join('\n')}\n`
 }

@@ -3,7 +3,7 @@
 // So anything pushed locally under a docker.io path (library/nginx) is what
 // every node gets for that docker.io image, cluster-wide.
 import type { Config, Registry } from './config.ts'
-import { hostUrl, listRepositories } from './registry.ts'
+import { listRepositories } from './registry.ts'
 
 export interface Shadow {
   /** The cached upstream host, e.g. docker.io. */
@@ -35,7 +35,7 @@ export function shadows(config: Config, local: string[], cached: Map<string, str
 export async function findShadows(config: Config): Promise<Shadow[]> {
   const covered = aliasedCaches(config)
   if (!covered.length) return []
-  const catalog = (r: Registry) => listRepositories(hostUrl(r.bind, r.port)).catch(() => [] as string[])
+  const catalog = (r: Registry) => listRepositories(r.address.url).catch(() => [] as string[])
   const local = config.registries.find((r) => r.role === 'local') as Registry
   const [mine, ...theirs] = await Promise.all([catalog(local), ...covered.map(({ cache }) => catalog(cache))])
   return shadows(config, mine, new Map(covered.map(({ cache }, i) => [cache.name, theirs[i]])))

@@ -12,7 +12,6 @@ import { chalk, formatBytes, log, UserError } from './log.ts'
 import {
   type Descriptor,
   getManifest,
-  hostUrl,
   type ImageReference,
   isIndex,
   type ManifestDocument,
@@ -284,7 +283,7 @@ interface CacheState {
 }
 
 async function observeCache(cache: Registry): Promise<CacheState> {
-  const base = hostUrl(cache.bind, cache.port)
+  const base = cache.address.url
   const answer = await pingV2(base, 5000)
   if (!answer.ok)
     throw new UserError(

@@ -5,10 +5,11 @@ import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
+import { parse as parseYaml } from 'yaml'
 import { $ } from 'zx'
 import { criPull, criRemove } from '../support/cri.ts'
 import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry } from '../support/fixture.ts'
-import { sampleImage } from '../support/images.ts'
+import { REGISTRY_IMAGE, sampleImage } from '../support/images.ts'
 import { containerId, manifestBlobs, pull, seed, servedBlobBytes, waitStored } from '../support/registry.ts'
 
 const q = () => $({ quiet: true })
@@ -36,6 +37,14 @@ for (const { line, image } of rigNodeImages())
       aliases: ['docker.io/acme'],
     })
 
+    /** What the kubectl stand-in keeps for the cluster (namespace/kind-name.yaml), parsed; null when absent. */
+    const applied = (path: string) => {
+      const file = join(env.DEVREG_STANDIN_STATE, `kind-${clusterName}`, path)
+      return existsSync(file) ? parseYaml(readFileSync(file, 'utf8')) : null
+    }
+    const addressOn = async (container: string) =>
+      (await q()`docker inspect --format ${`{{(index .NetworkSettings.Networks "${network}").IPAddress}}`} ${container}`).stdout.trim()
+
     beforeAll(async () => {
       env = kindEnv(fx)
       network = await fx.network('kind')
@@ -49,7 +58,8 @@ for (const { line, image } of rigNodeImages())
       const r = await devUp()
       if (r.code !== 0) console.error(r.stderr)
       expect(r.code).toBe(0)
-      for (const p of ['registries', 'cluster', 'mirrors', 'configmap', 'ready']) expect(r.stderr).toMatch(new RegExp(`${p}: \\d+\\.\\d+s`))
+      for (const p of ['registries', 'cluster', 'mirrors', 'configmap', 'in-cluster', 'ready'])
+        expect(r.stderr).toMatch(new RegExp(`${p}: \\d+\\.\\d+s`))
       expect(r.stderr).toContain(`docker push localhost:${registry.port}/NAME:TAG`)
     })
     afterAll(async () => {
@@ -85,7 +95,18 @@ for (const { line, image } of rigNodeImages())
         'utf8',
       )
       expect(cm).toContain(`host: localhost:${registry.port}`)
-      expect(cm).toContain(`hostFromClusterNetwork: ${registry.name}:5000`)
+      expect(cm).toContain(`hostFromClusterNetwork: ${registry.name}.devreg.svc.cluster.local:5000`)
+    })
+
+    test('pods reach each registry by its Service, whose EndpointSlice holds the container’s address on the kind network', async () => {
+      for (const name of [registry.name, cache.name]) {
+        const slice = applied(`devreg/endpointslice-${name}.yaml`)
+        expect(slice.metadata.labels['kubernetes.io/service-name']).toBe(name)
+        expect(slice.endpoints).toEqual([{ addresses: [await addressOn(name)], conditions: { ready: true } }])
+        expect(applied(`devreg/service-${name}.yaml`).spec.ports[0].name).toBe(slice.ports[0].name)
+      }
+      // kind's CoreDNS is left alone.
+      expect(applied('kube-system/configmap-coredns-custom.yaml')).toBeNull()
     })
 
     test('docker.io/library images pull through the docker.io cache, which fetches them from the upstream and keeps them', async () => {
@@ -149,6 +170,31 @@ for (const { line, image } of rigNodeImages())
       expect([await containerId(registry.name), await containerId(cache.name), await containerId(node)]).toEqual(ids)
     })
 
+    test('a registry recreated at another address: the next dev-up updates its EndpointSlice and changes nothing else', async () => {
+      const before = await addressOn(registry.name)
+      await q()`docker rm -f ${registry.name}`
+      // Another container takes the freed address, so the registry cannot get it back.
+      await q()`docker run -d --name ${fx.name('squatter')} --network ${network} ${REGISTRY_IMAGE}`
+      const r = await devUp(['--json'])
+      if (r.code !== 0) console.error(r.stderr)
+      expect(r.code).toBe(0)
+      const after = await addressOn(registry.name)
+      expect(after).not.toBe(before)
+      expect(JSON.parse(r.stdout).changes).toEqual([
+        '1 registry created or updated',
+        `endpointslice.discovery.k8s.io/${registry.name} configured (namespace devreg)`,
+      ])
+      expect(applied(`devreg/endpointslice-${registry.name}.yaml`).endpoints[0].addresses).toEqual([after])
+      const pre = await runScript('preflight-dns', ['--config', config, '--json'], { env })
+      const services = (JSON.parse(pre.stdout).checks as { check: string; subject: string; status: string }[]).filter(
+        (c) => c.check === 'service',
+      )
+      expect(services.map((c) => [c.subject, c.status])).toEqual([
+        [registry.name, 'pass'],
+        [cache.name, 'pass'],
+      ])
+    })
+
     test('a local image that shadows a cached docker.io image is named in a warning', async () => {
       // alpha is in the docker.io cache; the alias puts the local registry first for all of docker.io.
       await q()`docker tag ${sampleImage('delta')} ${`127.0.0.1:${registry.port}/library/alpha:1`}`
@@ -201,6 +247,16 @@ for (const { line, image } of rigNodeImages())
       expect((await criPull(node, 'docker.io/library/beta:1')).error).toBeUndefined()
       expect(await servedBlobBytes(cache.name)).toBeGreaterThan(before)
       expect((await criPull(node, `localhost:${registry.port}/app:dev`)).error).toBeUndefined()
+    })
+
+    test('dev-down --purge removes what devreg applied in the cluster before deleting it', async () => {
+      expect(applied('_cluster/namespace-devreg.yaml')).not.toBeNull()
+      const r = await devDown('--purge', '--yes')
+      expect(r.code).toBe(0)
+      expect(r.stderr).toContain('removed namespace devreg')
+      expect(applied('_cluster/namespace-devreg.yaml')).toBeNull()
+      expect(applied(`devreg/endpointslice-${registry.name}.yaml`)).toBeNull()
+      expect((await $({ quiet: true, nothrow: true })`docker inspect ${node}`).exitCode).not.toBe(0)
     })
 
     test('dev-down of a cluster that does not exist says so and exits 0; --purge keeps the local registry', async () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { $ } from 'zx'
 import type { Check } from '../../scripts/lib/preflight.ts'
 import { Fixture, freePort, integration, kindEnv, ROOT, rigNodeImages, runScript, testRegistry } from '../support/fixture.ts'
-import { NODE_IMAGE, REGISTRY_IMAGE } from '../support/images.ts'
+import { NODE_CONTAINERD2_IMAGE, REGISTRY_IMAGE } from '../support/images.ts'
 import { eventually } from '../support/registry.ts'
 
 const q = () => $({ quiet: true })
@@ -132,9 +132,10 @@ integration('preflight-dns', () => {
     })`${join(ROOT, 'node_modules/.bin/bun')} ${join(ROOT, 'scripts/preflight-dns.ts')} --config ${config} ${registry.name}`
     expect(human.exitCode).toBe(0)
     const lines = human.stdout.split('\n')
-    expect(lines[0].split(/\s+/)).toEqual(['CHECK', 'NAME', 'HOST', 'CONTAINER', node.toUpperCase()])
-    expect(lines[1].split(/\s+/)).toEqual(['resolve', registry.name, '-', 'ok', 'ok'])
-    expect(lines[2].split(/\s+/)).toEqual(['registry', registry.name, 'ok', '-', 'ok'])
+    // The cluster column holds checks of the cluster's API objects (the registry's Service).
+    expect(lines[0].split(/\s+/)).toEqual(['CHECK', 'NAME', 'HOST', 'CONTAINER', node.toUpperCase(), 'CLUSTER'])
+    expect(lines[1].split(/\s+/)).toEqual(['resolve', registry.name, '-', 'ok', 'ok', '-'])
+    expect(lines[2].split(/\s+/)).toEqual(['registry', registry.name, 'ok', '-', 'ok', '-'])
     expect(human.stdout).toMatch(/\n\d+ passed, 0 failed, 0 warnings, 0 skipped\n$/)
     expect(r.code).toBe(0)
   })
@@ -279,7 +280,7 @@ integration('preflight-dns', () => {
       const name = fx.name('k')
       server = `k3d-${name}-server-0`
       k3d = fx.config(
-        doc({ cluster: { provider: 'k3d', name, network: await fx.network('k3d'), nodeImage: NODE_IMAGE, waitTimeout: '60s' } }),
+        doc({ cluster: { provider: 'k3d', name, network: await fx.network('k3d'), nodeImage: NODE_CONTAINERD2_IMAGE, waitTimeout: '60s' } }),
         'k3d.yaml',
       )
       const up = await runScript('dev-up', ['--config', k3d], { env })

@@ -3,14 +3,15 @@
 // stand-in, on containerd 2 nodes) reads only when nodes start, and which k3d
 // hands the nodes re-serialised, so devreg compares it as data.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
+import { parse as parseYaml } from 'yaml'
 import { $ } from 'zx'
 import { criPull } from '../support/cri.ts'
 import { Fixture, freePort, integration, runScript, standInEnv, testRegistry } from '../support/fixture.ts'
-import { NODE_CONTAINERD2_IMAGE, sampleImage } from '../support/images.ts'
+import { NODE_CONTAINERD2_IMAGE, REGISTRY_IMAGE, sampleImage } from '../support/images.ts'
 import { containerId, seed, servedBlobBytes } from '../support/registry.ts'
 
 const K3S_CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
@@ -49,6 +50,16 @@ integration('dev-up with k3d', () => {
     )
     return Object.fromEntries(names.map((n, i) => [n, started[i]]))
   }
+
+  /** What the kubectl stand-in keeps for the cluster: namespace/kind-name.yaml, parsed; null when absent. */
+  const applied = (path: string) => {
+    const file = join(env.DEVREG_STANDIN_STATE, `k3d-${clusterName}`, path)
+    return existsSync(file) ? parseYaml(readFileSync(file, 'utf8')) : null
+  }
+  const addressOn = async (container: string) =>
+    (
+      await $({ quiet: true })`docker inspect --format ${`{{(index .NetworkSettings.Networks "${network}").IPAddress}}`} ${container}`
+    ).stdout.trim()
 
   beforeAll(async () => {
     env = standInEnv(fx)
@@ -132,6 +143,50 @@ integration('dev-up with k3d', () => {
     expect(lb.exitCode).not.toBe(0)
   })
 
+  test('pods reach the local registry by its Service: the EndpointSlice holds its address on the network, which hostFromClusterNetwork names', async () => {
+    for (const name of [registry.name, cache.name]) {
+      expect(applied(`devreg/service-${name}.yaml`).spec.ports).toEqual([
+        { name: 'registry', port: 5000, targetPort: 5000, protocol: 'TCP' },
+      ])
+      const slice = applied(`devreg/endpointslice-${name}.yaml`)
+      expect(slice.metadata.labels['kubernetes.io/service-name']).toBe(name)
+      expect(slice.endpoints).toEqual([{ addresses: [await addressOn(name)], conditions: { ready: true } }])
+    }
+    const hosting = parseYaml(applied('kube-public/configmap-local-registry-hosting.yaml').data['localRegistryHosting.v1'])
+    expect(hosting.hostFromClusterNetwork).toBe(`${registry.name}.devreg.svc.cluster.local:5000`)
+    expect(hosting.hostFromContainerRuntime).toBe(`${registry.name}:5000`)
+    // No hostname alias yet: devreg puts nothing into CoreDNS.
+    expect(applied('kube-system/configmap-coredns-custom.yaml')).toBeNull()
+  })
+
+  test('a registry recreated at another address: the next dev-up updates its EndpointSlice and changes nothing else', async () => {
+    const before = await addressOn(registry.name)
+    const service = applied(`devreg/service-${registry.name}.yaml`)
+    await $({ quiet: true })`docker rm -f ${registry.name}`
+    // Another container takes the freed address, so the registry cannot get it back.
+    await $({ quiet: true })`docker run -d --name ${fx.name('squatter')} --network ${network} ${REGISTRY_IMAGE}`
+    const r = await devUp('--json')
+    if (r.code !== 0) console.error(r.stderr)
+    expect(r.code).toBe(0)
+    const after = await addressOn(registry.name)
+    expect(after).not.toBe(before)
+    expect(JSON.parse(r.stdout).changes).toEqual([
+      '1 registry created or updated',
+      `endpointslice.discovery.k8s.io/${registry.name} configured (namespace devreg)`,
+    ])
+    expect(applied(`devreg/endpointslice-${registry.name}.yaml`).endpoints[0].addresses).toEqual([after])
+    expect(applied(`devreg/service-${registry.name}.yaml`)).toEqual(service)
+    const pre = await runScript('preflight-dns', ['--config', config, '--json'], { env })
+    const checks = (JSON.parse(pre.stdout).checks as { check: string; subject: string; status: string; detail: string }[]).filter(
+      (c) => c.check === 'service',
+    )
+    expect(checks.map((c) => [c.subject, c.status])).toEqual([
+      [registry.name, 'pass'],
+      [cache.name, 'pass'],
+    ])
+    expect(JSON.parse((await devUp('--json')).stdout).changes).toEqual([])
+  })
+
   test('preflight finds every node’s mirrors as devreg writes them, in k3d’s serialisation', async () => {
     const r = await runScript('preflight-dns', ['--config', config, '--json'], { env })
     const mirrors = (JSON.parse(r.stdout).checks as { check: string; subject: string; status: string; detail: string }[]).filter(
@@ -191,6 +246,10 @@ integration('dev-up with k3d', () => {
 
     const again = await devUp('--json')
     expect(JSON.parse(again.stdout)).toMatchObject({ changes: [], drift: [] })
+    // In pods the alias resolves to the Service: k3s's CoreDNS imports coredns-custom's *.override keys.
+    expect(applied('kube-system/configmap-coredns-custom.yaml').data).toEqual({
+      'devreg.override': `# Written by devreg (dev-up): hostname aliases of the local registry, as its Service.\nrewrite name exact registry.dev.local ${registry.name}.devreg.svc.cluster.local\n`,
+    })
   })
 
   test('behind a proxy the nodes get NO_PROXY with every registry name, after the user’s own', async () => {
@@ -220,5 +279,19 @@ integration('dev-up with k3d', () => {
     expect((await $({ quiet: true, nothrow: true })`docker inspect ${server}`).exitCode).not.toBe(0)
     expect((await $({ quiet: true, nothrow: true })`docker network inspect ${network}`).exitCode).toBe(0)
     expect(await containerId(cache.name)).toBeTruthy()
+  })
+
+  test('dev-down --purge removes what devreg applied in the cluster before deleting it', async () => {
+    const up = await devUp()
+    expect(up.code).toBe(0)
+    expect(applied(`devreg/endpointslice-${registry.name}.yaml`)).not.toBeNull()
+    const r = await runScript('dev-down', ['--config', config, '--purge', '--yes'], { env })
+    expect(r.code).toBe(0)
+    expect(r.stderr).toContain('removed namespace devreg')
+    expect(r.stderr).toContain('removed devreg.override of kube-system/coredns-custom')
+    expect(applied('_cluster/namespace-devreg.yaml')).toBeNull()
+    expect(applied(`devreg/service-${registry.name}.yaml`)).toBeNull()
+    expect(applied('kube-system/configmap-coredns-custom.yaml')).toBeNull()
+    expect((await $({ quiet: true, nothrow: true })`docker inspect ${server}`).exitCode).not.toBe(0)
   })
 })

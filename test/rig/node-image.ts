@@ -7,6 +7,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
+import { compileCrictl, crictlDigest } from '../support/crictl.ts'
 import { rigDocker } from './engine.ts'
 import { PACKAGES, packageTree, RIG_CACHE } from './packages.ts'
 
@@ -74,11 +75,13 @@ function contextDigest(): string {
 export async function nodeImage(line: ContainerdLine): Promise<string> {
   const tree = await packageTree(line)
   const base = await baseImage()
-  const ref = `devreg-rig/kind-node:${line}-${digest(base, tree, contextDigest())}`
+  const ref = `devreg-rig/kind-node:${line}-${digest(base, tree, contextDigest(), crictlDigest())}`
   if (await imageExists(ref)) return ref
   const ctx = mkdtempSync(join(tmpdir(), 'devreg-kind-node-'))
   try {
     cpSync(CONTEXT, ctx, { recursive: true })
+    // Real kind nodes have cri-tools' crictl in /usr/local/bin; Debian has none.
+    await compileCrictl(join(ctx, 'crictl'))
     // Binaries, the systemd unit and libraries only: docs and completions stay out.
     for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib'])
       if (existsSync(join(tree, dir))) cpSync(join(tree, dir), join(ctx, 'containerd', dir), { recursive: true, verbatimSymlinks: true })

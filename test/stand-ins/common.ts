@@ -87,13 +87,14 @@ export async function waitContainerd(node: string, timeoutMs = 30_000): Promise<
 /** Node containers with a label, as `docker ps -a` sees them. */
 export async function containersWith(
   label: string,
-): Promise<{ name: string; state: string; labels: Record<string, string>; image: string }[]> {
+): Promise<{ id: string; name: string; state: string; labels: Record<string, string>; image: string }[]> {
   const r = await q()`docker ps -a --filter ${`label=${label}`} --format ${'{{json .}}'}`
   return r.stdout
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l))
     .map((c) => ({
+      id: c.ID,
       name: c.Names,
       state: c.State,
       image: c.Image,

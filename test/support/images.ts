@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { $ } from 'zx'
 import { packageTree } from '../rig/packages.ts'
+import { compileCrictl } from './crictl.ts'
 
 /** Laid out like the official registry:2: /etc/docker/registry/config.yml, info logging. */
 export const REGISTRY2_IMAGE = 'devreg-test/registry:2'
@@ -25,8 +26,8 @@ export const REGISTRY_LAYOUTS = [
 ] as const
 /** The stand-in clusters' node image: real containerd, no kubelet. */
 export const NODE_IMAGE = 'devreg-test/node:1'
-/** The k3d stand-in's node image: containerd 2.x, as current k3s ships it. */
-export const NODE_CONTAINERD2_IMAGE = 'devreg-test/node-containerd2:1'
+/** The k3d stand-in's node image: containerd 2.x, as current k3s ships it, and crictl at /bin/crictl as in k3s's image. */
+export const NODE_CONTAINERD2_IMAGE = 'devreg-test/node-containerd2:2'
 /** Sample images: name → layer sizes in bytes. */
 export const SAMPLES = {
   alpha: [1_500_000, 700_000],
@@ -117,8 +118,12 @@ async function buildNodeContainerd2Image(): Promise<void> {
   const host = ['/usr/sbin/runc', '/usr/bin/getent']
   const missing = host.filter((b) => !existsSync(b))
   if (missing.length) throw new Error(`${missing.join(', ')} not found: apt-get install runc libc-bin, then run the tests again`)
+  // k3s links crictl to itself in /bin (scripts/build); here it is the tests' CRI client.
+  const crictl = join(mkdtempSync(join(tmpdir(), 'devreg-crictl-')), 'crictl')
+  await compileCrictl(crictl)
   await buildFromScratch(NODE_CONTAINERD2_IMAGE, 'node', [
     ...['containerd', 'ctr', 'containerd-shim-runc-v2'].map((b): [string, string] => [join(tree, 'usr/bin', b), `bin/${b}`]),
+    [crictl, 'bin/crictl'],
     ...host.map((b): [string, string] => [b, `bin/${b.split('/').pop()}`]),
     [join(here, '../images/node/init.sh'), 'init.sh'],
   ])

@@ -156,12 +156,12 @@ describe('k3s registries.yaml', () => {
 })
 
 describe('local-registry-hosting ConfigMap (KEP-1755)', () => {
-  test('kind: host and hostFromClusterNetwork, as kind’s guide and ctlptl write it', () => {
+  test('kind: host and hostFromClusterNetwork (the registry’s Service, which pods resolve), as kind’s guide and ctlptl write them', () => {
     const cm = parseYaml(registryHostingConfigMap(config))
     expect(cm.metadata).toEqual({ name: 'local-registry-hosting', namespace: 'kube-public' })
     expect(parseYaml(cm.data['localRegistryHosting.v1'])).toEqual({
       host: 'localhost:5001',
-      hostFromClusterNetwork: 'kind-registry:5000',
+      hostFromClusterNetwork: 'kind-registry.devreg.svc.cluster.local:5000',
       help: 'https://kind.sigs.k8s.io/docs/user/local-registry/',
     })
   })
@@ -174,5 +174,10 @@ describe('local-registry-hosting ConfigMap (KEP-1755)', () => {
       'hostFromClusterNetwork',
       'hostFromContainerRuntime',
     ])
+    // Nodes pull by the container name (their mirror files); pods reach the Service, not k3d's NodeHosts record.
+    expect(parseYaml(cm.data['localRegistryHosting.v1'])).toMatchObject({
+      hostFromContainerRuntime: 'kind-registry:5000',
+      hostFromClusterNetwork: 'kind-registry.devreg.svc.cluster.local:5000',
+    })
   })
 })

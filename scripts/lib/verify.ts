@@ -1,0 +1,454 @@
+// Proof that each node pulls each registry host through the route devreg
+// wrote: one probe pull per node × host through the node's CRI image service
+// (`crictl pull`, the kubelet's path), of a reference that exists nowhere and
+// is unique to the run; it passes when the route's first registry logged the
+// manifest request from that node. Files and `containerd config dump` can look
+// right while pulls go elsewhere (containerd#12415, containerd#12636,
+// spegel#1272, a node proxy): only the registry's own log says where they went.
+// Planning, log matching, verdicts and the matrix are pure; observe() asks Docker.
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { findClusters, type Node, readsCertsD } from './cluster.ts'
+import { type Config, type Provider, ROOT } from './config.ts'
+import * as docker from './docker.ts'
+import { probe } from './exec.ts'
+import { log, table, UserError } from './log.ts'
+import { CERTS_D, registryRoutes } from './render.ts'
+
+/** Where k3s points containerd's config_path (k3s's containerd config templates, pkg/agent/templates). */
+export const K3S_CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
+/** The repository every probe names; a tag under it exists nowhere. */
+export const PROBE_REPOSITORY = 'devreg-probe/verify'
+/**
+ * How long one probe pull may run in a node. containerd tries every host of
+ * the chain in turn, the real upstream last; the verdict needs only the first.
+ */
+export const PROBE_SECONDS = 5
+
+const PROBE_SCRIPT = readFileSync(`${ROOT}templates/verify-probe.sh`, 'utf8')
+
+export type Status = 'pass' | 'fail' | 'skip'
+
+/** One registry host as verify probes it. */
+export interface Target {
+  host: string
+  /** The devreg registry the route's first endpoint is (its in-network URL), or null for a remote. */
+  first: string | null
+  firstUrl: string
+  /** Every host of the chain after the first, in the order containerd tries them (endpoints, then server). */
+  rest: string[]
+}
+
+/** One probe: a node and a registry host. */
+export interface Probe {
+  node: string
+  host: string
+  ref: string
+  tag: string
+  first: string | null
+  status: Status
+  detail: string
+  fix: string | null
+  /** Containers that logged this probe from the node, in the order containerd asked them. */
+  answeredBy: string[]
+}
+
+/** A manifest request for a probe tag, as a registry logged it. */
+export interface Hit {
+  container: string
+  tag: string
+  method: string
+  address: string
+  status: number
+}
+
+const hostOf = (url: string) => {
+  try {
+    return new URL(url).hostname
+  } catch {
+    return ''
+  }
+}
+
+/** The routes verify probes: each host devreg routes, with the devreg registry its route tries first. */
+export function targets(config: Config): Target[] {
+  return registryRoutes(config).map((r) => {
+    const firstUrl = r.endpoints[0]?.url ?? r.server
+    const first = config.registries.find((x) => x.address.inNetworkUrl === firstUrl)?.name ?? null
+    return { host: r.host, first, firstUrl, rest: [...r.endpoints.slice(1).map((e) => e.url), r.server] }
+  })
+}
+
+/** A nonce for one run: lowercase hex, valid in a tag. */
+export const newNonce = () => randomBytes(6).toString('hex')
+
+/** Probes of every node × target, each with a tag of its own (the same registry can serve several hosts). */
+export function planProbes(ts: Target[], nodes: string[], nonce: string): Probe[] {
+  return nodes.flatMap((node, j) =>
+    ts.map((t, i) => {
+      const tag = `${nonce}-${i}-${j}`
+      return {
+        node,
+        host: t.host,
+        ref: `${t.host}/${PROBE_REPOSITORY}:${tag}`,
+        tag,
+        first: t.first,
+        status: 'skip' as Status,
+        detail: '',
+        fix: null,
+        answeredBy: [],
+      }
+    }),
+  )
+}
+
+const FIELD = /([\w.]+)=("(?:[^"\\]|\\.)*"|\S*)/g
+const unquote = (raw: string) => {
+  if (!raw.startsWith('"')) return raw
+  try {
+    return JSON.parse(raw) as string
+  } catch {
+    return raw.slice(1, -1)
+  }
+}
+const MANIFEST_URI = new RegExp(`^/v2/${PROBE_REPOSITORY}/manifests/([A-Za-z0-9_.-]+)(\\?.*)?$`)
+
+/**
+ * Manifest requests for probe tags in a distribution log: its `response
+ * completed` lines (logrus text or JSON; 2.8 and 3 alike) carry the method,
+ * URI, client address and status. containerd adds ?ns=HOST on mirrors.
+ */
+export function probeHits(container: string, text: string): Hit[] {
+  const hits: Hit[] = []
+  for (const line of text.split('\n')) {
+    if (!line.includes('response completed') || !line.includes(PROBE_REPOSITORY)) continue
+    let f: Record<string, string> = {}
+    if (line.startsWith('{'))
+      try {
+        f = Object.fromEntries(Object.entries(JSON.parse(line) as Record<string, unknown>).map(([k, v]) => [k, String(v)]))
+      } catch {}
+    else for (const [, key, raw] of line.matchAll(FIELD)) f[key] = unquote(raw)
+    const m = MANIFEST_URI.exec(f['http.request.uri'] ?? '')
+    if (!m) continue
+    const address = (f['http.request.remoteaddr'] ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1')
+    hits.push({ container, tag: m[1], method: f['http.request.method'] ?? '', address, status: Number(f['http.response.status'] ?? 0) })
+  }
+  return hits
+}
+
+/**
+ * The proxy a Go program (containerd) uses for an http:// URL of `host`, from
+ * its environment as Go's httpproxy reads it (upper case first): null when
+ * none applies, NO_PROXY covers the host, or the host is loopback.
+ */
+export function proxyFor(env: Record<string, string>, host: string): string | null {
+  const proxy = env.HTTP_PROXY || env.http_proxy
+  if (!proxy) return null
+  const name = host.replace(/:\d+$/, '')
+  if (name === 'localhost' || /^127\./.test(name) || name === '::1') return null
+  const noProxy = (env.NO_PROXY ?? env.no_proxy ?? '').split(',').map((s) => s.trim().toLowerCase())
+  for (const entry of noProxy.filter(Boolean)) {
+    if (entry === '*') return null
+    const [e, port] = entry.split(/:(?=\d+$)/)
+    if (port && !host.endsWith(`:${port}`)) continue
+    const bare = e.replace(/^\*?\./, '')
+    if (name === bare || name.endsWith(`.${bare}`)) return null
+  }
+  return proxy
+}
+
+/** What verify looked at besides the logs, gathered only for probes that failed. */
+export interface Facts {
+  provider: Provider
+  network: string
+  /** Container name → state and networks; absent when there is no such container. */
+  containers: Map<string, { state: string; networks: string[] }>
+  /** Node → the registry hosts it has a hosts.toml for, containerd's proxy variables, whether it reads certs.d (kind). */
+  nodes: Map<string, { hostsToml: Set<string>; env: Record<string, string>; readsCertsD: boolean | null }>
+}
+
+type Verdict = Pick<Probe, 'status' | 'detail' | 'fix'>
+const fail = (detail: string, fix: string): Verdict => ({ status: 'fail', detail, fix })
+
+/** The verdict on one probe, from the registries' logs and, for a miss, the facts that explain it. */
+export function judge(
+  p: Probe,
+  t: Target,
+  hits: Hit[],
+  nodeAddresses: string[],
+  run: { rc: number; out: string } | null,
+  facts: Facts,
+): Verdict {
+  if (!t.first)
+    return {
+      status: 'skip',
+      detail: `the route starts at ${t.firstUrl}, not at a devreg registry whose log verify can read`,
+      fix: null,
+    }
+  const mine = hits.filter((h) => h.tag === p.tag)
+  const fromNode = mine.filter((h) => nodeAddresses.includes(h.address))
+  if (fromNode.some((h) => h.container === t.first)) {
+    const h = fromNode.find((x) => x.container === t.first) as Hit
+    return { status: 'pass', detail: `${t.first} answered (${h.method} ${h.status})`, fix: null }
+  }
+  if (run && (run.rc === 127 || /crictl: (not found|No such file)|executable file not found/.test(run.out)))
+    return fail(
+      `${p.node} has no crictl, so no probe pull ran`,
+      'kind and k3s nodes ship crictl; use a node image that has it (kindest/node, rancher/k3s)',
+    )
+  if (run && /connect: no such file|ENOENT|Unavailable desc = .*(connection|socket)/i.test(run.out))
+    return fail(
+      `crictl in ${p.node} cannot reach containerd: ${run.out.slice(0, 200)}`,
+      `\`docker exec ${p.node} crictl info\` and containerd's log in the node say why`,
+    )
+
+  const others = [...new Set(fromNode.map((h) => h.container).filter((c) => c !== t.first))]
+  const instead = others.length
+    ? `${others.join(', ')} answered instead`
+    : `nothing on the cluster network logged it (the node went past every devreg registry, to ${t.rest[t.rest.length - 1]} or nowhere)`
+  const upstreamNote = others.length || t.rest.length ? ': the upstream answered, so pulls of this host cost its rate limit' : ''
+  const first = facts.containers.get(t.first)
+  const node = facts.nodes.get(p.node)
+  if (first?.state !== 'running')
+    return fail(
+      `${t.first} is ${first ? first.state : 'missing'}; ${instead}${upstreamNote}`,
+      `\`just dev-registry\` ${first ? 'starts it' : 'creates it'} (containerd falls through to the next host meanwhile)`,
+    )
+  if (!first.networks.includes(facts.network))
+    return fail(
+      `${t.first} is not on ${facts.network}, so ${p.node} cannot reach it; ${instead}`,
+      `\`just dev-registry\` attaches it again (or \`docker network connect ${facts.network} ${t.first}\`)`,
+    )
+  const kind = facts.provider === 'kind'
+  const dir = kind ? CERTS_D : K3S_CERTS_D
+  if (node && !node.hostsToml.has(p.host))
+    return fail(
+      `${p.node} has no ${dir}/${p.host}/hosts.toml, so containerd pulls ${p.host} directly; ${instead}`,
+      kind ? '`just dev-up` writes it' : '`just dev-up` rewrites registries.yaml and restarts the nodes (k3s renders hosts.toml at start)',
+    )
+  if (node && node.readsCertsD === false)
+    return fail(
+      `containerd in ${p.node} does not read ${CERTS_D} (no config_path in \`containerd config dump\`), so it ignores every hosts.toml; ${instead}`,
+      'the node did not take the kind config patch: `just dev-up --recreate`',
+    )
+  const proxy = node ? proxyFor(node.env, t.first) : null
+  if (proxy)
+    return fail(
+      `containerd in ${p.node} sends ${t.firstUrl} to the proxy ${proxy} (${t.first} is not in its NO_PROXY); ${instead}`,
+      `add ${t.first} to NO_PROXY in the node: \`dev-up --recreate\` from a shell with the proxy set puts every registry there, or take the proxy out of containerd's environment`,
+    )
+  const elsewhere = mine.filter((h) => h.container === t.first && !nodeAddresses.includes(h.address))
+  if (elsewhere.length)
+    return fail(
+      `${t.first} logged it from ${elsewhere[0].address}, not from ${p.node} (${nodeAddresses.join(', ')}): something forwards the node's pulls`,
+      'check the node for a proxy or NAT between it and the registries',
+    )
+  return fail(
+    `${t.first} did not log it; ${instead}${run?.out ? ` (crictl: ${run.out.slice(0, 160)})` : ''}`,
+    `\`just preflight\` checks names and mirror files; \`docker logs ${t.first}\` shows what the registry saw`,
+  )
+}
+
+/** The output of the probe script: ref → exit code and one line of crictl's output. */
+export function parseProbeOutput(stdout: string): Map<string, { rc: number; out: string }> {
+  const out = new Map<string, { rc: number; out: string }>()
+  for (const chunk of stdout.split('\x1e').slice(1)) {
+    const m = /^(\d+) (\S+) ?(.*)$/s.exec(chunk.trim())
+    if (m) out.set(m[2], { rc: Number(m[1]), out: m[3].trim() })
+  }
+  return out
+}
+
+/** The facts script's output: hosts with a hosts.toml, and containerd's proxy variables. */
+export function parseFacts(stdout: string): { hostsToml: Set<string>; env: Record<string, string> } {
+  const hostsToml = new Set<string>()
+  const env: Record<string, string> = {}
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('hosts.toml ')) hostsToml.add(line.slice(11).trim())
+    else if (line.startsWith('env ')) {
+      const [k, ...v] = line.slice(4).split('=')
+      env[k] = v.join('=')
+    }
+  }
+  return { hostsToml, env }
+}
+
+export interface VerifyResult {
+  ok: boolean
+  cluster: string
+  nonce: string
+  elapsedMs: number
+  summary: Record<Status, number>
+  probes: Probe[]
+}
+
+export function summarize(probes: Probe[]): Record<Status, number> {
+  const count = (s: Status) => probes.filter((p) => p.status === s).length
+  return { pass: count('pass'), fail: count('fail'), skip: count('skip') }
+}
+
+const CELL: Record<Status, string> = { pass: 'ok', fail: 'FAIL', skip: 'skip' }
+
+/** The matrix (a row per registry host, a column per node), then each failure and skip once with its fix. */
+export function renderMatrix(r: Pick<VerifyResult, 'probes' | 'elapsedMs'>, onlyFailures = false): string {
+  const nodes = [...new Set(r.probes.map((p) => p.node))]
+  const hosts = [...new Set(r.probes.map((p) => p.host))]
+  const at = (host: string, node: string) => r.probes.find((p) => p.host === host && p.node === node)
+  const grid = table(
+    ['HOST', 'FIRST REGISTRY', ...nodes.map((n) => n.toUpperCase())],
+    hosts.map((h) => [h, at(h, nodes[0])?.first ?? '-', ...nodes.map((n) => CELL[at(h, n)?.status ?? 'skip'])]),
+  )
+  const groups = new Map<string, { p: Probe; nodes: string[] }>()
+  for (const p of r.probes.filter((x) => x.status !== 'pass' && (!onlyFailures || x.status === 'fail'))) {
+    // The same cause on several nodes reads once; details name the node, so group on the fix and host.
+    const key = `${p.status}\0${p.host}\0${p.fix}\0${p.detail.replaceAll(p.node, '<node>')}`
+    const g = groups.get(key) ?? { p, nodes: [] }
+    g.nodes.push(p.node)
+    groups.set(key, g)
+  }
+  const notes = [...groups.values()]
+    .sort((a, b) => (a.p.status === b.p.status ? 0 : a.p.status === 'fail' ? -1 : 1))
+    .map(({ p, nodes }) => {
+      const head = `${p.status === 'fail' ? '✗' : '-'} ${p.host} (${nodes.join(', ')}): ${p.detail}`
+      return p.fix ? `${head}\n    fix: ${p.fix}` : head
+    })
+  const s = summarize(r.probes)
+  const tally = `${s.pass} passed, ${s.fail} failed, ${s.skip} skipped in ${(r.elapsedMs / 1000).toFixed(1)}s`
+  return [grid, ...(notes.length ? ['', ...notes] : []), '', tally].join('\n')
+}
+
+/** The addresses of each node container on every network it is on. */
+async function nodeAddresses(nodes: string[]): Promise<Map<string, string[]>> {
+  if (!nodes.length) return new Map()
+  const r = await probe(['docker', 'inspect', '--type', 'container', '--format', '{{.Name}} {{json .NetworkSettings.Networks}}', ...nodes])
+  const out = new Map<string, string[]>()
+  for (const line of r.stdout.split('\n').filter(Boolean)) {
+    const i = line.indexOf(' ')
+    const nets = JSON.parse(line.slice(i + 1)) as Record<string, { IPAddress?: string; GlobalIPv6Address?: string }>
+    out.set(
+      line.slice(0, i).replace(/^\//, ''),
+      Object.values(nets ?? {}).flatMap((n) => [n.IPAddress, n.GlobalIPv6Address].filter((a): a is string => Boolean(a))),
+    )
+  }
+  return out
+}
+
+async function gatherFacts(config: Config, failing: Probe[], nodes: Node[], containers: docker.Container[]): Promise<Facts> {
+  const dir = config.cluster.provider === 'kind' ? CERTS_D : K3S_CERTS_D
+  const byNode = new Map<string, string[]>()
+  for (const p of failing) byNode.set(p.node, [...new Set([...(byNode.get(p.node) ?? []), p.host])])
+  const entries = await Promise.all(
+    nodes
+      .filter((n) => n.running && byNode.has(n.name))
+      .map(async (n) => {
+        const [r, certsD] = await Promise.all([
+          probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'facts', dir, ...(byNode.get(n.name) ?? [])]),
+          config.cluster.provider === 'kind' ? readsCertsD(n.name) : Promise.resolve(null),
+        ])
+        return [n.name, { ...parseFacts(r.stdout), readsCertsD: certsD }] as const
+      }),
+  )
+  return {
+    provider: config.cluster.provider,
+    network: config.network,
+    containers: new Map(containers.map((c) => [c.name, { state: c.state, networks: c.networks }])),
+    nodes: new Map(entries),
+  }
+}
+
+/** Logs of every container a probe may have reached, since `since` (ms), read at once. */
+async function readHits(names: string[], since: number): Promise<Hit[]> {
+  const all = await Promise.all(
+    names.map(async (name) => {
+      const r = await probe(['docker', 'logs', '--since', (since / 1000).toFixed(3), name])
+      return probeHits(name, `${r.stdout}\n${r.stderr}`)
+    }),
+  )
+  return all.flat()
+}
+
+/** Runs every probe of the cluster of `config` and judges it. */
+export async function verify(config: Config, opts: { nonce?: string; seconds?: number } = {}): Promise<VerifyResult> {
+  const start = Date.now()
+  const nonce = opts.nonce ?? newNonce()
+  const containers = await docker.listContainers()
+  const cluster = findClusters(config.cluster.name, containers).find((c) => c.provider === config.cluster.provider)
+  // Control plane (server) first, then workers (agents), as kind and k3d list them.
+  const rank = (n: Node) => (n.role === 'control-plane' || n.role === 'server' ? 0 : 1)
+  const nodes = [...(cluster?.nodes ?? [])].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name))
+  const ts = targets(config)
+  const probes = planProbes(
+    ts,
+    nodes.map((n) => n.name),
+    nonce,
+  )
+  const byHost = new Map(ts.map((t) => [t.host, t]))
+
+  // 1. The probe pulls: one exec per node, every host at once in it.
+  const since = start - 2000
+  const [addresses, runs] = await Promise.all([
+    nodeAddresses(nodes.filter((n) => n.running).map((n) => n.name)),
+    Promise.all(
+      nodes.map(async (n) => {
+        const refs = probes.filter((p) => p.node === n.name && p.first).map((p) => p.ref)
+        if (!n.running || !refs.length) return new Map<string, { rc: number; out: string }>()
+        const seconds = String(opts.seconds ?? PROBE_SECONDS)
+        const r = await probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'pull', seconds, ...refs])
+        return parseProbeOutput(r.stdout)
+      }),
+    ),
+  ])
+  const run = new Map(runs.flatMap((m) => [...m]))
+
+  // 2. What the registries logged: devreg's own, and any container a route names after them (a team cache, a test's upstream).
+  const names = new Set(containers.map((c) => c.name))
+  const readable = [
+    ...new Set([...config.registries.map((r) => r.name), ...ts.flatMap((t) => t.rest.map(hostOf)).filter((h) => names.has(h))]),
+  ].filter((n) => names.has(n))
+  let hits = await readHits(readable, since)
+  const passed = (p: Probe) =>
+    hits.some((h) => h.tag === p.tag && h.container === p.first && (addresses.get(p.node) ?? []).includes(h.address))
+  // The log driver copies lines a moment after the registry writes them.
+  if (probes.some((p) => p.first && !passed(p))) {
+    await new Promise((r) => setTimeout(r, 300))
+    hits = await readHits(readable, since)
+  }
+
+  // 3. Verdicts; what explains a miss is looked at only when there is one.
+  const misses = probes.filter((p) => p.first && !passed(p))
+  const facts = misses.length
+    ? await gatherFacts(config, misses, nodes, containers)
+    : { provider: config.cluster.provider, network: config.network, containers: new Map(), nodes: new Map() }
+  const order = (p: Probe, containers: string[]) => {
+    const chain = [p.first, ...(byHost.get(p.host)?.rest.map(hostOf) ?? [])]
+    return containers.sort((a, b) => chain.indexOf(a) - chain.indexOf(b))
+  }
+  for (const p of probes) {
+    const t = byHost.get(p.host) as Target
+    const node = nodes.find((n) => n.name === p.node) as Node
+    const nodeAddrs = addresses.get(p.node) ?? []
+    const verdict = node.running
+      ? judge(p, t, hits, nodeAddrs, run.get(p.ref) ?? null, facts)
+      : { status: 'fail' as const, detail: `node ${p.node} is not running`, fix: `\`docker start ${p.node}\`, or \`just dev-up\`` }
+    Object.assign(p, verdict, {
+      answeredBy: order(p, [...new Set(hits.filter((h) => h.tag === p.tag && nodeAddrs.includes(h.address)).map((h) => h.container))]),
+    })
+  }
+  const summary = summarize(probes)
+  return { ok: summary.fail === 0, cluster: config.cluster.name, nonce, elapsedMs: Date.now() - start, summary, probes }
+}
+
+/**
+ * dev-up's last phase: verify, with the failures shown; a failed probe fails
+ * dev-up. Returns the tally for dev-up's summary.
+ */
+export async function verifyPhase(config: Config): Promise<Record<Status, number>> {
+  const result = await verify(config)
+  const s = result.summary
+  log.info(`   ${s.pass} of ${result.probes.length} probes took their route (${(result.elapsedMs / 1000).toFixed(1)}s)`)
+  if (result.ok) return s
+  log.info(renderMatrix(result, true))
+  throw new UserError(
+    `verify: ${s.fail} of ${result.probes.length} probes did not reach their first registry (fixes above); \`just verify\` checks again`,
+  )
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env -S npx tsx
+// Prove that every node pulls every registry host through the registry its
+// route starts with: one probe pull per node × host through the node's CRI
+// image service, judged by what the registries logged. dev-up's last phase.
+import { isMain, openScript, run } from './lib/cli.ts'
+import { findClusters } from './lib/cluster.ts'
+import { loadConfig } from './lib/config.ts'
+import * as docker from './lib/docker.ts'
+import { log, UserError } from './lib/log.ts'
+import { renderMatrix, verify } from './lib/verify.ts'
+
+const USAGE = `Usage: verify [options]
+
+For every node of the cluster and every registry host devreg routes (the
+local registry under each of its names, each cache's upstream host, each
+alias), pulls HOST/devreg-probe/verify:<nonce> with \`crictl pull\` in the
+node, the kubelet's own path. The reference exists nowhere; a probe passes
+when the first registry of that host's route logged the request from that
+node. Prints a node × host matrix and a fix for each failure.
+
+A probe transfers no image: the tag exists nowhere, so every registry on the
+way answers 404 and sends no manifest or blob (a cache asks its upstream for
+the tag, which answers 404 too).
+
+Options:
+  --config PATH   read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]
+  --json          print every probe as JSON
+  --verbose, -v   echo every command
+  --help, -h      show this help
+
+Exit codes: 0 every probe passed, 1 a probe failed or there is no cluster,
+2 a usage or config error.
+
+Examples:
+  verify
+  verify --json --config config/k3d.yaml`
+
+export async function main(argv = process.argv.slice(2)): Promise<number> {
+  const args = openScript(argv, { string: ['config'], boolean: ['json', 'verbose', 'help'], alias: { v: 'verbose', h: 'help' } }, USAGE)
+  if (!args) return 0
+  const config = loadConfig({ configPath: args.config })
+  const { provider, name } = config.cluster
+  if (!findClusters(name, await docker.listContainers()).some((c) => c.provider === provider))
+    throw new UserError(`no ${provider} cluster ${name} runs: \`just dev-up\` creates it`)
+  const result = await verify(config)
+  if (args.json) log.out(JSON.stringify(result, null, 2))
+  else log.out(renderMatrix(result))
+  if (result.ok) return 0
+  log.error(`${result.summary.fail} of ${result.probes.length} probes did not reach their first registry; the fix for each is above`)
+  return 1
+}
+
+if (isMain(import.meta.url)) await run(main)

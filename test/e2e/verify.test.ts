@@ -1,0 +1,216 @@
+// verify on the real kind CLI (containerd 2.x nodes, a control plane and a
+// worker): every node × registry host passes on a fresh cluster, and each way
+// a route silently breaks is caught on the right node and host, with its fix.
+// Probe pulls go through the nodes' crictl (test/images/kind-node/crictl.ts).
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { $ } from 'zx'
+import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry, waitHttp } from '../support/fixture.ts'
+
+const q = () => $({ quiet: true })
+const DEAD_PROXY = 'http://127.0.0.1:9'
+const PROXY_DROP_IN = '/etc/systemd/system/containerd.service.d/devreg-test-proxy.conf'
+
+interface Probe {
+  node: string
+  host: string
+  status: string
+  detail: string
+  fix: string | null
+  answeredBy: string[]
+}
+
+const image = rigNodeImages().find((i) => i.line === 'containerd2')?.image as string
+
+integration('verify on the real kind CLI (containerd 2.x, two nodes)', () => {
+  const fx = new Fixture()
+  let env: Record<string, string>
+  let network: string
+  let upstream: { name: string; port: number; url: string }
+  let registry: Awaited<ReturnType<typeof testRegistry>>
+  let cache: { name: string; port: number }
+  let config: string
+  let cluster: string
+  let control: string
+  let worker: string
+
+  const verify = async () => {
+    const r = await runScript('verify', ['--config', config, '--json'], { env })
+    const out = JSON.parse(r.stdout) as { ok: boolean; elapsedMs: number; probes: Probe[] }
+    return { code: r.code, stderr: r.stderr, ...out }
+  }
+  const failures = (probes: Probe[]) => probes.filter((p) => p.status !== 'pass')
+  const restartContainerd = async (node: string) => {
+    await q()`docker exec ${node} sh -c ${'systemctl daemon-reload && systemctl restart containerd && until ctr version >/dev/null 2>&1; do sleep 0.2; done'}`
+  }
+
+  beforeAll(async () => {
+    env = kindEnv(fx)
+    network = await fx.network('kind')
+    upstream = await fx.upstream(network)
+    registry = await testRegistry(fx)
+    cache = { name: fx.name('cache-docker-io'), port: await freePort() }
+    cluster = fx.name('v')
+    control = `${cluster}-control-plane`
+    worker = `${cluster}-worker`
+    config = fx.config({
+      cluster: { provider: 'kind', name: cluster, network, nodeImage: image, workers: 1, waitTimeout: '60s' },
+      registry,
+      mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
+      aliases: ['registry.dev.local'],
+    })
+    const r = await runScript('dev-up', ['--config', config, '--json'], { env })
+    if (r.code !== 0) console.error(r.stderr)
+    expect(r.code).toBe(0)
+    expect(r.stderr).toMatch(/verify: \d+\.\ds/)
+    expect(JSON.parse(r.stdout).verify).toEqual({ pass: 8, fail: 0, skip: 0 })
+  })
+  afterAll(async () => {
+    await runScript('dev-down', ['--config', config], { env })
+    await fx.cleanup()
+  })
+
+  test('a fresh cluster passes for every node × host, within about a second per node', async () => {
+    const r = await verify()
+    expect(r.code).toBe(0)
+    expect(r.probes.map((p) => `${p.node} ${p.host} ${p.status}`).sort()).toEqual(
+      [control, worker]
+        .flatMap((n) =>
+          [`localhost:${registry.port}`, `${registry.name}:5000`, 'docker.io', 'registry.dev.local'].map((h) => `${n} ${h} pass`),
+        )
+        .sort(),
+    )
+    const byHost = Object.fromEntries(r.probes.map((p) => [p.host, p.answeredBy[0]]))
+    expect(byHost['docker.io']).toBe(cache.name)
+    expect(byHost['registry.dev.local']).toBe(registry.name)
+    console.error(`verify on a warm 2-node cluster: ${r.elapsedMs} ms`)
+    expect(r.elapsedMs).toBeLessThan(2 * 1500)
+    const human = await runScript('verify', ['--config', config], { env })
+    expect(human.stdout).toMatch(new RegExp(`HOST\\s+FIRST REGISTRY\\s+${control.toUpperCase()}\\s+${worker.toUpperCase()}`))
+    expect(human.stdout).toMatch(/docker\.io\s+\S+cache-docker-io\s+ok\s+ok/)
+    expect(human.stdout).toContain('8 passed, 0 failed, 0 skipped')
+  })
+
+  test('the Docker Hub-style upstream never sees a manifest GET from a node, and nothing it answers is more than a 404', async () => {
+    await verify()
+    const logs = await q()`docker logs ${upstream.name}`
+    const nodes = (
+      await q()`docker inspect --format ${'{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}'} ${control} ${worker}`
+    ).stdout
+      .split(/\s+/)
+      .filter(Boolean)
+    const probeLines = `${logs.stdout}\n${logs.stderr}`
+      .split('\n')
+      .filter((l) => l.includes('response completed') && l.includes('devreg-probe/verify'))
+    expect(probeLines.length).toBeGreaterThan(0)
+    const field = (l: string, k: string) => new RegExp(`${k.replace(/\./g, '\\.')}="?([^"\\s]+)`).exec(l)?.[1] ?? ''
+    const requests = probeLines.map((l) => ({
+      method: field(l, 'http.request.method'),
+      uri: field(l, 'http.request.uri'),
+      from: field(l, 'http.request.remoteaddr').replace(/:\d+$/, ''),
+      status: field(l, 'http.response.status'),
+    }))
+    // Nodes ask with HEAD only and move on at the 404 (containerd's resolver).
+    expect(requests.filter((r) => nodes.includes(r.from) && r.method !== 'HEAD')).toEqual([])
+    expect(requests.every((r) => r.status === '404' && /\/manifests\//.test(r.uri))).toBe(true)
+    // The cache, a distribution proxy, asks for the tag itself: HEAD, then GET on the 404 (registry/client tags.Get).
+    const fromCache = requests.filter((r) => !nodes.includes(r.from))
+    console.error(
+      `upstream saw per verify run: ${requests.length} probe requests, ${fromCache.filter((r) => r.method === 'GET').length} manifest GETs (404) from the cache`,
+    )
+  })
+
+  test('a hosts.toml removed from one node fails that node and host only, and says dev-up writes it', async () => {
+    const file = '/etc/containerd/certs.d/docker.io/hosts.toml'
+    const saved = (await q()`docker exec ${worker} cat ${file}`).stdout
+    await q()`docker exec ${worker} rm ${file}`
+    try {
+      const r = await verify()
+      expect(r.code).toBe(1)
+      const f = failures(r.probes)
+      expect(f.map((p) => `${p.node} ${p.host}`)).toEqual([`${worker} docker.io`])
+      expect(f[0].detail).toContain(`has no ${file}`)
+      expect(f[0].fix).toContain('`just dev-up` writes it')
+    } finally {
+      await $({ quiet: true, input: saved })`docker exec -i ${worker} sh -c ${`cat > ${file}`}`
+    }
+  })
+
+  test('a node whose containerd config lacks config_path fails every host there, with the recreate fix', async () => {
+    const saved = (await q()`docker exec ${worker} cat /etc/containerd/config.toml`).stdout
+    await q()`docker exec ${worker} sed -i /config_path/d /etc/containerd/config.toml`
+    await restartContainerd(worker)
+    try {
+      const r = await verify()
+      expect(r.code).toBe(1)
+      const f = failures(r.probes)
+      expect(f.length).toBe(4)
+      expect(f.every((p) => p.node === worker)).toBe(true)
+      expect(f[0].detail).toContain('does not read /etc/containerd/certs.d')
+      expect(f[0].fix).toContain('dev-up --recreate')
+    } finally {
+      await $({ quiet: true, input: saved })`docker exec -i ${worker} sh -c ${'cat > /etc/containerd/config.toml'}`
+      await restartContainerd(worker)
+    }
+  })
+
+  test('with the cache stopped, docker.io fails on both nodes and the report says the upstream answered', async () => {
+    await q()`docker stop ${cache.name}`
+    try {
+      const r = await verify()
+      expect(r.code).toBe(1)
+      const f = failures(r.probes)
+      expect(f.map((p) => `${p.node} ${p.host}`).sort()).toEqual([`${control} docker.io`, `${worker} docker.io`])
+      expect(f[0].detail).toContain(`${cache.name} is exited`)
+      expect(f[0].detail).toContain(`${upstream.name} answered instead`)
+      expect(f[0].detail).toContain('the upstream answered')
+      expect(f[0].answeredBy).toEqual([upstream.name])
+      expect(f[0].fix).toContain('`just dev-registry` starts it')
+    } finally {
+      await q()`docker start ${cache.name}`
+      await waitHttp(`http://127.0.0.1:${cache.port}/v2/`)
+    }
+  })
+
+  test('a registry disconnected from the cluster network fails its host, with the reattach fix', async () => {
+    await q()`docker network disconnect ${network} ${cache.name}`
+    try {
+      const r = await verify()
+      expect(r.code).toBe(1)
+      const f = failures(r.probes)
+      expect(f.map((p) => `${p.node} ${p.host}`).sort()).toEqual([`${control} docker.io`, `${worker} docker.io`])
+      expect(f[0].detail).toContain(`${cache.name} is not on ${network}`)
+      expect(f[0].fix).toContain(`docker network connect ${network} ${cache.name}`)
+    } finally {
+      await q()`docker network connect ${network} ${cache.name}`
+    }
+  })
+
+  test("a proxy in one node's containerd without the registries in NO_PROXY fails that node, and dev-up exits 1 showing it", async () => {
+    const dropIn = `[Service]\nEnvironment=HTTP_PROXY=${DEAD_PROXY} HTTPS_PROXY=${DEAD_PROXY}\n`
+    await $({
+      quiet: true,
+      input: dropIn,
+    })`docker exec -i ${worker} sh -c ${`mkdir -p $(dirname ${PROXY_DROP_IN}) && cat > ${PROXY_DROP_IN}`}`
+    await restartContainerd(worker)
+    try {
+      const r = await verify()
+      expect(r.code).toBe(1)
+      const f = failures(r.probes)
+      expect(f.length).toBe(4)
+      expect(f.every((p) => p.node === worker)).toBe(true)
+      expect(f[0].detail).toContain(`to the proxy ${DEAD_PROXY}`)
+      expect(f[0].fix).toContain('NO_PROXY')
+      const up = await runScript('dev-up', ['--config', config], { env })
+      expect(up.code).toBe(1)
+      expect(up.stderr).toContain(`to the proxy ${DEAD_PROXY}`)
+      expect(up.stderr).toContain('verify: 4 of 8 probes did not reach their first registry')
+      const skipped = await runScript('dev-up', ['--config', config, '--no-verify', '--json'], { env })
+      expect(skipped.code).toBe(0)
+      expect(JSON.parse(skipped.stdout).verify).toBeNull()
+    } finally {
+      await q()`docker exec ${worker} rm -f ${PROXY_DROP_IN}`
+      await restartContainerd(worker)
+    }
+    expect((await verify()).code).toBe(0)
+  })
+})

@@ -1,0 +1,144 @@
+// What devreg applies for pods: the devreg namespace, a selector-less Service
+// and an EndpointSlice per registry (fields from the Kubernetes API reference:
+// v1 Service, discovery.k8s.io/v1 EndpointSlice), and k3s's coredns-custom key.
+import { describe, expect, test } from 'bun:test'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseAllDocuments } from 'yaml'
+import { $ } from 'zx'
+import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
+import { appliedChanges } from '../../scripts/lib/in-cluster.ts'
+import { corednsOverride, inClusterManifests, serviceHost, serviceName } from '../../scripts/lib/render.ts'
+import { ROOT } from '../support/fixture.ts'
+
+const config = resolveConfig({ mirrors: [{ host: 'docker.io' }] })
+const [local, cache] = config.registries
+const manifests = inClusterManifests([
+  { registry: local, address: '172.18.0.3' },
+  { registry: cache, address: '172.18.0.4' },
+])
+const docs = parseAllDocuments(manifests).map((d) => d.toJS())
+
+describe('in-cluster manifests', () => {
+  test('the namespace first, then a Service and its EndpointSlice per registry', () => {
+    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`)).toEqual([
+      'Namespace/devreg',
+      'Service/kind-registry',
+      'EndpointSlice/kind-registry',
+      'Service/kind-cache-docker-io',
+      'EndpointSlice/kind-cache-docker-io',
+    ])
+  })
+
+  test('the Service has no selector and one named port, 5000', () => {
+    expect(docs[1]).toEqual({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: {
+        name: 'kind-registry',
+        namespace: 'devreg',
+        labels: { 'app.kubernetes.io/managed-by': 'devreg', 'devreg.role': 'local' },
+      },
+      spec: { ports: [{ name: 'registry', port: 5000, targetPort: 5000, protocol: 'TCP' }] },
+    })
+  })
+
+  test('the EndpointSlice is tied to the Service by label, holds the container address and a port named like the Service’s', () => {
+    expect(docs[2]).toEqual({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name: 'kind-registry',
+        namespace: 'devreg',
+        labels: {
+          'app.kubernetes.io/managed-by': 'devreg',
+          'devreg.role': 'local',
+          'kubernetes.io/service-name': 'kind-registry',
+          'endpointslice.kubernetes.io/managed-by': 'devreg',
+        },
+      },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: ['172.18.0.3'], conditions: { ready: true } }],
+      ports: [{ name: 'registry', port: 5000, protocol: 'TCP' }],
+    })
+    expect(docs[4].endpoints[0].addresses).toEqual(['172.18.0.4'])
+  })
+
+  test.each([
+    ['kind-registry', 'kind-registry'],
+    ['5registry', 'registry-5registry'],
+  ])('a registry named %p has Service %p (DNS-1035 wants a leading letter)', (name, service) => {
+    expect(serviceName({ ...local, name } as Registry)).toBe(service)
+  })
+
+  test('pods reach a registry at its Service’s fully qualified name', () => {
+    expect(serviceHost(local)).toBe('kind-registry.devreg.svc.cluster.local:5000')
+  })
+
+  test('the kubectl stand-in accepts them (it fails only later, at the missing context)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'devreg-unit-'))
+    writeFileSync(join(dir, 'kubeconfig'), 'contexts: []\n')
+    const r = await $({
+      quiet: true,
+      nothrow: true,
+      input: manifests,
+      env: { ...process.env, KUBECONFIG: join(dir, 'kubeconfig'), DEVREG_STANDIN_STATE: dir },
+    })`${join(ROOT, 'test/stand-ins/bin/kubectl')} --context kind-x apply -f -`
+    expect(r.stderr).toContain('context "kind-x" does not exist')
+  })
+
+  // kubectl decodes metadata into its typed ObjectMeta even offline (--local);
+  // the field checks need an API server's schema, which the stand-in stands in for.
+  const kubectl = Bun.which('kubectl', {
+    PATH: process.env.PATH?.split(':')
+      .filter((p) => !p.includes('stand-ins'))
+      .join(':'),
+  })
+  test.skipIf(!kubectl)('the real kubectl parses every document as the same object (client side, offline)', async () => {
+    const r = await $({
+      quiet: true,
+      nothrow: true,
+      input: manifests,
+      env: { ...process.env, KUBECONFIG: '/dev/null' },
+    })`${kubectl} label --local -f - -o json devreg-parse-check=1`
+    expect(r.stderr).toBe('')
+    // One JSON object per document, one after the other.
+    const parsed = JSON.parse(`[${r.stdout.trim().replace(/\n}\n{/g, '\n},\n{')}]`) as { metadata: { labels: Record<string, string> } }[]
+    for (const p of parsed) delete p.metadata.labels['devreg-parse-check']
+    expect(parsed).toEqual(docs)
+  })
+})
+
+describe('coredns-custom override (k3s)', () => {
+  test('no hostname alias, no key', () => {
+    expect(corednsOverride(resolveConfig({ aliases: ['docker.io/acme'], cluster: { provider: 'k3d' } }))).toBeNull()
+  })
+
+  test('each hostname alias is an exact name rewrite to the local registry’s Service; namespace aliases are not', () => {
+    const withAliases = resolveConfig({
+      cluster: { provider: 'k3d' },
+      aliases: ['docker.io/acme', 'registry.dev.local', 'images.dev.local:5000'],
+    })
+    expect(corednsOverride(withAliases)).toBe(
+      [
+        '# Written by devreg (dev-up): hostname aliases of the local registry, as its Service.',
+        'rewrite name exact registry.dev.local kind-registry.devreg.svc.cluster.local',
+        'rewrite name exact images.dev.local kind-registry.devreg.svc.cluster.local',
+        '',
+      ].join('\n'),
+    )
+  })
+})
+
+describe('what kubectl apply reports', () => {
+  test.each([
+    ['namespace/devreg unchanged\nservice/kind-registry unchanged\n', []],
+    [
+      'namespace/devreg unchanged\nendpointslice.discovery.k8s.io/kind-registry configured\nservice/x created\n',
+      ['endpointslice.discovery.k8s.io/kind-registry configured', 'service/x created'],
+    ],
+  ] as [string, string[]][])('%p', (out, changes) => {
+    expect(appliedChanges(out)).toEqual(changes)
+  })
+})

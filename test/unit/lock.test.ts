@@ -1,0 +1,241 @@
+// The per-config lock on temp directories: taking it, waiting for a live
+// holder, taking over a dead one (also when several runs race for it), and
+// releasing it on return, on a throw and on SIGTERM.
+import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { resolveConfig } from '../../scripts/lib/config.ts'
+import { settings } from '../../scripts/lib/exec.ts'
+import { type Holder, lockDir, lockNames, takeOver, withLock } from '../../scripts/lib/lock.ts'
+
+const LOCK_TS = join(import.meta.dir, '../../scripts/lib/lock.ts')
+const CONFIG_TS = join(import.meta.dir, '../../scripts/lib/config.ts')
+const config = resolveConfig({ cluster: { name: 'unit' }, mirrors: [{ host: 'docker.io', upstream: 'https://registry-1.docker.io' }] })
+const LOCAL = 'registry-kind-registry.lock'
+
+let dir: string
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'devreg-lock-'))
+})
+afterEach(() => {
+  settings.dryRun = false
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const files = () => readdirSync(dir).sort()
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const holderText = (pid: number, what = 'dev-up') =>
+  JSON.stringify({ pid, what, command: `${what}.ts`, started: new Date().toISOString() } satisfies Holder)
+
+/** The pid of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const p = Bun.spawn(['true'])
+  await p.exited
+  return p.pid
+}
+
+describe('lock names and place', () => {
+  test('one per cluster, network and registry container, sorted', () => {
+    expect(lockNames(config)).toEqual(['cluster-kind-unit', 'network-kind', 'registry-kind-cache-docker-io', 'registry-kind-registry'])
+  })
+
+  test('runs that leave the cluster alone lock only the registries', () => {
+    expect(lockNames(config, 'registries')).toEqual(['registry-kind-cache-docker-io', 'registry-kind-registry'])
+  })
+
+  test('the runtime directory, else a per-user directory under the temp dir', () => {
+    expect(lockDir({ XDG_RUNTIME_DIR: '/run/user/1000' })).toBe('/run/user/1000/devreg')
+    expect(lockDir({})).toBe(join(tmpdir(), `devreg-${process.getuid?.()}`))
+  })
+})
+
+describe('withLock', () => {
+  test('holds a file per name recording who and since when while fn runs, and removes them after', async () => {
+    const during = await withLock(
+      config,
+      'dev-registry up',
+      async () => {
+        const holder = JSON.parse(readFileSync(join(dir, LOCAL), 'utf8')) as Holder
+        return { names: files(), holder }
+      },
+      { dir },
+    )
+    expect(during.names).toEqual(lockNames(config).map((n) => `${n}.lock`))
+    expect(during.holder).toMatchObject({ pid: process.pid, what: 'dev-registry up' })
+    expect(Date.now() - Date.parse(during.holder.started)).toBeLessThan(5000)
+    expect(typeof during.holder.command).toBe('string')
+    expect(files()).toEqual([])
+  })
+
+  test('waits for a live holder, says once for whom, reminds, and goes ahead once it is released', async () => {
+    const holder = Bun.spawn(['sleep', '30'])
+    try {
+      writeFileSync(join(dir, LOCAL), holderText(holder.pid))
+      const lines: string[] = []
+      let ran = false
+      const done = withLock(
+        config,
+        'dev-registry up',
+        async () => {
+          ran = true
+        },
+        { dir, pollMs: 10, remindMs: 150, say: (l) => lines.push(l) },
+      )
+      await sleep(250)
+      expect(ran).toBe(false)
+      expect(lines[0]).toMatch(
+        new RegExp(
+          `^waiting for dev-up \\(pid ${holder.pid}, since \\d\\d:\\d\\d:\\d\\d\\) to finish with this config \\(registry kind-registry\\) …$`,
+        ),
+      )
+      expect(lines.slice(1).every((l) => l.startsWith('still waiting for dev-up'))).toBe(true)
+      expect(lines.length).toBeGreaterThanOrEqual(2)
+      expect(lines.length).toBeLessThanOrEqual(3)
+      rmSync(join(dir, LOCAL))
+      await done
+      expect(ran).toBe(true)
+      expect(files()).toEqual([])
+    } finally {
+      holder.kill()
+    }
+  })
+
+  test('a holder whose process is gone is taken over at once, without waiting', async () => {
+    const pid = await deadPid()
+    writeFileSync(join(dir, LOCAL), holderText(pid))
+    const lines: string[] = []
+    const holder = await withLock(config, 'dev-up', async () => JSON.parse(readFileSync(join(dir, LOCAL), 'utf8')) as Holder, {
+      dir,
+      say: (l) => lines.push(l),
+    })
+    expect(holder.pid).toBe(process.pid)
+    expect(lines).toEqual([`dev-up (pid ${pid}) left its lock behind without running any more: taking it over`])
+    expect(files()).toEqual([])
+  })
+
+  test('a file that is no devreg lock is replaced', async () => {
+    writeFileSync(join(dir, LOCAL), 'not json')
+    const lines: string[] = []
+    await withLock(config, 'dev-up', async () => {}, { dir, say: (l) => lines.push(l) })
+    expect(lines).toEqual([`${join(dir, LOCAL)} is not a devreg lock: replacing it`])
+  })
+
+  test('is released when fn throws, and the error goes on', async () => {
+    const boom = withLock(
+      config,
+      'dev-up',
+      async () => {
+        expect(files().length).toBe(4)
+        throw new Error('boom')
+      },
+      { dir },
+    )
+    await expect(boom).rejects.toThrow('boom')
+    expect(files()).toEqual([])
+  })
+
+  test('a nested call in the same process does not wait for itself', async () => {
+    const lines: string[] = []
+    const inner = await withLock(config, 'dev-up', () => withLock(config, 'dev-registry up', async () => 'inner', { dir, pollMs: 10 }), {
+      dir,
+      say: (l) => lines.push(l),
+    })
+    expect(inner).toBe('inner')
+    expect(lines).toEqual([])
+    expect(files()).toEqual([])
+  })
+
+  test('under --dry-run no lock is taken', async () => {
+    settings.dryRun = true
+    expect(await withLock(config, 'dev-up', async () => files(), { dir })).toEqual([])
+  })
+})
+
+describe('taking over a dead holder', () => {
+  test('removes the file while it still holds the dead holder', async () => {
+    const stale = holderText(await deadPid())
+    writeFileSync(join(dir, LOCAL), stale)
+    expect(takeOver(join(dir, LOCAL), stale)).toBe(true)
+    expect(files()).toEqual([])
+  })
+
+  test('leaves a lock another run took since the dead holder was read', async () => {
+    const stale = holderText(await deadPid())
+    const fresh = holderText(process.pid)
+    writeFileSync(join(dir, LOCAL), fresh)
+    expect(takeOver(join(dir, LOCAL), stale)).toBe(false)
+    expect(readFileSync(join(dir, LOCAL), 'utf8')).toBe(fresh)
+    expect(files()).toEqual([LOCAL])
+  })
+
+  test('backs off while another live run is taking it over', async () => {
+    const stale = holderText(await deadPid())
+    writeFileSync(join(dir, LOCAL), stale)
+    writeFileSync(join(dir, `${LOCAL}.takeover`), String(process.pid))
+    expect(takeOver(join(dir, LOCAL), stale)).toBe(false)
+    expect(files()).toEqual([LOCAL, `${LOCAL}.takeover`])
+  })
+
+  test('clears the claim of a taker that died, then takes over on the next look', async () => {
+    const stale = holderText(await deadPid())
+    writeFileSync(join(dir, LOCAL), stale)
+    writeFileSync(join(dir, `${LOCAL}.takeover`), String(await deadPid()))
+    expect(takeOver(join(dir, LOCAL), stale)).toBe(false)
+    expect(files()).toEqual([LOCAL])
+    expect(takeOver(join(dir, LOCAL), stale)).toBe(true)
+    expect(files()).toEqual([])
+  })
+})
+
+/** A script that takes the lock in its own process; `body` runs while it is held. */
+function contender(body: string): string {
+  const path = join(dir, `contender-${Math.random().toString(16).slice(2)}.ts`)
+  writeFileSync(
+    path,
+    `import { appendFileSync } from 'node:fs'
+import { resolveConfig } from ${JSON.stringify(CONFIG_TS)}
+import { withLock } from ${JSON.stringify(LOCK_TS)}
+const config = resolveConfig(${JSON.stringify({ cluster: { name: 'unit' }, mirrors: [] })})
+const dir = ${JSON.stringify(join(dir, 'locks'))}
+const log = ${JSON.stringify(join(dir, 'log'))}
+await withLock(config, 'contender', async () => { ${body} }, { dir, pollMs: 5, say: () => {} })
+`,
+  )
+  return path
+}
+
+describe('between processes', () => {
+  test('six runs racing for a dead holder’s lock take it one at a time', async () => {
+    const locks = join(dir, 'locks')
+    Bun.spawnSync(['mkdir', '-m', '700', locks])
+    // The first name in lock order, so every run meets the dead holder at once.
+    writeFileSync(join(locks, 'cluster-kind-unit.lock'), holderText(await deadPid()))
+    const script = contender(`appendFileSync(log, 'in ' + process.pid + '\\n')
+  await new Promise((r) => setTimeout(r, 50))
+  appendFileSync(log, 'out ' + process.pid + '\\n')`)
+    const runs = Array.from({ length: 6 }, () => Bun.spawn([process.execPath, script], { stderr: 'pipe' }))
+    const codes = await Promise.all(runs.map((p) => p.exited))
+    expect(codes).toEqual([0, 0, 0, 0, 0, 0])
+    const events = readFileSync(join(dir, 'log'), 'utf8').trim().split('\n')
+    expect(events.length).toBe(12)
+    for (let i = 0; i < events.length; i += 2) {
+      const [, pid] = events[i].split(' ')
+      expect([events[i], events[i + 1]]).toEqual([`in ${pid}`, `out ${pid}`])
+    }
+    expect(readdirSync(locks)).toEqual([])
+  })
+
+  test('SIGTERM releases the lock and still ends the process by that signal', async () => {
+    const script = contender(`appendFileSync(log, 'held\\n')
+  await new Promise((r) => setTimeout(r, 60_000))`)
+    const p = Bun.spawn([process.execPath, script])
+    const deadline = Date.now() + 10_000
+    while (!readdirSync(dir).includes('log') && Date.now() < deadline) await sleep(20)
+    expect(readdirSync(join(dir, 'locks')).length).toBe(3)
+    p.kill('SIGTERM')
+    await p.exited
+    expect(p.signalCode).toBe('SIGTERM')
+    expect(readdirSync(join(dir, 'locks'))).toEqual([])
+  })
+})
