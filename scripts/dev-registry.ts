@@ -7,7 +7,7 @@ import { type Config, configSchema, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
 import { withLock } from './lib/lock.ts'
-import { log, table, UserError } from './lib/log.ts'
+import { EXIT, log, table, UserError } from './lib/log.ts'
 import { ensureRegistries, registrySpec, removeRegistries } from './lib/registries.ts'
 import { LABEL } from './lib/render.ts'
 
@@ -110,16 +110,17 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   )
   if (!args) return 0
   const [command = 'up', ...rest] = args._.map(String)
-  if (!(COMMANDS as readonly string[]).includes(command)) throw new UserError(`unknown command ${command}\n\n${USAGE}`, 2)
+  if (!(COMMANDS as readonly string[]).includes(command)) throw new UserError(`unknown command ${command}\n\n${USAGE}`, EXIT.usage)
   const carry = command === 'export' || command === 'import'
-  if (carry && !rest[0]) throw new UserError(`${command} needs the archive's path, e.g. dev-registry ${command} caches.tar`, 2)
+  if (carry && !rest[0]) throw new UserError(`${command} needs the archive's path, e.g. dev-registry ${command} caches.tar`, EXIT.usage)
   const [target = null, ...extra] = command === 'warm' || carry ? [] : rest
   if (command === 'adopt' && !target)
-    throw new UserError('adopt needs the name of the container to adopt, e.g. dev-registry adopt kind-registry', 2)
-  if (extra.length || (target && command !== 'adopt')) throw new UserError(`unexpected argument ${extra[0] ?? target}\n\n${USAGE}`, 2)
-  if (args.purge && command !== 'rm') throw new UserError('--purge goes with rm', 2)
+    throw new UserError('adopt needs the name of the container to adopt, e.g. dev-registry adopt kind-registry', EXIT.usage)
+  if (extra.length || (target && command !== 'adopt'))
+    throw new UserError(`unexpected argument ${extra[0] ?? target}\n\n${USAGE}`, EXIT.usage)
+  if (args.purge && command !== 'rm') throw new UserError('--purge goes with rm', EXIT.usage)
   for (const [flag, only] of Object.entries(FLAG_COMMAND))
-    if (args[flag] !== undefined && args[flag] !== false && command !== only) throw new UserError(`--${flag} goes with ${only}`, 2)
+    if (args[flag] !== undefined && args[flag] !== false && command !== only) throw new UserError(`--${flag} goes with ${only}`, EXIT.usage)
   const opts: Options = {
     command: command as Options['command'],
     target,
@@ -176,13 +177,14 @@ async function act(config: Config, opts: Options): Promise<number> {
 /** --platform follows the rule of the config's warm.platforms. */
 function parsePlatforms(list: string): string[] {
   const parsed = configSchema.shape.warm.unwrap().shape.platforms.safeParse(list.split(','))
-  if (!parsed.success) throw new UserError(`--platform: ${parsed.error.issues[0].message}`, 2)
+  if (!parsed.success) throw new UserError(`--platform: ${parsed.error.issues[0].message}`, EXIT.usage)
   return parsed.data
 }
 
 function parseConcurrency(text: string): number {
   const n = Number(text)
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency: must be a whole number from 1 to 64, got ${text}`, 2)
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    throw new UserError(`--concurrency: must be a whole number from 1 to 64, got ${text}`, EXIT.usage)
   return n
 }
 
@@ -250,10 +252,10 @@ async function stop(config: Config): Promise<number> {
 
 async function adopt(config: Config, name: string): Promise<number> {
   if (!(await docker.listContainers()).some((c) => c.name === name))
-    throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, 2)
+    throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
   const info = await docker.inspect<{ Config: { Env?: string[]; Labels?: Record<string, string> }; State: { Running: boolean } }>(name)
-  if (!info) throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, 2)
-  if (info.Config.Labels?.[LABEL.managed] === 'true') throw new UserError(`${name} is already devreg's: nothing to adopt`, 2)
+  if (!info) throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
+  if (info.Config.Labels?.[LABEL.managed] === 'true') throw new UserError(`${name} is already devreg's: nothing to adopt`, EXIT.usage)
   // A proxy-mode registry becomes the cache of its upstream; anything else the local registry.
   const remote = info.Config.Env?.find((e) => e.startsWith('REGISTRY_PROXY_REMOTEURL='))
     ?.split('=')[1]

@@ -6,7 +6,7 @@ import { isMain, openScript, run } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
 import { passthrough, probe } from './lib/exec.ts'
 import { isLoopback } from './lib/host.ts'
-import { log, UserError } from './lib/log.ts'
+import { EXIT, log, UserError } from './lib/log.ts'
 
 const USAGE = `Usage: docker-build [options] [DOCKER BUILD ARGUMENTS...]
 
@@ -132,7 +132,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const { own, build } = splitArgs(argv, help.ok ? parseBuildFlags(help.stdout) : null)
   const args = openScript(own, { string: ['config'], boolean: ['dry-run', 'verbose', 'help'], alias: { v: 'verbose', h: 'help' } }, USAGE)
   if (!args) return 0
-  if (args.config === '') throw new UserError('--config needs a path', 2)
+  if (args.config === '') throw new UserError('--config needs a path', EXIT.usage)
   const config = loadConfig({ configPath: args.config })
   if (help.exitCode === null || help.exitCode === 127)
     throw new UserError('docker not found on PATH: install Docker (https://docs.docker.com/engine/install/), then run this again')

@@ -15,7 +15,7 @@ import {
   unifiedDiff,
   writeHostsFile,
 } from './lib/hosts-file.ts'
-import { log, UserError } from './lib/log.ts'
+import { EXIT, log, UserError } from './lib/log.ts'
 import { evaluate, observe, renderReport, selectTargets, summarize } from './lib/preflight.ts'
 
 const USAGE = `Usage: preflight-dns [HOST...] [options]
@@ -75,10 +75,10 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     fixHosts: args['fix-hosts'],
     hostsFile: args['hosts-file'] ?? HOSTS_FILE,
   }
-  if (settings.dryRun && !opts.fixHosts) throw new UserError('--dry-run goes with --fix-hosts (the checks change nothing)', 2)
+  if (settings.dryRun && !opts.fixHosts) throw new UserError('--dry-run goes with --fix-hosts (the checks change nothing)', EXIT.usage)
   if (opts.fixHosts && opts.names.length)
-    throw new UserError(`--fix-hosts writes every hosts entry of the config and takes no names (got ${opts.names.join(', ')})`, 2)
-  if (args['hosts-file'] === '') throw new UserError('--hosts-file needs a path', 2)
+    throw new UserError(`--fix-hosts writes every hosts entry of the config and takes no names (got ${opts.names.join(', ')})`, EXIT.usage)
+  if (args['hosts-file'] === '') throw new UserError('--hosts-file needs a path', EXIT.usage)
 
   const config = loadConfig({ configPath: opts.configPath })
   return opts.fixHosts ? fixHosts(config, opts) : check(config, opts)

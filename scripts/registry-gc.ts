@@ -10,7 +10,7 @@ import * as docker from './lib/docker.ts'
 import { settings } from './lib/exec.ts'
 import { type GcPlan, type Policy, parseAge, planGc, repoGlob } from './lib/gc.ts'
 import { withLock } from './lib/lock.ts'
-import { formatBytes, log, table, UserError } from './lib/log.ts'
+import { EXIT, formatBytes, log, table, UserError } from './lib/log.ts'
 import { deleteManifest, mapLimit, waitForV2 } from './lib/registry.ts'
 import { readSmallBlobs, readStorage, registryStats, type Storage } from './lib/storage.ts'
 
@@ -71,10 +71,10 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   )
   if (!args) return 0
   const policy = parsePolicy(args)
-  if (args.stats && policy) throw new UserError('--stats only reports: run it without a policy, or the policy without --stats', 2)
+  if (args.stats && policy) throw new UserError('--stats only reports: run it without a policy, or the policy without --stats', EXIT.usage)
   if (!args.stats && !policy)
-    throw new UserError(`choose --stats, or a policy (--keep-last N, --older-than AGE, --untagged)\n\n${USAGE}`, 2)
-  if (args.stats && (args.apply || args.force)) throw new UserError('--apply and --force go with a policy, not --stats', 2)
+    throw new UserError(`choose --stats, or a policy (--keep-last N, --older-than AGE, --untagged)\n\n${USAGE}`, EXIT.usage)
+  if (args.stats && (args.apply || args.force)) throw new UserError('--apply and --force go with a policy, not --stats', EXIT.usage)
 
   const config = loadConfig({ configPath: args.config })
   const registries = selectRegistries(config, args.registry ?? null)
@@ -98,17 +98,24 @@ function parsePolicy(args: Record<string, unknown>): Policy | null {
   const keepText = args['keep-last'] as string | undefined
   const ageText = args['older-than'] as string | undefined
   if (keepText !== undefined && !/^\d+$/.test(keepText))
-    throw new UserError(`--keep-last ${JSON.stringify(keepText)} is not a count: use a whole number such as 5`, 2)
+    throw new UserError(`--keep-last ${JSON.stringify(keepText)} is not a count: use a whole number such as 5`, EXIT.usage)
   const olderThan = ageText === undefined ? null : parseAge(ageText)
   if (ageText !== undefined && olderThan === null)
-    throw new UserError(`--older-than ${JSON.stringify(ageText)} is not an age: use a number and a unit, e.g. 45m, 12h, 14d or 2w`, 2)
+    throw new UserError(
+      `--older-than ${JSON.stringify(ageText)} is not an age: use a number and a unit, e.g. 45m, 12h, 14d or 2w`,
+      EXIT.usage,
+    )
   const keepLast = keepText === undefined ? null : Number(keepText)
   const untagged = Boolean(args.untagged)
   const repoText = args.repo as string | undefined
   if (repoText !== undefined && !/^[a-z0-9*?][a-z0-9._/*?-]*$/.test(repoText))
-    throw new UserError(`--repo ${JSON.stringify(repoText)} is not a repository glob: use lowercase names, / and *, e.g. 'acme/*'`, 2)
+    throw new UserError(
+      `--repo ${JSON.stringify(repoText)} is not a repository glob: use lowercase names, / and *, e.g. 'acme/*'`,
+      EXIT.usage,
+    )
   if (keepLast === null && olderThan === null && !untagged) {
-    if (repoText !== undefined) throw new UserError('--repo narrows a policy: add --keep-last N, --older-than AGE or --untagged', 2)
+    if (repoText !== undefined)
+      throw new UserError('--repo narrows a policy: add --keep-last N, --older-than AGE or --untagged', EXIT.usage)
     return null
   }
   return { keepLast, olderThan, untagged, repo: repoText === undefined ? null : repoGlob(repoText), force: Boolean(args.force) }
@@ -118,7 +125,10 @@ function selectRegistries(config: Config, name: string | null): Registry[] {
   if (name === null) return [...config.registries]
   const found = config.registries.find((r) => r.name === name)
   if (!found)
-    throw new UserError(`no registry named ${name} in the config: choose one of ${config.registries.map((r) => r.name).join(', ')}`, 2)
+    throw new UserError(
+      `no registry named ${name} in the config: choose one of ${config.registries.map((r) => r.name).join(', ')}`,
+      EXIT.usage,
+    )
   return [found]
 }
 
@@ -291,10 +301,13 @@ async function gc(
   // Everything that could refuse is checked before the first deletion.
   for (const { registry, plan } of work) {
     const c = containers.find((x) => x.name === registry.name)
-    if (c && !docker.isOwned(c)) throw new UserError(`${registry.name} is not a devreg container: devreg does not modify it`, 2)
+    if (c && !docker.isOwned(c)) throw new UserError(`${registry.name} is not a devreg container: devreg does not modify it`, EXIT.failed)
     if (registry.role === 'local' && plan.manifests.length) {
       if (c?.state !== 'running')
-        throw new UserError(`${registry.name} is not running; manifests are deleted through its API: start it with \`dev-registry up\``, 2)
+        throw new UserError(
+          `${registry.name} is not running; manifests are deleted through its API: start it with \`dev-registry up\``,
+          EXIT.failed,
+        )
       const info = await docker.inspect<{ Config: { Env?: string[] } }>(registry.name)
       if (!info?.Config.Env?.includes('REGISTRY_STORAGE_DELETE_ENABLED=true'))
         throw new UserError(

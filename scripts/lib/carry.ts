@@ -30,7 +30,7 @@ import { createGunzip, createGzip } from 'node:zlib'
 import { type Config, type Registry, ROOT } from './config.ts'
 import { ensureVolume, helperCommand, volumeExists } from './docker.ts'
 import { change, probe, settings, stream } from './exec.ts'
-import { chalk, formatBytes, log, UserError } from './log.ts'
+import { chalk, EXIT, formatBytes, log, UserError } from './log.ts'
 import { REGISTRY_DATA } from './render.ts'
 import { manifestClosure, readStorage, type Storage } from './storage.ts'
 import { readTar, TAR_END, TarError, type TarHeader, tarHeader, tarPadding } from './tar.ts'
@@ -526,7 +526,7 @@ function checkManifest(value: unknown): ArchiveManifest {
  * saying what is wrong.
  */
 export async function verifyArchive(file: string, onBytes: (n: number) => void = () => {}): Promise<VerifiedArchive> {
-  if (!existsSync(file)) throw new UserError(`${file}: no such file`, 2)
+  if (!existsSync(file)) throw new UserError(`${file}: no such file`, EXIT.usage)
   let manifest: ArchiveManifest | null = null
   let manifestDigest = ''
   let trailer: { manifestSha256?: string; files?: number } | null = null
@@ -649,7 +649,7 @@ export function importTargets(config: Config, manifest: ArchiveManifest, names: 
   }
   if (only)
     for (const key of only) if (!manifest.registries.some((r) => r.key === key)) problems.push(`the archive holds nothing for ${key}`)
-  if (problems.length) throw new UserError(problems.join('\n'), 2)
+  if (problems.length) throw new UserError(problems.join('\n'), EXIT.usage)
   return out
 }
 

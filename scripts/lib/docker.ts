@@ -2,7 +2,7 @@
 // --dry-run too); everything that changes state goes through exec.change.
 
 import { change, changePipe, probe, type Result, settings } from './exec.ts'
-import { UserError } from './log.ts'
+import { EXIT, UserError } from './log.ts'
 import type { ContainerSpec } from './render.ts'
 import { LABEL, REGISTRY_DATA } from './render.ts'
 
@@ -87,7 +87,10 @@ export async function runContainer(
   for (const [name, from] of Object.entries(spec.secretEnv)) {
     const value = env[from]
     if (value === undefined || value === '')
-      throw new UserError(`${from} is not set: export it (the credentials of ${spec.name}), or remove credentials from the config`, 2)
+      throw new UserError(
+        `${from} is not set: export it (the credentials of ${spec.name}), or remove credentials from the config`,
+        EXIT.usage,
+      )
     secrets[name] = value
   }
   await change(['docker', 'run', '--detach', ...(network ? ['--network', network] : []), ...spec.args], { secretEnv: secrets })

@@ -9,7 +9,7 @@ import { quote } from 'zx'
 import { PUBLIC_REGISTRIES } from './config.ts'
 import { change, show } from './exec.ts'
 import { isLocalAddress } from './host.ts'
-import { UserError } from './log.ts'
+import { EXIT, UserError } from './log.ts'
 
 export const HOSTS_FILE = '/etc/hosts'
 export const BEGIN_MARKER = '# BEGIN devreg: the hosts of config/devreg.yaml (preflight-dns --fix-hosts rewrites this block)'
@@ -144,7 +144,7 @@ export async function readHostsFile(path: string): Promise<string> {
   try {
     return await readFile(path, 'utf8')
   } catch (err) {
-    throw new UserError(`cannot read ${path} (${(err as NodeJS.ErrnoException).code}): check the path given to --hosts-file`, 2)
+    throw new UserError(`cannot read ${path} (${(err as NodeJS.ErrnoException).code}): check the path given to --hosts-file`, EXIT.usage)
   }
 }
 

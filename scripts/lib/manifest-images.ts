@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseAllDocuments } from 'yaml'
-import { UserError } from './log.ts'
+import { EXIT, UserError } from './log.ts'
 import { parseReference } from './registry.ts'
 
 const CONTAINER_LISTS = new Set(['containers', 'initContainers', 'ephemeralContainers'])
@@ -34,7 +34,7 @@ export function imagesInYaml(text: string, source: string): string[] {
     const err = doc.errors[0]
     if (err) {
       const pos = err.linePos?.[0]
-      throw new UserError(`${source}${pos ? `:${pos.line}:${pos.col}` : ''}: YAML syntax error: ${err.message.split('\n')[0]}`, 2)
+      throw new UserError(`${source}${pos ? `:${pos.line}:${pos.col}` : ''}: YAML syntax error: ${err.message.split('\n')[0]}`, EXIT.usage)
     }
     imagesInObject(doc.toJS({ maxAliasCount: 1000 }), out)
   }
@@ -47,7 +47,7 @@ export function manifestFiles(path: string): string[] {
   try {
     stat = statSync(path)
   } catch {
-    throw new UserError(`${path}: no such file or directory`, 2)
+    throw new UserError(`${path}: no such file or directory`, EXIT.usage)
   }
   if (!stat.isDirectory()) return [path]
   const out: string[] = []

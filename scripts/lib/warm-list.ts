@@ -11,7 +11,7 @@ import { findClusters } from './cluster.ts'
 import { type Config, configSchema, LOCAL_CONFIG } from './config.ts'
 import { listContainers } from './docker.ts'
 import { probe, writeFile } from './exec.ts'
-import { log, UserError } from './log.ts'
+import { EXIT, log, UserError } from './log.ts'
 import { imagesInManifests, uniqueImages } from './manifest-images.ts'
 import { parseReference } from './registry.ts'
 import { routeImages, type WarmTarget } from './warm.ts'
@@ -87,9 +87,10 @@ export function saveTarget(configPath: string | undefined, env: Record<string, s
 /** The config file's text with `images` set to the list; comments, key order and every other key kept (pure). */
 export function withImages(text: string | null, images: readonly string[], file: string): string {
   const doc = parseDocument(text ?? '')
-  if (doc.errors.length) throw new UserError(`${file}: YAML syntax error: ${doc.errors[0].message.split('\n')[0]}: fix it before --save`, 2)
+  if (doc.errors.length)
+    throw new UserError(`${file}: YAML syntax error: ${doc.errors[0].message.split('\n')[0]}: fix it before --save`, EXIT.usage)
   if (doc.contents === null) doc.contents = doc.createNode({}) as unknown as typeof doc.contents
-  if (!isMap(doc.contents)) throw new UserError(`${file}: must be a YAML mapping of keys before --save can add images`, 2)
+  if (!isMap(doc.contents)) throw new UserError(`${file}: must be a YAML mapping of keys before --save can add images`, EXIT.usage)
   doc.set('images', doc.createNode([...images]))
   const out = doc.toString()
   return text === null ? `# Local overrides of config/devreg.yaml (git-ignored). images: written by warm --save.\n${out}` : out
@@ -105,9 +106,12 @@ export async function saveImages(images: readonly string[], file: string): Promi
 export async function warmTargets(config: Config, sources: WarmSources): Promise<WarmTarget[]> {
   if (!sources.images.length && !sources.manifests && !sources.fromCluster) {
     if (sources.save)
-      throw new UserError('--save writes the images named, found with -f, or on the cluster with --from-cluster: give one', 2)
+      throw new UserError('--save writes the images named, found with -f, or on the cluster with --from-cluster: give one', EXIT.usage)
     if (!config.images.length)
-      throw new UserError('nothing to warm: name images (dev-registry warm redis:7-alpine) or list them under images in the config', 2)
+      throw new UserError(
+        'nothing to warm: name images (dev-registry warm redis:7-alpine) or list them under images in the config',
+        EXIT.usage,
+      )
     return routeImages(config, config.images)
   }
   const named = routeImages(config, sources.images)
@@ -117,7 +121,7 @@ export async function warmTargets(config: Config, sources: WarmSources): Promise
   const { routable, skipped } = splitRoutable(config, uniqueImages(found))
   for (const s of skipped) log.info(`left out ${s.image}: ${s.reason}`)
   const all = uniqueImages([...named.map((t) => t.image), ...routable])
-  if (!all.length) throw new UserError('nothing to warm: no image found that a cache serves', 2)
+  if (!all.length) throw new UserError('nothing to warm: no image found that a cache serves', EXIT.usage)
   if (sources.save) await saveImages(all, saveTarget(sources.configPath, sources.env))
   return routeImages(config, all)
 }

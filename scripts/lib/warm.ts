@@ -8,7 +8,7 @@
 import { type Config, configSchema, type Registry } from './config.ts'
 import { readFileIn, volumeExists } from './docker.ts'
 import { probe } from './exec.ts'
-import { chalk, formatBytes, log, UserError } from './log.ts'
+import { chalk, EXIT, formatBytes, log, UserError } from './log.ts'
 import {
   type Descriptor,
   getManifest,
@@ -59,7 +59,7 @@ export function routeImages(config: Config, images: readonly string[]): WarmTarg
     }
     targets.push({ image, ref, name: canonicalName(ref), cache })
   }
-  if (problems.length) throw new UserError(problems.join('\n'), 2)
+  if (problems.length) throw new UserError(problems.join('\n'), EXIT.usage)
   return targets
 }
 
