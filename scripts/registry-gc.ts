@@ -312,7 +312,7 @@ async function gc(
       if (!info?.Config.Env?.includes('REGISTRY_STORAGE_DELETE_ENABLED=true'))
         throw new UserError(
           `${registry.name} has storage delete disabled, so its API refuses deletes: recreate it with \`dev-registry rm\` and \`dev-registry up\` (devreg sets REGISTRY_STORAGE_DELETE_ENABLED=true; its volume stays)`,
-          2,
+          EXIT.failed,
         )
     }
   }

@@ -280,7 +280,9 @@ integration('preflight-dns', () => {
       const name = fx.name('k')
       server = `k3d-${name}-server-0`
       k3d = fx.config(
-        doc({ cluster: { provider: 'k3d', name, network: await fx.network('k3d'), nodeImage: NODE_CONTAINERD2_IMAGE, waitTimeout: '60s' } }),
+        doc({
+          cluster: { provider: 'k3d', name, network: await fx.network('k3d'), nodeImage: NODE_CONTAINERD2_IMAGE, waitTimeout: '60s' },
+        }),
         'k3d.yaml',
       )
       const up = await runScript('dev-up', ['--config', k3d], { env })

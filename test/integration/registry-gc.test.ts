@@ -270,7 +270,7 @@ integration('registry-gc', () => {
     expect(await tagsOf(local, 'gc/bad')).toEqual(['x', 'y'])
   })
 
-  test('a local registry with storage delete disabled: exit 2, how to enable it, nothing deleted', async () => {
+  test('a local registry with storage delete disabled: exit 1 (the registry, not the command, is wrong), how to enable it, nothing deleted', async () => {
     const name = fx.name('nodelete')
     const volume = fx.name('nodelete-data', 'volume')
     const port = await freePort()
@@ -283,7 +283,7 @@ integration('registry-gc', () => {
     await pushImage(base, 'app', 'new', { layers: [layer(10_000)], created: daysAgo(1) })
     const other = fx.config({ registry: { name, port, image: REGISTRY_IMAGE, volume }, mirrors: [] })
     const r = await runScript('registry-gc', ['--config', other, '--keep-last', '1', '--apply', '--yes'], { env })
-    expect(r.code).toBe(2)
+    expect(r.code).toBe(1)
     expect(r.stderr).toContain('storage delete disabled')
     expect(r.stderr).toContain('REGISTRY_STORAGE_DELETE_ENABLED=true')
     expect(await tagsOf(base, 'app')).toEqual(['new', 'old'])
