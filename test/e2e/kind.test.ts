@@ -10,7 +10,7 @@ import { $ } from 'zx'
 import { criPull, criRemove } from '../support/cri.ts'
 import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry } from '../support/fixture.ts'
 import { REGISTRY_IMAGE, sampleImage } from '../support/images.ts'
-import { containerId, manifestBlobs, pull, seed, servedBlobBytes, waitStored } from '../support/registry.ts'
+import { cacheMode, containerId, eventually, manifestBlobs, pull, seed, servedBlobBytes, waitStored } from '../support/registry.ts'
 
 const q = () => $({ quiet: true })
 /** A port nothing listens on inside a node: a proxy there refuses every connection. */
@@ -159,6 +159,34 @@ for (const { line, image } of rigNodeImages())
       } finally {
         await q()`docker start ${cache.name}`
       }
+    })
+
+    test('when the network dies under the running cache, a cached image pulls in the node within 20 s, with no restart', async () => {
+      const startedAt = async () => (await q()`docker inspect --format {{.State.StartedAt}} ${cache.name}`).stdout.trim()
+      await eventually('the cache in proxy mode', async () => (await cacheMode(cache.name)) === 'proxy', 30_000)
+      const started = await startedAt()
+      // zeta is cached (see above); the node must fetch it again.
+      await criRemove(node, 'docker.io/library/zeta:1')
+      const pid = (await q()`docker inspect --format {{.State.Pid}} ${upstream.name}`).stdout.trim()
+      const rule = ['INPUT', '-p', 'tcp', '--dport', '5000', '-j', 'DROP']
+      await q()`nsenter -t ${pid} -n iptables -I ${rule}`
+      const dropped = Date.now()
+      try {
+        // A pull already waiting on the dead upstream when the cache switches falls through to
+        // `server` (dead too) and hangs on dial timeouts; the kubelet retries, and so does this.
+        let pulled = await criPull(node, 'docker.io/library/zeta:1', { timeoutMs: 5000 })
+        while (pulled.error && Date.now() - dropped < 20_000) {
+          await Bun.sleep(500)
+          pulled = await criPull(node, 'docker.io/library/zeta:1', { timeoutMs: 5000 })
+        }
+        expect(pulled.error).toBeUndefined()
+        expect(Date.now() - dropped).toBeLessThan(20_000)
+        expect(await cacheMode(cache.name)).toBe('offline')
+        expect(await startedAt()).toBe(started)
+      } finally {
+        await q()`nsenter -t ${pid} -n iptables -D ${rule}`
+      }
+      await eventually('the cache back in proxy mode', async () => (await cacheMode(cache.name)) === 'proxy', 40_000)
     })
 
     test('re-running dev-up on a live cluster changes nothing and says so', async () => {
