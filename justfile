@@ -19,6 +19,11 @@ dev-registry *args:
 warm *args:
     @{{runtime}} scripts/dev-registry.ts warm "$@"
 
+# Make this machine's Docker engine pull through the caches: registry-mirrors for docker.io, hosts.toml per host on the containerd store (shows the diff, asks; --undo, --dry-run, --json, --yes)
+[group('registries')]
+host-mirrors *args:
+    @{{runtime}} scripts/dev-registry.ts host-mirrors "$@"
+
 # Bring up the registries and the kind or k3d cluster wired to them (--recreate, --dry-run, --json)
 [group('cluster')]
 dev-up *args:
@@ -60,10 +65,12 @@ postcreate:
 test *args:
     @node_modules/.bin/bun test/run.ts "$@"
 
-# Check formatting and lint rules
+# Check formatting and lint rules (biome), and every shell file (shellcheck)
 [group('dev')]
 lint:
     @node_modules/.bin/biome check scripts test bench
+    @command -v shellcheck >/dev/null || { echo "shellcheck not found: apt-get install shellcheck (or brew install shellcheck)"; exit 1; }
+    @shellcheck $(git ls-files '*.sh' .ci/run)
 
 # Type-check everything under strict settings
 [group('dev')]

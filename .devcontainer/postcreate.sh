@@ -38,8 +38,8 @@ done
 
 # 1. Dependencies, when package.json or the lock file changed since the last install.
 stamp=node_modules/.package-lock.json
-if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
-  step 'npm install' npm install --no-audit --no-fund
+if [ ! -f "$stamp" ] || [ -n "$(find package.json package-lock.json -newer "$stamp")" ]; then
+  step 'npm ci' npm ci --no-audit --no-fund
 fi
 
 # 2. The local registry and the caches.
