@@ -2,7 +2,8 @@
 // uniquely named docker objects removed afterwards, timing, and the machine
 // the numbers were measured on. Node APIs and zx only, so the bench runs under
 // Bun and tsx alike.
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { cpus, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
@@ -46,7 +47,7 @@ export interface BenchContext {
 
 const q = () => $({ quiet: true, nothrow: true })
 
-/** Docker objects named `${id}-...`, all removed by cleanup(). */
+/** Docker objects named `${id}-...` and a scratch directory, all removed by cleanup(). */
 export class Workspace {
   readonly dir = mkdtempSync(join(tmpdir(), 'devreg-bench-'))
   private networks: string[] = []
@@ -76,6 +77,7 @@ export class Workspace {
     for (const c of own((await q()`docker ps -a --format {{.Names}}`).stdout)) await q()`docker rm -f -v ${c}`
     for (const v of own((await q()`docker volume ls --format {{.Name}}`).stdout)) await q()`docker volume rm -f ${v}`
     for (const n of this.networks) await q()`docker network rm ${n}`
+    rmSync(this.dir, { recursive: true, force: true })
   }
 }
 
@@ -88,6 +90,18 @@ export async function script(name: string, args: string[], env: Record<string, s
   })`${BUN} ${join(ROOT, 'scripts', `${name}.ts`)} ${args}`
   if (p.exitCode !== 0) throw new Error(`${name} ${args.join(' ')} failed (exit ${p.exitCode}): ${p.stderr.trim()}`)
   return p.stdout
+}
+
+/** A port free on this network namespace's loopback. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number }
+      s.close(() => resolve(port))
+    })
+  })
 }
 
 /** Milliseconds fn takes. */

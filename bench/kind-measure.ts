@@ -5,7 +5,6 @@
 // Everything it creates in the engine is named ID-* and removed at the end.
 //
 // Usage: nsenter --net=/run/netns/devreg-rig bun bench/kind-measure.ts ID NODE_IMAGE
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { $ } from 'zx'
 import { hostUrl, parseReference } from '../scripts/lib/registry.ts'
@@ -13,11 +12,13 @@ import { criPull, criRemove } from '../test/support/cri.ts'
 import { prepareImages, REGISTRY_IMAGE } from '../test/support/images.ts'
 import { layer, type PushedImage, pushImage } from '../test/support/push.ts'
 import { servedBlobBytes } from '../test/support/registry.ts'
-import { ROOT, script, timed, Workspace } from './harness.ts'
+import { freePort, ROOT, script, timed, Workspace } from './harness.ts'
 import { LAYER_SHARES, NOTE_IMAGES, SCALE, waitCached } from './pulls.ts'
 
 /** Runs of each timed step; the section reports medians. */
 const RUNS = 3
+/** Runs of the no-op dev-up and its floor (each a few seconds at most). */
+const NOOP_RUNS = 5
 
 export interface KindMeasurement {
   versions: { kind: string; engine: string; containerd: string }
@@ -26,6 +27,11 @@ export interface KindMeasurement {
   devUp: { ms: number; phases: Record<string, number> }[]
   /** Bare `kind create cluster` with the same node image and node count. */
   bare: number[]
+  /** `dev-up` on the live cluster that changed nothing, verify included: wall times, phases (ms) and verify's verdicts. */
+  noop: { ms: number; phases: Record<string, number>; verify: Record<string, number> }[]
+  /** The floor of a no-op: `kind get nodes` and one kubectl read, one after the other. */
+  noopFloor: number[]
+  nodes: number
   images: number
   imageBytes: number
   /** The dev-up that re-created the cluster for the warm pulls. */
@@ -35,18 +41,6 @@ export interface KindMeasurement {
   floor: number[]
   /** Blob bytes the upstream served during the warm pulls. */
   warmUpstreamBytes: number
-}
-
-/** A port free on this namespace's loopback. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 const log = (line: string) => process.stderr.write(`  ${line}\n`)
@@ -101,13 +95,41 @@ async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasuremen
     devUp.push({ ms, phases: JSON.parse(out).phases })
     if (i < RUNS - 1) await script('dev-down', ['--config', config], env)
   }
+  // 3. A no-op dev-up on that live cluster, verify (its last phase) included, against the floor of asking whether the
+  // cluster is there: `kind get nodes`, then one kubectl read. The kubectl stand-in answers no `get nodes`; its `get` of
+  // the ConfigMap does that call's work here (find the cluster's nodes through Docker, read one object). Alternated.
+  const context = `kind-${cluster}`
+  const floorCalls = async () => {
+    await kind`kind get nodes --name ${cluster}`
+    await kind`kubectl --context ${context} get configmap local-registry-hosting -n kube-public -o json`
+  }
+  const noop: KindMeasurement['noop'] = []
+  const noopFloor: number[] = []
+  for (let i = 0; i < NOOP_RUNS; i++) {
+    log(`no-op dev-up, run ${i + 1} of ${NOOP_RUNS}`)
+    noopFloor.push(await timed(floorCalls))
+    let out = ''
+    const ms = await timed(async () => {
+      out = await script('dev-up', ['--config', config, '--json'], env)
+    })
+    const s = JSON.parse(out) as {
+      created: boolean
+      changes: string[]
+      phases: Record<string, number>
+      verify: Record<string, number> | null
+    }
+    if (s.created || s.changes.length) throw new Error(`the no-op dev-up changed something: ${s.changes.join('; ')}`)
+    if (!s.verify?.pass || s.verify.fail) throw new Error(`the no-op dev-up's verify did not pass: ${JSON.stringify(s.verify)}`)
+    noop.push({ ms, phases: s.phases, verify: s.verify })
+  }
+  const nodes = (await kind`kind get nodes --name ${cluster}`).stdout.trim().split('\n').filter(Boolean).length
   const versions = {
     kind: (await kind`kind version`).stdout.trim(),
     engine: (await $({ quiet: true })`docker version --format {{.Server.Version}}`).stdout.trim(),
     containerd: (await $({ quiet: true })`docker exec ${node} containerd --version`).stdout.trim(),
   }
 
-  // 3. Warm the cache once through a node, then pull the same images in the node of a re-created cluster.
+  // 4. Warm the cache once through a node, then pull the same images in the node of a re-created cluster.
   const pullAll = async (list: string[]) => {
     for (const ref of list) {
       const r = await criPull(node, ref)
@@ -143,7 +165,21 @@ async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasuremen
       await removeAll(list)
     }
   }
-  return { versions, nodeImage, devUp, bare, images: images.length, imageBytes, recreateMs, warm, floor, warmUpstreamBytes }
+  return {
+    versions,
+    nodeImage,
+    devUp,
+    bare,
+    noop,
+    noopFloor,
+    nodes,
+    images: images.length,
+    imageBytes,
+    recreateMs,
+    warm,
+    floor,
+    warmUpstreamBytes,
+  }
 }
 
 if (import.meta.main) {

@@ -12,13 +12,14 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { prepareImages } from '../test/support/images.ts'
+import { carry } from './carry.ts'
 import { BUN, type Check, machine, ROOT, type Section, Workspace } from './harness.ts'
 import { kind } from './kind.ts'
 import { noop } from './noop.ts'
 import { pulls } from './pulls.ts'
 import { stats } from './stats.ts'
 
-const SECTIONS: Section[] = [pulls, noop, stats, kind]
+const SECTIONS: Section[] = [pulls, noop, stats, carry, kind]
 
 const wanted = process.argv.slice(2)
 const unknown = wanted.filter((w) => !SECTIONS.some((s) => s.name === w))
