@@ -29,11 +29,15 @@ Commands:
   import FILE [REGISTRY...]
                   check every blob of an archive, then add what the volumes lack
                   (nothing is replaced); --dry-run lists what would be added
+  host-mirrors    make this machine's Docker engine pull through the caches: registry-mirrors
+                  in daemon.json for docker.io, hosts.toml in certs.d for every cached host
+                  where the engine reads them (containerd image store, Docker 28+); shows the
+                  change, keeps a backup, asks; --undo removes exactly what it wrote
 
 Options:
   --config PATH   read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]
-  --dry-run       print the docker commands (warm: the plan) instead of running them
-  --json          status, warm and report as JSON
+  --dry-run       print the docker commands (warm: the plan; host-mirrors: the diff) instead of running them
+  --json          status, warm, report and host-mirrors as JSON
   --purge         with rm: delete the volumes too
   --platform LIST with warm: platforms to fetch from multi-platform images, comma-separated
                   [default: the config's warm.platforms, else the host's]
@@ -46,7 +50,13 @@ Options:
   --gzip          with export: compress the archive [default: when FILE ends in .gz or .tgz]
   --since WHEN    with report: start (the cache's last start), all (the whole kept log),
                   a duration back (90m, 2h, 1d) or a date [default: start]
-  --yes, -y       do not ask before deleting
+  --undo          with host-mirrors: remove what host-mirrors wrote
+  --daemon-json PATH
+                  with host-mirrors: the engine's daemon.json
+                  [default: $DEVREG_DOCKER_DAEMON_JSON, else /etc/docker/daemon.json]
+  --certs-d DIR   with host-mirrors: the engine's certs.d
+                  [default: $DEVREG_DOCKER_CERTS_D, else /etc/docker/certs.d]
+  --yes, -y       do not ask before deleting (or, host-mirrors, before changing the engine's config)
   --verbose, -v   echo every command
   --help, -h      show this help
 
@@ -61,11 +71,12 @@ Examples:
   dev-registry export caches.tar            # every cache; add kind-registry to carry pushed images
   dev-registry import caches.tar --dry-run
   dev-registry report --since 2h
-  dev-registry rm --purge --dry-run`
+  dev-registry rm --purge --dry-run
+  dev-registry host-mirrors --dry-run       # the daemon.json diff and hosts.toml files, nothing written`
 
-const COMMANDS = ['up', 'status', 'stop', 'rm', 'adopt', 'warm', 'report', 'export', 'import'] as const
-/** Commands that only read: they take no lock. */
-const READ_ONLY = ['status', 'report']
+const COMMANDS = ['up', 'status', 'stop', 'rm', 'adopt', 'warm', 'report', 'export', 'import', 'host-mirrors'] as const
+/** Commands that change no container or volume: they take no lock. */
+const READ_ONLY = ['status', 'report', 'host-mirrors']
 /** Flags that belong to one command. */
 const FLAG_COMMAND = {
   platform: 'warm',
@@ -75,6 +86,9 @@ const FLAG_COMMAND = {
   'from-cluster': 'warm',
   save: 'warm',
   gzip: 'export',
+  undo: 'host-mirrors',
+  'daemon-json': 'host-mirrors',
+  'certs-d': 'host-mirrors',
 }
 
 interface Options {
@@ -95,14 +109,18 @@ interface Options {
   fromCluster: boolean
   save: boolean
   gzip: boolean
+  /** host-mirrors. */
+  undo: boolean
+  daemonJson?: string
+  certsD?: string
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
   const args = openScript(
     argv,
     {
-      string: ['config', 'platform', 'concurrency', 'since', 'file'],
-      boolean: ['dry-run', 'json', 'purge', 'yes', 'verbose', 'help', 'from-cluster', 'save', 'gzip'],
+      string: ['config', 'platform', 'concurrency', 'since', 'file', 'daemon-json', 'certs-d'],
+      boolean: ['dry-run', 'json', 'purge', 'yes', 'verbose', 'help', 'from-cluster', 'save', 'gzip', 'undo'],
       alias: { y: 'yes', v: 'verbose', h: 'help', f: 'file' },
     },
     USAGE,
@@ -131,6 +149,9 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     fromCluster: args['from-cluster'],
     save: args.save,
     gzip: args.gzip,
+    undo: args.undo,
+    daemonJson: args['daemon-json'],
+    certsD: args['certs-d'],
     configPath: args.config,
     json: args.json,
     purge: args.purge,
@@ -171,6 +192,8 @@ async function act(config: Config, opts: Options): Promise<number> {
       return (await import('./lib/carry.ts')).exportCommand(config, opts.archive as string, opts.registries, opts)
     case 'import':
       return (await import('./lib/carry.ts')).importCommand(config, opts.archive as string, opts.registries, opts)
+    case 'host-mirrors':
+      return (await import('./lib/host-engine.ts')).hostMirrors(config, opts)
   }
 }
 
@@ -222,8 +245,11 @@ async function status(config: Config, json: boolean): Promise<number> {
     }),
   )
   const strays = containers.filter((c) => docker.isOwned(c) && c.labels[LABEL.role] && !configured.has(c.name))
+  // Whether this machine's Docker engine pulls through the caches (host-mirrors).
+  const hostEngine = await (await import('./lib/host-engine.ts')).hostEngineRoutes(config)
   if (json) {
-    log.out(JSON.stringify({ registries: rows, notInConfig: strays.map((c) => ({ name: c.name, state: c.state })) }, null, 2))
+    const notInConfig = strays.map((c) => ({ name: c.name, state: c.state }))
+    log.out(JSON.stringify({ registries: rows, notInConfig, hostEngine }, null, 2))
     return 0
   }
   const modeText = (m: string | null) => (m === 'offline' ? 'offline (read-only, upstream unreachable)' : (m ?? '-'))
@@ -237,6 +263,8 @@ async function status(config: Config, json: boolean): Promise<number> {
     log.warn(`${s.name} is devreg's but no longer in the config: \`docker rm -f ${s.name}\` removes it (its volume stays)`)
   const stale = rows.filter((r) => r.state !== 'missing' && r.state !== 'not devreg’s' && !r.matchesConfig)
   if (stale.length) log.info(`run \`dev-registry up\` to recreate ${stale.map((r) => r.name).join(', ')} with the current config`)
+  for (const h of hostEngine ?? [])
+    log.info(`host engine, ${h.host}: ${h.status === 'pass' ? `through ${h.cache} (${h.detail})` : h.detail}${h.fix ? `; ${h.fix}` : ''}`)
   return 0
 }
 

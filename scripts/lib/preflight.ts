@@ -8,6 +8,7 @@ import { firstLine, type InContainer, type Lookup, resolveIn, resolveOnHost } fr
 import * as docker from './docker.ts'
 import { probe } from './exec.ts'
 import { isLoopback } from './host.ts'
+import { type HostRoute, hostEngineRoutes } from './host-engine.ts'
 import { type HostsEntry, parseHostsFile, shadowedRegistries } from './hosts-file.ts'
 import { endpointSliceAddresses } from './in-cluster.ts'
 import { table, UserError } from './log.ts'
@@ -98,6 +99,8 @@ export interface Observed {
   states: Map<string, string>
   /** The daemon's registry-mirrors; null when it could not be asked. */
   daemonMirrors: string[] | null
+  /** Whether the host engine pulls each cached host through its cache (host-mirrors); null when not asked. */
+  hostRoutes?: HostRoute[] | null
   network: { name: string; exists: boolean; addresses: Map<string, string> }
   /** From a short-lived container on the network; null when there is no network. */
   inNetwork: InContainer | null
@@ -194,7 +197,7 @@ export async function observe(config: Config, sel: Selection, hostsFile: { path:
   const found = findClusters(config.cluster.name, containers).find((c) => c.provider === config.cluster.provider) ?? null
   const inNetworkNames = [...sel.hosts.map((h) => h.name), ...sel.registries.map((r) => r.name)]
   const image = config.preflight.image ?? config.registry.image
-  const [host, v2, daemonMirrors, addresses, inNetwork, nodes, slices] = await Promise.all([
+  const [host, v2, daemonMirrors, addresses, inNetwork, nodes, slices, hostRoutes] = await Promise.all([
     mapAsync(
       sel.hosts,
       (h) => h.name,
@@ -219,6 +222,7 @@ export async function observe(config: Config, sel: Selection, hostsFile: { path:
           (r) => endpointSliceAddresses(config, r),
         )
       : Promise.resolve(new Map()),
+    checksDaemon(sel) || sel.routes.length ? hostEngineRoutes(config) : Promise.resolve(null),
   ])
   return {
     hostsFile: { path: hostsFile.path, entries: parseHostsFile(hostsFile.text) },
@@ -232,6 +236,7 @@ export async function observe(config: Config, sel: Selection, hostsFile: { path:
     cluster: { provider: config.cluster.provider, name: config.cluster.name, found: found !== null },
     nodes,
     slices,
+    hostRoutes,
   }
 }
 
@@ -362,7 +367,7 @@ function dockerMirror(config: Config, mirrors: string[] | null): Verdict | null 
   return {
     status: 'warn',
     detail: `the Docker daemon does not pull docker.io through ${cache.name}: \`docker build\` FROM lines and node-image pulls bypass the cache`,
-    fix: `add to /etc/docker/daemon.json (merged with what is there; devreg never edits it), then restart Docker: ${JSON.stringify(snippet)}`,
+    fix: `\`just host-mirrors\` adds it (showing the diff first, keeping a backup); or add to /etc/docker/daemon.json yourself, merged with what is there, then \`sudo systemctl reload docker\`: ${JSON.stringify(snippet)}`,
   }
 }
 
@@ -496,6 +501,10 @@ export function evaluate(config: Config, sel: Selection, obs: Observed): Check[]
   // 5. This machine's Docker daemon and /etc/hosts.
   const daemon = checksDaemon(sel) ? dockerMirror(config, obs.daemonMirrors) : null
   if (daemon) add('docker-mirror', 'docker.io', 'host', daemon)
+  // The other cached hosts: hosts.toml in the engine's certs.d, where it reads them.
+  for (const h of obs.hostRoutes ?? [])
+    if (h.host !== 'docker.io' && (sel.all || sel.routes.includes(h.host)))
+      add('docker-mirror', h.host, 'host', { status: h.status, detail: h.detail, fix: h.fix })
   const shadows = shadowedRegistries(obs.hostsFile.entries)
   for (const s of shadows)
     add('shadow', s.name, 'host', {

@@ -85,10 +85,16 @@ export async function eventually(what: string, fn: () => Promise<boolean>, timeo
  */
 export async function servedBlobBytes(container: string): Promise<number> {
   const logs = await $({ quiet: true })`docker logs ${container}`
+  return blobBytesInLog(`${logs.stdout}\n${logs.stderr}`)
+}
+
+/** servedBlobBytes of a registry log already read (from another engine, say), of one repository when given. */
+export function blobBytesInLog(log: string, repo?: string): number {
   let total = 0
-  for (const line of `${logs.stdout}\n${logs.stderr}`.split('\n')) {
+  for (const line of log.split('\n')) {
     if (!line.includes('response completed') || !line.includes('http.request.method=GET')) continue
     if (!/http\.request\.uri="\/v2\/[^"]*\/blobs\//.test(line)) continue
+    if (repo && !line.includes(`http.request.uri="/v2/${repo}/blobs/`)) continue
     total += Number(/http\.response\.written=(\d+)/.exec(line)?.[1] ?? 0)
   }
   return total

@@ -54,7 +54,7 @@ describe('postcreate', () => {
     expect(await postcreate()).toEqual({ code: 0, stdout: '', stderr: '' })
     expect(calls()).toEqual([
       'docker info',
-      'npm install --no-audit --no-fund',
+      'npm ci --no-audit --no-fund',
       'runtime scripts/dev-registry.ts up',
       'runtime scripts/preflight-dns.ts',
     ])
@@ -65,12 +65,12 @@ describe('postcreate', () => {
     await postcreate()
     writeFileSync(join(project, 'calls'), '')
     expect((await postcreate()).code).toBe(0)
-    expect(calls()).not.toContain('npm install --no-audit --no-fund')
+    expect(calls()).not.toContain('npm ci --no-audit --no-fund')
     writeFileSync(join(project, 'package.json'), '{"dependencies": {}}\n')
     const future = new Date(Date.now() + 60_000)
     utimesSync(join(project, 'package.json'), future, future)
     expect((await postcreate()).code).toBe(0)
-    expect(calls()).toContain('npm install --no-audit --no-fund')
+    expect(calls()).toContain('npm ci --no-audit --no-fund')
   })
 
   test("a failing step stops the run with one line: the step and the script's error", async () => {
@@ -96,11 +96,11 @@ describe('postcreate', () => {
     expect(calls()).not.toContain('runtime scripts/preflight-dns.ts')
   })
 
-  test('a failing npm install is reported by its last line', async () => {
+  test('a failing npm ci is reported by its last line', async () => {
     writeFileSync(join(project, 'bin/npm'), standIn('npm', 'echo "npm error code ENOTFOUND" >&2; exit 1'), { mode: 0o755 })
     const r = await postcreate()
     expect(r.code).toBe(1)
-    expect(r.stderr).toStartWith('postcreate: npm install failed: npm error code ENOTFOUND (full output:')
+    expect(r.stderr).toStartWith('postcreate: npm ci failed: npm error code ENOTFOUND (full output:')
   })
 })
 
