@@ -13,14 +13,12 @@ const USAGE = `Usage: verify [options]
 
 For every node of the cluster and every registry host devreg routes (the
 local registry under each of its names, each cache's upstream host, each
-alias), pulls HOST/devreg-probe/verify:<nonce> with \`crictl pull\` in the
-node, the kubelet's own path. The reference exists nowhere; a probe passes
-when the first registry of that host's route logged the request from that
-node. Prints a node × host matrix and a fix for each failure.
-
-A probe transfers no image: the tag exists nowhere, so every registry on the
-way answers 404 and sends no manifest or blob (a cache asks its upstream for
-the tag, which answers 404 too).
+alias), pulls HOST/devreg-probe/verify@sha256:<digest> with \`crictl pull\`
+in the node, the kubelet's own path. The digest is a tiny image devreg puts
+in the local registry and every cache first, so a cache answers from its own
+storage and never asks its upstream; a probe passes when the first registry
+of that host's route logged the request for that host from that node.
+Prints a node × host matrix and a fix for each failure.
 
 Options:
   --config PATH   read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]

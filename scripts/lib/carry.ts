@@ -731,6 +731,32 @@ export async function importArchive(config: Config, file: string, names: readonl
   return summary
 }
 
+/**
+ * Puts a few files of distribution's layout into a registry's volume the way
+ * import does (staged whole, then linked blobs first, nothing replaced), for
+ * content devreg makes itself rather than reads from an archive: verify's
+ * probe image. Works with the registry up.
+ */
+export async function placeFiles(registry: Registry, files: { path: string; body: Buffer }[]): Promise<void> {
+  const bad = files.find((f) => !classifyPath(f.path))
+  if (bad) throw new Error(`${bad.path} is no file of distribution's storage`)
+  const id = randomBytes(6).toString('hex')
+  const tar = Buffer.concat([
+    ...files.flatMap((f) => [
+      tarHeader({ path: f.path, size: f.body.length, mtime: 0, mode: 0o644, type: '0' }),
+      f.body,
+      tarPadding(f.body.length),
+    ]),
+    tarHeader({ path: SENTINEL, size: 0, mtime: 0, mode: 0o644, type: '0' }),
+    TAR_END,
+  ])
+  await ensureVolume(registry.volume)
+  const helper = stream(volumeFiles(registry, true, 'stage', id), { stdin: true })
+  helper.stdin?.end(tar)
+  await helper.done
+  await change(volumeFiles(registry, true, 'commit', id), { input: '' })
+}
+
 /** The second read: each volume's missing files go to a helper that stages them; a blob that no longer matches aborts it. */
 async function stageAll(file: string, plans: ImportTarget[], id: string, onBytes: (n: number) => void): Promise<void> {
   const byKey = new Map(plans.map((p) => [p.key, { plan: p, wanted: new Set(p.add.map((f) => f.path)) }]))

@@ -1,23 +1,27 @@
 // Proof that each node pulls each registry host through the route devreg
 // wrote: one probe pull per node × host through the node's CRI image service
-// (`crictl pull`, the kubelet's path), of a reference that exists nowhere and
-// is unique to the run; it passes when the route's first registry logged the
-// manifest request from that node. Files and `containerd config dump` can look
+// (`crictl pull`, the kubelet's path), of a tiny image by digest that devreg
+// puts in every registry's storage itself; it passes when the route's first
+// registry logged the manifest request from that node for that host. A cache
+// answers a digest it holds from its own storage (distribution's
+// proxyManifestStore and proxyBlobStore look locally first), so a probe never
+// reaches an upstream through a cache. Files and `containerd config dump` can look
 // right while pulls go elsewhere (containerd#12415, containerd#12636,
 // spegel#1272, a node proxy): only the registry's own log says where they went.
 // Planning, log matching, verdicts and the matrix are pure; observe() asks Docker.
-import { randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { placeFiles } from './carry.ts'
 import { findClusters, type Node, readsCertsD } from './cluster.ts'
 import { type Config, type Provider, ROOT } from './config.ts'
 import * as docker from './docker.ts'
 import { probe } from './exec.ts'
 import { log, table, UserError } from './log.ts'
-import { CERTS_D, registryRoutes } from './render.ts'
+import { CERTS_D, REGISTRY_DATA, registryRoutes } from './render.ts'
 
 /** Where k3s points containerd's config_path (k3s's containerd config templates, pkg/agent/templates). */
 export const K3S_CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
-/** The repository every probe names; a tag under it exists nowhere. */
+/** The repository every probe names. */
 export const PROBE_REPOSITORY = 'devreg-probe/verify'
 /**
  * How long one probe pull may run in a node. containerd tries every host of
@@ -26,6 +30,74 @@ export const PROBE_REPOSITORY = 'devreg-probe/verify'
 export const PROBE_SECONDS = 5
 
 const PROBE_SCRIPT = readFileSync(`${ROOT}templates/verify-probe.sh`, 'utf8')
+
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
+/** The platforms the probe image has a manifest for: containerd's unpacker refuses a config of another one. */
+export const PROBE_PLATFORMS = [
+  { architecture: 'amd64', os: 'linux' },
+  { architecture: 'arm64', os: 'linux' },
+]
+
+/** A file of distribution's storage, relative to the volume's root. */
+export interface StorageBlob {
+  path: string
+  body: Buffer
+}
+
+export interface ProbeImage {
+  /** The index's digest: what every probe pulls. */
+  digest: string
+  /** Blobs, then their links in PROBE_REPOSITORY, as distribution stores them (no tag). */
+  files: StorageBlob[]
+}
+
+/**
+ * The probe image (pure, so its digest is a constant): an OCI index of one
+ * manifest per platform, each with its config and one layer, an empty tar
+ * (1 KiB of zeros; containerd unpacks it in no time).
+ */
+export function probeImage(): ProbeImage {
+  const blob = (mediaType: string, body: Buffer) => ({
+    mediaType,
+    body,
+    digest: `sha256:${createHash('sha256').update(body).digest('hex')}`,
+    size: body.length,
+  })
+  const json = (mediaType: string, doc: unknown) => blob(mediaType, Buffer.from(JSON.stringify(doc)))
+  const ref = (b: ReturnType<typeof blob>) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size })
+  const layer = blob('application/vnd.oci.image.layer.v1.tar', Buffer.alloc(1024))
+  const images = PROBE_PLATFORMS.map((platform) => {
+    const config = json('application/vnd.oci.image.config.v1+json', {
+      ...platform,
+      config: {},
+      rootfs: { type: 'layers', diff_ids: [layer.digest] },
+    })
+    const manifest = json(OCI_MANIFEST, { schemaVersion: 2, mediaType: OCI_MANIFEST, config: ref(config), layers: [ref(layer)] })
+    return { platform, config, manifest }
+  })
+  const index = json(OCI_INDEX, {
+    schemaVersion: 2,
+    mediaType: OCI_INDEX,
+    manifests: images.map((i) => ({ ...ref(i.manifest), platform: i.platform })),
+  })
+  const hex = (d: string) => d.slice('sha256:'.length)
+  const repo = `docker/registry/v2/repositories/${PROBE_REPOSITORY}`
+  const manifests = [index, ...images.map((i) => i.manifest)]
+  const layers = [layer, ...images.map((i) => i.config)]
+  const link = (d: string) => Buffer.from(d)
+  return {
+    digest: index.digest,
+    files: [
+      ...[...manifests, ...layers].map((b) => ({
+        path: `docker/registry/v2/blobs/sha256/${hex(b.digest).slice(0, 2)}/${hex(b.digest)}/data`,
+        body: b.body,
+      })),
+      ...layers.map((b) => ({ path: `${repo}/_layers/sha256/${hex(b.digest)}/link`, body: link(b.digest) })),
+      ...manifests.map((b) => ({ path: `${repo}/_manifests/revisions/sha256/${hex(b.digest)}/link`, body: link(b.digest) })),
+    ],
+  }
+}
 
 export type Status = 'pass' | 'fail' | 'skip'
 
@@ -44,7 +116,6 @@ export interface Probe {
   node: string
   host: string
   ref: string
-  tag: string
   first: string | null
   status: Status
   detail: string
@@ -53,10 +124,12 @@ export interface Probe {
   answeredBy: string[]
 }
 
-/** A manifest request for a probe tag, as a registry logged it. */
+/** A manifest request under PROBE_REPOSITORY, as a registry logged it. */
 export interface Hit {
   container: string
-  tag: string
+  /** The registry host the request was for: containerd's ?ns= on a mirror, else the Host header. */
+  host: string
+  reference: string
   method: string
   address: string
   status: number
@@ -79,26 +152,19 @@ export function targets(config: Config): Target[] {
   })
 }
 
-/** A nonce for one run: lowercase hex, valid in a tag. */
-export const newNonce = () => randomBytes(6).toString('hex')
-
-/** Probes of every node × target, each with a tag of its own (the same registry can serve several hosts). */
-export function planProbes(ts: Target[], nodes: string[], nonce: string): Probe[] {
-  return nodes.flatMap((node, j) =>
-    ts.map((t, i) => {
-      const tag = `${nonce}-${i}-${j}`
-      return {
-        node,
-        host: t.host,
-        ref: `${t.host}/${PROBE_REPOSITORY}:${tag}`,
-        tag,
-        first: t.first,
-        status: 'skip' as Status,
-        detail: '',
-        fix: null,
-        answeredBy: [],
-      }
-    }),
+/** Probes of every node × target: the probe image by digest under each host. */
+export function planProbes(ts: Target[], nodes: string[], digest: string): Probe[] {
+  return nodes.flatMap((node) =>
+    ts.map((t) => ({
+      node,
+      host: t.host,
+      ref: `${t.host}/${PROBE_REPOSITORY}@${digest}`,
+      first: t.first,
+      status: 'skip' as Status,
+      detail: '',
+      fix: null,
+      answeredBy: [],
+    })),
   )
 }
 
@@ -111,12 +177,14 @@ const unquote = (raw: string) => {
     return raw.slice(1, -1)
   }
 }
-const MANIFEST_URI = new RegExp(`^/v2/${PROBE_REPOSITORY}/manifests/([A-Za-z0-9_.-]+)(\\?.*)?$`)
+const MANIFEST_URI = new RegExp(`^/v2/${PROBE_REPOSITORY}/manifests/([A-Za-z0-9_.:-]+)(\\?.*)?$`)
 
 /**
- * Manifest requests for probe tags in a distribution log: its `response
- * completed` lines (logrus text or JSON; 2.8 and 3 alike) carry the method,
- * URI, client address and status. containerd adds ?ns=HOST on mirrors.
+ * Manifest requests under PROBE_REPOSITORY in a distribution log: its
+ * `response completed` lines (logrus text or JSON; 2.8 and 3 alike) carry the
+ * method, host, URI, client address and status. containerd adds ?ns=HOST when
+ * it asks a host other than the reference's (remotes/docker `addNamespace`),
+ * so ns, else the Host header, is the host a probe named.
  */
 export function probeHits(container: string, text: string): Hit[] {
   const hits: Hit[] = []
@@ -131,7 +199,15 @@ export function probeHits(container: string, text: string): Hit[] {
     const m = MANIFEST_URI.exec(f['http.request.uri'] ?? '')
     if (!m) continue
     const address = (f['http.request.remoteaddr'] ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1')
-    hits.push({ container, tag: m[1], method: f['http.request.method'] ?? '', address, status: Number(f['http.response.status'] ?? 0) })
+    const host = new URLSearchParams(m[2]?.slice(1) ?? '').get('ns') ?? f['http.request.host'] ?? ''
+    hits.push({
+      container,
+      host,
+      reference: m[1],
+      method: f['http.request.method'] ?? '',
+      address,
+      status: Number(f['http.response.status'] ?? 0),
+    })
   }
   return hits
 }
@@ -185,7 +261,7 @@ export function judge(
       detail: `the route starts at ${t.firstUrl}, not at a devreg registry whose log verify can read`,
       fix: null,
     }
-  const mine = hits.filter((h) => h.tag === p.tag)
+  const mine = hits.filter((h) => h.host === p.host)
   const fromNode = mine.filter((h) => nodeAddresses.includes(h.address))
   if (fromNode.some((h) => h.container === t.first)) {
     const h = fromNode.find((x) => x.container === t.first) as Hit
@@ -276,7 +352,8 @@ export function parseFacts(stdout: string): { hostsToml: Set<string>; env: Recor
 export interface VerifyResult {
   ok: boolean
   cluster: string
-  nonce: string
+  /** The probe image's digest. */
+  image: string
   elapsedMs: number
   summary: Record<Status, number>
   probes: Probe[]
@@ -356,21 +433,49 @@ async function gatherFacts(config: Config, failing: Probe[], nodes: Node[], cont
   }
 }
 
-/** Logs of every container a probe may have reached, since `since` (ms), read at once. */
-async function readHits(names: string[], since: number): Promise<Hit[]> {
+/** Log lines of every container a probe may have reached, since `since` (ms), read at once: container → lines. */
+async function readLogs(names: string[], since: number): Promise<Map<string, string[]>> {
   const all = await Promise.all(
     names.map(async (name) => {
       const r = await probe(['docker', 'logs', '--since', (since / 1000).toFixed(3), name])
-      return probeHits(name, `${r.stdout}\n${r.stderr}`)
+      return [name, `${r.stdout}\n${r.stderr}`.split('\n')] as const
     }),
   )
-  return all.flat()
+  return new Map(all)
+}
+
+/** Probe requests in the logs that are not in `before` (the same containers' lines read before the pulls). */
+function newHits(logs: Map<string, string[]>, before: Map<string, string[]>): Hit[] {
+  return [...logs].flatMap(([name, lines]) => {
+    const old = new Set(before.get(name))
+    return probeHits(name, lines.filter((l) => !old.has(l)).join('\n'))
+  })
+}
+
+const PROBE_IMAGE = probeImage()
+
+/**
+ * Puts the probe image in each running devreg registry that lacks it (the
+ * local registry and every cache), through the registry's volume as `import`
+ * does: a cache that were asked for it would ask its upstream. The check is
+ * one `docker exec` per registry, for the index's revision link, which
+ * import's commit links last of all.
+ */
+async function ensureProbeImage(config: Config, containers: docker.Container[]): Promise<void> {
+  const hex = PROBE_IMAGE.digest.slice('sha256:'.length)
+  const marker = `${REGISTRY_DATA}/docker/registry/v2/repositories/${PROBE_REPOSITORY}/_manifests/revisions/sha256/${hex}/link`
+  const running = config.registries.filter((r) => containers.some((c) => c.name === r.name && c.state === 'running'))
+  await Promise.all(
+    running.map(async (r) => {
+      if ((await probe(['docker', 'exec', r.name, 'test', '-f', marker])).ok) return
+      await placeFiles(r, PROBE_IMAGE.files)
+    }),
+  )
 }
 
 /** Runs every probe of the cluster of `config` and judges it. */
-export async function verify(config: Config, opts: { nonce?: string; seconds?: number } = {}): Promise<VerifyResult> {
+export async function verify(config: Config, opts: { seconds?: number } = {}): Promise<VerifyResult> {
   const start = Date.now()
-  const nonce = opts.nonce ?? newNonce()
   const containers = await docker.listContainers()
   const cluster = findClusters(config.cluster.name, containers).find((c) => c.provider === config.cluster.provider)
   // Control plane (server) first, then workers (agents), as kind and k3d list them.
@@ -380,38 +485,43 @@ export async function verify(config: Config, opts: { nonce?: string; seconds?: n
   const probes = planProbes(
     ts,
     nodes.map((n) => n.name),
-    nonce,
+    PROBE_IMAGE.digest,
   )
   const byHost = new Map(ts.map((t) => [t.host, t]))
 
-  // 1. The probe pulls: one exec per node, every host at once in it.
-  const since = start - 2000
-  const [addresses, runs] = await Promise.all([
-    nodeAddresses(nodes.filter((n) => n.running).map((n) => n.name)),
-    Promise.all(
-      nodes.map(async (n) => {
-        const refs = probes.filter((p) => p.node === n.name && p.first).map((p) => p.ref)
-        if (!n.running || !refs.length) return new Map<string, { rc: number; out: string }>()
-        const seconds = String(opts.seconds ?? PROBE_SECONDS)
-        const r = await probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'pull', seconds, ...refs])
-        return parseProbeOutput(r.stdout)
-      }),
-    ),
-  ])
-  const run = new Map(runs.flatMap((m) => [...m]))
-
-  // 2. What the registries logged: devreg's own, and any container a route names after them (a team cache, a test's upstream).
+  // Logs devreg reads: its own registries', and any container a route names after them (a team cache, a test's upstream).
   const names = new Set(containers.map((c) => c.name))
   const readable = [
     ...new Set([...config.registries.map((r) => r.name), ...ts.flatMap((t) => t.rest.map(hostOf)).filter((h) => names.has(h))]),
   ].filter((n) => names.has(n))
-  let hits = await readHits(readable, since)
+  const since = start - 2000
+
+  // 1. The probe image in every registry, then the probe pulls: one exec per node, every host at once in it.
+  // Every run probes the same references: lines logged before the pulls (a run a moment ago) are read first and left out.
+  const [addresses, before] = await Promise.all([
+    nodeAddresses(nodes.filter((n) => n.running).map((n) => n.name)),
+    readLogs(readable, since),
+    ensureProbeImage(config, containers),
+  ])
+  const runs = await Promise.all(
+    nodes.map(async (n) => {
+      const refs = probes.filter((p) => p.node === n.name && p.first).map((p) => p.ref)
+      if (!n.running || !refs.length) return new Map<string, { rc: number; out: string }>()
+      const seconds = String(opts.seconds ?? PROBE_SECONDS)
+      const r = await probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'pull', seconds, ...refs])
+      return parseProbeOutput(r.stdout)
+    }),
+  )
+  const run = new Map(runs.flatMap((m) => [...m]))
+
+  // 2. What the registries logged since.
+  let hits = newHits(await readLogs(readable, since), before)
   const passed = (p: Probe) =>
-    hits.some((h) => h.tag === p.tag && h.container === p.first && (addresses.get(p.node) ?? []).includes(h.address))
+    hits.some((h) => h.host === p.host && h.container === p.first && (addresses.get(p.node) ?? []).includes(h.address))
   // The log driver copies lines a moment after the registry writes them.
   if (probes.some((p) => p.first && !passed(p))) {
     await new Promise((r) => setTimeout(r, 300))
-    hits = await readHits(readable, since)
+    hits = newHits(await readLogs(readable, since), before)
   }
 
   // 3. Verdicts; what explains a miss is looked at only when there is one.
@@ -431,11 +541,11 @@ export async function verify(config: Config, opts: { nonce?: string; seconds?: n
       ? judge(p, t, hits, nodeAddrs, run.get(p.ref) ?? null, facts)
       : { status: 'fail' as const, detail: `node ${p.node} is not running`, fix: `\`docker start ${p.node}\`, or \`just dev-up\`` }
     Object.assign(p, verdict, {
-      answeredBy: order(p, [...new Set(hits.filter((h) => h.tag === p.tag && nodeAddrs.includes(h.address)).map((h) => h.container))]),
+      answeredBy: order(p, [...new Set(hits.filter((h) => h.host === p.host && nodeAddrs.includes(h.address)).map((h) => h.container))]),
     })
   }
   const summary = summarize(probes)
-  return { ok: summary.fail === 0, cluster: config.cluster.name, nonce, elapsedMs: Date.now() - start, summary, probes }
+  return { ok: summary.fail === 0, cluster: config.cluster.name, image: PROBE_IMAGE.digest, elapsedMs: Date.now() - start, summary, probes }
 }
 
 /**

@@ -1,17 +1,22 @@
 // verify's judgement without Docker: which hosts it probes and from where,
 // which log lines count, the verdict and fix for each way a route breaks,
 // and the matrix.
+
 import { describe, expect, test } from 'bun:test'
+import { createHash } from 'node:crypto'
+import { classifyPath } from '../../scripts/lib/carry.ts'
 import { resolveConfig } from '../../scripts/lib/config.ts'
 import {
   type Facts,
   type Hit,
   judge,
+  PROBE_PLATFORMS,
   type Probe,
   parseFacts,
   parseProbeOutput,
   planProbes,
   probeHits,
+  probeImage,
   proxyFor,
   renderMatrix,
   type Target,
@@ -43,12 +48,52 @@ describe('targets and probes', () => {
     expect(targets(c).find((t) => t.host === 'docker.io')?.first).toBe('kind-registry')
   })
 
-  test('each node × host gets a reference of its own under devreg-probe/verify', () => {
-    const probes = planProbes(targets(config), ['a', 'b'], 'f00d')
+  test('each node × host pulls the probe image by digest under that host', () => {
+    const probes = planProbes(targets(config), ['a', 'b'], 'sha256:f00d')
     expect(probes.length).toBe(10)
-    expect(new Set(probes.map((p) => p.tag)).size).toBe(10)
-    expect(probes[2].ref).toBe('docker.io/devreg-probe/verify:f00d-2-0')
-    expect(probes[7].ref).toBe('docker.io/devreg-probe/verify:f00d-2-1')
+    expect(probes[2].ref).toBe('docker.io/devreg-probe/verify@sha256:f00d')
+    expect(probes[7]).toMatchObject({ node: 'b', host: 'docker.io', first: 'kind-cache-docker-io' })
+  })
+})
+
+describe('the probe image', () => {
+  const image = probeImage()
+  const file = (hex: string) => image.files.find((f) => f.path.endsWith(`/${hex}/data`))?.body as Buffer
+  const json = (digest: string) => JSON.parse(file(digest.slice(7)).toString())
+  const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`
+
+  test('is the same on every run: its digest is a constant', () => {
+    expect(probeImage()).toEqual(image)
+    expect(image.digest).toMatch(/^sha256:[0-9a-f]{64}$/)
+  })
+
+  test('is an index of one manifest per platform, each with a config and a 1 KiB empty tar layer', () => {
+    const index = json(image.digest)
+    expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json')
+    expect(index.manifests.map((m: { platform: unknown }) => m.platform)).toEqual(PROBE_PLATFORMS)
+    for (const m of index.manifests) {
+      const manifest = json(m.digest)
+      expect(manifest.layers.length).toBe(1)
+      expect(manifest.layers[0].size).toBe(1024)
+      const config = json(manifest.config.digest)
+      expect({ os: config.os, architecture: config.architecture }).toEqual(m.platform)
+      expect(config.rootfs.diff_ids).toEqual([manifest.layers[0].digest])
+    }
+  })
+
+  test('is stored as distribution lays it out: every blob under its digest, linked into devreg-probe/verify, no tag', () => {
+    const kinds = image.files.map((f) => classifyPath(f.path))
+    expect(kinds.every(Boolean)).toBe(true)
+    expect(kinds.map((k) => k?.kind)).toEqual([...Array(6).fill('blob'), ...Array(3).fill('layer'), ...Array(3).fill('revision')])
+    for (const [i, f] of image.files.entries()) {
+      const k = kinds[i]
+      if (k?.kind === 'blob') expect(sha(f.body)).toBe(k.digest as string)
+      else {
+        expect(k?.repository).toBe('devreg-probe/verify')
+        expect(f.body.toString()).toBe(k?.digest as string)
+      }
+    }
+    expect(kinds.some((k) => k?.kind === 'revision' && k.digest === image.digest)).toBe(true)
   })
 })
 
@@ -56,24 +101,27 @@ describe('log matching', () => {
   const line = (uri: string, addr: string, method = 'HEAD') =>
     `time="2026-11-30T12:22:01.9Z" level=error msg="response completed with error" err.code="manifest unknown" http.request.host="kind-registry:5000" http.request.method=${method} http.request.remoteaddr="${addr}:48584" http.request.uri="${uri}" http.response.status=404 http.response.written=96`
 
-  test('response completed lines for probe manifests count, with the client address and without ?ns', () => {
+  test('response completed lines for probe manifests count, with the client address, and the host from ?ns or else Host', () => {
+    const d = `sha256:${'ab'.repeat(32)}`
     const text = [
-      line('/v2/devreg-probe/verify/manifests/f00d-2-0?ns=docker.io', NODE_IP),
+      line(`/v2/devreg-probe/verify/manifests/${d}?ns=localhost%3A5001`, NODE_IP),
       line('/v2/library/alpine/manifests/3', NODE_IP),
-      `${NODE_IP} - - [30/Nov/2026:12:22:01 +0000] "HEAD /v2/devreg-probe/verify/manifests/f00d-2-0 HTTP/1.1" 404 96 "" "containerd/2.1.9"`,
-      '{"msg":"response completed","http.request.method":"GET","http.request.uri":"/v2/devreg-probe/verify/manifests/f00d-1-0","http.request.remoteaddr":"[fd00::5]:1234","http.response.status":404}',
+      `${NODE_IP} - - [30/Nov/2026:12:22:01 +0000] "HEAD /v2/devreg-probe/verify/manifests/${d} HTTP/1.1" 200 96 "" "containerd/2.1.9"`,
+      line(`/v2/devreg-probe/verify/manifests/${d}`, NODE_IP),
+      `{"msg":"response completed","http.request.host":"kind-cache-docker-io:5000","http.request.method":"GET","http.request.uri":"/v2/devreg-probe/verify/manifests/${d}?ns=docker.io","http.request.remoteaddr":"[fd00::5]:1234","http.response.status":200}`,
     ].join('\n')
     expect(probeHits('kind-registry', text)).toEqual([
-      { container: 'kind-registry', tag: 'f00d-2-0', method: 'HEAD', address: NODE_IP, status: 404 },
-      { container: 'kind-registry', tag: 'f00d-1-0', method: 'GET', address: 'fd00::5', status: 404 },
+      { container: 'kind-registry', host: 'localhost:5001', reference: d, method: 'HEAD', address: NODE_IP, status: 404 },
+      { container: 'kind-registry', host: 'kind-registry:5000', reference: d, method: 'HEAD', address: NODE_IP, status: 404 },
+      { container: 'kind-registry', host: 'docker.io', reference: d, method: 'GET', address: 'fd00::5', status: 200 },
     ])
   })
 
   test("the probe script's output: exit code, reference and crictl's line per probe", () => {
     const out =
-      '\x1e1 docker.io/devreg-probe/verify:x-0-0 E1130 crictl.go] pulling image: rpc error: code = NotFound desc = x\n\x1e127 a/b:c sh: crictl: not found\n'
+      '\x1e1 docker.io/devreg-probe/verify@sha256:x E1130 crictl.go] pulling image: rpc error: code = NotFound desc = x\n\x1e127 a/b:c sh: crictl: not found\n'
     expect(parseProbeOutput(out).get('a/b:c')).toEqual({ rc: 127, out: 'sh: crictl: not found' })
-    expect(parseProbeOutput(out).get('docker.io/devreg-probe/verify:x-0-0')?.rc).toBe(1)
+    expect(parseProbeOutput(out).get('docker.io/devreg-probe/verify@sha256:x')?.rc).toBe(1)
   })
 
   test("the facts script's output: hosts with a hosts.toml and containerd's proxy variables", () => {
@@ -101,7 +149,7 @@ describe('proxyFor, as Go reads the proxy variables', () => {
 describe('judge', () => {
   const ts = targets(config)
   const docker = ts.find((t) => t.host === 'docker.io') as Target
-  const probe = planProbes([docker], [NODE], 'n')[0] as Probe
+  const probe = planProbes([docker], [NODE], 'sha256:f00d')[0] as Probe
   const facts = (over: Partial<Facts> = {}): Facts => ({
     provider: 'kind',
     network: 'kind',
@@ -112,7 +160,19 @@ describe('judge', () => {
     nodes: new Map([[NODE, { hostsToml: new Set(['docker.io']), env: {}, readsCertsD: true }]]),
     ...over,
   })
-  const hit = (container: string, address = NODE_IP): Hit => ({ container, tag: probe.tag, method: 'HEAD', address, status: 404 })
+  const hit = (container: string, address = NODE_IP): Hit => ({
+    container,
+    host: 'docker.io',
+    reference: 'sha256:f00d',
+    method: 'HEAD',
+    address,
+    status: 404,
+  })
+
+  test('a request for another host from the node does not count for this one', () => {
+    const other = { ...hit('kind-cache-docker-io'), host: 'ghcr.io' }
+    expect(judge(probe, docker, [other], [NODE_IP], null, facts()).status).toBe('fail')
+  })
 
   test('passes when the first registry logged it from the node', () => {
     expect(judge(probe, docker, [hit('kind-cache-docker-io')], [NODE_IP], null, facts())).toEqual({
@@ -214,7 +274,7 @@ describe('judge', () => {
 
 describe('renderMatrix', () => {
   test('a row per host, a column per node, each failure once with its fix', () => {
-    const probes = planProbes(targets(config), ['dev-control-plane', 'dev-worker'], 'n').map((p) => ({
+    const probes = planProbes(targets(config), ['dev-control-plane', 'dev-worker'], 'sha256:f00d').map((p) => ({
       ...p,
       status: p.host === 'docker.io' ? ('fail' as const) : ('pass' as const),
       detail: p.host === 'docker.io' ? 'kind-cache-docker-io is exited; upstream answered instead' : 'ok',
