@@ -14,6 +14,7 @@ import { probe, writeFile } from './exec.ts'
 import { EXIT, log, UserError } from './log.ts'
 import { imagesInManifests, uniqueImages } from './manifest-images.ts'
 import { parseReference } from './registry.ts'
+import { PROBE_REPOSITORY } from './verify.ts'
 import { routeImages, type WarmTarget } from './warm.ts'
 
 export interface WarmSources {
@@ -51,7 +52,7 @@ export function splitRoutable(
 /**
  * The image references `ctr images list` shows (pure): each tag, and a digest
  * reference only when no tag names the same image (a pod that pulled by
- * digest); image IDs (bare sha256:...) are left out.
+ * digest); image IDs (bare sha256:...) and verify's probe image are left out.
  */
 export function nodeImageRefs(ctrOutput: string): string[] {
   const rows = ctrOutput
@@ -59,6 +60,7 @@ export function nodeImageRefs(ctrOutput: string): string[] {
     .slice(1)
     .map((line) => line.trim().split(/\s+/))
     .filter(([ref, , digest]) => ref && !ref.startsWith('sha256:') && digest?.startsWith('sha256:'))
+    .filter(([ref]) => !ref.includes(`/${PROBE_REPOSITORY}@`))
   const tagged = new Set(rows.filter(([ref]) => !ref.includes('@')).map(([ref, , digest]) => `${ref.replace(/:[^:/]+$/, '')}@${digest}`))
   return [...new Set(rows.filter(([ref]) => !ref.includes('@') || !tagged.has(ref)).map(([ref]) => ref))].sort()
 }

@@ -70,9 +70,10 @@ docker.io/library/redis@sha256:${'a'.repeat(64)} application/vnd.oci.image.index
 ghcr.io/org/tool@sha256:${'b'.repeat(64)}    application/vnd.oci.image.manifest.v1+json           sha256:${'b'.repeat(64)} 3.0 MiB   linux/amd64 io.cri-containerd.image=managed
 registry.k8s.io/pause:3.10                   application/vnd.oci.image.index.v1+json              sha256:${'c'.repeat(64)} 300 KiB   linux/amd64 io.cri-containerd.image=managed,io.cri-containerd.pinned=pinned
 sha256:${'d'.repeat(64)}                     application/vnd.oci.image.index.v1+json              sha256:${'a'.repeat(64)} 16.1 MiB  linux/amd64 io.cri-containerd.image=managed
+docker.io/devreg-probe/verify@sha256:${'e'.repeat(64)} application/vnd.oci.image.index.v1+json sha256:${'e'.repeat(64)} 2.0 KiB linux/amd64 io.cri-containerd.image=managed
 `
 
-  test("a node's images: each tag, a digest reference only when no tag names it, no image IDs", () => {
+  test("a node's images: each tag, a digest reference only when no tag names it, no image IDs, not verify's probe", () => {
     expect(nodeImageRefs(ctr)).toEqual([
       'docker.io/library/redis:7-alpine',
       `ghcr.io/org/tool@sha256:${'b'.repeat(64)}`,
