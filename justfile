@@ -60,10 +60,20 @@ docker-build *args:
 postcreate:
     @sh .devcontainer/postcreate.sh
 
-# Run every test: unit and integration on this machine's Docker, e2e on the real kind CLI in the rig's private engine (needs root; DEVREG_REQUIRE_DOCKER=1 makes a missing Docker or rig a failure)
+# Run every test: unit, CLI and integration on this machine's Docker, e2e on the real kind CLI in the rig's private engine (needs root; DEVREG_REQUIRE_DOCKER=1 makes a missing Docker or rig a failure)
 [group('dev')]
 test *args:
     @node_modules/.bin/bun test/run.ts "$@"
+
+# Run the unit tests: fakes and fixtures, no Docker, no script run, in seconds (bun test flags pass through)
+[group('dev')]
+test-unit *args:
+    @node_modules/.bin/bun test test/unit "$@"
+
+# Run the scripts as a user does, under bun (and once each under tsx), without Docker (bun test flags pass through)
+[group('dev')]
+test-cli *args:
+    @node_modules/.bin/bun test test/cli "$@"
 
 # Check formatting and lint rules (biome), and every shell file (shellcheck)
 [group('dev')]

@@ -5,15 +5,18 @@
 // registry. Both must end serving every image under its original manifest
 // digest. Runs on the machine's main Docker engine; no bandwidth limit (both
 // sides copy between local disks).
+
 import { mkdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { getManifest, hostUrl, parseReference, waitForV2 } from '../scripts/lib/registry.ts'
+import { getManifest, hostUrl, waitForV2 } from '../scripts/lib/distribution.ts'
+import { createRunner } from '../scripts/lib/exec.ts'
+import { parseReference } from '../scripts/lib/reference.ts'
 import { readStorage } from '../scripts/lib/storage.ts'
-import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/support/images.ts'
-import { layer, type PushedImage, pushImage } from '../test/support/push.ts'
-import { servedBlobBytes } from '../test/support/registry.ts'
-import { type BenchContext, freePort, median, type Section, script, seconds, timed } from './harness.ts'
+import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/kit/images.ts'
+import { layer, type PushedImage, pushImage } from '../test/kit/push.ts'
+import { servedBlobBytes } from '../test/kit/registry.ts'
+import { type BenchContext, freePort, median, type Section, script, seconds, timed, type Workspace } from './harness.ts'
 import { LAYER_SHARES, MB, NOTE_IMAGES, SCALE } from './pulls.ts'
 
 /** Rounds of each side, alternated; the section reports medians. */
@@ -23,7 +26,7 @@ const RUNS = 5
 async function waitHolds(volume: string, images: PushedImage[], timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const s = await readStorage(volume, REGISTRY_IMAGE)
+    const s = await readStorage(createRunner(), volume, REGISTRY_IMAGE)
     const missing = images.filter(
       (i) =>
         s.repositories.get(i.repo)?.tags.get(i.tag as string)?.digest !== i.digest ||
@@ -50,6 +53,24 @@ async function duBytes(dir: string): Promise<number> {
   return Number((await $({ quiet: true })`du -sb ${dir}`).stdout.split(/\s/)[0])
 }
 
+/** The warm cache both sides copy from. */
+interface CarrySetup {
+  upstream: string
+  cache: { name: string; port: number }
+  cacheVolume: string
+  cacheUrl: string
+  /** Runs `dev-registry` with the section's config. */
+  devreg: (...args: string[]) => Promise<string>
+  images: PushedImage[]
+  imageBytes: number
+}
+
+/** One side's times (ms) per round: out of the cache, into fresh storage. */
+interface Times {
+  out: number[]
+  in: number[]
+}
+
 export const carry: Section = {
   name: 'carry',
   title: 'Carrying a cache: export and import against skopeo',
@@ -58,122 +79,150 @@ export const carry: Section = {
     if (!skopeo) throw new Error('skopeo is not installed (apt-get install skopeo)')
 
     // 1. An upstream, devreg's registries, and the pulls section's images warmed into the docker.io cache.
-    const network = await ws.network()
-    const upstream = ws.name('upstream')
-    const ports = { upstream: await freePort(), registry: await freePort(), cache: await freePort() }
-    await $({
-      quiet: true,
-    })`docker run -d --name ${upstream} --network ${network} -p ${`127.0.0.1:${ports.upstream}:5000`} ${REGISTRY_IMAGE}`
-    const cache = { name: ws.name('cache-docker-io'), port: ports.cache }
-    const cacheVolume = `${cache.name}-data`
-    const config = ws.config({
-      cluster: { provider: 'kind', name: ws.name('c'), network, nodeImage: NODE_IMAGE },
-      registry: { name: ws.name('registry'), port: ports.registry, image: REGISTRY_IMAGE, volume: ws.name('registry-data') },
-      mirrors: [{ host: 'docker.io', upstream: `http://${upstream}:5000`, ...cache }],
-    })
-    const devreg = (...args: string[]) => script('dev-registry', ['--config', config, ...args])
-    await devreg()
-    const images: PushedImage[] = []
-    const created = new Date('2024-01-01T00:00:00Z')
-    for (const [name, mb] of NOTE_IMAGES) {
-      const { repository, reference } = parseReference(name)
-      const layers = LAYER_SHARES.map((share) => layer(Math.round(mb * 1e6 * SCALE * share)))
-      images.push(await pushImage(hostUrl('127.0.0.1', ports.upstream), repository, reference, { layers, created }))
-    }
-    const imageBytes = images.reduce((n, i) => n + i.blobs.reduce((m, b) => m + b.size, 0), 0)
-    console.error(`  warming ${images.length} images, ${MB(imageBytes)}, into ${cache.name}`)
-    await devreg('warm', ...NOTE_IMAGES.map(([name]) => name))
-    await waitHolds(cacheVolume, images)
-    const cacheUrl = hostUrl('127.0.0.1', cache.port)
+    const setup = await warmCache(ws)
 
     // 2. Alternately: devreg's export, purge and import; skopeo's copy to a directory and into a fresh registry.
-    const ours = { out: [] as number[], in: [] as number[] }
-    const theirs = { out: [] as number[], in: [] as number[] }
+    const ours: Times = { out: [], in: [] }
+    const theirs: Times = { out: [], in: [] }
     let archiveBytes = 0
     let dirBytes = 0
     for (let i = 0; i < RUNS; i++) {
       console.error(`  round ${i + 1} of ${RUNS}`)
-      const archive = join(ws.dir, 'cache.tar')
-      ours.out.push(await timed(() => devreg('export', archive)))
-      archiveBytes = statSync(archive).size
-      await devreg('rm', '--purge', '--yes')
-      if ((await $({ quiet: true, nothrow: true })`docker volume inspect ${cacheVolume}`).exitCode === 0)
-        throw new Error(`rm --purge left volume ${cacheVolume}`)
-      const upstreamBefore = await servedBlobBytes(upstream)
-      ours.in.push(await timed(() => devreg('import', archive)))
-      await waitHolds(cacheVolume, images, 0)
-      await devreg()
-      await checkServed(cacheUrl, images, cache.name)
-      const fetched = (await servedBlobBytes(upstream)) - upstreamBefore
-      if (fetched) throw new Error(`the upstream served ${fetched} blob bytes after the import: the cache did not get everything`)
-      rmSync(archive)
-
-      const dir = join(ws.dir, `skopeo-${i}`)
-      const plain = ws.name(`plain-${i}`)
-      const plainPort = await freePort()
-      await $({
-        quiet: true,
-      })`docker run -d --name ${plain} -v ${`${ws.name(`plain-${i}-data`)}:/var/lib/registry`} -p ${`127.0.0.1:${plainPort}:5000`} ${REGISTRY_IMAGE}`
-      const plainUrl = hostUrl('127.0.0.1', plainPort)
-      await waitForV2(plainUrl, 30_000)
-      const copy = async (from: (i: PushedImage) => string, to: (i: PushedImage) => string) => {
-        for (const image of images) {
-          const p = await $({
-            quiet: true,
-            nothrow: true,
-          })`skopeo copy --quiet --preserve-digests --src-tls-verify=false --dest-tls-verify=false ${from(image)} ${to(image)}`
-          if (p.exitCode !== 0) throw new Error(`skopeo copy ${from(image)} ${to(image)}: ${p.stderr.trim()}`)
-        }
-      }
-      const inDir = (image: PushedImage) => join(dir, image.repo, image.tag as string)
-      for (const image of images) mkdirSync(join(dir, image.repo), { recursive: true })
-      theirs.out.push(
-        await timed(() =>
-          copy(
-            (image) => `docker://127.0.0.1:${cache.port}/${image.repo}:${image.tag}`,
-            (image) => `dir:${inDir(image)}`,
-          ),
-        ),
-      )
-      dirBytes = await duBytes(dir)
-      theirs.in.push(
-        await timed(() =>
-          copy(
-            (image) => `dir:${inDir(image)}`,
-            (image) => `docker://127.0.0.1:${plainPort}/${image.repo}:${image.tag}`,
-          ),
-        ),
-      )
-      await checkServed(plainUrl, images, plain)
-      rmSync(dir, { recursive: true })
-      await $({ quiet: true })`docker rm -f -v ${plain}`
-      await $({ quiet: true })`docker volume rm ${ws.name(`plain-${i}-data`)}`
+      archiveBytes = await devregRound(ws, setup, ours)
+      dirBytes = await skopeoRound(ws, setup, i, theirs)
     }
 
     // 3. The report.
-    const totals = (s: { out: number[]; in: number[] }) => s.out.map((o, i) => o + s.in[i])
-    const row = (label: string, a: number[], b: number[]) =>
-      `| ${label} | ${seconds(median(a))} | ${seconds(median(b))} | ${(median(a) / median(b)).toFixed(2)}x |`
-    const each = (xs: number[]) => xs.map(seconds).join(', ')
-    const markdown = [
-      `The pulls section's ${images.length} images (${MB(imageBytes)}, at ${SCALE} of the note's sizes), warmed into a devreg`,
-      'docker.io cache with `dev-registry warm`. **devreg**: `dev-registry export FILE` (every cache, uncompressed tar,',
-      `${MB(archiveBytes)}), then \`dev-registry rm --purge --yes\` (untimed) and \`dev-registry import FILE\` into fresh volumes`,
-      "with the registries down (import checks every blob's digest before anything becomes visible); then `dev-registry`",
-      `starts them. **skopeo** (${skopeo}): \`skopeo copy --preserve-digests\` of each image from the same cache to \`dir:\``,
-      `(${MB(dirBytes)}), then from the directory into a fresh, running distribution registry. Each command under its own`,
-      `process (devreg's under Bun), times include start-up. Both ends serve every image by its tag under the digest it`,
-      `was pushed with (checked), and the imported cache fetched 0 blob bytes from the upstream. Median of ${RUNS}, alternated.`,
-      '',
-      '| step | devreg | skopeo | devreg / skopeo |',
-      '| --- | ---: | ---: | ---: |',
-      row('out: export / copy to a directory', ours.out, theirs.out),
-      row('in: import / copy into a registry', ours.in, theirs.in),
-      row('**both**', totals(ours), totals(theirs)),
-      '',
-      `Runs: devreg ${each(totals(ours))}; skopeo ${each(totals(theirs))}.`,
-    ].join('\n')
+    const markdown = carryMarkdown(setup, skopeo, { ours, theirs, archiveBytes, dirBytes })
     // The issue sets no target for this ratio: it is reported, not checked.
     return { markdown, checks: [] }
   },
+}
+
+async function warmCache(ws: Workspace): Promise<CarrySetup> {
+  const network = await ws.network()
+  const upstream = ws.name('upstream')
+  const ports = { upstream: await freePort(), registry: await freePort(), cache: await freePort() }
+  await $({
+    quiet: true,
+  })`docker run -d --name ${upstream} --network ${network} -p ${`127.0.0.1:${ports.upstream}:5000`} ${REGISTRY_IMAGE}`
+  const cache = { name: ws.name('cache-docker-io'), port: ports.cache }
+  const cacheVolume = `${cache.name}-data`
+  const config = ws.config({
+    cluster: { provider: 'kind', name: ws.name('c'), network, nodeImage: NODE_IMAGE },
+    registry: { name: ws.name('registry'), port: ports.registry, image: REGISTRY_IMAGE, volume: ws.name('registry-data') },
+    mirrors: [{ host: 'docker.io', upstream: `http://${upstream}:5000`, ...cache }],
+  })
+  const devreg = (...args: string[]) => script('dev-registry', ['--config', config, ...args])
+  await devreg()
+  const images: PushedImage[] = []
+  const created = new Date('2024-01-01T00:00:00Z')
+  for (const [name, mb] of NOTE_IMAGES) {
+    const { repository, reference } = parseReference(name)
+    const layers = LAYER_SHARES.map((share) => layer(Math.round(mb * 1e6 * SCALE * share)))
+    images.push(await pushImage(hostUrl('127.0.0.1', ports.upstream), repository, reference, { layers, created }))
+  }
+  const imageBytes = images.reduce((n, i) => n + i.blobs.reduce((m, b) => m + b.size, 0), 0)
+  console.error(`  warming ${images.length} images, ${MB(imageBytes)}, into ${cache.name}`)
+  await devreg('warm', ...NOTE_IMAGES.map(([name]) => name))
+  await waitHolds(cacheVolume, images)
+  return { upstream, cache, cacheVolume, cacheUrl: hostUrl('127.0.0.1', cache.port), devreg, images, imageBytes }
+}
+
+/** export, purge, import, start: the times go to `ours`; the archive's size. */
+async function devregRound(ws: Workspace, setup: CarrySetup, ours: Times): Promise<number> {
+  const { upstream, cache, cacheVolume, cacheUrl, devreg, images } = setup
+  const archive = join(ws.dir, 'cache.tar')
+  ours.out.push(await timed(() => devreg('export', archive)))
+  const archiveBytes = statSync(archive).size
+  await devreg('rm', '--purge', '--yes')
+  if ((await $({ quiet: true, nothrow: true })`docker volume inspect ${cacheVolume}`).exitCode === 0)
+    throw new Error(`rm --purge left volume ${cacheVolume}`)
+  const upstreamBefore = await servedBlobBytes(upstream)
+  ours.in.push(await timed(() => devreg('import', archive)))
+  await waitHolds(cacheVolume, images, 0)
+  await devreg()
+  await checkServed(cacheUrl, images, cache.name)
+  const fetched = (await servedBlobBytes(upstream)) - upstreamBefore
+  if (fetched) throw new Error(`the upstream served ${fetched} blob bytes after the import: the cache did not get everything`)
+  rmSync(archive)
+  return archiveBytes
+}
+
+/** skopeo from the cache to a directory, then into a fresh registry: the times go to `theirs`; the directory's size. */
+async function skopeoRound(ws: Workspace, { cache, images }: CarrySetup, round: number, theirs: Times): Promise<number> {
+  const dir = join(ws.dir, `skopeo-${round}`)
+  const plain = ws.name(`plain-${round}`)
+  const plainPort = await freePort()
+  await $({
+    quiet: true,
+  })`docker run -d --name ${plain} -v ${`${ws.name(`plain-${round}-data`)}:/var/lib/registry`} -p ${`127.0.0.1:${plainPort}:5000`} ${REGISTRY_IMAGE}`
+  const plainUrl = hostUrl('127.0.0.1', plainPort)
+  await waitForV2(plainUrl, 30_000)
+  const inDir = (image: PushedImage) => join(dir, image.repo, image.tag as string)
+  for (const image of images) mkdirSync(join(dir, image.repo), { recursive: true })
+  theirs.out.push(
+    await timed(() =>
+      skopeoCopy(
+        images,
+        (image) => `docker://127.0.0.1:${cache.port}/${image.repo}:${image.tag}`,
+        (image) => `dir:${inDir(image)}`,
+      ),
+    ),
+  )
+  const dirBytes = await duBytes(dir)
+  theirs.in.push(
+    await timed(() =>
+      skopeoCopy(
+        images,
+        (image) => `dir:${inDir(image)}`,
+        (image) => `docker://127.0.0.1:${plainPort}/${image.repo}:${image.tag}`,
+      ),
+    ),
+  )
+  await checkServed(plainUrl, images, plain)
+  rmSync(dir, { recursive: true })
+  await $({ quiet: true })`docker rm -f -v ${plain}`
+  await $({ quiet: true })`docker volume rm ${ws.name(`plain-${round}-data`)}`
+  return dirBytes
+}
+
+/** Each image in turn, as a script copying images one at a time would. */
+async function skopeoCopy(images: PushedImage[], from: (i: PushedImage) => string, to: (i: PushedImage) => string): Promise<void> {
+  for (const image of images) {
+    const p = await $({
+      quiet: true,
+      nothrow: true,
+    })`skopeo copy --quiet --preserve-digests --src-tls-verify=false --dest-tls-verify=false ${from(image)} ${to(image)}`
+    if (p.exitCode !== 0) throw new Error(`skopeo copy ${from(image)} ${to(image)}: ${p.stderr.trim()}`)
+  }
+}
+
+function carryMarkdown(
+  { images, imageBytes }: CarrySetup,
+  skopeo: string,
+  r: { ours: Times; theirs: Times; archiveBytes: number; dirBytes: number },
+): string {
+  const totals = (s: Times) => s.out.map((o, i) => o + s.in[i])
+  const row = (label: string, a: number[], b: number[]) =>
+    `| ${label} | ${seconds(median(a))} | ${seconds(median(b))} | ${(median(a) / median(b)).toFixed(2)}x |`
+  const each = (xs: number[]) => xs.map(seconds).join(', ')
+  return [
+    `The pulls section's ${images.length} images (${MB(imageBytes)}, at ${SCALE} of the note's sizes), warmed into a devreg`,
+    'docker.io cache with `dev-registry warm`. **devreg**: `dev-registry export FILE` (every cache, uncompressed tar,',
+    `${MB(r.archiveBytes)}), then \`dev-registry rm --purge --yes\` (untimed) and \`dev-registry import FILE\` into fresh volumes`,
+    "with the registries down (import checks every blob's digest before anything becomes visible); then `dev-registry`",
+    `starts them. **skopeo** (${skopeo}): \`skopeo copy --preserve-digests\` of each image from the same cache to \`dir:\``,
+    `(${MB(r.dirBytes)}), then from the directory into a fresh, running distribution registry. Each command under its own`,
+    `process (devreg's under Bun), times include start-up. Both ends serve every image by its tag under the digest it`,
+    `was pushed with (checked), and the imported cache fetched 0 blob bytes from the upstream. Median of ${RUNS}, alternated.`,
+    '',
+    '| step | devreg | skopeo | devreg / skopeo |',
+    '| --- | ---: | ---: | ---: |',
+    row('out: export / copy to a directory', r.ours.out, r.theirs.out),
+    row('in: import / copy into a registry', r.ours.in, r.theirs.in),
+    row('**both**', totals(r.ours), totals(r.theirs)),
+    '',
+    `Runs: devreg ${each(totals(r.ours))}; skopeo ${each(totals(r.theirs))}.`,
+  ].join('\n')
 }

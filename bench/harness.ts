@@ -8,7 +8,7 @@ import { cpus, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { $ } from 'zx'
-import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/support/images.ts'
+import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/kit/images.ts'
 
 export const ROOT = join(import.meta.dirname, '..')
 /** Scripts are timed under Bun, as `just` runs them. */

@@ -6,12 +6,13 @@
 //
 // Usage: nsenter --net=/run/netns/devreg-rig bun bench/kind-measure.ts ID NODE_IMAGE
 import { join } from 'node:path'
-import { $ } from 'zx'
-import { hostUrl, parseReference } from '../scripts/lib/registry.ts'
-import { criPull, criRemove } from '../test/support/cri.ts'
-import { prepareImages, REGISTRY_IMAGE } from '../test/support/images.ts'
-import { layer, type PushedImage, pushImage } from '../test/support/push.ts'
-import { servedBlobBytes } from '../test/support/registry.ts'
+import { $, type Shell } from 'zx'
+import { hostUrl } from '../scripts/lib/distribution.ts'
+import { parseReference } from '../scripts/lib/reference.ts'
+import { criPull, criRemove } from '../test/kit/cri.ts'
+import { prepareImages, REGISTRY_IMAGE } from '../test/kit/images.ts'
+import { layer, type PushedImage, pushImage } from '../test/kit/push.ts'
+import { servedBlobBytes } from '../test/kit/registry.ts'
 import { freePort, ROOT, script, timed, Workspace } from './harness.ts'
 import { LAYER_SHARES, NOTE_IMAGES, SCALE, waitCached } from './pulls.ts'
 
@@ -45,16 +46,66 @@ export interface KindMeasurement {
 
 const log = (line: string) => process.stderr.write(`  ${line}\n`)
 
+/** What the measuring steps share: the registries, the config and how to run kind and devreg's scripts. */
+interface KindRig {
+  nodeImage: string
+  upstream: string
+  cluster: string
+  bareCluster: string
+  /** The control-plane node of `cluster`. */
+  node: string
+  registry: { name: string; port: number }
+  cache: { name: string; port: number }
+  /** The devreg config's path. */
+  config: string
+  /** Added to the environment of devreg's scripts. */
+  env: Record<string, string>
+  /** zx with that environment and kind's network. */
+  kind: Shell
+  images: PushedImage[]
+  imageBytes: number
+  refs: (host: string) => string[]
+}
+
 async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasurement> {
   // 1. An upstream and devreg's registries on one network; the note's images in the upstream and the local registry.
+  const rig = await setUpRig(nodeImage, ws)
+  // 2. dev-up on warm caches against a bare kind create, alternated; the last dev-up's cluster stays.
+  const { devUp, bare } = await measureCreation(rig)
+  // 3. A no-op dev-up on that live cluster, verify (its last phase) included, against the floor of asking whether the
+  // cluster is there: `kind get nodes`, then one kubectl read. The kubectl stand-in answers no `get nodes`; its `get` of
+  // the ConfigMap does that call's work here (find the cluster's nodes through Docker, read one object). Alternated.
+  const { noop, noopFloor } = await measureNoop(rig)
+  const { kind, cluster, node } = rig
+  const nodes = (await kind`kind get nodes --name ${cluster}`).stdout.trim().split('\n').filter(Boolean).length
+  const versions = {
+    kind: (await kind`kind version`).stdout.trim(),
+    engine: (await $({ quiet: true })`docker version --format {{.Server.Version}}`).stdout.trim(),
+    containerd: (await $({ quiet: true })`docker exec ${node} containerd --version`).stdout.trim(),
+  }
+  // 4. Warm the cache once through a node, then pull the same images in the node of a re-created cluster.
+  const pulls = await measureWarmPulls(rig)
+  return {
+    versions,
+    nodeImage,
+    devUp,
+    bare,
+    noop,
+    noopFloor,
+    nodes,
+    images: rig.images.length,
+    imageBytes: rig.imageBytes,
+    ...pulls,
+  }
+}
+
+async function setUpRig(nodeImage: string, ws: Workspace): Promise<KindRig> {
   await prepareImages()
   const network = await ws.network()
   const upstream = ws.name('upstream')
   const upstreamPort = await freePort()
   await $({ quiet: true })`docker run -d --name ${upstream} --network ${network} -p ${`127.0.0.1:${upstreamPort}:5000`} ${REGISTRY_IMAGE}`
   const cluster = ws.name('c')
-  const bareCluster = ws.name('bare')
-  const node = `${cluster}-control-plane`
   const registry = { name: ws.name('registry'), port: await freePort(), image: REGISTRY_IMAGE, volume: ws.name('registry-data') }
   const cache = { name: ws.name('cache-docker-io'), port: await freePort() }
   const config = ws.config({
@@ -80,8 +131,11 @@ async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasuremen
   }
   const imageBytes = images.reduce((n, i) => n + i.blobs.reduce((m, b) => m + b.size, 0), 0)
   const refs = (host: string) => images.map((i) => `${host}/${i.repo}:${i.tag}`)
+  const node = `${cluster}-control-plane`
+  return { nodeImage, upstream, cluster, bareCluster: ws.name('bare'), node, registry, cache, config, env, kind, images, imageBytes, refs }
+}
 
-  // 2. dev-up on warm caches against a bare kind create, alternated; the last dev-up's cluster stays.
+async function measureCreation({ nodeImage, bareCluster, config, env, kind }: KindRig): Promise<Pick<KindMeasurement, 'devUp' | 'bare'>> {
   const devUp: KindMeasurement['devUp'] = []
   const bare: number[] = []
   for (let i = 0; i < RUNS; i++) {
@@ -95,9 +149,10 @@ async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasuremen
     devUp.push({ ms, phases: JSON.parse(out).phases })
     if (i < RUNS - 1) await script('dev-down', ['--config', config], env)
   }
-  // 3. A no-op dev-up on that live cluster, verify (its last phase) included, against the floor of asking whether the
-  // cluster is there: `kind get nodes`, then one kubectl read. The kubectl stand-in answers no `get nodes`; its `get` of
-  // the ConfigMap does that call's work here (find the cluster's nodes through Docker, read one object). Alternated.
+  return { devUp, bare }
+}
+
+async function measureNoop({ cluster, config, env, kind }: KindRig): Promise<Pick<KindMeasurement, 'noop' | 'noopFloor'>> {
   const context = `kind-${cluster}`
   const floorCalls = async () => {
     await kind`kind get nodes --name ${cluster}`
@@ -122,14 +177,11 @@ async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasuremen
     if (!s.verify?.pass || s.verify.fail) throw new Error(`the no-op dev-up's verify did not pass: ${JSON.stringify(s.verify)}`)
     noop.push({ ms, phases: s.phases, verify: s.verify })
   }
-  const nodes = (await kind`kind get nodes --name ${cluster}`).stdout.trim().split('\n').filter(Boolean).length
-  const versions = {
-    kind: (await kind`kind version`).stdout.trim(),
-    engine: (await $({ quiet: true })`docker version --format {{.Server.Version}}`).stdout.trim(),
-    containerd: (await $({ quiet: true })`docker exec ${node} containerd --version`).stdout.trim(),
-  }
+  return { noop, noopFloor }
+}
 
-  // 4. Warm the cache once through a node, then pull the same images in the node of a re-created cluster.
+async function measureWarmPulls(rig: KindRig): Promise<Pick<KindMeasurement, 'recreateMs' | 'warm' | 'floor' | 'warmUpstreamBytes'>> {
+  const { node, upstream, cache, registry, config, env, images, imageBytes, refs } = rig
   const pullAll = async (list: string[]) => {
     for (const ref of list) {
       const r = await criPull(node, ref)
@@ -165,21 +217,7 @@ async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasuremen
       await removeAll(list)
     }
   }
-  return {
-    versions,
-    nodeImage,
-    devUp,
-    bare,
-    noop,
-    noopFloor,
-    nodes,
-    images: images.length,
-    imageBytes,
-    recreateMs,
-    warm,
-    floor,
-    warmUpstreamBytes,
-  }
+  return { recreateMs, warm, floor, warmUpstreamBytes }
 }
 
 if (import.meta.main) {

@@ -1,5 +1,5 @@
 // devreg on the real kind 0.33 CLI with containerd 2.x nodes, in the test
-// rig's private engine (test/rig): what `dev-up` adds to cluster creation
+// rig's private engine (test/kit/rig): what `dev-up` adds to cluster creation
 // over a bare `kind create cluster`, what a no-op `dev-up` (verify included)
 // costs over `kind get nodes` + one kubectl call, and the pulls section's warm row
 // measured in a real kind node through CRI, the kubelet's path.
@@ -36,109 +36,149 @@ export const kind: Section = {
   name: 'kind',
   title: 'Real kind: cluster creation and warm pulls through CRI',
   async run({ id, bun }: BenchContext) {
-    // 1. The rig: its engine (started only if it is not running) and the containerd 2.x node image.
-    // Not rigUp(): it clears the engine, where other runs may be testing at the same time.
-    const { ENGINE, startEngine, stopEngine } = await import('../test/rig/engine.ts')
-    const { nodeImage } = await import('../test/rig/node-image.ts')
-    const { path, started } = await startEngine()
-    let m: KindMeasurement
-    try {
-      const image = await nodeImage('containerd2')
-      const env = { DOCKER_HOST: ENGINE.host, PATH: path }
-      // 2. The measurements, inside the engine's network namespace where its ports are.
-      const out = await capture(['nsenter', `--net=${ENGINE.netnsPath}`, bun, join(ROOT, 'bench/kind-measure.ts'), id, image], env)
-      m = JSON.parse(out.trim().split('\n').at(-1) ?? '')
-    } finally {
-      if (started) await stopEngine()
-    }
-
+    // 1. The rig, 2. the measurements in it.
+    const m = await measureInRig(id, bun)
     // 3. The report.
-    const devUpMs = median(m.devUp.map((r) => r.ms))
-    const mid = m.devUp.find((r) => r.ms === devUpMs) ?? m.devUp[0]
-    const bareMs = median(m.bare)
-    const createRatio = devUpMs / bareMs
-    const warmMs = median(m.warm)
-    const floorMs = median(m.floor)
-    const pullRatio = warmMs / floorMs
-    const runs = m.devUp.length
-    const noopMs = median(m.noop.map((r) => r.ms))
-    const noopMid = m.noop.find((r) => r.ms === noopMs) ?? m.noop[0]
-    const noopFloorMs = median(m.noopFloor)
-    const noopRatio = noopMs / noopFloorMs
-    const noopPhases = Object.entries(noopMid.phases)
-      .map(([p, t]) => `${p} ${ms(t)}`)
-      .join(', ')
-    const phases = Object.entries(mid.phases)
-      .map(([p, t]) => `${p} ${ms(t)}`)
-      .join(', ')
-    const markdown = [
-      `The real ${m.versions.kind.split(' ').slice(0, 2).join(' ')} CLI on the test rig's private Docker ${m.versions.engine}, nodes of`,
-      `\`${m.nodeImage}\` (${m.versions.containerd.split(' ').slice(0, 3).join(' ')} under systemd; kubeadm and kubectl in the node`,
-      'and kubectl on the host are stand-ins, as there is no API server here). One control-plane node each time.',
-      '',
-      `**Cluster creation, median of ${runs}**, alternated: a whole \`dev-up --json\` under Bun with the registries already up and`,
-      'healthy and no cluster (then `dev-down`), against a bare `kind create cluster --name X --image <the same image>`',
-      "(then `kind delete cluster`) on the same network. dev-up's time includes its kind create with devreg's",
-      'containerd patch (which makes kind restart containerd), writing hosts.toml into the node, the ConfigMap and the',
-      'Ready wait.',
-      '',
-      '| run | wall time | runs |',
-      '| --- | ---: | --- |',
-      `| \`dev-up\` on warm caches (${phases}) | ${ms(devUpMs)} | ${each(m.devUp.map((r) => r.ms))} |`,
-      `| bare \`kind create cluster\` | ${ms(bareMs)} | ${each(m.bare)} |`,
-      `| ratio | ${createRatio.toFixed(2)}x (devreg adds ${ms(devUpMs - bareMs)}) | |`,
-      '',
-      "The rig's `kubeadm init` is a stand-in that starts no control plane, so the bare create here is kind's own work",
-      "(node container, systemd boot, kind's config steps) and devreg's fixed cost weighs more in the ratio than it",
-      'would next to a real kindest/node boot.',
-      '',
-      `**No-op \`dev-up\` with verify, median of ${m.noop.length}**, alternated: \`dev-up --json\` on the live cluster the last run`,
-      `created, which changes nothing (checked), verify included (its last phase: ${noopMid.verify.pass} probe pulls through CRI,`,
-      `${m.nodes} node${m.nodes === 1 ? '' : 's'} x every registry host, all passed), against the floor of asking whether the cluster is there:`,
-      '`kind get nodes --name X` then one kubectl read (the stand-in has no `get nodes`; its `get` of the',
-      "local-registry-hosting ConfigMap does that call's work: the cluster's nodes through Docker, one object read).",
-      '',
-      '| run | wall time | runs |',
-      '| --- | ---: | --- |',
-      `| no-op \`dev-up\` with verify (${noopPhases}) | ${ms(noopMs)} | ${each(m.noop.map((r) => r.ms))} |`,
-      `| \`kind get nodes\` + \`kubectl get\` (the floor) | ${ms(noopFloorMs)} | ${each(m.noopFloor)} |`,
-      `| ratio | ${noopRatio.toFixed(2)}x | |`,
-      '',
-      `**Warm pulls in a real kind node through CRI**: the pulls section's ${m.images} images (${MB(m.imageBytes)}, at ${SCALE} of`,
-      "the note's sizes) warmed once through a node, then `dev-down` and `dev-up` (a new cluster, " +
-        `${ms(m.recreateMs)}), and CRI \`PullImage\``,
-      'of every image one after another in the new node: `docker.io/…` through the cache, against the same images from',
-      `the plain local registry (the floor). Median of ${m.warm.length} each, alternated, each after CRI \`RemoveImage\` of the last pull`,
-      '(each pull fetched every blob again); the first warm run is the first pull in the fresh node.',
-      '',
-      '| CRI pull in the new node | wall time | runs | blob bytes from the upstream |',
-      '| --- | ---: | --- | ---: |',
-      `| through the warm cache | ${ms(warmMs)} | ${each(m.warm)} | ${MB(m.warmUpstreamBytes)} |`,
-      `| from the plain local registry (the floor) | ${ms(floorMs)} | ${each(m.floor)} | - |`,
-      `| ratio | ${pullRatio.toFixed(2)}x | | |`,
-    ].join('\n')
-    const checks: Check[] = [
-      {
-        target: `\`dev-up\` on warm caches at most ${DEV_UP_MAX}x a bare \`kind create cluster\` (real kind)`,
-        measured: `${createRatio.toFixed(2)}x`,
-        met: createRatio <= DEV_UP_MAX,
-      },
-      {
-        target: `no-op \`dev-up\` with verify at most ${NOOP_MAX}x \`kind get nodes\` + one \`kubectl get\` (real kind)`,
-        measured: `${noopRatio.toFixed(2)}x`,
-        met: noopRatio <= NOOP_MAX,
-      },
-      {
-        target: `warm CRI pull in a re-created kind node within ${WARM_FLOOR_MAX}x of the local-registry floor`,
-        measured: `${pullRatio.toFixed(2)}x`,
-        met: pullRatio <= WARM_FLOOR_MAX,
-      },
-      {
-        target: 'warm CRI pulls in a re-created kind node fetch 0 blob bytes from the upstream',
-        measured: `${m.warmUpstreamBytes} bytes`,
-        met: m.warmUpstreamBytes === 0,
-      },
-    ]
-    return { markdown, checks }
+    const r = medians(m)
+    return { markdown: kindMarkdown(m, r), checks: kindChecks(m, r) }
   },
+}
+
+async function measureInRig(id: string, bun: string): Promise<KindMeasurement> {
+  // 1. The rig: its engine (started only if it is not running) and the containerd 2.x node image.
+  // Not rigUp(): it clears the engine, where other runs may be testing at the same time.
+  const { ENGINE, startEngine, stopEngine } = await import('../test/kit/rig/engine.ts')
+  const { nodeImage } = await import('../test/kit/rig/node-image.ts')
+  const { path, started } = await startEngine()
+  try {
+    const image = await nodeImage('containerd2')
+    const env = { DOCKER_HOST: ENGINE.host, PATH: path }
+    // 2. The measurements, inside the engine's network namespace where its ports are.
+    const out = await capture(['nsenter', `--net=${ENGINE.netnsPath}`, bun, join(ROOT, 'bench/kind-measure.ts'), id, image], env)
+    return JSON.parse(out.trim().split('\n').at(-1) ?? '')
+  } finally {
+    if (started) await stopEngine()
+  }
+}
+
+/** The medians and ratios the report and the checks use. */
+function medians(m: KindMeasurement) {
+  const devUpMs = median(m.devUp.map((r) => r.ms))
+  const bareMs = median(m.bare)
+  const warmMs = median(m.warm)
+  const floorMs = median(m.floor)
+  const noopMs = median(m.noop.map((r) => r.ms))
+  const noopFloorMs = median(m.noopFloor)
+  return {
+    devUpMs,
+    /** The run whose time is the median, for its phases. */
+    mid: m.devUp.find((r) => r.ms === devUpMs) ?? m.devUp[0],
+    bareMs,
+    createRatio: devUpMs / bareMs,
+    warmMs,
+    floorMs,
+    pullRatio: warmMs / floorMs,
+    noopMs,
+    noopMid: m.noop.find((r) => r.ms === noopMs) ?? m.noop[0],
+    noopFloorMs,
+    noopRatio: noopMs / noopFloorMs,
+  }
+}
+type Medians = ReturnType<typeof medians>
+
+const phaseList = (phases: Record<string, number>) =>
+  Object.entries(phases)
+    .map(([p, t]) => `${p} ${ms(t)}`)
+    .join(', ')
+
+function kindMarkdown(m: KindMeasurement, r: Medians): string {
+  return [
+    `The real ${m.versions.kind.split(' ').slice(0, 2).join(' ')} CLI on the test rig's private Docker ${m.versions.engine}, nodes of`,
+    `\`${m.nodeImage}\` (${m.versions.containerd.split(' ').slice(0, 3).join(' ')} under systemd; kubeadm and kubectl in the node`,
+    'and kubectl on the host are stand-ins, as there is no API server here). One control-plane node each time.',
+    '',
+    ...creationMarkdown(m, r),
+    '',
+    ...noopMarkdown(m, r),
+    '',
+    ...warmPullsMarkdown(m, r),
+  ].join('\n')
+}
+
+function creationMarkdown(m: KindMeasurement, r: Medians): string[] {
+  return [
+    `**Cluster creation, median of ${m.devUp.length}**, alternated: a whole \`dev-up --json\` under Bun with the registries already up and`,
+    'healthy and no cluster (then `dev-down`), against a bare `kind create cluster --name X --image <the same image>`',
+    "(then `kind delete cluster`) on the same network. dev-up's time includes its kind create with devreg's",
+    'containerd patch (which makes kind restart containerd), writing hosts.toml into the node, the ConfigMap and the',
+    'Ready wait.',
+    '',
+    '| run | wall time | runs |',
+    '| --- | ---: | --- |',
+    `| \`dev-up\` on warm caches (${phaseList(r.mid.phases)}) | ${ms(r.devUpMs)} | ${each(m.devUp.map((x) => x.ms))} |`,
+    `| bare \`kind create cluster\` | ${ms(r.bareMs)} | ${each(m.bare)} |`,
+    `| ratio | ${r.createRatio.toFixed(2)}x (devreg adds ${ms(r.devUpMs - r.bareMs)}) | |`,
+    '',
+    "The rig's `kubeadm init` is a stand-in that starts no control plane, so the bare create here is kind's own work",
+    "(node container, systemd boot, kind's config steps) and devreg's fixed cost weighs more in the ratio than it",
+    'would next to a real kindest/node boot.',
+  ]
+}
+
+function noopMarkdown(m: KindMeasurement, r: Medians): string[] {
+  return [
+    `**No-op \`dev-up\` with verify, median of ${m.noop.length}**, alternated: \`dev-up --json\` on the live cluster the last run`,
+    `created, which changes nothing (checked), verify included (its last phase: ${r.noopMid.verify.pass} probe pulls through CRI,`,
+    `${m.nodes} node${m.nodes === 1 ? '' : 's'} x every registry host, all passed), against the floor of asking whether the cluster is there:`,
+    '`kind get nodes --name X` then one kubectl read (the stand-in has no `get nodes`; its `get` of the',
+    "local-registry-hosting ConfigMap does that call's work: the cluster's nodes through Docker, one object read).",
+    '',
+    '| run | wall time | runs |',
+    '| --- | ---: | --- |',
+    `| no-op \`dev-up\` with verify (${phaseList(r.noopMid.phases)}) | ${ms(r.noopMs)} | ${each(m.noop.map((x) => x.ms))} |`,
+    `| \`kind get nodes\` + \`kubectl get\` (the floor) | ${ms(r.noopFloorMs)} | ${each(m.noopFloor)} |`,
+    `| ratio | ${r.noopRatio.toFixed(2)}x | |`,
+  ]
+}
+
+function warmPullsMarkdown(m: KindMeasurement, r: Medians): string[] {
+  return [
+    `**Warm pulls in a real kind node through CRI**: the pulls section's ${m.images} images (${MB(m.imageBytes)}, at ${SCALE} of`,
+    "the note's sizes) warmed once through a node, then `dev-down` and `dev-up` (a new cluster, " +
+      `${ms(m.recreateMs)}), and CRI \`PullImage\``,
+    'of every image one after another in the new node: `docker.io/…` through the cache, against the same images from',
+    `the plain local registry (the floor). Median of ${m.warm.length} each, alternated, each after CRI \`RemoveImage\` of the last pull`,
+    '(each pull fetched every blob again); the first warm run is the first pull in the fresh node.',
+    '',
+    '| CRI pull in the new node | wall time | runs | blob bytes from the upstream |',
+    '| --- | ---: | --- | ---: |',
+    `| through the warm cache | ${ms(r.warmMs)} | ${each(m.warm)} | ${MB(m.warmUpstreamBytes)} |`,
+    `| from the plain local registry (the floor) | ${ms(r.floorMs)} | ${each(m.floor)} | - |`,
+    `| ratio | ${r.pullRatio.toFixed(2)}x | | |`,
+  ]
+}
+
+function kindChecks(m: KindMeasurement, r: Medians): Check[] {
+  return [
+    {
+      target: `\`dev-up\` on warm caches at most ${DEV_UP_MAX}x a bare \`kind create cluster\` (real kind)`,
+      measured: `${r.createRatio.toFixed(2)}x`,
+      met: r.createRatio <= DEV_UP_MAX,
+    },
+    {
+      target: `no-op \`dev-up\` with verify at most ${NOOP_MAX}x \`kind get nodes\` + one \`kubectl get\` (real kind)`,
+      measured: `${r.noopRatio.toFixed(2)}x`,
+      met: r.noopRatio <= NOOP_MAX,
+    },
+    {
+      target: `warm CRI pull in a re-created kind node within ${WARM_FLOOR_MAX}x of the local-registry floor`,
+      measured: `${r.pullRatio.toFixed(2)}x`,
+      met: r.pullRatio <= WARM_FLOOR_MAX,
+    },
+    {
+      target: 'warm CRI pulls in a re-created kind node fetch 0 blob bytes from the upstream',
+      measured: `${m.warmUpstreamBytes} bytes`,
+      met: m.warmUpstreamBytes === 0,
+    },
+  ]
 }

@@ -2,7 +2,7 @@
 // floor: a script that only loads the same libraries and runs one `docker ps`
 // (bench/floor.ts). Target: at most 2x the floor.
 import { $ } from 'zx'
-import { REGISTRY_IMAGE } from '../test/support/images.ts'
+import { REGISTRY_IMAGE } from '../test/kit/images.ts'
 import { type BenchContext, median, type Section, script } from './harness.ts'
 
 const RUNS = Number(process.env.DEVREG_BENCH_RUNS ?? 15)

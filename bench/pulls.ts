@@ -5,15 +5,19 @@
 // - through a devreg cache, cold and then warm;
 // - from a plain local registry (the physical floor);
 // Bytes from the upstream are read from the upstream's own access log.
+
 import { $ } from 'zx'
-import { parseGoDuration } from '../scripts/lib/cache-report.ts'
-import { hostUrl, mapLimit, parseReference, readBlob } from '../scripts/lib/registry.ts'
+import { hostUrl, readBlob } from '../scripts/lib/distribution.ts'
+import { parseDuration } from '../scripts/lib/duration.ts'
+import { createRunner } from '../scripts/lib/exec.ts'
+import { mapLimit } from '../scripts/lib/pool.ts'
+import { parseReference } from '../scripts/lib/reference.ts'
 import { readStorage } from '../scripts/lib/storage.ts'
-import { BASE_CONTAINERD_CONFIG, startNode, waitContainerd, writeIn } from '../test/stand-ins/common.ts'
-import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/support/images.ts'
-import { layer, type PushedImage, pushImage } from '../test/support/push.ts'
-import { servedBlobBytes } from '../test/support/registry.ts'
-import { type BenchContext, type Check, median, type Section, script, seconds, timed } from './harness.ts'
+import { BASE_CONTAINERD_CONFIG, startNode, waitContainerd, writeIn } from '../test/kit/containerd-node.ts'
+import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/kit/images.ts'
+import { layer, type PushedImage, pushImage } from '../test/kit/push.ts'
+import { servedBlobBytes } from '../test/kit/registry.ts'
+import { type BenchContext, type Check, median, type Section, script, seconds, timed, type Workspace } from './harness.ts'
 
 /** The images and sizes (MB) the kind note lists in its bandwidth table. */
 export const NOTE_IMAGES: [string, number][] = [
@@ -70,7 +74,7 @@ async function pullIn(node: string, refs: string[], flags: string[]): Promise<{ 
   const r = await $({ quiet: true, nothrow: true })`docker exec ${node} sh -c ${loop} sh ${flags.join(' ')} ${refs}`
   const ms = performance.now() - start
   if (r.exitCode !== 0) throw new Error(`pull in ${node} failed: ${r.stderr.trim() || r.stdout.trim().split('\n').at(-1)}`)
-  const unpackMs = [...r.stdout.matchAll(/^done: (\S+)/gm)].reduce((n, m) => n + parseGoDuration(m[1]), 0)
+  const unpackMs = [...r.stdout.matchAll(/^done: (\S+)/gm)].reduce((n, m) => n + (parseDuration(m[1]) ?? 0), 0)
   return { ms, unpackMs }
 }
 
@@ -84,11 +88,44 @@ function transfer(base: string, images: PushedImage[]): Promise<number> {
 export async function waitCached(volume: string, images: PushedImage[]): Promise<void> {
   const deadline = Date.now() + 600_000
   for (;;) {
-    const s = await readStorage(volume, REGISTRY_IMAGE)
+    const s = await readStorage(createRunner(), volume, REGISTRY_IMAGE)
     if (images.every((i) => i.blobs.every((b) => s.repositories.get(i.repo)?.layers.has(b.digest) && s.blobs.has(b.digest)))) return
     if (Date.now() > deadline) throw new Error(`cache volume ${volume} did not store every blob within 10 minutes`)
     await new Promise((r) => setTimeout(r, 500))
   }
+}
+
+/** What the section builds before it measures: an upstream, devreg's registries, the images. */
+interface PullSetup {
+  network: string
+  upstream: string
+  ports: { upstream: number; registry: number; cache: number }
+  registry: { name: string; port: number }
+  cache: { name: string; port: number }
+  /** The devreg config's path. */
+  config: string
+  images: PushedImage[]
+  imageBytes: number
+}
+
+interface PullRows {
+  noCache: Row
+  cold: Row
+  warm: Row
+  floor: Row
+}
+
+/** Blob fetches over HTTP only (ms), and what the no-cache one took from the upstream. */
+interface Transfers {
+  noCache: number
+  upstreamBytes: number
+  warm: number
+  floor: number
+}
+
+/** The fields of `dev-registry report --json`'s cache entry the section reads. */
+interface CacheReport {
+  stats: { blobRequests: number; hits: number; misses: number; upstreamBytes: number }
 }
 
 export const pulls: Section = {
@@ -96,151 +133,182 @@ export const pulls: Section = {
   title: 'Cold and warm pulls (the kind note’s Performance Metrics)',
   async run({ ws }: BenchContext) {
     // 1. An upstream and devreg's registries on one network, the images in the upstream and the local registry.
-    const network = await ws.network()
-    const upstream = ws.name('upstream')
-    const ports = { upstream: 15201, registry: 15202, cache: 15203 }
-    await $({
-      quiet: true,
-    })`docker run -d --name ${upstream} --network ${network} -p ${`127.0.0.1:${ports.upstream}:5000`} ${REGISTRY_IMAGE}`
-    const cluster = ws.name('c')
-    const registry = { name: ws.name('registry'), port: ports.registry, image: REGISTRY_IMAGE, volume: ws.name('registry-data') }
-    const cache = { name: ws.name('cache-docker-io'), port: ports.cache }
-    const config = ws.config({
-      cluster: { provider: 'kind', name: cluster, network, nodeImage: NODE_IMAGE, waitTimeout: '120s' },
-      registry,
-      mirrors: [{ host: 'docker.io', upstream: `http://${upstream}:5000`, ...cache }],
-    })
-    await script('dev-registry', ['--config', config])
-    const images: PushedImage[] = []
-    const created = new Date('2024-01-01T00:00:00Z')
-    for (const [name, mb] of NOTE_IMAGES) {
-      const { repository, reference } = parseReference(name)
-      const layers = LAYER_SHARES.map((share) => layer(Math.round(mb * 1e6 * SCALE * share)))
-      images.push(await pushImage(hostUrl('127.0.0.1', ports.upstream), repository, reference, { layers, created }))
-      await pushImage(hostUrl('127.0.0.1', registry.port), repository, reference, { layers, created })
-    }
-    const imageBytes = images.reduce((n, i) => n + i.blobs.reduce((m, b) => m + b.size, 0), 0)
-    const refs = (host: string) => images.map((i) => `${host}/${i.repo}:${i.tag}`)
-
+    const setup = await setUpRegistries(ws)
     // 2. The "internet": the upstream's egress through a token bucket.
-    const pid = (await $({ quiet: true })`docker inspect --format {{.State.Pid}} ${upstream}`).stdout.trim()
-    const tc = await $({
-      quiet: true,
-      nothrow: true,
-    })`nsenter -t ${pid} -n tc qdisc add dev eth0 root tbf rate ${`${MBIT}mbit`} burst 64kb latency 400ms`
-    if (tc.exitCode !== 0) throw new Error(`cannot limit the upstream's bandwidth (needs root, nsenter and tc): ${tc.stderr.trim()}`)
-
-    const upstreamBytes = () => servedBlobBytes(upstream)
-    let nodes = 0
-    const measure = async (label: string, host: string, note?: string): Promise<Row> => {
-      const before = await upstreamBytes()
-      const { ms, unpackMs } = await pullInFreshNode(ws.name(`node-${nodes++}`), network, refs(host))
-      return { label, ms, unpackMs, upstreamBytes: (await upstreamBytes()) - before, note }
-    }
-    const repeated = async (label: string, host: string): Promise<Row> => {
-      const before = await upstreamBytes()
-      const runs = []
-      for (let i = 0; i < REPEAT; i++) runs.push(await pullInFreshNode(ws.name(`node-${nodes++}`), network, refs(host)))
-      const mid = runs.map((r) => r.ms).indexOf(median(runs.map((r) => r.ms)))
-      return {
-        label: `${label}, median of ${REPEAT}`,
-        ms: runs[mid].ms,
-        unpackMs: runs[mid].unpackMs,
-        upstreamBytes: (await upstreamBytes()) - before,
-      }
-    }
-
+    await limitBandwidth(setup.upstream)
     // 3. The rows, in the order a developer meets them.
-    console.error(`  pulling ${images.length} images, ${MB(imageBytes)}, with the upstream at ${MBIT} Mbit/s`)
-    const noCache = await measure('No cache: node pulls from the upstream', `${upstream}:5000`)
-    const coldBefore = await upstreamBytes()
-    const cold = await measure('First pull through the cache (cold)', `${cache.name}:5000`)
-    // Count the cache's background store (distribution 2.8 downloads once more to store) in the cold row.
-    await waitCached(`${cache.name}-data`, images)
-    cold.upstreamBytes = (await upstreamBytes()) - coldBefore
-    const warm = await repeated('Second pull through the cache (warm)', `${cache.name}:5000`)
-    const floor = await repeated('Plain local registry (the floor)', `${registry.name}:5000`)
-
-    // The same blobs fetched over HTTP only: what the cache changes, without containerd's storing and unpacking.
-    const direct = await upstreamBytes()
-    const transfers = {
-      noCache: await transfer(hostUrl('127.0.0.1', ports.upstream), images),
-      upstreamBytes: (await upstreamBytes()) - direct,
-      warm: await transfer(hostUrl('127.0.0.1', cache.port), images),
-      floor: await transfer(hostUrl('127.0.0.1', registry.port), images),
-    }
-
-    const report = JSON.parse(await script('dev-registry', ['--config', config, 'report', '--json'])).caches[0]
-
+    const rows = await measurePulls(ws, setup)
+    const transfers = await measureTransfers(setup)
+    const report: CacheReport = JSON.parse(await script('dev-registry', ['--config', setup.config, 'report', '--json'])).caches[0]
     // 4. The table and the targets.
     // Everything the upstream sent except the two rows that bypass the cache.
-    const viaCache = (await upstreamBytes()) - noCache.upstreamBytes - transfers.upstreamBytes
-    const rows = [noCache, cold, warm, floor]
-    const table = [
-      '| | wall time | of which unpacking | blob bytes from the upstream | ratio to no cache |',
-      '| --- | ---: | ---: | ---: | ---: |',
-      ...rows.map(
-        (r) =>
-          `| ${r.label}${r.note ? ` (${r.note})` : ''} | ${seconds(r.ms)} | ${r.unpackMs === null ? '-' : seconds(r.unpackMs)} | ${MB(r.upstreamBytes)} | ${versus(r.ms, noCache.ms)} |`,
-      ),
-    ].join('\n')
-    const transferTable = [
-      '| blobs over HTTP only (nothing stored or unpacked) | wall time | ratio to no cache |',
-      '| --- | ---: | ---: |',
-      ...[
-        ['No cache: from the upstream', transfers.noCache],
-        ['From the warm cache', transfers.warm],
-        ['From the plain local registry', transfers.floor],
-      ].map(([label, ms]) => `| ${label} | ${seconds(ms as number)} | ${versus(ms as number, transfers.noCache)} |`),
-    ].join('\n')
-    const speedup = noCache.ms / warm.ms
-    const localRate = imageBytes / (floor.ms / 1000)
-    const scale = SCALE === 1 ? 'at full size' : `at ${SCALE} of its size`
-    const markdown = [
-      `${images.length} images named and shaped like the kind note's list, each ${scale} in three layers (uncompressed`,
-      `tars of random bytes): ${MB(imageBytes)} in all; the note's list is ${NOTE_IMAGES.reduce((n, [, mb]) => n + mb, 0)} MB. The upstream is a`,
-      `distribution registry whose egress \`tc tbf\` limits to ${MBIT} Mbit/s. Each pull is \`ctr images pull\` of the`,
-      'eight images one after another (kubelet serializes pulls by default) in a fresh containerd 1.6 node, so **the times',
-      'include unpacking** into the overlayfs snapshotter (its share is shown). Bytes from the upstream are the blob bytes',
-      "in the upstream's access log; tag checks and manifests are not counted.",
-      '',
-      table,
-      '',
-      `- Cold: the upstream sent ${(cold.upstreamBytes / imageBytes).toFixed(2)}x the image bytes. distribution 2.8 downloads each missed blob`,
-      '  twice, once to answer the node and once to store it (v3 downloads once).',
-      '- A second `dev-up` on the real kind CLI and its CRI pulls are measured in the "real kind" section.',
-      `- \`dev-registry report\` afterwards: ${report.stats.blobRequests} blob GETs, ${report.stats.hits} from the cache, ${report.stats.misses} answered by`,
-      `  the upstream, ${MB(report.stats.upstreamBytes)} from the upstream by the cache's log; by the upstream's access log ${MB(viaCache)}.`,
-      `- A local pull with unpacking runs at ${MB(localRate)}/s here, so even the floor is only ${(noCache.ms / floor.ms).toFixed(1)}x faster than no`,
-      `  cache${speedup >= 30 ? '.' : `: 30x with unpacking at ${MBIT} Mbit/s would need a machine that stores and unpacks at ${MB(30 * ((MBIT * 1e6) / 8))}/s.`}`,
-      "  The cache changes the transfer, not containerd's storing and unpacking, so the 30x target is checked on the",
-      '  transfer: the same blobs over HTTP only, nothing stored or unpacked:',
-      '',
-      transferTable,
-      '',
-      'For reference, the kind note measured 240 s of image pulls without its cache and 8 s with a warm one (30x).',
-    ].join('\n')
-    // The cache changes the transfer; containerd's storing and unpacking cost the same from any registry.
-    // So 30x is checked on the transfer, and the node pulls are checked against the floor.
-    const transferSpeedup = transfers.noCache / transfers.warm
-    const checks: Check[] = [
-      {
-        target: `warm at least 30x faster than no cache at ${MBIT} Mbit/s (image transfer, what the cache changes)`,
-        measured: `${transferSpeedup.toFixed(1)}x`,
-        met: transferSpeedup >= 30,
-      },
-      {
-        target: `warm within ${WARM_FLOOR_MAX}x of the local-registry floor`,
-        measured: `${(warm.ms / floor.ms).toFixed(2)}x`,
-        met: warm.ms <= WARM_FLOOR_MAX * floor.ms,
-      },
-      { target: 'warm fetches 0 blob bytes from the upstream', measured: `${warm.upstreamBytes} bytes`, met: warm.upstreamBytes === 0 },
-      {
-        target: "`dev-registry report`'s FETCHED equals the upstream's access log",
-        measured: `${MB(report.stats.upstreamBytes)} vs ${MB(viaCache)}`,
-        met: report.stats.upstreamBytes === viaCache,
-      },
-    ]
-    return { markdown, checks }
+    const viaCache = (await servedBlobBytes(setup.upstream)) - rows.noCache.upstreamBytes - transfers.upstreamBytes
+    return {
+      markdown: pullsMarkdown(setup, rows, transfers, report, viaCache),
+      checks: pullsChecks(rows, transfers, report, viaCache),
+    }
   },
+}
+
+async function setUpRegistries(ws: Workspace): Promise<PullSetup> {
+  const network = await ws.network()
+  const upstream = ws.name('upstream')
+  const ports = { upstream: 15201, registry: 15202, cache: 15203 }
+  await $({
+    quiet: true,
+  })`docker run -d --name ${upstream} --network ${network} -p ${`127.0.0.1:${ports.upstream}:5000`} ${REGISTRY_IMAGE}`
+  const cluster = ws.name('c')
+  const registry = { name: ws.name('registry'), port: ports.registry, image: REGISTRY_IMAGE, volume: ws.name('registry-data') }
+  const cache = { name: ws.name('cache-docker-io'), port: ports.cache }
+  const config = ws.config({
+    cluster: { provider: 'kind', name: cluster, network, nodeImage: NODE_IMAGE, waitTimeout: '120s' },
+    registry,
+    mirrors: [{ host: 'docker.io', upstream: `http://${upstream}:5000`, ...cache }],
+  })
+  await script('dev-registry', ['--config', config])
+  const images: PushedImage[] = []
+  const created = new Date('2024-01-01T00:00:00Z')
+  for (const [name, mb] of NOTE_IMAGES) {
+    const { repository, reference } = parseReference(name)
+    const layers = LAYER_SHARES.map((share) => layer(Math.round(mb * 1e6 * SCALE * share)))
+    images.push(await pushImage(hostUrl('127.0.0.1', ports.upstream), repository, reference, { layers, created }))
+    await pushImage(hostUrl('127.0.0.1', registry.port), repository, reference, { layers, created })
+  }
+  const imageBytes = images.reduce((n, i) => n + i.blobs.reduce((m, b) => m + b.size, 0), 0)
+  return { network, upstream, ports, registry, cache, config, images, imageBytes }
+}
+
+async function limitBandwidth(upstream: string): Promise<void> {
+  const pid = (await $({ quiet: true })`docker inspect --format {{.State.Pid}} ${upstream}`).stdout.trim()
+  const tc = await $({
+    quiet: true,
+    nothrow: true,
+  })`nsenter -t ${pid} -n tc qdisc add dev eth0 root tbf rate ${`${MBIT}mbit`} burst 64kb latency 400ms`
+  if (tc.exitCode !== 0) throw new Error(`cannot limit the upstream's bandwidth (needs root, nsenter and tc): ${tc.stderr.trim()}`)
+}
+
+/** Node pulls: no cache, cold through the cache, warm through it, and from the plain local registry. */
+async function measurePulls(ws: Workspace, setup: PullSetup): Promise<PullRows> {
+  const { network, upstream, cache, registry, images } = setup
+  const refs = (host: string) => images.map((i) => `${host}/${i.repo}:${i.tag}`)
+  const upstreamBytes = () => servedBlobBytes(upstream)
+  let nodes = 0
+  const measure = async (label: string, host: string, note?: string): Promise<Row> => {
+    const before = await upstreamBytes()
+    const { ms, unpackMs } = await pullInFreshNode(ws.name(`node-${nodes++}`), network, refs(host))
+    return { label, ms, unpackMs, upstreamBytes: (await upstreamBytes()) - before, note }
+  }
+  const repeated = async (label: string, host: string): Promise<Row> => {
+    const before = await upstreamBytes()
+    const runs = []
+    for (let i = 0; i < REPEAT; i++) runs.push(await pullInFreshNode(ws.name(`node-${nodes++}`), network, refs(host)))
+    const mid = runs.map((r) => r.ms).indexOf(median(runs.map((r) => r.ms)))
+    return {
+      label: `${label}, median of ${REPEAT}`,
+      ms: runs[mid].ms,
+      unpackMs: runs[mid].unpackMs,
+      upstreamBytes: (await upstreamBytes()) - before,
+    }
+  }
+
+  console.error(`  pulling ${images.length} images, ${MB(setup.imageBytes)}, with the upstream at ${MBIT} Mbit/s`)
+  const noCache = await measure('No cache: node pulls from the upstream', `${upstream}:5000`)
+  const coldBefore = await upstreamBytes()
+  const cold = await measure('First pull through the cache (cold)', `${cache.name}:5000`)
+  // Count the cache's background store (distribution 2.8 downloads once more to store) in the cold row.
+  await waitCached(`${cache.name}-data`, images)
+  cold.upstreamBytes = (await upstreamBytes()) - coldBefore
+  const warm = await repeated('Second pull through the cache (warm)', `${cache.name}:5000`)
+  const floor = await repeated('Plain local registry (the floor)', `${registry.name}:5000`)
+  return { noCache, cold, warm, floor }
+}
+
+/** The same blobs fetched over HTTP only: what the cache changes, without containerd's storing and unpacking. */
+async function measureTransfers({ upstream, ports, cache, registry, images }: PullSetup): Promise<Transfers> {
+  const direct = await servedBlobBytes(upstream)
+  return {
+    noCache: await transfer(hostUrl('127.0.0.1', ports.upstream), images),
+    upstreamBytes: (await servedBlobBytes(upstream)) - direct,
+    warm: await transfer(hostUrl('127.0.0.1', cache.port), images),
+    floor: await transfer(hostUrl('127.0.0.1', registry.port), images),
+  }
+}
+
+function pullsMarkdown(setup: PullSetup, rows: PullRows, transfers: Transfers, report: CacheReport, viaCache: number): string {
+  const { images, imageBytes } = setup
+  const { noCache, cold, warm, floor } = rows
+  const speedup = noCache.ms / warm.ms
+  const localRate = imageBytes / (floor.ms / 1000)
+  const scale = SCALE === 1 ? 'at full size' : `at ${SCALE} of its size`
+  return [
+    `${images.length} images named and shaped like the kind note's list, each ${scale} in three layers (uncompressed`,
+    `tars of random bytes): ${MB(imageBytes)} in all; the note's list is ${NOTE_IMAGES.reduce((n, [, mb]) => n + mb, 0)} MB. The upstream is a`,
+    `distribution registry whose egress \`tc tbf\` limits to ${MBIT} Mbit/s. Each pull is \`ctr images pull\` of the`,
+    'eight images one after another (kubelet serializes pulls by default) in a fresh containerd 1.6 node, so **the times',
+    'include unpacking** into the overlayfs snapshotter (its share is shown). Bytes from the upstream are the blob bytes',
+    "in the upstream's access log; tag checks and manifests are not counted.",
+    '',
+    pullsTable(rows),
+    '',
+    `- Cold: the upstream sent ${(cold.upstreamBytes / imageBytes).toFixed(2)}x the image bytes. distribution 2.8 downloads each missed blob`,
+    '  twice, once to answer the node and once to store it (v3 downloads once).',
+    '- A second `dev-up` on the real kind CLI and its CRI pulls are measured in the "real kind" section.',
+    `- \`dev-registry report\` afterwards: ${report.stats.blobRequests} blob GETs, ${report.stats.hits} from the cache, ${report.stats.misses} answered by`,
+    `  the upstream, ${MB(report.stats.upstreamBytes)} from the upstream by the cache's log; by the upstream's access log ${MB(viaCache)}.`,
+    `- A local pull with unpacking runs at ${MB(localRate)}/s here, so even the floor is only ${(noCache.ms / floor.ms).toFixed(1)}x faster than no`,
+    `  cache${speedup >= 30 ? '.' : `: 30x with unpacking at ${MBIT} Mbit/s would need a machine that stores and unpacks at ${MB(30 * ((MBIT * 1e6) / 8))}/s.`}`,
+    "  The cache changes the transfer, not containerd's storing and unpacking, so the 30x target is checked on the",
+    '  transfer: the same blobs over HTTP only, nothing stored or unpacked:',
+    '',
+    transfersTable(transfers),
+    '',
+    'For reference, the kind note measured 240 s of image pulls without its cache and 8 s with a warm one (30x).',
+  ].join('\n')
+}
+
+function pullsTable({ noCache, cold, warm, floor }: PullRows): string {
+  return [
+    '| | wall time | of which unpacking | blob bytes from the upstream | ratio to no cache |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...[noCache, cold, warm, floor].map(
+      (r) =>
+        `| ${r.label}${r.note ? ` (${r.note})` : ''} | ${seconds(r.ms)} | ${r.unpackMs === null ? '-' : seconds(r.unpackMs)} | ${MB(r.upstreamBytes)} | ${versus(r.ms, noCache.ms)} |`,
+    ),
+  ].join('\n')
+}
+
+function transfersTable(transfers: Transfers): string {
+  return [
+    '| blobs over HTTP only (nothing stored or unpacked) | wall time | ratio to no cache |',
+    '| --- | ---: | ---: |',
+    ...[
+      ['No cache: from the upstream', transfers.noCache],
+      ['From the warm cache', transfers.warm],
+      ['From the plain local registry', transfers.floor],
+    ].map(([label, ms]) => `| ${label} | ${seconds(ms as number)} | ${versus(ms as number, transfers.noCache)} |`),
+  ].join('\n')
+}
+
+function pullsChecks({ warm, floor }: PullRows, transfers: Transfers, report: CacheReport, viaCache: number): Check[] {
+  // The cache changes the transfer; containerd's storing and unpacking cost the same from any registry.
+  // So 30x is checked on the transfer, and the node pulls are checked against the floor.
+  const transferSpeedup = transfers.noCache / transfers.warm
+  return [
+    {
+      target: `warm at least 30x faster than no cache at ${MBIT} Mbit/s (image transfer, what the cache changes)`,
+      measured: `${transferSpeedup.toFixed(1)}x`,
+      met: transferSpeedup >= 30,
+    },
+    {
+      target: `warm within ${WARM_FLOOR_MAX}x of the local-registry floor`,
+      measured: `${(warm.ms / floor.ms).toFixed(2)}x`,
+      met: warm.ms <= WARM_FLOOR_MAX * floor.ms,
+    },
+    { target: 'warm fetches 0 blob bytes from the upstream', measured: `${warm.upstreamBytes} bytes`, met: warm.upstreamBytes === 0 },
+    {
+      target: "`dev-registry report`'s FETCHED equals the upstream's access log",
+      measured: `${MB(report.stats.upstreamBytes)} vs ${MB(viaCache)}`,
+      met: report.stats.upstreamBytes === viaCache,
+    },
+  ]
 }

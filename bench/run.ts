@@ -3,7 +3,7 @@
 // returns markdown and the targets it checks; the run prints them, writes
 // bench/results.md when every section ran, and exits 1 when a target is
 // missed. Nothing here contacts the internet: every upstream is a local
-// registry container. The kind section runs in the test rig (test/rig), which
+// registry container. The kind section runs in the test rig (test/kit/rig), which
 // needs root and Bun. Add a section: write it as bench/NAME.ts and list it here.
 //
 // Usage: bench/run.ts [SECTION...]   (default: all; a partial run does not write results.md)
@@ -11,7 +11,7 @@
 //              DEVREG_BENCH_RUNS (no-op runs, default 15), DEVREG_BENCH_KEEP=1 (leave the docker objects)
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { prepareImages } from '../test/support/images.ts'
+import { prepareImages } from '../test/kit/images.ts'
 import { carry } from './carry.ts'
 import { BUN, type Check, machine, ROOT, type Section, Workspace } from './harness.ts'
 import { kind } from './kind.ts'

@@ -4,9 +4,9 @@
 // on the numbers before their times are compared.
 import { createHash } from 'node:crypto'
 import { $ } from 'zx'
-import { mapLimit } from '../scripts/lib/registry.ts'
-import { REGISTRY_IMAGE } from '../test/support/images.ts'
-import { layer, pushImage } from '../test/support/push.ts'
+import { mapLimit } from '../scripts/lib/pool.ts'
+import { REGISTRY_IMAGE } from '../test/kit/images.ts'
+import { layer, pushImage } from '../test/kit/push.ts'
 import { type BenchContext, type Section, script, seconds, timed } from './harness.ts'
 
 const REPOS = Number(process.env.DEVREG_BENCH_STATS_REPOS ?? 300)

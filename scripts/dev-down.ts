@@ -1,15 +1,15 @@
 #!/usr/bin/env -S npx tsx
 // Delete the cluster. The registries and their caches stay, so the next
 // dev-up pulls nothing it has seen before; --purge also removes the caches.
-import { isMain, openScript, run } from './lib/cli.ts'
-import { deleteCluster, findClusters, requireTools } from './lib/cluster.ts'
+import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
-import { settings } from './lib/exec.ts'
+import type { Runner } from './lib/exec.ts'
 import { removeInCluster } from './lib/in-cluster.ts'
 import { withLock } from './lib/lock.ts'
 import { log } from './lib/log.ts'
-import { removeRegistries } from './lib/registries.ts'
+import { PROVIDERS, requireTools } from './lib/providers/provider.ts'
+import { removeRegistries } from './lib/registry-containers.ts'
 
 const USAGE = `Usage: dev-down [options]
 
@@ -39,27 +39,28 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   )
   if (!args) return 0
   const config = loadConfig({ configPath: args.config })
-  return withLock(config, 'dev-down', () => down(config, { purge: args.purge, yes: args.yes, json: args.json }))
+  const run = runnerFor(args)
+  return withLock(run, config, 'dev-down', () => down(run, config, { purge: args.purge, yes: args.yes, json: args.json }))
 }
 
-async function down(config: Config, args: { purge: boolean; yes: boolean; json: boolean }): Promise<number> {
+async function down(run: Runner, config: Config, args: { purge: boolean; yes: boolean; json: boolean }): Promise<number> {
   const { name, provider } = config.cluster
 
   // 1. Delete the cluster, if there is one.
-  const cluster = findClusters(name, await docker.listContainers()).find((c) => c.provider === provider)
+  const cluster = PROVIDERS[provider].find(name, await docker.listContainers(run))
   if (cluster) {
-    if (!settings.dryRun) await requireTools([provider])
+    if (!run.dryRun) await requireTools(run, [provider])
     // --purge removes what devreg applied in the cluster first; without it, it goes with the cluster.
-    if (args.purge) for (const r of await removeInCluster(config)) log.info(`removed ${r}`)
-    await deleteCluster(cluster)
-    if (!settings.dryRun) log.ok(`deleted ${provider} cluster ${name}; registries and caches kept`)
+    if (args.purge) for (const r of await removeInCluster(run, config)) log.info(`removed ${r}`)
+    await PROVIDERS[provider].delete(run, cluster)
+    if (!run.dryRun) log.ok(`deleted ${provider} cluster ${name}; registries and caches kept`)
   } else log.info(`no ${provider} cluster named ${name}: nothing to delete`)
 
   // 2. With --purge, the caches and their volumes too.
   let purged = true
-  if (args.purge) purged = await removeRegistries(config, { purge: true, yes: args.yes, roles: ['cache'] })
+  if (args.purge) purged = await removeRegistries(run, config, { purge: true, yes: args.yes, roles: ['cache'] })
   if (args.json) log.out(JSON.stringify({ cluster: name, provider, deleted: Boolean(cluster), cachesPurged: args.purge && purged }))
   return purged ? 0 : 1
 }
 
-if (isMain(import.meta.url)) await run(main)
+if (isMain(import.meta.url)) await runMain(main)

@@ -2,14 +2,14 @@
 // Start the local push registry and one pull-through cache per configured
 // upstream. Idempotent: containers that match the config are left alone.
 import type { Since } from './lib/cache-report.ts'
-import { isMain, openScript, run } from './lib/cli.ts'
+import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, configSchema, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
-import { settings } from './lib/exec.ts'
+import type { Runner } from './lib/exec.ts'
+import { LABEL } from './lib/labels.ts'
 import { withLock } from './lib/lock.ts'
 import { EXIT, log, table, UserError } from './lib/log.ts'
-import { ensureRegistries, registrySpec, removeRegistries } from './lib/registries.ts'
-import { LABEL } from './lib/render.ts'
+import { adoptRegistry, ensureRegistries, registrySpec, removeRegistries } from './lib/registry-containers.ts'
 
 const USAGE = `Usage: dev-registry [COMMAND] [options]
 
@@ -164,36 +164,37 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
   // 1. The config: a bad one stops here, before any docker command.
   const config = loadConfig({ configPath: opts.configPath })
+  const run = runnerFor(args)
   // 2. One run at a time on these registries: a second waits and says for whom.
-  if (READ_ONLY.includes(opts.command)) return act(config, opts)
-  return withLock(config, `dev-registry ${opts.command}`, () => act(config, opts), { scope: 'registries' })
+  if (READ_ONLY.includes(opts.command)) return act(run, config, opts)
+  return withLock(run, config, `dev-registry ${opts.command}`, () => act(run, config, opts), { scope: 'registries' })
 }
 
-async function act(config: Config, opts: Options): Promise<number> {
+async function act(run: Runner, config: Config, opts: Options): Promise<number> {
   switch (opts.command) {
     case 'up': {
-      const { changed } = await ensureRegistries(config)
-      if (!changed && !settings.dryRun) log.info('nothing to do: every registry matches the config')
+      const { changed } = await ensureRegistries(run, config)
+      if (!changed && !run.dryRun) log.info('nothing to do: every registry matches the config')
       return 0
     }
     case 'status':
-      return status(config, opts.json)
+      return status(run, config, opts.json)
     case 'stop':
-      return stop(config)
+      return stop(run, config)
     case 'rm':
-      return (await removeRegistries(config, { purge: opts.purge, yes: opts.yes, roles: ['local', 'cache'] })) ? 0 : 1
+      return (await removeRegistries(run, config, { purge: opts.purge, yes: opts.yes, roles: ['local', 'cache'] })) ? 0 : 1
     case 'adopt':
-      return adopt(config, opts.target as string)
+      return adoptRegistry(run, config, opts.target as string)
     case 'warm':
-      return warm(config, opts)
+      return warm(run, config, opts)
     case 'report':
-      return report(config, opts)
+      return report(run, config, opts)
     case 'export':
-      return (await import('./lib/carry.ts')).exportCommand(config, opts.archive as string, opts.registries, opts)
+      return (await import('./lib/carry.ts')).exportCommand(run, config, opts.archive as string, opts.registries, opts)
     case 'import':
-      return (await import('./lib/carry.ts')).importCommand(config, opts.archive as string, opts.registries, opts)
+      return (await import('./lib/carry.ts')).importCommand(run, config, opts.archive as string, opts.registries, opts)
     case 'host-mirrors':
-      return (await import('./lib/host-engine.ts')).hostMirrors(config, opts)
+      return (await import('./lib/host-mirrors.ts')).hostMirrors(run, config, opts)
   }
 }
 
@@ -211,13 +212,13 @@ function parseConcurrency(text: string): number {
   return n
 }
 
-async function owned(config: Config) {
-  const containers = await docker.listContainers()
+async function owned(run: Runner, config: Config) {
+  const containers = await docker.listContainers(run)
   return config.registries.map((r) => ({ registry: r, container: containers.find((c) => c.name === r.name) ?? null }))
 }
 
-async function status(config: Config, json: boolean): Promise<number> {
-  const containers = await docker.listContainers()
+async function status(run: Runner, config: Config, json: boolean): Promise<number> {
+  const containers = await docker.listContainers(run)
   const configured = new Set(config.registries.map((r) => r.name))
   const rows = await Promise.all(
     config.registries.map(async (r) => {
@@ -228,7 +229,7 @@ async function status(config: Config, json: boolean): Promise<number> {
         r.role === 'local'
           ? 'push'
           : running && ownedByUs
-            ? ((await docker.readFileIn(r.name, '/tmp/devreg-mode'))?.trim() ?? 'unknown')
+            ? ((await docker.readFileIn(run, r.name, '/tmp/devreg-mode'))?.trim() ?? 'unknown')
             : null
       return {
         name: r.name,
@@ -240,13 +241,13 @@ async function status(config: Config, json: boolean): Promise<number> {
         state: !c ? 'missing' : ownedByUs ? c.state : 'not devreg’s',
         mode,
         volume: r.volume,
-        matchesConfig: ownedByUs && c?.labels[LABEL.hash] === (await registrySpec(r, process.env, c)).hash,
+        matchesConfig: ownedByUs && c?.labels[LABEL.hash] === (await registrySpec(run, r, process.env, c)).hash,
       }
     }),
   )
   const strays = containers.filter((c) => docker.isOwned(c) && c.labels[LABEL.role] && !configured.has(c.name))
   // Whether this machine's Docker engine pulls through the caches (host-mirrors).
-  const hostEngine = await (await import('./lib/host-engine.ts')).hostEngineRoutes(config)
+  const hostEngine = await (await import('./lib/host-mirrors.ts')).hostEngineRoutes(run, config)
   if (json) {
     const notInConfig = strays.map((c) => ({ name: c.name, state: c.state }))
     log.out(JSON.stringify({ registries: rows, notInConfig, hostEngine }, null, 2))
@@ -268,55 +269,20 @@ async function status(config: Config, json: boolean): Promise<number> {
   return 0
 }
 
-async function stop(config: Config): Promise<number> {
-  for (const { registry, container } of await owned(config)) {
+async function stop(run: Runner, config: Config): Promise<number> {
+  for (const { registry, container } of await owned(run, config)) {
     if (container && docker.isOwned(container) && container.state === 'running') {
-      await docker.stopContainer(registry.name)
+      await docker.stopContainer(run, registry.name)
       log.ok(`${registry.name} stopped`)
     }
   }
   return 0
 }
 
-async function adopt(config: Config, name: string): Promise<number> {
-  if (!(await docker.listContainers()).some((c) => c.name === name))
-    throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
-  const info = await docker.inspect<{ Config: { Env?: string[]; Labels?: Record<string, string> }; State: { Running: boolean } }>(name)
-  if (!info) throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
-  if (info.Config.Labels?.[LABEL.managed] === 'true') throw new UserError(`${name} is already devreg's: nothing to adopt`, EXIT.usage)
-  // A proxy-mode registry becomes the cache of its upstream; anything else the local registry.
-  const remote = info.Config.Env?.find((e) => e.startsWith('REGISTRY_PROXY_REMOTEURL='))
-    ?.split('=')[1]
-    ?.replace(/\/+$/, '')
-  const target = remote
-    ? config.registries.find((r) => r.role === 'cache' && r.upstream === remote)
-    : config.registries.find((r) => r.role === 'local')
-  if (!target)
-    throw new UserError(
-      `${name} is a cache of ${remote}, which no mirror in the config has as upstream: add a mirror with upstream ${remote} first`,
-      2,
-    )
-  const backup = `${name}-adopted-${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}`
-
-  // 1. Stop it so its data is consistent, and keep Docker from restarting it.
-  if (info.State.Running) await docker.stopContainer(name)
-  await docker.disableRestart(name)
-  // 2. Copy its /var/lib/registry (volume or container filesystem) into devreg's volume.
-  await docker.ensureVolume(target.volume)
-  await docker.copyRegistryData(name, target.volume, target.image)
-  // 3. Keep the old container, renamed and stopped, until the user removes it.
-  await docker.renameContainer(name, backup)
-  log.ok(`copied ${name}'s images into volume ${target.volume}; the old container is kept, stopped, as ${backup}`)
-  // 4. Bring up devreg's registries, the adopted one included.
-  await ensureRegistries(config)
-  log.info(`when you have checked your images, remove the old container: docker rm ${backup}`)
-  return 0
-}
-
-async function warm(config: Config, opts: Options): Promise<number> {
+async function warm(run: Runner, config: Config, opts: Options): Promise<number> {
   const { hostPlatform, plainProgress, summaryLines, ttyProgress, warmImages } = await import('./lib/warm.ts')
   const { warmTargets } = await import('./lib/warm-list.ts')
-  const targets = await warmTargets(config, {
+  const targets = await warmTargets(run, config, {
     images: opts.images,
     manifests: opts.manifests,
     fromCluster: opts.fromCluster,
@@ -324,12 +290,12 @@ async function warm(config: Config, opts: Options): Promise<number> {
     configPath: opts.configPath,
   })
   const platforms = opts.platforms ?? (config.warm.platforms.length ? [...config.warm.platforms] : [hostPlatform()])
-  if (settings.dryRun) {
+  if (run.dryRun) {
     for (const t of targets) log.out(`would warm ${t.name} through ${t.cache.name} (${t.cache.address.url}) for ${platforms.join(', ')}`)
     return 0
   }
   const progress = process.stderr.isTTY && !opts.json ? ttyProgress() : plainProgress()
-  const summary = await warmImages(targets, { platforms, concurrency: opts.concurrency ?? config.warm.concurrency, progress })
+  const summary = await warmImages(run, targets, { platforms, concurrency: opts.concurrency ?? config.warm.concurrency, progress })
   if (opts.json) log.out(JSON.stringify(summary, null, 2))
   const [tally, ...details] = summaryLines(summary)
   ;(summary.failed ? log.error : log.ok)(tally)
@@ -337,11 +303,11 @@ async function warm(config: Config, opts: Options): Promise<number> {
   return summary.failed ? 1 : 0
 }
 
-async function report(config: Config, opts: Options): Promise<number> {
+async function report(run: Runner, config: Config, opts: Options): Promise<number> {
   const { renderReport, reportCaches } = await import('./lib/cache-report.ts')
-  const reports = await reportCaches(config, opts.since as Since)
+  const reports = await reportCaches(run, config, opts.since as Since)
   log.out(opts.json ? JSON.stringify({ caches: reports }, null, 2) : renderReport(reports))
   return 0
 }
 
-if (isMain(import.meta.url)) await run(main)
+if (isMain(import.meta.url)) await runMain(main)

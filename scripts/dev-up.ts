@@ -1,26 +1,17 @@
 #!/usr/bin/env -S npx tsx
 // Bring up the registries and a kind or k3d cluster whose nodes pull through
 // them; on an existing cluster, reconcile its mirrors and network instead.
-import { isMain, openScript, run } from './lib/cli.ts'
-import {
-  applyRegistryHosting,
-  clusterDrift,
-  createCluster,
-  deleteCluster,
-  findClusters,
-  kubeContext,
-  reconcileMirrors,
-  requireTools,
-  waitReady,
-  withK3sArgs,
-} from './lib/cluster.ts'
+import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
+import type { V2Answer } from './lib/distribution.ts'
 import * as docker from './lib/docker.ts'
-import { settings } from './lib/exec.ts'
+import type { Runner } from './lib/exec.ts'
 import { applyInCluster } from './lib/in-cluster.ts'
+import { applyRegistryHosting, kubeContext, waitReady } from './lib/kubectl.ts'
 import { withLock } from './lib/lock.ts'
 import { log, UserError } from './lib/log.ts'
-import { applyRegistries, attachRegistries, planRegistries } from './lib/registries.ts'
+import { type Cluster, clusterDrift, findClusters, PROVIDERS, requireTools } from './lib/providers/provider.ts'
+import { applyRegistries, attachRegistries, planRegistries, type Step } from './lib/registry-containers.ts'
 import { findShadows } from './lib/shadows.ts'
 import { verifyPhase } from './lib/verify.ts'
 
@@ -44,7 +35,7 @@ Examples:
   dev-up --dry-run
   dev-up --recreate --config config/k3d.yaml`
 
-interface Summary {
+export interface Summary {
   cluster: string
   provider: string
   context: string
@@ -71,15 +62,26 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   )
   if (!args) return 0
   const config = loadConfig({ configPath: args.config })
-  const summary = await withLock(config, 'dev-up', () => up(config, args.recreate, args.verify))
+  const run = runnerFor(args)
+  const summary = await withLock(run, config, 'dev-up', () => up(run, config, { recreate: args.recreate, verify: args.verify }))
   if (args.json) log.out(JSON.stringify(summary, null, 2))
   return 0
 }
 
-async function up(config: Config, recreate: boolean, verify = true): Promise<Summary> {
-  const { provider, name } = config.cluster
-  const phases: Record<string, number> = {}
-  const phase = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
+/** What dev-up found before changing anything. */
+interface Observed {
+  networkExists: boolean
+  steps: Step[]
+  /** Clusters of the config's name, of either provider. */
+  existing: Cluster[]
+  drift: string[]
+}
+
+/** Records each phase's time in `phases` and prints its label and duration. */
+type Phase = <T>(label: string, fn: () => Promise<T>) => Promise<T>
+
+function phaseTimer(phases: Record<string, number>): Phase {
+  return async (label, fn) => {
     const start = performance.now()
     log.step(`${Object.keys(phases).length + 1}. ${label}`)
     const result = await fn()
@@ -87,104 +89,150 @@ async function up(config: Config, recreate: boolean, verify = true): Promise<Sum
     log.info(`   ${label}: ${(phases[label] / 1000).toFixed(1)}s`)
     return result
   }
+}
 
-  // 0. Prerequisites, all checked before anything changes.
-  const [containers, networkExists] = await Promise.all([docker.listContainers(), docker.networkExists(config.network)])
-  if (!settings.dryRun) await requireTools([provider, 'kubectl'])
-  const steps = await planRegistries(config, containers)
-  // k3d keeps k3s's arguments in each node's command: read them for the drift check.
-  const existing = await Promise.all(findClusters(name, containers).map(withK3sArgs))
-  const drift = existing.flatMap((c) => clusterDrift(config, c))
-  if (drift.length && !recreate)
-    log.warn(
-      `cluster ${name} differs from the config: ${drift.join('; ')}. Run \`dev-up --recreate\` to delete and recreate it (cached images stay).`,
-    )
-  let cluster = existing.find((c) => c.provider === provider) ?? null
+export interface UpOptions {
+  /** Delete and recreate a cluster that differs from the config. */
+  recreate?: boolean
+  /** Run the verify phase [default: true]. */
+  verify?: boolean
+  /** Waits until a registry answers (tests hand in their own; see applyRegistries). */
+  ready?: (url: string) => Promise<V2Answer>
+}
+
+/** Every phase of dev-up, in order; returns the summary --json prints. */
+export async function up(run: Runner, config: Config, { recreate = false, verify = true, ready }: UpOptions = {}): Promise<Summary> {
+  const { provider, name } = config.cluster
+  const phases: Record<string, number> = {}
+  const phase = phaseTimer(phases)
   const changes: string[] = []
 
+  // 0. Prerequisites, all checked before anything changes.
+  const observed = await observe(run, config)
+  if (observed.drift.length && !recreate)
+    log.warn(
+      `cluster ${name} differs from the config: ${observed.drift.join('; ')}. Run \`dev-up --recreate\` to delete and recreate it (cached images stay).`,
+    )
   // 1. Registries. k3d nodes pull their system images from docker.io while
   // booting, so for k3d the network and every registry on it come first.
-  await phase('registries', async () => {
-    let network = networkExists ? config.network : null
-    if (provider === 'k3d' && !network) {
-      await docker.createNetwork(config.network)
-      network = config.network
-    }
-    const { changed } = await applyRegistries(steps, network)
-    if (changed) changes.push(`${changed} registr${changed === 1 ? 'y' : 'ies'} created or updated`)
-  })
-
+  await phase('registries', () => ensureRegistriesPhase(run, config, observed, changes, ready))
   // 2. The cluster.
-  const created = await phase('cluster', async () => {
-    if (drift.length && recreate)
-      for (const c of existing) {
-        await deleteCluster(c)
-        changes.push(`deleted ${c.provider} cluster ${c.name} (${drift.join('; ')})`)
-        if (c === cluster) cluster = null
-      }
-    if (cluster) {
-      log.info(`   ${provider} cluster ${name} exists: reconciling it`)
-      return false
-    }
-    await createCluster(config)
-    changes.push(`created ${provider} cluster ${name}`)
-    return true
-  })
+  const created = await phase('cluster', () => ensureCluster(run, config, observed, recreate, changes))
   // 3. Mirrors: every registry on the cluster network, every node's routing as the config says.
-  await phase('mirrors', async () => {
-    // One look at Docker after the cluster phase serves both the nodes and the attachments.
-    const containers = await docker.listContainers()
-    const current = findClusters(name, containers).find((c) => c.provider === provider)
-    if (!current && !settings.dryRun)
-      throw new UserError(`${provider} reported success but no node of cluster ${name} runs: see \`docker ps -a\``)
-    const attached = await attachRegistries(config.registries, config.network, (n) => containers.find((c) => c.name === n) ?? null)
-    if (attached) changes.push(`attached ${attached} registr${attached === 1 ? 'y' : 'ies'} to network ${config.network}`)
-    if (!created || provider === 'kind') changes.push(...(await reconcileMirrors(config, current ?? { provider, name, nodes: [] })))
-    if (!settings.dryRun)
-      for (const s of await findShadows(config))
-        log.warn(
-          `the local registry's ${s.repository} shadows ${s.host}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.host}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
-        )
-  })
-
+  await phase('mirrors', () => ensureMirrors(run, config, created, changes))
   // 4. The KEP-1755 ConfigMap, so Tilt and others find the local registry.
   await phase('configmap', async () => {
-    const out = await applyRegistryHosting(config)
+    const out = await applyRegistryHosting(run, config)
     if (/created|configured/.test(out)) changes.push(`local-registry-hosting ConfigMap ${out.trim().split(' ').pop()}`)
   })
-
   // Pods reach the registries by Service names kept on their current addresses (lib/in-cluster.ts).
-  await phase('in-cluster', async () => changes.push(...(await applyInCluster(config))))
-
+  await phase('in-cluster', async () => changes.push(...(await applyInCluster(run, config))))
   // 5. Ready nodes, within cluster.waitTimeout.
-  await phase('ready', async () => {
-    try {
-      await waitReady(config)
-    } catch (err) {
-      throw new UserError(
-        `nodes of ${name} are not Ready within ${config.cluster.waitTimeout}: \`kubectl --context ${kubeContext(config)} get nodes\` shows why; raise cluster.waitTimeout if they are just slow (${(err as Error).message.split('\n')[0]})`,
-      )
-    }
-  })
-
+  await phase('ready', () => waitNodesReady(run, config))
   // 6. Every node pulls every registry host through its route's first registry (lib/verify.ts).
-  const verified = verify && !settings.dryRun ? await phase('verify', () => verifyPhase(config)) : null
+  const verified = verify && !run.dryRun ? await phase('verify', () => verifyPhase(run, config)) : null
 
   const local = config.registries[0]
   const push = `${local.address.host}/NAME:TAG`
   const pullInCluster = `${local.address.host}/NAME:TAG (or ${local.address.inNetwork}/NAME:TAG)`
-  if (!settings.dryRun) {
-    log.info(
-      changes.length
-        ? `\nchanged:\n  ${changes.join('\n  ')}`
-        : '\nnothing changed: registries, cluster and mirrors already match the config',
-    )
-    log.info(`\npush:    docker push ${push}`)
-    log.info(`use:     image: ${pullInCluster}`)
-    for (const r of config.registries.filter((x) => x.role === 'cache'))
-      log.info(`pulls of ${r.host}/* go through ${r.name} (${r.address.host} from the host)`)
+  if (!run.dryRun) printOutcome(config, changes, push, pullInCluster)
+  return {
+    cluster: name,
+    provider,
+    context: kubeContext(config),
+    created,
+    changes,
+    drift: observed.drift,
+    phases,
+    push,
+    pullInCluster,
+    verify: verified,
   }
-  return { cluster: name, provider, context: kubeContext(config), created, changes, drift, phases, push, pullInCluster, verify: verified }
 }
 
-if (isMain(import.meta.url)) await run(main)
+async function observe(run: Runner, config: Config): Promise<Observed> {
+  const { provider, name } = config.cluster
+  const [containers, networkExists] = await Promise.all([docker.listContainers(run), docker.networkExists(run, config.network)])
+  if (!run.dryRun) await requireTools(run, [provider, 'kubectl'])
+  const steps = await planRegistries(run, config, containers)
+  // k3d keeps k3s's arguments in each node's command: observe reads them for the drift check.
+  const existing = await Promise.all(findClusters(name, containers).map((c) => PROVIDERS[c.provider].observe(run, c)))
+  return { networkExists, steps, existing, drift: existing.flatMap((c) => clusterDrift(config, c)) }
+}
+
+async function ensureRegistriesPhase(
+  run: Runner,
+  config: Config,
+  observed: Observed,
+  changes: string[],
+  ready: UpOptions['ready'],
+): Promise<void> {
+  let network = observed.networkExists ? config.network : null
+  if (config.cluster.provider === 'k3d' && !network) {
+    await docker.createNetwork(run, config.network)
+    network = config.network
+  }
+  const { changed } = await applyRegistries(run, observed.steps, { network, ready })
+  if (changed) changes.push(`${changed} registr${changed === 1 ? 'y' : 'ies'} created or updated`)
+}
+
+/** Deletes drifted clusters under --recreate, creates the cluster when missing; true when it created one. */
+async function ensureCluster(run: Runner, config: Config, observed: Observed, recreate: boolean, changes: string[]): Promise<boolean> {
+  const { provider, name } = config.cluster
+  let cluster = observed.existing.find((c) => c.provider === provider) ?? null
+  if (observed.drift.length && recreate)
+    for (const c of observed.existing) {
+      await PROVIDERS[c.provider].delete(run, c)
+      changes.push(`deleted ${c.provider} cluster ${c.name} (${observed.drift.join('; ')})`)
+      if (c === cluster) cluster = null
+    }
+  if (cluster) {
+    log.info(`   ${provider} cluster ${name} exists: reconciling it`)
+    return false
+  }
+  await PROVIDERS[provider].create(run, config)
+  changes.push(`created ${provider} cluster ${name}`)
+  return true
+}
+
+async function ensureMirrors(run: Runner, config: Config, created: boolean, changes: string[]): Promise<void> {
+  const { provider, name } = config.cluster
+  // One look at Docker after the cluster phase serves both the nodes and the attachments.
+  const containers = await docker.listContainers(run)
+  const current = PROVIDERS[provider].find(name, containers)
+  if (!current && !run.dryRun) throw new UserError(`${provider} reported success but no node of cluster ${name} runs: see \`docker ps -a\``)
+  const attached = await attachRegistries(run, config.registries, config.network, (n) => containers.find((c) => c.name === n) ?? null)
+  if (attached) changes.push(`attached ${attached} registr${attached === 1 ? 'y' : 'ies'} to network ${config.network}`)
+  // A k3d cluster just created read the registries.yaml it was created with; kind's nodes get their hosts.toml now.
+  if (!created || provider === 'kind')
+    changes.push(...(await PROVIDERS[provider].reconcile(run, config, current ?? { provider, name, nodes: [] })))
+  if (!run.dryRun)
+    for (const s of await findShadows(config))
+      log.warn(
+        `the local registry's ${s.repository} shadows ${s.host}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.host}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
+      )
+}
+
+async function waitNodesReady(run: Runner, config: Config): Promise<void> {
+  try {
+    await waitReady(run, config)
+  } catch (err) {
+    throw new UserError(
+      `nodes of ${config.cluster.name} are not Ready within ${config.cluster.waitTimeout}: \`kubectl --context ${kubeContext(config)} get nodes\` shows why; raise cluster.waitTimeout if they are just slow (${(err as Error).message.split('\n')[0]})`,
+    )
+  }
+}
+
+function printOutcome(config: Config, changes: string[], push: string, pullInCluster: string): void {
+  log.info(
+    changes.length
+      ? `\nchanged:\n  ${changes.join('\n  ')}`
+      : '\nnothing changed: registries, cluster and mirrors already match the config',
+  )
+  log.info(`\npush:    docker push ${push}`)
+  log.info(`use:     image: ${pullInCluster}`)
+  for (const r of config.registries.filter((x) => x.role === 'cache'))
+    log.info(`pulls of ${r.host}/* go through ${r.name} (${r.address.host} from the host)`)
+}
+
+if (isMain(import.meta.url)) await runMain(main)

@@ -2,10 +2,10 @@
 // Run `docker build` with every argument passed through unchanged, plus one
 // --add-host per configured host, so ad-hoc builds resolve the same names as
 // the cluster.
-import { isMain, openScript, run } from './lib/cli.ts'
+import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
-import { passthrough, probe } from './lib/exec.ts'
-import { isLoopback } from './lib/host.ts'
+import { createRunner } from './lib/exec.ts'
+import { isLoopback } from './lib/local-addresses.ts'
 import { EXIT, log, UserError } from './lib/log.ts'
 
 const USAGE = `Usage: docker-build [options] [DOCKER BUILD ARGUMENTS...]
@@ -128,16 +128,18 @@ export function loopbackWarnings(config: Config): string[] {
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<number> {
-  const help = await probe(['docker', 'build', '--help'])
+  // Asked before this script's own flags are known (they are told apart by it), so never echoed.
+  const help = await createRunner().probe(['docker', 'build', '--help'])
   const { own, build } = splitArgs(argv, help.ok ? parseBuildFlags(help.stdout) : null)
   const args = openScript(own, { string: ['config'], boolean: ['dry-run', 'verbose', 'help'], alias: { v: 'verbose', h: 'help' } }, USAGE)
   if (!args) return 0
+  const run = runnerFor(args)
   if (args.config === '') throw new UserError('--config needs a path', EXIT.usage)
   const config = loadConfig({ configPath: args.config })
   if (help.exitCode === null || help.exitCode === 127)
     throw new UserError('docker not found on PATH: install Docker (https://docs.docker.com/engine/install/), then run this again')
   for (const warning of loopbackWarnings(config)) log.warn(warning)
-  return (await passthrough(buildCommand(config.hosts, build))) === 0 ? 0 : 1
+  return (await run.passthrough(buildCommand(config.hosts, build))) === 0 ? 0 : 1
 }
 
-if (isMain(import.meta.url)) await run(main)
+if (isMain(import.meta.url)) await runMain(main)

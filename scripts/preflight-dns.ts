@@ -3,9 +3,8 @@
 // on this machine, in a container on the cluster network and in each node.
 // With --fix-hosts, add the missing `hosts` entries to /etc/hosts instead.
 import { existsSync } from 'node:fs'
-import { isMain, openScript, run } from './lib/cli.ts'
+import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
-import { settings } from './lib/exec.ts'
 import {
   fixHostsFile,
   HOSTS_FILE,
@@ -14,7 +13,8 @@ import {
   shadowedRegistries,
   unifiedDiff,
   writeHostsFile,
-} from './lib/hosts-file.ts'
+} from './lib/etc-hosts.ts'
+import type { Runner } from './lib/exec.ts'
 import { EXIT, log, UserError } from './lib/log.ts'
 import { evaluate, observe, renderReport, selectTargets, summarize } from './lib/preflight.ts'
 
@@ -68,6 +68,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     Number.POSITIVE_INFINITY,
   )
   if (!args) return 0
+  const run = runnerFor(args)
   const opts: Options = {
     names: args._.map(String),
     configPath: args.config,
@@ -75,20 +76,20 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     fixHosts: args['fix-hosts'],
     hostsFile: args['hosts-file'] ?? HOSTS_FILE,
   }
-  if (settings.dryRun && !opts.fixHosts) throw new UserError('--dry-run goes with --fix-hosts (the checks change nothing)', EXIT.usage)
+  if (run.dryRun && !opts.fixHosts) throw new UserError('--dry-run goes with --fix-hosts (the checks change nothing)', EXIT.usage)
   if (opts.fixHosts && opts.names.length)
     throw new UserError(`--fix-hosts writes every hosts entry of the config and takes no names (got ${opts.names.join(', ')})`, EXIT.usage)
   if (args['hosts-file'] === '') throw new UserError('--hosts-file needs a path', EXIT.usage)
 
   const config = loadConfig({ configPath: opts.configPath })
-  return opts.fixHosts ? fixHosts(config, opts) : check(config, opts)
+  return opts.fixHosts ? fixHosts(run, config, opts) : check(run, config, opts)
 }
 
-async function check(config: Config, opts: Options): Promise<number> {
+async function check(run: Runner, config: Config, opts: Options): Promise<number> {
   const sel = selectTargets(config, opts.names)
   // The default /etc/hosts may be missing (some containers); a file named on the command line may not.
   const text = opts.hostsFile === HOSTS_FILE && !existsSync(HOSTS_FILE) ? '' : await readHostsFile(opts.hostsFile)
-  const checks = evaluate(config, sel, await observe(config, sel, { path: opts.hostsFile, text }))
+  const checks = evaluate(config, sel, await observe(run, config, sel, { path: opts.hostsFile, text }))
   const counts = summarize(checks)
   if (opts.json) log.out(JSON.stringify({ ok: counts.fail === 0, summary: counts, checks }, null, 2))
   else log.out(renderReport(checks))
@@ -99,7 +100,7 @@ async function check(config: Config, opts: Options): Promise<number> {
   return 1
 }
 
-async function fixHosts(config: Config, opts: Options): Promise<number> {
+async function fixHosts(run: Runner, config: Config, opts: Options): Promise<number> {
   const path = opts.hostsFile
   const before = await readHostsFile(path)
   const fix = fixHostsFile(before, config.hosts, path)
@@ -111,14 +112,14 @@ async function fixHosts(config: Config, opts: Options): Promise<number> {
       `${path} line ${c.line} maps ${c.name} to ${c.address}, the config says ${c.expected}: change that line (devreg edits only its own block)`,
     )
   const changed = fix.text !== before
-  const written = changed && !settings.dryRun
-  if (written) await writeHostsFile(path, fix.text)
+  const written = changed && !run.dryRun
+  if (written) await writeHostsFile(run, path, fix.text)
   if (opts.json)
     log.out(JSON.stringify({ path, changed, written, added: fix.added, removed: fix.removed, conflicts: fix.conflicts, shadows }, null, 2))
-  else if (settings.dryRun) log.out(changed ? unifiedDiff(path, before, fix.text) : `# ${path}: nothing to change`)
+  else if (run.dryRun) log.out(changed ? unifiedDiff(path, before, fix.text) : `# ${path}: nothing to change`)
   if (written) log.ok(`${path}: ${[...fix.added.map((l) => `added ${l}`), ...fix.removed.map((l) => `removed ${l}`)].join(', ')}`)
   else if (!changed) log.info(config.hosts.length ? `${path}: every hosts entry is already there` : `${path}: the config lists no hosts`)
   return fix.conflicts.length ? 1 : 0
 }
 
-if (isMain(import.meta.url)) await run(main)
+if (isMain(import.meta.url)) await runMain(main)

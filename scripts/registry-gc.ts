@@ -3,16 +3,19 @@
 // collection by policy: a dry run by default, --apply to delete. Counts come
 // from each registry's storage, read from its volume; deletions never touch
 // what a running node holds or a repository's newest tag without --force.
-import { confirm, isMain, openScript, run } from './lib/cli.ts'
-import { findClusters, nodeImageDigests } from './lib/cluster.ts'
+import { confirm, isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig, type Registry } from './lib/config.ts'
+import { deleteManifest, waitForV2 } from './lib/distribution.ts'
 import * as docker from './lib/docker.ts'
-import { settings } from './lib/exec.ts'
-import { type GcPlan, type Policy, parseAge, planGc, repoGlob } from './lib/gc.ts'
+import { parseDuration } from './lib/duration.ts'
+import type { Runner } from './lib/exec.ts'
+import { AGE_UNITS, type GcPlan, type Policy, planGc, repoGlob } from './lib/gc.ts'
 import { withLock } from './lib/lock.ts'
 import { EXIT, formatBytes, log, table, UserError } from './lib/log.ts'
-import { deleteManifest, mapLimit, waitForV2 } from './lib/registry.ts'
-import { readSmallBlobs, readStorage, registryStats, type Storage } from './lib/storage.ts'
+import { nodeImageDigests } from './lib/nodes.ts'
+import { mapLimit } from './lib/pool.ts'
+import { findClusters } from './lib/providers/provider.ts'
+import { garbageCollect, readSmallBlobs, readStorage, registryStats, type Storage } from './lib/storage.ts'
 
 const USAGE = `Usage: registry-gc --stats [options]
        registry-gc POLICY... [--apply] [options]
@@ -70,6 +73,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     USAGE,
   )
   if (!args) return 0
+  const run = runnerFor(args)
   const policy = parsePolicy(args)
   if (args.stats && policy) throw new UserError('--stats only reports: run it without a policy, or the policy without --stats', EXIT.usage)
   if (!args.stats && !policy)
@@ -79,19 +83,19 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const config = loadConfig({ configPath: args.config })
   const registries = selectRegistries(config, args.registry ?? null)
   // One `docker ps` for the whole run; without a daemon every volume would look missing, so it says what is wrong instead.
-  const containers = await docker.listContainers()
-  if (!policy) return stats(registries, args.json)
+  const containers = await docker.listContainers(run)
+  if (!policy) return stats(run, registries, args.json)
   if (policy.keepLast !== null && args.registry && registries[0].role === 'cache')
     throw new UserError(
       `--keep-last does not apply to ${args.registry}: a cache evicts whole repositories; use --older-than AGE (last pulled) or --repo GLOB`,
       2,
     )
   const opts = { apply: args.apply, yes: args.yes, json: args.json }
-  if (!args.apply) return gc(config, registries, containers, policy, opts)
+  if (!args.apply) return gc(run, config, registries, containers, policy, opts)
   // --apply stops registries and deletes under them: one run at a time, planned
   // from what Docker shows once the lock is ours (a run we waited for may have changed it).
-  const apply = async () => gc(config, registries, await docker.listContainers(), policy, opts)
-  return withLock(config, 'registry-gc --apply', apply, { scope: 'registries' })
+  const apply = async () => gc(run, config, registries, await docker.listContainers(run), policy, opts)
+  return withLock(run, config, 'registry-gc --apply', apply, { scope: 'registries' })
 }
 
 function parsePolicy(args: Record<string, unknown>): Policy | null {
@@ -99,7 +103,8 @@ function parsePolicy(args: Record<string, unknown>): Policy | null {
   const ageText = args['older-than'] as string | undefined
   if (keepText !== undefined && !/^\d+$/.test(keepText))
     throw new UserError(`--keep-last ${JSON.stringify(keepText)} is not a count: use a whole number such as 5`, EXIT.usage)
-  const olderThan = ageText === undefined ? null : parseAge(ageText)
+  const ageMs = ageText === undefined ? null : parseDuration(ageText, AGE_UNITS)
+  const olderThan = ageMs === null ? null : ageMs / 1000
   if (ageText !== undefined && olderThan === null)
     throw new UserError(
       `--older-than ${JSON.stringify(ageText)} is not an age: use a number and a unit, e.g. 45m, 12h, 14d or 2w`,
@@ -139,16 +144,16 @@ interface Snapshot {
 }
 
 /** Each registry's storage and disk use, read in parallel through helper containers. */
-async function snapshots(registries: Registry[]): Promise<Snapshot[]> {
+async function snapshots(run: Runner, registries: Registry[]): Promise<Snapshot[]> {
   return mapLimit(registries, 4, async (registry) => {
-    if (!(await docker.volumeExists(registry.volume))) return { registry, storage: null, diskBytes: null }
-    const storage = await readStorage(registry.volume, registry.image)
+    if (!(await docker.volumeExists(run, registry.volume))) return { registry, storage: null, diskBytes: null }
+    const storage = await readStorage(run, registry.volume, registry.image)
     return { registry, storage, diskBytes: storage.diskBytes }
   })
 }
 
-async function stats(registries: Registry[], json: boolean): Promise<number> {
-  const rows = (await snapshots(registries)).map(({ registry: r, storage, diskBytes }) => ({
+async function stats(run: Runner, registries: Registry[], json: boolean): Promise<number> {
+  const rows = (await snapshots(run, registries)).map(({ registry: r, storage, diskBytes }) => ({
     name: r.name,
     role: r.role,
     upstream: r.upstream,
@@ -205,11 +210,11 @@ async function stats(registries: Registry[], json: boolean): Promise<number> {
 }
 
 /** Digests the running nodes of the devreg cluster hold; a node that cannot be asked stops GC unless --force. */
-async function heldByNodes(config: Config, containers: docker.Container[], force: boolean): Promise<Set<string>> {
+async function heldByNodes(run: Runner, config: Config, containers: docker.Container[], force: boolean): Promise<Set<string>> {
   const held = new Set<string>()
   const clusters = findClusters(config.cluster.name, containers)
   for (const node of clusters.flatMap((c) => c.nodes).filter((n) => n.running)) {
-    const digests = await nodeImageDigests(node.name)
+    const digests = await nodeImageDigests(run, node.name)
     if (digests) for (const d of digests) held.add(d)
     else if (!force)
       throw new UserError(`cannot list the images node ${node.name} holds (ctr images list failed): start the cluster, or pass --force`)
@@ -218,7 +223,7 @@ async function heldByNodes(config: Config, containers: docker.Container[], force
 }
 
 /** Image created times (seconds) for the manifests tags point at, from their configs. */
-async function createdTimes(registry: Registry, storage: Storage): Promise<Map<string, number>> {
+async function createdTimes(run: Runner, registry: Registry, storage: Storage): Promise<Map<string, number>> {
   const configsOf = (digest: string): string[] => {
     const m = storage.manifests.get(digest)
     if (!m) return []
@@ -226,7 +231,7 @@ async function createdTimes(registry: Registry, storage: Storage): Promise<Map<s
   }
   const tagged = new Set([...storage.repositories.values()].flatMap((r) => [...r.tags.values()].map((t) => t.digest)))
   const wanted = [...new Set([...tagged].flatMap(configsOf))]
-  const configs = await readSmallBlobs(registry.volume, registry.image, wanted)
+  const configs = await readSmallBlobs(run, registry.volume, registry.image, wanted)
   const created = new Map<string, number>()
   for (const digest of tagged) {
     const times = configsOf(digest).map((c) => {
@@ -249,23 +254,67 @@ interface GcOptions {
   json: boolean
 }
 
+interface RegistryPlan {
+  registry: Registry
+  plan: GcPlan
+}
+
+/** A volume's disk use before and after garbage collection (null: not measured). */
+interface DiskUse {
+  before: number | null
+  after: number | null
+}
+
 async function gc(
+  run: Runner,
   config: Config,
   registries: Registry[],
   containers: docker.Container[],
   policy: Policy,
   opts: GcOptions,
 ): Promise<number> {
-  const nodeDigests = await heldByNodes(config, containers, policy.force)
+  const plans = await planAll(run, config, registries, containers, policy, opts.json)
+  const work = plans.filter(({ plan }) => plan.manifests.length || plan.untag.length || plan.evict.length)
+  if (!opts.json) for (const { registry, plan } of plans) printPlan(registry, plan)
+  const total = work.reduce((n, w) => n + w.plan.reclaimBytes, 0)
+  if (!work.length || !opts.apply) {
+    if (opts.json) printJson(plans)
+    else if (!work.length) log.info('nothing to delete')
+    else log.info(`dry run: nothing deleted; about ${formatBytes(total)} would be freed. Rerun with --apply to delete.`)
+    return 0
+  }
+  await checkApplicable(run, work, containers)
+  if (!run.dryRun) {
+    const what = work.map(({ registry, plan }) => `${registry.name}: ${summary(plan)}`).join('; ')
+    if (!(await confirm(`${what}. Free about ${formatBytes(total)}?`, opts.yes))) {
+      log.info('nothing deleted')
+      return 1
+    }
+  }
+  const disk = await applyAll(run, work, containers, opts.json)
+  if (opts.json) printJson(plans, disk)
+  return 0
+}
+
+/** Each registry's plan under the policy; a cache is skipped under --keep-last. */
+async function planAll(
+  run: Runner,
+  config: Config,
+  registries: Registry[],
+  containers: docker.Container[],
+  policy: Policy,
+  json: boolean,
+): Promise<RegistryPlan[]> {
+  const nodeDigests = await heldByNodes(run, config, containers, policy.force)
   const now = Date.now() / 1000
-  const plans: { registry: Registry; plan: GcPlan }[] = []
-  for (const { registry, storage } of await snapshots(registries)) {
+  const plans: RegistryPlan[] = []
+  for (const { registry, storage } of await snapshots(run, registries)) {
     if (!storage) continue
     if (registry.role === 'cache' && policy.keepLast !== null) {
-      if (!opts.json) log.info(`${registry.name}: skipped (--keep-last applies to the local registry; caches evict by --older-than)`)
+      if (!json) log.info(`${registry.name}: skipped (--keep-last applies to the local registry; caches evict by --older-than)`)
       continue
     }
-    const created = registry.role === 'local' ? await createdTimes(registry, storage) : new Map<string, number>()
+    const created = registry.role === 'local' ? await createdTimes(run, registry, storage) : new Map<string, number>()
     const plan = planGc({
       storage,
       policy,
@@ -276,70 +325,55 @@ async function gc(
     })
     plans.push({ registry, plan })
   }
-  const work = plans.filter(({ plan }) => plan.manifests.length || plan.untag.length || plan.evict.length)
-  const report = (freed: Map<string, { before: number | null; after: number | null }> = new Map()) =>
-    log.out(
-      JSON.stringify(
-        plans.map(({ registry, plan }) => {
-          const disk = freed.get(registry.name)
-          const applied = disk ? { diskBytesBefore: disk.before, diskBytesAfter: disk.after, freedBytes: freedBytes(disk) } : null
-          return { registry: registry.name, role: registry.role, ...plan, applied }
-        }),
-        null,
-        2,
-      ),
-    )
-  if (!opts.json) for (const { registry, plan } of plans) printPlan(registry, plan)
-  const total = work.reduce((n, w) => n + w.plan.reclaimBytes, 0)
-  if (!work.length || !opts.apply) {
-    if (opts.json) report()
-    else if (!work.length) log.info('nothing to delete')
-    else log.info(`dry run: nothing deleted; about ${formatBytes(total)} would be freed. Rerun with --apply to delete.`)
-    return 0
-  }
+  return plans
+}
 
-  // Everything that could refuse is checked before the first deletion.
+/** --json: every plan, with the disk use measured around each applied one. */
+function printJson(plans: RegistryPlan[], disk: Map<string, DiskUse> = new Map()): void {
+  const out = plans.map(({ registry, plan }) => {
+    const d = disk.get(registry.name)
+    const applied = d ? { diskBytesBefore: d.before, diskBytesAfter: d.after, freedBytes: freedBytes(d) } : null
+    return { registry: registry.name, role: registry.role, ...plan, applied }
+  })
+  log.out(JSON.stringify(out, null, 2))
+}
+
+/** Everything that could refuse, checked before the first deletion. */
+async function checkApplicable(run: Runner, work: RegistryPlan[], containers: docker.Container[]): Promise<void> {
   for (const { registry, plan } of work) {
     const c = containers.find((x) => x.name === registry.name)
     if (c && !docker.isOwned(c)) throw new UserError(`${registry.name} is not a devreg container: devreg does not modify it`, EXIT.failed)
-    if (registry.role === 'local' && plan.manifests.length) {
-      if (c?.state !== 'running')
-        throw new UserError(
-          `${registry.name} is not running; manifests are deleted through its API: start it with \`dev-registry up\``,
-          EXIT.failed,
-        )
-      const info = await docker.inspect<{ Config: { Env?: string[] } }>(registry.name)
-      if (!info?.Config.Env?.includes('REGISTRY_STORAGE_DELETE_ENABLED=true'))
-        throw new UserError(
-          `${registry.name} has storage delete disabled, so its API refuses deletes: recreate it with \`dev-registry rm\` and \`dev-registry up\` (devreg sets REGISTRY_STORAGE_DELETE_ENABLED=true; its volume stays)`,
-          EXIT.failed,
-        )
-    }
+    if (registry.role !== 'local' || !plan.manifests.length) continue
+    if (c?.state !== 'running')
+      throw new UserError(
+        `${registry.name} is not running; manifests are deleted through its API: start it with \`dev-registry up\``,
+        EXIT.failed,
+      )
+    const info = await docker.inspect<{ Config: { Env?: string[] } }>(run, registry.name)
+    if (!info?.Config.Env?.includes('REGISTRY_STORAGE_DELETE_ENABLED=true'))
+      throw new UserError(
+        `${registry.name} has storage delete disabled, so its API refuses deletes: recreate it with \`dev-registry rm\` and \`dev-registry up\` (devreg sets REGISTRY_STORAGE_DELETE_ENABLED=true; its volume stays)`,
+        EXIT.failed,
+      )
   }
-  if (!settings.dryRun) {
-    const what = work.map(({ registry, plan }) => `${registry.name}: ${summary(plan)}`).join('; ')
-    if (!(await confirm(`${what}. Free about ${formatBytes(total)}?`, opts.yes))) {
-      log.info('nothing deleted')
-      return 1
-    }
-  }
-  const disk = new Map<string, { before: number | null; after: number | null }>()
-  for (const { registry, plan } of work) {
-    const before = settings.dryRun ? null : await docker.volumeBytes(registry.volume, registry.image)
-    await applyPlan(registry, plan, containers.find((c) => c.name === registry.name)?.state === 'running')
-    if (settings.dryRun) continue
-    const measured = { before, after: await docker.volumeBytes(registry.volume, registry.image) }
-    disk.set(registry.name, measured)
-    const freed = freedBytes(measured)
-    if (!opts.json)
-      log.ok(`${registry.name}: ${summary(plan)}; ${freed === null ? 'disk use unknown' : `freed ${formatBytes(freed)} on disk`}`)
-  }
-  if (opts.json) report(disk)
-  return 0
 }
 
-const freedBytes = (d: { before: number | null; after: number | null }) =>
-  d.before !== null && d.after !== null ? d.before - d.after : null
+/** Applies each plan in turn, measuring the volume around it (not under --dry-run). */
+async function applyAll(run: Runner, work: RegistryPlan[], containers: docker.Container[], json: boolean): Promise<Map<string, DiskUse>> {
+  const disk = new Map<string, DiskUse>()
+  for (const { registry, plan } of work) {
+    const before = run.dryRun ? null : await docker.volumeBytes(run, registry.volume, registry.image)
+    await applyPlan(run, registry, plan, containers.find((c) => c.name === registry.name)?.state === 'running')
+    if (run.dryRun) continue
+    const measured = { before, after: await docker.volumeBytes(run, registry.volume, registry.image) }
+    disk.set(registry.name, measured)
+    const freed = freedBytes(measured)
+    if (!json) log.ok(`${registry.name}: ${summary(plan)}; ${freed === null ? 'disk use unknown' : `freed ${formatBytes(freed)} on disk`}`)
+  }
+  return disk
+}
+
+const freedBytes = (d: DiskUse) => (d.before !== null && d.after !== null ? d.before - d.after : null)
 
 function summary(plan: GcPlan): string {
   const parts = [
@@ -376,22 +410,39 @@ function printPlan(registry: Registry, plan: GcPlan): void {
 }
 
 /** Deletes through the API (local), then garbage-collects with the registry stopped, and restores it as it was. */
-async function applyPlan(registry: Registry, plan: GcPlan, running: boolean): Promise<void> {
+/** The registry HTTP calls GC apply makes (tests hand in their own). */
+export interface GcRegistryApi {
+  deleteManifest: typeof deleteManifest
+  waitForV2: typeof waitForV2
+}
+
+/**
+ * Deletes the plan's manifests through the API, then, with the registry
+ * stopped, removes its tags and evicted repositories and runs distribution's
+ * garbage-collect; starts it again whatever happened, and checks it answers.
+ */
+export async function applyPlan(
+  run: Runner,
+  registry: Registry,
+  plan: GcPlan,
+  running: boolean,
+  api: GcRegistryApi = { deleteManifest, waitForV2 },
+): Promise<void> {
   const base = registry.address.url
   await mapLimit(plan.manifests, 8, async (m) => {
-    if (settings.dryRun) log.out(`curl -X DELETE ${base}/v2/${m.repo}/manifests/${m.digest}`)
-    else await deleteManifest(base, m.repo, m.digest)
+    if (run.dryRun) log.out(`curl -X DELETE ${base}/v2/${m.repo}/manifests/${m.digest}`)
+    else await api.deleteManifest(base, m.repo, m.digest)
   })
   const remove = [...plan.untag.map((t) => `${t.repo}/_manifests/tags/${t.tag}`), ...plan.evict]
-  if (running) await docker.stopContainer(registry.name)
+  if (running) await docker.stopContainer(run, registry.name)
   try {
-    await docker.garbageCollect(registry.volume, registry.image, remove)
+    await garbageCollect(run, registry.volume, registry.image, remove)
   } finally {
-    if (running) await docker.startContainer(registry.name)
+    if (running) await docker.startContainer(run, registry.name)
   }
-  if (!running || settings.dryRun) return
+  if (!running || run.dryRun) return
   // Success means the registry serves again, not only that its container started.
-  const answer = await waitForV2(base, 30_000)
+  const answer = await api.waitForV2(base, 30_000)
   if (!answer.ok)
     throw new UserError(
       `${registry.name} does not answer GET ${base}/v2/ after garbage-collect restarted it (${answer.error ?? `HTTP ${answer.status}`}): \`docker logs ${registry.name}\` shows why`,
@@ -399,4 +450,4 @@ async function applyPlan(registry: Registry, plan: GcPlan, running: boolean): Pr
   log.info(`${registry.name} restarted and answers GET /v2/ again`)
 }
 
-if (isMain(import.meta.url)) await run(main)
+if (isMain(import.meta.url)) await runMain(main)

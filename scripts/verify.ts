@@ -2,11 +2,11 @@
 // Prove that every node pulls every registry host through the registry its
 // route starts with: one probe pull per node × host through the node's CRI
 // image service, judged by what the registries logged. dev-up's last phase.
-import { isMain, openScript, run } from './lib/cli.ts'
-import { findClusters } from './lib/cluster.ts'
+import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { log, UserError } from './lib/log.ts'
+import { findClusters } from './lib/providers/provider.ts'
 import { renderMatrix, verify } from './lib/verify.ts'
 
 const USAGE = `Usage: verify [options]
@@ -36,11 +36,12 @@ Examples:
 export async function main(argv = process.argv.slice(2)): Promise<number> {
   const args = openScript(argv, { string: ['config'], boolean: ['json', 'verbose', 'help'], alias: { v: 'verbose', h: 'help' } }, USAGE)
   if (!args) return 0
+  const run = runnerFor(args)
   const config = loadConfig({ configPath: args.config })
   const { provider, name } = config.cluster
-  if (!findClusters(name, await docker.listContainers()).some((c) => c.provider === provider))
+  if (!findClusters(name, await docker.listContainers(run)).some((c) => c.provider === provider))
     throw new UserError(`no ${provider} cluster ${name} runs: \`just dev-up\` creates it`)
-  const result = await verify(config)
+  const result = await verify(run, config)
   if (args.json) log.out(JSON.stringify(result, null, 2))
   else log.out(renderMatrix(result))
   if (result.ok) return 0
@@ -48,4 +49,4 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   return 1
 }
 
-if (isMain(import.meta.url)) await run(main)
+if (isMain(import.meta.url)) await runMain(main)

@@ -1,14 +1,14 @@
-// The README's test command (`just test`): unit and integration tests against
+// The README's test command (`just test`): unit, CLI and integration tests against
 // this machine's Docker engine, and at the same time the e2e tests — the real
 // kind CLI with containerd 2.x and 1.7 nodes — inside the rig's private engine
-// (test/rig). Ends with "tests: N passed, N failed" over both suites.
+// (test/kit/rig). Ends with "tests: N passed, N failed" over both suites.
 // Arguments are test paths or bun test flags; a path under test/e2e goes to the rig.
 import { spawn } from 'node:child_process'
 import { createWriteStream, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { stopEngine } from './rig/engine.ts'
-import { type RigEnv, rigUp } from './rig/rig.ts'
+import { stopEngine } from './kit/rig/engine.ts'
+import { type RigEnv, rigUp } from './kit/rig/rig.ts'
 
 const ROOT = join(import.meta.dir, '..')
 const BUN = process.execPath
@@ -45,7 +45,7 @@ const args = process.argv.slice(2)
 const isE2e = (a: string) => a.replace(/^\.\//, '').startsWith('test/e2e')
 const paths = args.filter((a) => !a.startsWith('-'))
 const flags = args.filter((a) => a.startsWith('-'))
-const hostPaths = paths.length ? paths.filter((a) => !isE2e(a)) : ['test/unit', 'test/integration']
+const hostPaths = paths.length ? paths.filter((a) => !isE2e(a)) : ['test/unit', 'test/cli', 'test/integration']
 const rigPaths = paths.length ? paths.filter(isE2e) : ['test/e2e']
 const bunTest = (paths: string[]) => [BUN, 'test', '--parallel=2', '--timeout=180000', ...flags, ...paths]
 
@@ -66,12 +66,12 @@ if (rigPaths.length) {
 
 const rigLog = join(tmpdir(), `devreg-e2e-${process.pid}.log`)
 const [host, e2e] = await Promise.all([
-  hostPaths.length ? run([BUN, 'test/support/images.ts']).then(() => run(bunTest(hostPaths))) : null,
+  hostPaths.length ? run([BUN, 'test/kit/images.ts']).then(() => run(bunTest(hostPaths))) : null,
   rig
     ? (async (r: RigEnv) => {
         // Inside the rig's network namespace, with its engine as the only one.
         const inRig = (argv: string[]) => ['nsenter', `--net=${r.netnsPath}`, ...argv]
-        const prepared = await run(inRig([BUN, 'test/support/images.ts']), { env: r.env, logFile: `${rigLog}.images` })
+        const prepared = await run(inRig([BUN, 'test/kit/images.ts']), { env: r.env, logFile: `${rigLog}.images` })
         if (prepared.code !== 0) return { pass: 0, fail: 1, code: 1, log: `${rigLog}.images` }
         return { ...(await run(inRig(bunTest(rigPaths)), { env: r.env, logFile: rigLog })), log: rigLog }
       })(rig)

@@ -15,7 +15,8 @@
 // Container logs rotate (json-file, 10 MiB x 3), so the log covers a window.
 import type { Config, Registry } from './config.ts'
 import * as docker from './docker.ts'
-import { probe } from './exec.ts'
+import { parseDuration } from './duration.ts'
+import type { Runner } from './exec.ts'
 import { formatBytes, table, UserError } from './log.ts'
 
 export interface LoggedRequest {
@@ -67,14 +68,6 @@ function fields(line: string): Record<string, string> {
   return out
 }
 
-/** A Go duration (time.Duration.String): 1.5s, 54.137234ms, 2m3s, 850µs. */
-export function parseGoDuration(text: string): number {
-  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
-  let ms = 0
-  for (const [, n, u] of text.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|μs|ms|s|m|h)/g)) ms += Number(n) * unit[u]
-  return ms
-}
-
 /** Reads distribution's logrus lines (text or JSON formatter); other lines are skipped. */
 export function parseRegistryLog(text: string): RegistryLog {
   const log: RegistryLog = { requests: [], stored: new Map(), version: null, listeningSince: null, firstLine: null }
@@ -89,7 +82,7 @@ export function parseRegistryLog(text: string): RegistryLog {
       const end = time
       log.requests.push({
         end,
-        start: end - parseGoDuration(f['http.response.duration'] ?? ''),
+        start: end - (parseDuration(f['http.response.duration'] ?? '') ?? 0),
         method: f['http.request.method'] ?? '',
         uri: f['http.request.uri'] ?? '',
         status: Number(f['http.response.status'] ?? (f.msg.endsWith('with error') ? 500 : 200)),
@@ -209,8 +202,8 @@ export type Since = { kind: 'start' } | { kind: 'all' } | { kind: 'time'; at: nu
 export function parseSince(text: string | undefined, now = Date.now()): Since {
   if (text === undefined || text === 'start') return { kind: 'start' }
   if (text === 'all') return { kind: 'all' }
-  const d = /^(\d+)(s|m|h|d)$/.exec(text)
-  if (d) return { kind: 'time', at: now - Number(d[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[d[2] as 's'] }
+  const back = parseDuration(text)
+  if (back !== null) return { kind: 'time', at: now - back }
   const at = Date.parse(text)
   if (/^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(at)) return { kind: 'time', at }
   throw new UserError(
@@ -220,11 +213,11 @@ export function parseSince(text: string | undefined, now = Date.now()): Since {
 }
 
 /** One cache's report; its container's log is read whole (it is at most 30 MiB). */
-export async function cacheReport(cache: Registry, since: Since): Promise<CacheReport> {
-  const info = await docker.inspect<{ State: { Status: string; StartedAt: string }; Config: { Env?: string[] } }>(cache.name)
+export async function cacheReport(run: Runner, cache: Registry, since: Since): Promise<CacheReport> {
+  const info = await docker.inspect<{ State: { Status: string; StartedAt: string }; Config: { Env?: string[] } }>(run, cache.name)
   const base = { name: cache.name, host: cache.host as string }
   if (!info) return { ...base, state: 'missing', version: null, since: '', logFrom: null, truncated: false, stats: null, sources: [] }
-  const logs = await probe(['docker', 'logs', cache.name])
+  const logs = await run.probe(['docker', 'logs', cache.name])
   const log = parseRegistryLog(`${logs.stderr}\n${logs.stdout}`)
   const from = since.kind === 'time' ? since.at : since.kind === 'start' ? Date.parse(info.State.StartedAt) : (log.firstLine ?? 0)
   const stats = statsFromLog(log, from)
@@ -238,7 +231,7 @@ export async function cacheReport(cache: Registry, since: Since): Promise<CacheR
     const port = debugAddr.split(':').pop()
     const metrics =
       info.State.Status === 'running'
-        ? await probe(['docker', 'exec', cache.name, 'wget', '-q', '-O', '-', `http://127.0.0.1:${port}/metrics`])
+        ? await run.probe(['docker', 'exec', cache.name, 'wget', '-q', '-O', '-', `http://127.0.0.1:${port}/metrics`])
         : null
     const m = metrics?.ok ? parseProxyMetrics(metrics.stdout) : null
     if (m) {
@@ -274,8 +267,8 @@ export async function cacheReport(cache: Registry, since: Since): Promise<CacheR
   }
 }
 
-export const reportCaches = (config: Config, since: Since) =>
-  Promise.all(config.registries.filter((r) => r.role === 'cache').map((r) => cacheReport(r, since)))
+export const reportCaches = (run: Runner, config: Config, since: Since) =>
+  Promise.all(config.registries.filter((r) => r.role === 'cache').map((r) => cacheReport(run, r, since)))
 
 const percent = (n: number | null, of: number | null) => (n === null || !of ? '-' : `${Math.round((100 * n) / of)}%`)
 const bytes = (n: number | null) => (n === null ? '-' : n < 0 ? `-${formatBytes(-n)}` : formatBytes(n))

@@ -29,11 +29,12 @@ import { finished } from 'node:stream/promises'
 import { createGunzip, createGzip } from 'node:zlib'
 import { type Config, type Registry, ROOT } from './config.ts'
 import { ensureVolume, helperCommand, volumeExists } from './docker.ts'
-import { change, probe, settings, stream } from './exec.ts'
+import type { Runner, Streamed } from './exec.ts'
 import { chalk, EXIT, formatBytes, log, UserError } from './log.ts'
-import { REGISTRY_DATA } from './render.ts'
-import { manifestClosure, readStorage, type Storage } from './storage.ts'
-import { readTar, TAR_END, TarError, type TarHeader, tarHeader, tarPadding } from './tar.ts'
+import { REPOSITORY, TAG } from './reference.ts'
+import { REGISTRY_DATA } from './registry-containers.ts'
+import { manifestClosure, readStorage, type Storage, type StoredRepository } from './storage.ts'
+import { readTar, TAR_END, type TarEntry, TarError, type TarHeader, tarHeader, tarPadding } from './tar.ts'
 
 export const FORMAT = 'devreg-export/1'
 const MANIFEST = 'devreg-export.json'
@@ -55,17 +56,14 @@ const volumeFiles = (r: Pick<Registry, 'volume' | 'image'>, write: boolean, comm
     ...args,
   )
 
-// distribution's reference grammar (distribution/reference/regexp.go).
-const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
-const REPO = `${COMPONENT}(?:/${COMPONENT})*`
-const TAG = '[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}'
 const HEX = '[0-9a-f]{64}'
+/** distribution's storage layout; repository and tag names by the reference grammar (reference.ts). */
 const PATHS = {
   blob: new RegExp(`^${V2}/blobs/sha256/([0-9a-f]{2})/(${HEX})/data$`),
-  layer: new RegExp(`^${V2}/repositories/(${REPO})/_layers/sha256/(${HEX})/link$`),
-  revision: new RegExp(`^${V2}/repositories/(${REPO})/_manifests/revisions/sha256/(${HEX})/link$`),
-  tagIndex: new RegExp(`^${V2}/repositories/(${REPO})/_manifests/tags/(${TAG})/index/sha256/(${HEX})/link$`),
-  tag: new RegExp(`^${V2}/repositories/(${REPO})/_manifests/tags/(${TAG})/current/link$`),
+  layer: new RegExp(`^${V2}/repositories/(${REPOSITORY})/_layers/sha256/(${HEX})/link$`),
+  revision: new RegExp(`^${V2}/repositories/(${REPOSITORY})/_manifests/revisions/sha256/(${HEX})/link$`),
+  tagIndex: new RegExp(`^${V2}/repositories/(${REPOSITORY})/_manifests/tags/(${TAG})/index/sha256/(${HEX})/link$`),
+  tag: new RegExp(`^${V2}/repositories/(${REPOSITORY})/_manifests/tags/(${TAG})/current/link$`),
 }
 export type FileKind = keyof typeof PATHS
 /** The order files are written and linked in: content before anything that names it. */
@@ -157,76 +155,94 @@ export interface ExportPlan {
   skipped: string[]
 }
 
+type AddFile = (f: Omit<PlannedFile, 'size'> & { size?: number }) => void
+
 /** What to export from a volume's storage: what its tags reach and it holds (pure). */
 export function planExport(storage: Storage): ExportPlan {
   const files = new Map<string, PlannedFile>()
-  const add = (f: Omit<PlannedFile, 'size'> & { size?: number }) =>
-    files.set(f.path, { ...f, size: f.size ?? Buffer.byteLength(f.content ?? '') })
+  const add: AddFile = (f) => files.set(f.path, { ...f, size: f.size ?? Buffer.byteLength(f.content ?? '') })
   const blobs: Record<string, number> = {}
   const repositories: ArchiveRepository[] = []
   const skipped: string[] = []
   for (const repo of [...storage.repositories.values()].sort((a, b) => a.name.localeCompare(b.name))) {
-    const out: ArchiveRepository = { name: repo.name, tags: {}, manifests: [], layers: [] }
-    const manifests = new Set<string>()
-    const layers = new Set<string>()
-    for (const [tag, { digest }] of [...repo.tags].sort(([a], [b]) => a.localeCompare(b))) {
-      if (
-        !storage.blobs.has(digest) ||
-        !repo.revisions.has(digest) ||
-        !classifyPath(`${repoPath(repo.name)}/_manifests/tags/${tag}/current/link`)
-      ) {
-        skipped.push(`${repo.name}:${tag}`)
-        continue
-      }
-      out.tags[tag] = digest
-      const hex = digest.slice('sha256:'.length)
-      add({
-        path: `${repoPath(repo.name)}/_manifests/tags/${tag}/current/link`,
-        kind: 'tag',
-        repository: repo.name,
-        tag,
-        digest,
-        content: digest,
-      })
-      add({
-        path: `${repoPath(repo.name)}/_manifests/tags/${tag}/index/sha256/${hex}/link`,
-        kind: 'tagIndex',
-        repository: repo.name,
-        tag,
-        digest,
-        content: digest,
-      })
-      for (const d of manifestClosure(storage, digest)) {
-        if (!storage.blobs.has(d)) continue
-        if (repo.revisions.has(d) && storage.manifests.has(d)) manifests.add(d)
-        else if (repo.layers.has(d)) layers.add(d)
-      }
-    }
-    if (!Object.keys(out.tags).length) continue
-    for (const [set, kind, dir] of [
-      [manifests, 'revision', '_manifests/revisions'],
-      [layers, 'layer', '_layers'],
-    ] as const)
-      for (const d of [...set].sort()) {
-        blobs[d] = storage.blobs.get(d) as number
-        add({ path: blobPath(d), kind: 'blob', repository: null, tag: null, digest: d, content: null, size: blobs[d] })
-        add({
-          path: `${repoPath(repo.name)}/${dir}/sha256/${d.slice(7)}/link`,
-          kind,
-          repository: repo.name,
-          tag: null,
-          digest: d,
-          content: d,
-        })
-      }
-    out.manifests = [...manifests].sort()
-    out.layers = [...layers].sort()
-    repositories.push(out)
+    const out = planRepository(storage, repo, add, blobs, skipped)
+    if (out) repositories.push(out)
   }
   const ordered = [...files.values()].sort(
     (a, b) => KIND_ORDER.indexOf(a.kind) - KIND_ORDER.indexOf(b.kind) || a.path.localeCompare(b.path),
   )
   return { repositories, blobs, files: ordered, skipped }
+}
+
+/** One repository's part of the plan, null when none of its tags can go; tags left out go to `skipped`. */
+function planRepository(
+  storage: Storage,
+  repo: StoredRepository,
+  add: AddFile,
+  blobs: Record<string, number>,
+  skipped: string[],
+): ArchiveRepository | null {
+  const out: ArchiveRepository = { name: repo.name, tags: {}, manifests: [], layers: [] }
+  const manifests = new Set<string>()
+  const layers = new Set<string>()
+  for (const [tag, { digest }] of [...repo.tags].sort(([a], [b]) => a.localeCompare(b))) {
+    if (
+      !storage.blobs.has(digest) ||
+      !repo.revisions.has(digest) ||
+      !classifyPath(`${repoPath(repo.name)}/_manifests/tags/${tag}/current/link`)
+    ) {
+      skipped.push(`${repo.name}:${tag}`)
+      continue
+    }
+    out.tags[tag] = digest
+    addTagLinks(add, repo.name, tag, digest)
+    for (const d of manifestClosure(storage, digest)) {
+      if (!storage.blobs.has(d)) continue
+      if (repo.revisions.has(d) && storage.manifests.has(d)) manifests.add(d)
+      else if (repo.layers.has(d)) layers.add(d)
+    }
+  }
+  if (!Object.keys(out.tags).length) return null
+  for (const [set, kind, dir] of [
+    [manifests, 'revision', '_manifests/revisions'],
+    [layers, 'layer', '_layers'],
+  ] as const)
+    for (const d of [...set].sort()) {
+      blobs[d] = storage.blobs.get(d) as number
+      add({ path: blobPath(d), kind: 'blob', repository: null, tag: null, digest: d, content: null, size: blobs[d] })
+      add({
+        path: `${repoPath(repo.name)}/${dir}/sha256/${d.slice(7)}/link`,
+        kind,
+        repository: repo.name,
+        tag: null,
+        digest: d,
+        content: d,
+      })
+    }
+  out.manifests = [...manifests].sort()
+  out.layers = [...layers].sort()
+  return out
+}
+
+/** The two links a tag is: its current manifest and its entry in the tag's index. */
+function addTagLinks(add: AddFile, repository: string, tag: string, digest: string): void {
+  const hex = digest.slice('sha256:'.length)
+  add({
+    path: `${repoPath(repository)}/_manifests/tags/${tag}/current/link`,
+    kind: 'tag',
+    repository,
+    tag,
+    digest,
+    content: digest,
+  })
+  add({
+    path: `${repoPath(repository)}/_manifests/tags/${tag}/index/sha256/${hex}/link`,
+    kind: 'tagIndex',
+    repository,
+    tag,
+    digest,
+    content: digest,
+  })
 }
 
 /** Registries chosen by name, mirror host or `local`; none named: every cache. */
@@ -245,8 +261,8 @@ export function chooseRegistries(config: Config, names: readonly string[]): Regi
 
 export const registryKey = (r: Pick<Registry, 'role' | 'host'>) => (r.role === 'local' ? 'local' : (r.host as string))
 
-async function distributionVersion(image: string): Promise<string | null> {
-  const r = await probe(['docker', 'run', '--rm', '--network', 'none', '--entrypoint', 'registry', image, '--version'])
+async function distributionVersion(run: Runner, image: string): Promise<string | null> {
+  const r = await run.probe(['docker', 'run', '--rm', '--network', 'none', '--entrypoint', 'registry', image, '--version'])
   return r.ok ? (r.stdout.trim().split(/\s+/).at(-1) ?? null) : null
 }
 
@@ -336,20 +352,47 @@ export interface ExportSummary {
   bytes: number
 }
 
+/** A registry whose volume exists, with what export takes from it. */
+interface ExportSource {
+  registry: Registry
+  plan: ExportPlan
+  distribution: string | null
+}
+
 /** `dev-registry export`: the chosen registries' content into one archive. */
-export async function exportRegistries(chosen: Registry[], opts: ExportOptions): Promise<ExportSummary> {
+export async function exportRegistries(run: Runner, chosen: Registry[], opts: ExportOptions): Promise<ExportSummary> {
   // 1. What each volume holds, read from storage (the API of a cache would fetch).
-  const present: { registry: Registry; plan: ExportPlan; distribution: string | null }[] = []
+  const present = await readExportSources(run, chosen)
+  const manifest = archiveManifest(present)
+  const summary = exportSummary(opts.file, manifest, present)
+  if (run.dryRun) {
+    printExportPlan(manifest, summary)
+    return summary
+  }
+  if (!present.length) throw new UserError('nothing to export: none of the chosen registries has a volume yet')
+
+  // 2. The manifest first, then each volume's files as its helper streams them.
+  await writeArchive(run, opts, manifest, present, summary)
+  summary.bytes = statSync(opts.file).size
+  return summary
+}
+
+async function readExportSources(run: Runner, chosen: Registry[]): Promise<ExportSource[]> {
+  const present: ExportSource[] = []
   for (const registry of chosen) {
-    if (!(await volumeExists(registry.volume))) {
+    if (!(await volumeExists(run, registry.volume))) {
       log.info(`${registry.name}: volume ${registry.volume} does not exist: nothing to export`)
       continue
     }
-    const plan = planExport(await readStorage(registry.volume, registry.image))
+    const plan = planExport(await readStorage(run, registry.volume, registry.image))
     for (const t of plan.skipped) log.warn(`${registry.name}: ${t} left out: its manifest is not stored`)
-    present.push({ registry, plan, distribution: await distributionVersion(registry.image) })
+    present.push({ registry, plan, distribution: await distributionVersion(run, registry.image) })
   }
-  const manifest: ArchiveManifest = {
+  return present
+}
+
+function archiveManifest(present: ExportSource[]): ArchiveManifest {
+  return {
     format: FORMAT,
     devreg: devregVersion(),
     created: new Date().toISOString(),
@@ -368,8 +411,12 @@ export async function exportRegistries(chosen: Registry[], opts: ExportOptions):
       bytes: Object.values(plan.blobs).reduce((a, b) => a + b, 0),
     })),
   }
-  const summary: ExportSummary = {
-    file: opts.file,
+}
+
+/** The summary before writing: its `bytes` (the archive's size) is filled in once the file is there. */
+function exportSummary(file: string, manifest: ArchiveManifest, present: ExportSource[]): ExportSummary {
+  return {
+    file,
     bytes: 0,
     registries: manifest.registries.map((r, i) => ({
       name: r.name,
@@ -381,16 +428,23 @@ export async function exportRegistries(chosen: Registry[], opts: ExportOptions):
       skipped: present[i].plan.skipped,
     })),
   }
-  if (settings.dryRun) {
-    for (const [i, r] of manifest.registries.entries()) {
-      for (const repo of r.repositories) for (const tag of Object.keys(repo.tags)) log.out(`would export ${r.name}: ${repo.name}:${tag}`)
-      log.out(`would export ${r.name}: ${summary.registries[i].tags} tags, ${summary.registries[i].blobs} blobs, ${formatBytes(r.bytes)}`)
-    }
-    return summary
-  }
-  if (!present.length) throw new UserError('nothing to export: none of the chosen registries has a volume yet')
+}
 
-  // 2. The manifest first, then each volume's files as its helper streams them.
+function printExportPlan(manifest: ArchiveManifest, summary: ExportSummary): void {
+  for (const [i, r] of manifest.registries.entries()) {
+    for (const repo of r.repositories) for (const tag of Object.keys(repo.tags)) log.out(`would export ${r.name}: ${repo.name}:${tag}`)
+    log.out(`would export ${r.name}: ${summary.registries[i].tags} tags, ${summary.registries[i].blobs} blobs, ${formatBytes(r.bytes)}`)
+  }
+}
+
+/** Manifest, every volume's files, trailer; the archive appears under its name only when all of it is written. */
+async function writeArchive(
+  run: Runner,
+  opts: ExportOptions,
+  manifest: ArchiveManifest,
+  present: ExportSource[],
+  summary: ExportSummary,
+): Promise<void> {
   const writer = new ArchiveWriter(opts.file, opts.gzip)
   const progress = byteProgress('exporting')
   try {
@@ -399,7 +453,7 @@ export async function exportRegistries(chosen: Registry[], opts: ExportOptions):
     await writer.entry({ path: MANIFEST, size: 0, mtime, mode: 0o644, type: '0' }, manifestBytes)
     let files = 0
     for (const [i, { registry, plan }] of present.entries()) {
-      files += await exportVolume(registry, plan, writer, (done) => progress.update(registry.name, done, manifest.registries[i].bytes))
+      files += await exportVolume(run, registry, plan, writer, (done) => progress.update(registry.name, done, manifest.registries[i].bytes))
       const s = summary.registries[i]
       progress.line(`${registry.name}: ${plural(s.tags, 'tag')}, ${plural(s.blobs, 'blob')}, ${formatBytes(s.bytes)}`)
     }
@@ -410,16 +464,20 @@ export async function exportRegistries(chosen: Registry[], opts: ExportOptions):
     writer.abort()
     throw err
   }
-  summary.bytes = statSync(opts.file).size
-  return summary
 }
 
 /** Streams one volume's planned files into the archive; link contents are the plan's (a tag moved meanwhile is exported as listed). */
-async function exportVolume(registry: Registry, plan: ExportPlan, writer: ArchiveWriter, onBytes: (n: number) => void): Promise<number> {
+async function exportVolume(
+  run: Runner,
+  registry: Registry,
+  plan: ExportPlan,
+  writer: ArchiveWriter,
+  onBytes: (n: number) => void,
+): Promise<number> {
   const key = registryKey(registry)
   const wanted = new Map(plan.files.map((f) => [f.path, f]))
   const seen = new Set<string>()
-  const helper = stream(volumeFiles(registry, false, 'export'), { stdin: true })
+  const helper = run.stream(volumeFiles(registry, false, 'export'), { stdin: true })
   helper.stdin?.end(`${plan.files.map((f) => f.path).join('\n')}\n`)
   let bytes = 0
   try {
@@ -527,69 +585,47 @@ function checkManifest(value: unknown): ArchiveManifest {
  */
 export async function verifyArchive(file: string, onBytes: (n: number) => void = () => {}): Promise<VerifiedArchive> {
   if (!existsSync(file)) throw new UserError(`${file}: no such file`, EXIT.usage)
-  let manifest: ArchiveManifest | null = null
-  let manifestDigest = ''
-  let trailer: { manifestSha256?: string; files?: number } | null = null
-  const files: ArchiveFile[] = []
-  const seen = new Set<string>()
-  const blobsSeen = new Map<string, Set<string>>()
+  const read = await readArchive(file, onBytes)
+  const manifest = checkComplete(file, read)
+  return { manifest, files: read.files }
+}
+
+/** What one pass over an archive found, before the checks that need all of it. */
+interface ArchiveRead {
+  manifest: ArchiveManifest | null
+  manifestDigest: string
+  trailer: { manifestSha256?: string; files?: number } | null
+  files: ArchiveFile[]
+  /** `<key>/<path>` of every file read. */
+  seen: Set<string>
+  /** Blobs whose digest checked out, by registry key. */
+  blobsSeen: Map<string, Set<string>>
+}
+
+/** Reads every entry, checking each on its own; a damaged archive is a UserError. */
+async function readArchive(file: string, onBytes: (n: number) => void): Promise<ArchiveRead> {
+  const read: ArchiveRead = { manifest: null, manifestDigest: '', trailer: null, files: [], seen: new Set(), blobsSeen: new Map() }
   let bytes = 0
+  const addBytes = (n: number) => {
+    bytes += n
+    onBytes(bytes)
+  }
   try {
     for await (const entry of readTar(await openArchive(file))) {
-      if (trailer) throw new Corrupt(`${entry.path} follows the end record`)
-      if (!manifest) {
+      if (read.trailer) throw new Corrupt(`${entry.path} follows the end record`)
+      if (!read.manifest) {
         if (entry.path !== MANIFEST || entry.size > 64 << 20) throw new Corrupt(`it does not start with ${MANIFEST}`)
         const body = await collect(entry.body)
-        manifestDigest = `sha256:${sha256().update(body).digest('hex')}`
-        try {
-          manifest = checkManifest(JSON.parse(body.toString('utf8')))
-        } catch (err) {
-          throw err instanceof Corrupt ? err : new Corrupt(`its ${MANIFEST} is not JSON`)
-        }
+        read.manifestDigest = `sha256:${sha256().update(body).digest('hex')}`
+        read.manifest = parseManifestEntry(body)
         continue
       }
       if (entry.path === TRAILER) {
-        try {
-          trailer = JSON.parse((await collect(entry.body)).toString('utf8'))
-        } catch {
-          throw new Corrupt(`its ${TRAILER} is not JSON`)
-        }
+        read.trailer = await readTrailerEntry(entry)
         continue
       }
       if (entry.type === '5') continue
-      const m = /^registries\/([^/]+)\/(.+)$/.exec(entry.path)
-      const record = m ? manifest.registries.find((r) => r.key === m[1]) : undefined
-      const f = m ? classifyPath(m[2]) : null
-      if (!m || !record || !f || entry.type !== '0') throw new Corrupt(`it holds ${entry.path}, which is no file of a registry it lists`)
-      const id = `${record.key}/${f.path}`
-      if (seen.has(id)) throw new Corrupt(`it holds ${entry.path} twice`)
-      seen.add(id)
-      if (f.kind === 'blob') {
-        const expected = record.blobs[f.digest as string]
-        if (expected === undefined) throw new Corrupt(`blob ${f.digest} of ${record.key} is not in its manifest`)
-        if (entry.size !== expected)
-          throw new Corrupt(`blob ${f.digest} of ${record.key} has ${entry.size} bytes, its manifest says ${expected}`)
-        const hash = sha256()
-        for await (const chunk of entry.body) {
-          hash.update(chunk)
-          bytes += chunk.length
-          onBytes(bytes)
-        }
-        const actual = `sha256:${hash.digest('hex')}`
-        if (actual !== f.digest) throw new Corrupt(`blob ${f.digest} of ${record.key} does not match its digest (it hashes to ${actual})`)
-        const set = blobsSeen.get(record.key) ?? new Set()
-        set.add(f.digest as string)
-        blobsSeen.set(record.key, set)
-      } else {
-        if (entry.size > 100) throw new Corrupt(`link ${entry.path} is ${entry.size} bytes long`)
-        const content = (await collect(entry.body)).toString('utf8')
-        const repo = record.repositories.find((r) => r.name === f.repository)
-        const want = f.kind === 'tag' ? repo?.tags[f.tag as string] : f.digest
-        if (!want || content !== want)
-          throw new Corrupt(`link ${entry.path} says ${JSON.stringify(content)}, its manifest ${want ?? 'nothing'}`)
-        f.digest = content
-      }
-      files.push({ ...f, key: record.key, size: entry.size })
+      read.files.push(await checkStorageEntry(entry, read.manifest, read, addBytes))
     }
   } catch (err) {
     if (err instanceof Corrupt || err instanceof TarError) throw new UserError(`${file} is damaged: ${err.message}; nothing was imported`)
@@ -597,21 +633,87 @@ export async function verifyArchive(file: string, onBytes: (n: number) => void =
       throw new UserError(`${file} is damaged: gzip: ${(err as Error).message}; nothing was imported`)
     throw err
   }
+  return read
+}
+
+function parseManifestEntry(body: Buffer): ArchiveManifest {
+  try {
+    return checkManifest(JSON.parse(body.toString('utf8')))
+  } catch (err) {
+    throw err instanceof Corrupt ? err : new Corrupt(`its ${MANIFEST} is not JSON`)
+  }
+}
+
+async function readTrailerEntry(entry: TarEntry): Promise<ArchiveRead['trailer']> {
+  try {
+    return JSON.parse((await collect(entry.body)).toString('utf8'))
+  } catch {
+    throw new Corrupt(`its ${TRAILER} is not JSON`)
+  }
+}
+
+/** One file of a registry: where it goes, and that its content is what the manifest says. */
+async function checkStorageEntry(
+  entry: TarEntry,
+  manifest: ArchiveManifest,
+  read: Pick<ArchiveRead, 'seen' | 'blobsSeen'>,
+  addBytes: (n: number) => void,
+): Promise<ArchiveFile> {
+  const m = /^registries\/([^/]+)\/(.+)$/.exec(entry.path)
+  const record = m ? manifest.registries.find((r) => r.key === m[1]) : undefined
+  const f = m ? classifyPath(m[2]) : null
+  if (!m || !record || !f || entry.type !== '0') throw new Corrupt(`it holds ${entry.path}, which is no file of a registry it lists`)
+  const id = `${record.key}/${f.path}`
+  if (read.seen.has(id)) throw new Corrupt(`it holds ${entry.path} twice`)
+  read.seen.add(id)
+  if (f.kind === 'blob') {
+    await checkBlobEntry(entry, record, f.digest as string, addBytes)
+    const set = read.blobsSeen.get(record.key) ?? new Set()
+    set.add(f.digest as string)
+    read.blobsSeen.set(record.key, set)
+  } else {
+    if (entry.size > 100) throw new Corrupt(`link ${entry.path} is ${entry.size} bytes long`)
+    const content = (await collect(entry.body)).toString('utf8')
+    const repo = record.repositories.find((r) => r.name === f.repository)
+    const want = f.kind === 'tag' ? repo?.tags[f.tag as string] : f.digest
+    if (!want || content !== want)
+      throw new Corrupt(`link ${entry.path} says ${JSON.stringify(content)}, its manifest ${want ?? 'nothing'}`)
+    f.digest = content
+  }
+  return { ...f, key: record.key, size: entry.size }
+}
+
+async function checkBlobEntry(entry: TarEntry, record: ArchiveRegistry, digest: string, addBytes: (n: number) => void): Promise<void> {
+  const expected = record.blobs[digest]
+  if (expected === undefined) throw new Corrupt(`blob ${digest} of ${record.key} is not in its manifest`)
+  if (entry.size !== expected) throw new Corrupt(`blob ${digest} of ${record.key} has ${entry.size} bytes, its manifest says ${expected}`)
+  const hash = sha256()
+  for await (const chunk of entry.body) {
+    hash.update(chunk)
+    addBytes(chunk.length)
+  }
+  const actual = `sha256:${hash.digest('hex')}`
+  if (actual !== digest) throw new Corrupt(`blob ${digest} of ${record.key} does not match its digest (it hashes to ${actual})`)
+}
+
+/** The checks that need the whole archive: its end record, and every blob and tag its manifest lists. */
+function checkComplete(file: string, read: ArchiveRead): ArchiveManifest {
+  const { manifest, trailer, files } = read
   const fail = (what: string) => new UserError(`${file} is damaged: ${what}; nothing was imported`)
   if (!manifest) throw fail('it is empty')
   if (!trailer) throw fail(`it is cut short: ${TRAILER} is missing`)
-  if (trailer.manifestSha256 !== manifestDigest) throw fail(`its ${MANIFEST} does not match the digest its end record gives`)
+  if (trailer.manifestSha256 !== read.manifestDigest) throw fail(`its ${MANIFEST} does not match the digest its end record gives`)
   if (trailer.files !== files.length) throw fail(`it holds ${files.length} files, its end record says ${trailer.files}`)
   for (const r of manifest.registries) {
-    const have = blobsSeen.get(r.key) ?? new Set()
+    const have = read.blobsSeen.get(r.key) ?? new Set()
     const missing = Object.keys(r.blobs).filter((d) => !have.has(d))
     if (missing.length) throw fail(`${missing.length} blobs of ${r.key} are missing (e.g. ${missing[0]})`)
     for (const repo of r.repositories)
       for (const tag of Object.keys(repo.tags))
-        if (!seen.has(`${r.key}/${repoPath(repo.name)}/_manifests/tags/${tag}/current/link`))
+        if (!read.seen.has(`${r.key}/${repoPath(repo.name)}/_manifests/tags/${tag}/current/link`))
           throw fail(`the tag ${repo.name}:${tag} of ${r.key} is missing`)
   }
-  return { manifest, files }
+  return manifest
 }
 
 async function collect(body: AsyncIterable<Buffer>): Promise<Buffer> {
@@ -654,9 +756,9 @@ export function importTargets(config: Config, manifest: ArchiveManifest, names: 
 }
 
 /** The files a volume holds (none when it does not exist), read through a read-only helper. */
-async function volumeFileSet(registry: Registry): Promise<Set<string>> {
-  if (!(await volumeExists(registry.volume))) return new Set()
-  const r = await probe(volumeFiles(registry, false, 'list'), { input: '' })
+async function volumeFileSet(run: Runner, registry: Registry): Promise<Set<string>> {
+  if (!(await volumeExists(run, registry.volume))) return new Set()
+  const r = await run.probe(volumeFiles(registry, false, 'list'), { input: '' })
   if (!r.ok) throw new UserError(`cannot read volume ${registry.volume} with ${registry.image}: ${r.stderr.trim().split('\n')[0]}`)
   return new Set(r.stdout.split('\n').filter(Boolean))
 }
@@ -684,7 +786,7 @@ export interface ImportSummary {
 }
 
 /** `dev-registry import`: check the whole archive, then merge what each volume lacks. */
-export async function importArchive(config: Config, file: string, names: readonly string[]): Promise<ImportSummary> {
+export async function importArchive(run: Runner, config: Config, file: string, names: readonly string[]): Promise<ImportSummary> {
   // 1. Check everything before anything is touched.
   const progress = byteProgress('checking')
   const total = statSync(file, { throwIfNoEntry: false })?.size ?? 0
@@ -692,7 +794,7 @@ export async function importArchive(config: Config, file: string, names: readonl
   const targets = importTargets(config, archive.manifest, names)
   // 2. What each volume lacks.
   const plans: ImportTarget[] = []
-  for (const [key, registry] of targets) plans.push(planImport(archive, key, registry, await volumeFileSet(registry)))
+  for (const [key, registry] of targets) plans.push(planImport(archive, key, registry, await volumeFileSet(run, registry)))
   const summary: ImportSummary = {
     file,
     added: plans.reduce((n, p) => n + p.add.length, 0),
@@ -708,14 +810,14 @@ export async function importArchive(config: Config, file: string, names: readonl
     })),
   }
   progress.line(`${file}: every blob matches its digest`)
-  if (settings.dryRun || !summary.added) return summary
+  if (run.dryRun || !summary.added) return summary
 
   // 3. Stage what is missing in each volume, outside the registry's storage.
   const id = randomBytes(6).toString('hex')
   const staging = plans.filter((p) => p.add.length)
-  for (const p of staging) await ensureVolume(p.registry.volume)
+  for (const p of staging) await ensureVolume(run, p.registry.volume)
   try {
-    await stageAll(file, staging, id, (n) =>
+    await stageAll(run, file, staging, id, (n) =>
       progress.update(
         'staging',
         n,
@@ -723,11 +825,11 @@ export async function importArchive(config: Config, file: string, names: readonl
       ),
     )
   } catch (err) {
-    for (const p of staging) await probe(volumeFiles(p.registry, true, 'clean', id), { input: '' })
+    for (const p of staging) await run.probe(volumeFiles(p.registry, true, 'clean', id), { input: '' })
     throw err
   }
   // 4. Link it in: blobs first, links last, nothing replaced.
-  for (const p of staging) await change(volumeFiles(p.registry, true, 'commit', id), { input: '' })
+  for (const p of staging) await run.change(volumeFiles(p.registry, true, 'commit', id), { input: '' })
   return summary
 }
 
@@ -737,7 +839,7 @@ export async function importArchive(config: Config, file: string, names: readonl
  * content devreg makes itself rather than reads from an archive: verify's
  * probe image. Works with the registry up.
  */
-export async function placeFiles(registry: Registry, files: { path: string; body: Buffer }[]): Promise<void> {
+export async function placeFiles(run: Runner, registry: Registry, files: { path: string; body: Buffer }[]): Promise<void> {
   const bad = files.find((f) => !classifyPath(f.path))
   if (bad) throw new Error(`${bad.path} is no file of distribution's storage`)
   const id = randomBytes(6).toString('hex')
@@ -750,17 +852,17 @@ export async function placeFiles(registry: Registry, files: { path: string; body
     tarHeader({ path: SENTINEL, size: 0, mtime: 0, mode: 0o644, type: '0' }),
     TAR_END,
   ])
-  await ensureVolume(registry.volume)
-  const helper = stream(volumeFiles(registry, true, 'stage', id), { stdin: true })
+  await ensureVolume(run, registry.volume)
+  const helper = run.stream(volumeFiles(registry, true, 'stage', id), { stdin: true })
   helper.stdin?.end(tar)
   await helper.done
-  await change(volumeFiles(registry, true, 'commit', id), { input: '' })
+  await run.change(volumeFiles(registry, true, 'commit', id), { input: '' })
 }
 
 /** The second read: each volume's missing files go to a helper that stages them; a blob that no longer matches aborts it. */
-async function stageAll(file: string, plans: ImportTarget[], id: string, onBytes: (n: number) => void): Promise<void> {
+async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: string, onBytes: (n: number) => void): Promise<void> {
   const byKey = new Map(plans.map((p) => [p.key, { plan: p, wanted: new Set(p.add.map((f) => f.path)) }]))
-  const helpers = new Map<string, ReturnType<typeof stream>>()
+  const helpers = new Map<string, Streamed>()
   const write = async (w: NodeJS.WritableStream, b: Buffer) => {
     if (!w.write(b)) await new Promise((resolve) => w.once('drain', resolve))
   }
@@ -772,7 +874,7 @@ async function stageAll(file: string, plans: ImportTarget[], id: string, onBytes
       if (!m || !target?.wanted.has(m[2])) continue
       let helper = helpers.get(m[1])
       if (!helper) {
-        helper = stream(volumeFiles(target.plan.registry, true, 'stage', id), { stdin: true })
+        helper = run.stream(volumeFiles(target.plan.registry, true, 'stage', id), { stdin: true })
         helper.done.catch(() => {})
         helpers.set(m[1], helper)
       }
@@ -808,15 +910,16 @@ async function stageAll(file: string, plans: ImportTarget[], id: string, onBytes
 
 /** `dev-registry export FILE [REGISTRY...]`, its output included. */
 export async function exportCommand(
+  run: Runner,
   config: Config,
   file: string,
   names: readonly string[],
   opts: { gzip: boolean; json: boolean },
 ): Promise<number> {
   const chosen = chooseRegistries(config, names)
-  const summary = await exportRegistries(chosen, { file, gzip: opts.gzip || /\.t?gz$/.test(file) })
+  const summary = await exportRegistries(run, chosen, { file, gzip: opts.gzip || /\.t?gz$/.test(file) })
   if (opts.json) log.out(JSON.stringify(summary, null, 2))
-  if (settings.dryRun) return 0
+  if (run.dryRun) return 0
   const tags = summary.registries.reduce((n, r) => n + r.tags, 0)
   const blobs = summary.registries.reduce((n, r) => n + r.blobs, 0)
   log.ok(
@@ -826,8 +929,14 @@ export async function exportCommand(
 }
 
 /** `dev-registry import FILE [REGISTRY...]`, its output included. */
-export async function importCommand(config: Config, file: string, names: readonly string[], opts: { json: boolean }): Promise<number> {
-  const summary = await importArchive(config, file, names)
+export async function importCommand(
+  run: Runner,
+  config: Config,
+  file: string,
+  names: readonly string[],
+  opts: { json: boolean },
+): Promise<number> {
+  const summary = await importArchive(run, config, file, names)
   if (opts.json) log.out(JSON.stringify(summary, null, 2))
   const what = (r: ImportSummary['registries'][number]) =>
     `${plural(r.tags.length, 'tag')}, ${plural(r.blobs, 'blob')} (${formatBytes(r.bytes)}), ${plural(r.files, 'file')}; ${r.present} already there`
@@ -836,7 +945,7 @@ export async function importCommand(config: Config, file: string, names: readonl
     return 0
   }
   for (const r of summary.registries) {
-    if (settings.dryRun) {
+    if (run.dryRun) {
       if (!opts.json) {
         for (const tag of r.tags) log.out(`would add ${r.key === 'local' ? '' : `${r.key}/`}${tag} to ${r.volume}`)
         log.out(`would add to ${r.volume} (${r.name}): ${what(r)}`)

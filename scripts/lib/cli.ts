@@ -4,7 +4,7 @@ import { realpathSync } from 'node:fs'
 import { createInterface } from 'node:readline/promises'
 import { fileURLToPath } from 'node:url'
 import minimist from 'minimist'
-import { settings } from './exec.ts'
+import { createRunner, type Runner } from './exec.ts'
 import { CommandError, EXIT, type ExitCode, log, UserError } from './log.ts'
 import { bypassProxyForLoopback } from './proxy.ts'
 
@@ -60,8 +60,7 @@ function missingValue(name: string, usage: string): string {
 
 /**
  * The opening every script shares: parse strictly, answer --help (returns
- * null), refuse stray positional arguments beyond `positional`, and apply
- * --dry-run and --verbose.
+ * null), refuse stray positional arguments beyond `positional`.
  */
 export function openScript(argv: string[], spec: FlagSpec, usage: string, positional = 0): minimist.ParsedArgs | null {
   const args = parseArgs(argv, spec, usage)
@@ -70,10 +69,12 @@ export function openScript(argv: string[], spec: FlagSpec, usage: string, positi
     return null
   }
   if (args._.length > positional) throw new UserError(`unexpected argument ${args._[positional]}\n\n${usage}`, EXIT.usage)
-  settings.dryRun = Boolean(args['dry-run'])
-  settings.verbose = Boolean(args.verbose)
   return args
 }
+
+/** The runner a script passes down, from its --dry-run and --verbose. */
+export const runnerFor = (args: minimist.ParsedArgs): Runner =>
+  createRunner({ dryRun: Boolean(args['dry-run']), verbose: Boolean(args.verbose) })
 
 /** True when the module at importMetaUrl is the script being run (zx's isMain idea). */
 export function isMain(importMetaUrl: string): boolean {
@@ -87,12 +88,13 @@ export function isMain(importMetaUrl: string): boolean {
 }
 
 /** Runs a script's main, turning what it throws into a message and an exit code (see `report`). */
-export async function run(main: (argv: string[]) => Promise<number>): Promise<void> {
+export async function runMain(main: (argv: string[]) => Promise<number>): Promise<void> {
   bypassProxyForLoopback(process.env)
+  const argv = process.argv.slice(2)
   try {
-    process.exitCode = await main(process.argv.slice(2))
+    process.exitCode = await main(argv)
   } catch (err) {
-    process.exitCode = report(err)
+    process.exitCode = report(err, { verbose: argv.includes('--verbose') || argv.includes('-v') })
   }
 }
 
@@ -103,7 +105,7 @@ export async function run(main: (argv: string[]) => Promise<number>): Promise<vo
  * `new Error('creating kind cluster', { cause })` is kept in front of either.
  * Anything else is a bug in devreg and keeps its stack.
  */
-export function report(err: unknown): ExitCode {
+export function report(err: unknown, { verbose = false }: { verbose?: boolean } = {}): ExitCode {
   const context: string[] = []
   let inner = err
   while (inner instanceof Error && !(inner instanceof UserError) && !(inner instanceof CommandError) && inner.cause instanceof Error) {
@@ -113,12 +115,12 @@ export function report(err: unknown): ExitCode {
   const prefix = context.map((c) => `${c}: `).join('')
   if (inner instanceof UserError) {
     log.error(prefix + inner.message)
-    if (settings.verbose && context.length) console.error(err)
+    if (verbose && context.length) console.error(err)
     return inner.exitCode
   }
   if (inner instanceof CommandError) {
     log.error(prefix + inner.summary())
-    if (settings.verbose) console.error(err)
+    if (verbose) console.error(err)
     return EXIT.failed
   }
   console.error(err)

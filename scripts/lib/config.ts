@@ -7,28 +7,24 @@ import { isAbsolute, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { z } from 'zod'
+import { type DurationUnit, GO_UNITS, parseDuration } from './duration.ts'
 import { EXIT, UserError } from './log.ts'
+import { IMAGE_REFERENCE, DNS_LABEL as label, PATH_COMPONENT } from './reference.ts'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const DEFAULT_CONFIG = resolve(ROOT, 'config/devreg.yaml')
 export const LOCAL_CONFIG = resolve(ROOT, 'config/devreg.local.yaml')
 
 // Names that reach a shell, a TOML or a YAML file are held to strict patterns.
-const label = '[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?'
 const HOSTNAME = new RegExp(`^(?=.{1,253}(:|$))${label}(\\.${label})*$`)
 const REGISTRY_HOST = new RegExp(`^(?=.{1,253}(:|$))${label}(\\.${label})*(:[0-9]{1,5})?$`)
 const CONTAINER_NAME = new RegExp(`^${label}$`)
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/
 const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/
-const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
-const IMAGE_REF = new RegExp(
-  `^(?:${label}(?:\\.${label})*(?::[0-9]{1,5})?/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`,
-)
 const ALIAS = new RegExp(`^${label}(\\.${label})*(:[0-9]{1,5})?(/${PATH_COMPONENT})*$`)
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 const IPV4 = /^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
 const IPV6 = /^[0-9a-fA-F:]{2,39}$/
-const DURATION = /^[0-9]+(ms|s|m|h)$/
 const PLATFORM = /^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/
 
 /** Hosts that an /etc/hosts or `hosts` entry must never shadow. */
@@ -45,6 +41,10 @@ export const PUBLIC_REGISTRIES = [
 
 const pattern = (re: RegExp, what: string) =>
   z.string({ error: `must be a string (${what})` }).regex(re, { error: (iss) => `${JSON.stringify(iss.input)} is not ${what}` })
+const duration = (units: readonly DurationUnit[], what: string) =>
+  z
+    .string({ error: `must be a string (${what})` })
+    .refine((text) => parseDuration(text, units) !== null, { error: (iss) => `${JSON.stringify(iss.input)} is not ${what}` })
 
 const hostname = pattern(HOSTNAME, 'a valid hostname (lowercase letters, digits, dots and dashes)')
 const registryHost = pattern(REGISTRY_HOST, 'a registry host such as docker.io or my.registry:5000')
@@ -53,7 +53,7 @@ const containerName = pattern(
   'a valid container name (lowercase letters, digits and dashes; no dots, which could leak to public DNS)',
 )
 const volumeName = pattern(VOLUME_NAME, 'a valid volume name (letters, digits, _ . -)')
-const imageRef = pattern(IMAGE_REF, 'an image reference such as registry:2 or kindest/node:v1.31.0')
+const imageRef = pattern(IMAGE_REFERENCE, 'an image reference such as registry:2 or kindest/node:v1.31.0')
 const port = z
   .number({ error: 'must be a port number (an integer from 1 to 65535)' })
   .int({ error: 'must be a port number (an integer from 1 to 65535)' })
@@ -131,7 +131,8 @@ export const configSchema = z.strictObject({
       workers: z.number().int().min(0).max(20, { error: 'must be a whole number from 0 to 20' }).default(0),
       nodeImage: imageRef.nullable().default(null),
       network: pattern(NETWORK_NAME, 'a valid network name').nullable().default(null),
-      waitTimeout: pattern(DURATION, 'a duration such as 300s, 5m or 1h').default('300s'),
+      // Handed to kubectl wait --timeout, which reads it with Go's time.ParseDuration: Go's units only.
+      waitTimeout: duration(GO_UNITS, 'a duration such as 300s, 5m or 1h').default('300s'),
     })
     .prefault({}),
   registry: z
@@ -189,7 +190,9 @@ export interface Registry {
   upstream: string | null
   credentials: { usernameEnv: string; passwordEnv: string } | null
   remotes: { url: string; path: string | null }[]
-  /** Where in the config it comes from, for messages. */
+  /** Where in the config it comes from: ['registry'] or ['mirrors', 1]. */
+  keyPath: readonly (string | number)[]
+  /** keyPath as messages write it (formatKeyPath): registry, mirrors[1]. */
   path: string
   /** Every address it has, computed once here and used everywhere else. */
   address: RegistryAddress
@@ -252,7 +255,8 @@ export function defaultNetwork(provider: Provider, name: string): string {
 
 type Issue = { path: (string | number)[]; message: string }
 
-function formatPath(path: readonly PropertyKey[]): string {
+/** A key path as messages write it: mirrors[1].port; the empty path is (top level). */
+export function formatKeyPath(path: readonly PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('') || '(top level)'
 }
 
@@ -354,40 +358,56 @@ export function resolveConfig(
   const parsed = configSchema.safeParse(document, { reportInput: true })
   if (!parsed.success) throw configError(parsed.error.issues.map(describeIssue), sourceOf)
   const c = parsed.data
-  const registries: Registry[] = [
-    {
-      role: 'local',
-      name: c.registry.name,
-      image: c.registry.image,
-      volume: c.registry.volume,
-      bind: c.registry.bind,
-      port: c.registry.port,
-      host: null,
-      upstream: null,
-      credentials: null,
-      remotes: [],
-      path: 'registry',
-      address: registryAddress(c.registry.name, c.registry.bind, c.registry.port),
-    },
-    ...c.mirrors.map((m, i): Registry => {
-      const name = m.name ?? cacheName(m.host)
-      const port = m.port ?? 5100 + i + 1
-      return {
-        role: 'cache',
-        name,
-        image: m.image ?? c.registry.image,
-        volume: m.volume ?? `${name}-data`,
-        bind: c.registry.bind,
-        port,
-        host: m.host,
-        upstream: m.upstream ?? defaultUpstream(m.host),
-        credentials: m.credentials,
-        remotes: m.remotes,
-        path: `mirrors[${i}]`,
-        address: registryAddress(name, c.registry.bind, port),
-      }
-    }),
-  ]
+  const registries = [localRegistry(c), ...c.mirrors.map((m, i) => cacheRegistry(c, m, i))]
+  const issues = [...registryClashes(registries), ...duplicateHosts(c.hosts)]
+  if (issues.length) throw configError(issues, sourceOf)
+  const network = c.cluster.network ?? defaultNetwork(c.cluster.provider, c.cluster.name)
+  return deepFreeze({ ...c, network, registries, sources })
+}
+
+function localRegistry(c: ConfigFile): Registry {
+  const keyPath = ['registry']
+  return {
+    role: 'local',
+    name: c.registry.name,
+    image: c.registry.image,
+    volume: c.registry.volume,
+    bind: c.registry.bind,
+    port: c.registry.port,
+    host: null,
+    upstream: null,
+    credentials: null,
+    remotes: [],
+    keyPath,
+    path: formatKeyPath(keyPath),
+    address: registryAddress(c.registry.name, c.registry.bind, c.registry.port),
+  }
+}
+
+/** The cache of mirrors[i]: its name, port and volume derived where the config leaves them out. */
+function cacheRegistry(c: ConfigFile, m: ConfigFile['mirrors'][number], i: number): Registry {
+  const name = m.name ?? cacheName(m.host)
+  const port = m.port ?? 5100 + i + 1
+  const keyPath = ['mirrors', i]
+  return {
+    role: 'cache',
+    name,
+    image: m.image ?? c.registry.image,
+    volume: m.volume ?? `${name}-data`,
+    bind: c.registry.bind,
+    port,
+    host: m.host,
+    upstream: m.upstream ?? defaultUpstream(m.host),
+    credentials: m.credentials,
+    remotes: m.remotes,
+    keyPath,
+    path: formatKeyPath(keyPath),
+    address: registryAddress(name, c.registry.bind, port),
+  }
+}
+
+/** Two registries with the same upstream host, container name, port or volume: each later one is an issue. */
+function registryClashes(registries: Registry[]): Issue[] {
   const issues: Issue[] = []
   const seen = (key: (r: Registry) => string | null, what: string, field: string, fix: string) => {
     const first = new Map<string, Registry>()
@@ -397,7 +417,7 @@ export function resolveConfig(
       const prev = first.get(k)
       if (prev)
         issues.push({
-          path: [...pathOf(r), field],
+          path: [...r.keyPath, field],
           message: `${what} ${k} is already used by ${prev.path}: ${fix}`,
         })
       else first.set(k, r)
@@ -407,18 +427,15 @@ export function resolveConfig(
   seen((r) => r.name, 'container name', 'name', 'give each registry its own name')
   seen((r) => String(r.port), 'port', 'port', 'give each registry its own port')
   seen((r) => r.volume, 'volume', 'volume', 'give each registry its own volume')
-  c.hosts.forEach((h, i) => {
-    if (c.hosts.findIndex((o) => o.name === h.name) < i)
-      issues.push({ path: ['hosts', i, 'name'], message: `${h.name} is listed twice: keep one entry` })
-  })
-  if (issues.length) throw configError(issues, sourceOf)
-  const network = c.cluster.network ?? defaultNetwork(c.cluster.provider, c.cluster.name)
-  return deepFreeze({ ...c, network, registries, sources })
+  return issues
 }
 
-function pathOf(r: Registry): (string | number)[] {
-  const m = /^mirrors\[(\d+)\]$/.exec(r.path)
-  return m ? ['mirrors', Number(m[1])] : [r.path]
+function duplicateHosts(hosts: ConfigFile['hosts']): Issue[] {
+  return hosts.flatMap((h, i): Issue[] =>
+    hosts.findIndex((o) => o.name === h.name) < i
+      ? [{ path: ['hosts', i, 'name'], message: `${h.name} is listed twice: keep one entry` }]
+      : [],
+  )
 }
 
 function describeIssue(issue: z.core.$ZodIssue): Issue {
@@ -442,7 +459,7 @@ function describe(v: unknown): string {
 }
 
 function configError(issues: Issue[], sourceOf: (path: readonly PropertyKey[]) => string): UserError {
-  const lines = issues.map((i) => `${sourceOf(i.path)}: ${formatPath(i.path)}: ${i.message}`)
+  const lines = issues.map((i) => `${sourceOf(i.path)}: ${formatKeyPath(i.path)}: ${i.message}`)
   return new UserError(lines.length === 1 ? lines[0] : `invalid config:\n  ${lines.join('\n  ')}`, EXIT.usage)
 }
 

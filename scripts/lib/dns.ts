@@ -2,7 +2,9 @@
 // resolver, as `docker push` sees it), in a short-lived container on the
 // cluster network (Docker's embedded DNS) and inside each node.
 import { lookup } from 'node:dns/promises'
-import { probe } from './exec.ts'
+import { readFileSync } from 'node:fs'
+import { ROOT } from './config.ts'
+import type { Runner } from './exec.ts'
 
 export interface Lookup {
   /** Every address the name resolves to; empty when it does not resolve. */
@@ -26,19 +28,8 @@ export async function resolveOnHost(name: string, timeoutMs = 5000): Promise<Loo
   }
 }
 
-/**
- * Prints `NAME ADDRESS...` for each name given as an argument. getent goes
- * through the libc resolver (files, then DNS); images without it (busybox)
- * fall back to nslookup, which asks DNS only.
- */
-const RESOLVE_SCRIPT = `for n; do
-  if command -v getent >/dev/null 2>&1; then
-    a=$( (getent ahosts "$n" 2>/dev/null || getent hosts "$n" 2>/dev/null) | awk '{print $1}')
-  else
-    a=$(nslookup "$n" 2>/dev/null | awk '/^Name:/ {f=1; next} f && /^Address/ {for (i = 2; i <= NF; i++) if ($i ~ /^[0-9a-fA-F:.]+$/ && $i ~ /[.:]/) {print $i; break}}')
-  fi
-  echo "$n" $(printf '%s\\n' "$a" | awk 'NF && !seen[$0]++')
-done`
+/** Prints `NAME ADDRESS...` for each name given as an argument. */
+const RESOLVE_SCRIPT = readFileSync(`${ROOT}templates/resolve-names.sh`, 'utf8')
 
 export function parseResolved(names: string[], stdout: string): Map<string, Lookup> {
   const found = new Map(
@@ -63,9 +54,9 @@ export interface InContainer {
  * Resolves names in a container, in one command: `shell` runs sh there, e.g.
  * [docker, exec, NODE, sh] or [docker, run, ..., --entrypoint, sh, IMAGE].
  */
-export async function resolveIn(shell: string[], names: string[]): Promise<InContainer> {
+export async function resolveIn(run: Runner, shell: string[], names: string[]): Promise<InContainer> {
   if (!names.length) return { resolved: new Map(), error: null }
-  const r = await probe([...shell, '-c', RESOLVE_SCRIPT, 'sh', ...names])
+  const r = await run.probe([...shell, '-c', RESOLVE_SCRIPT, 'resolve-names', ...names])
   return r.ok
     ? { resolved: parseResolved(names, r.stdout), error: null }
     : { resolved: null, error: firstLine(r.stderr) || `exit code ${r.exitCode}` }

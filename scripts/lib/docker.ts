@@ -1,10 +1,9 @@
 // The docker CLI, as devreg uses it. Reads are probes (they run under
-// --dry-run too); everything that changes state goes through exec.change.
+// --dry-run too); everything that changes state goes through run.change.
 
-import { change, changePipe, probe, type Result, settings } from './exec.ts'
+import type { Result, Runner } from './exec.ts'
+import { LABEL } from './labels.ts'
 import { EXIT, UserError } from './log.ts'
-import type { ContainerSpec } from './render.ts'
-import { LABEL, REGISTRY_DATA } from './render.ts'
 
 export interface Container {
   id: string
@@ -14,6 +13,13 @@ export interface Container {
   networks: string[]
   ports: string
   image: string
+}
+
+/** What `docker run` needs; secrets only by name (variable in the container → devreg's variable holding the value). */
+export interface RunSpec {
+  name: string
+  args: string[]
+  secretEnv: Record<string, string>
 }
 
 export function isOwned(c: Container): boolean {
@@ -38,9 +44,9 @@ function firstLine(s: string): string {
  * All containers: one `docker ps` tells everything devreg needs to know, and
  * whether Docker is there at all. Under --dry-run without Docker: none.
  */
-export async function listContainers(): Promise<Container[]> {
-  const r = await probe(['docker', 'ps', '--all', '--no-trunc', '--format', '{{json .}}'])
-  if (!r.ok && settings.dryRun) return []
+export async function listContainers(run: Runner): Promise<Container[]> {
+  const r = await run.probe(['docker', 'ps', '--all', '--no-trunc', '--format', '{{json .}}'])
+  if (!r.ok && run.dryRun) return []
   if (!r.ok) throw daemonError(r)
   return r.stdout
     .split('\n')
@@ -68,18 +74,19 @@ function parseLabels(text: string): Record<string, string> {
   return labels
 }
 
-export async function networkExists(name: string): Promise<boolean> {
-  return (await probe(['docker', 'network', 'inspect', '--format', '{{.Name}}', name])).ok
+export async function networkExists(run: Runner, name: string): Promise<boolean> {
+  return (await run.probe(['docker', 'network', 'inspect', '--format', '{{.Name}}', name])).ok
 }
 
-export async function inspect<T = Record<string, unknown>>(name: string): Promise<T | null> {
-  const r = await probe(['docker', 'inspect', '--type', 'container', name])
+export async function inspect<T = Record<string, unknown>>(run: Runner, name: string): Promise<T | null> {
+  const r = await run.probe(['docker', 'inspect', '--type', 'container', name])
   return r.ok ? (JSON.parse(r.stdout) as T[])[0] : null
 }
 
 /** Starts a container; secrets are handed to the docker CLI by environment, never on its command line. */
 export async function runContainer(
-  spec: ContainerSpec,
+  run: Runner,
+  spec: RunSpec,
   env: Record<string, string | undefined>,
   network: string | null = null,
 ): Promise<void> {
@@ -93,27 +100,28 @@ export async function runContainer(
       )
     secrets[name] = value
   }
-  await change(['docker', 'run', '--detach', ...(network ? ['--network', network] : []), ...spec.args], { secretEnv: secrets })
+  await run.change(['docker', 'run', '--detach', ...(network ? ['--network', network] : []), ...spec.args], { secretEnv: secrets })
 }
 
-export const removeContainer = (name: string) => change(['docker', 'rm', '--force', '--volumes=false', name])
-export const startContainer = (name: string) => change(['docker', 'start', name])
-export const stopContainer = (name: string) => change(['docker', 'stop', name])
-export const renameContainer = (name: string, to: string) => change(['docker', 'rename', name, to])
+export const removeContainer = (run: Runner, name: string) => run.change(['docker', 'rm', '--force', '--volumes=false', name])
+export const startContainer = (run: Runner, name: string) => run.change(['docker', 'start', name])
+export const stopContainer = (run: Runner, name: string) => run.change(['docker', 'stop', name])
+export const renameContainer = (run: Runner, name: string, to: string) => run.change(['docker', 'rename', name, to])
 /** Keeps Docker from starting a container again on its own (restart policy "no"). */
-export const disableRestart = (name: string) => change(['docker', 'update', '--restart=no', name])
-export const createNetwork = (name: string) => change(['docker', 'network', 'create', '--label', `${LABEL.managed}=true`, name])
-export const connectNetwork = (network: string, name: string) => change(['docker', 'network', 'connect', network, name])
+export const disableRestart = (run: Runner, name: string) => run.change(['docker', 'update', '--restart=no', name])
+export const createNetwork = (run: Runner, name: string) =>
+  run.change(['docker', 'network', 'create', '--label', `${LABEL.managed}=true`, name])
+export const connectNetwork = (run: Runner, network: string, name: string) => run.change(['docker', 'network', 'connect', network, name])
 
-export async function ensureVolume(name: string): Promise<void> {
-  const exists = await probe(['docker', 'volume', 'inspect', '--format', '{{.Name}}', name])
-  if (!exists.ok) await change(['docker', 'volume', 'create', '--label', `${LABEL.managed}=true`, name])
+export async function ensureVolume(run: Runner, name: string): Promise<void> {
+  const exists = await run.probe(['docker', 'volume', 'inspect', '--format', '{{.Name}}', name])
+  if (!exists.ok) await run.change(['docker', 'volume', 'create', '--label', `${LABEL.managed}=true`, name])
 }
 
-export const removeVolume = (name: string) => change(['docker', 'volume', 'rm', name])
+export const removeVolume = (run: Runner, name: string) => run.change(['docker', 'volume', 'rm', name])
 
-export async function volumeExists(name: string): Promise<boolean> {
-  return (await probe(['docker', 'volume', 'inspect', '--format', '{{.Name}}', name])).ok
+export async function volumeExists(run: Runner, name: string): Promise<boolean> {
+  return (await run.probe(['docker', 'volume', 'inspect', '--format', '{{.Name}}', name])).ok
 }
 
 export interface HelperOptions {
@@ -152,54 +160,28 @@ export function helperCommand(volume: string, image: string, opts: HelperOptions
  * volume mounted read-only (the host's /var/lib/docker is not reachable on
  * Docker Desktop or rootless Docker). `image` must have busybox du.
  */
-export async function volumeBytes(volume: string, image: string): Promise<number | null> {
-  const r = await probe(helperCommand(volume, image, { at: '/volume', readOnly: true }, 'du', '-sk', '/volume'))
+export async function volumeBytes(run: Runner, volume: string, image: string): Promise<number | null> {
+  const r = await run.probe(helperCommand(volume, image, { at: '/volume', readOnly: true }, 'du', '-sk', '/volume'))
   const kib = Number.parseInt(r.stdout, 10)
   return r.ok && Number.isFinite(kib) ? kib * 1024 : null
 }
 
-/** Copies a container's registry data (from a volume or its own filesystem) into a volume. */
-export async function copyRegistryData(from: string, volume: string, image: string): Promise<void> {
-  // docker cp emits a tar whose top entry is "registry/"; extracting it under
-  // /var/lib lands the content in the volume mounted at /var/lib/registry.
-  await changePipe(
-    ['docker', 'cp', `${from}:${REGISTRY_DATA}`, '-'],
-    helperCommand(volume, image, { at: REGISTRY_DATA, stdin: true }, 'tar', '-x', '-C', '/var/lib'),
-  )
-}
-
 /** Reads a file inside a running container; null when it cannot. */
-export async function readFileIn(container: string, path: string): Promise<string | null> {
-  const r = await probe(['docker', 'exec', container, 'cat', path])
+export async function readFileIn(run: Runner, container: string, path: string): Promise<string | null> {
+  const r = await run.probe(['docker', 'exec', container, 'cat', path])
   return r.ok ? r.stdout : null
 }
 
-/**
- * distribution's own garbage-collect on a registry volume, in a helper
- * container while the registry itself is stopped (it must serve no writes).
- * `remove` are paths under repositories/ deleted first: a tag's directory
- * (distribution 2.8 deletes tags only with their manifest) or a whole cached
- * repository (a proxy refuses API deletes). garbage-collect walks storage
- * directly, so it works on a cache whose delete setting is off.
- */
-export async function garbageCollect(volume: string, image: string, remove: string[]): Promise<void> {
-  const script = `cd ${REGISTRY_DATA}/docker/registry/v2/repositories 2>/dev/null || exit 0
-for p; do rm -rf -- "$p"; done
-for c in /etc/distribution/config.yml /etc/docker/registry/config.yml; do [ -f "$c" ] && exec registry garbage-collect "$c"; done
-echo "no registry config in /etc/distribution or /etc/docker/registry" >&2; exit 1`
-  await change(helperCommand(volume, image, { at: REGISTRY_DATA }, 'sh', '-c', script, 'sh', ...remove))
-}
-
 /** The IPv4 address of every container on a network, by container name; empty when the network is not there. */
-export async function networkAddresses(network: string): Promise<Map<string, string>> {
-  const r = await probe(['docker', 'network', 'inspect', '--format', '{{json .Containers}}', network])
+export async function networkAddresses(run: Runner, network: string): Promise<Map<string, string>> {
+  const r = await run.probe(['docker', 'network', 'inspect', '--format', '{{json .Containers}}', network])
   if (!r.ok) return new Map()
   const containers = (JSON.parse(r.stdout) ?? {}) as Record<string, { Name: string; IPv4Address: string }>
   return new Map(Object.values(containers).map((c) => [c.Name, c.IPv4Address.split('/')[0]]))
 }
 
 /** The registry mirrors the Docker daemon uses for docker.io (daemon.json registry-mirrors); null when it does not answer. */
-export async function daemonMirrors(): Promise<string[] | null> {
-  const r = await probe(['docker', 'info', '--format', '{{json .RegistryConfig.Mirrors}}'])
+export async function daemonMirrors(run: Runner): Promise<string[] | null> {
+  const r = await run.probe(['docker', 'info', '--format', '{{json .RegistryConfig.Mirrors}}'])
   return r.ok ? ((JSON.parse(r.stdout) as string[] | null) ?? []) : null
 }

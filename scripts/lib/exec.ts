@@ -1,6 +1,8 @@
-// Every external command devreg runs goes through here, so that --dry-run can
-// print it and --verbose can echo it (which is how tests see them). Arguments are values
-// or arrays that zx quotes; no command string is ever built by hand.
+// Every external command devreg runs goes through a Runner: each script's main
+// builds one from its flags and passes it down, so --dry-run can print a
+// command instead of running it, --verbose can echo it, and unit tests can hand
+// in a recording fake (test/kit/fake-runner.ts). Arguments are values or
+// arrays that zx quotes; no command string is ever built by hand.
 import { spawn as spawnChild } from 'node:child_process'
 import { writeFile as fsWriteFile, mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -14,7 +16,21 @@ export interface ExecSettings {
   verbose: boolean
 }
 
-export const settings: ExecSettings = { dryRun: false, verbose: false }
+/** The one way devreg reaches the outside world; see createRunner for what each method does. */
+export interface Runner extends Readonly<ExecSettings> {
+  /** A read-only command, also run under --dry-run; never throws on a non-zero exit. */
+  probe(argv: string[], opts?: CommandOptions): Promise<Result>
+  /** A command that changes something: printed, not run, under --dry-run; a failure throws a CommandError. */
+  change(argv: string[], opts?: CommandOptions): Promise<string>
+  /** `from | to` as one changing step. */
+  pipe(from: string[], to: string[]): Promise<void>
+  /** A command the user watches, on this process's stdio; its exit code. */
+  passthrough(argv: string[]): Promise<number>
+  /** A file devreg generates; printed with its content under --dry-run. */
+  writeFile(path: string, content: string): Promise<void>
+  /** A command whose stdout (and stdin) are byte streams too large to hold. */
+  stream(argv: string[], opts?: { stdin?: boolean }): Streamed
+}
 
 export interface CommandOptions {
   /** Content for the command's stdin (files for containers travel this way). */
@@ -54,7 +70,7 @@ async function spawn(argv: string[], opts: CommandOptions): Promise<Result> {
 }
 
 /** Runs a read-only command, also under --dry-run; never throws on a non-zero exit. */
-export async function probe(argv: string[], opts: CommandOptions = {}): Promise<Result> {
+async function probe(settings: ExecSettings, argv: string[], opts: CommandOptions = {}): Promise<Result> {
   if (settings.verbose) log.info(`$ ${show(argv, opts)}`)
   try {
     return await spawn(argv, opts)
@@ -98,7 +114,7 @@ function knownFix(argv: string[], r: Pick<Result, 'exitCode' | 'stderr'>): strin
  * stdout and not run. A failure throws a CommandError: the command, its own
  * message, and opts.fix when given.
  */
-export async function change(argv: string[], opts: CommandOptions = {}): Promise<string> {
+async function change(settings: ExecSettings, argv: string[], opts: CommandOptions = {}): Promise<string> {
   const line = show(argv, opts)
   if (settings.dryRun) {
     log.out(line)
@@ -119,7 +135,7 @@ export async function change(argv: string[], opts: CommandOptions = {}): Promise
  * stdin, stdout and stderr; returns its exit code. Under --dry-run it is
  * printed to stdout and not run.
  */
-export async function passthrough(argv: string[]): Promise<number> {
+async function passthrough(settings: ExecSettings, argv: string[]): Promise<number> {
   const line = show(argv)
   if (settings.dryRun) {
     log.out(line)
@@ -132,7 +148,7 @@ export async function passthrough(argv: string[]): Promise<number> {
 }
 
 /** Runs `from | to` as one changing step (e.g. docker cp ... - | docker run -i ... tar -x). */
-export async function changePipe(from: string[], to: string[]): Promise<void> {
+async function pipe(settings: ExecSettings, from: string[], to: string[]): Promise<void> {
   const line = `${show(from)} | ${show(to)}`
   if (settings.dryRun) {
     log.out(line)
@@ -150,7 +166,7 @@ export async function changePipe(from: string[], to: string[]): Promise<void> {
 }
 
 /** Writes a file devreg generates; under --dry-run its path and content are printed instead. */
-export async function writeFile(path: string, content: string): Promise<void> {
+async function writeFile(settings: ExecSettings, path: string, content: string): Promise<void> {
   if (settings.dryRun) {
     log.out(`# would write ${path}:\n${content.trimEnd()}`)
     return
@@ -175,7 +191,7 @@ export interface Streamed {
  * (a tar of a registry volume). Echoed under --verbose; callers decide what
  * --dry-run does, as nothing here is printed instead of run.
  */
-export function stream(argv: string[], opts: { stdin?: boolean } = {}): Streamed {
+function stream(settings: ExecSettings, argv: string[], opts: { stdin?: boolean } = {}): Streamed {
   if (settings.verbose) log.info(`$ ${show(argv)}`)
   const [cmd, ...args] = argv
   const child = spawnChild(cmd, args, { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] })
@@ -196,4 +212,18 @@ export function stream(argv: string[], opts: { stdin?: boolean } = {}): Streamed
     })
   })
   return { stdin: child.stdin, stdout: child.stdout as NodeJS.ReadableStream, done, kill: () => child.kill() }
+}
+
+/** The runner a script's main builds from its flags (--dry-run, --verbose) and passes down. */
+export function createRunner(settings: ExecSettings = { dryRun: false, verbose: false }): Runner {
+  const frozen = Object.freeze({ ...settings })
+  return {
+    ...frozen,
+    probe: (argv, opts) => probe(frozen, argv, opts),
+    change: (argv, opts) => change(frozen, argv, opts),
+    pipe: (from, to) => pipe(frozen, from, to),
+    passthrough: (argv) => passthrough(frozen, argv),
+    writeFile: (path, content) => writeFile(frozen, path, content),
+    stream: (argv, opts) => stream(frozen, argv, opts),
+  }
 }

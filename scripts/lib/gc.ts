@@ -1,6 +1,7 @@
 // Garbage collection as a plan: from what a registry stores and a policy, the
 // tags and manifests that go, what is kept and why, and the bytes that frees.
 // Pure, so every rule is tested without Docker; registry-gc.ts carries it out.
+import type { DurationUnit } from './duration.ts'
 import { manifestClosure, type Storage, type StoredRepository } from './storage.ts'
 
 export interface Policy {
@@ -47,12 +48,8 @@ export interface GcPlan {
   alreadyUnreferencedBytes: number
 }
 
-/** Parses 14d, 12h, 30m, 45s or 2w into seconds; null when it is not a duration. */
-export function parseAge(text: string): number | null {
-  const m = /^(\d+)(s|m|h|d|w)$/.exec(text)
-  if (!m) return null
-  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[m[2] as 's' | 'm' | 'h' | 'd' | 'w']
-}
+/** The units an age (--older-than 45m, 12h, 14d, 2w) takes: parseDuration(text, AGE_UNITS). */
+export const AGE_UNITS: readonly DurationUnit[] = ['s', 'm', 'h', 'd', 'w']
 
 /** A shell-style glob over repository names: * matches any run of characters (slashes too), ? one. */
 export function repoGlob(glob: string): RegExp {
@@ -81,86 +78,116 @@ interface PlanInput {
 }
 
 export function planGc(input: PlanInput): GcPlan {
-  const { storage, policy, role } = input
+  const { storage, policy } = input
   const plan: GcPlan = { manifests: [], untag: [], evict: [], kept: [], reclaimBytes: 0, alreadyUnreferencedBytes: 0 }
-  // Every manifest a node holds, an index's platform manifests included; a
-  // digest is held when it or a manifest within it is.
-  const held = new Set<string>()
-  for (const d of input.nodeDigests) for (const m of manifestClosure(storage, d)) if (storage.manifests.has(m) || m === d) held.add(m)
+  const held = heldManifests(storage, input.nodeDigests)
   const holds = (digest: string) => [...manifestClosure(storage, digest)].some((m) => held.has(m))
-  const old = (t: TagInfo) => policy.olderThan === null || input.now - t.time >= policy.olderThan
   const deleted = new Map<string, Set<string>>()
-
   for (const repo of storage.repositories.values()) {
     if (policy.repo && !policy.repo.test(repo.name)) continue
     const tags = [...repo.tags].map(([tag, l]) => ({ repo: repo.name, tag, digest: l.digest, time: input.tagTime(repo, tag, l.digest) }))
     tags.sort(newestFirst)
-    if (role === 'cache') {
-      planEviction(input, repo, tags, holds, plan, deleted)
-      continue
-    }
-    const selected = tags.filter((t, i) => (policy.keepLast !== null || policy.olderThan !== null) && i >= (policy.keepLast ?? 0) && old(t))
-    const going = new Set<TagInfo>()
-    for (const t of selected) {
-      if (!policy.force && holds(t.digest)) plan.kept.push({ ...t, reason: 'a running node holds it (--force deletes it anyway)' })
-      else if (!policy.force && t === tags[0] && policy.keepLast !== 0)
-        plan.kept.push({ ...t, reason: 'the newest tag of the repository (--keep-last 0 or --force allows emptying it)' })
-      else going.add(t)
-    }
-    const gone = new Set<string>()
-    const tagsOf = (digest: string) => tags.filter((t) => t.digest === digest)
-    for (const digest of new Set([...going].map((t) => t.digest))) {
-      const all = tagsOf(digest)
-      if (all.every((t) => going.has(t))) gone.add(digest)
-      else plan.untag.push(...all.filter((t) => going.has(t)))
-    }
-    const indexes = [...repo.revisions].filter((d) => storage.manifests.get(d)?.kind === 'index')
-    const childOf = (digest: string, among: string[]) =>
-      among.some((i) => storage.manifests.get(i)?.children.some((c) => c.digest === digest))
-    if (policy.untagged)
-      for (const digest of repo.revisions) {
-        if (tagsOf(digest).length || childOf(digest, indexes)) continue
-        if (!policy.force && holds(digest)) plan.kept.push({ repo: repo.name, tag: null, digest, reason: 'a running node holds it' })
-        else gone.add(digest)
-      }
-    // An index goes whole: its platform manifests follow unless a tag or a kept index still needs them.
-    for (const digest of [...gone]) {
-      for (const child of storage.manifests.get(digest)?.children ?? []) {
-        if (!repo.revisions.has(child.digest) || tagsOf(child.digest).length) continue
-        if (
-          childOf(
-            child.digest,
-            indexes.filter((i) => !gone.has(i)),
-          )
-        )
-          continue
-        if (!policy.force && held.has(child.digest)) continue
-        gone.add(child.digest)
-      }
-    }
-    for (const digest of gone)
-      plan.manifests.push({
-        repo: repo.name,
-        digest,
-        tags: tagsOf(digest).map((t) => t.tag),
-        kind: storage.manifests.get(digest)?.kind ?? 'unknown',
-      })
-    deleted.set(repo.name, gone)
+    const scope: RepositoryScope = { input, repo, tags, held, holds, plan }
+    if (input.role === 'cache') planEviction(scope, deleted)
+    else deleted.set(repo.name, planRepository(scope))
   }
   plan.untag.sort((a, b) => a.repo.localeCompare(b.repo) || newestFirst(b, a))
   Object.assign(plan, reclaim(storage, deleted))
   return plan
 }
 
+/** One repository being planned, and the plan it adds to. */
+interface RepositoryScope {
+  input: PlanInput
+  repo: StoredRepository
+  /** Its tags, newest first. */
+  tags: TagInfo[]
+  /** Every manifest a node holds. */
+  held: Set<string>
+  /** Whether a node holds the manifest or one within it. */
+  holds: (digest: string) => boolean
+  plan: GcPlan
+}
+
+/** Every manifest a node holds, an index's platform manifests included; a digest is held when it or a manifest within it is. */
+function heldManifests(storage: Storage, nodeDigests: Set<string>): Set<string> {
+  const held = new Set<string>()
+  for (const d of nodeDigests) for (const m of manifestClosure(storage, d)) if (storage.manifests.has(m) || m === d) held.add(m)
+  return held
+}
+
+const tagsOf = (s: RepositoryScope, digest: string) => s.tags.filter((t) => t.digest === digest)
+
+/** Whether one of the indexes `among` lists `digest` as a platform manifest. */
+const childOf = (s: RepositoryScope, digest: string, among: string[]) =>
+  among.some((i) => s.input.storage.manifests.get(i)?.children.some((c) => c.digest === digest))
+
+/** A local registry's repository: the manifests that go (returned), tags removed, and what a rule keeps. */
+function planRepository(s: RepositoryScope): Set<string> {
+  const { repo, plan } = s
+  const { storage, policy } = s.input
+  const going = goingTags(s)
+  const gone = new Set<string>()
+  for (const digest of new Set([...going].map((t) => t.digest))) {
+    const all = tagsOf(s, digest)
+    if (all.every((t) => going.has(t))) gone.add(digest)
+    else plan.untag.push(...all.filter((t) => going.has(t)))
+  }
+  const indexes = [...repo.revisions].filter((d) => storage.manifests.get(d)?.kind === 'index')
+  if (policy.untagged) addUntagged(s, gone, indexes)
+  addPlatformManifests(s, gone, indexes)
+  for (const digest of gone)
+    plan.manifests.push({
+      repo: repo.name,
+      digest,
+      tags: tagsOf(s, digest).map((t) => t.tag),
+      kind: storage.manifests.get(digest)?.kind ?? 'unknown',
+    })
+  return gone
+}
+
+/** The tags --keep-last and --older-than select, less those a rule keeps (recorded in plan.kept). */
+function goingTags(s: RepositoryScope): Set<TagInfo> {
+  const { tags, plan } = s
+  const { policy, now } = s.input
+  const old = (t: TagInfo) => policy.olderThan === null || now - t.time >= policy.olderThan
+  const selected = tags.filter((t, i) => (policy.keepLast !== null || policy.olderThan !== null) && i >= (policy.keepLast ?? 0) && old(t))
+  const going = new Set<TagInfo>()
+  for (const t of selected) {
+    if (!policy.force && s.holds(t.digest)) plan.kept.push({ ...t, reason: 'a running node holds it (--force deletes it anyway)' })
+    else if (!policy.force && t === tags[0] && policy.keepLast !== 0)
+      plan.kept.push({ ...t, reason: 'the newest tag of the repository (--keep-last 0 or --force allows emptying it)' })
+    else going.add(t)
+  }
+  return going
+}
+
+/** --untagged: manifests no tag points at and no index holds go, unless a node holds them. */
+function addUntagged(s: RepositoryScope, gone: Set<string>, indexes: string[]): void {
+  const { repo, plan } = s
+  for (const digest of repo.revisions) {
+    if (tagsOf(s, digest).length || childOf(s, digest, indexes)) continue
+    if (!s.input.policy.force && s.holds(digest)) plan.kept.push({ repo: repo.name, tag: null, digest, reason: 'a running node holds it' })
+    else gone.add(digest)
+  }
+}
+
+/** An index goes whole: its platform manifests follow unless a tag or a kept index still needs them. */
+function addPlatformManifests(s: RepositoryScope, gone: Set<string>, indexes: string[]): void {
+  for (const digest of [...gone]) {
+    for (const child of s.input.storage.manifests.get(digest)?.children ?? []) {
+      if (!s.repo.revisions.has(child.digest) || tagsOf(s, child.digest).length) continue
+      const keptIndexes = indexes.filter((i) => !gone.has(i))
+      if (childOf(s, child.digest, keptIndexes)) continue
+      if (!s.input.policy.force && s.held.has(child.digest)) continue
+      gone.add(child.digest)
+    }
+  }
+}
+
 /** A cache keeps no tag history worth thinning: a repository goes whole, or stays. */
-function planEviction(
-  input: PlanInput,
-  repo: StoredRepository,
-  tags: TagInfo[],
-  holds: (digest: string) => boolean,
-  plan: GcPlan,
-  deleted: Map<string, Set<string>>,
-): void {
+function planEviction(s: RepositoryScope, deleted: Map<string, Set<string>>): void {
+  const { input, repo, tags, holds, plan } = s
   const { policy } = input
   const lastPulled = tags[0]?.time ?? 0
   if (policy.olderThan !== null && input.now - lastPulled < policy.olderThan) return

@@ -3,22 +3,14 @@
 // as k3d recorded them at cluster start (NodeHosts), so devreg gives each
 // registry a Service without a selector and an EndpointSlice holding the
 // container's current address, re-applied on every dev-up.
-import { kubeContext } from './cluster.ts'
 import type { Config, Registry } from './config.ts'
 import * as docker from './docker.ts'
-import { change, probe, type Result, settings } from './exec.ts'
+import type { Result, Runner } from './exec.ts'
+import { kubectl } from './kubectl.ts'
 import { log, UserError } from './log.ts'
-import {
-  COREDNS_CUSTOM,
-  corednsOverride,
-  hostnameAliases,
-  IN_CLUSTER_NAMESPACE,
-  inClusterManifests,
-  serviceHost,
-  serviceName,
-} from './render.ts'
+import { COREDNS_CUSTOM, corednsOverride, IN_CLUSTER_NAMESPACE, inClusterManifests, serviceHost, serviceName } from './render.ts'
+import { hostnameAliases } from './routes.ts'
 
-const kubectl = (config: Config, ...args: string[]) => ['kubectl', '--context', kubeContext(config), ...args]
 const notFound = (r: Result) => r.stderr.includes('(NotFound)')
 const missingTool = (r: Result) => r.exitCode === null
 
@@ -34,17 +26,17 @@ export const appliedChanges = (out: string) =>
  * the hostname aliases in CoreDNS; returns what changed. A second run with the
  * same addresses changes nothing: kubectl reports each object `unchanged`.
  */
-export async function applyInCluster(config: Config): Promise<string[]> {
-  const addresses = await docker.networkAddresses(config.network)
+export async function applyInCluster(run: Runner, config: Config): Promise<string[]> {
+  const addresses = await docker.networkAddresses(run, config.network)
   const endpoints: { registry: Registry; address: string }[] = []
   for (const r of config.registries) {
-    const address = addresses.get(r.name) ?? (settings.dryRun ? `ADDRESS-OF-${r.name}` : undefined)
+    const address = addresses.get(r.name) ?? (run.dryRun ? `ADDRESS-OF-${r.name}` : undefined)
     if (address) endpoints.push({ registry: r, address })
     else log.warn(`${r.name} has no address on network ${config.network}: pods cannot reach it until \`just dev-up\` runs again`)
   }
-  const out = await change(kubectl(config, 'apply', '-f', '-'), { input: inClusterManifests(endpoints) })
+  const out = await run.change(kubectl(config, 'apply', '-f', '-'), { input: inClusterManifests(endpoints) })
   const changes = appliedChanges(out).map((l) => `${l} (namespace ${IN_CLUSTER_NAMESPACE})`)
-  if (config.cluster.provider === 'k3d') changes.push(...(await ensureCorednsOverride(config)))
+  if (config.cluster.provider === 'k3d') changes.push(...(await ensureCorednsOverride(run, config)))
   const local = config.registries.find((r) => r.role === 'local') as Registry
   log.info(`   pods reach the local registry at ${serviceHost(local)}`)
   const aliases = hostnameAliases(config)
@@ -60,11 +52,11 @@ interface ConfigMapData {
 }
 
 /** kube-system/coredns-custom as data; null when it does not exist. */
-async function readCorednsCustom(config: Config): Promise<ConfigMapData | null> {
+async function readCorednsCustom(run: Runner, config: Config): Promise<ConfigMapData | null> {
   const { namespace, name } = COREDNS_CUSTOM
-  const r = await probe(kubectl(config, 'get', 'configmap', name, '-n', namespace, '-o', 'json'))
+  const r = await run.probe(kubectl(config, 'get', 'configmap', name, '-n', namespace, '-o', 'json'))
   if (r.ok) return JSON.parse(r.stdout) as ConfigMapData
-  if (notFound(r) || settings.dryRun) return null
+  if (notFound(r) || run.dryRun) return null
   throw new UserError(`cannot read ${namespace}/${name}: ${r.stderr.trim().split('\n')[0]}`)
 }
 
@@ -74,19 +66,19 @@ async function readCorednsCustom(config: Config): Promise<ConfigMapData | null> 
  * else merge-patched, so keys others put there stay. CoreDNS's reload plugin
  * also re-reads imported files (coredns/coredns#3068), so no restart.
  */
-async function ensureCorednsOverride(config: Config): Promise<string[]> {
+async function ensureCorednsOverride(run: Runner, config: Config): Promise<string[]> {
   const { namespace, name, key } = COREDNS_CUSTOM
   const want = corednsOverride(config)
-  const current = await readCorednsCustom(config)
+  const current = await readCorednsCustom(run, config)
   const has = current?.data?.[key]
   if ((has ?? null) === want) return []
   const where = `${namespace}/${name}`
   if (current === null) {
     const manifest = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data: { [key]: want } }
-    await change(kubectl(config, 'apply', '-f', '-'), { input: JSON.stringify(manifest, null, 2) })
+    await run.change(kubectl(config, 'apply', '-f', '-'), { input: JSON.stringify(manifest, null, 2) })
     return [`created ${where} with ${key} (hostname aliases resolve to the local registry's Service in pods)`]
   }
-  await change(
+  await run.change(
     kubectl(config, 'patch', 'configmap', name, '-n', namespace, '--type', 'merge', '-p', JSON.stringify({ data: { [key]: want } })),
   )
   return [want === null ? `removed ${key} from ${where} (no hostname alias)` : `rewrote ${key} in ${where}`]
@@ -99,24 +91,24 @@ async function ensureCorednsOverride(config: Config): Promise<string[]> {
  * right before the cluster is deleted: failures only warn, since deleting the
  * cluster removes them anyway. Returns what was removed.
  */
-export async function removeInCluster(config: Config): Promise<string[]> {
+export async function removeInCluster(run: Runner, config: Config): Promise<string[]> {
   const removed: string[] = []
-  const ns = await probe(kubectl(config, 'get', 'namespace', IN_CLUSTER_NAMESPACE, '-o', 'json'))
+  const ns = await run.probe(kubectl(config, 'get', 'namespace', IN_CLUSTER_NAMESPACE, '-o', 'json'))
   if (missingTool(ns)) {
     log.warn("kubectl not found: devreg's objects in the cluster go with the cluster")
     return removed
   }
   try {
-    if (ns.ok || settings.dryRun) {
-      await change(kubectl(config, 'delete', 'namespace', IN_CLUSTER_NAMESPACE))
+    if (ns.ok || run.dryRun) {
+      await run.change(kubectl(config, 'delete', 'namespace', IN_CLUSTER_NAMESPACE))
       removed.push(`namespace ${IN_CLUSTER_NAMESPACE}`)
     } else if (!notFound(ns)) throw new Error(ns.stderr.trim().split('\n')[0])
     const { namespace, name, key } = COREDNS_CUSTOM
-    const current = await readCorednsCustom(config)
+    const current = await readCorednsCustom(run, config)
     if (current?.data && key in current.data) {
-      if (Object.keys(current.data).length === 1) await change(kubectl(config, 'delete', 'configmap', name, '-n', namespace))
+      if (Object.keys(current.data).length === 1) await run.change(kubectl(config, 'delete', 'configmap', name, '-n', namespace))
       else
-        await change(
+        await run.change(
           kubectl(config, 'patch', 'configmap', name, '-n', namespace, '--type', 'merge', '-p', JSON.stringify({ data: { [key]: null } })),
         )
       removed.push(`${key} of ${namespace}/${name}`)
@@ -130,8 +122,12 @@ export async function removeInCluster(config: Config): Promise<string[]> {
 }
 
 /** The addresses a registry's EndpointSlice holds; an error when it cannot be read, null when there is none. */
-export async function endpointSliceAddresses(config: Config, r: Registry): Promise<{ addresses: string[] | null; error: string | null }> {
-  const res = await probe(kubectl(config, 'get', 'endpointslice', serviceName(r), '-n', IN_CLUSTER_NAMESPACE, '-o', 'json'))
+export async function endpointSliceAddresses(
+  run: Runner,
+  config: Config,
+  r: Registry,
+): Promise<{ addresses: string[] | null; error: string | null }> {
+  const res = await run.probe(kubectl(config, 'get', 'endpointslice', serviceName(r), '-n', IN_CLUSTER_NAMESPACE, '-o', 'json'))
   if (res.ok) {
     const slice = JSON.parse(res.stdout) as { endpoints?: { addresses?: string[] }[] }
     return { addresses: (slice.endpoints ?? []).flatMap((e) => e.addresses ?? []), error: null }

@@ -10,7 +10,7 @@ import { linkSync, lstatSync, mkdirSync, readFileSync, unlinkSync, writeFileSync
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import type { Config } from './config.ts'
-import { settings } from './exec.ts'
+import type { Runner } from './exec.ts'
 import { log, UserError } from './log.ts'
 
 /** What a lock file holds: who has it, since when. */
@@ -51,8 +51,8 @@ export function lockNames(config: Pick<Config, 'cluster' | 'network' | 'registri
   return [...new Set(names)].sort()
 }
 
-/** Lock files this process holds, with the text it wrote: a nested withLock takes them again for free. */
-const held = new Map<string, string>()
+/** Whether this process holds the lock file already (a nested withLock): its holder is this pid. */
+const heldHere = (file: string) => parseHolder(readOrNull(file) ?? '')?.pid === process.pid
 
 /**
  * Runs fn holding the config's locks, waiting (without limit) for another run
@@ -60,24 +60,24 @@ const held = new Map<string, string>()
  * gets SIGINT, SIGTERM or SIGHUP. Under --dry-run nothing changes, so no lock.
  */
 export async function withLock<T>(
+  run: Pick<Runner, 'dryRun'>,
   config: Pick<Config, 'cluster' | 'network' | 'registries'>,
   what: string,
   fn: () => Promise<T>,
   opts: LockOptions = {},
 ): Promise<T> {
-  if (settings.dryRun) return fn()
+  if (run.dryRun) return fn()
   const dir = opts.dir ?? lockDir()
   const files = lockNames(config, opts.scope)
     .map((n) => join(dir, `${n}.lock`))
-    .filter((f) => !held.has(f))
+    .filter((f) => !heldHere(f))
   if (!files.length) return fn()
   ensureDir(dir)
-  const mine: string[] = []
+  const mine: { file: string; holder: string }[] = []
   const release = () => {
-    for (const file of mine.splice(0).reverse()) {
+    for (const { file, holder } of mine.splice(0).reverse()) {
       // Only our own holder: never remove a file someone else wrote.
-      if (readOrNull(file) === held.get(file)) unlinkQuietly(file)
-      held.delete(file)
+      if (readOrNull(file) === holder) unlinkQuietly(file)
     }
   }
   const onSignal = (signal: NodeJS.Signals) => {
@@ -102,8 +102,7 @@ export async function withLock<T>(
     const waiting = waiter(say, opts.remindMs ?? 30_000)
     for (const file of files) {
       await acquire(file, holder, { waiting, say, pollMs: opts.pollMs ?? 200 })
-      mine.push(file)
-      held.set(file, holder)
+      mine.push({ file, holder })
     }
     return await fn()
   } finally {

@@ -8,7 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseAllDocuments } from 'yaml'
 import { EXIT, UserError } from './log.ts'
-import { parseReference } from './registry.ts'
+import { parseReference } from './reference.ts'
 
 const CONTAINER_LISTS = new Set(['containers', 'initContainers', 'ephemeralContainers'])
 

@@ -2,28 +2,22 @@
 // what was observed on the host, in a container on the cluster network and in
 // each node, and a verdict with a fix for every failure. Selection, verdicts
 // and the report are pure; observe() is the one part that asks Docker.
-import { findClusters, type Node, readHostsFiles, readsCertsD } from './cluster.ts'
-import type { Config, Provider, Registry } from './config.ts'
+import { readFileSync } from 'node:fs'
+import { type Config, type Provider, type Registry, ROOT } from './config.ts'
+import { pingV2, type V2Answer } from './distribution.ts'
 import { firstLine, type InContainer, type Lookup, resolveIn, resolveOnHost } from './dns.ts'
 import * as docker from './docker.ts'
-import { probe } from './exec.ts'
-import { isLoopback } from './host.ts'
-import { type HostRoute, hostEngineRoutes } from './host-engine.ts'
-import { type HostsEntry, parseHostsFile, shadowedRegistries } from './hosts-file.ts'
+import { type HostsEntry, parseHostsFile, shadowedRegistries } from './etc-hosts.ts'
+import type { Runner } from './exec.ts'
+import { type HostRoute, hostEngineRoutes } from './host-mirrors.ts'
 import { endpointSliceAddresses } from './in-cluster.ts'
+import { isLoopback } from './local-addresses.ts'
 import { table, UserError } from './log.ts'
-import { pingV2, type V2Answer } from './registry.ts'
-import {
-  CERTS_D,
-  IN_CLUSTER_NAMESPACE,
-  isDevregHostsToml,
-  K3S_REGISTRIES,
-  k3sRegistries,
-  k3sRegistriesData,
-  kindHostsFiles,
-  registryRoutes,
-  serviceName,
-} from './render.ts'
+import { K3S_REGISTRIES, k3sRegistriesData } from './providers/k3d.ts'
+import { CERTS_D, readHostsFiles, readsCertsD } from './providers/kind.ts'
+import { findClusters, type Node, PROVIDERS } from './providers/provider.ts'
+import { IN_CLUSTER_NAMESPACE, isDevregHostsToml, serviceName } from './render.ts'
+import { registryRoutes } from './routes.ts'
 
 export type Status = 'pass' | 'fail' | 'warn' | 'skip'
 
@@ -114,8 +108,9 @@ export interface Observed {
 
 /** The mirror configuration devreg writes into every node, per registry host, normalised for comparison. */
 export function desiredMirrors(config: Config): Map<string, string> {
-  if (config.cluster.provider === 'kind') return kindMirrors(kindHostsFiles(config))
-  return k3dMirrors(k3sRegistries(config)) as Map<string, string>
+  const files = PROVIDERS[config.cluster.provider].desiredMirrors(config)
+  if (config.cluster.provider === 'kind') return kindMirrors(files)
+  return k3dMirrors(files.get(K3S_REGISTRIES) ?? null) as Map<string, string>
 }
 
 /** certs.d directory → hosts.toml becomes registry host → hosts.toml. */
@@ -134,30 +129,14 @@ export function k3dMirrors(yaml: string | null): Map<string, string> | null {
   return new Map(Object.entries(doc?.mirrors ?? {}).map(([host, entry]) => [host, JSON.stringify(entry)]))
 }
 
-/**
- * Prints the status and headers of GET BASE/v2/ for each base URL given
- * (http://NAME:PORT), with curl (kind nodes have it) or else busybox nc. A
- * static busybox cannot use the libc resolver, so nc gets the address getent
- * found.
- */
-const V2_SCRIPT = `for u; do
-  printf '\\036%s\\n' "$u"
-  if command -v curl >/dev/null 2>&1; then curl -sS -m 5 -o /dev/null -D - "$u/v2/" 2>&1
-  elif command -v nc >/dev/null 2>&1; then
-    hp=\${u#*://}; h=\${hp%:*}; a=$h
-    if command -v getent >/dev/null 2>&1; then a=$(getent ahostsv4 "$h" 2>/dev/null | awk '{print $1; exit}'); fi
-    if [ -z "$a" ]; then echo "$h does not resolve"
-    else printf 'GET /v2/ HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' "$hp" | nc -w 5 "$a" "\${hp##*:}" 2>&1
-    fi
-  else echo "no curl or nc in this container"
-  fi
-done`
+/** Prints the status and headers of GET URL/v2/ for each URL given, curl or nc (templates/ping-v2.sh). */
+const V2_SCRIPT = readFileSync(`${ROOT}templates/ping-v2.sh`, 'utf8')
 
 /** GET /v2/ of registries by their names on the network (http://NAME:5000), from inside a container, in one exec. */
-export async function pingV2In(container: string, names: string[]): Promise<Map<string, V2Answer>> {
+export async function pingV2In(run: Runner, container: string, names: string[]): Promise<Map<string, V2Answer>> {
   if (!names.length) return new Map()
   const urls = names.map((n) => `http://${n}:5000`)
-  const r = await probe(['docker', 'exec', container, 'sh', '-c', V2_SCRIPT, 'sh', ...urls])
+  const r = await run.probe(['docker', 'exec', container, 'sh', '-c', V2_SCRIPT, 'ping-v2', ...urls])
   const answers = parseV2Output(urls, r.stdout)
   return new Map(names.map((n, i) => [n, answers.get(urls[i]) as V2Answer]))
 }
@@ -191,8 +170,8 @@ const mapAsync = async <T, V>(items: readonly T[], key: (t: T) => string, fn: (t
   new Map(await Promise.all(items.map(async (t) => [key(t), await fn(t)] as const)))
 
 /** Looks at everything the checks judge, all at once. */
-export async function observe(config: Config, sel: Selection, hostsFile: { path: string; text: string }): Promise<Observed> {
-  const [containers, networkExists] = await Promise.all([docker.listContainers(), docker.networkExists(config.network)])
+export async function observe(run: Runner, config: Config, sel: Selection, hostsFile: { path: string; text: string }): Promise<Observed> {
+  const [containers, networkExists] = await Promise.all([docker.listContainers(run), docker.networkExists(run, config.network)])
   const states = new Map(containers.map((c) => [c.name, c.state]))
   const found = findClusters(config.cluster.name, containers).find((c) => c.provider === config.cluster.provider) ?? null
   const inNetworkNames = [...sel.hosts.map((h) => h.name), ...sel.registries.map((r) => r.name)]
@@ -208,21 +187,25 @@ export async function observe(config: Config, sel: Selection, hostsFile: { path:
       (r) => r.name,
       (r) => pingV2(r.address.url),
     ),
-    checksDaemon(sel) ? docker.daemonMirrors() : Promise.resolve(null),
-    networkExists ? docker.networkAddresses(config.network) : Promise.resolve(new Map<string, string>()),
+    checksDaemon(sel) ? docker.daemonMirrors(run) : Promise.resolve(null),
+    networkExists ? docker.networkAddresses(run, config.network) : Promise.resolve(new Map<string, string>()),
     // A short-lived container, never pulled: what a pod-like container on the network resolves.
     networkExists
-      ? resolveIn(['docker', 'run', '--rm', '--pull', 'never', '--network', config.network, '--entrypoint', 'sh', image], inNetworkNames)
+      ? resolveIn(
+          run,
+          ['docker', 'run', '--rm', '--pull', 'never', '--network', config.network, '--entrypoint', 'sh', image],
+          inNetworkNames,
+        )
       : Promise.resolve(null),
-    found ? Promise.all(found.nodes.map((n) => observeNode(config.cluster.provider, sel, n, inNetworkNames))) : Promise.resolve([]),
+    found ? Promise.all(found.nodes.map((n) => observeNode(run, config.cluster.provider, sel, n, inNetworkNames))) : Promise.resolve([]),
     found
       ? mapAsync(
           sel.registries,
           (r) => r.name,
-          (r) => endpointSliceAddresses(config, r),
+          (r) => endpointSliceAddresses(run, config, r),
         )
       : Promise.resolve(new Map()),
-    checksDaemon(sel) || sel.routes.length ? hostEngineRoutes(config) : Promise.resolve(null),
+    checksDaemon(sel) || sel.routes.length ? hostEngineRoutes(run, config) : Promise.resolve(null),
   ])
   return {
     hostsFile: { path: hostsFile.path, entries: parseHostsFile(hostsFile.text) },
@@ -240,17 +223,20 @@ export async function observe(config: Config, sel: Selection, hostsFile: { path:
   }
 }
 
-async function observeNode(provider: Provider, sel: Selection, node: Node, names: string[]): Promise<NodeView> {
+async function observeNode(run: Runner, provider: Provider, sel: Selection, node: Node, names: string[]): Promise<NodeView> {
   if (!node.running)
     return { name: node.name, running: false, resolve: { resolved: null, error: null }, v2: new Map(), mirrors: null, readsCertsD: null }
   const [resolve, v2, mirrors, certsD] = await Promise.all([
-    resolveIn(['docker', 'exec', node.name, 'sh'], names),
+    resolveIn(run, ['docker', 'exec', node.name, 'sh'], names),
     pingV2In(
+      run,
       node.name,
       sel.registries.map((r) => r.name),
     ),
-    provider === 'kind' ? readHostsFiles(node.name).then(kindMirrors) : docker.readFileIn(node.name, K3S_REGISTRIES).then(k3dMirrors),
-    provider === 'kind' ? readsCertsD(node.name) : Promise.resolve(null),
+    provider === 'kind'
+      ? readHostsFiles(run, node.name).then(kindMirrors)
+      : docker.readFileIn(run, node.name, K3S_REGISTRIES).then(k3dMirrors),
+    provider === 'kind' ? readsCertsD(run, node.name) : Promise.resolve(null),
   ])
   return { name: node.name, running: true, resolve, v2, mirrors, readsCertsD: certsD }
 }
@@ -391,18 +377,38 @@ function sliceVerdict(
   )
 }
 
+/** What every family of checks shares: where verdicts go, and the same check run in the container and in each node. */
+interface Judging {
+  config: Config
+  sel: Selection
+  obs: Observed
+  add: (check: string, subject: string, place: string, v: Verdict) => void
+  /** The check in the container (when `container`) and in each node. */
+  inNetwork: (check: string, subject: string, container: ((look: Lookup) => Verdict) | null, node: (n: NodeView) => Verdict) => void
+}
+
 /** Every check's verdict, in a stable order: names, registries, mirrors, then the host's Docker and /etc/hosts. */
 export function evaluate(config: Config, sel: Selection, obs: Observed): Check[] {
   const checks: Check[] = []
   const add = (check: string, subject: string, place: string, v: Verdict) => checks.push({ check, subject, place, ...v })
+  const j: Judging = { config, sel, obs, add, inNetwork: inNetworkChecks(obs, add) }
+  hostChecks(j)
+  registryChecks(j)
+  mirrorChecks(j)
+  serviceChecks(j)
+  thisMachineChecks(j)
+  return checks
+}
+
+/** Runs a check in the short-lived container and in every node, or says why it cannot. */
+function inNetworkChecks(obs: Observed, add: Judging['add']): Judging['inNetwork'] {
   const net = obs.network.name
   const noCluster: Verdict = {
     status: 'skip',
     detail: `no ${obs.cluster.provider} cluster ${obs.cluster.name}: node checks skipped (\`just dev-up\` creates it)`,
     fix: null,
   }
-  /** The same check in the container (when `container`) and in each node. */
-  const inNetwork = (check: string, subject: string, container: ((look: Lookup) => Verdict) | null, node: (n: NodeView) => Verdict) => {
+  return (check, subject, container, node) => {
     if (container) {
       if (!obs.inNetwork) add(check, subject, 'container', { status: 'skip', detail: `network ${net} does not exist yet`, fix: null })
       else if (!obs.inNetwork.resolved)
@@ -425,19 +431,25 @@ export function evaluate(config: Config, sel: Selection, obs: Observed): Check[]
       else add(check, subject, n.name, node(n))
     }
   }
-  const resolvedIn = (n: NodeView, name: string, judge: (look: Lookup) => Verdict): Verdict =>
-    n.resolve.resolved
-      ? judge(n.resolve.resolved.get(name) as Lookup)
-      : fail(`could not resolve names in ${n.name}: ${n.resolve.error}`, `\`docker exec ${n.name} sh\` must work: \`just dev-up\``)
+}
 
-  // 1. Configured hosts: on this machine, in a container on the network, in every node.
+/** A name as a node resolved it, judged; or why the node could not resolve names at all. */
+const resolvedIn = (n: NodeView, name: string, judge: (look: Lookup) => Verdict): Verdict =>
+  n.resolve.resolved
+    ? judge(n.resolve.resolved.get(name) as Lookup)
+    : fail(`could not resolve names in ${n.name}: ${n.resolve.error}`, `\`docker exec ${n.name} sh\` must work: \`just dev-up\``)
+
+/** 1. Configured hosts: on this machine, in a container on the network, in every node. */
+function hostChecks({ config, sel, obs, add, inNetwork }: Judging): void {
   for (const h of sel.hosts) {
     add('resolve', h.name, 'host', onHost(h, obs.host.get(h.name) as Lookup, obs.hostsFile))
     const judge = (place: string) => (look: Lookup) => inContainer(h, look, place, config)
     inNetwork('resolve', h.name, judge('container'), (n) => resolvedIn(n, h.name, judge(n.name)))
   }
+}
 
-  // 2. Registries by their names on the network, and GET /v2/ from here and from each node.
+/** 2. Registries by their names on the network, and GET /v2/ from here and from each node. */
+function registryChecks({ sel, obs, add, inNetwork }: Judging): void {
   for (const r of sel.registries) {
     const judge = (look: Lookup) => registryName(r, look, obs)
     inNetwork('resolve', r.name, judge, (n) => resolvedIn(n, r.name, judge))
@@ -451,8 +463,10 @@ export function evaluate(config: Config, sel: Selection, obs: Observed): Check[]
       return v2Verdict(r, answer, `http://${r.name}:5000`, state, obs.network)
     })
   }
+}
 
-  // 3. Every node's mirror configuration: exactly what dev-up writes.
+/** 3. Every node's mirror configuration: exactly what dev-up writes. */
+function mirrorChecks({ config, sel, obs, inNetwork }: Judging): void {
   const desired = desiredMirrors(config)
   const kind = config.cluster.provider === 'kind'
   const file = (host: string) => (kind ? `${CERTS_D}/${host}/hosts.toml` : `the ${host} mirror in ${K3S_REGISTRIES}`)
@@ -465,40 +479,41 @@ export function evaluate(config: Config, sel: Selection, obs: Observed): Check[]
     return has === desired.get(host) ? pass(`as devreg writes it`) : fail(`${file(host)} differs from what devreg writes`, rewrite)
   }
   for (const host of sel.routes) inNetwork('mirror', host, null, (n) => mirrorVerdict(n, host))
-  if (sel.all) {
-    const stale = new Set(
-      obs.nodes.flatMap((n) =>
-        [...(n.mirrors ?? new Map<string, string>())]
-          .filter(([h, c]) => !desired.has(h) && (!kind || isDevregHostsToml(c)))
-          .map(([h]) => h),
-      ),
+  if (!sel.all) return
+  const stale = new Set(
+    obs.nodes.flatMap((n) =>
+      [...(n.mirrors ?? new Map<string, string>())].filter(([h, c]) => !desired.has(h) && (!kind || isDevregHostsToml(c))).map(([h]) => h),
+    ),
+  )
+  for (const host of stale)
+    inNetwork('mirror', host, null, (n) =>
+      n.mirrors?.has(host)
+        ? fail(`${file(host)} is devreg's but no longer in the config`, kind ? '`just dev-up` removes it' : rewrite)
+        : pass('not there'),
     )
-    for (const host of stale)
-      inNetwork('mirror', host, null, (n) =>
-        n.mirrors?.has(host)
-          ? fail(`${file(host)} is devreg's but no longer in the config`, kind ? '`just dev-up` removes it' : rewrite)
-          : pass('not there'),
-      )
-    if (kind && sel.routes.length)
-      inNetwork('containerd', 'config_path', null, (n) =>
-        n.readsCertsD
-          ? pass(`reads ${CERTS_D}`)
-          : fail(
-              `containerd in ${n.name} does not read ${CERTS_D}, so it ignores every hosts.toml`,
-              'the node did not take the kind config patch: `just dev-up --recreate`',
-            ),
-      )
-  }
+  if (kind && sel.routes.length)
+    inNetwork('containerd', 'config_path', null, (n) =>
+      n.readsCertsD
+        ? pass(`reads ${CERTS_D}`)
+        : fail(
+            `containerd in ${n.name} does not read ${CERTS_D}, so it ignores every hosts.toml`,
+            'the node did not take the kind config patch: `just dev-up --recreate`',
+          ),
+    )
+}
 
-  // 4. Each registry's EndpointSlice, which pods reach it through: its current address.
+/** 4. Each registry's EndpointSlice, which pods reach it through: its current address. */
+function serviceChecks({ sel, obs, add }: Judging): void {
   for (const r of sel.registries) {
     const where = `${IN_CLUSTER_NAMESPACE}/${serviceName(r)}`
     const slice = obs.slices?.get(r.name)
     // Without a cluster the node checks already say so.
     if (obs.cluster.found && slice) add('service', r.name, 'cluster', sliceVerdict(r, where, slice, obs.network))
   }
+}
 
-  // 5. This machine's Docker daemon and /etc/hosts.
+/** 5. This machine's Docker daemon and /etc/hosts. */
+function thisMachineChecks({ config, sel, obs, add }: Judging): void {
   const daemon = checksDaemon(sel) ? dockerMirror(config, obs.daemonMirrors) : null
   if (daemon) add('docker-mirror', 'docker.io', 'host', daemon)
   // The other cached hosts: hosts.toml in the engine's certs.d, where it reads them.
@@ -513,7 +528,6 @@ export function evaluate(config: Config, sel: Selection, obs: Observed): Check[]
       fix: `remove ${s.name} from line ${s.line} of ${obs.hostsFile.path}: nodes reach the caches through their mirror configuration, not through that name`,
     })
   if (sel.all && !shadows.length) add('shadow', 'public registries', 'host', pass(`${obs.hostsFile.path} maps none to this machine`))
-  return checks
 }
 
 /** Position in `order`, or after it (a stable sort keeps the rest in their order). */

@@ -3,7 +3,7 @@
 // So anything pushed locally under a docker.io path (library/nginx) is what
 // every node gets for that docker.io image, cluster-wide.
 import type { Config, Registry } from './config.ts'
-import { listRepositories } from './registry.ts'
+import { listRepositories } from './distribution.ts'
 
 export interface Shadow {
   /** The cached upstream host, e.g. docker.io. */

@@ -5,40 +5,28 @@
 // the volume mounted read-only (the host's /var/lib/docker is out of reach on
 // Docker Desktop and rootless Docker), in one pass: every link, every blob
 // size and every manifest, each read once.
+
+import { readFileSync } from 'node:fs'
+import { ROOT } from './config.ts'
+import { isIndex, type ManifestDocument, platformOf } from './distribution.ts'
 import { helperCommand } from './docker.ts'
-import { probe } from './exec.ts'
+import type { Runner } from './exec.ts'
 import { UserError } from './log.ts'
-import { isIndex, type ManifestDocument, platformOf } from './registry.ts'
+import { REGISTRY_DATA } from './registry-containers.ts'
 
 /** distribution's filesystem driver root inside the volume. */
 const V2 = 'docker/registry/v2'
 
-/** awk: one line per file, "M PATH CONTENT", its newlines folded into spaces (JSON does not mind). */
-const FOLD_FILES = 'FNR==1{if(NR>1)print ""; printf "M %s ", FILENAME} {printf "%s ", $0} END{if(NR>0)print ""}'
-
 /**
- * One traversal of the volume, then only the files whose content matters:
- *   S BLOCKS SIZE MTIME ./PATH      every file and directory (stat)
- *   L ./PATH:sha256:...             a tag's current/link and the digest in it
- *   M ./PATH JSON                   a manifest blob, newlines folded
- * From the S lines come blob sizes, each repository's manifests and layers
- * (their digest is a directory name), tag times and the disk used (du's
- * blocks). busybox find, stat, grep, sed, xargs and awk: all in registry:2.
- * xargs reads from pipes: busybox 1.35's xargs garbles names read from a file.
+ * Reads a volume in a read-only helper (templates/read-storage.sh): `list`
+ * is one traversal of the volume, then only the files whose content matters;
+ * `blobs PATH...` folds each file into one line. Parsed by parseListing.
  */
-const LISTING_SCRIPT = String.raw`
-out=$(mktemp -d)
-cd /volume || exit 1
-find . -exec stat -c 'S %b %s %Y %n' {} + > "$out/s"
-grep -E '^S [0-9]+ [0-9]+ [0-9]+ \./${V2}/repositories/.*/_manifests/tags/[^/]+/current/link$' "$out/s" | cut -d' ' -f5- |
-  xargs -r awk '{ print "L " FILENAME ":" $0 }' > "$out/l" &
-grep -E '/_manifests/revisions/sha256/[0-9a-f]{64}$' "$out/s" |
-  sed -E 's#.*/([0-9a-f]{2})([0-9a-f]{62})$#./${V2}/blobs/sha256/\1/\1\2/data#' | sort -u |
-  while read -r f; do [ -f "$f" ] && echo "$f"; done |
-  xargs -r awk '${FOLD_FILES}' > "$out/m"
-wait
-cat "$out/s" "$out/l" "$out/m"
-`
+const READ_STORAGE = readFileSync(`${ROOT}templates/read-storage.sh`, 'utf8')
+const readStorageHelper = (volume: string, image: string, opts: { workdir?: string }, ...args: string[]) =>
+  helperCommand(volume, image, { at: '/volume', readOnly: true, ...opts }, 'sh', '-c', READ_STORAGE, 'read-storage', ...args)
+/** Deletes paths under repositories/, then runs distribution's garbage-collect (templates/garbage-collect.sh). */
+const GARBAGE_COLLECT = readFileSync(`${ROOT}templates/garbage-collect.sh`, 'utf8')
 
 export interface StoredTag {
   digest: string
@@ -89,7 +77,11 @@ export function parseManifest(digest: string, doc: ManifestDocument): StoredMani
   return { digest, kind: 'image', children: [], blobs, config: doc.config?.digest ?? null }
 }
 
-/** Parses the listing script's output (pure, so it is tested without Docker). */
+/**
+ * Parses `read-storage.sh list` (pure, so it is tested without Docker): from
+ * the S lines come blob sizes, each repository's manifests and layers (their
+ * digest is a directory name), tag times and the disk used (du's blocks).
+ */
 export function parseListing(text: string): Storage {
   const storage: Storage = { repositories: new Map(), blobs: new Map(), manifests: new Map(), diskBytes: null }
   const repo = (name: string) => {
@@ -140,29 +132,38 @@ export function parseListing(text: string): Storage {
 }
 
 /** Reads a registry volume's storage through a read-only helper container running `image`. */
-export async function readStorage(volume: string, image: string): Promise<Storage> {
-  const r = await probe(helperCommand(volume, image, { at: '/volume', readOnly: true }, 'sh', '-c', LISTING_SCRIPT))
+export async function readStorage(run: Runner, volume: string, image: string): Promise<Storage> {
+  const r = await run.probe(readStorageHelper(volume, image, {}, 'list'))
   if (!r.ok) throw new UserError(`cannot read volume ${volume} with ${image}: ${r.stderr.trim().split('\n')[0]}`)
   return parseListing(r.stdout)
 }
 
 /** Small blobs (image configs) by digest, read in one helper container; missing ones are left out. */
-export async function readSmallBlobs(volume: string, image: string, digests: string[]): Promise<Map<string, string>> {
+export async function readSmallBlobs(run: Runner, volume: string, image: string, digests: string[]): Promise<Map<string, string>> {
   const files = digests.map((d) => {
     const hex = d.replace(/^sha256:/, '')
     return `blobs/sha256/${hex.slice(0, 2)}/${hex}/data`
   })
   if (!files.length) return new Map()
-  const script = `for f; do [ -f "$f" ] && echo "$f"; done | xargs -r awk '${FOLD_FILES}'`
-  const r = await probe(
-    helperCommand(volume, image, { at: '/volume', readOnly: true, workdir: `/volume/${V2}` }, 'sh', '-c', script, 'sh', ...files),
-  )
+  const r = await run.probe(readStorageHelper(volume, image, { workdir: `/volume/${V2}` }, 'blobs', ...files))
   const out = new Map<string, string>()
   for (const line of r.stdout.split('\n')) {
     const sp = line.indexOf(' ', 2)
     if (line.startsWith('M ') && sp > 0) out.set(digestOfDataPath(line.slice(2, sp)), line.slice(sp + 1))
   }
   return out
+}
+
+/**
+ * distribution's own garbage-collect on a registry volume, in a helper
+ * container while the registry itself is stopped (it must serve no writes).
+ * `remove` are paths under repositories/ deleted first: a tag's directory
+ * (distribution 2.8 deletes tags only with their manifest) or a whole cached
+ * repository (a proxy refuses API deletes). garbage-collect walks storage
+ * directly, so it works on a cache whose delete setting is off.
+ */
+export async function garbageCollect(run: Runner, volume: string, image: string, remove: string[]): Promise<void> {
+  await run.change(helperCommand(volume, image, { at: REGISTRY_DATA }, 'sh', '-c', GARBAGE_COLLECT, 'garbage-collect', ...remove))
 }
 
 /** Every blob a manifest needs that the storage holds, the manifest itself and an index's platform manifests included. */

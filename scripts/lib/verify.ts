@@ -12,15 +12,15 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { placeFiles } from './carry.ts'
-import { findClusters, type Node, readsCertsD } from './cluster.ts'
 import { type Config, type Provider, ROOT } from './config.ts'
 import * as docker from './docker.ts'
-import { probe } from './exec.ts'
+import type { Runner } from './exec.ts'
 import { log, table, UserError } from './log.ts'
-import { CERTS_D, REGISTRY_DATA, registryRoutes } from './render.ts'
+import { CERTS_D, readsCertsD } from './providers/kind.ts'
+import { findClusters, type Node, PROVIDERS } from './providers/provider.ts'
+import { REGISTRY_DATA } from './registry-containers.ts'
+import { registryRoutes } from './routes.ts'
 
-/** Where k3s points containerd's config_path (k3s's containerd config templates, pkg/agent/templates). */
-export const K3S_CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
 /** The repository every probe names. */
 export const PROBE_REPOSITORY = 'devreg-probe/verify'
 /**
@@ -252,7 +252,7 @@ export function judge(
   t: Target,
   hits: Hit[],
   nodeAddresses: string[],
-  run: { rc: number; out: string } | null,
+  pull: { rc: number; out: string } | null,
   facts: Facts,
 ): Verdict {
   if (!t.first)
@@ -267,14 +267,14 @@ export function judge(
     const h = fromNode.find((x) => x.container === t.first) as Hit
     return { status: 'pass', detail: `${t.first} answered (${h.method} ${h.status})`, fix: null }
   }
-  if (run && (run.rc === 127 || /crictl: (not found|No such file)|executable file not found/.test(run.out)))
+  if (pull && (pull.rc === 127 || /crictl: (not found|No such file)|executable file not found/.test(pull.out)))
     return fail(
       `${p.node} has no crictl, so no probe pull ran`,
       'kind and k3s nodes ship crictl; use a node image that has it (kindest/node, rancher/k3s)',
     )
-  if (run && /connect: no such file|ENOENT|Unavailable desc = .*(connection|socket)/i.test(run.out))
+  if (pull && /connect: no such file|ENOENT|Unavailable desc = .*(connection|socket)/i.test(pull.out))
     return fail(
-      `crictl in ${p.node} cannot reach containerd: ${run.out.slice(0, 200)}`,
+      `crictl in ${p.node} cannot reach containerd: ${pull.out.slice(0, 200)}`,
       `\`docker exec ${p.node} crictl info\` and containerd's log in the node say why`,
     )
 
@@ -296,7 +296,7 @@ export function judge(
       `\`just dev-registry\` attaches it again (or \`docker network connect ${facts.network} ${t.first}\`)`,
     )
   const kind = facts.provider === 'kind'
-  const dir = kind ? CERTS_D : K3S_CERTS_D
+  const dir = PROVIDERS[facts.provider].certsD
   if (node && !node.hostsToml.has(p.host))
     return fail(
       `${p.node} has no ${dir}/${p.host}/hosts.toml, so containerd pulls ${p.host} directly; ${instead}`,
@@ -320,7 +320,7 @@ export function judge(
       'check the node for a proxy or NAT between it and the registries',
     )
   return fail(
-    `${t.first} did not log it; ${instead}${run?.out ? ` (crictl: ${run.out.slice(0, 160)})` : ''}`,
+    `${t.first} did not log it; ${instead}${pull?.out ? ` (crictl: ${pull.out.slice(0, 160)})` : ''}`,
     `\`just preflight\` checks names and mirror files; \`docker logs ${t.first}\` shows what the registry saw`,
   )
 }
@@ -395,9 +395,10 @@ export function renderMatrix(r: Pick<VerifyResult, 'probes' | 'elapsedMs'>, only
 }
 
 /** The addresses of each node container on every network it is on. */
-async function nodeAddresses(nodes: string[]): Promise<Map<string, string[]>> {
+async function nodeAddresses(run: Runner, nodes: string[]): Promise<Map<string, string[]>> {
   if (!nodes.length) return new Map()
-  const r = await probe(['docker', 'inspect', '--type', 'container', '--format', '{{.Name}} {{json .NetworkSettings.Networks}}', ...nodes])
+  const format = '{{.Name}} {{json .NetworkSettings.Networks}}'
+  const r = await run.probe(['docker', 'inspect', '--type', 'container', '--format', format, ...nodes])
   const out = new Map<string, string[]>()
   for (const line of r.stdout.split('\n').filter(Boolean)) {
     const i = line.indexOf(' ')
@@ -410,8 +411,8 @@ async function nodeAddresses(nodes: string[]): Promise<Map<string, string[]>> {
   return out
 }
 
-async function gatherFacts(config: Config, failing: Probe[], nodes: Node[], containers: docker.Container[]): Promise<Facts> {
-  const dir = config.cluster.provider === 'kind' ? CERTS_D : K3S_CERTS_D
+async function gatherFacts(run: Runner, config: Config, failing: Probe[], nodes: Node[], containers: docker.Container[]): Promise<Facts> {
+  const dir = PROVIDERS[config.cluster.provider].certsD
   const byNode = new Map<string, string[]>()
   for (const p of failing) byNode.set(p.node, [...new Set([...(byNode.get(p.node) ?? []), p.host])])
   const entries = await Promise.all(
@@ -419,8 +420,8 @@ async function gatherFacts(config: Config, failing: Probe[], nodes: Node[], cont
       .filter((n) => n.running && byNode.has(n.name))
       .map(async (n) => {
         const [r, certsD] = await Promise.all([
-          probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'facts', dir, ...(byNode.get(n.name) ?? [])]),
-          config.cluster.provider === 'kind' ? readsCertsD(n.name) : Promise.resolve(null),
+          run.probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'facts', dir, ...(byNode.get(n.name) ?? [])]),
+          config.cluster.provider === 'kind' ? readsCertsD(run, n.name) : Promise.resolve(null),
         ])
         return [n.name, { ...parseFacts(r.stdout), readsCertsD: certsD }] as const
       }),
@@ -434,10 +435,10 @@ async function gatherFacts(config: Config, failing: Probe[], nodes: Node[], cont
 }
 
 /** Log lines of every container a probe may have reached, since `since` (ms), read at once: container → lines. */
-async function readLogs(names: string[], since: number): Promise<Map<string, string[]>> {
+async function readLogs(run: Runner, names: string[], since: number): Promise<Map<string, string[]>> {
   const all = await Promise.all(
     names.map(async (name) => {
-      const r = await probe(['docker', 'logs', '--since', (since / 1000).toFixed(3), name])
+      const r = await run.probe(['docker', 'logs', '--since', (since / 1000).toFixed(3), name])
       return [name, `${r.stdout}\n${r.stderr}`.split('\n')] as const
     }),
   )
@@ -461,22 +462,22 @@ const PROBE_IMAGE = probeImage()
  * one `docker exec` per registry, for the index's revision link, which
  * import's commit links last of all.
  */
-async function ensureProbeImage(config: Config, containers: docker.Container[]): Promise<void> {
+async function ensureProbeImage(run: Runner, config: Config, containers: docker.Container[]): Promise<void> {
   const hex = PROBE_IMAGE.digest.slice('sha256:'.length)
   const marker = `${REGISTRY_DATA}/docker/registry/v2/repositories/${PROBE_REPOSITORY}/_manifests/revisions/sha256/${hex}/link`
   const running = config.registries.filter((r) => containers.some((c) => c.name === r.name && c.state === 'running'))
   await Promise.all(
     running.map(async (r) => {
-      if ((await probe(['docker', 'exec', r.name, 'test', '-f', marker])).ok) return
-      await placeFiles(r, PROBE_IMAGE.files)
+      if ((await run.probe(['docker', 'exec', r.name, 'test', '-f', marker])).ok) return
+      await placeFiles(run, r, PROBE_IMAGE.files)
     }),
   )
 }
 
 /** Runs every probe of the cluster of `config` and judges it. */
-export async function verify(config: Config, opts: { seconds?: number } = {}): Promise<VerifyResult> {
+export async function verify(run: Runner, config: Config, opts: { seconds?: number } = {}): Promise<VerifyResult> {
   const start = Date.now()
-  const containers = await docker.listContainers()
+  const containers = await docker.listContainers(run)
   const cluster = findClusters(config.cluster.name, containers).find((c) => c.provider === config.cluster.provider)
   // Control plane (server) first, then workers (agents), as kind and k3d list them.
   const rank = (n: Node) => (n.role === 'control-plane' || n.role === 'server' ? 0 : 1)
@@ -499,35 +500,38 @@ export async function verify(config: Config, opts: { seconds?: number } = {}): P
   // 1. The probe image in every registry, then the probe pulls: one exec per node, every host at once in it.
   // Every run probes the same references: lines logged before the pulls (a run a moment ago) are read first and left out.
   const [addresses, before] = await Promise.all([
-    nodeAddresses(nodes.filter((n) => n.running).map((n) => n.name)),
-    readLogs(readable, since),
-    ensureProbeImage(config, containers),
+    nodeAddresses(
+      run,
+      nodes.filter((n) => n.running).map((n) => n.name),
+    ),
+    readLogs(run, readable, since),
+    ensureProbeImage(run, config, containers),
   ])
   const runs = await Promise.all(
     nodes.map(async (n) => {
       const refs = probes.filter((p) => p.node === n.name && p.first).map((p) => p.ref)
       if (!n.running || !refs.length) return new Map<string, { rc: number; out: string }>()
       const seconds = String(opts.seconds ?? PROBE_SECONDS)
-      const r = await probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'pull', seconds, ...refs])
+      const r = await run.probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'pull', seconds, ...refs])
       return parseProbeOutput(r.stdout)
     }),
   )
-  const run = new Map(runs.flatMap((m) => [...m]))
+  const pulls = new Map(runs.flatMap((m) => [...m]))
 
   // 2. What the registries logged since.
-  let hits = newHits(await readLogs(readable, since), before)
+  let hits = newHits(await readLogs(run, readable, since), before)
   const passed = (p: Probe) =>
     hits.some((h) => h.host === p.host && h.container === p.first && (addresses.get(p.node) ?? []).includes(h.address))
   // The log driver copies lines a moment after the registry writes them.
   if (probes.some((p) => p.first && !passed(p))) {
     await new Promise((r) => setTimeout(r, 300))
-    hits = newHits(await readLogs(readable, since), before)
+    hits = newHits(await readLogs(run, readable, since), before)
   }
 
   // 3. Verdicts; what explains a miss is looked at only when there is one.
   const misses = probes.filter((p) => p.first && !passed(p))
   const facts = misses.length
-    ? await gatherFacts(config, misses, nodes, containers)
+    ? await gatherFacts(run, config, misses, nodes, containers)
     : { provider: config.cluster.provider, network: config.network, containers: new Map(), nodes: new Map() }
   const order = (p: Probe, containers: string[]) => {
     const chain = [p.first, ...(byHost.get(p.host)?.rest.map(hostOf) ?? [])]
@@ -538,7 +542,7 @@ export async function verify(config: Config, opts: { seconds?: number } = {}): P
     const node = nodes.find((n) => n.name === p.node) as Node
     const nodeAddrs = addresses.get(p.node) ?? []
     const verdict = node.running
-      ? judge(p, t, hits, nodeAddrs, run.get(p.ref) ?? null, facts)
+      ? judge(p, t, hits, nodeAddrs, pulls.get(p.ref) ?? null, facts)
       : { status: 'fail' as const, detail: `node ${p.node} is not running`, fix: `\`docker start ${p.node}\`, or \`just dev-up\`` }
     Object.assign(p, verdict, {
       answeredBy: order(p, [...new Set(hits.filter((h) => h.host === p.host && nodeAddrs.includes(h.address)).map((h) => h.container))]),
@@ -552,8 +556,8 @@ export async function verify(config: Config, opts: { seconds?: number } = {}): P
  * dev-up's last phase: verify, with the failures shown; a failed probe fails
  * dev-up. Returns the tally for dev-up's summary.
  */
-export async function verifyPhase(config: Config): Promise<Record<Status, number>> {
-  const result = await verify(config)
+export async function verifyPhase(run: Runner, config: Config): Promise<Record<Status, number>> {
+  const result = await verify(run, config)
   const s = result.summary
   log.info(`   ${s.pass} of ${result.probes.length} probes took their route (${(result.elapsedMs / 1000).toFixed(1)}s)`)
   if (result.ok) return s

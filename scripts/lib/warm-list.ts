@@ -7,13 +7,13 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { isMap, parseDocument } from 'yaml'
-import { findClusters } from './cluster.ts'
 import { type Config, configSchema, LOCAL_CONFIG } from './config.ts'
 import { listContainers } from './docker.ts'
-import { probe, writeFile } from './exec.ts'
+import type { Runner } from './exec.ts'
 import { EXIT, log, UserError } from './log.ts'
 import { imagesInManifests, uniqueImages } from './manifest-images.ts'
-import { parseReference } from './registry.ts'
+import { findClusters } from './providers/provider.ts'
+import { parseReference } from './reference.ts'
 import { PROBE_REPOSITORY } from './verify.ts'
 import { routeImages, type WarmTarget } from './warm.ts'
 
@@ -66,14 +66,14 @@ export function nodeImageRefs(ctrOutput: string): string[] {
 }
 
 /** Every image the cluster's running nodes hold (containerd's k8s.io namespace). */
-export async function clusterImages(config: Config): Promise<string[]> {
+export async function clusterImages(run: Runner, config: Config): Promise<string[]> {
   const { provider, name } = config.cluster
-  const cluster = findClusters(name, await listContainers()).find((c) => c.provider === provider)
+  const cluster = findClusters(name, await listContainers(run)).find((c) => c.provider === provider)
   const nodes = cluster?.nodes.filter((n) => n.running) ?? []
   if (!nodes.length) throw new UserError(`no running ${provider} cluster named ${name}: start it (dev-up), or warm without --from-cluster`)
   const refs: string[] = []
   for (const node of nodes) {
-    const r = await probe(['docker', 'exec', node.name, 'ctr', '--namespace', 'k8s.io', 'images', 'list'])
+    const r = await run.probe(['docker', 'exec', node.name, 'ctr', '--namespace', 'k8s.io', 'images', 'list'])
     if (!r.ok) log.warn(`cannot list the images of node ${node.name}: ${r.stderr.trim().split('\n')[0]}`)
     else refs.push(...nodeImageRefs(r.stdout))
   }
@@ -98,14 +98,14 @@ export function withImages(text: string | null, images: readonly string[], file:
   return text === null ? `# Local overrides of config/devreg.yaml (git-ignored). images: written by warm --save.\n${out}` : out
 }
 
-export async function saveImages(images: readonly string[], file: string): Promise<void> {
+export async function saveImages(run: Runner, images: readonly string[], file: string): Promise<void> {
   const text = existsSync(file) ? readFileSync(file, 'utf8') : null
-  await writeFile(file, withImages(text, images, file))
+  await run.writeFile(file, withImages(text, images, file))
   log.ok(`saved ${images.length} image${images.length === 1 ? '' : 's'} as images in ${file}`)
 }
 
 /** The images to warm, routed to their caches; with --save, written to the config first. */
-export async function warmTargets(config: Config, sources: WarmSources): Promise<WarmTarget[]> {
+export async function warmTargets(run: Runner, config: Config, sources: WarmSources): Promise<WarmTarget[]> {
   if (!sources.images.length && !sources.manifests && !sources.fromCluster) {
     if (sources.save)
       throw new UserError('--save writes the images named, found with -f, or on the cluster with --from-cluster: give one', EXIT.usage)
@@ -119,11 +119,11 @@ export async function warmTargets(config: Config, sources: WarmSources): Promise
   const named = routeImages(config, sources.images)
   const found: string[] = []
   if (sources.manifests) found.push(...(await imagesInManifests(sources.manifests)))
-  if (sources.fromCluster) found.push(...(await clusterImages(config)))
+  if (sources.fromCluster) found.push(...(await clusterImages(run, config)))
   const { routable, skipped } = splitRoutable(config, uniqueImages(found))
   for (const s of skipped) log.info(`left out ${s.image}: ${s.reason}`)
   const all = uniqueImages([...named.map((t) => t.image), ...routable])
   if (!all.length) throw new UserError('nothing to warm: no image found that a cache serves', EXIT.usage)
-  if (sources.save) await saveImages(all, saveTarget(sources.configPath, sources.env))
+  if (sources.save) await saveImages(run, all, saveTarget(sources.configPath, sources.env))
   return routeImages(config, all)
 }

@@ -6,22 +6,21 @@
 // from storage). A warm ends when the caches have stored every blob:
 // distribution 2.8 stores in the background with a second download.
 import { type Config, configSchema, type Registry } from './config.ts'
-import { readFileIn, volumeExists } from './docker.ts'
-import { probe } from './exec.ts'
-import { chalk, EXIT, formatBytes, log, UserError } from './log.ts'
 import {
   type Descriptor,
   getManifest,
-  type ImageReference,
   isIndex,
   type ManifestDocument,
-  mapLimit,
-  parseReference,
   pingV2,
   platformOf,
   RegistryError,
   readBlob,
-} from './registry.ts'
+} from './distribution.ts'
+import { readFileIn, volumeExists } from './docker.ts'
+import type { Runner } from './exec.ts'
+import { chalk, EXIT, formatBytes, log, UserError } from './log.ts'
+import { mapLimit } from './pool.ts'
+import { type ImageReference, parseReference } from './reference.ts'
 import { readStorage, type Storage } from './storage.ts'
 
 export interface WarmTarget {
@@ -184,8 +183,19 @@ const result = (w: Work): ImageResult => ({
   error: w.error,
 })
 
+/** What every phase of a warm shares. */
+interface Warming {
+  concurrency: number
+  progress: Progress
+  /** What the cache an image goes to held when the warm began. */
+  of: (w: Work) => CacheState
+  /** Reports an image as finished, with the time it took. */
+  done: (w: Work) => void
+}
+
 /** Warms every target with at most `concurrency` registry requests in flight. */
 export async function warmImages(
+  run: Runner,
   targets: WarmTarget[],
   opts: { platforms: string[]; concurrency: number; progress: Progress; storageStallMs?: number },
 ): Promise<WarmSummary> {
@@ -193,8 +203,7 @@ export async function warmImages(
   const caches = [...new Map(targets.map((t) => [t.cache.name, t.cache])).values()]
 
   // 1. Every cache must answer; what each stores now is what counts as already cached.
-  const state = new Map(await Promise.all(caches.map(async (c) => [c.name, await observeCache(c)] as const)))
-  const of = (w: Work) => state.get(w.target.cache.name) as CacheState
+  const state = new Map(await Promise.all(caches.map(async (c) => [c.name, await observeCache(run, c)] as const)))
   const works: Work[] = targets.map((target) => ({
     target,
     started: performance.now(),
@@ -204,14 +213,42 @@ export async function warmImages(
     fetchedBytes: 0,
     error: null,
   }))
-  const downloads = new Map<string, Download>()
-  const done = (w: Work) => {
-    w.seconds = (performance.now() - w.started) / 1000
-    progress.done(result(w))
+  const warming: Warming = {
+    concurrency,
+    progress,
+    of: (w) => state.get(w.target.cache.name) as CacheState,
+    done: (w) => {
+      w.seconds = (performance.now() - w.started) / 1000
+      progress.done(result(w))
+    },
   }
 
   // 2. Manifests: the tag through the cache, then each wanted platform's manifest by digest.
-  await mapLimit(works, concurrency, async (w) => {
+  const downloads = await resolveManifests(warming, works, platforms)
+  // 3. Blobs not cached yet; an image is done when its last blob is.
+  await fetchBlobs(warming, works, downloads)
+  // 4. Warm means stored: wait until every fetched blob is linked in its repository.
+  await awaitStored(run, warming, downloads, opts.storageStallMs ?? 120_000)
+  progress.finish()
+
+  const images = works.map(result)
+  const ok = images.filter((r) => !r.error)
+  return {
+    images,
+    warmed: ok.length,
+    failed: images.length - ok.length,
+    fetchedBytes: images.reduce((n, r) => n + r.fetchedBytes, 0),
+    cachedBytes: ok.reduce((n, r) => n + r.cachedBytes, 0),
+    platforms,
+    doubleFetch: caches.filter((c) => /^v?2\./.test(state.get(c.name)?.version ?? '')).map((c) => c.name),
+  }
+}
+
+/** Each image's blobs, from its manifests; returns the downloads of blobs not cached yet, one per cache, repository and blob. */
+async function resolveManifests(warming: Warming, works: Work[], platforms: string[]): Promise<Download[]> {
+  const { of, progress, done } = warming
+  const downloads = new Map<string, Download>()
+  await mapLimit(works, warming.concurrency, async (w) => {
     try {
       w.blobs = await resolveBlobs(w, of(w), platforms)
     } catch (err) {
@@ -230,11 +267,15 @@ export async function warmImages(
       else downloads.set(key, { work: w, blob, users: [w], error: null })
     }
   })
+  return [...downloads.values()]
+}
 
-  // 3. Blobs not cached yet; an image is done when its last blob is.
-  const waiting = new Map(works.map((w) => [w, [...downloads.values()].filter((d) => d.users.includes(w)).length]))
+/** Fetches each download through its cache; an image is done when its last blob is (at once when it needs none). */
+async function fetchBlobs(warming: Warming, works: Work[], downloads: Download[]): Promise<void> {
+  const { of, progress, done } = warming
+  const waiting = new Map(works.map((w) => [w, downloads.filter((d) => d.users.includes(w)).length]))
   for (const w of works) if (!w.error && !waiting.get(w)) done(w)
-  await mapLimit([...downloads.values()], concurrency, async (d) => {
+  await mapLimit(downloads, warming.concurrency, async (d) => {
     const { work, blob } = d
     try {
       // Read first: `x += await` would add to the value x had before the await.
@@ -249,30 +290,18 @@ export async function warmImages(
       if (waiting.get(w) === 0) done(w)
     }
   })
+}
 
-  // 4. Warm means stored: wait until every fetched blob is linked in its repository.
-  const fetched = [...downloads.values()].filter((d) => !d.error)
-  if (fetched.length) {
-    progress.note(`waiting for the caches to store ${fetched.length} blob${fetched.length === 1 ? '' : 's'}`)
-    for (const d of await unstored(fetched, opts.storageStallMs ?? 120_000))
-      for (const w of d.users.filter((x) => !x.error)) {
-        w.error = `${w.target.cache.name} did not store ${d.blob.digest.slice(0, 19)} in time: see \`docker logs ${w.target.cache.name}\``
-        progress.done(result(w))
-      }
-  }
-  progress.finish()
-
-  const images = works.map(result)
-  const ok = images.filter((r) => !r.error)
-  return {
-    images,
-    warmed: ok.length,
-    failed: images.length - ok.length,
-    fetchedBytes: images.reduce((n, r) => n + r.fetchedBytes, 0),
-    cachedBytes: ok.reduce((n, r) => n + r.cachedBytes, 0),
-    platforms,
-    doubleFetch: caches.filter((c) => /^v?2\./.test(state.get(c.name)?.version ?? '')).map((c) => c.name),
-  }
+/** Waits until the caches have stored every fetched blob; an image with a blob still missing after `stallMs` fails. */
+async function awaitStored(run: Runner, { progress }: Warming, downloads: Download[], stallMs: number): Promise<void> {
+  const fetched = downloads.filter((d) => !d.error)
+  if (!fetched.length) return
+  progress.note(`waiting for the caches to store ${fetched.length} blob${fetched.length === 1 ? '' : 's'}`)
+  for (const d of await unstored(run, fetched, stallMs))
+    for (const w of d.users.filter((x) => !x.error)) {
+      w.error = `${w.target.cache.name} did not store ${d.blob.digest.slice(0, 19)} in time: see \`docker logs ${w.target.cache.name}\``
+      progress.done(result(w))
+    }
 }
 
 interface CacheState {
@@ -282,7 +311,7 @@ interface CacheState {
   version: string | null
 }
 
-async function observeCache(cache: Registry): Promise<CacheState> {
+async function observeCache(run: Runner, cache: Registry): Promise<CacheState> {
   const base = cache.address.url
   const answer = await pingV2(base, 5000)
   if (!answer.ok)
@@ -290,12 +319,12 @@ async function observeCache(cache: Registry): Promise<CacheState> {
       `${cache.name} does not answer on ${base} (${answer.error ?? `HTTP ${answer.status}`}): run \`dev-registry up\` first`,
     )
   // Reading a volume that does not exist would create it.
-  if (!(await volumeExists(cache.volume)))
+  if (!(await volumeExists(run, cache.volume)))
     throw new UserError(`${cache.name} answers but its volume ${cache.volume} does not exist: run \`dev-registry up\` to recreate it`)
   const [storage, mode, version] = await Promise.all([
-    readStorage(cache.volume, cache.image),
-    readFileIn(cache.name, '/tmp/devreg-mode'),
-    registryVersion(cache.name),
+    readStorage(run, cache.volume, cache.image),
+    readFileIn(run, cache.name, '/tmp/devreg-mode'),
+    registryVersion(run, cache.name),
   ])
   return { base, offline: mode?.trim() === 'offline', storage, version }
 }
@@ -326,12 +355,12 @@ async function resolveBlobs(w: Work, cache: CacheState, platforms: string[]): Pr
  * Polls the caches' storage until each download is stored and linked; returns
  * those still missing once `stallMs` passed without any of them arriving.
  */
-async function unstored(pending: Download[], stallMs: number): Promise<Download[]> {
+async function unstored(run: Runner, pending: Download[], stallMs: number): Promise<Download[]> {
   let deadline = Date.now() + stallMs
   let left = pending
   for (;;) {
     const caches = [...new Map(left.map((d) => [d.work.target.cache.name, d.work.target.cache])).values()]
-    const stored = new Map(await Promise.all(caches.map(async (c) => [c.name, await readStorage(c.volume, c.image)] as const)))
+    const stored = new Map(await Promise.all(caches.map(async (c) => [c.name, await readStorage(run, c.volume, c.image)] as const)))
     const still = left.filter((d) => {
       const s = stored.get(d.work.target.cache.name) as Storage
       return !(s.blobs.has(d.blob.digest) && s.repositories.get(d.work.target.ref.repository)?.layers.has(d.blob.digest))
@@ -344,8 +373,8 @@ async function unstored(pending: Download[], stallMs: number): Promise<Download[
 }
 
 /** The distribution version a registry container runs (`registry --version`), e.g. 2.8.2+ds1 or v3.0.0. */
-export async function registryVersion(name: string): Promise<string | null> {
-  const r = await probe(['docker', 'exec', name, 'registry', '--version'])
+export async function registryVersion(run: Runner, name: string): Promise<string | null> {
+  const r = await run.probe(['docker', 'exec', name, 'registry', '--version'])
   return r.ok ? (r.stdout.trim().split(/\s+/).pop() ?? null) : null
 }
 
@@ -371,7 +400,8 @@ export function ttyProgress(stream: NodeJS.WriteStream = process.stderr): Progre
   const totals = new Map<string, number>()
   const got = new Map<string, number>()
   let drawn = 0
-  let last = 0
+  // The first frame always draws: performance.now() counts from process start, not from this call.
+  let last = Number.NEGATIVE_INFINITY
   let note = ''
   const draw = (force = false) => {
     if (!force && performance.now() - last < 100) return

@@ -7,10 +7,10 @@ import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { parse as parseYaml } from 'yaml'
 import { $ } from 'zx'
-import { criPull, criRemove } from '../support/cri.ts'
-import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry } from '../support/fixture.ts'
-import { REGISTRY_IMAGE, sampleImage } from '../support/images.ts'
-import { cacheMode, containerId, eventually, manifestBlobs, pull, seed, servedBlobBytes, waitStored } from '../support/registry.ts'
+import { criPull, criRemove } from '../kit/cri.ts'
+import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry } from '../kit/fixture.ts'
+import { REGISTRY_IMAGE, sampleImage } from '../kit/images.ts'
+import { cacheMode, containerId, eventually, manifestBlobs, pull, seed, servedBlobBytes, waitStored } from '../kit/registry.ts'
 
 const q = () => $({ quiet: true })
 /** A port nothing listens on inside a node: a proxy there refuses every connection. */

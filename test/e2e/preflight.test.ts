@@ -8,9 +8,9 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
 import type { Check } from '../../scripts/lib/preflight.ts'
-import { Fixture, freePort, integration, kindEnv, ROOT, rigNodeImages, runScript, testRegistry } from '../support/fixture.ts'
-import { NODE_CONTAINERD2_IMAGE, REGISTRY_IMAGE } from '../support/images.ts'
-import { eventually } from '../support/registry.ts'
+import { Fixture, freePort, integration, kindEnv, ROOT, rigNodeImages, runScript, testRegistry } from '../kit/fixture.ts'
+import { NODE_CONTAINERD2_IMAGE, REGISTRY_IMAGE } from '../kit/images.ts'
+import { eventually } from '../kit/registry.ts'
 
 const q = () => $({ quiet: true })
 

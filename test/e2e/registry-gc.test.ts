@@ -1,9 +1,9 @@
 // registry-gc keeps what a running node holds: the node is a real kind node
 // (containerd 2.x) that pulled the tag through CRI, as the kubelet would.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { criPull } from '../support/cri.ts'
-import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry } from '../support/fixture.ts'
-import { layer, manifestStatus, pushImage, tagsOf } from '../support/push.ts'
+import { criPull } from '../kit/cri.ts'
+import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry } from '../kit/fixture.ts'
+import { layer, manifestStatus, pushImage, tagsOf } from '../kit/push.ts'
 
 const daysAgo = (n: number) => new Date(Date.now() - n * 86_400_000)
 

@@ -4,7 +4,7 @@
 // Probe pulls go through the nodes' crictl (test/images/kind-node/crictl.ts).
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { $ } from 'zx'
-import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry, waitHttp } from '../support/fixture.ts'
+import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry, waitHttp } from '../kit/fixture.ts'
 
 const q = () => $({ quiet: true })
 const DEAD_PROXY = 'http://127.0.0.1:9'

@@ -4,9 +4,9 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
-import { criPull } from '../support/cri.ts'
-import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry } from '../support/fixture.ts'
-import { manifestBlobs, seed, storedBlobs } from '../support/registry.ts'
+import { criPull } from '../kit/cri.ts'
+import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry } from '../kit/fixture.ts'
+import { manifestBlobs, seed, storedBlobs } from '../kit/registry.ts'
 
 integration('warm --from-cluster --save with the real kind CLI', () => {
   const fx = new Fixture()

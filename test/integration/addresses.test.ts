@@ -2,7 +2,7 @@
 // dev-up's plan and by what it publishes: bracketed IPv6, no "localhost"
 // for an address that is not 127.0.0.1.
 import { afterAll, expect, test } from 'bun:test'
-import { Fixture, freePort, integration, runScript } from '../support/fixture.ts'
+import { Fixture, freePort, integration, runScript } from '../kit/fixture.ts'
 
 integration('registry addresses', () => {
   const fx = new Fixture()

@@ -5,10 +5,10 @@ import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
-import { REGISTRY_IMAGE } from '../support/images.ts'
-import { layer, type PushedImage, pushImage, pushIndex } from '../support/push.ts'
-import { pull, servedBlobBytes } from '../support/registry.ts'
+import { Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
+import { REGISTRY_IMAGE } from '../kit/images.ts'
+import { layer, type PushedImage, pushImage, pushIndex } from '../kit/push.ts'
+import { pull, servedBlobBytes } from '../kit/registry.ts'
 
 /** Every file in a volume with its size and mtime, and the volume's own root: what "changes nothing" is checked against. */
 async function volumeListing(volume: string): Promise<string> {

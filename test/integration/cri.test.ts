@@ -1,14 +1,14 @@
-// The CRI image client (test/support/cri.ts) against a real containerd 2 run on
+// The CRI image client (test/kit/cri.ts) against a real containerd 2 run on
 // the host with its own root, state and socket, pulling from Debian's registry.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { packageTree } from '../rig/packages.ts'
-import { criImageStatus, criPull, criRemove } from '../support/cri.ts'
-import { freePort, integration, waitHttp } from '../support/fixture.ts'
-import { layer, type PushedImage, pushImage } from '../support/push.ts'
+import { criImageStatus, criPull, criRemove } from '../kit/cri.ts'
+import { freePort, integration, waitHttp } from '../kit/fixture.ts'
+import { layer, type PushedImage, pushImage } from '../kit/push.ts'
+import { packageTree } from '../kit/rig/packages.ts'
 
 const REGISTRY_BINARY = '/usr/bin/docker-registry'
 
@@ -22,7 +22,7 @@ async function containerd2(): Promise<string | null> {
     why = (err as Error).message
   }
   if (process.env.DEVREG_REQUIRE_DOCKER === '1') throw new Error(`DEVREG_REQUIRE_DOCKER=1 but the CRI tests cannot run: ${why}`)
-  console.error(`SKIPPING CRI client tests: ${why} (bun test/rig/packages.ts fetches containerd 2; apt-get install docker-registry)`)
+  console.error(`SKIPPING CRI client tests: ${why} (bun test/kit/rig/packages.ts fetches containerd 2; apt-get install docker-registry)`)
   return null
 }
 

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { Fixture, integration, runScript } from '../support/fixture.ts'
-import { NODE_IMAGE } from '../support/images.ts'
+import { Fixture, integration, runScript } from '../kit/fixture.ts'
+import { NODE_IMAGE } from '../kit/images.ts'
 
 integration('docker-build', () => {
   const fx = new Fixture()

@@ -1,6 +1,6 @@
 // host-mirrors on real engines: sid's dockerd 28, once with the containerd
 // image store and once with the classic one, each a private engine of this
-// file's own (test/support/private-engine.ts: own network and mount namespace,
+// file's own (test/kit/private-engine.ts: own network and mount namespace,
 // so its /etc/docker is a temp dir and the machine's is never touched). In
 // each, devreg's caches run in front of fake upstreams, host-mirrors writes
 // the engine's daemon.json and certs.d, and `docker pull` shows in the
@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import { ROOT } from '../support/fixture.ts'
-import { REGISTRY_IMAGE } from '../support/images.ts'
-import { type PrivateEngine, startPrivateEngine } from '../support/private-engine.ts'
-import { blobBytesInLog, eventually } from '../support/registry.ts'
+import { ROOT } from '../kit/fixture.ts'
+import { REGISTRY_IMAGE } from '../kit/images.ts'
+import { type PrivateEngine, startPrivateEngine } from '../kit/private-engine.ts'
+import { blobBytesInLog, eventually } from '../kit/registry.ts'
 
 const root = process.getuid?.() === 0
 if (!root) {
@@ -63,7 +63,7 @@ const reload = async (w: World, mirrors: string) => {
 async function world(daemonJson: string, subnet: string, seedGhcr: boolean): Promise<World> {
   const engine = await startPrivateEngine({ daemonJson, subnet })
   try {
-    ok(await engine.run([BUN, join(ROOT, 'test/support/images.ts')]))
+    ok(await engine.run([BUN, join(ROOT, 'test/kit/images.ts')]))
     const net = `${engine.name}-net`
     ok(await engine.docker('network', 'create', '--subnet', `${subnet}.7.0/24`, net))
     const upstreams = { 'hm-up-hub': `${subnet}.7.10`, 'hm-up-ghcr': `${subnet}.7.11` }
@@ -74,7 +74,7 @@ async function world(daemonJson: string, subnet: string, seedGhcr: boolean): Pro
     // Images the engine has never held (a pushed sample would leave its layers in the engine, and a pull
     // would then fetch no blob): pushed through the registry API from inside the namespace.
     const push = async (port: number, repo: string, sizes: number[]) => {
-      const code = `import { layer, pushImage } from ${JSON.stringify(join(ROOT, 'test/support/push.ts'))}
+      const code = `import { layer, pushImage } from ${JSON.stringify(join(ROOT, 'test/kit/push.ts'))}
         await pushImage('http://127.0.0.1:${port}', ${JSON.stringify(repo)}, '1', { layers: ${JSON.stringify(sizes)}.map(layer), created: new Date() })`
       for (let i = 0; ; i++) {
         const r = await engine.run([BUN, '-e', code])

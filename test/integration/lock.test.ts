@@ -7,8 +7,8 @@ import { join } from 'node:path'
 import { $ } from 'zx'
 import { loadConfig } from '../../scripts/lib/config.ts'
 import { type Holder, lockNames } from '../../scripts/lib/lock.ts'
-import { Fixture, freePort, integration, runScript, type ScriptResult, testRegistry } from '../support/fixture.ts'
-import { layer, pushImage, tagsOf } from '../support/push.ts'
+import { Fixture, freePort, integration, runScript, type ScriptResult, testRegistry } from '../kit/fixture.ts'
+import { layer, pushImage, tagsOf } from '../kit/push.ts'
 
 const WAITING = /waiting for (.+) \(pid \d+, since \d\d:\d\d:\d\d\) to finish with this config \((.+)\) …/
 

@@ -4,9 +4,9 @@
 // Once on an image laid out like registry:3 (the default), once like registry:2.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { $ } from 'zx'
-import { Fixture, freePort, integration, runScript, testRegistry, waitHttp } from '../support/fixture.ts'
-import { REGISTRY_LAYOUTS } from '../support/images.ts'
-import { cacheMode, eventually, manifestBlobs, pull, seed, waitStored } from '../support/registry.ts'
+import { Fixture, freePort, integration, runScript, testRegistry, waitHttp } from '../kit/fixture.ts'
+import { REGISTRY_LAYOUTS } from '../kit/images.ts'
+import { cacheMode, eventually, manifestBlobs, pull, seed, waitStored } from '../kit/registry.ts'
 
 const canFirewall = process.getuid?.() === 0 && (await $({ nothrow: true, quiet: true })`which nsenter iptables`).exitCode === 0
 if (!canFirewall) {

@@ -2,9 +2,9 @@
 // volumes without confirmation, and secrets in output.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { $ } from 'zx'
-import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
-import { REGISTRY_IMAGE } from '../support/images.ts'
-import { containerId, pull, seed } from '../support/registry.ts'
+import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
+import { REGISTRY_IMAGE } from '../kit/images.ts'
+import { containerId, pull, seed } from '../kit/registry.ts'
 
 integration('ownership, adoption, purge and secrets', () => {
   const fx = new Fixture()

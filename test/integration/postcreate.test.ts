@@ -4,8 +4,8 @@ import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { Fixture, freePort, integration, ROOT, testRegistry } from '../support/fixture.ts'
-import { containerId } from '../support/registry.ts'
+import { Fixture, freePort, integration, ROOT, testRegistry } from '../kit/fixture.ts'
+import { containerId } from '../kit/registry.ts'
 
 integration('just postcreate', () => {
   const fx = new Fixture()

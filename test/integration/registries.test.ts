@@ -5,9 +5,9 @@ import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
-import { REGISTRY_LAYOUTS, sampleImage } from '../support/images.ts'
-import { containerId, manifestBlobs, pull, seed, storedBlobs, waitStored } from '../support/registry.ts'
+import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
+import { REGISTRY_LAYOUTS, sampleImage } from '../kit/images.ts'
+import { containerId, manifestBlobs, pull, seed, storedBlobs, waitStored } from '../kit/registry.ts'
 
 for (const { layout, image } of REGISTRY_LAYOUTS) integration(`dev-registry up on ${layout}`, () => upSuite(image))
 

@@ -7,10 +7,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { Fixture, freePort, integration, runScript, testRegistry, waitHttp } from '../support/fixture.ts'
-import { REGISTRY_IMAGE } from '../support/images.ts'
-import { layer, manifestStatus, type PushedImage, pushImage, pushIndex, tagsOf } from '../support/push.ts'
-import { pull, waitStored } from '../support/registry.ts'
+import { Fixture, freePort, integration, runScript, testRegistry, waitHttp } from '../kit/fixture.ts'
+import { REGISTRY_IMAGE } from '../kit/images.ts'
+import { layer, manifestStatus, type PushedImage, pushImage, pushIndex, tagsOf } from '../kit/push.ts'
+import { pull, waitStored } from '../kit/registry.ts'
 
 const daysAgo = (n: number) => new Date(Date.now() - n * 86_400_000)
 

@@ -4,10 +4,10 @@
 // 2.8 binary: this checks the part devreg owns, on a config that mixes them:
 // the cache entrypoint and registry-gc find each image's own config.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
-import { REGISTRY2_IMAGE, REGISTRY3_IMAGE } from '../support/images.ts'
-import { layer, pushImage } from '../support/push.ts'
-import { cacheMode, eventually, pull } from '../support/registry.ts'
+import { Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
+import { REGISTRY2_IMAGE, REGISTRY3_IMAGE } from '../kit/images.ts'
+import { layer, pushImage } from '../kit/push.ts'
+import { cacheMode, eventually, pull } from '../kit/registry.ts'
 
 integration('a local registry laid out like registry:2 and a cache laid out like registry:3', () => {
   const fx = new Fixture()

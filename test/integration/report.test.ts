@@ -3,9 +3,9 @@
 // access log for what crossed the "internet".
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import type { CacheReport } from '../../scripts/lib/cache-report.ts'
-import { Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
-import { layer, type PushedImage, pushImage } from '../support/push.ts'
-import { pull, servedBlobBytes, waitStored } from '../support/registry.ts'
+import { Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
+import { layer, type PushedImage, pushImage } from '../kit/push.ts'
+import { pull, servedBlobBytes, waitStored } from '../kit/registry.ts'
 
 integration('dev-registry report', () => {
   const fx = new Fixture()

@@ -4,8 +4,8 @@
 // caught on the right node and host.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { $ } from 'zx'
-import { Fixture, freePort, integration, runScript, standInEnv, testRegistry, waitHttp } from '../support/fixture.ts'
-import { NODE_CONTAINERD2_IMAGE } from '../support/images.ts'
+import { Fixture, freePort, integration, runScript, standInEnv, testRegistry, waitHttp } from '../kit/fixture.ts'
+import { NODE_CONTAINERD2_IMAGE } from '../kit/images.ts'
 
 const K3S_CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
 const q = () => $({ quiet: true })

@@ -3,9 +3,9 @@
 // the caches' storage, not against its own report.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import type { WarmSummary } from '../../scripts/lib/warm.ts'
-import { Fixture, freePort, integration, runScript, testRegistry } from '../support/fixture.ts'
-import { layer, type PushedImage, pushImage, pushIndex } from '../support/push.ts'
-import { servedBlobBytes, storedBlobs } from '../support/registry.ts'
+import { Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
+import { layer, type PushedImage, pushImage, pushIndex } from '../kit/push.ts'
+import { servedBlobBytes, storedBlobs } from '../kit/registry.ts'
 
 const bytes = (image: PushedImage) => image.blobs.reduce((n, b) => n + b.size, 0)
 

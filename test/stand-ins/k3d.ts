@@ -18,7 +18,7 @@ const TOOL = 'k3d'
 const fail: (what: string) => never = (what) => refuse(TOOL, what)
 const log = (msg: string) => process.stderr.write(`INFO[0000] ${msg}\n`)
 const REGISTRIES = '/etc/rancher/k3s/registries.yaml'
-/** The default node image: containerd 2.x, as in current k3s (test/support/images.ts NODE_CONTAINERD2_IMAGE). */
+/** The default node image: containerd 2.x, as in current k3s (test/kit/images.ts NODE_CONTAINERD2_IMAGE). */
 const K3D_NODE_IMAGE = 'devreg-test/node-containerd2:2'
 /** The one k3s argument the stand-in's "k3s" implements. */
 const NO_DEFAULT_ENDPOINT = '--disable-default-registry-endpoint'

@@ -3,7 +3,9 @@
 import { expect, test } from 'bun:test'
 import { parse as parseYaml } from 'yaml'
 import { registryAddress, resolveConfig } from '../../scripts/lib/config.ts'
-import { kindHostsFiles, registryContainer, registryHostingConfigMap } from '../../scripts/lib/render.ts'
+import { kindHostsFiles } from '../../scripts/lib/providers/kind.ts'
+import { registryContainer } from '../../scripts/lib/registry-containers.ts'
+import { registryHostingConfigMap } from '../../scripts/lib/render.ts'
 
 test.each([
   ['127.0.0.1', 'localhost:5001', 'http://127.0.0.1:5001', '127.0.0.1:5001:5000'],

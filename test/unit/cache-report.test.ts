@@ -5,13 +5,13 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   type CacheReport,
-  parseGoDuration,
   parseProxyMetrics,
   parseRegistryLog,
   parseSince,
   renderReport,
   statsFromLog,
 } from '../../scripts/lib/cache-report.ts'
+import { parseDuration } from '../../scripts/lib/duration.ts'
 import { UserError } from '../../scripts/lib/log.ts'
 
 const fixture = readFileSync(join(import.meta.dir, 'fixtures/distribution-2.8-proxy-log.txt'), 'utf8')
@@ -96,7 +96,7 @@ test.each([
   ['2m3s', 123_000],
   ['850µs', 0.85],
   ['1h0m0.5s', 3_600_500],
-])('Go duration %s is %d ms', (text, ms) => expect(parseGoDuration(text)).toBeCloseTo(ms, 6))
+])('Go duration %s is %d ms', (text, ms) => expect(parseDuration(text)).toBeCloseTo(ms, 6))
 
 test('distribution 3 proxy metrics: the blob counters', () => {
   const text = [

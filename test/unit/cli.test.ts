@@ -1,7 +1,7 @@
-// Usage errors, failed commands and how run() reports what a script throws.
+// Usage errors, failed commands and how runMain() reports what a script throws.
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
-import { openScript, parseArgs, report, run } from '../../scripts/lib/cli.ts'
-import { change, changePipe, settings, show, toolMessage } from '../../scripts/lib/exec.ts'
+import { openScript, parseArgs, report, runMain, runnerFor } from '../../scripts/lib/cli.ts'
+import { createRunner, show, toolMessage } from '../../scripts/lib/exec.ts'
 import { CommandError, EXIT, UserError } from '../../scripts/lib/log.ts'
 
 const USAGE = `Usage: demo [options]
@@ -71,31 +71,22 @@ describe('a string flag without its value', () => {
     expect(args['dry-run']).toBe(true)
   })
 
-  test('openScript refuses before applying --dry-run or --verbose or answering --help', () => {
-    const before = { ...settings }
-    try {
-      settings.dryRun = false
-      settings.verbose = false
-      expect(() => openScript(['--config', '--dry-run', '--verbose'], SPEC, USAGE)).toThrow('--config needs a value')
-      expect(() => openScript(['--config', '--help'], SPEC, USAGE)).toThrow('--config needs a value')
-      expect(settings).toEqual({ dryRun: false, verbose: false })
-    } finally {
-      Object.assign(settings, before)
-    }
+  test('openScript refuses before answering --help', () => {
+    expect(() => openScript(['--config', '--dry-run', '--verbose'], SPEC, USAGE)).toThrow('--config needs a value')
+    expect(() => openScript(['--config', '--help'], SPEC, USAGE)).toThrow('--config needs a value')
+  })
+
+  test('the runner a script passes down carries its --dry-run and --verbose', () => {
+    const args = openScript(['--dry-run', '-v'], SPEC, USAGE)
+    expect(args && runnerFor(args)).toMatchObject({ dryRun: true, verbose: true })
+    const plainArgs = openScript([], SPEC, USAGE)
+    expect(plainArgs && runnerFor(plainArgs)).toMatchObject({ dryRun: false, verbose: false })
   })
 })
 
-describe('a failed external command', () => {
-  let saved: typeof settings
-  beforeEach(() => {
-    saved = { ...settings }
-    settings.dryRun = false
-    settings.verbose = false
-  })
-  afterEach(() => {
-    Object.assign(settings, saved)
-  })
+const { change, pipe } = createRunner()
 
+describe('a failed external command', () => {
   async function failure(promise: Promise<unknown>): Promise<CommandError> {
     try {
       await promise
@@ -148,12 +139,12 @@ describe('a failed external command', () => {
     expect(err.message).not.toContain('file content')
   })
 
-  test('changePipe() names the side that failed', async () => {
+  test('pipe() names the side that failed', async () => {
     const from = ['sh', '-c', 'echo left-broke >&2; exit 2']
-    const left = await failure(changePipe(from, ['cat']))
+    const left = await failure(pipe(from, ['cat']))
     expect(left.message).toBe(`${show(from)} failed: left-broke`)
     const to = ['sh', '-c', 'cat >/dev/null; echo right-broke >&2; exit 6']
-    const right = await failure(changePipe(['echo', 'hi'], to))
+    const right = await failure(pipe(['echo', 'hi'], to))
     expect(right.message).toBe(`${show(to)} failed: right-broke`)
   })
 
@@ -165,17 +156,13 @@ describe('a failed external command', () => {
   })
 })
 
-describe('run() and report()', () => {
+describe('runMain() and report()', () => {
   let stderr: string
   let saved: { write: typeof process.stderr.write; error: typeof console.error; exitCode: typeof process.exitCode; argv: string[] }
-  let savedSettings: typeof settings
 
   beforeEach(() => {
     stderr = ''
     saved = { write: process.stderr.write, error: console.error, exitCode: process.exitCode, argv: process.argv }
-    savedSettings = { ...settings }
-    settings.dryRun = false
-    settings.verbose = false
     process.stderr.write = ((chunk: string | Uint8Array) => {
       stderr += String(chunk)
       return true
@@ -190,12 +177,11 @@ describe('run() and report()', () => {
     // Bun keeps a process.exitCode once set; undefined would not reset it.
     process.exitCode = saved.exitCode ?? 0
     process.argv = saved.argv
-    Object.assign(settings, savedSettings)
   })
 
   /** Runs main as a script would and returns [exit code, stderr]. */
-  async function runMain(main: (argv: string[]) => Promise<number>): Promise<[number | string | undefined, string]> {
-    await run(main)
+  async function runScript(main: (argv: string[]) => Promise<number>): Promise<[number | string | undefined, string]> {
+    await runMain(main)
     const code = process.exitCode
     // Bun keeps a process.exitCode once set; undefined would not reset it.
     process.exitCode = saved.exitCode ?? 0
@@ -205,7 +191,7 @@ describe('run() and report()', () => {
   const failing = () => change(BOOM)
 
   test('a failed command is one line and exit 1', async () => {
-    const [code, out] = await runMain(async () => {
+    const [code, out] = await runScript(async () => {
       await failing()
       return 0
     })
@@ -214,7 +200,7 @@ describe('run() and report()', () => {
   })
 
   test('with a fix, the fix follows on the same line', async () => {
-    const [code, out] = await runMain(async () => {
+    const [code, out] = await runScript(async () => {
       throw new CommandError('kind create cluster --name dev', 'node(s) already exist', 'delete it with `dev-down`')
     })
     expect(code).toBe(EXIT.failed)
@@ -222,7 +208,7 @@ describe('run() and report()', () => {
   })
 
   test('context added with { cause } is kept in front', async () => {
-    const [code, out] = await runMain(async () => {
+    const [code, out] = await runScript(async () => {
       try {
         await failing()
       } catch (cause) {
@@ -235,8 +221,8 @@ describe('run() and report()', () => {
   })
 
   test('with --verbose, the stack follows the line', async () => {
-    settings.verbose = true
-    const [code, out] = await runMain(async () => {
+    process.argv = [...saved.argv.slice(0, 2), '--verbose']
+    const [code, out] = await runScript(async () => {
       await failing()
       return 0
     })
@@ -248,7 +234,7 @@ describe('run() and report()', () => {
   })
 
   test('a UserError is its message and its exit code', async () => {
-    const [code, out] = await runMain(async () => {
+    const [code, out] = await runScript(async () => {
       throw new UserError('bad config: fix it', EXIT.usage)
     })
     expect(code).toBe(EXIT.usage)
@@ -256,7 +242,7 @@ describe('run() and report()', () => {
   })
 
   test("anything else is devreg's bug and keeps its stack", async () => {
-    const [code, out] = await runMain(async () => {
+    const [code, out] = await runScript(async () => {
       throw new TypeError('undefined is not a function')
     })
     expect(code).toBe(EXIT.failed)
@@ -271,7 +257,7 @@ describe('run() and report()', () => {
   })
 
   test("main's return value is the exit code", async () => {
-    const [code, out] = await runMain(async () => EXIT.ok)
+    const [code, out] = await runScript(async () => EXIT.ok)
     expect(code).toBe(EXIT.ok)
     expect(out).toBe('')
   })

@@ -5,7 +5,9 @@ import { describe, expect, test } from 'bun:test'
 import { parse as parseToml } from 'smol-toml'
 import { parse as parseYaml } from 'yaml'
 import { resolveConfig } from '../../scripts/lib/config.ts'
-import { k3sArgs, k3sRegistries, kindConfig, kindHostsFiles, registryHostingConfigMap } from '../../scripts/lib/render.ts'
+import { desiredRegistriesYaml, k3sArgs } from '../../scripts/lib/providers/k3d.ts'
+import { kindHostsFiles } from '../../scripts/lib/providers/kind.ts'
+import { kindConfig, registryHostingConfigMap } from '../../scripts/lib/render.ts'
 import { k3sHostsToml } from '../stand-ins/k3s.ts'
 
 const config = resolveConfig({
@@ -92,15 +94,15 @@ describe('hosts.toml files', () => {
 })
 
 describe('k3s registries.yaml', () => {
-  const doc = parseYaml(k3sRegistries(config))
+  const doc = parseYaml(desiredRegistriesYaml(config))
   const plain = resolveConfig({ aliases: ['docker.io/acme'], mirrors: [{ host: 'docker.io' }] })
 
   test('has only mirrors with endpoint lists in the same order; without a hostname alias, no upstream: k3s adds it itself', () => {
-    expect(Object.keys(parseYaml(k3sRegistries(plain)))).toEqual(['mirrors'])
-    expect(parseYaml(k3sRegistries(plain)).mirrors['docker.io']).toEqual({
+    expect(Object.keys(parseYaml(desiredRegistriesYaml(plain)))).toEqual(['mirrors'])
+    expect(parseYaml(desiredRegistriesYaml(plain)).mirrors['docker.io']).toEqual({
       endpoint: ['http://kind-registry:5000', 'http://kind-cache-docker-io:5000'],
     })
-    expect(k3sRegistries(plain)).not.toContain('registry-1.docker.io')
+    expect(desiredRegistriesYaml(plain)).not.toContain('registry-1.docker.io')
     expect(k3sArgs(plain)).toEqual([])
   })
 

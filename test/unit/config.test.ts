@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse } from 'yaml'
-import { configSchema, DEFAULT_CONFIG, loadConfig, mergeConfig, resolveConfig } from '../../scripts/lib/config.ts'
+import { configSchema, DEFAULT_CONFIG, formatKeyPath, loadConfig, mergeConfig, resolveConfig } from '../../scripts/lib/config.ts'
 import { UserError } from '../../scripts/lib/log.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'devreg-config-'))
@@ -30,6 +30,21 @@ describe('defaults', () => {
     ])
     expect(c.registries.every((r) => r.bind === '127.0.0.1')).toBe(true)
     expect(c.network).toBe('kind')
+  })
+
+  test('each registry says where in the config it comes from, as a key path and as messages write it', () => {
+    const c = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io' }] })
+    expect(c.registries.map((r) => [r.keyPath, r.path])).toEqual([
+      [['registry'], 'registry'],
+      [['mirrors', 0], 'mirrors[0]'],
+      [['mirrors', 1], 'mirrors[1]'],
+    ])
+    expect(formatKeyPath([...c.registries[2].keyPath, 'port'])).toBe('mirrors[1].port')
+  })
+
+  test('cluster.waitTimeout takes any duration kubectl --timeout takes', () => {
+    for (const t of ['300s', '5m', '1h', '1m30s', '1.5m', '500ms'])
+      expect(resolveConfig({ cluster: { waitTimeout: t } }).cluster.waitTimeout).toBe(t)
   })
 
   test('k3d clusters default to the k3d-<name> network', () => {
@@ -88,6 +103,8 @@ const MALFORMED: [string, string, string | RegExp][] = [
   ['workers not a number', 'cluster: {workers: two}\n', 'cluster.workers'],
   ['too many workers', 'cluster: {workers: 50}\n', 'cluster.workers: must be a whole number from 0 to 20'],
   ['bad wait timeout', 'cluster: {waitTimeout: soon}\n', 'cluster.waitTimeout: "soon" is not a duration'],
+  ['wait timeout in days (kubectl takes Go units only)', 'cluster: {waitTimeout: 1d}\n', 'cluster.waitTimeout: "1d" is not a duration'],
+  ['wait timeout as a number', 'cluster: {waitTimeout: 300}\n', 'cluster.waitTimeout: must be a string (a duration'],
   ['cluster name with shell metacharacters', 'cluster: {name: "dev;rm -rf /"}\n', 'cluster.name'],
   ['container name with a dot', 'registry: {name: registry.local}\n', 'no dots, which could leak to public DNS'],
   ['container name with TOML metacharacters', 'registry: {name: "reg\\"]"}\n', 'registry.name'],

@@ -3,7 +3,7 @@
 import { expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { criConfigPath } from '../../scripts/lib/cluster.ts'
+import { criConfigPath } from '../../scripts/lib/nodes.ts'
 
 const dump = (version: string) => readFileSync(join(import.meta.dir, `fixtures/containerd-${version}-config-dump.toml`), 'utf8')
 

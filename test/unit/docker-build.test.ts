@@ -2,15 +2,10 @@
 // this script's options told apart from docker's, --add-host per configured
 // host, and arguments with spaces and quotes passed on exactly.
 import { describe, expect, test } from 'bun:test'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { stringify } from 'yaml'
 import { $ } from 'zx'
 import { buildCommand, loopbackWarnings, parseBuildFlags, splitArgs } from '../../scripts/docker-build.ts'
 import { resolveConfig } from '../../scripts/lib/config.ts'
 import { show } from '../../scripts/lib/exec.ts'
-import { runScript } from '../support/fixture.ts'
 
 // Excerpts of `docker build --help`: the legacy builder (Docker 20.10-28) and BuildKit's buildx.
 const LEGACY_HELP = `Usage:  docker build [OPTIONS] PATH | URL | -
@@ -137,18 +132,4 @@ test('a host on 127.0.0.1 reached through host-gateway is warned about, naming t
   expect(warning).toStartWith('registry.dev.local is 127.0.0.1 on this machine, but host-gateway in builds')
   expect(warning).toContain('kind-registry on 127.0.0.1:5001')
   expect(loopbackWarnings(resolveConfig({ hosts: [{ name: 'a.local', address: '127.0.0.1', buildAddress: '172.17.0.1' }] }))).toEqual([])
-})
-
-describe('docker-build --dry-run', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'devreg-build-'))
-  const file = join(dir, 'devreg.yaml')
-  writeFileSync(file, stringify({ hosts: [{ name: 'api.dev.local', address: '10.0.0.5', buildAddress: '10.0.0.5' }] }))
-
-  test('prints the quoted command and runs nothing, under bun and tsx alike', async () => {
-    const args = ['--config', file, '--dry-run', '--build-arg', 'GREETING=hello world', '-t', 'app:dev', '.']
-    const [bun, tsx] = await Promise.all([runScript('docker-build', args), runScript('docker-build', args, { runtime: 'tsx' })])
-    expect(bun.code).toBe(0)
-    expect(bun.stdout).toBe("docker build --add-host api.dev.local:10.0.0.5 --build-arg $'GREETING=hello world' -t app:dev .\n")
-    expect(tsx.stdout).toBe(bun.stdout)
-  })
 })

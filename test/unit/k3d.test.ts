@@ -2,15 +2,12 @@
 // (its yaml.v2 re-serialisation of --registry-config) and how devreg reads that
 // back as data, and the drift only --recreate can fix.
 import { describe, expect, test } from 'bun:test'
-import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { parse as parseYaml } from 'yaml'
-import { $ } from 'zx'
-import { type Cluster, clusterDrift, k3dNodeFlags } from '../../scripts/lib/cluster.ts'
 import { resolveConfig } from '../../scripts/lib/config.ts'
-import { k3sRegistries, k3sRegistriesData } from '../../scripts/lib/render.ts'
+import { desiredRegistriesYaml, k3dNodeFlags, k3sRegistriesData } from '../../scripts/lib/providers/k3d.ts'
+import { type Cluster, clusterDrift } from '../../scripts/lib/providers/provider.ts'
 import { k3dRegistriesYaml, yamlV2Less } from '../stand-ins/k3d-registries.ts'
-import { ROOT } from '../support/fixture.ts'
 
 const k3d = (extra: Record<string, unknown> = {}) =>
   resolveConfig({ cluster: { provider: 'k3d', name: 'dev' }, mirrors: [{ host: 'docker.io' }], ...extra })
@@ -19,7 +16,7 @@ const mirrorsOf = (yaml: string) =>
 
 describe('what k3d writes into the nodes for --registry-config', () => {
   test('every field of wharfie’s Registry in struct order, hosts in yaml.v2’s order, lists not indented, empty maps as {}', () => {
-    expect(k3dRegistriesYaml(mirrorsOf(k3sRegistries(k3d())))).toBe(
+    expect(k3dRegistriesYaml(mirrorsOf(desiredRegistriesYaml(k3d())))).toBe(
       [
         'mirrors:',
         '  docker.io:',
@@ -64,7 +61,7 @@ describe('what k3d writes into the nodes for --registry-config', () => {
 
 describe('registries.yaml read as data', () => {
   const config = k3d({ aliases: ['registry.dev.local'] })
-  const devreg = k3sRegistries(config)
+  const devreg = desiredRegistriesYaml(config)
 
   test('k3d’s re-serialisation of devreg’s file is the same data', () => {
     const node = k3dRegistriesYaml(mirrorsOf(devreg))
@@ -130,28 +127,5 @@ describe('drift only --recreate fixes', () => {
       'node k3d-dev-server-0 runs k3s with --disable-default-registry-endpoint, which only a hostname alias needs (the config has none)',
     ])
     expect(clusterDrift(strict, cluster(undefined))).toEqual([])
-  })
-})
-
-describe('the k3d stand-in refuses', () => {
-  const run = async (args: string[]) => {
-    const p = await $({
-      quiet: true,
-      nothrow: true,
-      env: { ...process.env, DOCKER_HOST: 'unix:///nonexistent.sock' },
-    })`${join(ROOT, 'test/stand-ins/bin/k3d')} ${args}`
-    return { code: p.exitCode, stderr: p.stderr }
-  }
-  test.each([
-    [['--k3s-arg', '--disable=traefik@server:*'], 'implements only --k3s-arg --disable-default-registry-endpoint'],
-    [['--k3s-arg', '--disable-default-registry-endpoint'], "lacks a node filter, but there's more than one node"],
-    [['--k3s-arg', '--disable-default-registry-endpoint@server:0@x'], "only one '@' for node filter allowed"],
-    [['--k3s-arg', '--disable-default-registry-endpoint@server'], "unknown subset in 'server'"],
-    [['--env', 'NO_PROXY@server:*'], 'takes KEY=VALUE'],
-    [['--env', 'A=b@agent:0'], 'Index out of range'],
-  ])('cluster create x %p', async (flags, message) => {
-    const r = await run(['cluster', 'create', 'x', ...flags])
-    expect(r.code).toBe(1)
-    expect(r.stderr).toContain(message)
   })
 })

@@ -1,25 +1,23 @@
 // The per-config lock on temp directories: taking it, waiting for a live
-// holder, taking over a dead one (also when several runs race for it), and
-// releasing it on return, on a throw and on SIGTERM.
+// holder, taking over a dead one, and releasing it on return and on a throw
+// (between processes, and on SIGTERM: test/cli/lock.test.ts).
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { resolveConfig } from '../../scripts/lib/config.ts'
-import { settings } from '../../scripts/lib/exec.ts'
 import { type Holder, lockDir, lockNames, takeOver, withLock } from '../../scripts/lib/lock.ts'
 
-const LOCK_TS = join(import.meta.dir, '../../scripts/lib/lock.ts')
-const CONFIG_TS = join(import.meta.dir, '../../scripts/lib/config.ts')
 const config = resolveConfig({ cluster: { name: 'unit' }, mirrors: [{ host: 'docker.io', upstream: 'https://registry-1.docker.io' }] })
 const LOCAL = 'registry-kind-registry.lock'
 
+/** A run that changes things (not --dry-run): it takes locks. */
+const live = { dryRun: false }
 let dir: string
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'devreg-lock-'))
 })
 afterEach(() => {
-  settings.dryRun = false
   rmSync(dir, { recursive: true, force: true })
 })
 
@@ -53,6 +51,7 @@ describe('lock names and place', () => {
 describe('withLock', () => {
   test('holds a file per name recording who and since when while fn runs, and removes them after', async () => {
     const during = await withLock(
+      live,
       config,
       'dev-registry up',
       async () => {
@@ -75,6 +74,7 @@ describe('withLock', () => {
       const lines: string[] = []
       let ran = false
       const done = withLock(
+        live,
         config,
         'dev-registry up',
         async () => {
@@ -105,7 +105,7 @@ describe('withLock', () => {
     const pid = await deadPid()
     writeFileSync(join(dir, LOCAL), holderText(pid))
     const lines: string[] = []
-    const holder = await withLock(config, 'dev-up', async () => JSON.parse(readFileSync(join(dir, LOCAL), 'utf8')) as Holder, {
+    const holder = await withLock(live, config, 'dev-up', async () => JSON.parse(readFileSync(join(dir, LOCAL), 'utf8')) as Holder, {
       dir,
       say: (l) => lines.push(l),
     })
@@ -117,12 +117,13 @@ describe('withLock', () => {
   test('a file that is no devreg lock is replaced', async () => {
     writeFileSync(join(dir, LOCAL), 'not json')
     const lines: string[] = []
-    await withLock(config, 'dev-up', async () => {}, { dir, say: (l) => lines.push(l) })
+    await withLock(live, config, 'dev-up', async () => {}, { dir, say: (l) => lines.push(l) })
     expect(lines).toEqual([`${join(dir, LOCAL)} is not a devreg lock: replacing it`])
   })
 
   test('is released when fn throws, and the error goes on', async () => {
     const boom = withLock(
+      live,
       config,
       'dev-up',
       async () => {
@@ -137,18 +138,23 @@ describe('withLock', () => {
 
   test('a nested call in the same process does not wait for itself', async () => {
     const lines: string[] = []
-    const inner = await withLock(config, 'dev-up', () => withLock(config, 'dev-registry up', async () => 'inner', { dir, pollMs: 10 }), {
-      dir,
-      say: (l) => lines.push(l),
-    })
+    const inner = await withLock(
+      live,
+      config,
+      'dev-up',
+      () => withLock(live, config, 'dev-registry up', async () => 'inner', { dir, pollMs: 10 }),
+      {
+        dir,
+        say: (l) => lines.push(l),
+      },
+    )
     expect(inner).toBe('inner')
     expect(lines).toEqual([])
     expect(files()).toEqual([])
   })
 
   test('under --dry-run no lock is taken', async () => {
-    settings.dryRun = true
-    expect(await withLock(config, 'dev-up', async () => files(), { dir })).toEqual([])
+    expect(await withLock({ dryRun: true }, config, 'dev-up', async () => files(), { dir })).toEqual([])
   })
 })
 
@@ -185,57 +191,5 @@ describe('taking over a dead holder', () => {
     expect(files()).toEqual([LOCAL])
     expect(takeOver(join(dir, LOCAL), stale)).toBe(true)
     expect(files()).toEqual([])
-  })
-})
-
-/** A script that takes the lock in its own process; `body` runs while it is held. */
-function contender(body: string): string {
-  const path = join(dir, `contender-${Math.random().toString(16).slice(2)}.ts`)
-  writeFileSync(
-    path,
-    `import { appendFileSync } from 'node:fs'
-import { resolveConfig } from ${JSON.stringify(CONFIG_TS)}
-import { withLock } from ${JSON.stringify(LOCK_TS)}
-const config = resolveConfig(${JSON.stringify({ cluster: { name: 'unit' }, mirrors: [] })})
-const dir = ${JSON.stringify(join(dir, 'locks'))}
-const log = ${JSON.stringify(join(dir, 'log'))}
-await withLock(config, 'contender', async () => { ${body} }, { dir, pollMs: 5, say: () => {} })
-`,
-  )
-  return path
-}
-
-describe('between processes', () => {
-  test('six runs racing for a dead holder’s lock take it one at a time', async () => {
-    const locks = join(dir, 'locks')
-    Bun.spawnSync(['mkdir', '-m', '700', locks])
-    // The first name in lock order, so every run meets the dead holder at once.
-    writeFileSync(join(locks, 'cluster-kind-unit.lock'), holderText(await deadPid()))
-    const script = contender(`appendFileSync(log, 'in ' + process.pid + '\\n')
-  await new Promise((r) => setTimeout(r, 50))
-  appendFileSync(log, 'out ' + process.pid + '\\n')`)
-    const runs = Array.from({ length: 6 }, () => Bun.spawn([process.execPath, script], { stderr: 'pipe' }))
-    const codes = await Promise.all(runs.map((p) => p.exited))
-    expect(codes).toEqual([0, 0, 0, 0, 0, 0])
-    const events = readFileSync(join(dir, 'log'), 'utf8').trim().split('\n')
-    expect(events.length).toBe(12)
-    for (let i = 0; i < events.length; i += 2) {
-      const [, pid] = events[i].split(' ')
-      expect([events[i], events[i + 1]]).toEqual([`in ${pid}`, `out ${pid}`])
-    }
-    expect(readdirSync(locks)).toEqual([])
-  })
-
-  test('SIGTERM releases the lock and still ends the process by that signal', async () => {
-    const script = contender(`appendFileSync(log, 'held\\n')
-  await new Promise((r) => setTimeout(r, 60_000))`)
-    const p = Bun.spawn([process.execPath, script])
-    const deadline = Date.now() + 10_000
-    while (!readdirSync(dir).includes('log') && Date.now() < deadline) await sleep(20)
-    expect(readdirSync(join(dir, 'locks')).length).toBe(3)
-    p.kill('SIGTERM')
-    await p.exited
-    expect(p.signalCode).toBe('SIGTERM')
-    expect(readdirSync(join(dir, 'locks'))).toEqual([])
   })
 })

@@ -2,6 +2,7 @@
 // and fix for what was observed, and the report.
 import { describe, expect, test } from 'bun:test'
 import { resolveConfig } from '../../scripts/lib/config.ts'
+import type { V2Answer } from '../../scripts/lib/distribution.ts'
 import type { Lookup } from '../../scripts/lib/dns.ts'
 import { parseResolved } from '../../scripts/lib/dns.ts'
 import {
@@ -14,8 +15,7 @@ import {
   renderReport,
   selectTargets,
 } from '../../scripts/lib/preflight.ts'
-import type { V2Answer } from '../../scripts/lib/registry.ts'
-import { k3sRegistries } from '../../scripts/lib/render.ts'
+import { desiredRegistriesYaml } from '../../scripts/lib/providers/k3d.ts'
 
 const config = resolveConfig({
   mirrors: [{ host: 'docker.io' }],
@@ -183,7 +183,7 @@ describe('evaluate', () => {
     const desired = desiredMirrors(k3d)
     expect([...desired.keys()]).toEqual(['localhost:5001', 'kind-registry:5000', 'docker.io'])
     expect(desired.get('docker.io')).toBe(JSON.stringify({ endpoint: ['http://kind-cache-docker-io:5000'] }))
-    expect(k3sRegistries(k3d)).toContain('docker.io')
+    expect(desiredRegistriesYaml(k3d)).toContain('docker.io')
     const checks = evaluate(k3d, selectTargets(k3d, []), observed({ nodes: [node({ mirrors: null, readsCertsD: null })] }))
     const mirrors = checks.filter((c) => c.check === 'mirror')
     expect(mirrors.map((c) => [c.subject, c.status, c.detail])).toEqual([

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import { resolveConfig } from '../../scripts/lib/config.ts'
-import { CACHE_ENTRYPOINT, registryContainer } from '../../scripts/lib/render.ts'
+import { CACHE_ENTRYPOINT, registryContainer } from '../../scripts/lib/registry-containers.ts'
 
 const config = resolveConfig({
   mirrors: [{ host: 'docker.io', credentials: { usernameEnv: 'HUB_USER', passwordEnv: 'HUB_TOKEN' } }, { host: 'ghcr.io' }],

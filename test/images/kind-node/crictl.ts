@@ -1,7 +1,7 @@
 // A crictl for test nodes (crictl is not in Debian): `crictl pull REF` through
 // CRI runtime.v1.ImageService/PullImage, the call the kubelet makes, and
 // `crictl --version`; everything else is refused loudly. Compiled with
-// `bun build --compile` into one executable (test/support/crictl.ts) and put
+// `bun build --compile` into one executable (test/kit/crictl.ts) and put
 // at /usr/local/bin/crictl in the rig's kind nodes and /bin/crictl in the k3d
 // stand-in's nodes, where real kind and k3s nodes have cri-tools' crictl.
 //

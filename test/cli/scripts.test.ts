@@ -4,7 +4,7 @@ import { describe, expect, test } from 'bun:test'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ROOT, runScript } from '../support/fixture.ts'
+import { ROOT, runScript } from '../kit/scripts.ts'
 
 // No daemon behind this socket: dry-run plans as if nothing existed yet.
 const noDocker = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' }
@@ -13,15 +13,13 @@ const scripts = readdirSync(join(ROOT, 'scripts'))
   .map((f) => f.replace(/\.ts$/, ''))
 
 describe('every script', () => {
-  for (const runtime of ['bun', 'tsx'] as const) {
-    test.each(scripts)(`%s --help under ${runtime}`, async (name) => {
-      const r = await runScript(name, ['--help'], { runtime, env: noDocker })
-      expect(r.code).toBe(0)
-      expect(r.stdout).toStartWith(`Usage: ${name}`)
-      expect(r.stdout).toContain('Options:')
-      expect(r.stdout).toContain('Examples:')
-    })
-  }
+  test.each(scripts)('%s --help', async (name) => {
+    const r = await runScript(name, ['--help'], { env: noDocker })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toStartWith(`Usage: ${name}`)
+    expect(r.stdout).toContain('Options:')
+    expect(r.stdout).toContain('Examples:')
+  })
 
   test.each(scripts)('%s refuses an unknown flag with exit 2', async (name) => {
     const r = await runScript(name, ['--no-such-flag'], { env: noDocker })
@@ -45,15 +43,6 @@ describe('dev-registry', () => {
     expect(runs[1]).toContain('--publish 127.0.0.1:5101:5000')
     expect(runs[1]).toContain('REGISTRY_PROXY_REMOTEURL=https://registry-1.docker.io')
     expect(r.stdout).toContain('docker volume create --label devreg.managed=true kind-cache-docker-io-data')
-  })
-
-  test('the same under tsx', async () => {
-    const [bun, tsx] = await Promise.all([
-      runScript('dev-registry', ['--dry-run'], { env: noDocker }),
-      runScript('dev-registry', ['--dry-run'], { env: noDocker, runtime: 'tsx' }),
-    ])
-    expect(tsx.code).toBe(0)
-    expect(tsx.stdout).toBe(bun.stdout)
   })
 
   test('an unknown command is a usage error', async () => {

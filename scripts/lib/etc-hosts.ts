@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { quote } from 'zx'
 import { PUBLIC_REGISTRIES } from './config.ts'
-import { change, show } from './exec.ts'
-import { isLocalAddress } from './host.ts'
+import { type Runner, show } from './exec.ts'
+import { isLocalAddress } from './local-addresses.ts'
 import { EXIT, UserError } from './log.ts'
 
 export const HOSTS_FILE = '/etc/hosts'
@@ -154,7 +154,7 @@ export async function readHostsFile(path: string): Promise<string> {
  * elevated, with `sudo tee`, which may ask for a password on a terminal and
  * never without one; when it cannot run, the command to run is printed.
  */
-export async function writeHostsFile(path: string, content: string): Promise<void> {
+export async function writeHostsFile(run: Runner, path: string, content: string): Promise<void> {
   const writable = await access(path, constants.W_OK).then(
     () => true,
     () => false,
@@ -165,7 +165,7 @@ export async function writeHostsFile(path: string, content: string): Promise<voi
   }
   const tee = ['sudo', 'tee', path]
   try {
-    await change(process.stdin.isTTY ? tee : ['sudo', '--non-interactive', 'tee', path], { input: content })
+    await run.change(process.stdin.isTTY ? tee : ['sudo', '--non-interactive', 'tee', path], { input: content })
   } catch (err) {
     const staged = join(await mkdtemp(join(tmpdir(), 'devreg-hosts-')), 'hosts')
     await writeFile(staged, content, { mode: 0o644 })

@@ -19,7 +19,7 @@ import {
   planHostMirrors,
   removeMirror,
   support,
-} from '../../scripts/lib/host-engine.ts'
+} from '../../scripts/lib/host-mirrors.ts'
 
 const sample = (name: string) => {
   const s = JSON.parse(readFileSync(join(import.meta.dir, 'fixtures/docker-info', `${name}.json`), 'utf8'))

@@ -5,7 +5,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, utimesS
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { ROOT } from '../support/fixture.ts'
+import { ROOT } from '../kit/scripts.ts'
 
 let project: string
 const calls = () => (existsSync(join(project, 'calls')) ? readFileSync(join(project, 'calls'), 'utf8').trim().split('\n') : [])
@@ -106,14 +106,6 @@ describe('postcreate', () => {
 
 describe('devcontainer.json', () => {
   const doc = JSON.parse(readFileSync(join(ROOT, '.devcontainer/devcontainer.json'), 'utf8'))
-  const features = Object.keys(doc.features)
-
-  test("runs its own Docker (the host's loopback ports and kind's kubeconfig are out of reach from a devcontainer), with Node and just", () => {
-    expect(features.some((f) => f.includes('/docker-in-docker:'))).toBe(true)
-    expect(features.some((f) => f.includes('docker-outside-of-docker'))).toBe(false)
-    expect(features.some((f) => f.includes('/node:'))).toBe(true)
-    expect(features.some((f) => f.includes('/just:'))).toBe(true)
-  })
 
   test('its postCreateCommand is the just recipe that runs postcreate.sh', async () => {
     expect(doc.postCreateCommand).toBe('just postcreate')

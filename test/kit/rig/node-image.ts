@@ -7,11 +7,11 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { compileCrictl, crictlDigest } from '../support/crictl.ts'
+import { compileCrictl, crictlDigest } from '../crictl.ts'
 import { rigDocker } from './engine.ts'
 import { PACKAGES, packageTree, RIG_CACHE } from './packages.ts'
 
-const CONTEXT = join(import.meta.dir, '../images/kind-node')
+const CONTEXT = join(import.meta.dir, '../../images/kind-node')
 
 /** What a kind node needs from Debian besides containerd; curl because kindest/node has it and preflight uses it. */
 const ROOT_PACKAGES = [

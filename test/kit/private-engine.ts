@@ -1,17 +1,17 @@
-// A Docker engine of one test's own: sid's dockerd 28 (test/rig/packages.ts)
+// A Docker engine of one test's own: sid's dockerd 28 (test/kit/rig/packages.ts)
 // in a network namespace of its own (never the host's: a second dockerd there
 // can delete docker0) and a mount namespace of its own, where a temp dir is
 // bind-mounted over /etc/docker. So the engine reads daemon.json and
 // /etc/docker/certs.d from that dir, the machine's files are never touched,
 // and a test writes the engine's config as plain files from the host.
-// Not the rig's engine (test/rig/engine.ts): its own name, socket, namespace
+// Not the rig's engine (test/kit/rig/engine.ts): its own name, socket, namespace
 // and data root, removed by stop() whatever happened.
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { hostTools } from '../rig/packages.ts'
+import { hostTools } from './rig/packages.ts'
 
 export interface PrivateEngine {
   name: string

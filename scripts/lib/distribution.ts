@@ -41,36 +41,6 @@ export const INDEX_TYPES = ['application/vnd.oci.image.index.v1+json', 'applicat
 export const IMAGE_TYPES = ['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json']
 const ACCEPT = [...INDEX_TYPES, ...IMAGE_TYPES].join(', ')
 
-/** An image reference in the form nodes pull it: docker.io/library/redis:7-alpine. */
-export interface ImageReference {
-  /** The registry host as containerd names it: docker.io, ghcr.io, localhost:5001. */
-  host: string
-  repository: string
-  /** The tag, or the digest when the reference names one. */
-  reference: string
-}
-
-/**
- * Normalizes a reference the way docker and containerd do: no registry host
- * means docker.io, and a one-part docker.io name lives under library/.
- */
-export function parseReference(ref: string): ImageReference {
-  const at = ref.indexOf('@')
-  const nameTag = at >= 0 ? ref.slice(0, at) : ref
-  const digest = at >= 0 ? ref.slice(at + 1) : null
-  const slash = nameTag.indexOf('/')
-  const first = slash >= 0 ? nameTag.slice(0, slash) : ''
-  const hasHost = slash >= 0 && (first.includes('.') || first.includes(':') || first === 'localhost')
-  let host = hasHost ? first : 'docker.io'
-  let rest = hasHost ? nameTag.slice(slash + 1) : nameTag
-  if (host === 'index.docker.io' || host === 'registry-1.docker.io') host = 'docker.io'
-  const colon = rest.lastIndexOf(':')
-  const tag = colon >= 0 ? rest.slice(colon + 1) : 'latest'
-  if (colon >= 0) rest = rest.slice(0, colon)
-  if (host === 'docker.io' && !rest.includes('/')) rest = `library/${rest}`
-  return { host, repository: rest, reference: digest ?? tag }
-}
-
 export interface Descriptor {
   mediaType?: string
   digest: string
@@ -172,17 +142,3 @@ async function paginate<T>(base: string, first: string, key: string): Promise<T[
 
 export const listRepositories = (base: string) => paginate<string>(base, '/v2/_catalog?n=1000', 'repositories')
 export const listTags = (base: string, repository: string) => paginate<string>(base, `/v2/${repository}/tags/list?n=1000`, 'tags')
-
-/** Runs fn over items with at most `limit` in flight; results in input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length)
-  let next = 0
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++
-      results[i] = await fn(items[i], i)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
-  return results
-}

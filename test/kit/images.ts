@@ -3,15 +3,15 @@
 // docker-registry 2.8 (the same distribution code; no v3 binary can be had
 // offline), each laid out like its official image, and small sample images of
 // random data.
-// Run: bun test/support/images.ts   (just test does it first)
+// Run: bun test/kit/images.ts   (just test does it first)
 import { randomBytes } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { $ } from 'zx'
-import { packageTree } from '../rig/packages.ts'
 import { compileCrictl } from './crictl.ts'
+import { packageTree } from './rig/packages.ts'
 
 /** Laid out like the official registry:2: /etc/docker/registry/config.yml, info logging. */
 export const REGISTRY2_IMAGE = 'devreg-test/registry:2'

@@ -22,11 +22,12 @@ import { dirname, join } from 'node:path'
 import { confirm } from './cli.ts'
 import type { Config, Registry } from './config.ts'
 import * as docker from './docker.ts'
-import { change, probe, settings } from './exec.ts'
-import { isLoopback } from './host.ts'
-import { unifiedDiff, writeHostsFile } from './hosts-file.ts'
+import { unifiedDiff, writeHostsFile } from './etc-hosts.ts'
+import type { Runner } from './exec.ts'
+import { isLoopback } from './local-addresses.ts'
 import { EXIT, log, UserError } from './log.ts'
-import { hostsToml, type Route, registryRoutes } from './render.ts'
+import { hostsToml } from './render.ts'
+import { type Route, registryRoutes } from './routes.ts'
 
 export const DAEMON_JSON = '/etc/docker/daemon.json'
 export const DOCKER_CERTS_D = '/etc/docker/certs.d'
@@ -77,10 +78,10 @@ export function engineFacts(info: DockerInfo, version: DockerVersion | null = nu
 }
 
 /** Asks the engine DOCKER_HOST points at; null when it does not answer. */
-export async function probeEngine(): Promise<Engine | null> {
+export async function probeEngine(run: Runner): Promise<Engine | null> {
   const [info, version] = await Promise.all([
-    probe(['docker', 'info', '--format', '{{json .}}']),
-    probe(['docker', 'version', '--format', '{{json .}}']),
+    run.probe(['docker', 'info', '--format', '{{json .}}']),
+    run.probe(['docker', 'version', '--format', '{{json .}}']),
   ])
   if (!info.ok) return null
   return engineFacts(JSON.parse(info.stdout) as DockerInfo, version.ok ? (JSON.parse(version.stdout) as DockerVersion) : null)
@@ -141,7 +142,7 @@ export function isCacheMirror(mirror: string, cache: Registry): boolean {
 
 /**
  * The hosts.toml of every cached host as the host engine reads it: host →
- * content. It is the route nodes get (render.ts) with every devreg registry
+ * content. It is the route nodes get (routes.ts) with every devreg registry
  * at its loopback address instead of its name on the cluster network: the
  * cache, any remotes and a non-default upstream, then the upstream as server.
  */
@@ -325,57 +326,67 @@ export interface Observed {
   hostsFiles: Map<string, string | null>
 }
 
-/** What host-mirrors (or --undo) changes, from the config, the engine and the files: pure. */
-export function planHostMirrors(
-  config: Config,
-  engine: Engine,
-  seen: Observed,
-  paths: { daemonJson: string; certsD: string },
-  undo: boolean,
-): Plan {
-  const plan: Plan = { changes: [], skipped: [], notes: [] }
-  const caches = config.registries.filter((r) => r.role === 'cache')
-  const hub = caches.find((r) => r.host === 'docker.io')
-  const can = support(engine)
-  const hostsTomlPath = (host: string) => join(paths.certsD, host, 'hosts.toml')
+type Support = ReturnType<typeof support>
+type EnginePaths = { daemonJson: string; certsD: string }
 
+/** What host-mirrors (or --undo) changes, from the config, the engine and the files: pure. */
+export function planHostMirrors(config: Config, engine: Engine, seen: Observed, paths: EnginePaths, undo: boolean): Plan {
+  const plan: Plan = { changes: [], skipped: [], notes: [] }
+  const hub = config.registries.filter((r) => r.role === 'cache').find((r) => r.host === 'docker.io')
+  const can = support(engine)
   // 1. daemon.json: registry-mirrors for docker.io.
+  if (undo) planDaemonJsonUndo(plan, hub, seen, paths.daemonJson)
+  else planDaemonJson(plan, hub, can, seen, paths.daemonJson)
+  // 2. hosts.toml for every cached host, where the engine reads them; stale ones of devreg's go.
+  planHostsTomls(plan, config, can, seen, paths.certsD, undo)
+  return plan
+}
+
+/** Puts daemon.json back as it was: from the backup when devreg's edit is all that changed since, else by taking the mirror out. */
+function planDaemonJsonUndo(plan: Plan, hub: Registry | undefined, seen: Observed, daemonJson: string): void {
   const url = hub ? loopbackUrl(hub) : null
-  const backupPath = `${paths.daemonJson}${BACKUP_SUFFIX}`
+  const backupPath = `${daemonJson}${BACKUP_SUFFIX}`
   const current = seen.daemonJson
-  if (undo) {
-    if (url && current !== null && daemonJsonMirrors(current, paths.daemonJson).includes(url)) {
-      let after: string | null | undefined
-      if (seen.backup !== null) after = addMirror(seen.backup, url, paths.daemonJson) === current ? seen.backup : removeMirror(current, url)
-      else if (current === addMirror('', url)) after = null
-      else plan.notes.push(`${paths.daemonJson} lists ${url}, but not as devreg added it (no ${backupPath}): left alone`)
-      if (after !== undefined) plan.changes.push({ path: paths.daemonJson, before: current, after, what: 'daemon.json' })
-    }
-    if (seen.backup !== null) plan.changes.push({ path: backupPath, before: seen.backup, after: null, what: 'backup' })
-  } else if (hub && can.daemonJson) {
-    // Said once, with the other hosts, below.
-  } else if (hub && !url)
+  if (url && current !== null && daemonJsonMirrors(current, daemonJson).includes(url)) {
+    let after: string | null | undefined
+    if (seen.backup !== null) after = addMirror(seen.backup, url, daemonJson) === current ? seen.backup : removeMirror(current, url)
+    else if (current === addMirror('', url)) after = null
+    else plan.notes.push(`${daemonJson} lists ${url}, but not as devreg added it (no ${backupPath}): left alone`)
+    if (after !== undefined) plan.changes.push({ path: daemonJson, before: current, after, what: 'daemon.json' })
+  }
+  if (seen.backup !== null) plan.changes.push({ path: backupPath, before: seen.backup, after: null, what: 'backup' })
+}
+
+/** Adds docker.io's cache to registry-mirrors, keeping a backup of the file as it was. */
+function planDaemonJson(plan: Plan, hub: Registry | undefined, can: Support, seen: Observed, daemonJson: string): void {
+  // can.daemonJson is said once, with the other hosts, by planHostsTomls.
+  if (!hub || can.daemonJson) return
+  const url = loopbackUrl(hub)
+  const current = seen.daemonJson
+  if (!url)
     plan.skipped.push({
       hosts: ['docker.io'],
       why: `${hub.name} listens on ${hub.bind}, not on loopback: registry-mirrors would also need "insecure-registries": ["${hub.bind}:${hub.port}"]; add both yourself`,
     })
-  else if (hub && url) {
-    if (daemonJsonMirrors(current, paths.daemonJson).some((m) => isCacheMirror(m, hub)))
-      plan.notes.push(`${paths.daemonJson} already lists ${url} in registry-mirrors`)
-    else {
-      if (current !== null) plan.changes.push({ path: backupPath, before: seen.backup, after: current, what: 'backup' })
-      plan.changes.push({
-        path: paths.daemonJson,
-        before: current,
-        after: addMirror(current ?? '', url, paths.daemonJson),
-        what: 'daemon.json',
-      })
-    }
+  else if (daemonJsonMirrors(current, daemonJson).some((m) => isCacheMirror(m, hub)))
+    plan.notes.push(`${daemonJson} already lists ${url} in registry-mirrors`)
+  else {
+    if (current !== null) plan.changes.push({ path: `${daemonJson}${BACKUP_SUFFIX}`, before: seen.backup, after: current, what: 'backup' })
+    plan.changes.push({
+      path: daemonJson,
+      before: current,
+      after: addMirror(current ?? '', url, daemonJson),
+      what: 'daemon.json',
+    })
   }
+}
 
-  // 2. hosts.toml for every cached host, where the engine reads them; stale ones of devreg's go.
+/** Writes the hosts.toml devreg wants, leaves files that are not devreg's alone, and removes devreg's that are no longer wanted. */
+function planHostsTomls(plan: Plan, config: Config, can: Support, seen: Observed, certsD: string, undo: boolean): void {
+  const hostsTomlPath = (host: string) => join(certsD, host, 'hosts.toml')
   const wanted = undo || can.hostsToml ? new Map<string, string>() : hostMirrorFiles(config)
   if (!undo && can.hostsToml) {
+    const caches = config.registries.filter((r) => r.role === 'cache')
     const hosts = caches.map((c) => c.host as string).filter((h) => h !== 'docker.io' || can.daemonJson)
     if (hosts.length) plan.skipped.push({ hosts, why: can.hostsToml })
   }
@@ -391,13 +402,12 @@ export function planHostMirrors(
   for (const [host, before] of seen.hostsFiles)
     if (before !== null && isHostMirrorFile(before) && !wanted.has(host))
       plan.changes.push({ path: hostsTomlPath(host), before, after: null, what: 'hosts.toml' })
-  return plan
 }
 
 const readOrNull = (path: string) => readFile(path, 'utf8').catch(() => null)
 
 /** Reads daemon.json, its backup, and the hosts.toml of every directory in certs.d and of every cached host. */
-export async function observeFiles(config: Config, paths: { daemonJson: string; certsD: string }): Promise<Observed> {
+export async function observeFiles(config: Config, paths: EnginePaths): Promise<Observed> {
   const dirs = await readdir(paths.certsD).catch(() => [] as string[])
   const hosts = [...new Set([...dirs, ...config.registries.filter((r) => r.role === 'cache').map((r) => r.host as string)])]
   const [daemonJson, backup, ...files] = await Promise.all([
@@ -415,17 +425,17 @@ const writable = (path: string) =>
   )
 
 /** Runs a command as root when this process cannot do the thing itself; sudo asks only on a terminal. */
-async function asRoot(argv: string[]): Promise<void> {
-  await change(process.getuid?.() === 0 ? argv : ['sudo', ...(process.stdin.isTTY ? [] : ['--non-interactive']), ...argv])
+async function asRoot(run: Runner, argv: string[]): Promise<void> {
+  await run.change(process.getuid?.() === 0 ? argv : ['sudo', ...(process.stdin.isTTY ? [] : ['--non-interactive']), ...argv])
 }
 
 const denied = (err: unknown) => ['EACCES', 'EPERM', 'EROFS'].includes((err as NodeJS.ErrnoException).code ?? '')
 
-/** Writes or removes one file, elevating only that step when it is not ours to do (hosts-file.ts does the write). */
-async function apply(c: FileChange): Promise<void> {
+/** Writes or removes one file, elevating only that step when it is not ours to do (etc-hosts.ts does the write). */
+async function apply(run: Runner, c: FileChange): Promise<void> {
   const dir = dirname(c.path)
   const orRoot = (argv: string[]) => (err: unknown) => {
-    if (denied(err)) return asRoot(argv)
+    if (denied(err)) return asRoot(run, argv)
     if ((err as NodeJS.ErrnoException).code !== 'ENOTEMPTY') throw err
   }
   if (c.after === null) {
@@ -436,7 +446,7 @@ async function apply(c: FileChange): Promise<void> {
   }
   await mkdir(dir, { recursive: true }).catch(orRoot(['mkdir', '-p', dir]))
   if (c.before === null && (await writable(dir))) await writeFile(c.path, c.after, { mode: c.what === 'backup' ? 0o600 : 0o644 })
-  else await writeHostsFile(c.path, c.after)
+  else await writeHostsFile(run, c.path, c.after)
 }
 
 const hasMirrorsKey = (text: string | null) => text !== null && text.trim() !== '' && 'registry-mirrors' in JSON.parse(text)
@@ -451,70 +461,23 @@ export interface HostMirrorsOptions {
 }
 
 /** `dev-registry host-mirrors [--undo]`: show, ask, write, and say how the engine takes it. */
-export async function hostMirrors(config: Config, opts: HostMirrorsOptions): Promise<number> {
+export async function hostMirrors(run: Runner, config: Config, opts: HostMirrorsOptions): Promise<number> {
   const paths = enginePaths(opts, opts.env)
   // 1. The engine, and the caches it would pull through.
-  const engine = await probeEngine()
+  const engine = await probeEngine(run)
   if (!engine) throw new UserError('`docker info` failed: is Docker running (and DOCKER_HOST right)?', EXIT.failed)
-  if (!opts.undo) {
-    const containers = await docker.listContainers()
-    const down = config.registries.filter(
-      (r) => r.role === 'cache' && !containers.some((c) => c.name === r.name && docker.isOwned(c) && c.state === 'running'),
-    )
-    if (down.length)
-      throw new UserError(
-        `no cache running for ${down.map((r) => `${r.host} (${r.name})`).join(', ')}: run \`just dev-registry\` first, then host-mirrors`,
-        EXIT.failed,
-      )
-  }
+  if (!opts.undo) await requireCachesRunning(run, config)
   // 2. What would change.
   const plan = planHostMirrors(config, engine, await observeFiles(config, paths), paths, opts.undo)
-  const daemonChange = plan.changes.find((c) => c.what === 'daemon.json')
-  const reload = !daemonChange
-    ? null
-    : hasMirrorsKey(daemonChange.after)
-      ? 'the engine reads registry-mirrors again on SIGHUP, no restart needed: `sudo systemctl reload docker` (or `sudo kill -HUP $(pidof dockerd)`)'
-      : // moby daemon/reload.go replaces the mirrors only `if conf.IsValueSet("registry-mirrors")`.
-        'SIGHUP does not drop registry-mirrors once daemon.json has no such key: restart the engine to stop using the cache (`sudo systemctl restart docker`), or leave it until then (with the cache gone, pulls fall back to Docker Hub)'
-  const diff = (c: FileChange) =>
-    c.after === null
-      ? `# remove ${c.path}`
-      : c.before === null
-        ? `# new ${c.path}\n${c.after.trimEnd()}`
-        : unifiedDiff(c.path, c.before, c.after)
-  if (opts.json)
-    log.out(
-      JSON.stringify(
-        {
-          engine,
-          paths,
-          undo: opts.undo,
-          changes: plan.changes.map((c) => ({ path: c.path, what: c.what, action: c.after === null ? 'remove' : 'write', diff: diff(c) })),
-          skipped: plan.skipped,
-          notes: plan.notes,
-          dryRun: settings.dryRun,
-          reload,
-        },
-        null,
-        2,
-      ),
-    )
-  else {
-    log.info(
-      `engine: Docker ${engine.version ?? '?'}, ${engine.containerdStore ? 'containerd image store' : 'classic image store'}${engine.rootless ? ', rootless' : ''}${engine.desktop ? ', Docker Desktop' : ''}${engine.podman ? ', Podman' : ''}`,
-    )
-    for (const s of plan.skipped) log.warn(`skipped ${s.hosts.join(', ')}: ${s.why}`)
-    for (const n of plan.notes) log.info(n)
-    for (const c of plan.changes.filter((x) => x.what !== 'backup')) log.out(diff(c))
-    const backup = plan.changes.find((c) => c.what === 'backup' && c.after !== null)
-    if (backup) log.info(`the file as it is now is kept in ${backup.path}`)
-  }
+  const reload = reloadAdvice(plan)
+  if (opts.json) printPlanJson(run, opts, engine, paths, plan, reload)
+  else printPlan(engine, plan)
   if (!plan.changes.length) {
     if (!opts.json)
       log.ok(opts.undo ? 'nothing to undo: devreg wrote nothing there' : 'nothing to do: the host engine already pulls through the caches')
     return 0
   }
-  if (settings.dryRun) return 0
+  if (run.dryRun) return 0
   // 3. Ask, then write (each write elevated only when needed).
   if (!opts.yes && !process.stdin.isTTY)
     throw new UserError(
@@ -525,9 +488,7 @@ export async function hostMirrors(config: Config, opts: HostMirrorsOptions): Pro
     log.info('nothing changed')
     return EXIT.failed
   }
-  // The backup first, daemon.json after it; removals of the backup last.
-  const order = (c: FileChange) => (c.what === 'backup' ? (c.after === null ? 2 : 0) : 1)
-  for (const c of [...plan.changes].sort((a, b) => order(a) - order(b))) await apply(c)
+  await applyPlan(run, plan)
   if (!opts.json) {
     log.ok(
       `${opts.undo ? 'removed' : 'wrote'} ${plan.changes
@@ -539,6 +500,76 @@ export async function hostMirrors(config: Config, opts: HostMirrorsOptions): Pro
     if (plan.changes.some((c) => c.what === 'hosts.toml')) log.info('hosts.toml files are read on every pull: nothing to reload for them')
   }
   return 0
+}
+
+async function requireCachesRunning(run: Runner, config: Config): Promise<void> {
+  const containers = await docker.listContainers(run)
+  const down = config.registries.filter(
+    (r) => r.role === 'cache' && !containers.some((c) => c.name === r.name && docker.isOwned(c) && c.state === 'running'),
+  )
+  if (down.length)
+    throw new UserError(
+      `no cache running for ${down.map((r) => `${r.host} (${r.name})`).join(', ')}: run \`just dev-registry\` first, then host-mirrors`,
+      EXIT.failed,
+    )
+}
+
+/** How the engine takes a daemon.json change; null when daemon.json does not change. */
+function reloadAdvice(plan: Plan): string | null {
+  const daemonChange = plan.changes.find((c) => c.what === 'daemon.json')
+  if (!daemonChange) return null
+  return hasMirrorsKey(daemonChange.after)
+    ? 'the engine reads registry-mirrors again on SIGHUP, no restart needed: `sudo systemctl reload docker` (or `sudo kill -HUP $(pidof dockerd)`)'
+    : // moby daemon/reload.go replaces the mirrors only `if conf.IsValueSet("registry-mirrors")`.
+      'SIGHUP does not drop registry-mirrors once daemon.json has no such key: restart the engine to stop using the cache (`sudo systemctl restart docker`), or leave it until then (with the cache gone, pulls fall back to Docker Hub)'
+}
+
+const changeDiff = (c: FileChange) =>
+  c.after === null
+    ? `# remove ${c.path}`
+    : c.before === null
+      ? `# new ${c.path}\n${c.after.trimEnd()}`
+      : unifiedDiff(c.path, c.before, c.after)
+
+function printPlanJson(run: Runner, opts: HostMirrorsOptions, engine: Engine, paths: EnginePaths, plan: Plan, reload: string | null): void {
+  log.out(
+    JSON.stringify(
+      {
+        engine,
+        paths,
+        undo: opts.undo,
+        changes: plan.changes.map((c) => ({
+          path: c.path,
+          what: c.what,
+          action: c.after === null ? 'remove' : 'write',
+          diff: changeDiff(c),
+        })),
+        skipped: plan.skipped,
+        notes: plan.notes,
+        dryRun: run.dryRun,
+        reload,
+      },
+      null,
+      2,
+    ),
+  )
+}
+
+function printPlan(engine: Engine, plan: Plan): void {
+  log.info(
+    `engine: Docker ${engine.version ?? '?'}, ${engine.containerdStore ? 'containerd image store' : 'classic image store'}${engine.rootless ? ', rootless' : ''}${engine.desktop ? ', Docker Desktop' : ''}${engine.podman ? ', Podman' : ''}`,
+  )
+  for (const s of plan.skipped) log.warn(`skipped ${s.hosts.join(', ')}: ${s.why}`)
+  for (const n of plan.notes) log.info(n)
+  for (const c of plan.changes.filter((x) => x.what !== 'backup')) log.out(changeDiff(c))
+  const backup = plan.changes.find((c) => c.what === 'backup' && c.after !== null)
+  if (backup) log.info(`the file as it is now is kept in ${backup.path}`)
+}
+
+async function applyPlan(run: Runner, plan: Plan): Promise<void> {
+  // The backup first, daemon.json after it; removals of the backup last.
+  const order = (c: FileChange) => (c.what === 'backup' ? (c.after === null ? 2 : 0) : 1)
+  for (const c of [...plan.changes].sort((a, b) => order(a) - order(b))) await apply(run, c)
 }
 
 /** One cached host as the host engine pulls it now. */
@@ -588,8 +619,8 @@ export function judgeHostRoutes(config: Config, engine: Engine, hostsFiles: Map<
 }
 
 /** judgeHostRoutes on the engine DOCKER_HOST points at and the files it reads; null when the engine does not answer. */
-export async function hostEngineRoutes(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<HostRoute[] | null> {
-  const engine = await probeEngine()
+export async function hostEngineRoutes(run: Runner, config: Config, env: NodeJS.ProcessEnv = process.env): Promise<HostRoute[] | null> {
+  const engine = await probeEngine(run)
   if (!engine) return null
   const seen = await observeFiles(config, enginePaths({}, env))
   return judgeHostRoutes(config, engine, seen.hostsFiles)

@@ -1,17 +1,21 @@
 // What integration tests share: whether Docker is here, unique names, ports,
 // configs, running the scripts as a user would, and cleanup that always runs.
+// Ports (net.ts) and script runs (scripts.ts) need no Docker: re-exported here,
+// and imported from there by the CLI and unit tests, which must not probe it.
 
 import { describe } from 'bun:test'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { $ } from 'zx'
 import { REGISTRY_IMAGE } from './images.ts'
+import { freePort, waitHttp } from './net.ts'
+import { ROOT } from './scripts.ts'
 
-export const ROOT = join(import.meta.dir, '../..')
+export { freePort, waitHttp } from './net.ts'
+export { ROOT, runScript, type ScriptResult } from './scripts.ts'
 
 const daemon = await $({ nothrow: true, quiet: true })`docker version --format {{.Server.Version}}`
 export const dockerAvailable = daemon.exitCode === 0
@@ -76,63 +80,6 @@ export class Fixture {
     for (const v of new Set([...this.volumes, ...vols])) await q`docker volume rm -f ${v}`
     for (const n of this.networks) await q`docker network rm ${n}`
   }
-}
-
-const handedOut = new Set<number>()
-
-/** A port nothing listens on, never the same twice in one test process (the kernel may offer a just-closed port again). */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const s = createServer()
-      s.once('error', reject)
-      s.listen(0, '127.0.0.1', () => {
-        const { port } = s.address() as { port: number }
-        s.close(() => resolve(port))
-      })
-    })
-    if (!handedOut.has(port)) {
-      handedOut.add(port)
-      return port
-    }
-  }
-}
-
-export async function waitHttp(url: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) })
-      await res.arrayBuffer()
-      return
-    } catch {
-      if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`)
-      await Bun.sleep(200)
-    }
-  }
-}
-
-export interface ScriptResult {
-  code: number
-  stdout: string
-  stderr: string
-}
-
-/** Runs scripts/NAME.ts the way a user does, under bun (or `runtime: 'tsx'`). */
-export async function runScript(
-  name: string,
-  args: string[],
-  opts: { env?: Record<string, string>; runtime?: 'bun' | 'tsx'; input?: string } = {},
-): Promise<ScriptResult> {
-  const script = join(ROOT, 'scripts', `${name}.ts`)
-  const argv = opts.runtime === 'tsx' ? [join(ROOT, 'node_modules/.bin/tsx'), script] : [process.execPath, script]
-  const p = await $({
-    nothrow: true,
-    quiet: true,
-    input: opts.input ?? '',
-    env: { ...process.env, NO_COLOR: '1', DEVREG_CONFIG: '', ...opts.env },
-  })`${argv} ${args}`
-  return { code: p.exitCode ?? -1, stdout: p.stdout, stderr: p.stderr }
 }
 
 /**

@@ -1,4 +1,4 @@
-// The test rig: `bun test/rig/rig.ts up` starts the private engine (clearing
+// The test rig: `bun test/kit/rig/rig.ts up` starts the private engine (clearing
 // what earlier runs left in it when it was not running), builds the kind node images and prints the
 // environment the e2e tests run with as JSON; `down` stops the engine.
 
@@ -30,7 +30,7 @@ if (import.meta.main) {
   if (command === 'up') console.log(JSON.stringify(await rigUp(), null, 2))
   else if (command === 'down') await stopEngine()
   else {
-    console.error('usage: bun test/rig/rig.ts up|down')
+    console.error('usage: bun test/kit/rig/rig.ts up|down')
     process.exitCode = 2
   }
 }

@@ -1,0 +1,10 @@
+// The labels devreg puts on the Docker objects it owns, and finds them by
+// (as kind and k3d find their nodes by theirs).
+
+export const LABEL = {
+  managed: 'devreg.managed',
+  role: 'devreg.role',
+  hash: 'devreg.config-hash',
+  credentials: 'devreg.credentials-digest',
+  upstreamHost: 'devreg.upstream-host',
+} as const

@@ -1,0 +1,111 @@
+// kind: nodes found by kind's own labels, created with `kind create cluster`
+// from the rendered config, and routed by one hosts.toml per registry host in
+// the certs.d directory the config's containerd patch names (containerd
+// re-reads it on every pull, so nothing restarts).
+import { readFileSync } from 'node:fs'
+import type { Config } from '../config.ts'
+import { ROOT } from '../config.ts'
+import type { Container } from '../docker.ts'
+import type { Runner } from '../exec.ts'
+import { log, UserError } from '../log.ts'
+import { editNodeFiles, type NodeFileEdit, nodeCertsD } from '../nodes.ts'
+import { nodeNoProxy } from '../proxy.ts'
+import { hostsToml, isDevregHostsToml, kindConfig } from '../render.ts'
+import { registryRoutes } from '../routes.ts'
+import type { Cluster, ClusterProvider, Node } from './provider.ts'
+
+/** Where kind nodes read hosts.toml files (the kind config's patch sets it). */
+export const CERTS_D = '/etc/containerd/certs.d'
+
+const KIND_CLUSTER = 'io.x-k8s.kind.cluster'
+const KIND_ROLE = 'io.x-k8s.kind.role'
+
+const READ_HOSTS_FILES = readFileSync(`${ROOT}templates/read-hosts-files.sh`, 'utf8')
+
+/** Every hosts.toml a kind node gets: certs.d directory → content. */
+export function kindHostsFiles(config: Config): Map<string, string> {
+  return new Map(registryRoutes(config).map((r) => [`${CERTS_D}/${r.host}`, hostsToml(r)]))
+}
+
+/** The hosts.toml files in a node's certs.d (directory → content), read in one exec. */
+export async function readHostsFiles(run: Runner, node: string): Promise<Map<string, string>> {
+  const r = await run.probe(['docker', 'exec', node, 'sh', '-c', READ_HOSTS_FILES, 'read-hosts-files', CERTS_D])
+  const files = new Map<string, string>()
+  for (const chunk of r.stdout.split('\x1e').slice(1)) {
+    const nl = chunk.indexOf('\n')
+    files.set(chunk.slice(0, nl), chunk.slice(nl + 1))
+  }
+  return files
+}
+
+/** Whether the node's containerd reads CERTS_D, as its effective config (`containerd config dump`) says. */
+export async function readsCertsD(run: Runner, node: string): Promise<boolean> {
+  return (await nodeCertsD(run, node)) === CERTS_D
+}
+
+/** containerd ignores keys it does not know, so a patch under the wrong table would pass silently. */
+async function requireConfigPath(run: Runner, node: string): Promise<void> {
+  if (run.dryRun) return
+  if (!(await readsCertsD(run, node)))
+    throw new UserError(
+      `containerd in ${node} does not read ${CERTS_D} (config_path is not set in \`containerd config dump\`): ` +
+        'its config did not take the kind config patch; recreate the cluster with `dev-up --recreate`',
+    )
+}
+
+export const kind: ClusterProvider = {
+  name: 'kind',
+  certsD: CERTS_D,
+  mirrorsFile: `${CERTS_D}/HOST/hosts.toml`,
+
+  find(name: string, containers: Container[]): Cluster | null {
+    const nodes = containers
+      .filter((c) => c.labels[KIND_CLUSTER] === name && c.labels[KIND_ROLE] !== 'external-load-balancer')
+      .map((c): Node => ({ name: c.name, role: c.labels[KIND_ROLE] as Node['role'], image: c.image, running: c.state === 'running' }))
+    return nodes.length ? { provider: 'kind', name, nodes } : null
+  },
+
+  observe: async (_run, cluster) => cluster,
+  drift: () => [],
+
+  async create(run, config) {
+    const env: Record<string, string> = {
+      // A network other than "kind" reaches kind only through this variable.
+      ...(config.network === 'kind' ? {} : { KIND_EXPERIMENTAL_DOCKER_NETWORK: config.network }),
+      // kind hands the proxy to the nodes; the registries must bypass it there.
+      ...nodeNoProxy(config, process.env),
+    }
+    await run.change(['kind', 'create', 'cluster', '--name', config.cluster.name, '--config', '-'], { input: kindConfig(config), env })
+  },
+
+  async delete(run, cluster) {
+    await run.change(['kind', 'delete', 'cluster', '--name', cluster.name])
+  },
+
+  desiredMirrors: kindHostsFiles,
+
+  async reconcile(run, config, cluster) {
+    const desired = kindHostsFiles(config)
+    const changes: string[] = []
+    if (!cluster.nodes.length && run.dryRun)
+      for (const [dir, content] of desired) log.out(`# would write into every node ${dir}/hosts.toml:\n${content.trimEnd()}`)
+    await Promise.all(
+      cluster.nodes.map(async (node) => {
+        const [current] = await Promise.all([readHostsFiles(run, node.name), requireConfigPath(run, node.name)])
+        const edits: NodeFileEdit[] = []
+        for (const [dir, content] of desired) {
+          if (current.get(dir) === content) continue
+          edits.push({ write: `${dir}/hosts.toml`, content })
+          changes.push(`${node.name}: ${current.has(dir) ? 'rewrote' : 'wrote'} ${dir}/hosts.toml`)
+        }
+        for (const [dir, content] of current) {
+          if (desired.has(dir) || !isDevregHostsToml(content)) continue
+          edits.push({ remove: dir })
+          changes.push(`${node.name}: removed ${dir}/hosts.toml (no longer in the config)`)
+        }
+        await editNodeFiles(run, node.name, edits)
+      }),
+    )
+    return changes.sort()
+  },
+}

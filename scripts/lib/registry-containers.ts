@@ -1,0 +1,426 @@
+// The registry containers devreg owns: the `docker run` settings and hash of
+// each, then compare what runs with what the config asks for and do only what
+// differs (plan, apply, attach, remove). Shared by dev-registry and dev-up.
+
+import { createHash, createHmac, randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { confirm } from './cli.ts'
+import { type Config, type Registry, ROOT } from './config.ts'
+import { type V2Answer, waitForV2 } from './distribution.ts'
+import type { Container, RunSpec } from './docker.ts'
+import * as docker from './docker.ts'
+import type { Runner } from './exec.ts'
+import { LABEL } from './labels.ts'
+import { portFree } from './local-addresses.ts'
+import { EXIT, type ExitCode, formatBytes, log, UserError } from './log.ts'
+
+/** The cache entrypoint: serves read-only while the upstream is unreachable (distribution #4038). */
+export const CACHE_ENTRYPOINT = readFileSync(`${ROOT}templates/cache-entrypoint.sh`, 'utf8')
+
+/** Where distribution keeps its data in the registry:2 and registry:3 images. */
+export const REGISTRY_DATA = '/var/lib/registry'
+
+export interface ContainerSpec extends RunSpec {
+  /** Hash of every setting devreg chooses; stored as a label to detect drift. */
+  hash: string
+}
+
+/** The `docker run` settings for one registry; a change to any of them recreates the container. */
+export const registryContainer = (r: Registry): ContainerSpec => credentialedContainer(r, undefined)
+
+/**
+ * registryContainer with `credentialDigest`, a keyed digest of the credential
+ * values (credentialDigest below), folded into the hash: a rotated
+ * token recreates the cache while the values stay out of the spec.
+ */
+export function credentialedContainer(r: Registry, credentialDigest: string | undefined): ContainerSpec {
+  const env: string[] = [
+    // The official registry:3 config logs at debug, which fills the 30 MiB
+    // rotation below within days and shortens `report`'s window; every line
+    // `report` reads (response completed, scheduler entries) is info.
+    'REGISTRY_LOG_LEVEL=info',
+    // distribution 3 exports traces to localhost:4318 unless told otherwise
+    // (its docs, "Disable traces export"; the official image sets this too).
+    'OTEL_TRACES_EXPORTER=none',
+    ...(r.role === 'local'
+      ? // GC deletes manifests through the API, which needs storage delete.
+        ['REGISTRY_STORAGE_DELETE_ENABLED=true']
+      : [
+          `REGISTRY_PROXY_REMOTEURL=${r.upstream}`,
+          // With delete disabled distribution 2.8's proxy scheduler cannot expire
+          // content (its 168h TTL deletes through the storage API); v3 reads
+          // proxy.ttl and 0 means never. Eviction is registry-gc's job.
+          'REGISTRY_STORAGE_DELETE_ENABLED=false',
+          'REGISTRY_PROXY_TTL=0',
+          // distribution 3.1 stores a fetched blob under a deadline of its own
+          // (proxy.cachewritetimeout, 5m by default): a layer that takes longer
+          // on a slow link is served but never stored, and fetched again next
+          // time. 2.8 and 3.0 ignore the variable (2.8 warns once at start).
+          'REGISTRY_PROXY_CACHEWRITETIMEOUT=1h',
+        ]),
+  ]
+  const secretEnv: Record<string, string> = r.credentials
+    ? { REGISTRY_PROXY_USERNAME: r.credentials.usernameEnv, REGISTRY_PROXY_PASSWORD: r.credentials.passwordEnv }
+    : {}
+  const labels = [`${LABEL.managed}=true`, `${LABEL.role}=${r.role}`, ...(r.host ? [`${LABEL.upstreamHost}=${r.host}`] : [])]
+  const settings = [
+    '--restart=always',
+    ...labels.flatMap((l) => ['--label', l]),
+    '--publish',
+    r.address.publish,
+    '--volume',
+    `${r.volume}:${REGISTRY_DATA}`,
+    // Registries run for months: rotate their logs.
+    '--log-driver',
+    'json-file',
+    '--log-opt',
+    'max-size=10m',
+    '--log-opt',
+    'max-file=3',
+    ...env.flatMap((e) => ['--env', e]),
+    ...Object.keys(secretEnv).flatMap((name) => ['--env', name]),
+    ...(r.role === 'cache' ? ['--init', '--entrypoint', '/bin/sh'] : []),
+    r.image,
+    // No config path: the entrypoint finds the image's own (registry:2 and registry:3 keep it in different places).
+    ...(r.role === 'cache' ? ['-c', CACHE_ENTRYPOINT, 'devreg-cache'] : []),
+  ]
+  const digest = r.credentials ? credentialDigest : undefined
+  // Without credentials the hash is what it was before digests existed, so an upgrade recreates nothing.
+  const hasher = createHash('sha256').update(JSON.stringify(settings))
+  if (digest) hasher.update(digest)
+  const hash = hasher.digest('hex').slice(0, 16)
+  return {
+    name: r.name,
+    args: [
+      '--name',
+      r.name,
+      '--label',
+      `${LABEL.hash}=${hash}`,
+      // Kept to compare with when a later run lacks the values (see registrySpec).
+      ...(digest ? ['--label', `${LABEL.credentials}=${digest}`] : []),
+      ...settings,
+    ],
+    secretEnv,
+    hash,
+  }
+}
+
+export type Action = 'create' | 'recreate' | 'start' | 'none'
+
+export interface Step {
+  registry: Registry
+  spec: ContainerSpec
+  current: Container | null
+  action: Action
+  /** Why, for the report: "settings changed", "stopped", ... */
+  reason: string
+}
+
+/** Decides what each registry needs; refuses, before anything changes, when a step cannot be done. */
+export async function planRegistries(
+  run: Runner,
+  config: Config,
+  containers: Container[],
+  env: Record<string, string | undefined> = process.env,
+): Promise<Step[]> {
+  const byName = new Map(containers.map((c) => [c.name, c]))
+  // A missing credential variable is the user's setup to fix (usage, exit 2); a taken port or a foreign container is the machine's state (exit 1).
+  const problems: { message: string; exitCode: ExitCode }[] = []
+  const specs: ContainerSpec[] = []
+  for (const r of config.registries) specs.push(await registrySpec(run, r, env, byName.get(r.name) ?? null))
+  const steps = config.registries.map((registry, i): Step => {
+    const spec = specs[i]
+    const current = byName.get(registry.name) ?? null
+    if (current && !docker.isOwned(current)) {
+      problems.push({
+        message:
+          `a container named ${registry.name} exists but devreg did not create it, so devreg leaves it alone: ` +
+          `run \`dev-registry adopt ${registry.name}\` to copy its images into devreg's volume and replace it, ` +
+          `or set ${registry.path}.name to another name`,
+        exitCode: EXIT.failed,
+      })
+      return { registry, spec, current, action: 'none', reason: 'not devreg’s' }
+    }
+    if (!current) return { registry, spec, current, action: 'create', reason: 'missing' }
+    if (current.labels[LABEL.hash] !== spec.hash) return { registry, spec, current, action: 'recreate', reason: 'settings changed' }
+    if (current.state !== 'running') return { registry, spec, current, action: 'start', reason: current.state }
+    return { registry, spec, current, action: 'none', reason: 'up to date' }
+  })
+  for (const step of steps.filter((s) => s.action === 'create' || s.action === 'recreate' || s.action === 'start')) {
+    for (const from of Object.values(step.spec.secretEnv))
+      if (step.action !== 'start' && !env[from])
+        problems.push({
+          message: `${from} is not set: export it (credentials for ${step.registry.name}) or remove ${step.registry.path}.credentials`,
+          exitCode: EXIT.usage,
+        })
+    const problem = await portProblem(run, step, containers)
+    if (problem) problems.push({ message: problem, exitCode: EXIT.failed })
+  }
+  if (problems.length)
+    throw new UserError(
+      problems.map((p) => p.message).join('\n'),
+      problems.some((p) => p.exitCode === EXIT.usage) ? EXIT.usage : EXIT.failed,
+    )
+  return steps
+}
+
+/**
+ * The spec of one registry with its credentials folded into the hash as a
+ * keyed digest. When the values are not set here the digest the container was
+ * made with stands in: a shell without the token cannot tell a rotation, and
+ * should not recreate a working cache for it.
+ */
+export async function registrySpec(
+  run: Runner,
+  registry: Registry,
+  env: Record<string, string | undefined>,
+  current: Container | null,
+): Promise<ContainerSpec> {
+  if (!registry.credentials) return registryContainer(registry)
+  const values = [env[registry.credentials.usernameEnv], env[registry.credentials.passwordEnv]]
+  if (values.some((v) => !v)) return credentialedContainer(registry, current?.labels[LABEL.credentials])
+  return credentialedContainer(registry, credentialDigest(await hashKey(run, env), values as string[]))
+}
+
+/**
+ * HMAC-SHA256 of the credential values under the machine's own key: it changes
+ * when a token does, and a label holding it cannot be used to test guesses of a
+ * short secret without the key (a plain SHA-256 could).
+ */
+export function credentialDigest(key: Buffer, values: string[]): string {
+  return createHmac('sha256', key).update(JSON.stringify(values)).digest('hex')
+}
+
+/** Where the key lives: per user and machine, beside other configuration (XDG Base Directory). */
+export function hashKeyPath(env: Record<string, string | undefined>): string {
+  const base = env.XDG_CONFIG_HOME?.startsWith('/') ? env.XDG_CONFIG_HOME : join(env.HOME || homedir(), '.config')
+  return join(base, 'devreg', 'hash.key')
+}
+
+/** The key, created (32 random bytes, mode 0600) the first time credentials are hashed; never written under --dry-run. */
+export async function hashKey(run: Runner, env: Record<string, string | undefined>): Promise<Buffer> {
+  const path = hashKeyPath(env)
+  const read = async () => {
+    const key = await readFile(path)
+    if (key.length < 32) throw new UserError(`${path} is not a devreg hash key (too short): delete it and run again`)
+    return key
+  }
+  try {
+    return await read()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  // A key nobody stored: every container with credentials counts as changed, as it will when the key is written.
+  if (run.dryRun) return randomBytes(32)
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 })
+  // Written aside and linked into place, so a concurrent run reads a whole key or none.
+  const tmp = `${path}.${process.pid}.tmp`
+  await writeFile(tmp, randomBytes(32), { mode: 0o600 })
+  try {
+    await link(tmp, path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+  } finally {
+    await unlink(tmp)
+  }
+  return read()
+}
+
+/** A port is taken when another container publishes it or something else on the host listens on it. */
+async function portProblem(run: Runner, step: Step, containers: Container[]): Promise<string | null> {
+  const { bind, port, name } = step.registry
+  const holder = containers.find((c) => c.name !== name && c.state === 'running' && publishes(c, port))
+  if (holder)
+    return `port ${port} is already published by container ${holder.name}: stop it, or give ${step.registry.path}.port another port`
+  if (step.current?.state === 'running' && publishes(step.current, port)) return null
+  if (run.dryRun) return null
+  if (!(await portFree(bind, port)))
+    return `port ${bind}:${port} is already in use by another process: free it (\`ss -ltnp 'sport = :${port}'\` shows which), or give ${step.registry.path}.port another port`
+  return null
+}
+
+function publishes(c: Container, port: number): boolean {
+  return c.ports.split(',').some((p) => new RegExp(`:${port}->`).test(p))
+}
+
+const APPLY: Record<Action, string> = { create: 'created', recreate: 'recreated', start: 'started', none: 'unchanged' }
+const PLAN: Record<Action, string> = { create: 'would create', recreate: 'would recreate', start: 'would start', none: 'unchanged' }
+
+export interface ApplyOptions {
+  /** The cluster network when it exists. */
+  network: string | null
+  env?: Record<string, string | undefined>
+  /** Waits until a registry answers at url (tests hand in their own). */
+  ready?: (url: string) => Promise<V2Answer>
+}
+
+/** Carries out a plan, attaches every registry to the cluster network, and waits for /v2/. */
+export async function applyRegistries(
+  run: Runner,
+  steps: Step[],
+  { network, env = process.env, ready = (url) => waitForV2(url, 30_000) }: ApplyOptions,
+): Promise<{ changed: number }> {
+  // A cache decides proxy or offline mode as it starts, so it must start on the
+  // network its upstream is reached through, not be connected to it later.
+  for (const step of steps) {
+    const { registry, spec } = step
+    if (step.action === 'create') {
+      await docker.ensureVolume(run, registry.volume)
+      await docker.runContainer(run, spec, env, network)
+    } else if (step.action === 'recreate') {
+      // The volume stays: the recreated container serves the same data.
+      await docker.removeContainer(run, registry.name)
+      await docker.runContainer(run, spec, env, network)
+    } else if (step.action === 'start') {
+      await docker.startContainer(run, registry.name)
+    }
+  }
+  // Created and recreated containers started on the network already.
+  const existing = steps.filter((s) => s.action === 'none' || s.action === 'start')
+  if (network)
+    await attachRegistries(
+      run,
+      existing.map((s) => s.registry),
+      network,
+      (name) => existing.find((s) => s.registry.name === name)?.current ?? null,
+    )
+  if (!run.dryRun) {
+    const answers = await Promise.all(steps.map(async (s) => ({ step: s, answer: await ready(s.registry.address.url) })))
+    const down = answers.filter((a) => !a.answer.ok)
+    if (down.length)
+      throw new UserError(
+        down
+          .map(
+            ({ step, answer }) =>
+              `${step.registry.name} does not answer GET ${step.registry.address.url}/v2/ (${answer.error ?? `HTTP ${answer.status}`}): see \`docker logs ${step.registry.name}\``,
+          )
+          .join('\n'),
+      )
+  }
+  for (const s of steps)
+    (s.action === 'none' || run.dryRun ? log.info : log.ok)(
+      `${s.registry.name.padEnd(28)} ${s.registry.address.url.padEnd(24)} ${(run.dryRun ? PLAN : APPLY)[s.action]}${s.action === 'none' ? '' : ` (${s.reason})`}`,
+    )
+  return { changed: steps.filter((s) => s.action !== 'none').length }
+}
+
+/**
+ * Every registry joins the cluster network whenever it exists, on every
+ * apply, not only at create (the other half of ctlptl #424). Returns how many
+ * were connected.
+ */
+export async function attachRegistries(
+  run: Runner,
+  registries: Registry[],
+  network: string,
+  current: (name: string) => Container | null,
+): Promise<number> {
+  let attached = 0
+  for (const r of registries) {
+    if (current(r.name)?.networks.includes(network)) continue
+    await docker.connectNetwork(run, network, r.name)
+    attached++
+  }
+  return attached
+}
+
+/** Observes and ensures in one go: the `up` of dev-registry and the first phase of dev-up. */
+export async function ensureRegistries(run: Runner, config: Config, opts: Omit<ApplyOptions, 'network'> = {}) {
+  const [containers, networkExists] = await Promise.all([docker.listContainers(run), docker.networkExists(run, config.network)])
+  const steps = await planRegistries(run, config, containers, opts.env)
+  return applyRegistries(run, steps, { ...opts, network: networkExists ? config.network : null })
+}
+
+/**
+ * Removes the registry containers of the given roles; with `purge` also their
+ * volumes, after listing each with its size and asking (--yes skips it).
+ * Returns false when the user said no.
+ */
+export async function removeRegistries(
+  run: Runner,
+  config: Config,
+  { purge, yes, roles }: { purge: boolean; yes: boolean; roles: Registry['role'][] },
+): Promise<boolean> {
+  const chosen = config.registries.filter((r) => roles.includes(r.role))
+  const containers = await docker.listContainers(run)
+  const present = chosen.filter((r) => containers.some((c) => c.name === r.name && docker.isOwned(c)))
+  const volumes = []
+  if (purge)
+    for (const r of chosen)
+      if (await docker.volumeExists(run, r.volume)) {
+        const what = r.role === 'local' ? 'images pushed to the local registry' : `cache of ${r.host}`
+        volumes.push({ name: r.volume, what, bytes: await docker.volumeBytes(run, r.volume, r.image) })
+      }
+  if (volumes.length) {
+    log.info('These volumes and everything in them would be deleted:')
+    for (const v of volumes) log.info(`  ${v.name.padEnd(36)} ${v.bytes === null ? 'size unknown' : formatBytes(v.bytes)}  (${v.what})`)
+    if (!run.dryRun && !(await confirm('Delete them?', yes))) {
+      log.info('nothing deleted')
+      return false
+    }
+  }
+  for (const r of present) {
+    await docker.removeContainer(run, r.name)
+    if (!run.dryRun) log.ok(`${r.name} removed${purge ? '' : ` (volume ${r.volume} kept)`}`)
+  }
+  for (const v of volumes) {
+    await docker.removeVolume(run, v.name)
+    if (!run.dryRun) log.ok(`volume ${v.name} deleted`)
+  }
+  return true
+}
+
+/** Copies a container's registry data (from a volume or its own filesystem) into a volume. */
+export async function copyRegistryData(run: Runner, from: string, volume: string, image: string): Promise<void> {
+  // docker cp emits a tar whose top entry is "registry/"; extracting it under
+  // /var/lib lands the content in the volume mounted at /var/lib/registry.
+  await run.pipe(
+    ['docker', 'cp', `${from}:${REGISTRY_DATA}`, '-'],
+    docker.helperCommand(volume, image, { at: REGISTRY_DATA, stdin: true }, 'tar', '-x', '-C', '/var/lib'),
+  )
+}
+
+/**
+ * Replaces a registry container devreg did not create with devreg's own, on
+ * devreg's volume: stopped, copied, kept aside renamed (never deleted), then
+ * `up`. A proxy-mode registry becomes the cache of its upstream; anything else
+ * the local registry.
+ */
+export async function adoptRegistry(run: Runner, config: Config, name: string, opts: Omit<ApplyOptions, 'network'> = {}): Promise<number> {
+  if (!(await docker.listContainers(run)).some((c) => c.name === name))
+    throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
+  const info = await docker.inspect<{ Config: { Env?: string[]; Labels?: Record<string, string> }; State: { Running: boolean } }>(run, name)
+  if (!info) throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
+  if (info.Config.Labels?.[LABEL.managed] === 'true') throw new UserError(`${name} is already devreg's: nothing to adopt`, EXIT.usage)
+  const remote = info.Config.Env?.find((e) => e.startsWith('REGISTRY_PROXY_REMOTEURL='))
+    ?.split('=')[1]
+    ?.replace(/\/+$/, '')
+  const target = remote
+    ? config.registries.find((r) => r.role === 'cache' && r.upstream === remote)
+    : config.registries.find((r) => r.role === 'local')
+  if (!target)
+    throw new UserError(
+      `${name} is a cache of ${remote}, which no mirror in the config has as upstream: add a mirror with upstream ${remote} first`,
+      2,
+    )
+  const backup = `${name}-adopted-${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}`
+
+  // 1. Stop it so its data is consistent, and keep Docker from restarting it.
+  if (info.State.Running) await docker.stopContainer(run, name)
+  await docker.disableRestart(run, name)
+  // 2. Copy its /var/lib/registry (volume or container filesystem) into devreg's volume.
+  await docker.ensureVolume(run, target.volume)
+  await copyRegistryData(run, name, target.volume, target.image)
+  // 3. Keep the old container, renamed and stopped, until the user removes it.
+  await docker.renameContainer(run, name, backup)
+  log.ok(`copied ${name}'s images into volume ${target.volume}; the old container is kept, stopped, as ${backup}`)
+  // 4. Bring up devreg's registries, the adopted one included. Under --dry-run
+  // the container still has its name, so planning would refuse it as foreign.
+  if (run.dryRun) log.out('# then: dev-registry up')
+  else await ensureRegistries(run, config, opts)
+  log.info(`when you have checked your images, remove the old container: docker rm ${backup}`)
+  return 0
+}

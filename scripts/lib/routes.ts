@@ -1,0 +1,82 @@
+// Which registry each node tries, in order, for each registry host: the one
+// routing model that hosts.toml (kind), registries.yaml (k3d), the host
+// engine's mirrors and verify are all derived from.
+import { type Config, defaultUpstream, type Registry } from './config.ts'
+
+export interface Endpoint {
+  url: string
+  /** The URL's path is the API root itself (a Harbor proxy project), not a host to append /v2 to. */
+  overridePath: boolean
+}
+
+/** How nodes reach one registry host: endpoints in order, then `server`. */
+export interface Route {
+  /** The registry host as containerd sees it in an image name: docker.io, localhost:5001, registry.dev.local. */
+  host: string
+  endpoints: Endpoint[]
+  /** Tried last: the real upstream, so a node still pulls when every cache is down. */
+  server: string
+  description: string
+}
+
+/** The routing every node gets, from which hosts.toml (kind) and registries.yaml (k3d) are rendered. */
+export function registryRoutes(config: Config): Route[] {
+  const local = config.registries.find((r) => r.role === 'local') as Registry
+  const covered = (host: string) => config.aliases.some((a) => a === host || a.startsWith(`${host}/`))
+  // The local registry is listed as a host as well as the server: containerd
+  // 1.6 ignores a hosts.toml that has a server and no host (seen here).
+  const localOnly = [{ url: local.address.inNetworkUrl, overridePath: false }]
+  const routes: Route[] = [
+    {
+      host: local.address.host,
+      endpoints: localOnly,
+      server: local.address.inNetworkUrl,
+      description: 'the local registry, as pushed to from the host',
+    },
+    {
+      host: local.address.inNetwork,
+      endpoints: localOnly,
+      server: local.address.inNetworkUrl,
+      description: 'the local registry, by its name on the cluster network',
+    },
+  ]
+  for (const cache of config.registries.filter((r) => r.role === 'cache')) {
+    const host = cache.host as string
+    const canonical = defaultUpstream(host)
+    routes.push({
+      host,
+      endpoints: [
+        ...(covered(host) ? [{ url: local.address.inNetworkUrl, overridePath: false }] : []),
+        { url: cache.address.inNetworkUrl, overridePath: false },
+        ...cache.remotes.map((m) => ({
+          url: `${m.url.replace(/\/+$/, '')}${m.path && m.path !== '/' ? m.path : ''}`,
+          overridePath: Boolean(m.path && !/^\/(v2\/?)?$/.test(m.path)),
+        })),
+        ...(cache.upstream !== canonical ? [{ url: cache.upstream as string, overridePath: false }] : []),
+      ],
+      server: canonical,
+      description: `${host}: ${covered(host) ? 'the local registry (alias), then ' : ''}cache ${cache.name}, then the upstream`,
+    })
+  }
+  // An alias of a host no cache mirrors: the local registry, then the host itself.
+  const aliasHosts = [...new Set(config.aliases.map((a) => a.split('/')[0]))].filter((h) => !routes.some((r) => r.host === h))
+  for (const host of aliasHosts) {
+    const hostOnly = config.aliases.includes(host)
+    routes.push({
+      host,
+      endpoints: localOnly,
+      server: hostOnly ? local.address.inNetworkUrl : `https://${host}`,
+      description: `${host}: alias of the local registry${hostOnly ? ' (no public fallback)' : ', then the host itself'}`,
+    })
+  }
+  return routes
+}
+
+/**
+ * Hostname aliases (registry.dev.local): hosts the local registry alone
+ * serves, whose route has no public fallback (see registryRoutes).
+ */
+export function hostnameAliases(config: Config): string[] {
+  const mirrored = new Set(config.registries.map((r) => r.host))
+  return config.aliases.filter((a) => !a.includes('/') && !mirrored.has(a))
+}
