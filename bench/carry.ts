@@ -11,13 +11,12 @@ import { join } from 'node:path'
 import { $ } from 'zx'
 import { getManifest, hostUrl, waitForV2 } from '../scripts/lib/distribution.ts'
 import { createRunner } from '../scripts/lib/exec.ts'
-import { parseReference } from '../scripts/lib/reference.ts'
 import { readStorage } from '../scripts/lib/storage.ts'
 import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/kit/images.ts'
-import { layer, type PushedImage, pushImage } from '../test/kit/push.ts'
+import type { PushedImage } from '../test/kit/push.ts'
 import { servedBlobBytes } from '../test/kit/registry.ts'
 import { type BenchContext, freePort, median, type Section, script, seconds, timed, type Workspace } from './harness.ts'
-import { LAYER_SHARES, MB, NOTE_IMAGES, SCALE } from './pulls.ts'
+import { MB, NOTE_IMAGES, pushNoteImages, SCALE } from './pulls.ts'
 
 /** Rounds of each side, alternated; the section reports medians. */
 const RUNS = 5
@@ -115,14 +114,7 @@ async function warmCache(ws: Workspace): Promise<CarrySetup> {
   })
   const devreg = (...args: string[]) => script('dev-registry', ['--config', config, ...args])
   await devreg()
-  const images: PushedImage[] = []
-  const created = new Date('2024-01-01T00:00:00Z')
-  for (const [name, mb] of NOTE_IMAGES) {
-    const { repository, reference } = parseReference(name)
-    const layers = LAYER_SHARES.map((share) => layer(Math.round(mb * 1e6 * SCALE * share)))
-    images.push(await pushImage(hostUrl('127.0.0.1', ports.upstream), repository, reference, { layers, created }))
-  }
-  const imageBytes = images.reduce((n, i) => n + i.blobs.reduce((m, b) => m + b.size, 0), 0)
+  const { images, imageBytes } = await pushNoteImages([ports.upstream])
   console.error(`  warming ${images.length} images, ${MB(imageBytes)}, into ${cache.name}`)
   await devreg('warm', ...NOTE_IMAGES.map(([name]) => name))
   await waitHolds(cacheVolume, images)

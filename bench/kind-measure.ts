@@ -7,14 +7,12 @@
 // Usage: nsenter --net=/run/netns/devreg-rig bun bench/kind-measure.ts ID NODE_IMAGE
 import { join } from 'node:path'
 import { $, type Shell } from 'zx'
-import { hostUrl } from '../scripts/lib/distribution.ts'
-import { parseReference } from '../scripts/lib/reference.ts'
 import { criPull, criRemove } from '../test/kit/cri.ts'
 import { prepareImages, REGISTRY_IMAGE } from '../test/kit/images.ts'
-import { layer, type PushedImage, pushImage } from '../test/kit/push.ts'
+import type { PushedImage } from '../test/kit/push.ts'
 import { servedBlobBytes } from '../test/kit/registry.ts'
 import { freePort, ROOT, script, timed, Workspace } from './harness.ts'
-import { LAYER_SHARES, NOTE_IMAGES, SCALE, waitCached } from './pulls.ts'
+import { pushNoteImages, waitCached } from './pulls.ts'
 
 /** Runs of each timed step; the section reports medians. */
 const RUNS = 3
@@ -121,15 +119,7 @@ async function setUpRig(nodeImage: string, ws: Workspace): Promise<KindRig> {
   }
   const kind = $({ quiet: true, env: { ...process.env, ...env, KIND_EXPERIMENTAL_DOCKER_NETWORK: network } })
   await script('dev-registry', ['--config', config], env)
-  const images: PushedImage[] = []
-  const created = new Date('2024-01-01T00:00:00Z')
-  for (const [name, mb] of NOTE_IMAGES) {
-    const { repository, reference } = parseReference(name)
-    const layers = LAYER_SHARES.map((share) => layer(Math.round(mb * 1e6 * SCALE * share)))
-    images.push(await pushImage(hostUrl('127.0.0.1', upstreamPort), repository, reference, { layers, created }))
-    await pushImage(hostUrl('127.0.0.1', registry.port), repository, reference, { layers, created })
-  }
-  const imageBytes = images.reduce((n, i) => n + i.blobs.reduce((m, b) => m + b.size, 0), 0)
+  const { images, imageBytes } = await pushNoteImages([upstreamPort, registry.port])
   const refs = (host: string) => images.map((i) => `${host}/${i.repo}:${i.tag}`)
   const node = `${cluster}-control-plane`
   return { nodeImage, upstream, cluster, bareCluster: ws.name('bare'), node, registry, cache, config, env, kind, images, imageBytes, refs }

@@ -33,6 +33,23 @@ export const NOTE_IMAGES: [string, number][] = [
 /** Each image's bytes split over three layers, largest first. */
 export const LAYER_SHARES = [0.55, 0.3, 0.15]
 export const SCALE = Number(process.env.DEVREG_BENCH_SCALE ?? 1 / 8)
+
+/**
+ * The note's images at SCALE, pushed to the registry on each of `ports` (the
+ * upstream first); returns what was pushed, with the total bytes.
+ */
+export async function pushNoteImages(ports: number[]): Promise<{ images: PushedImage[]; imageBytes: number }> {
+  const images: PushedImage[] = []
+  const created = new Date('2024-01-01T00:00:00Z')
+  for (const [name, mb] of NOTE_IMAGES) {
+    const { repository, reference } = parseReference(name)
+    const layers = LAYER_SHARES.map((share) => layer(Math.round(mb * 1e6 * SCALE * share)))
+    const [first, ...rest] = ports
+    images.push(await pushImage(hostUrl('127.0.0.1', first), repository, reference, { layers, created }))
+    for (const port of rest) await pushImage(hostUrl('127.0.0.1', port), repository, reference, { layers, created })
+  }
+  return { images, imageBytes: images.reduce((n, i) => n + i.blobs.reduce((m, b) => m + b.size, 0), 0) }
+}
 const MBIT = Number(process.env.DEVREG_BENCH_MBIT ?? 50)
 /** Repetitions of the short rows (warm, floor); the median is reported. */
 const REPEAT = 3
@@ -166,15 +183,7 @@ async function setUpRegistries(ws: Workspace): Promise<PullSetup> {
     mirrors: [{ host: 'docker.io', upstream: `http://${upstream}:5000`, ...cache }],
   })
   await script('dev-registry', ['--config', config])
-  const images: PushedImage[] = []
-  const created = new Date('2024-01-01T00:00:00Z')
-  for (const [name, mb] of NOTE_IMAGES) {
-    const { repository, reference } = parseReference(name)
-    const layers = LAYER_SHARES.map((share) => layer(Math.round(mb * 1e6 * SCALE * share)))
-    images.push(await pushImage(hostUrl('127.0.0.1', ports.upstream), repository, reference, { layers, created }))
-    await pushImage(hostUrl('127.0.0.1', registry.port), repository, reference, { layers, created })
-  }
-  const imageBytes = images.reduce((n, i) => n + i.blobs.reduce((m, b) => m + b.size, 0), 0)
+  const { images, imageBytes } = await pushNoteImages([ports.upstream, registry.port])
   return { network, upstream, ports, registry, cache, config, images, imageBytes }
 }
 

@@ -35,13 +35,14 @@ import { REPOSITORY, TAG } from './reference.ts'
 import { REGISTRY_DATA } from './registry-containers.ts'
 import { manifestClosure, readStorage, type Storage, type StoredRepository } from './storage.ts'
 import { readTar, TAR_END, type TarEntry, TarError, type TarHeader, tarHeader, tarPadding } from './tar.ts'
+import { template } from './templates.ts'
 
 export const FORMAT = 'devreg-export/1'
 const MANIFEST = 'devreg-export.json'
 const TRAILER = 'devreg-export.end.json'
 const SENTINEL = '.devreg-complete'
 const V2 = 'docker/registry/v2'
-const VOLUME_FILES = readFileSync(`${ROOT}templates/volume-files.sh`, 'utf8')
+const VOLUME_FILES = template('volume-files.sh')
 
 const volumeFiles = (r: Pick<Registry, 'volume' | 'image'>, write: boolean, command: string, ...args: string[]) =>
   helperCommand(

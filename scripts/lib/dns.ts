@@ -2,9 +2,8 @@
 // resolver, as `docker push` sees it), in a short-lived container on the
 // cluster network (Docker's embedded DNS) and inside each node.
 import { lookup } from 'node:dns/promises'
-import { readFileSync } from 'node:fs'
-import { ROOT } from './config.ts'
 import type { Runner } from './exec.ts'
+import { template } from './templates.ts'
 
 export interface Lookup {
   /** Every address the name resolves to; empty when it does not resolve. */
@@ -29,7 +28,7 @@ export async function resolveOnHost(name: string, timeoutMs = 5000): Promise<Loo
 }
 
 /** Prints `NAME ADDRESS...` for each name given as an argument. */
-const RESOLVE_SCRIPT = readFileSync(`${ROOT}templates/resolve-names.sh`, 'utf8')
+const RESOLVE_SCRIPT = template('resolve-names.sh')
 
 export function parseResolved(names: string[], stdout: string): Map<string, Lookup> {
   const found = new Map(

@@ -1,13 +1,12 @@
 // Inside a cluster node's container: the files devreg writes there, and what
 // its containerd holds and reads. Both providers' nodes run containerd.
-import { readFileSync } from 'node:fs'
 import { parse as parseToml } from 'smol-toml'
-import { ROOT } from './config.ts'
 import type { Runner } from './exec.ts'
+import { template } from './templates.ts'
 
 export type NodeFileEdit = { write: string; content: string } | { remove: string }
 
-const NODE_FILES = readFileSync(`${ROOT}templates/node-files.sh`, 'utf8')
+const NODE_FILES = template('node-files.sh')
 
 /**
  * Every file change in a node in one exec (each is a docker round trip that

@@ -2,8 +2,7 @@
 // what was observed on the host, in a container on the cluster network and in
 // each node, and a verdict with a fix for every failure. Selection, verdicts
 // and the report are pure; observe() is the one part that asks Docker.
-import { readFileSync } from 'node:fs'
-import { type Config, type Provider, type Registry, ROOT } from './config.ts'
+import type { Config, Provider, Registry } from './config.ts'
 import { pingV2, type V2Answer } from './distribution.ts'
 import { firstLine, type InContainer, type Lookup, resolveIn, resolveOnHost } from './dns.ts'
 import * as docker from './docker.ts'
@@ -18,6 +17,7 @@ import { CERTS_D, readHostsFiles, readsCertsD } from './providers/kind.ts'
 import { findClusters, type Node, PROVIDERS } from './providers/provider.ts'
 import { IN_CLUSTER_NAMESPACE, isDevregHostsToml, serviceName } from './render.ts'
 import { registryRoutes } from './routes.ts'
+import { template } from './templates.ts'
 
 export type Status = 'pass' | 'fail' | 'warn' | 'skip'
 
@@ -130,7 +130,7 @@ export function k3dMirrors(yaml: string | null): Map<string, string> | null {
 }
 
 /** Prints the status and headers of GET URL/v2/ for each URL given, curl or nc (templates/ping-v2.sh). */
-const V2_SCRIPT = readFileSync(`${ROOT}templates/ping-v2.sh`, 'utf8')
+const V2_SCRIPT = template('ping-v2.sh')
 
 /** GET /v2/ of registries by their names on the network (http://NAME:5000), from inside a container, in one exec. */
 export async function pingV2In(run: Runner, container: string, names: string[]): Promise<Map<string, V2Answer>> {

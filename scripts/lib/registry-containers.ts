@@ -3,12 +3,11 @@
 // differs (plan, apply, attach, remove). Shared by dev-registry and dev-up.
 
 import { createHash, createHmac, randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { confirm } from './cli.ts'
-import { type Config, type Registry, ROOT } from './config.ts'
+import type { Config, Registry } from './config.ts'
 import { type V2Answer, waitForV2 } from './distribution.ts'
 import type { Container, RunSpec } from './docker.ts'
 import * as docker from './docker.ts'
@@ -16,9 +15,10 @@ import type { Runner } from './exec.ts'
 import { LABEL } from './labels.ts'
 import { portFree } from './local-addresses.ts'
 import { EXIT, type ExitCode, formatBytes, log, UserError } from './log.ts'
+import { template } from './templates.ts'
 
 /** The cache entrypoint: serves read-only while the upstream is unreachable (distribution #4038). */
-export const CACHE_ENTRYPOINT = readFileSync(`${ROOT}templates/cache-entrypoint.sh`, 'utf8')
+export const CACHE_ENTRYPOINT = template('cache-entrypoint.sh')
 
 /** Where distribution keeps its data in the registry:2 and registry:3 images. */
 export const REGISTRY_DATA = '/var/lib/registry'
@@ -31,13 +31,9 @@ export interface ContainerSpec extends RunSpec {
 /** The `docker run` settings for one registry; a change to any of them recreates the container. */
 export const registryContainer = (r: Registry): ContainerSpec => credentialedContainer(r, undefined)
 
-/**
- * registryContainer with `credentialDigest`, a keyed digest of the credential
- * values (credentialDigest below), folded into the hash: a rotated
- * token recreates the cache while the values stay out of the spec.
- */
-export function credentialedContainer(r: Registry, credentialDigest: string | undefined): ContainerSpec {
-  const env: string[] = [
+/** The environment distribution gets: the same for every registry of a role, never a secret. */
+function registryEnv(r: Registry): string[] {
+  return [
     // The official registry:3 config logs at debug, which fills the 30 MiB
     // rotation below within days and shortens `report`'s window; every line
     // `report` reads (response completed, scheduler entries) is info.
@@ -62,6 +58,15 @@ export function credentialedContainer(r: Registry, credentialDigest: string | un
           'REGISTRY_PROXY_CACHEWRITETIMEOUT=1h',
         ]),
   ]
+}
+
+/**
+ * registryContainer with `credentialDigest`, a keyed digest of the credential
+ * values (credentialDigest below), folded into the hash: a rotated
+ * token recreates the cache while the values stay out of the spec.
+ */
+export function credentialedContainer(r: Registry, credentialDigest: string | undefined): ContainerSpec {
+  const env = registryEnv(r)
   const secretEnv: Record<string, string> = r.credentials
     ? { REGISTRY_PROXY_USERNAME: r.credentials.usernameEnv, REGISTRY_PROXY_PASSWORD: r.credentials.passwordEnv }
     : {}

@@ -2,12 +2,12 @@
 // its routes (routes.ts): containerd hosts.toml, the kind config, the k3s
 // registries.yaml, the local-registry-hosting ConfigMap and devreg's objects
 // in the cluster. No I/O beyond reading templates/.
-import { readFileSync } from 'node:fs'
 import { stringify as stringifyToml } from 'smol-toml'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
-import { type Config, type Registry, ROOT } from './config.ts'
+import type { Config, Registry } from './config.ts'
 import { LABEL } from './labels.ts'
 import { hostnameAliases, type Route } from './routes.ts'
+import { template } from './templates.ts'
 
 const HOSTS_TOML_HEADER = '# Written by devreg (scripts/dev-up.ts); rewritten on every dev-up.'
 
@@ -24,7 +24,7 @@ export const isDevregHostsToml = (content: string) => content.startsWith(HOSTS_T
 
 /** The kind config: templates/kind-config.yaml plus the nodes of the config. */
 export function kindConfig(config: Config): string {
-  const doc = parseYaml(readFileSync(`${ROOT}templates/kind-config.yaml`, 'utf8')) as Record<string, unknown>
+  const doc = parseYaml(template('kind-config.yaml')) as Record<string, unknown>
   const image = config.cluster.nodeImage ? { image: config.cluster.nodeImage } : {}
   const nodes = [
     { role: 'control-plane', ...image },

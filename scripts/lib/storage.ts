@@ -6,13 +6,12 @@
 // Docker Desktop and rootless Docker), in one pass: every link, every blob
 // size and every manifest, each read once.
 
-import { readFileSync } from 'node:fs'
-import { ROOT } from './config.ts'
 import { isIndex, type ManifestDocument, platformOf } from './distribution.ts'
 import { helperCommand } from './docker.ts'
 import type { Runner } from './exec.ts'
 import { UserError } from './log.ts'
 import { REGISTRY_DATA } from './registry-containers.ts'
+import { template } from './templates.ts'
 
 /** distribution's filesystem driver root inside the volume. */
 const V2 = 'docker/registry/v2'
@@ -22,11 +21,11 @@ const V2 = 'docker/registry/v2'
  * is one traversal of the volume, then only the files whose content matters;
  * `blobs PATH...` folds each file into one line. Parsed by parseListing.
  */
-const READ_STORAGE = readFileSync(`${ROOT}templates/read-storage.sh`, 'utf8')
+const READ_STORAGE = template('read-storage.sh')
 const readStorageHelper = (volume: string, image: string, opts: { workdir?: string }, ...args: string[]) =>
   helperCommand(volume, image, { at: '/volume', readOnly: true, ...opts }, 'sh', '-c', READ_STORAGE, 'read-storage', ...args)
 /** Deletes paths under repositories/, then runs distribution's garbage-collect (templates/garbage-collect.sh). */
-const GARBAGE_COLLECT = readFileSync(`${ROOT}templates/garbage-collect.sh`, 'utf8')
+const GARBAGE_COLLECT = template('garbage-collect.sh')
 
 export interface StoredTag {
   digest: string

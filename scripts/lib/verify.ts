@@ -10,9 +10,8 @@
 // spegel#1272, a node proxy): only the registry's own log says where they went.
 // Planning, log matching, verdicts and the matrix are pure; observe() asks Docker.
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { placeFiles } from './carry.ts'
-import { type Config, type Provider, ROOT } from './config.ts'
+import type { Config, Provider } from './config.ts'
 import * as docker from './docker.ts'
 import type { Runner } from './exec.ts'
 import { log, table, UserError } from './log.ts'
@@ -20,6 +19,7 @@ import { CERTS_D, readsCertsD } from './providers/kind.ts'
 import { findClusters, type Node, PROVIDERS } from './providers/provider.ts'
 import { REGISTRY_DATA } from './registry-containers.ts'
 import { registryRoutes } from './routes.ts'
+import { template } from './templates.ts'
 
 /** The repository every probe names. */
 export const PROBE_REPOSITORY = 'devreg-probe/verify'
@@ -29,7 +29,7 @@ export const PROBE_REPOSITORY = 'devreg-probe/verify'
  */
 export const PROBE_SECONDS = 5
 
-const PROBE_SCRIPT = readFileSync(`${ROOT}templates/verify-probe.sh`, 'utf8')
+const PROBE_SCRIPT = template('verify-probe.sh')
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
@@ -262,67 +262,95 @@ export function judge(
       fix: null,
     }
   const mine = hits.filter((h) => h.host === p.host)
-  const fromNode = mine.filter((h) => nodeAddresses.includes(h.address))
-  if (fromNode.some((h) => h.container === t.first)) {
-    const h = fromNode.find((x) => x.container === t.first) as Hit
-    return { status: 'pass', detail: `${t.first} answered (${h.method} ${h.status})`, fix: null }
-  }
-  if (pull && (pull.rc === 127 || /crictl: (not found|No such file)|executable file not found/.test(pull.out)))
+  const answer = mine.find((h) => h.container === t.first && nodeAddresses.includes(h.address))
+  if (answer) return { status: 'pass', detail: `${t.first} answered (${answer.method} ${answer.status})`, fix: null }
+  return pullFault(p.node, pull) ?? explainMiss(p, t, t.first, mine, nodeAddresses, pull, facts)
+}
+
+/** A probe pull that never got as far as containerd's resolver, so no registry could have logged it. */
+function pullFault(node: string, pull: { rc: number; out: string } | null): Verdict | null {
+  if (!pull) return null
+  if (pull.rc === 127 || /crictl: (not found|No such file)|executable file not found/.test(pull.out))
     return fail(
-      `${p.node} has no crictl, so no probe pull ran`,
+      `${node} has no crictl, so no probe pull ran`,
       'kind and k3s nodes ship crictl; use a node image that has it (kindest/node, rancher/k3s)',
     )
-  if (pull && /connect: no such file|ENOENT|Unavailable desc = .*(connection|socket)/i.test(pull.out))
+  if (/connect: no such file|ENOENT|Unavailable desc = .*(connection|socket)/i.test(pull.out))
     return fail(
-      `crictl in ${p.node} cannot reach containerd: ${pull.out.slice(0, 200)}`,
-      `\`docker exec ${p.node} crictl info\` and containerd's log in the node say why`,
+      `crictl in ${node} cannot reach containerd: ${pull.out.slice(0, 200)}`,
+      `\`docker exec ${node} crictl info\` and containerd's log in the node say why`,
     )
+  return null
+}
 
-  const others = [...new Set(fromNode.map((h) => h.container).filter((c) => c !== t.first))]
+/**
+ * Why `first` (the route's first registry) did not log the probe from its
+ * node, checked in the order the fixes go: the registry, the node's
+ * containerd, then something between them.
+ */
+function explainMiss(
+  p: Probe,
+  t: Target,
+  first: string,
+  mine: Hit[],
+  nodeAddresses: string[],
+  pull: { rc: number; out: string } | null,
+  facts: Facts,
+): Verdict {
+  const fromNode = mine.filter((h) => nodeAddresses.includes(h.address))
+  const others = [...new Set(fromNode.map((h) => h.container).filter((c) => c !== first))]
   const instead = others.length
     ? `${others.join(', ')} answered instead`
     : `nothing on the cluster network logged it (the node went past every devreg registry, to ${t.rest[t.rest.length - 1]} or nowhere)`
   const upstreamNote = others.length || t.rest.length ? ': the upstream answered, so pulls of this host cost its rate limit' : ''
-  const first = facts.containers.get(t.first)
+  const registry = facts.containers.get(first)
+  if (registry?.state !== 'running')
+    return fail(
+      `${first} is ${registry ? registry.state : 'missing'}; ${instead}${upstreamNote}`,
+      `\`just dev-registry\` ${registry ? 'starts it' : 'creates it'} (containerd falls through to the next host meanwhile)`,
+    )
+  if (!registry.networks.includes(facts.network))
+    return fail(
+      `${first} is not on ${facts.network}, so ${p.node} cannot reach it; ${instead}`,
+      `\`just dev-registry\` attaches it again (or \`docker network connect ${facts.network} ${first}\`)`,
+    )
+  const nodeFault = containerdFault(p, t, first, facts, instead)
+  if (nodeFault) return nodeFault
+  const elsewhere = mine.filter((h) => h.container === first && !nodeAddresses.includes(h.address))
+  if (elsewhere.length)
+    return fail(
+      `${first} logged it from ${elsewhere[0].address}, not from ${p.node} (${nodeAddresses.join(', ')}): something forwards the node's pulls`,
+      'check the node for a proxy or NAT between it and the registries',
+    )
+  return fail(
+    `${first} did not log it; ${instead}${pull?.out ? ` (crictl: ${pull.out.slice(0, 160)})` : ''}`,
+    `\`just preflight\` checks names and mirror files; \`docker logs ${first}\` shows what the registry saw`,
+  )
+}
+
+/** A miss the node's containerd explains: no hosts.toml for the host, certs.d not read, or a proxy in the way. */
+function containerdFault(p: Probe, t: Target, first: string, facts: Facts, instead: string): Verdict | null {
   const node = facts.nodes.get(p.node)
-  if (first?.state !== 'running')
-    return fail(
-      `${t.first} is ${first ? first.state : 'missing'}; ${instead}${upstreamNote}`,
-      `\`just dev-registry\` ${first ? 'starts it' : 'creates it'} (containerd falls through to the next host meanwhile)`,
-    )
-  if (!first.networks.includes(facts.network))
-    return fail(
-      `${t.first} is not on ${facts.network}, so ${p.node} cannot reach it; ${instead}`,
-      `\`just dev-registry\` attaches it again (or \`docker network connect ${facts.network} ${t.first}\`)`,
-    )
+  if (!node) return null
   const kind = facts.provider === 'kind'
   const dir = PROVIDERS[facts.provider].certsD
-  if (node && !node.hostsToml.has(p.host))
+  if (!node.hostsToml.has(p.host))
     return fail(
       `${p.node} has no ${dir}/${p.host}/hosts.toml, so containerd pulls ${p.host} directly; ${instead}`,
       kind ? '`just dev-up` writes it' : '`just dev-up` rewrites registries.yaml and restarts the nodes (k3s renders hosts.toml at start)',
     )
-  if (node && node.readsCertsD === false)
+  if (node.readsCertsD === false)
     return fail(
       `containerd in ${p.node} does not read ${CERTS_D} (no config_path in \`containerd config dump\`), so it ignores every hosts.toml; ${instead}`,
       'the node did not take the kind config patch: `just dev-up --recreate`',
     )
-  const proxy = node ? proxyFor(node.env, t.first) : null
+  const proxy = proxyFor(node.env, first)
   if (proxy)
     return fail(
-      `containerd in ${p.node} sends ${t.firstUrl} to the proxy ${proxy} (${t.first} is not in its NO_PROXY); ${instead}`,
-      `add ${t.first} to NO_PROXY in the node: \`dev-up --recreate\` from a shell with the proxy set puts every registry there, or take the proxy out of containerd's environment`,
+      `containerd in ${p.node} sends ${t.firstUrl} to the proxy ${proxy} (${first} is not in its NO_PROXY); ${instead}`,
+      `add ${first} to NO_PROXY in the node: \`dev-up --recreate\` from a shell with the proxy set puts every registry there, or take the proxy out of containerd's environment`,
     )
-  const elsewhere = mine.filter((h) => h.container === t.first && !nodeAddresses.includes(h.address))
-  if (elsewhere.length)
-    return fail(
-      `${t.first} logged it from ${elsewhere[0].address}, not from ${p.node} (${nodeAddresses.join(', ')}): something forwards the node's pulls`,
-      'check the node for a proxy or NAT between it and the registries',
-    )
-  return fail(
-    `${t.first} did not log it; ${instead}${pull?.out ? ` (crictl: ${pull.out.slice(0, 160)})` : ''}`,
-    `\`just preflight\` checks names and mirror files; \`docker logs ${t.first}\` shows what the registry saw`,
-  )
+  return null
 }
 
 /** The output of the probe script: ref → exit code and one line of crictl's output. */
@@ -474,30 +502,76 @@ async function ensureProbeImage(run: Runner, config: Config, containers: docker.
   )
 }
 
+/** The nodes of the cluster of `config`: control plane (server) first, then workers (agents), as kind and k3d list them. */
+function clusterNodes(config: Config, containers: docker.Container[]): Node[] {
+  const cluster = findClusters(config.cluster.name, containers).find((c) => c.provider === config.cluster.provider)
+  const rank = (n: Node) => (n.role === 'control-plane' || n.role === 'server' ? 0 : 1)
+  return [...(cluster?.nodes ?? [])].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name))
+}
+
+/** Containers whose logs verify reads: devreg's own registries, and any container a route names after them (a team cache, a test's upstream). */
+function readableLogs(config: Config, ts: Target[], containers: docker.Container[]): string[] {
+  const names = new Set(containers.map((c) => c.name))
+  return [
+    ...new Set([...config.registries.map((r) => r.name), ...ts.flatMap((t) => t.rest.map(hostOf)).filter((h) => names.has(h))]),
+  ].filter((n) => names.has(n))
+}
+
+/** The probe pulls: one exec per running node, every host at once in it. Returns ref → crictl's result. */
+async function pullProbes(run: Runner, nodes: Node[], probes: Probe[], seconds: number): Promise<Map<string, { rc: number; out: string }>> {
+  const runs = await Promise.all(
+    nodes.map(async (n) => {
+      const refs = probes.filter((p) => p.node === n.name && p.first).map((p) => p.ref)
+      if (!n.running || !refs.length) return new Map<string, { rc: number; out: string }>()
+      const r = await run.probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'pull', String(seconds), ...refs])
+      return parseProbeOutput(r.stdout)
+    }),
+  )
+  return new Map(runs.flatMap((m) => [...m]))
+}
+
+/** Whether the route's first registry logged the probe from the probe's node. */
+function tookRoute(p: Probe, hits: Hit[], addresses: Map<string, string[]>): boolean {
+  return hits.some((h) => h.host === p.host && h.container === p.first && (addresses.get(p.node) ?? []).includes(h.address))
+}
+
+/** Probe requests the registries logged since the pulls (lines in `before` left out). */
+async function readProbeHits(
+  run: Runner,
+  readable: string[],
+  since: number,
+  before: Map<string, string[]>,
+  probes: Probe[],
+  addresses: Map<string, string[]>,
+): Promise<Hit[]> {
+  const hits = newHits(await readLogs(run, readable, since), before)
+  if (!probes.some((p) => p.first && !tookRoute(p, hits, addresses))) return hits
+  // The log driver copies lines a moment after the registry writes them.
+  await new Promise((r) => setTimeout(r, 300))
+  return newHits(await readLogs(run, readable, since), before)
+}
+
+/** `containers` sorted in the order the route of `t` tries them. */
+function inRouteOrder(t: Target, containers: string[]): string[] {
+  const chain = [t.first, ...t.rest.map(hostOf)]
+  return containers.sort((a, b) => chain.indexOf(a) - chain.indexOf(b))
+}
+
 /** Runs every probe of the cluster of `config` and judges it. */
 export async function verify(run: Runner, config: Config, opts: { seconds?: number } = {}): Promise<VerifyResult> {
   const start = Date.now()
   const containers = await docker.listContainers(run)
-  const cluster = findClusters(config.cluster.name, containers).find((c) => c.provider === config.cluster.provider)
-  // Control plane (server) first, then workers (agents), as kind and k3d list them.
-  const rank = (n: Node) => (n.role === 'control-plane' || n.role === 'server' ? 0 : 1)
-  const nodes = [...(cluster?.nodes ?? [])].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name))
+  const nodes = clusterNodes(config, containers)
   const ts = targets(config)
   const probes = planProbes(
     ts,
     nodes.map((n) => n.name),
     PROBE_IMAGE.digest,
   )
-  const byHost = new Map(ts.map((t) => [t.host, t]))
-
-  // Logs devreg reads: its own registries', and any container a route names after them (a team cache, a test's upstream).
-  const names = new Set(containers.map((c) => c.name))
-  const readable = [
-    ...new Set([...config.registries.map((r) => r.name), ...ts.flatMap((t) => t.rest.map(hostOf)).filter((h) => names.has(h))]),
-  ].filter((n) => names.has(n))
+  const readable = readableLogs(config, ts, containers)
   const since = start - 2000
 
-  // 1. The probe image in every registry, then the probe pulls: one exec per node, every host at once in it.
+  // 1. The probe image in every registry, then the probe pulls.
   // Every run probes the same references: lines logged before the pulls (a run a moment ago) are read first and left out.
   const [addresses, before] = await Promise.all([
     nodeAddresses(
@@ -507,36 +581,17 @@ export async function verify(run: Runner, config: Config, opts: { seconds?: numb
     readLogs(run, readable, since),
     ensureProbeImage(run, config, containers),
   ])
-  const runs = await Promise.all(
-    nodes.map(async (n) => {
-      const refs = probes.filter((p) => p.node === n.name && p.first).map((p) => p.ref)
-      if (!n.running || !refs.length) return new Map<string, { rc: number; out: string }>()
-      const seconds = String(opts.seconds ?? PROBE_SECONDS)
-      const r = await run.probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'pull', seconds, ...refs])
-      return parseProbeOutput(r.stdout)
-    }),
-  )
-  const pulls = new Map(runs.flatMap((m) => [...m]))
+  const pulls = await pullProbes(run, nodes, probes, opts.seconds ?? PROBE_SECONDS)
 
   // 2. What the registries logged since.
-  let hits = newHits(await readLogs(run, readable, since), before)
-  const passed = (p: Probe) =>
-    hits.some((h) => h.host === p.host && h.container === p.first && (addresses.get(p.node) ?? []).includes(h.address))
-  // The log driver copies lines a moment after the registry writes them.
-  if (probes.some((p) => p.first && !passed(p))) {
-    await new Promise((r) => setTimeout(r, 300))
-    hits = newHits(await readLogs(run, readable, since), before)
-  }
+  const hits = await readProbeHits(run, readable, since, before, probes, addresses)
 
   // 3. Verdicts; what explains a miss is looked at only when there is one.
-  const misses = probes.filter((p) => p.first && !passed(p))
+  const misses = probes.filter((p) => p.first && !tookRoute(p, hits, addresses))
   const facts = misses.length
     ? await gatherFacts(run, config, misses, nodes, containers)
     : { provider: config.cluster.provider, network: config.network, containers: new Map(), nodes: new Map() }
-  const order = (p: Probe, containers: string[]) => {
-    const chain = [p.first, ...(byHost.get(p.host)?.rest.map(hostOf) ?? [])]
-    return containers.sort((a, b) => chain.indexOf(a) - chain.indexOf(b))
-  }
+  const byHost = new Map(ts.map((t) => [t.host, t]))
   for (const p of probes) {
     const t = byHost.get(p.host) as Target
     const node = nodes.find((n) => n.name === p.node) as Node
@@ -544,9 +599,8 @@ export async function verify(run: Runner, config: Config, opts: { seconds?: numb
     const verdict = node.running
       ? judge(p, t, hits, nodeAddrs, pulls.get(p.ref) ?? null, facts)
       : { status: 'fail' as const, detail: `node ${p.node} is not running`, fix: `\`docker start ${p.node}\`, or \`just dev-up\`` }
-    Object.assign(p, verdict, {
-      answeredBy: order(p, [...new Set(hits.filter((h) => h.host === p.host && nodeAddrs.includes(h.address)).map((h) => h.container))]),
-    })
+    const answered = [...new Set(hits.filter((h) => h.host === p.host && nodeAddrs.includes(h.address)).map((h) => h.container))]
+    Object.assign(p, verdict, { answeredBy: inRouteOrder(t, answered) })
   }
   const summary = summarize(probes)
   return { ok: summary.fail === 0, cluster: config.cluster.name, image: PROBE_IMAGE.digest, elapsedMs: Date.now() - start, summary, probes }

@@ -4,19 +4,9 @@ import { describe, expect, test } from 'bun:test'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseAllDocuments } from 'yaml'
 import { $ } from 'zx'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { inClusterManifests } from '../../scripts/lib/render.ts'
+import { docs, manifests } from '../kit/in-cluster-sample.ts'
 import { ROOT } from '../kit/scripts.ts'
-
-const config = resolveConfig({ mirrors: [{ host: 'docker.io' }] })
-const [local, cache] = config.registries
-const manifests = inClusterManifests([
-  { registry: local, address: '172.18.0.3' },
-  { registry: cache, address: '172.18.0.4' },
-])
-const docs = parseAllDocuments(manifests).map((d) => d.toJS())
 
 describe('in-cluster manifests', () => {
   test('the kubectl stand-in accepts them (it fails only later, at the missing context)', async () => {

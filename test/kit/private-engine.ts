@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
+import { isolatedDockerdArgs } from './rig/engine.ts'
 import { hostTools } from './rig/packages.ts'
 
 export interface PrivateEngine {
@@ -95,24 +96,14 @@ export async function startPrivateEngine(opts: { daemonJson: string; subnet: str
     const args = [
       '--config-file',
       '/etc/docker/daemon.json',
-      '--host',
-      env.DOCKER_HOST,
-      '--data-root',
-      join(base, 'data'),
-      '--exec-root',
-      `${run}/exec`,
-      '--pidfile',
-      `${run}/dockerd.pid`,
-      '--iptables=false',
-      '--ip6tables=false',
-      '--ip-masq=false',
-      '--ip-forward=false',
-      '--bip',
-      `${opts.subnet}.0.1/24`,
-      '--default-address-pool',
-      `base=${opts.subnet}.0.0/16,size=24`,
-      '--cgroup-parent',
-      name,
+      ...isolatedDockerdArgs({
+        host: env.DOCKER_HOST,
+        dataRoot: join(base, 'data'),
+        runDir: run,
+        bridge: `${opts.subnet}.0.1/24`,
+        pool: `base=${opts.subnet}.0.0/16,size=24`,
+        cgroupParent: name,
+      }),
     ]
     // A mount namespace of its own with the temp dir as /etc/docker, then the network namespace.
     const script = 'set -e; mount --bind "$1" /etc/docker; ns="$2"; shift 2; exec nsenter --net="$ns" dockerd "$@"'

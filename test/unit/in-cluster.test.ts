@@ -2,18 +2,10 @@
 // and an EndpointSlice per registry (fields from the Kubernetes API reference:
 // v1 Service, discovery.k8s.io/v1 EndpointSlice), and k3s's coredns-custom key.
 import { describe, expect, test } from 'bun:test'
-import { parseAllDocuments } from 'yaml'
 import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
 import { appliedChanges } from '../../scripts/lib/in-cluster.ts'
-import { corednsOverride, inClusterManifests, serviceHost, serviceName } from '../../scripts/lib/render.ts'
-
-const config = resolveConfig({ mirrors: [{ host: 'docker.io' }] })
-const [local, cache] = config.registries
-const manifests = inClusterManifests([
-  { registry: local, address: '172.18.0.3' },
-  { registry: cache, address: '172.18.0.4' },
-])
-const docs = parseAllDocuments(manifests).map((d) => d.toJS())
+import { corednsOverride, serviceHost, serviceName } from '../../scripts/lib/render.ts'
+import { docs, local } from '../kit/in-cluster-sample.ts'
 
 describe('in-cluster manifests', () => {
   test('the namespace first, then a Service and its EndpointSlice per registry', () => {

@@ -2,9 +2,7 @@
 // from the rendered config, and routed by one hosts.toml per registry host in
 // the certs.d directory the config's containerd patch names (containerd
 // re-reads it on every pull, so nothing restarts).
-import { readFileSync } from 'node:fs'
 import type { Config } from '../config.ts'
-import { ROOT } from '../config.ts'
 import type { Container } from '../docker.ts'
 import type { Runner } from '../exec.ts'
 import { log, UserError } from '../log.ts'
@@ -12,6 +10,7 @@ import { editNodeFiles, type NodeFileEdit, nodeCertsD } from '../nodes.ts'
 import { nodeNoProxy } from '../proxy.ts'
 import { hostsToml, isDevregHostsToml, kindConfig } from '../render.ts'
 import { registryRoutes } from '../routes.ts'
+import { template } from '../templates.ts'
 import type { Cluster, ClusterProvider, Node } from './provider.ts'
 
 /** Where kind nodes read hosts.toml files (the kind config's patch sets it). */
@@ -20,7 +19,7 @@ export const CERTS_D = '/etc/containerd/certs.d'
 const KIND_CLUSTER = 'io.x-k8s.kind.cluster'
 const KIND_ROLE = 'io.x-k8s.kind.role'
 
-const READ_HOSTS_FILES = readFileSync(`${ROOT}templates/read-hosts-files.sh`, 'utf8')
+const READ_HOSTS_FILES = template('read-hosts-files.sh')
 
 /** Every hosts.toml a kind node gets: certs.d directory → content. */
 export function kindHostsFiles(config: Config): Map<string, string> {

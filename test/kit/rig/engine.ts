@@ -38,6 +38,43 @@ export async function rigDocker(args: string[], input?: string) {
 
 const answers = async () => (await rigDocker(['version', '--format', '{{.Server.Version}}'])).exitCode === 0
 
+/**
+ * dockerd's flags for an engine in a network namespace of its own (the rig's,
+ * and a test's private one): it touches no iptables and forwards nothing, and
+ * its bridge, address pool, state and cgroup are its own.
+ */
+export function isolatedDockerdArgs(o: {
+  host: string
+  dataRoot: string
+  runDir: string
+  /** --bip: its docker0, inside its namespace. */
+  bridge: string
+  /** --default-address-pool. */
+  pool: string
+  cgroupParent: string
+}): string[] {
+  return [
+    '--host',
+    o.host,
+    '--data-root',
+    o.dataRoot,
+    '--exec-root',
+    `${o.runDir}/exec`,
+    '--pidfile',
+    `${o.runDir}/dockerd.pid`,
+    '--iptables=false',
+    '--ip6tables=false',
+    '--ip-masq=false',
+    '--ip-forward=false',
+    '--default-address-pool',
+    o.pool,
+    '--bip',
+    o.bridge,
+    '--cgroup-parent',
+    o.cgroupParent,
+  ]
+}
+
 /** Starts the engine unless it runs; returns the PATH that puts kind and the engine's tools first. */
 export async function startEngine(): Promise<{ path: string; started: boolean }> {
   const path = `${await toolsDir()}:${process.env.PATH}`
@@ -56,24 +93,14 @@ export async function startEngine(): Promise<{ path: string; started: boolean }>
   const args = [
     `--net=${ENGINE.netnsPath}`,
     'dockerd',
-    '--host',
-    ENGINE.host,
-    '--data-root',
-    dataRoot,
-    '--exec-root',
-    `${RUN}/exec`,
-    '--pidfile',
-    `${RUN}/dockerd.pid`,
-    '--iptables=false',
-    '--ip6tables=false',
-    '--ip-masq=false',
-    '--ip-forward=false',
-    '--default-address-pool',
-    'base=10.213.0.0/16,size=24',
-    '--bip',
-    '10.212.0.1/24',
-    '--cgroup-parent',
-    NAME,
+    ...isolatedDockerdArgs({
+      host: ENGINE.host,
+      dataRoot,
+      runDir: RUN,
+      bridge: '10.212.0.1/24',
+      pool: 'base=10.213.0.0/16,size=24',
+      cgroupParent: NAME,
+    }),
   ]
   const child = spawn('nsenter', args, { env: { ...process.env, PATH: path }, stdio: ['ignore', out, out], detached: true })
   child.unref()
