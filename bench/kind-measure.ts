@@ -11,7 +11,8 @@ import { criPull, criRemove } from '../test/kit/cri.ts'
 import { prepareImages, REGISTRY_IMAGE } from '../test/kit/images.ts'
 import type { PushedImage } from '../test/kit/push.ts'
 import { servedBlobBytes } from '../test/kit/registry.ts'
-import { freePort, ROOT, script, timed, Workspace } from './harness.ts'
+import { STAND_INS } from '../test/kit/scripts.ts'
+import { freePort, script, timed, Workspace } from './harness.ts'
 import { pushNoteImages, waitCached } from './pulls.ts'
 
 /** Runs of each timed step; the section reports medians. */
@@ -113,7 +114,7 @@ async function setUpRig(nodeImage: string, ws: Workspace): Promise<KindRig> {
   })
   // The kubectl stand-in (no API server here) and a kubeconfig of this run's own, for both clusters.
   const env = {
-    PATH: `${join(ROOT, 'test/stand-ins/bin')}:${process.env.PATH}`,
+    PATH: `${STAND_INS}:${process.env.PATH}`,
     DEVREG_STANDIN_STATE: join(ws.dir, 'kube'),
     KUBECONFIG: join(ws.dir, 'kubeconfig'),
   }

@@ -12,7 +12,7 @@ import { stringify } from 'yaml'
 import { $ } from 'zx'
 import { REGISTRY_IMAGE } from './images.ts'
 import { freePort, waitHttp } from './net.ts'
-import { ROOT } from './scripts.ts'
+import { STAND_INS } from './scripts.ts'
 
 export { freePort, waitHttp } from './net.ts'
 export { ROOT, runScript, type ScriptResult } from './scripts.ts'
@@ -116,7 +116,7 @@ export async function testRegistry(fx: Fixture) {
 /** Environment for scripts that call kind, k3d and kubectl: the stand-ins first on PATH. */
 export function standInEnv(fx: Fixture): Record<string, string> {
   return {
-    PATH: `${join(ROOT, 'test/stand-ins/bin')}:${process.env.PATH}`,
+    PATH: `${STAND_INS}:${process.env.PATH}`,
     DEVREG_STANDIN_STATE: join(fx.dir, 'kube'),
   }
 }
