@@ -107,7 +107,6 @@ function goValue(v: unknown): unknown {
 export const k3d: ClusterProvider = {
   name: 'k3d',
   certsD: K3S_CERTS_D,
-  mirrorsFile: K3S_REGISTRIES,
 
   find(name: string, containers: Container[]): Cluster | null {
     const nodes = containers

@@ -55,7 +55,6 @@ async function requireConfigPath(run: Runner, node: string): Promise<void> {
 export const kind: ClusterProvider = {
   name: 'kind',
   certsD: CERTS_D,
-  mirrorsFile: `${CERTS_D}/HOST/hosts.toml`,
 
   find(name: string, containers: Container[]): Cluster | null {
     const nodes = containers

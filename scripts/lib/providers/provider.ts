@@ -27,8 +27,6 @@ export interface ClusterProvider {
   readonly name: Provider
   /** Where the nodes' containerd reads hosts.toml directories. */
   readonly certsD: string
-  /** The file that holds a node's registry routing, for messages: a certs.d (kind) or registries.yaml (k3d). */
-  readonly mirrorsFile: string
   /** This provider's cluster of that name among Docker's containers; null when it has none. */
   find(name: string, containers: Container[]): Cluster | null
   /** The cluster with what Docker's listing leaves out read in (k3d: k3s's arguments). */
