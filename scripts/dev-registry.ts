@@ -234,7 +234,7 @@ async function status(run: Runner, config: Config, json: boolean): Promise<numbe
       return {
         name: r.name,
         role: r.role,
-        host: r.host,
+        host: r.upstreamHost,
         upstream: r.upstream,
         address: r.address.host,
         port: r.port,

@@ -232,7 +232,7 @@ function printOutcome(config: Config, changes: string[], push: string, pullInClu
   log.info(`\npush:    docker push ${push}`)
   log.info(`use:     image: ${pullInCluster}`)
   for (const r of config.registries.filter((x) => x.role === 'cache'))
-    log.info(`pulls of ${r.host}/* go through ${r.name} (${r.address.host} from the host)`)
+    log.info(`pulls of ${r.upstreamHost}/* go through ${r.name} (${r.address.host} from the host)`)
 }
 
 if (isMain(import.meta.url)) await runMain(main)

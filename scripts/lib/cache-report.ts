@@ -215,7 +215,7 @@ export function parseSince(text: string | undefined, now = Date.now()): Since {
 /** One cache's report; its container's log is read whole (it is at most 30 MiB). */
 export async function cacheReport(run: Runner, cache: Registry, since: Since): Promise<CacheReport> {
   const info = await docker.inspect<{ State: { Status: string; StartedAt: string }; Config: { Env?: string[] } }>(run, cache.name)
-  const base = { name: cache.name, host: cache.host as string }
+  const base = { name: cache.name, host: cache.upstreamHost as string }
   if (!info) return { ...base, state: 'missing', version: null, since: '', logFrom: null, truncated: false, stats: null, sources: [] }
   const logs = await run.probe(['docker', 'logs', cache.name])
   const log = parseRegistryLog(`${logs.stderr}\n${logs.stdout}`)

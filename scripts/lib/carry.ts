@@ -250,7 +250,7 @@ function addTagLinks(add: AddFile, repository: string, tag: string, digest: stri
 export function chooseRegistries(config: Config, names: readonly string[]): Registry[] {
   if (!names.length) return config.registries.filter((r) => r.role === 'cache')
   return names.map((n) => {
-    const r = config.registries.find((x) => x.name === n || x.host === n || (n === 'local' && x.role === 'local'))
+    const r = config.registries.find((x) => x.name === n || x.upstreamHost === n || (n === 'local' && x.role === 'local'))
     if (!r)
       throw new UserError(
         `no registry ${n} in the config: name one of ${config.registries.map((x) => x.name).join(', ')} (or a mirror host, or local)`,
@@ -260,7 +260,7 @@ export function chooseRegistries(config: Config, names: readonly string[]): Regi
   })
 }
 
-export const registryKey = (r: Pick<Registry, 'role' | 'host'>) => (r.role === 'local' ? 'local' : (r.host as string))
+export const registryKey = (r: Pick<Registry, 'role' | 'upstreamHost'>) => (r.role === 'local' ? 'local' : (r.upstreamHost as string))
 
 async function distributionVersion(run: Runner, image: string): Promise<string | null> {
   const r = await run.probe(['docker', 'run', '--rm', '--network', 'none', '--entrypoint', 'registry', image, '--version'])
@@ -401,7 +401,7 @@ function archiveManifest(present: ExportSource[]): ArchiveManifest {
       key: registryKey(r),
       role: r.role,
       name: r.name,
-      host: r.host,
+      host: r.upstreamHost,
       upstream: r.upstream,
       volume: r.volume,
       image: r.image,

@@ -185,8 +185,8 @@ export interface Registry {
   volume: string
   bind: string
   port: number
-  /** The upstream host a cache mirrors (docker.io); null for the local registry. */
-  host: string | null
+  /** The registry host a cache mirrors (docker.io), as image names write it; null for the local registry. */
+  upstreamHost: string | null
   upstream: string | null
   credentials: { usernameEnv: string; passwordEnv: string } | null
   remotes: { url: string; path: string | null }[]
@@ -374,7 +374,7 @@ function localRegistry(c: ConfigFile): Registry {
     volume: c.registry.volume,
     bind: c.registry.bind,
     port: c.registry.port,
-    host: null,
+    upstreamHost: null,
     upstream: null,
     credentials: null,
     remotes: [],
@@ -396,7 +396,7 @@ function cacheRegistry(c: ConfigFile, m: ConfigFile['mirrors'][number], i: numbe
     volume: m.volume ?? `${name}-data`,
     bind: c.registry.bind,
     port,
-    host: m.host,
+    upstreamHost: m.host,
     upstream: m.upstream ?? defaultUpstream(m.host),
     credentials: m.credentials,
     remotes: m.remotes,
@@ -423,7 +423,7 @@ function registryClashes(registries: Registry[]): Issue[] {
       else first.set(k, r)
     }
   }
-  seen((r) => r.host, 'mirror host', 'host', 'list each upstream host once')
+  seen((r) => r.upstreamHost, 'mirror host', 'host', 'list each upstream host once')
   seen((r) => r.name, 'container name', 'name', 'give each registry its own name')
   seen((r) => String(r.port), 'port', 'port', 'give each registry its own port')
   seen((r) => r.volume, 'volume', 'volume', 'give each registry its own volume')

@@ -152,7 +152,7 @@ export function hostMirrorFiles(config: Config): Map<string, string> {
   const onHost = new Map(config.registries.map((r) => [r.address.inNetworkUrl, r.address.url]))
   const files = new Map<string, string>()
   for (const route of registryRoutes(config)) {
-    if (!caches.some((c) => c.host === route.host)) continue
+    if (!caches.some((c) => c.upstreamHost === route.host)) continue
     const local: Route = {
       ...route,
       endpoints: route.endpoints.map((e) => ({ ...e, url: onHost.get(e.url) ?? e.url })),
@@ -332,7 +332,7 @@ type EnginePaths = { daemonJson: string; certsD: string }
 /** What host-mirrors (or --undo) changes, from the config, the engine and the files: pure. */
 export function planHostMirrors(config: Config, engine: Engine, seen: Observed, paths: EnginePaths, undo: boolean): Plan {
   const plan: Plan = { changes: [], skipped: [], notes: [] }
-  const hub = config.registries.filter((r) => r.role === 'cache').find((r) => r.host === 'docker.io')
+  const hub = config.registries.filter((r) => r.role === 'cache').find((r) => r.upstreamHost === 'docker.io')
   const can = support(engine)
   // 1. daemon.json: registry-mirrors for docker.io.
   if (undo) planDaemonJsonUndo(plan, hub, seen, paths.daemonJson)
@@ -387,7 +387,7 @@ function planHostsTomls(plan: Plan, config: Config, can: Support, seen: Observed
   const wanted = undo || can.hostsToml ? new Map<string, string>() : hostMirrorFiles(config)
   if (!undo && can.hostsToml) {
     const caches = config.registries.filter((r) => r.role === 'cache')
-    const hosts = caches.map((c) => c.host as string).filter((h) => h !== 'docker.io' || can.daemonJson)
+    const hosts = caches.map((c) => c.upstreamHost as string).filter((h) => h !== 'docker.io' || can.daemonJson)
     if (hosts.length) plan.skipped.push({ hosts, why: can.hostsToml })
   }
   for (const [host, content] of wanted) {
@@ -409,7 +409,7 @@ const readOrNull = (path: string) => readFile(path, 'utf8').catch(() => null)
 /** Reads daemon.json, its backup, and the hosts.toml of every directory in certs.d and of every cached host. */
 export async function observeFiles(config: Config, paths: EnginePaths): Promise<Observed> {
   const dirs = await readdir(paths.certsD).catch(() => [] as string[])
-  const hosts = [...new Set([...dirs, ...config.registries.filter((r) => r.role === 'cache').map((r) => r.host as string)])]
+  const hosts = [...new Set([...dirs, ...config.registries.filter((r) => r.role === 'cache').map((r) => r.upstreamHost as string)])]
   const [daemonJson, backup, ...files] = await Promise.all([
     readOrNull(paths.daemonJson),
     readOrNull(`${paths.daemonJson}${BACKUP_SUFFIX}`),
@@ -509,7 +509,7 @@ async function requireCachesRunning(run: Runner, config: Config): Promise<void> 
   )
   if (down.length)
     throw new UserError(
-      `no cache running for ${down.map((r) => `${r.host} (${r.name})`).join(', ')}: run \`just dev-registry\` first, then host-mirrors`,
+      `no cache running for ${down.map((r) => `${r.upstreamHost} (${r.name})`).join(', ')}: run \`just dev-registry\` first, then host-mirrors`,
       EXIT.failed,
     )
 }
@@ -593,7 +593,7 @@ export function judgeHostRoutes(config: Config, engine: Engine, hostsFiles: Map<
   return config.registries
     .filter((r) => r.role === 'cache')
     .map((r): HostRoute => {
-      const host = r.host as string
+      const host = r.upstreamHost as string
       const base = { host, cache: r.name }
       const file = hostsFiles.get(host) ?? null
       const viaFile = !can.hostsToml && file !== null && file === wanted.get(host)

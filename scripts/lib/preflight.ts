@@ -48,7 +48,7 @@ const bare = (host: string) => host.replace(/:\d+$/, '')
 export function selectTargets(config: Config, names: string[]): Selection {
   const routes = registryRoutes(config).map((r) => r.host)
   if (!names.length) return { hosts: [...config.hosts], registries: [...config.registries], routes, all: true }
-  const isRegistry = (r: Registry, n: string) => r.name === n || r.host === n
+  const isRegistry = (r: Registry, n: string) => r.name === n || r.upstreamHost === n
   const unknown = names.filter(
     (n) =>
       !config.hosts.some((h) => h.name === n) &&
@@ -164,7 +164,7 @@ export function parseV2Output(urls: string[], stdout: string): Map<string, V2Ans
 }
 
 /** The Docker daemon's mirror matters to everything, or to the docker.io cache. */
-const checksDaemon = (sel: Selection) => sel.all || sel.registries.some((r) => r.host === 'docker.io')
+const checksDaemon = (sel: Selection) => sel.all || sel.registries.some((r) => r.upstreamHost === 'docker.io')
 
 const mapAsync = async <T, V>(items: readonly T[], key: (t: T) => string, fn: (t: T) => Promise<V>): Promise<Map<string, V>> =>
   new Map(await Promise.all(items.map(async (t) => [key(t), await fn(t)] as const)))
@@ -334,7 +334,7 @@ function v2Verdict(r: Registry, answer: V2Answer, where: string, state: string |
 }
 
 function dockerMirror(config: Config, mirrors: string[] | null): Verdict | null {
-  const cache = config.registries.find((r) => r.host === 'docker.io')
+  const cache = config.registries.find((r) => r.upstreamHost === 'docker.io')
   if (!cache || mirrors === null) return null
   const url = cache.address.url
   const listed = mirrors.some((m) => {

@@ -70,7 +70,11 @@ export function credentialedContainer(r: Registry, credentialDigest: string | un
   const secretEnv: Record<string, string> = r.credentials
     ? { REGISTRY_PROXY_USERNAME: r.credentials.usernameEnv, REGISTRY_PROXY_PASSWORD: r.credentials.passwordEnv }
     : {}
-  const labels = [`${LABEL.managed}=true`, `${LABEL.role}=${r.role}`, ...(r.host ? [`${LABEL.upstreamHost}=${r.host}`] : [])]
+  const labels = [
+    `${LABEL.managed}=true`,
+    `${LABEL.role}=${r.role}`,
+    ...(r.upstreamHost ? [`${LABEL.upstreamHost}=${r.upstreamHost}`] : []),
+  ]
   const settings = [
     '--restart=always',
     ...labels.flatMap((l) => ['--label', l]),
@@ -356,7 +360,7 @@ export async function removeRegistries(
   if (purge)
     for (const r of chosen)
       if (await docker.volumeExists(run, r.volume)) {
-        const what = r.role === 'local' ? 'images pushed to the local registry' : `cache of ${r.host}`
+        const what = r.role === 'local' ? 'images pushed to the local registry' : `cache of ${r.upstreamHost}`
         volumes.push({ name: r.volume, what, bytes: await docker.volumeBytes(run, r.volume, r.image) })
       }
   if (volumes.length) {

@@ -41,7 +41,7 @@ export function registryRoutes(config: Config): Route[] {
     },
   ]
   for (const cache of config.registries.filter((r) => r.role === 'cache')) {
-    const host = cache.host as string
+    const host = cache.upstreamHost as string
     const canonical = defaultUpstream(host)
     routes.push({
       host,
@@ -77,6 +77,6 @@ export function registryRoutes(config: Config): Route[] {
  * serves, whose route has no public fallback (see registryRoutes).
  */
 export function hostnameAliases(config: Config): string[] {
-  const mirrored = new Set(config.registries.map((r) => r.host))
+  const mirrored = new Set(config.registries.map((r) => r.upstreamHost))
   return config.aliases.filter((a) => !a.includes('/') && !mirrored.has(a))
 }

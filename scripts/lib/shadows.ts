@@ -16,7 +16,7 @@ export interface Shadow {
 /** The caches whose host a namespace alias covers, with that alias. */
 export function aliasedCaches(config: Config): { cache: Registry; alias: string }[] {
   return config.registries.flatMap((cache) => {
-    const alias = cache.role === 'cache' ? config.aliases.find((a) => a.startsWith(`${cache.host}/`)) : undefined
+    const alias = cache.role === 'cache' ? config.aliases.find((a) => a.startsWith(`${cache.upstreamHost}/`)) : undefined
     return alias ? [{ cache, alias }] : []
   })
 }
@@ -27,7 +27,7 @@ export function shadows(config: Config, local: string[], cached: Map<string, str
   return aliasedCaches(config).flatMap(({ cache, alias }) =>
     (cached.get(cache.name) ?? [])
       .filter((repo) => mine.has(repo))
-      .map((repository) => ({ host: cache.host as string, repository, alias })),
+      .map((repository) => ({ host: cache.upstreamHost as string, repository, alias })),
   )
 }
 

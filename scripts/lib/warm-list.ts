@@ -42,7 +42,7 @@ export function splitRoutable(
     if (!imageRef.safeParse(image).success) skipped.push({ image, reason: 'not an image reference devreg accepts' })
     else {
       const { host } = parseReference(image)
-      if (config.registries.some((r) => r.role === 'cache' && r.host === host)) routable.push(image)
+      if (config.registries.some((r) => r.role === 'cache' && r.upstreamHost === host)) routable.push(image)
       else skipped.push({ image, reason: `no cache for ${host}` })
     }
   }

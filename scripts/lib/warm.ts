@@ -48,9 +48,9 @@ export function routeImages(config: Config, images: readonly string[]): WarmTarg
       continue
     }
     const ref = parseReference(image)
-    const cache = config.registries.find((r) => r.role === 'cache' && r.host === ref.host)
+    const cache = config.registries.find((r) => r.role === 'cache' && r.upstreamHost === ref.host)
     if (!cache) {
-      const hosts = config.registries.flatMap((r) => (r.host ? [r.host] : []))
+      const hosts = config.registries.flatMap((r) => (r.upstreamHost ? [r.upstreamHost] : []))
       problems.push(
         `${image}: no cache for ${ref.host} (caches: ${hosts.join(', ') || 'none'}): add a mirror with host ${ref.host} to the config, or leave the image out`,
       )
@@ -109,7 +109,7 @@ export function failureReason(err: unknown, cache: Registry, offline: boolean): 
   if (err.status === 404) return `not found (HTTP 404${detail ? ` ${detail}` : ''})${suffix}`
   if (err.status === 401 || err.status === 403)
     // Docker Hub answers 401 for a repository that does not exist as well.
-    return `access denied by the upstream (HTTP ${err.status}): it does not exist, or it is private and needs credentials on the ${cache.host} mirror`
+    return `access denied by the upstream (HTTP ${err.status}): it does not exist, or it is private and needs credentials on the ${cache.upstreamHost} mirror`
   if (err.status === null) return `${cache.name} did not answer (${err.message.split(': ').pop()}): is it running? \`dev-registry status\``
   return `${err.message.split('\n')[0]}${suffix}`
 }
