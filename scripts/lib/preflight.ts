@@ -12,7 +12,7 @@ import { type HostRoute, hostEngineRoutes } from './host-mirrors.ts'
 import { endpointSliceAddresses } from './in-cluster.ts'
 import { isLoopback } from './local-addresses.ts'
 import { table, UserError } from './log.ts'
-import { K3S_REGISTRIES, k3sRegistriesData } from './providers/k3d.ts'
+import { desiredRegistriesData, K3S_REGISTRIES, type K3sRegistriesData, k3sRegistriesData } from './providers/k3d.ts'
 import { CERTS_D, readHostsFiles, readsCertsD } from './providers/kind.ts'
 import { findClusters, type Node, PROVIDERS } from './providers/provider.ts'
 import { IN_CLUSTER_NAMESPACE, isDevregHostsToml, serviceName } from './render.ts'
@@ -108,9 +108,8 @@ export interface Observed {
 
 /** The mirror configuration devreg writes into every node, per registry host, normalised for comparison. */
 export function desiredMirrors(config: Config): Map<string, string> {
-  const files = PROVIDERS[config.cluster.provider].desiredMirrors(config)
-  if (config.cluster.provider === 'kind') return kindMirrors(files)
-  return k3dMirrors(files.get(K3S_REGISTRIES) ?? null) as Map<string, string>
+  if (config.cluster.provider === 'kind') return kindMirrors(PROVIDERS.kind.desiredMirrors(config))
+  return mirrorEntries(desiredRegistriesData(config))
 }
 
 /** certs.d directory → hosts.toml becomes registry host → hosts.toml. */
@@ -124,10 +123,11 @@ export function kindMirrors(files: Map<string, string>): Map<string, string> {
  * devreg gives it (see k3sRegistriesData). Null without a file.
  */
 export function k3dMirrors(yaml: string | null): Map<string, string> | null {
-  if (yaml === null) return null
-  const doc = k3sRegistriesData(yaml)
-  return new Map(Object.entries(doc?.mirrors ?? {}).map(([host, entry]) => [host, JSON.stringify(entry)]))
+  return yaml === null ? null : mirrorEntries(k3sRegistriesData(yaml))
 }
+
+const mirrorEntries = (doc: K3sRegistriesData | null) =>
+  new Map(Object.entries(doc?.mirrors ?? {}).map(([host, entry]) => [host, JSON.stringify(entry)]))
 
 /** Prints the status and headers of GET URL/v2/ for each URL given, curl or nc (templates/ping-v2.sh). */
 const V2_SCRIPT = template('ping-v2.sh')

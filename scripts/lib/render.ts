@@ -43,14 +43,20 @@ export function kindConfig(config: Config): string {
  * getHostConfigs sets Default to nil), and a public host keeps its upstream only
  * when it is listed, as the last endpoint.
  */
-export function k3sRegistries(routes: Route[], strict: boolean): string {
+export function k3sRegistriesDocument(routes: Route[], strict: boolean): { mirrors: Record<string, { endpoint: string[] }> } {
   const mirrors: Record<string, { endpoint: string[] }> = {}
   for (const r of routes) {
     const endpoint = r.endpoints.map((e) => e.url)
     if (strict && !endpoint.includes(r.server)) endpoint.push(r.server)
     mirrors[r.host] = { endpoint }
   }
-  return `# Written by devreg (scripts/dev-up.ts); k3s reads it only when it starts.\n${stringifyYaml({ mirrors }, { lineWidth: 0 })}`
+  return { mirrors }
+}
+
+/** k3sRegistriesDocument as the file devreg writes. */
+export function k3sRegistries(routes: Route[], strict: boolean): string {
+  const doc = k3sRegistriesDocument(routes, strict)
+  return `# Written by devreg (scripts/dev-up.ts); k3s reads it only when it starts.\n${stringifyYaml(doc, { lineWidth: 0 })}`
 }
 
 /**

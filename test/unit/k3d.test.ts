@@ -5,7 +5,13 @@ import { describe, expect, test } from 'bun:test'
 import { isDeepStrictEqual } from 'node:util'
 import { parse as parseYaml } from 'yaml'
 import { resolveConfig } from '../../scripts/lib/config.ts'
-import { desiredRegistriesYaml, k3dNodeFlags, k3sRegistriesData } from '../../scripts/lib/providers/k3d.ts'
+import {
+  desiredRegistriesData,
+  desiredRegistriesYaml,
+  type K3sRegistriesData,
+  k3dNodeFlags,
+  k3sRegistriesData,
+} from '../../scripts/lib/providers/k3d.ts'
 import { type Cluster, clusterDrift } from '../../scripts/lib/providers/provider.ts'
 import { k3dRegistriesYaml, yamlV2Less } from '../stand-ins/k3d-registries.ts'
 
@@ -62,6 +68,16 @@ describe('what k3d writes into the nodes for --registry-config', () => {
 describe('registries.yaml read as data', () => {
   const config = k3d({ aliases: ['registry.dev.local'] })
   const devreg = desiredRegistriesYaml(config)
+
+  test('the desired routing as data is what reading devreg’s own file gives, with no text in between', () => {
+    expect(desiredRegistriesData(config)).toEqual(k3sRegistriesData(devreg) as K3sRegistriesData)
+    expect(Object.keys(desiredRegistriesData(config)?.mirrors ?? {})).toEqual([
+      'localhost:5001',
+      'kind-registry:5000',
+      'docker.io',
+      'registry.dev.local',
+    ])
+  })
 
   test('k3d’s re-serialisation of devreg’s file is the same data', () => {
     const node = k3dRegistriesYaml(mirrorsOf(devreg))

@@ -9,7 +9,7 @@ import type { Config } from '../config.ts'
 import type { Container } from '../docker.ts'
 import { editNodeFiles } from '../nodes.ts'
 import { nodeNoProxy } from '../proxy.ts'
-import { k3sRegistries } from '../render.ts'
+import { k3sRegistries, k3sRegistriesDocument } from '../render.ts'
 import { hostnameAliases, registryRoutes } from '../routes.ts'
 import type { Cluster, ClusterProvider, Node } from './provider.ts'
 
@@ -30,9 +30,14 @@ export function k3sArgs(config: Config): string[] {
   return hostnameAliases(config).length ? [K3S_NO_DEFAULT_ENDPOINT] : []
 }
 
+const strict = (config: Config) => k3sArgs(config).includes(K3S_NO_DEFAULT_ENDPOINT)
+
 /** The registries.yaml every k3d node gets. */
-export const desiredRegistriesYaml = (config: Config) =>
-  k3sRegistries(registryRoutes(config), k3sArgs(config).includes(K3S_NO_DEFAULT_ENDPOINT))
+export const desiredRegistriesYaml = (config: Config) => k3sRegistries(registryRoutes(config), strict(config))
+
+/** desiredRegistriesYaml as data, the way k3sRegistriesData reads a node's file. */
+export const desiredRegistriesData = (config: Config) =>
+  k3sRegistriesDocumentData(k3sRegistriesDocument(registryRoutes(config), strict(config)))
 
 /** The registries.yaml devreg hands to k3d; kept outside the repo, readable by the user only. */
 export const k3dRegistriesFile = (config: Config) => join(tmpdir(), `devreg-k3d-${config.cluster.name}-registries.yaml`)
@@ -76,6 +81,11 @@ export function k3sRegistriesData(text: string): K3sRegistriesData | null {
   } catch {
     return null
   }
+  return k3sRegistriesDocumentData(doc)
+}
+
+/** A parsed registries.yaml as k3sRegistriesData gives it; null when it is not one. */
+function k3sRegistriesDocumentData(doc: unknown): K3sRegistriesData | null {
   if (!isMapping(doc)) return null
   const { mirrors = {}, ...rest } = doc
   if (mirrors !== null && !isMapping(mirrors)) return null
@@ -176,7 +186,7 @@ export const k3d: ClusterProvider = {
     const desired = desiredRegistriesYaml(config)
     await run.writeFile(k3dRegistriesFile(config), desired)
     // k3d writes its own re-serialisation of the file into the nodes: compare what k3s acts on.
-    const want = k3sRegistriesData(desired)
+    const want = desiredRegistriesData(config)
     const current = await Promise.all(cluster.nodes.map((n) => run.probe(['docker', 'exec', n.name, 'cat', K3S_REGISTRIES])))
     const stale = current.filter((r) => !r.ok || !isDeepStrictEqual(k3sRegistriesData(r.stdout), want))
     if (!stale.length) return []
