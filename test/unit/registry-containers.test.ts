@@ -12,8 +12,10 @@ import {
   removeRegistries,
 } from '../../scripts/lib/registry-containers.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
+import { freePort } from '../kit/net.ts'
 
-const config = resolveConfig({ mirrors: [{ host: 'docker.io' }] })
+// Free ports of this machine's own: adopt's final `up` checks the local registry's port for real.
+const config = resolveConfig({ registry: { port: await freePort() }, mirrors: [{ host: 'docker.io', port: await freePort() }] })
 const [local, hub] = config.registries
 const up: () => Promise<V2Answer> = async () => ({ ok: true, status: 200, apiVersion: 'registry/2.0', error: null })
 
