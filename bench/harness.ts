@@ -3,12 +3,13 @@
 // the numbers were measured on. Node APIs and zx only, so the bench runs under
 // Bun and tsx alike.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { cpus, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { $ } from 'zx'
 import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/kit/images.ts'
+
+export { freePort } from '../test/kit/net.ts'
 
 export const ROOT = join(import.meta.dirname, '..')
 /** Scripts are timed under Bun, as `just` runs them. */
@@ -90,18 +91,6 @@ export async function script(name: string, args: string[], env: Record<string, s
   })`${BUN} ${join(ROOT, 'scripts', `${name}.ts`)} ${args}`
   if (p.exitCode !== 0) throw new Error(`${name} ${args.join(' ')} failed (exit ${p.exitCode}): ${p.stderr.trim()}`)
   return p.stdout
-}
-
-/** A port free on this network namespace's loopback. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 /** Milliseconds fn takes. */
