@@ -12,8 +12,8 @@ import { type HostRoute, hostEngineRoutes } from './host-mirrors.ts'
 import { endpointSliceAddresses } from './in-cluster.ts'
 import { isLoopback } from './local-addresses.ts'
 import { table, UserError } from './log.ts'
-import { desiredRegistriesData, K3S_REGISTRIES, type K3sRegistriesData, k3sRegistriesData } from './providers/k3d.ts'
-import { CERTS_D, readHostsFiles, readsCertsD } from './providers/kind.ts'
+import { K3S_REGISTRIES } from './providers/k3d.ts'
+import { CERTS_D, readsCertsD } from './providers/kind.ts'
 import { findClusters, type Node, PROVIDERS } from './providers/provider.ts'
 import { IN_CLUSTER_NAMESPACE, isDevregHostsToml, serviceName } from './render.ts'
 import { registryRoutes } from './routes.ts'
@@ -107,27 +107,7 @@ export interface Observed {
 }
 
 /** The mirror configuration devreg writes into every node, per registry host, normalised for comparison. */
-export function desiredMirrors(config: Config): Map<string, string> {
-  if (config.cluster.provider === 'kind') return kindMirrors(PROVIDERS.kind.desiredMirrors(config))
-  return mirrorEntries(desiredRegistriesData(config))
-}
-
-/** certs.d directory → hosts.toml becomes registry host → hosts.toml. */
-export function kindMirrors(files: Map<string, string>): Map<string, string> {
-  return new Map([...files].map(([dir, content]) => [dir.slice(CERTS_D.length + 1), content]))
-}
-
-/**
- * registries.yaml becomes registry host → its mirror entry as canonical JSON,
- * read as data: k3d hands the nodes its own re-serialisation of the file
- * devreg gives it (see k3sRegistriesData). Null without a file.
- */
-export function k3dMirrors(yaml: string | null): Map<string, string> | null {
-  return yaml === null ? null : mirrorEntries(k3sRegistriesData(yaml))
-}
-
-const mirrorEntries = (doc: K3sRegistriesData | null) =>
-  new Map(Object.entries(doc?.mirrors ?? {}).map(([host, entry]) => [host, JSON.stringify(entry)]))
+export const desiredMirrors = (config: Config) => PROVIDERS[config.cluster.provider].desiredMirrors(config)
 
 /** Prints the status and headers of GET URL/v2/ for each URL given, curl or nc (templates/ping-v2.sh). */
 const V2_SCRIPT = template('ping-v2.sh')
@@ -233,9 +213,7 @@ async function observeNode(run: Runner, provider: Provider, sel: Selection, node
       node.name,
       sel.registries.map((r) => r.name),
     ),
-    provider === 'kind'
-      ? readHostsFiles(run, node.name).then(kindMirrors)
-      : docker.readFileIn(run, node.name, K3S_REGISTRIES).then(k3dMirrors),
+    PROVIDERS[provider].observedMirrors(run, node.name),
     provider === 'kind' ? readsCertsD(run, node.name) : Promise.resolve(null),
   ])
   return { name: node.name, running: true, resolve, v2, mirrors, readsCertsD: certsD }

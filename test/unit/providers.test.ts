@@ -107,3 +107,21 @@ describe('k3d: registries.yaml, read by k3s only at start', () => {
     expect(run.changes.slice(-2)).toEqual(['k3d cluster stop dev', 'k3d cluster start dev'])
   })
 })
+
+describe('desired and observed mirrors compare per registry host', () => {
+  test('kind: a node holding what dev-up writes observes exactly the desired routing', async () => {
+    const run = fakeRunner([on(['docker', 'exec', 'n', 'sh', '-c'], hostsFilesOutput(desired))])
+    const want = kind.desiredMirrors(config)
+    expect([...want.keys()]).toEqual(['localhost:5001', 'kind-registry:5000', 'docker.io', 'ghcr.io'])
+    expect(await kind.observedMirrors(run, 'n')).toEqual(want)
+  })
+
+  test('k3d: k3d’s re-serialisation observes as the desired routing; a node without registries.yaml has none', async () => {
+    const k3dConfig = resolveConfig({ cluster: { provider: 'k3d', name: 'dev' }, mirrors: [{ host: 'docker.io' }] })
+    const endpoints = parseYaml(desiredRegistriesYaml(k3dConfig)).mirrors as Record<string, { endpoint: string[] }>
+    const asK3dWritesIt = k3dRegistriesYaml(Object.fromEntries(Object.entries(endpoints).map(([h, m]) => [h, m.endpoint])))
+    const run = fakeRunner([on(['docker', 'exec', 'n', 'cat', K3S_REGISTRIES], asK3dWritesIt)])
+    expect(await k3d.observedMirrors(run, 'n')).toEqual(k3d.desiredMirrors(k3dConfig))
+    expect(await k3d.observedMirrors(fakeRunner(), 'n')).toBeNull()
+  })
+})

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { parse as parseYaml } from 'yaml'
 import type { Config } from '../config.ts'
-import type { Container } from '../docker.ts'
+import { type Container, readFileIn } from '../docker.ts'
 import { editNodeFiles } from '../nodes.ts'
 import { nodeNoProxy } from '../proxy.ts'
 import { k3sRegistries, k3sRegistriesDocument } from '../render.ts'
@@ -96,6 +96,10 @@ function k3sRegistriesDocumentData(doc: unknown): K3sRegistriesData | null {
   }
 }
 
+/** Registry host → its entry as canonical JSON (k3sRegistriesData sorts an entry's keys). */
+const mirrorEntries = (doc: K3sRegistriesData | null) =>
+  new Map(Object.entries(doc?.mirrors ?? {}).map(([host, entry]) => [host, JSON.stringify(entry)]))
+
 const isMapping = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
 
 /** The value with Go's zero values left out and keys sorted; undefined when nothing is left. */
@@ -180,7 +184,11 @@ export const k3d: ClusterProvider = {
     await run.change(['k3d', 'cluster', 'delete', cluster.name])
   },
 
-  desiredMirrors: (config) => new Map([[K3S_REGISTRIES, desiredRegistriesYaml(config)]]),
+  desiredMirrors: (config) => mirrorEntries(desiredRegistriesData(config)),
+  async observedMirrors(run, node) {
+    const yaml = await readFileIn(run, node, K3S_REGISTRIES)
+    return yaml === null ? null : mirrorEntries(k3sRegistriesData(yaml))
+  },
 
   async reconcile(run, config, cluster) {
     const desired = desiredRegistriesYaml(config)

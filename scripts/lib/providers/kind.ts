@@ -26,6 +26,9 @@ export function kindHostsFiles(config: Config): Map<string, string> {
   return new Map(registryRoutes(config).map((r) => [`${CERTS_D}/${r.host}`, hostsToml(r)]))
 }
 
+/** certs.d directory → hosts.toml becomes registry host → hosts.toml. */
+const byHost = (files: Map<string, string>) => new Map([...files].map(([dir, content]) => [dir.slice(CERTS_D.length + 1), content]))
+
 /** The hosts.toml files in a node's certs.d (directory → content), read in one exec. */
 export async function readHostsFiles(run: Runner, node: string): Promise<Map<string, string>> {
   const r = await run.probe(['docker', 'exec', node, 'sh', '-c', READ_HOSTS_FILES, 'read-hosts-files', CERTS_D])
@@ -80,7 +83,8 @@ export const kind: ClusterProvider = {
     await run.change(['kind', 'delete', 'cluster', '--name', cluster.name])
   },
 
-  desiredMirrors: kindHostsFiles,
+  desiredMirrors: (config) => byHost(kindHostsFiles(config)),
+  observedMirrors: async (run, node) => byHost(await readHostsFiles(run, node)),
 
   async reconcile(run, config, cluster) {
     const desired = kindHostsFiles(config)

@@ -35,8 +35,10 @@ export interface ClusterProvider {
   drift(config: Config, cluster: Cluster): string[]
   create(run: Runner, config: Config): Promise<void>
   delete(run: Runner, cluster: Cluster): Promise<void>
-  /** The routing files every node should hold: path in the node → content. */
+  /** The routing every node should have: registry host → its entry, normalised to compare with observedMirrors. */
   desiredMirrors(config: Config): Map<string, string>
+  /** A node's routing as desiredMirrors gives it; null when the node has no routing file at all. */
+  observedMirrors(run: Runner, node: string): Promise<Map<string, string> | null>
   /** Makes every node's routing equal to desiredMirrors; says what changed. */
   reconcile(run: Runner, config: Config, cluster: Cluster): Promise<string[]>
 }
