@@ -9,6 +9,8 @@
 #   S BLOCKS SIZE MTIME ./PATH      every file and directory (stat)
 #   L ./PATH:sha256:...             a tag's current/link and the digest in it
 #   M ./PATH JSON                   a manifest blob, newlines folded
+#   T DATE TIME ZONE ./PATH         a layer link's mtime to the nanosecond: when
+#                                   a cache stored that blob for that repository
 # blobs: an M line for each PATH (relative to the workdir) that is a file.
 #
 # distribution's filesystem driver keeps everything under docker/registry/v2.
@@ -31,9 +33,11 @@ case $mode in
     grep -E '/_manifests/revisions/sha256/[0-9a-f]{64}$' "$out/s" |
       sed -E 's#.*/([0-9a-f]{2})([0-9a-f]{62})$#./docker/registry/v2/blobs/sha256/\1/\1\2/data#' | sort -u |
       while read -r f; do [ -f "$f" ] && echo "$f"; done |
-      xargs -r awk "$fold" > "$out/m"
+      xargs -r awk "$fold" > "$out/m" &
+    grep -E '^S [0-9]+ [0-9]+ [0-9]+ \./docker/registry/v2/repositories/.*/_layers/sha256/[0-9a-f]{64}/link$' "$out/s" | cut -d' ' -f5- |
+      xargs -r stat -c 'T %y %n' > "$out/t"
     wait
-    cat "$out/s" "$out/l" "$out/m"
+    cat "$out/s" "$out/l" "$out/m" "$out/t"
     ;;
   blobs)
     for f; do [ -f "$f" ] && echo "$f"; done | xargs -r awk "$fold"

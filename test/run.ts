@@ -8,6 +8,7 @@ import { createWriteStream, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stopEngine } from './kit/rig/engine.ts'
+import { buildGoPrograms, programVersions } from './kit/rig/go-programs.ts'
 import { type RigEnv, rigUp } from './kit/rig/rig.ts'
 
 const ROOT = join(import.meta.dir, '..')
@@ -50,6 +51,17 @@ const rigPaths = paths.length ? paths.filter(isE2e) : ['test/e2e']
 const bunTest = (paths: string[]) => [BUN, 'test', '--parallel=2', '--timeout=180000', ...flags, ...paths]
 
 const outcomes: Outcome[] = []
+// The real programs (registry:3, crictl, containerd, runc, k3d) from their Go
+// modules, once, before the host and the rig both need them.
+try {
+  for (const line of await programVersions(await buildGoPrograms())) process.stderr.write(`programs: ${line}\n`)
+} catch (err) {
+  const reason = (err as Error).message.split('\n')[0]
+  if (required) {
+    process.stderr.write(`FAILED: the programs the tests run could not be built (DEVREG_REQUIRE_DOCKER=1): ${reason}\n`)
+    outcomes.push({ pass: 0, fail: 1, code: 1 })
+  } else process.stderr.write(`SKIPPING what needs registry:3, crictl or k3d: ${reason}\n`)
+}
 let rig: RigEnv | null = null
 if (rigPaths.length) {
   try {

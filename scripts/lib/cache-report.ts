@@ -1,23 +1,25 @@
 // What a pull-through cache did: requests, blobs served from its storage or
 // fetched from the upstream, bytes served and fetched. Derived from what the
 // registry itself records, because distribution 2.8's /debug/vars proxy
-// counters are wrong (BlobPush counts every request as a hit):
+// counters are wrong (BlobPush counts every request as a hit) and 3's
+// registry_proxy_* metrics count since the process started, whatever window
+// is asked for:
 //   - every request logs `response completed` (or `... with error`) with its
 //     URI, status, bytes written and duration (both 2.8 and 3);
-//   - 2.8 logs `Adding new scheduler entry for REPO@DIGEST` when it has stored
-//     something fetched from the upstream (registry/proxy/scheduler). A blob
-//     request that started before that line could not be served from storage,
-//     so the upstream answered it too: 2.8 downloads a missed blob twice,
-//     once to answer and once to store (registry/proxy/proxyblobstore.go);
-//   - 3 with proxy.ttl 0 runs no scheduler and logs no fetch, but exports
-//     correct counters (registry_proxy_* on its debug server) since its
-//     process started.
+//   - a blob fetched from the upstream is stored and linked into its
+//     repository when the fetch completes. 2.8 logs it (`Adding new scheduler
+//     entry for REPO@DIGEST`, registry/proxy/scheduler); 3 with proxy.ttl 0
+//     logs nothing, but the link file's mtime in the volume says when. A blob
+//     request that started before its blob was stored was answered by the
+//     upstream: 2.8 downloads such a blob twice, once to answer and once to
+//     store (registry/proxy/proxyblobstore.go); 3 once per request.
 // Container logs rotate (json-file, 10 MiB x 3), so the log covers a window.
 import type { Config, Registry } from './config.ts'
 import * as docker from './docker.ts'
 import { parseDuration } from './duration.ts'
 import type { Runner } from './exec.ts'
 import { formatBytes, table, UserError } from './log.ts'
+import { readStorage } from './storage.ts'
 
 export interface LoggedRequest {
   /** When the response completed (ms since the epoch). */
@@ -117,13 +119,28 @@ export interface CacheStats {
 }
 
 const isBlobGet = (r: LoggedRequest) => r.method === 'GET' && r.status >= 200 && r.status < 300 && BLOB_URI.test(r.uri)
+const digestOf = (key: string) => key.slice(key.lastIndexOf('@') + 1)
 const blobKey = (uri: string) => {
   const m = BLOB_URI.exec(uri)
   return m ? `${m[1]}@${m[2]}` : null
 }
 
-/** Counts from the log alone, for requests that completed at or after `since`; fetch counts need 2.8's scheduler lines. */
-export function statsFromLog(log: RegistryLog, since: number): CacheStats {
+/** When the cache stored each blob it fetched, and how many downloads a missed request cost the upstream. */
+export interface Stores {
+  /** REPO@DIGEST → when it was stored from the upstream (ms since the epoch). */
+  at: Map<string, number>
+  /** Blob sizes by digest from storage; without them, the largest response the log shows for the blob. */
+  sizes?: Map<string, number>
+  /** distribution 2.8 fetches a missed blob once to answer and once more to store it. */
+  fetchesTwice: boolean
+}
+
+/**
+ * Counts for requests that completed at or after `since`: requests and bytes
+ * served from the log alone; hits, misses and fetches where it is known when
+ * each blob was stored (null otherwise).
+ */
+export function statsFromLog(log: RegistryLog, since: number, stores: Stores | null): CacheStats {
   const inWindow = log.requests.filter((r) => r.end >= since)
   const blobGets = inWindow.filter(isBlobGet)
   const servedBytes = blobGets.reduce((n, r) => n + r.written, 0)
@@ -133,26 +150,27 @@ export function statsFromLog(log: RegistryLog, since: number): CacheStats {
     blobRequests: blobGets.length,
     servedBytes,
   }
-  if (!schedulerLogs(log.version))
-    return { ...base, hits: null, misses: null, fetched: null, fetchedBytes: null, upstreamBytes: null, savedBytes: null }
-  // A blob is stored once per repository: the proxy serves from storage only what is linked there.
-  const sizes = new Map<string, number>()
-  for (const r of log.requests.filter(isBlobGet)) {
-    const key = blobKey(r.uri) as string
-    sizes.set(key, Math.max(sizes.get(key) ?? 0, r.written))
-  }
+  if (!stores) return { ...base, hits: null, misses: null, fetched: null, fetchedBytes: null, upstreamBytes: null, savedBytes: null }
+  const sizes = new Map<string, number>(stores.sizes ?? [])
+  if (!stores.sizes)
+    for (const r of log.requests.filter(isBlobGet)) {
+      const digest = digestOf(blobKey(r.uri) as string)
+      sizes.set(digest, Math.max(sizes.get(digest) ?? 0, r.written))
+    }
   const missed = blobGets.filter((r) => {
-    const storedAt = log.stored.get(blobKey(r.uri) as string)
+    const storedAt = stores.at.get(blobKey(r.uri) as string)
     return storedAt !== undefined && r.start < storedAt
   })
-  const stores = [...log.stored].filter(([key, at]) => at >= since && sizes.has(key))
-  const fetchedBytes = stores.reduce((n, [key]) => n + (sizes.get(key) ?? 0), 0)
-  const upstreamBytes = fetchedBytes + missed.reduce((n, r) => n + r.written, 0)
+  // A blob is stored once per repository: the proxy serves from storage only what is linked there.
+  const fetches = [...stores.at].filter(([key, at]) => at >= since && sizes.has(digestOf(key)))
+  const fetchedBytes = fetches.reduce((n, [key]) => n + (sizes.get(digestOf(key)) ?? 0), 0)
+  const missedBytes = missed.reduce((n, r) => n + r.written, 0)
+  const upstreamBytes = stores.fetchesTwice ? fetchedBytes + missedBytes : missedBytes
   return {
     ...base,
     hits: blobGets.length - missed.length,
     misses: missed.length,
-    fetched: stores.length,
+    fetched: fetches.length,
     fetchedBytes,
     upstreamBytes,
     savedBytes: servedBytes - upstreamBytes,
@@ -161,25 +179,6 @@ export function statsFromLog(log: RegistryLog, since: number): CacheStats {
 
 /** distribution 2.x logs a scheduler line per stored fetch; 3 does not when proxy.ttl is 0 (devreg's setting). */
 export const schedulerLogs = (version: string | null) => version === null || /^v?2\./.test(version)
-
-/** The registry_proxy_* counters of distribution 3 (Prometheus text) for blobs. */
-export interface ProxyMetrics {
-  requests: number
-  hits: number
-  misses: number
-  pulledBytes: number
-  pushedBytes: number
-}
-
-export function parseProxyMetrics(text: string): ProxyMetrics | null {
-  const value = (name: string) => {
-    const m = new RegExp(`^registry_proxy_${name}_total\\{[^}]*type="blob"[^}]*\\}\\s+(\\S+)`, 'm').exec(text)
-    return m ? Number(m[1]) : null
-  }
-  const [requests, hits, misses, pulledBytes, pushedBytes] = ['requests', 'hits', 'misses', 'pulled_bytes', 'pushed_bytes'].map(value)
-  if (requests === null || hits === null || misses === null || pulledBytes === null || pushedBytes === null) return null
-  return { requests, hits, misses, pulledBytes, pushedBytes }
-}
 
 export interface CacheReport {
   name: string
@@ -214,46 +213,31 @@ export function parseSince(text: string | undefined, now = Date.now()): Since {
 
 /** One cache's report; its container's log is read whole (it is at most 30 MiB). */
 export async function cacheReport(run: Runner, cache: Registry, since: Since): Promise<CacheReport> {
-  const info = await docker.inspect<{ State: { Status: string; StartedAt: string }; Config: { Env?: string[] } }>(run, cache.name)
+  const info = await docker.inspect<{ State: { Status: string; StartedAt: string } }>(run, cache.name)
   const base = { name: cache.name, host: cache.upstreamHost as string }
   if (!info) return { ...base, state: 'missing', version: null, since: '', logFrom: null, truncated: false, stats: null, sources: [] }
   const logs = await run.probe(['docker', 'logs', cache.name])
   const log = parseRegistryLog(`${logs.stderr}\n${logs.stdout}`)
   const from = since.kind === 'time' ? since.at : since.kind === 'start' ? Date.parse(info.State.StartedAt) : (log.firstLine ?? 0)
-  const stats = statsFromLog(log, from)
   const sources = ['requests and bytes served: the registry log (`response completed`)']
+  let stores: Stores | null = null
   if (schedulerLogs(log.version)) {
+    stores = { at: log.stored, fetchesTwice: true }
     sources.push(
       'hits, misses, fetched: the registry log (`Adding new scheduler entry` marks each blob stored from the upstream; a request that started earlier was answered by the upstream)',
     )
   } else {
-    const debugAddr = info.Config.Env?.find((e) => e.startsWith('REGISTRY_HTTP_DEBUG_ADDR='))?.split('=')[1] ?? ':5001'
-    const port = debugAddr.split(':').pop()
-    const metrics =
-      info.State.Status === 'running'
-        ? await run.probe(['docker', 'exec', cache.name, 'wget', '-q', '-O', '-', `http://127.0.0.1:${port}/metrics`])
-        : null
-    const m = metrics?.ok ? parseProxyMetrics(metrics.stdout) : null
-    if (m) {
-      Object.assign(stats, {
-        hits: m.hits,
-        misses: m.misses,
-        fetched: m.misses,
-        fetchedBytes: m.pulledBytes,
-        upstreamBytes: m.pulledBytes,
-        savedBytes: m.pushedBytes - m.pulledBytes,
-        blobRequests: m.requests,
-        servedBytes: m.pushedBytes,
-      })
-      const started = log.listeningSince ? new Date(log.listeningSince).toISOString() : 'its start'
+    try {
+      const storage = await readStorage(run, cache.volume, cache.image)
+      stores = { at: storage.layerLinkedAt, sizes: storage.blobs, fetchesTwice: false }
       sources.push(
-        `blob requests, hits, misses, bytes: distribution's registry_proxy_* metrics, counted since the registry process started (${started})`,
+        "hits, misses, fetched: the cache's volume (a layer link's mtime is when the blob was stored from the upstream; a request that started earlier was answered by the upstream, once)",
       )
-    } else
-      sources.push(
-        `hits, misses, fetched: unknown: distribution ${log.version} logs no fetches with proxy.ttl 0, and its proxy metrics need http.debug.addr with prometheus enabled in the image's config`,
-      )
+    } catch (err) {
+      sources.push(`hits, misses, fetched: unknown: ${(err as Error).message}`)
+    }
   }
+  const stats = statsFromLog(log, from, stores)
   return {
     ...base,
     state: info.State.Status,

@@ -57,6 +57,11 @@ export interface Storage {
   /** Every blob in blobs/, manifests included: digest → bytes on disk. */
   blobs: Map<string, number>
   manifests: Map<string, StoredManifest>
+  /**
+   * REPO@DIGEST → when the blob was linked into the repository (ms since the
+   * epoch): on a cache, when it stored that blob fetched from the upstream.
+   */
+  layerLinkedAt: Map<string, number>
   /** Disk used by the whole volume (du), null when not measured. */
   diskBytes: number | null
 }
@@ -82,7 +87,7 @@ export function parseManifest(digest: string, doc: ManifestDocument): StoredMani
  * digest is a directory name), tag times and the disk used (du's blocks).
  */
 export function parseListing(text: string): Storage {
-  const storage: Storage = { repositories: new Map(), blobs: new Map(), manifests: new Map(), diskBytes: null }
+  const storage: Storage = { repositories: new Map(), blobs: new Map(), manifests: new Map(), layerLinkedAt: new Map(), diskBytes: null }
   const repo = (name: string) => {
     let r = storage.repositories.get(name)
     if (!r) {
@@ -111,6 +116,12 @@ export function parseListing(text: string): Storage {
       const rest = line.slice(2)
       const colon = rest.indexOf(':')
       tagLinks.push([rest.slice(root.length, colon), rest.slice(colon + 1).trim()])
+    } else if (kind === 'T ') {
+      // busybox's %y: 2026-01-31 08:00:00.123456789 +0000; milliseconds are enough.
+      const [, date, time, zone, full] = line.split(' ')
+      const m = /^repositories\/(.+?)\/_layers\/sha256\/([0-9a-f]{64})\/link$/.exec(full?.slice(root.length) ?? '')
+      const at = Date.parse(`${date}T${time?.slice(0, 12)}${zone?.replace(/(\d\d)$/, ':$1')}`)
+      if (m && !Number.isNaN(at)) storage.layerLinkedAt.set(`${m[1]}@sha256:${m[2]}`, at)
     } else if (kind === 'M ') {
       const rest = line.slice(2)
       const sp = rest.indexOf(' ')

@@ -1,8 +1,7 @@
 // Builds the images the integration tests share, once, before the test files
-// run in parallel: registry:2 and registry:3 stand-ins from Debian's
-// docker-registry 2.8 (the same distribution code; no v3 binary can be had
-// offline), each laid out like its official image, and small sample images of
-// random data.
+// run in parallel: registry:3 (the real distribution v3, built from its Go
+// module) and registry:2 (Debian's docker-registry 2.8), each laid out like its
+// official image, and small sample images of random data.
 // Run: bun test/kit/images.ts   (just test does it first)
 import { randomBytes } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
@@ -10,12 +9,12 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { $ } from 'zx'
-import { compileCrictl } from './crictl.ts'
+import { goProgram } from './rig/go-programs.ts'
 import { packageTree } from './rig/packages.ts'
 
 /** Laid out like the official registry:2: /etc/docker/registry/config.yml, info logging. */
 export const REGISTRY2_IMAGE = 'devreg-test/registry:2'
-/** Laid out like the official registry:3: /etc/distribution/config.yml, debug logging, metrics on :5001. */
+/** distribution v3.1.1 laid out like the official registry:3: /etc/distribution/config.yml, debug logging, metrics on :5001. */
 export const REGISTRY3_IMAGE = 'devreg-test/registry:3'
 /** The tests' default registry image, as registry:3 is devreg's default. */
 export const REGISTRY_IMAGE = REGISTRY3_IMAGE
@@ -51,7 +50,7 @@ async function imageExists(ref: string): Promise<boolean> {
  * files, their shared libraries (as ldd lists them), busybox for a shell and
  * tools, and an nsswitch.conf (glibc resolves names through files, then DNS).
  */
-async function buildFromScratch(tag: string, name: string, files: [from: string, to: string][]): Promise<void> {
+async function buildFromScratch(tag: string, name: string, files: [from: string, to: string][], labels: string[] = []): Promise<void> {
   const ctx = mkdtempSync(join(tmpdir(), `devreg-${name}-image-`))
   const rootfs = join(ctx, 'rootfs')
   const put = (from: string, to: string) => {
@@ -74,26 +73,37 @@ async function buildFromScratch(tag: string, name: string, files: [from: string,
   for (const [, to] of files) if (!to.startsWith('etc/')) await $`chmod 755 ${join(rootfs, to)}`
   await $`chmod 755 ${join(rootfs, 'bin/busybox')}`
   copyFileSync(join(here, `../images/${name}/Dockerfile`), join(ctx, 'Dockerfile'))
-  await $({ quiet: true })`docker build --quiet --tag ${tag} ${ctx}`
+  await $({ quiet: true })`docker build --quiet ${labels.flatMap((l) => ['--label', l])} --tag ${tag} ${ctx}`
 }
 
-/** registry:2 (dir test/images/registry) or registry:3 (test/images/registry3), from the same binary. */
-async function buildRegistryImage(tag: string, dir: string, config: string, official: string): Promise<void> {
-  if (await imageExists(tag)) return
+/** registry:2: Debian's distribution 2.8, laid out like the official image (test/images/registry). */
+async function buildRegistry2Image(): Promise<void> {
+  if (await imageExists(REGISTRY2_IMAGE)) return
   const binary = '/usr/bin/docker-registry'
-  if (!existsSync(binary)) {
-    // On a machine with internet the real image does as well.
-    if ((await $({ nothrow: true, quiet: true })`docker image inspect ${official}`).exitCode === 0) {
-      await $`docker tag ${official} ${tag}`
-      return
-    }
-    throw new Error(`${binary} not found: apt-get install docker-registry (or docker pull ${official}), then run the tests again`)
-  }
-  await buildFromScratch(tag, dir, [
+  if (!existsSync(binary)) throw new Error(`${binary} not found: apt-get install docker-registry, then run the tests again`)
+  await buildFromScratch(REGISTRY2_IMAGE, 'registry', [
     [binary, 'bin/registry'],
-    [join(here, `../images/${dir}/entrypoint.sh`), 'entrypoint.sh'],
-    [join(here, `../images/${dir}/config.yml`), config],
+    [join(here, '../images/registry/entrypoint.sh'), 'entrypoint.sh'],
+    [join(here, '../images/registry/config.yml'), 'etc/docker/registry/config.yml'],
   ])
+}
+
+/** registry:3: distribution v3.1.1 from its Go module (test/images/registry3), rebuilt when the program's version changes. */
+async function buildRegistry3Image(): Promise<void> {
+  const bin = await goProgram('registry')
+  const marker = `devreg.test.registry=${bin.split('/').pop()}`
+  const labels = await $({ quiet: true, nothrow: true })`docker image inspect --format ${'{{json .Config.Labels}}'} ${REGISTRY3_IMAGE}`
+  if (labels.exitCode === 0 && labels.stdout.includes(JSON.stringify(marker.split('=')[1]))) return
+  await buildFromScratch(
+    REGISTRY3_IMAGE,
+    'registry3',
+    [
+      [join(bin, 'registry'), 'bin/registry'],
+      [join(here, '../images/registry3/entrypoint.sh'), 'entrypoint.sh'],
+      [join(here, '../images/registry3/config.yml'), 'etc/distribution/config.yml'],
+    ],
+    [marker],
+  )
 }
 
 async function buildNodeImage(): Promise<void> {
@@ -118,9 +128,8 @@ async function buildNodeContainerd2Image(): Promise<void> {
   const host = ['/usr/sbin/runc', '/usr/bin/getent']
   const missing = host.filter((b) => !existsSync(b))
   if (missing.length) throw new Error(`${missing.join(', ')} not found: apt-get install runc libc-bin, then run the tests again`)
-  // k3s links crictl to itself in /bin (scripts/build); here it is the tests' CRI client.
-  const crictl = join(mkdtempSync(join(tmpdir(), 'devreg-crictl-')), 'crictl')
-  await compileCrictl(crictl)
+  // cri-tools' crictl, where k3s's image has it.
+  const crictl = join(await goProgram('crictl'), 'crictl')
   await buildFromScratch(NODE_CONTAINERD2_IMAGE, 'node', [
     ...['containerd', 'ctr', 'containerd-shim-runc-v2'].map((b): [string, string] => [join(tree, 'usr/bin', b), `bin/${b}`]),
     [crictl, 'bin/crictl'],
@@ -144,12 +153,7 @@ async function buildSample(name: Sample): Promise<void> {
 }
 
 export async function prepareImages(): Promise<void> {
-  await Promise.all([
-    buildRegistryImage(REGISTRY2_IMAGE, 'registry', 'etc/docker/registry/config.yml', 'registry:2'),
-    buildRegistryImage(REGISTRY3_IMAGE, 'registry3', 'etc/distribution/config.yml', 'registry:3'),
-    buildNodeImage(),
-    buildNodeContainerd2Image(),
-  ])
+  await Promise.all([buildRegistry2Image(), buildRegistry3Image(), buildNodeImage(), buildNodeContainerd2Image()])
   await Promise.all((Object.keys(SAMPLES) as Sample[]).map(buildSample))
 }
 

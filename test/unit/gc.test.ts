@@ -18,7 +18,7 @@ function storage(
   >,
   layers: Record<string, { digest: string; size: number }[]> = {},
 ): Storage {
-  const s: Storage = { repositories: new Map(), blobs: new Map(), manifests: new Map(), diskBytes: null }
+  const s: Storage = { repositories: new Map(), blobs: new Map(), manifests: new Map(), layerLinkedAt: new Map(), diskBytes: null }
   for (const [name, r] of Object.entries(repos)) {
     const revisions = new Set<string>()
     for (const img of r.images) {

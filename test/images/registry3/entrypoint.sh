@@ -1,16 +1,10 @@
 #!/bin/sh
-# The official registry:3 image's entrypoint, in behaviour: a config file
-# argument means `registry serve FILE`, `sh` a shell, anything else a registry
-# subcommand (garbage-collect, --version).
+# The official registry:3 image's argument rules: a YAML file means
+# `registry serve FILE`; serve, garbage-collect, help or a flag is a registry
+# subcommand; anything else (sh, wget) runs as given.
 set -e
-if [ -f "$1" ]; then
-  set -- /bin/registry serve "$@"
-  exec "$@"
-fi
-if [ "$1" = "sh" ]; then
-  shift
-  set -- /bin/sh "$@"
-  exec "$@"
-fi
-set -- /bin/registry "$@"
+case "$1" in
+  *.yaml | *.yml) set -- registry serve "$@" ;;
+  serve | garbage-collect | help | -*) set -- registry "$@" ;;
+esac
 exec "$@"

@@ -1,0 +1,153 @@
+// The real programs the tests run, built from their Go modules with `go
+// install MODULE/cmd/NAME@VERSION` (ordinary module use, like `npm install`
+// of a CLI): distribution v3 as registry:3, cri-tools' crictl, kindest/node's
+// containerd and runc, and the k3d CLI. Built once per version into the rig's
+// cache, with GOCACHE and GOMODCACHE there too, so a second run builds nothing.
+// Flags follow each project's own Makefile: version variables set by -ldflags
+// (or the programs report "+unknown", and k3d asks for helper images tagged
+// `latest`), cgo only where the program needs it.
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { $ } from 'zx'
+import { RIG_CACHE } from './packages.ts'
+
+interface GoProgram {
+  version: string
+  /** Package paths, each installed as PATH@version; the binary is named after its last element. */
+  packages: string[]
+  cgo: boolean
+  tags: string[]
+  ldflags: string[]
+}
+
+/** k3s line the k3d CLI names as its default image (version.K3sVersion); our k3s-like node stands in for it. */
+export const K3S_VERSION = 'v1.36.2-k3s1'
+
+export const GO_PROGRAMS = {
+  /** registry:3: the official image runs distribution v3.1.1 (CGO off, as its Dockerfile builds it). */
+  registry: {
+    version: 'v3.1.1',
+    packages: ['github.com/distribution/distribution/v3/cmd/registry'],
+    cgo: false,
+    tags: [],
+    ldflags: ['-X', 'github.com/distribution/distribution/v3/version.version=v3.1.1'],
+  },
+  /** kind 0.33's base image names cri-tools v1.36.0. */
+  crictl: {
+    version: 'v1.36.0',
+    packages: ['sigs.k8s.io/cri-tools/cmd/crictl'],
+    cgo: false,
+    tags: [],
+    ldflags: ['-X', 'sigs.k8s.io/cri-tools/pkg/version.Version=v1.36.0'],
+  },
+  /**
+   * kind v0.33.0's images/base pins containerd v2.3.4. Static, without btrfs
+   * (cgo) and the CLI's doc generator, as containerd's Makefile builds it with STATIC=1.
+   */
+  containerd: {
+    version: 'v2.3.4',
+    packages: ['cmd/containerd', 'cmd/containerd-shim-runc-v2', 'cmd/ctr'].map((p) => `github.com/containerd/containerd/v2/${p}`),
+    cgo: false,
+    tags: ['urfave_cli_no_docs', 'no_btrfs', 'osusergo', 'netgo'],
+    ldflags: ['-X', 'github.com/containerd/containerd/v2/version.Version=v2.3.4'],
+  },
+  /** kind v0.33.0 pins runc v1.4.3; runc needs cgo (nsenter, libseccomp: Debian's libseccomp-dev). */
+  runc: {
+    version: 'v1.4.3',
+    packages: ['github.com/opencontainers/runc'],
+    cgo: true,
+    tags: ['seccomp', 'urfave_cli_no_docs'],
+    ldflags: [],
+  },
+  /** The k3d CLI, with the versions its Makefile sets, so it never asks for `latest` helper images. */
+  k3d: {
+    version: 'v5.9.0',
+    packages: ['github.com/k3d-io/k3d/v5'],
+    cgo: false,
+    tags: [],
+    ldflags: ['-X', 'github.com/k3d-io/k3d/v5/version.Version=v5.9.0', '-X', `github.com/k3d-io/k3d/v5/version.K3sVersion=${K3S_VERSION}`],
+  },
+} as const satisfies Record<string, GoProgram>
+
+export type GoProgramName = keyof typeof GO_PROGRAMS
+
+const GO_DIR = join(RIG_CACHE, 'go')
+
+/** The Go toolchain: on PATH, else where the go machines install it. */
+async function goBinary(): Promise<string> {
+  const onPath = await $({ quiet: true, nothrow: true })`command -v go`
+  if (onPath.exitCode === 0) return onPath.stdout.trim()
+  if (existsSync('/usr/local/go/bin/go')) return '/usr/local/go/bin/go'
+  throw new Error('go not found on PATH: the rig builds registry:3, crictl, containerd, runc and k3d from Go modules; install Go ≥ 1.26')
+}
+
+const specDigest = (name: string, p: GoProgram) =>
+  createHash('sha256')
+    .update(JSON.stringify([name, p]))
+    .digest('hex')
+    .slice(0, 10)
+
+/** The directory holding a program's binaries, built on first use. */
+export async function goProgram(name: GoProgramName): Promise<string> {
+  const p: GoProgram = GO_PROGRAMS[name]
+  const dir = join(GO_DIR, 'bin', `${name}-${p.version}-${specDigest(name, p)}`)
+  if (existsSync(join(dir, '.complete'))) return dir
+  const go = await goBinary()
+  const partial = `${dir}.partial-${process.pid}`
+  rmSync(partial, { recursive: true, force: true })
+  mkdirSync(partial, { recursive: true })
+  const env = {
+    ...process.env,
+    GOBIN: partial,
+    GOCACHE: join(GO_DIR, 'cache'),
+    GOMODCACHE: join(GO_DIR, 'mod'),
+    // Module files stay deletable, and no other toolchain is fetched.
+    GOFLAGS: '-modcacherw',
+    GOTOOLCHAIN: 'local',
+    CGO_ENABLED: p.cgo ? '1' : '0',
+  }
+  const started = Date.now()
+  const targets = p.packages.map((pkg) => `${pkg}@${p.version}`)
+  const tags = p.tags.length ? ['-tags', p.tags.join(',')] : []
+  const r = await $({
+    quiet: true,
+    nothrow: true,
+    env,
+  })`${go} install -trimpath ${tags} -ldflags ${['-s', '-w', ...p.ldflags].join(' ')} ${targets}`
+  if (r.exitCode !== 0) {
+    rmSync(partial, { recursive: true, force: true })
+    throw new Error(`go install ${targets.join(' ')} failed: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`)
+  }
+  writeFileSync(join(partial, '.complete'), `${targets.join('\n')}\n`)
+  rmSync(dir, { recursive: true, force: true })
+  renameSync(partial, dir)
+  process.stderr.write(`rig: built ${name} ${p.version} from Go modules in ${Math.round((Date.now() - started) / 1000)} s\n`)
+  return dir
+}
+
+/** Builds every program not yet cached, one after another (each build uses every CPU). */
+export async function buildGoPrograms(): Promise<Record<GoProgramName, string>> {
+  const dirs = {} as Record<GoProgramName, string>
+  for (const name of Object.keys(GO_PROGRAMS) as GoProgramName[]) dirs[name] = await goProgram(name)
+  return dirs
+}
+
+/** Each program's own word on its version, one line each (`registry --version`, `k3d version`, …). */
+export async function programVersions(dirs: Record<GoProgramName, string>): Promise<string[]> {
+  const ask: [GoProgramName, string, string[]][] = [
+    ['registry', 'registry', ['--version']],
+    ['crictl', 'crictl', ['--version']],
+    ['containerd', 'containerd', ['--version']],
+    ['runc', 'runc', ['--version']],
+    ['k3d', 'k3d', ['version']],
+  ]
+  return Promise.all(
+    ask.map(async ([name, bin, args]) => {
+      const r = await $({ quiet: true, nothrow: true })`${join(dirs[name], bin)} ${args}`
+      return `${bin}: ${r.stdout.trim().split('\n').join('; ') || r.stderr.trim()}`
+    }),
+  )
+}
+
+if (import.meta.main) console.log(JSON.stringify(await buildGoPrograms(), null, 2))
