@@ -19,6 +19,12 @@ interface GoProgram {
   cgo: boolean
   tags: string[]
   ldflags: string[]
+  /**
+   * Build in a wrapper module that requires this module at `version`, instead
+   * of `go install PATH@version`. The same dependency versions (the module's
+   * own go.mod decides them), for modules `go install` cannot take.
+   */
+  wrapper?: { module: string }
 }
 
 /** k3s line the k3d CLI names as its default image (version.K3sVersion); our k3s-like node stands in for it. */
@@ -60,13 +66,19 @@ export const GO_PROGRAMS = {
     tags: ['seccomp', 'urfave_cli_no_docs'],
     ldflags: [],
   },
-  /** The k3d CLI, with the versions its Makefile sets, so it never asks for `latest` helper images. */
+  /**
+   * The k3d CLI, with the versions its Makefile sets, so it never asks for
+   * `latest` helper images. In a wrapper module: `go install` also reads the
+   * module's version list for deprecation notices, which the proxy refuses
+   * for k3d (403 on /@v/list).
+   */
   k3d: {
     version: 'v5.9.0',
     packages: ['github.com/k3d-io/k3d/v5'],
     cgo: false,
     tags: [],
     ldflags: ['-X', 'github.com/k3d-io/k3d/v5/version.Version=v5.9.0', '-X', `github.com/k3d-io/k3d/v5/version.K3sVersion=${K3S_VERSION}`],
+    wrapper: { module: 'github.com/k3d-io/k3d/v5' },
   },
 } as const satisfies Record<string, GoProgram>
 
@@ -88,6 +100,14 @@ const specDigest = (name: string, p: GoProgram) =>
     .digest('hex')
     .slice(0, 10)
 
+/** A module that requires `module` at `version` and nothing else, for `go install` of its packages from inside. */
+function wrapperModule(name: string, module: string, version: string): string {
+  const dir = join(GO_DIR, 'wrappers', `${name}-${version}`)
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, 'go.mod'), `module devreg.test/build/${name}\n\ngo 1.26\n\nrequire ${module} ${version}\n`)
+  return dir
+}
+
 /** The directory holding a program's binaries, built on first use. */
 export async function goProgram(name: GoProgramName): Promise<string> {
   const p: GoProgram = GO_PROGRAMS[name]
@@ -108,13 +128,11 @@ export async function goProgram(name: GoProgramName): Promise<string> {
     CGO_ENABLED: p.cgo ? '1' : '0',
   }
   const started = Date.now()
-  const targets = p.packages.map((pkg) => `${pkg}@${p.version}`)
-  const tags = p.tags.length ? ['-tags', p.tags.join(',')] : []
-  const r = await $({
-    quiet: true,
-    nothrow: true,
-    env,
-  })`${go} install -trimpath ${tags} -ldflags ${['-s', '-w', ...p.ldflags].join(' ')} ${targets}`
+  const targets = p.wrapper ? p.packages : p.packages.map((pkg) => `${pkg}@${p.version}`)
+  const flags = [...(p.tags.length ? ['-tags', p.tags.join(',')] : []), '-trimpath', '-ldflags', ['-s', '-w', ...p.ldflags].join(' ')]
+  // -mod=mod: the wrapper's go.sum starts empty and fills from the proxy's checksums.
+  const cwd = p.wrapper ? wrapperModule(name, p.wrapper.module, p.version) : GO_DIR
+  const r = await $({ quiet: true, nothrow: true, env, cwd })`${go} install ${p.wrapper ? ['-mod=mod'] : []} ${flags} ${targets}`
   if (r.exitCode !== 0) {
     rmSync(partial, { recursive: true, force: true })
     throw new Error(`go install ${targets.join(' ')} failed: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`)
