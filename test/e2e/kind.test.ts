@@ -70,7 +70,8 @@ for (const { line, image } of rigNodeImages())
     test('kind patched and restarted containerd: its config dump has config_path for CRI pulls, in its own format', async () => {
       const dump = (await q()`docker exec ${node} containerd config dump`).stdout
       const plugins = (parseToml(dump) as { plugins: Record<string, { registry?: { config_path?: string } }> }).plugins
-      const table = line === 'containerd2' ? 'io.containerd.cri.v1.images' : 'io.containerd.grpc.v1.cri'
+      const major = /\sv?(\d+)\.\d+\.\d+/.exec((await q()`docker exec ${node} containerd --version`).stdout)?.[1]
+      const table = major === '1' ? 'io.containerd.grpc.v1.cri' : 'io.containerd.cri.v1.images'
       expect(plugins[table].registry?.config_path).toBe('/etc/containerd/certs.d')
       // The restart kind makes after patching really happened (systemd started containerd twice).
       const starts = (await q()`docker exec ${node} journalctl -u containerd -o cat`).stdout.match(/starting containerd/g) ?? []

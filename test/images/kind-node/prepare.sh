@@ -18,5 +18,7 @@ systemctl mask getty.target console-getty.service systemd-binfmt.service proc-sy
 systemctl set-default multi-user.target
 systemctl enable containerd.service
 mkdir -p /etc/containerd/certs.d /var/lib/containerd
-chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/bin/kubectl
+# crictl finds containerd here, as on kindest/node.
+printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\n' > /etc/crictl.yaml
+chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/bin/kubectl /usr/local/bin/crictl
 rm -rf /usr/share/doc /usr/share/man /kind/prepare.sh

@@ -163,7 +163,9 @@ export async function programVersions(dirs: Record<GoProgramName, string>): Prom
   return Promise.all(
     ask.map(async ([name, bin, args]) => {
       const r = await $({ quiet: true, nothrow: true })`${join(dirs[name], bin)} ${args}`
-      return `${bin}: ${r.stdout.trim().split('\n').join('; ') || r.stderr.trim()}`
+      // registry prints its own path first.
+      const said = (r.stdout.trim() || r.stderr.trim()).replaceAll(`${dirs[name]}/`, '')
+      return `${bin}: ${said.split('\n').join('; ')}`
     }),
   )
 }

@@ -1,15 +1,17 @@
-// kind node images for the rig, built in its private engine from Debian
-// packages: a trixie root (mmdebstrap, cached as a tarball) with systemd, plus
-// one containerd line each (test/images/kind-node). Rebuilt only when their
-// inputs change; the engine's data root keeps them between runs.
+// kind node images for the rig, built in its private engine: a trixie root
+// (mmdebstrap, cached as a tarball) with systemd, cri-tools' crictl, and one
+// containerd line each (test/images/kind-node): kindest/node's containerd and
+// runc built from their Go modules, Debian sid's 2.x and trixie's 1.7.
+// Rebuilt only when their inputs change; the engine's data root keeps them
+// between runs.
 import { createHash } from 'node:crypto'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { compileCrictl, crictlDigest } from '../crictl.ts'
 import { rigDocker } from './engine.ts'
-import { PACKAGES, packageTree, RIG_CACHE } from './packages.ts'
+import { GO_PROGRAMS, goProgram } from './go-programs.ts'
+import { packageTree, RIG_CACHE } from './packages.ts'
 
 const CONTEXT = join(import.meta.dir, '../../images/kind-node')
 
@@ -29,8 +31,12 @@ const ROOT_PACKAGES = [
   'curl',
 ]
 
-/** The containerd lines the node tests run on: sid's 2.x (kind ≥ 0.27 ships 2.x) and Debian stable's. */
-export const CONTAINERD_LINES = ['containerd2', 'containerd1'] as const
+/**
+ * The containerd lines the node tests run on, the first the default: what
+ * kindest/node v1.37 ships (kind v0.33.0's images/base pins containerd v2.3.4
+ * and runc v1.4.3), Debian sid's 2.x and Debian stable's 1.7.
+ */
+export const CONTAINERD_LINES = ['kindest', 'sid', 'trixie'] as const
 export type ContainerdLine = (typeof CONTAINERD_LINES)[number]
 
 const digest = (...parts: string[]) => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 12)
@@ -71,24 +77,45 @@ function contextDigest(): string {
   return digest(...files)
 }
 
+/**
+ * containerd for a line, laid out under the build context's containerd/ as
+ * its Dockerfile copies it to /: Debian's packages bring binaries, the
+ * systemd unit and libraries; the Go-built line its binaries in /usr/local
+ * (where kindest/base puts them) and a unit of our own.
+ */
+async function stageContainerd(line: ContainerdLine, into: string): Promise<string> {
+  if (line === 'kindest') {
+    const containerd = await goProgram('containerd')
+    const runc = await goProgram('runc')
+    cpSync(containerd, join(into, 'usr/local/bin'), { recursive: true, filter: (p) => !p.endsWith('.complete') })
+    mkdirSync(join(into, 'usr/local/sbin'), { recursive: true })
+    cpSync(join(runc, 'runc'), join(into, 'usr/local/sbin/runc'))
+    cpSync(join(CONTEXT, 'containerd.service'), join(into, 'etc/systemd/system/containerd.service'))
+    return `${GO_PROGRAMS.containerd.version}+runc-${GO_PROGRAMS.runc.version}:${containerd}:${runc}`
+  }
+  const tree = await packageTree(line === 'sid' ? 'containerd2' : 'containerd1')
+  // Binaries, the systemd unit and libraries only: docs and completions stay out.
+  for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib'])
+    if (existsSync(join(tree, dir))) cpSync(join(tree, dir), join(into, dir), { recursive: true, verbatimSymlinks: true })
+  return tree
+}
+
 /** The node image of one containerd line, built if missing. */
 export async function nodeImage(line: ContainerdLine): Promise<string> {
-  const tree = await packageTree(line)
   const base = await baseImage()
-  const ref = `devreg-rig/kind-node:${line}-${digest(base, tree, contextDigest(), crictlDigest())}`
-  if (await imageExists(ref)) return ref
+  const crictl = await goProgram('crictl')
   const ctx = mkdtempSync(join(tmpdir(), 'devreg-kind-node-'))
   try {
     cpSync(CONTEXT, ctx, { recursive: true })
-    // Real kind nodes have cri-tools' crictl in /usr/local/bin; Debian has none.
-    await compileCrictl(join(ctx, 'crictl'))
-    // Binaries, the systemd unit and libraries only: docs and completions stay out.
-    for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib'])
-      if (existsSync(join(tree, dir))) cpSync(join(tree, dir), join(ctx, 'containerd', dir), { recursive: true, verbatimSymlinks: true })
+    const containerd = await stageContainerd(line, join(ctx, 'containerd'))
+    const ref = `devreg-rig/kind-node:${line}-${digest(base, containerd, crictl, contextDigest())}`
+    if (await imageExists(ref)) return ref
+    // kindest/node has cri-tools' crictl in /usr/local/bin.
+    cpSync(join(crictl, 'crictl'), join(ctx, 'crictl'))
     const r = await rigDocker(['build', '--quiet', '--build-arg', `BASE=${base}`, '--tag', ref, ctx])
-    if (r.exitCode !== 0) throw new Error(`building ${ref} (${PACKAGES[line].suite} containerd): ${r.stderr.trim()}`)
+    if (r.exitCode !== 0) throw new Error(`building ${ref}: ${r.stderr.trim()}`)
+    return ref
   } finally {
     rmSync(ctx, { recursive: true, force: true })
   }
-  return ref
 }
