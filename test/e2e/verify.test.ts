@@ -1,7 +1,7 @@
-// verify on the real kind CLI (containerd 2.x nodes, a control plane and a
+// verify on the real kind CLI (kindest/node's containerd, a control plane and a
 // worker): every node × registry host passes on a fresh cluster, and each way
 // a route silently breaks is caught on the right node and host, with its fix.
-// Probe pulls go through the nodes' crictl (test/images/kind-node/crictl.ts).
+// Probe pulls go through the nodes' crictl (cri-tools', as kindest/node ships it).
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { $ } from 'zx'
 import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry, waitHttp } from '../kit/fixture.ts'
@@ -19,9 +19,9 @@ interface Probe {
   answeredBy: string[]
 }
 
-const image = rigNodeImages().find((i) => i.line === 'containerd2')?.image as string
+const image = rigNodeImages()[0].image
 
-integration('verify on the real kind CLI (containerd 2.x, two nodes)', () => {
+integration("verify on the real kind CLI (kindest/node's containerd 2.3, two nodes)", () => {
   const fx = new Fixture()
   let env: Record<string, string>
   let network: string
@@ -69,7 +69,7 @@ integration('verify on the real kind CLI (containerd 2.x, two nodes)', () => {
     await fx.cleanup()
   })
 
-  test('a fresh cluster passes for every node × host, within about a second per node', async () => {
+  test('a fresh cluster passes for every node × host', async () => {
     const r = await verify()
     expect(r.code).toBe(0)
     expect(r.probes.map((p) => `${p.node} ${p.host} ${p.status}`).sort()).toEqual(
@@ -82,8 +82,8 @@ integration('verify on the real kind CLI (containerd 2.x, two nodes)', () => {
     const byHost = Object.fromEntries(r.probes.map((p) => [p.host, p.answeredBy[0]]))
     expect(byHost['docker.io']).toBe(cache.name)
     expect(byHost['registry.dev.local']).toBe(registry.name)
+    // How long it takes is the bench's to measure (bench/kind.ts), not a test's.
     console.error(`verify on a warm 2-node cluster: ${r.elapsedMs} ms`)
-    expect(r.elapsedMs).toBeLessThan(2 * 1500)
     const human = await runScript('verify', ['--config', config], { env })
     expect(human.stdout).toMatch(new RegExp(`HOST\\s+FIRST REGISTRY\\s+${control.toUpperCase()}\\s+${worker.toUpperCase()}`))
     expect(human.stdout).toMatch(/docker\.io\s+\S+cache-docker-io\s+ok\s+ok/)

@@ -76,10 +76,12 @@ async function world(daemonJson: string, subnet: string, seedGhcr: boolean): Pro
     const push = async (port: number, repo: string, sizes: number[]) => {
       const code = `import { layer, pushImage } from ${JSON.stringify(join(ROOT, 'test/kit/push.ts'))}
         await pushImage('http://127.0.0.1:${port}', ${JSON.stringify(repo)}, '1', { layers: ${JSON.stringify(sizes)}.map(layer), created: new Date() })`
-      for (let i = 0; ; i++) {
+      // The upstream serves once its container has started, which a loaded machine can take a while to do.
+      const deadline = Date.now() + 60_000
+      for (;;) {
         const r = await engine.run([BUN, '-e', code])
         if (r.code === 0) break
-        if (i > 20) ok(r)
+        if (Date.now() > deadline) ok(r)
         await Bun.sleep(250)
       }
     }

@@ -2,7 +2,7 @@
 // volumes without confirmation, and secrets in output.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { $ } from 'zx'
-import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
+import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry, waitHttp } from '../kit/fixture.ts'
 import { REGISTRY_IMAGE } from '../kit/images.ts'
 import { containerId, pull, seed } from '../kit/registry.ts'
 
@@ -29,6 +29,8 @@ integration('ownership, adoption, purge and secrets', () => {
     await $({
       quiet: true,
     })`docker run -d --restart=always --name ${registry.name} -p ${`127.0.0.1:${registry.port}:5000`} ${REGISTRY_IMAGE}`
+    // registry:3 takes a moment to serve after its container starts: a push before that is reset.
+    await waitHttp(`http://127.0.0.1:${registry.port}/v2/`)
     const pushed = await seed(registry.port, 'gamma', 'team/app', 'v1')
     const id = await containerId(registry.name)
     const config = fx.config(await docFor(registry), 'adopt.yaml')

@@ -1,8 +1,6 @@
-// registry:3 keeps its config in /etc/distribution, registry:2 in
-// /etc/docker/registry; the tests' default image is laid out like registry:3.
-// No distribution 3 binary can be had offline, so both layouts run the same
-// 2.8 binary: this checks the part devreg owns, on a config that mixes them:
-// the cache entrypoint and registry-gc find each image's own config.
+// registry:3 (distribution v3) keeps its config in /etc/distribution,
+// registry:2 (2.8) in /etc/docker/registry. On a config that mixes them, the
+// cache entrypoint and registry-gc find each image's own config.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
 import { REGISTRY2_IMAGE, REGISTRY3_IMAGE } from '../kit/images.ts'

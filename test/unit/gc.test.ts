@@ -239,6 +239,13 @@ describe('parseListing', () => {
     expect(s.diskBytes).toBe(11 * 8 * 512)
   })
 
+  test('a layer link time (busybox stat %y, to the nanosecond) is when the blob was stored for that repository', () => {
+    const linked = `T 2026-12-06 01:46:37.107131681 +0000 ${v2}/repositories/acme/web/_layers/sha256/${hex('1')}/link`
+    const s = parseListing(`${text}${linked}\n`)
+    expect([...s.layerLinkedAt]).toEqual([[`acme/web@sha256:${hex('1')}`, Date.parse('2026-12-06T01:46:37.107Z')]])
+    expect(parseListing(text).layerLinkedAt.size).toBe(0)
+  })
+
   test('stats: stored blobs only; an unreferenced blob is reported apart', () => {
     const st = registryStats(parseListing(text))
     expect(st).toMatchObject({
