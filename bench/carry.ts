@@ -100,11 +100,8 @@ export const carry: Section = {
 
 async function warmCache(ws: Workspace): Promise<CarrySetup> {
   const network = await ws.network()
-  const upstream = ws.name('upstream')
   const ports = { upstream: await freePort(), registry: await freePort(), cache: await freePort() }
-  await $({
-    quiet: true,
-  })`docker run -d --name ${upstream} --network ${network} -p ${`127.0.0.1:${ports.upstream}:5000`} ${REGISTRY_IMAGE}`
+  const upstream = await ws.upstream(network, ports.upstream)
   const cache = { name: ws.name('cache-docker-io'), port: ports.cache }
   const cacheVolume = `${cache.name}-data`
   const config = ws.config({

@@ -7,6 +7,7 @@ import { cpus, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { $ } from 'zx'
+import { hostUrl, waitForV2 } from '../scripts/lib/distribution.ts'
 import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/kit/images.ts'
 
 export { freePort } from '../test/kit/net.ts'
@@ -63,6 +64,19 @@ export class Workspace {
     const name = this.name(base)
     await $({ quiet: true })`docker network create ${name}`
     this.networks.push(name)
+    return name
+  }
+
+  /**
+   * A registry:3 container on `network` (the fake "internet"), published on
+   * 127.0.0.1:port when a port is given; returns once it answers /v2/.
+   */
+  async upstream(network: string, port?: number, base = 'upstream'): Promise<string> {
+    const name = this.name(base)
+    const publish = port ? ['-p', `127.0.0.1:${port}:5000`] : []
+    await $({ quiet: true })`docker run -d --name ${name} --network ${network} ${publish} ${REGISTRY_IMAGE}`
+    if (port && !(await waitForV2(hostUrl('127.0.0.1', port), 60_000)).ok)
+      throw new Error(`${name} did not answer /v2/ on 127.0.0.1:${port} within 60 s`)
     return name
   }
 

@@ -101,9 +101,8 @@ async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasuremen
 async function setUpRig(nodeImage: string, ws: Workspace): Promise<KindRig> {
   await prepareImages()
   const network = await ws.network()
-  const upstream = ws.name('upstream')
   const upstreamPort = await freePort()
-  await $({ quiet: true })`docker run -d --name ${upstream} --network ${network} -p ${`127.0.0.1:${upstreamPort}:5000`} ${REGISTRY_IMAGE}`
+  const upstream = await ws.upstream(network, upstreamPort)
   const cluster = ws.name('c')
   const registry = { name: ws.name('registry'), port: await freePort(), image: REGISTRY_IMAGE, volume: ws.name('registry-data') }
   const cache = { name: ws.name('cache-docker-io'), port: await freePort() }

@@ -1,4 +1,4 @@
-// devreg on the real kind 0.33 CLI with containerd 2.x nodes, in the test
+// devreg on the real kind 0.33 CLI with kindest/node's containerd 2.3 nodes, in the test
 // rig's private engine (test/kit/rig): what `dev-up` adds to cluster creation
 // over a bare `kind create cluster`, what a no-op `dev-up` (verify included)
 // costs over `kind get nodes` + one kubectl call, and the pulls section's warm row
@@ -45,13 +45,13 @@ export const kind: Section = {
 }
 
 async function measureInRig(id: string, bun: string): Promise<KindMeasurement> {
-  // 1. The rig: its engine (started only if it is not running) and the containerd 2.x node image.
+  // 1. The rig: its engine (started only if it is not running) and the node image with kindest/node's containerd.
   // Not rigUp(): it clears the engine, where other runs may be testing at the same time.
   const { ENGINE, startEngine, stopEngine } = await import('../test/kit/rig/engine.ts')
   const { nodeImage } = await import('../test/kit/rig/node-image.ts')
   const { path, started } = await startEngine()
   try {
-    const image = await nodeImage('containerd2')
+    const image = await nodeImage('kindest')
     const env = { DOCKER_HOST: ENGINE.host, PATH: path }
     // 2. The measurements, inside the engine's network namespace where its ports are.
     const out = await capture(['nsenter', `--net=${ENGINE.netnsPath}`, bun, join(ROOT, 'bench/kind-measure.ts'), id, image], env)

@@ -2,8 +2,10 @@
 // like the note's list (sizes scaled down), an upstream behind a bandwidth
 // limit (tc tbf on its interface), and containerd nodes pulling them
 // - with no cache, straight from the upstream;
-// - through a devreg cache, cold and then warm;
+// - through a devreg cache (registry:3), cold and then warm, and cold through
+//   a registry:2 cache for comparison;
 // - from a plain local registry (the physical floor);
+// - four clients pulling one image at once through a cold cache;
 // Bytes from the upstream are read from the upstream's own access log.
 
 import { $ } from 'zx'
@@ -14,10 +16,10 @@ import { mapLimit } from '../scripts/lib/pool.ts'
 import { parseReference } from '../scripts/lib/reference.ts'
 import { readStorage } from '../scripts/lib/storage.ts'
 import { BASE_CONTAINERD_CONFIG, startNode, waitContainerd, writeIn } from '../test/kit/containerd-node.ts'
-import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/kit/images.ts'
+import { NODE_IMAGE, REGISTRY_IMAGE, REGISTRY2_IMAGE } from '../test/kit/images.ts'
 import { layer, type PushedImage, pushImage } from '../test/kit/push.ts'
-import { servedBlobBytes } from '../test/kit/registry.ts'
-import { type BenchContext, type Check, median, type Section, script, seconds, timed, type Workspace } from './harness.ts'
+import { blobBytesInLog, servedBlobBytes } from '../test/kit/registry.ts'
+import { type BenchContext, type Check, freePort, median, type Section, script, seconds, timed, type Workspace } from './harness.ts'
 
 /** The images and sizes (MB) the kind note lists in its bandwidth table. */
 export const NOTE_IMAGES: [string, number][] = [
@@ -116,9 +118,11 @@ export async function waitCached(volume: string, images: PushedImage[]): Promise
 interface PullSetup {
   network: string
   upstream: string
-  ports: { upstream: number; registry: number; cache: number }
+  ports: { upstream: number; registry: number; cache: number; cache2: number }
   registry: { name: string; port: number }
   cache: { name: string; port: number }
+  /** A second cache on registry:2 (distribution 2.8), mirroring the same upstream under another host. */
+  cache2: { name: string; port: number }
   /** The devreg config's path. */
   config: string
   images: PushedImage[]
@@ -128,6 +132,7 @@ interface PullSetup {
 interface PullRows {
   noCache: Row
   cold: Row
+  cold2: Row
   warm: Row
   floor: Row
 }
@@ -138,6 +143,40 @@ interface Transfers {
   upstreamBytes: number
   warm: number
   floor: number
+}
+
+/** Clients pulling one image at once through a cold cache, and what the upstream sent for it. */
+interface ConcurrentMiss {
+  clients: number
+  imageBytes: number
+  upstreamBytes: number
+  ms: number
+}
+
+const CONCURRENT_CLIENTS = 4
+
+/**
+ * Four clients fetch every blob of one new image through the cache at once,
+ * as four nodes starting the same pod would. distribution v3 stores a missed
+ * blob from the download that answers the first request; a request for a blob
+ * already in flight is answered from a download of its own, not stored
+ * (registry/proxy/proxyblobstore.go, `inflight`).
+ */
+async function measureConcurrentMiss({ upstream, ports, cache }: PullSetup): Promise<ConcurrentMiss> {
+  const [name, mb] = NOTE_IMAGES[0]
+  const repo = `concurrent/${parseReference(name).repository.split('/').pop()}`
+  const layers = LAYER_SHARES.map((share) => layer(Math.round(mb * 1e6 * SCALE * share)))
+  const image = await pushImage(hostUrl('127.0.0.1', ports.upstream), repo, '1', { layers, created: new Date('2024-01-01T00:00:00Z') })
+  const ms = await timed(() =>
+    Promise.all(Array.from({ length: CONCURRENT_CLIENTS }, () => transfer(hostUrl('127.0.0.1', cache.port), [image]))),
+  )
+  const logs = await $({ quiet: true })`docker logs ${upstream}`
+  return {
+    clients: CONCURRENT_CLIENTS,
+    imageBytes: image.blobs.reduce((n, b) => n + b.size, 0),
+    upstreamBytes: blobBytesInLog(`${logs.stdout}\n${logs.stderr}`, repo),
+    ms,
+  }
 }
 
 /** The fields of `dev-registry report --json`'s cache entry the section reads. */
@@ -156,35 +195,42 @@ export const pulls: Section = {
     // 3. The rows, in the order a developer meets them.
     const rows = await measurePulls(ws, setup)
     const transfers = await measureTransfers(setup)
+    const concurrent = await measureConcurrentMiss(setup)
     const report: CacheReport = JSON.parse(await script('dev-registry', ['--config', setup.config, 'report', '--json'])).caches[0]
     // 4. The table and the targets.
-    // Everything the upstream sent except the two rows that bypass the cache.
-    const viaCache = (await servedBlobBytes(setup.upstream)) - rows.noCache.upstreamBytes - transfers.upstreamBytes
+    // Everything the upstream sent through the registry:3 cache: not the rows that bypass it or use the registry:2 one.
+    const viaCache =
+      (await servedBlobBytes(setup.upstream)) -
+      rows.noCache.upstreamBytes -
+      rows.cold2.upstreamBytes -
+      transfers.upstreamBytes -
+      concurrent.upstreamBytes
     return {
-      markdown: pullsMarkdown(setup, rows, transfers, report, viaCache),
-      checks: pullsChecks(rows, transfers, report, viaCache),
+      markdown: pullsMarkdown(setup, rows, transfers, report, viaCache, concurrent),
+      checks: pullsChecks(setup, rows, transfers, report, viaCache),
     }
   },
 }
 
 async function setUpRegistries(ws: Workspace): Promise<PullSetup> {
   const network = await ws.network()
-  const upstream = ws.name('upstream')
-  const ports = { upstream: 15201, registry: 15202, cache: 15203 }
-  await $({
-    quiet: true,
-  })`docker run -d --name ${upstream} --network ${network} -p ${`127.0.0.1:${ports.upstream}:5000`} ${REGISTRY_IMAGE}`
+  const ports = { upstream: await freePort(), registry: await freePort(), cache: await freePort(), cache2: await freePort() }
+  const upstream = await ws.upstream(network, ports.upstream)
   const cluster = ws.name('c')
   const registry = { name: ws.name('registry'), port: ports.registry, image: REGISTRY_IMAGE, volume: ws.name('registry-data') }
   const cache = { name: ws.name('cache-docker-io'), port: ports.cache }
+  const cache2 = { name: ws.name('cache2-docker-io'), port: ports.cache2 }
   const config = ws.config({
     cluster: { provider: 'kind', name: cluster, network, nodeImage: NODE_IMAGE, waitTimeout: '120s' },
     registry,
-    mirrors: [{ host: 'docker.io', upstream: `http://${upstream}:5000`, ...cache }],
+    mirrors: [
+      { host: 'docker.io', upstream: `http://${upstream}:5000`, ...cache },
+      { host: 'quay.io', upstream: `http://${upstream}:5000`, ...cache2, image: REGISTRY2_IMAGE },
+    ],
   })
   await script('dev-registry', ['--config', config])
   const { images, imageBytes } = await pushNoteImages([ports.upstream, registry.port])
-  return { network, upstream, ports, registry, cache, config, images, imageBytes }
+  return { network, upstream, ports, registry, cache, cache2, config, images, imageBytes }
 }
 
 async function limitBandwidth(upstream: string): Promise<void> {
@@ -198,7 +244,7 @@ async function limitBandwidth(upstream: string): Promise<void> {
 
 /** Node pulls: no cache, cold through the cache, warm through it, and from the plain local registry. */
 async function measurePulls(ws: Workspace, setup: PullSetup): Promise<PullRows> {
-  const { network, upstream, cache, registry, images } = setup
+  const { network, upstream, cache, cache2, registry, images } = setup
   const refs = (host: string) => images.map((i) => `${host}/${i.repo}:${i.tag}`)
   const upstreamBytes = () => servedBlobBytes(upstream)
   let nodes = 0
@@ -224,12 +270,16 @@ async function measurePulls(ws: Workspace, setup: PullSetup): Promise<PullRows> 
   const noCache = await measure('No cache: node pulls from the upstream', `${upstream}:5000`)
   const coldBefore = await upstreamBytes()
   const cold = await measure('First pull through the cache (cold)', `${cache.name}:5000`)
-  // Count the cache's background store (distribution 2.8 downloads once more to store) in the cold row.
+  // Count what the cache fetches to store in the cold row (v3 stores from the same download; 2.8 downloads again).
   await waitCached(`${cache.name}-data`, images)
   cold.upstreamBytes = (await upstreamBytes()) - coldBefore
+  const cold2Before = await upstreamBytes()
+  const cold2 = await measure('First pull through a registry:2 cache (cold, distribution 2.8)', `${cache2.name}:5000`)
+  await waitCached(`${cache2.name}-data`, images)
+  cold2.upstreamBytes = (await upstreamBytes()) - cold2Before
   const warm = await repeated('Second pull through the cache (warm)', `${cache.name}:5000`)
   const floor = await repeated('Plain local registry (the floor)', `${registry.name}:5000`)
-  return { noCache, cold, warm, floor }
+  return { noCache, cold, cold2, warm, floor }
 }
 
 /** The same blobs fetched over HTTP only: what the cache changes, without containerd's storing and unpacking. */
@@ -243,9 +293,16 @@ async function measureTransfers({ upstream, ports, cache, registry, images }: Pu
   }
 }
 
-function pullsMarkdown(setup: PullSetup, rows: PullRows, transfers: Transfers, report: CacheReport, viaCache: number): string {
+function pullsMarkdown(
+  setup: PullSetup,
+  rows: PullRows,
+  transfers: Transfers,
+  report: CacheReport,
+  viaCache: number,
+  concurrent: ConcurrentMiss,
+): string {
   const { images, imageBytes } = setup
-  const { noCache, cold, warm, floor } = rows
+  const { noCache, cold, cold2, warm, floor } = rows
   const speedup = noCache.ms / warm.ms
   const localRate = imageBytes / (floor.ms / 1000)
   const scale = SCALE === 1 ? 'at full size' : `at ${SCALE} of its size`
@@ -255,12 +312,16 @@ function pullsMarkdown(setup: PullSetup, rows: PullRows, transfers: Transfers, r
     `distribution registry whose egress \`tc tbf\` limits to ${MBIT} Mbit/s. Each pull is \`ctr images pull\` of the`,
     'eight images one after another (kubelet serializes pulls by default) in a fresh containerd 1.6 node, so **the times',
     'include unpacking** into the overlayfs snapshotter (its share is shown). Bytes from the upstream are the blob bytes',
-    "in the upstream's access log; tag checks and manifests are not counted.",
+    "in the upstream's access log; tag checks and manifests are not counted. The cache runs registry:3 (distribution v3.1.1).",
     '',
     pullsTable(rows),
     '',
-    `- Cold: the upstream sent ${(cold.upstreamBytes / imageBytes).toFixed(2)}x the image bytes. distribution 2.8 downloads each missed blob`,
-    '  twice, once to answer the node and once to store it (v3 downloads once).',
+    `- Cold: the upstream sent ${(cold.upstreamBytes / imageBytes).toFixed(2)}x the image bytes. The cache is registry:3 (distribution v3.1.1),`,
+    `  which stores a missed blob from the download that answers the node; through registry:2 (2.8) it sent ${(cold2.upstreamBytes / imageBytes).toFixed(2)}x:`,
+    '  2.8 downloads each missed blob once to answer and once more to store it.',
+    `- ${concurrent.clients} clients pulling one new image (${MB(concurrent.imageBytes)}) through the cold cache at once: the upstream sent`,
+    `  ${(concurrent.upstreamBytes / concurrent.imageBytes).toFixed(2)}x the image bytes in ${seconds(concurrent.ms)}. v3 answers a request for a blob already being fetched`,
+    '  with a download of its own (not stored), so simultaneous first pulls of one image cost one download each.',
     '- A second `dev-up` on the real kind CLI and its CRI pulls are measured in the "real kind" section.',
     `- \`dev-registry report\` afterwards: ${report.stats.blobRequests} blob GETs, ${report.stats.hits} from the cache, ${report.stats.misses} answered by`,
     `  the upstream, ${MB(report.stats.upstreamBytes)} from the upstream by the cache's log; by the upstream's access log ${MB(viaCache)}.`,
@@ -275,11 +336,11 @@ function pullsMarkdown(setup: PullSetup, rows: PullRows, transfers: Transfers, r
   ].join('\n')
 }
 
-function pullsTable({ noCache, cold, warm, floor }: PullRows): string {
+function pullsTable({ noCache, cold, cold2, warm, floor }: PullRows): string {
   return [
     '| | wall time | of which unpacking | blob bytes from the upstream | ratio to no cache |',
     '| --- | ---: | ---: | ---: | ---: |',
-    ...[noCache, cold, warm, floor].map(
+    ...[noCache, cold, cold2, warm, floor].map(
       (r) =>
         `| ${r.label}${r.note ? ` (${r.note})` : ''} | ${seconds(r.ms)} | ${r.unpackMs === null ? '-' : seconds(r.unpackMs)} | ${MB(r.upstreamBytes)} | ${versus(r.ms, noCache.ms)} |`,
     ),
@@ -298,7 +359,13 @@ function transfersTable(transfers: Transfers): string {
   ].join('\n')
 }
 
-function pullsChecks({ warm, floor }: PullRows, transfers: Transfers, report: CacheReport, viaCache: number): Check[] {
+function pullsChecks(
+  { imageBytes }: PullSetup,
+  { cold, warm, floor }: PullRows,
+  transfers: Transfers,
+  report: CacheReport,
+  viaCache: number,
+): Check[] {
   // The cache changes the transfer; containerd's storing and unpacking cost the same from any registry.
   // So 30x is checked on the transfer, and the node pulls are checked against the floor.
   const transferSpeedup = transfers.noCache / transfers.warm
@@ -312,6 +379,11 @@ function pullsChecks({ warm, floor }: PullRows, transfers: Transfers, report: Ca
       target: `warm within ${WARM_FLOOR_MAX}x of the local-registry floor`,
       measured: `${(warm.ms / floor.ms).toFixed(2)}x`,
       met: warm.ms <= WARM_FLOOR_MAX * floor.ms,
+    },
+    {
+      target: 'cold through registry:3 fetches the image bytes once (at most 1.01x)',
+      measured: `${(cold.upstreamBytes / imageBytes).toFixed(3)}x`,
+      met: cold.upstreamBytes <= 1.01 * imageBytes,
     },
     { target: 'warm fetches 0 blob bytes from the upstream', measured: `${warm.upstreamBytes} bytes`, met: warm.upstreamBytes === 0 },
     {
