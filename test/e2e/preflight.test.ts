@@ -1,15 +1,15 @@
 // preflight-dns against real resolution: this machine's resolver reading an
 // /etc/hosts of the test's own (bind-mounted in a private mount namespace),
 // Docker's DNS on the cluster network (a container's network alias), the
-// nodes' own /etc/hosts, real registries, and real kind nodes (containerd 2.x)
-// next to the k3d stand-in's.
+// nodes' own /etc/hosts, real registries, and the nodes of the real kind and
+// k3d CLIs.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
 import type { Check } from '../../scripts/lib/preflight.ts'
-import { Fixture, freePort, integration, kindEnv, ROOT, rigNodeImages, runScript, testRegistry } from '../kit/fixture.ts'
-import { NODE_CONTAINERD2_IMAGE, REGISTRY_IMAGE } from '../kit/images.ts'
+import { Fixture, freePort, integration, kindEnv, ROOT, rigK3sImage, rigNodeImages, runScript, testRegistry } from '../kit/fixture.ts'
+import { REGISTRY_IMAGE } from '../kit/images.ts'
 import { eventually } from '../kit/registry.ts'
 
 const q = () => $({ quiet: true })
@@ -281,7 +281,7 @@ integration('preflight-dns', () => {
       server = `k3d-${name}-server-0`
       k3d = fx.config(
         doc({
-          cluster: { provider: 'k3d', name, network: await fx.network('k3d'), nodeImage: NODE_CONTAINERD2_IMAGE, waitTimeout: '60s' },
+          cluster: { provider: 'k3d', name, network: await fx.network('k3d'), nodeImage: rigK3sImage(), waitTimeout: '60s' },
         }),
         'k3d.yaml',
       )

@@ -1,6 +1,6 @@
 // Containerd nodes without Kubernetes: a container of devreg-test/node (or
 // another node image) whose init starts real containerd once a config is
-// written. The k3d stand-in and the bench's pull measurements run on them.
+// written. The bench's pull measurements run on them.
 import { $ } from 'zx'
 import { NODE_IMAGE } from './images.ts'
 

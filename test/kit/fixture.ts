@@ -113,7 +113,7 @@ export async function testRegistry(fx: Fixture) {
   }
 }
 
-/** Environment for scripts that call kind, k3d and kubectl: the stand-ins first on PATH. */
+/** Environment for scripts that call kubectl: its stand-in first on PATH. */
 export function standInEnv(fx: Fixture): Record<string, string> {
   return {
     PATH: `${STAND_INS}:${process.env.PATH}`,
@@ -135,7 +135,18 @@ export function rigNodeImages(): { line: string; image: string }[] {
   })
 }
 
-/** Environment for dev-up on the real kind CLI: the kubectl stand-in (no API server here) and a kubeconfig of the test's own. */
+/** The rig's k3s-like node image for the real k3d CLI (test/kit/rig/k3d-images.ts; test/run.ts passes it in DEVREG_RIG_K3S_IMAGE). */
+export function rigK3sImage(): string {
+  const image = process.env.DEVREG_RIG_K3S_IMAGE
+  if (!image) throw new Error('DEVREG_RIG_K3S_IMAGE is not set: run the e2e tests through `just test` (test/run.ts), which starts the rig')
+  return image
+}
+
+/**
+ * Environment for dev-up on the real kind or k3d CLI: the kubectl stand-in (no
+ * API server here) and a kubeconfig of the test's own, which kind and k3d write
+ * their context into.
+ */
 export function kindEnv(fx: Fixture): Record<string, string> {
   return { ...standInEnv(fx), KUBECONFIG: join(fx.dir, 'kubeconfig') }
 }

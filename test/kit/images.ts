@@ -10,7 +10,6 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { $ } from 'zx'
 import { goProgram } from './rig/go-programs.ts'
-import { packageTree } from './rig/packages.ts'
 
 /** Laid out like the official registry:2: /etc/docker/registry/config.yml, info logging. */
 export const REGISTRY2_IMAGE = 'devreg-test/registry:2'
@@ -23,10 +22,8 @@ export const REGISTRY_LAYOUTS = [
   { layout: 'registry:3', image: REGISTRY3_IMAGE },
   { layout: 'registry:2', image: REGISTRY2_IMAGE },
 ] as const
-/** The stand-in clusters' node image: real containerd, no kubelet. */
+/** A containerd node (test/images/node) for the bench's pulls and as a plain base image: real containerd, no kubelet. */
 export const NODE_IMAGE = 'devreg-test/node:1'
-/** The k3d stand-in's node image: containerd 2.x, as current k3s ships it, and crictl at /bin/crictl as in k3s's image. */
-export const NODE_CONTAINERD2_IMAGE = 'devreg-test/node-containerd2:2'
 /** Sample images: name → layer sizes in bytes. */
 export const SAMPLES = {
   alpha: [1_500_000, 700_000],
@@ -46,11 +43,11 @@ async function imageExists(ref: string): Promise<boolean> {
 }
 
 /**
- * Builds test/images/NAME/Dockerfile on a root filesystem of the given host
- * files, their shared libraries (as ldd lists them), busybox for a shell and
- * tools, and an nsswitch.conf (glibc resolves names through files, then DNS).
+ * A build context for test/images/NAME/Dockerfile: a root filesystem of the
+ * given host files, their shared libraries (as ldd lists them), busybox for a
+ * shell and tools, and an nsswitch.conf (glibc resolves names through files, then DNS).
  */
-async function buildFromScratch(tag: string, name: string, files: [from: string, to: string][], labels: string[] = []): Promise<void> {
+export async function scratchContext(name: string, files: [from: string, to: string][]): Promise<string> {
   const ctx = mkdtempSync(join(tmpdir(), `devreg-${name}-image-`))
   const rootfs = join(ctx, 'rootfs')
   const put = (from: string, to: string) => {
@@ -73,6 +70,12 @@ async function buildFromScratch(tag: string, name: string, files: [from: string,
   for (const [, to] of files) if (!to.startsWith('etc/')) await $`chmod 755 ${join(rootfs, to)}`
   await $`chmod 755 ${join(rootfs, 'bin/busybox')}`
   copyFileSync(join(here, `../images/${name}/Dockerfile`), join(ctx, 'Dockerfile'))
+  return ctx
+}
+
+/** Builds test/images/NAME/Dockerfile on scratchContext's root filesystem. */
+async function buildFromScratch(tag: string, name: string, files: [from: string, to: string][], labels: string[] = []): Promise<void> {
+  const ctx = await scratchContext(name, files)
   await $({ quiet: true })`docker build --quiet ${labels.flatMap((l) => ['--label', l])} --tag ${tag} ${ctx}`
 }
 
@@ -117,27 +120,6 @@ async function buildNodeImage(): Promise<void> {
   ])
 }
 
-/**
- * The node image with Debian sid's containerd 2 (from the rig's package cache)
- * and the host's runc, since sid's runc needs a newer glibc than the host's
- * (these nodes pull images; they run no containers).
- */
-async function buildNodeContainerd2Image(): Promise<void> {
-  if (await imageExists(NODE_CONTAINERD2_IMAGE)) return
-  const tree = await packageTree('containerd2')
-  const host = ['/usr/sbin/runc', '/usr/bin/getent']
-  const missing = host.filter((b) => !existsSync(b))
-  if (missing.length) throw new Error(`${missing.join(', ')} not found: apt-get install runc libc-bin, then run the tests again`)
-  // cri-tools' crictl, where k3s's image has it.
-  const crictl = join(await goProgram('crictl'), 'crictl')
-  await buildFromScratch(NODE_CONTAINERD2_IMAGE, 'node', [
-    ...['containerd', 'ctr', 'containerd-shim-runc-v2'].map((b): [string, string] => [join(tree, 'usr/bin', b), `bin/${b}`]),
-    [crictl, 'bin/crictl'],
-    ...host.map((b): [string, string] => [b, `bin/${b.split('/').pop()}`]),
-    [join(here, '../images/node/init.sh'), 'init.sh'],
-  ])
-}
-
 async function buildSample(name: Sample): Promise<void> {
   const ref = sampleImage(name)
   if (await imageExists(ref)) return
@@ -153,7 +135,7 @@ async function buildSample(name: Sample): Promise<void> {
 }
 
 export async function prepareImages(): Promise<void> {
-  await Promise.all([buildRegistry2Image(), buildRegistry3Image(), buildNodeImage(), buildNodeContainerd2Image()])
+  await Promise.all([buildRegistry2Image(), buildRegistry3Image(), buildNodeImage()])
   await Promise.all((Object.keys(SAMPLES) as Sample[]).map(buildSample))
 }
 

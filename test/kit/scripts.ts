@@ -5,7 +5,7 @@ import { $ } from 'zx'
 
 export const ROOT = join(import.meta.dir, '../..')
 
-/** The stand-ins of tools with no binary here (k3d, and kubectl on the host: no API server); first on PATH for scripts under test. */
+/** The stand-in of kubectl (no API server here); first on PATH for scripts under test. */
 export const STAND_INS = join(ROOT, 'test/stand-ins/bin')
 
 export interface ScriptResult {

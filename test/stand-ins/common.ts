@@ -1,10 +1,7 @@
-// Shared by the k3d and kubectl stand-ins: they run real containerd nodes
-// (test/kit/containerd-node.ts) with docker, and refuse, loudly and with exit 1,
-// anything the real tools would not accept or the stand-ins do not implement.
+// What the kubectl stand-in's parts share: docker for the nodes it finds, and
+// refusing, loudly and with exit 1, anything the real tool would not accept or
+// the stand-in does not implement.
 import { $ } from 'zx'
-
-export { waitContainerd, writeIn } from '../kit/containerd-node.ts'
-export { NODE_IMAGE } from '../kit/images.ts'
 
 export function refuse(tool: string, what: string): never {
   process.stderr.write(`${tool} (devreg test stand-in): ${what}\n`)
@@ -58,12 +55,6 @@ export function strictKeys(tool: string, where: string, obj: unknown, allowed: s
 }
 
 const q = () => $({ quiet: true })
-
-export async function ensureNetwork(name: string): Promise<boolean> {
-  if ((await $({ quiet: true, nothrow: true })`docker network inspect ${name}`).exitCode === 0) return false
-  await q()`docker network create ${name}`
-  return true
-}
 
 /** Node containers with a label, as `docker ps -a` sees them. */
 export async function containersWith(

@@ -1,10 +1,10 @@
 // A stand-in for kubectl: there is no API server on these machines. It
 // answers the calls devreg makes (apply of ConfigMaps, the devreg Namespace,
 // selector-less Services and their EndpointSlices; get, merge patch and delete
-// of them; wait for nodes Ready) for clusters the kind and k3d stand-ins (or
-// the real kind) run, keeps applied objects under $DEVREG_STANDIN_STATE, and
-// refuses anything else: other kinds, and fields the Kubernetes API reference
-// does not define for these kinds or devreg does not use.
+// of them; wait for nodes Ready) for clusters the real kind and k3d CLIs run,
+// keeps applied objects under $DEVREG_STANDIN_STATE, and refuses anything
+// else: other kinds, and fields the Kubernetes API reference does not define
+// for these kinds or devreg does not use.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'

@@ -8,7 +8,7 @@ import { resolveConfig } from '../../scripts/lib/config.ts'
 import { desiredRegistriesYaml, k3sArgs } from '../../scripts/lib/providers/k3d.ts'
 import { kindHostsFiles } from '../../scripts/lib/providers/kind.ts'
 import { kindConfig, registryHostingConfigMap } from '../../scripts/lib/render.ts'
-import { k3sHostsToml } from '../stand-ins/k3s.ts'
+import { k3sHostsToml } from '../images/k3s-node/render.ts'
 
 const config = resolveConfig({
   cluster: { workers: 2, nodeImage: 'kindest/node:v1.31.0' },

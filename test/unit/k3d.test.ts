@@ -13,7 +13,7 @@ import {
   k3sRegistriesData,
 } from '../../scripts/lib/providers/k3d.ts'
 import { type Cluster, clusterDrift } from '../../scripts/lib/providers/provider.ts'
-import { k3dRegistriesYaml, yamlV2Less } from '../stand-ins/k3d-registries.ts'
+import { k3dRegistriesYaml, yamlV2Less } from '../kit/k3d-registries.ts'
 
 const k3d = (extra: Record<string, unknown> = {}) =>
   resolveConfig({ cluster: { provider: 'k3d', name: 'dev' }, mirrors: [{ host: 'docker.io' }], ...extra })

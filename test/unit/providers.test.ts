@@ -7,7 +7,7 @@ import { desiredRegistriesYaml, K3S_REGISTRIES, k3d } from '../../scripts/lib/pr
 import { CERTS_D, kind, kindHostsFiles } from '../../scripts/lib/providers/kind.ts'
 import type { Cluster } from '../../scripts/lib/providers/provider.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
-import { k3dRegistriesYaml } from '../stand-ins/k3d-registries.ts'
+import { k3dRegistriesYaml } from '../kit/k3d-registries.ts'
 
 const config = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io' }] })
 const desired = kindHostsFiles(config)

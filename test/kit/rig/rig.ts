@@ -1,8 +1,10 @@
 // The test rig: `bun test/kit/rig/rig.ts up` starts the private engine (clearing
-// what earlier runs left in it when it was not running), builds the kind node images and prints the
-// environment the e2e tests run with as JSON; `down` stops the engine.
+// what earlier runs left in it when it was not running), builds the kind node images
+// and what the real k3d CLI runs, and prints the environment the e2e tests run with
+// as JSON; `down` stops the engine.
 
 import { ENGINE, pruneEngine, startEngine, stopEngine } from './engine.ts'
+import { k3dEnv } from './k3d-images.ts'
 import { CONTAINERD_LINES, nodeImage } from './node-image.ts'
 
 export interface RigEnv {
@@ -21,7 +23,7 @@ export async function rigUp(): Promise<RigEnv> {
   return {
     netnsPath: ENGINE.netnsPath,
     started,
-    env: { DOCKER_HOST: ENGINE.host, PATH: path, DEVREG_RIG_NODE_IMAGES: images.join(',') },
+    env: { DOCKER_HOST: ENGINE.host, DEVREG_RIG_NODE_IMAGES: images.join(','), ...(await k3dEnv(path)) },
   }
 }
 

@@ -1,5 +1,8 @@
-// What k3s makes of registries.yaml and writes for its containerd, for the
-// k3d stand-in and the tests that check devreg's registries.yaml against it.
+// What k3s makes of registries.yaml and writes for its containerd (its
+// private-registry docs, pkg/agent/containerd/config.go and pkg/agent/templates),
+// for the tests' k3s-like node (./k3s.ts) and the unit tests that check
+// devreg's registries.yaml against it.
+import { parse as parseYaml } from 'yaml'
 
 /** Where k3s points containerd's config_path (k3s's containerd config templates). */
 export const K3S_CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
@@ -33,12 +36,13 @@ function normalizeEndpoint(endpoint: string): { url: string; override: boolean }
  * (noDefaultEndpoint): then there is no `server` and k3s's containerd fork, which
  * appends the default host only when `server` is set (remotes/docker/config/hosts.go
  * parseHostsFile), tries the endpoints alone. Upstream containerd, as in the
- * stand-in's nodes, falls back even then (seen with 2.1.9): check the file.
- * A last endpoint equal to the default endpoint moves into `server`, or stays
- * an endpoint when there is no default. Null when k3s writes no file.
+ * tests' node image, falls back even then (seen with 2.1.9): check the file.
+ * The "*" mirror has no default endpoint. A last endpoint equal to the default
+ * endpoint moves into `server`, or stays an endpoint when there is no default.
+ * Null when k3s writes no file.
  */
 export function k3sHostsToml(host: string, endpoints: string[], noDefaultEndpoint = false): string | null {
-  const server = noDefaultEndpoint ? null : normalizeEndpoint(host).url
+  const server = noDefaultEndpoint || host === '*' ? null : normalizeEndpoint(host).url
   const hosts: { url: string; override: boolean }[] = []
   endpoints.forEach((e, i) => {
     const n = normalizeEndpoint(e)
@@ -60,13 +64,11 @@ export function k3sHostsToml(host: string, endpoints: string[], noDefaultEndpoin
 }
 
 /**
- * The containerd config k3s writes for itself, with config_path at K3S_CERTS_D:
- * version 3 for containerd 2.x (k3s's ContainerdConfigTemplateV3, the CRI image
- * plugin is io.containerd.cri.v1.images) and version 2 for 1.x.
+ * The containerd config k3s writes for containerd 2.x (its
+ * ContainerdConfigTemplateV3: version 3, the CRI image plugin is
+ * io.containerd.cri.v1.images), with config_path at K3S_CERTS_D.
  */
-export function k3sContainerdConfig(containerdMajor: number): string {
-  if (containerdMajor >= 2)
-    return `version = 3
+export const K3S_CONTAINERD_CONFIG = `version = 3
 
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
@@ -79,16 +81,40 @@ export function k3sContainerdConfig(containerdMajor: number): string {
 [plugins.'io.containerd.cri.v1.images'.registry]
   config_path = "${K3S_CERTS_D}"
 `
-  return `version = 2
 
-[plugins."io.containerd.grpc.v1.cri".containerd]
-  snapshotter = "overlayfs"
-  disable_snapshot_annotations = true
+/** The directory under K3S_CERTS_D k3s writes a mirror's hosts.toml into: `_default` for "*", containerd's fallback for every host. */
+export const k3sHostsDir = (host: string) => (host === '*' ? '_default' : host)
 
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
+/**
+ * A k3s registries.yaml (rancher/wharfie's Registry: mirrors, configs, auths)
+ * as registry host → endpoints. What the tests' node does not implement —
+ * rewrites, configs (auth, tls), auths — and any key wharfie does not define
+ * is an error, so no test passes on a file k3s would read otherwise.
+ */
+export function parseRegistries(text: string): Record<string, string[]> {
+  const doc = mapping('registries.yaml', parseYaml(text) ?? {}, ['mirrors', 'configs', 'auths'])
+  const empty = (v: unknown) => v === undefined || v === null || (typeof v === 'object' && Object.keys(v as object).length === 0)
+  const mirrors: Record<string, string[]> = {}
+  for (const [host, m] of Object.entries((doc.mirrors as object) ?? {})) {
+    const mirror = mapping(`mirrors.${host}`, m, ['endpoint', 'rewrite'])
+    if (!empty(mirror.rewrite)) throw new Error(`mirrors.${host}.rewrite: not implemented by the devreg test node`)
+    const endpoints = (mirror.endpoint as unknown[]) ?? []
+    if (!Array.isArray(endpoints)) throw new Error(`mirrors.${host}.endpoint must be a list`)
+    for (const e of endpoints)
+      if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(String(e))) throw new Error(`mirrors.${host}.endpoint: "${e}" is not an http(s) URL`)
+    mirrors[host] = endpoints.map(String)
+  }
+  for (const [host, c] of Object.entries((doc.configs as object) ?? {})) {
+    const config = mapping(`configs.${host}`, c, ['auth', 'tls'])
+    if (!empty(config.auth) || !empty(config.tls))
+      throw new Error(`configs.${host}: auth and tls are not implemented by the devreg test node`)
+  }
+  if (!empty(doc.auths)) throw new Error('auths: not implemented by the devreg test node')
+  return mirrors
+}
 
-[plugins."io.containerd.grpc.v1.cri".registry]
-  config_path = "${K3S_CERTS_D}"
-`
+function mapping(where: string, v: unknown, keys: string[]): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${where} must be a mapping`)
+  for (const k of Object.keys(v)) if (!keys.includes(k)) throw new Error(`${where}: unknown field "${k}"`)
+  return v as Record<string, unknown>
 }

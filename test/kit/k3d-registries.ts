@@ -5,11 +5,13 @@
 // back with gopkg.in/yaml.v2 (pkg/client/cluster.go ClusterPrep, goyaml.Marshal
 // to /etc/rancher/k3s/registries.yaml). wharfie's tags have no omitempty, so
 // every field is written in struct order, nil maps as {} and nil lists as [].
+// The unit tests fake k3d's nodes with it; test/e2e/k3d.test.ts checks it
+// against what the real k3d writes.
 
 /**
- * The registries.yaml k3d writes for these mirrors (host → endpoints; the
- * stand-in refuses configs and rewrites before it gets here). Throws on a
- * string yaml.v2 would quote: the stand-in does not model quoting.
+ * The registries.yaml k3d writes for these mirrors (host → endpoints; no
+ * configs or rewrites, which devreg never writes). Throws on a string yaml.v2
+ * would quote: quoting is not modelled.
  */
 export function k3dRegistriesYaml(mirrors: Record<string, string[]>): string {
   const hosts = Object.keys(mirrors).sort(yamlV2Compare)
@@ -78,6 +80,6 @@ function plain(s: string): string {
     /^[-+]?(\.?[0-9][0-9_]*)(\.[0-9_]*)?([eE][-+]?[0-9]+)?$/.test(s) ||
     /^\d{4}-\d\d?-\d\d?/.test(s)
   if (otherType || s.endsWith(':') || !/^[A-Za-z0-9][A-Za-z0-9._:/@%+~=-]*$/.test(s))
-    throw new Error(`yaml.v2 would quote ${JSON.stringify(s)}: the stand-in does not model quoting`)
+    throw new Error(`yaml.v2 would quote ${JSON.stringify(s)}: quoting is not modelled`)
   return s
 }

@@ -1,0 +1,411 @@
+// dev-up, verify and dev-down on the real k3d CLI (v5.9.0, from its Go module)
+// in the rig's engine, with the rig's k3s-like nodes (test/images/k3s-node):
+// real containerd 2.x under k3s's paths, hosts.toml rendered from the
+// registries.yaml k3d hands the nodes, as k3s renders it, at every start. The
+// network and registries exist before the cluster; routing goes through
+// registries.yaml, which k3s reads only when nodes start and which k3d
+// re-serialises, so devreg compares it as data. Node pulls go through the
+// nodes' own crictl, the kubelet's CRI path.
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { existsSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parse as parseToml } from 'smol-toml'
+import { parse as parseYaml } from 'yaml'
+import { $ } from 'zx'
+import { Fixture, freePort, integration, kindEnv, rigK3sImage, runScript, testRegistry, waitHttp } from '../kit/fixture.ts'
+import { REGISTRY_IMAGE, sampleImage } from '../kit/images.ts'
+import { k3dRegistriesYaml } from '../kit/k3d-registries.ts'
+import { containerId, manifestBlobs, seed, servedBlobBytes, waitStored } from '../kit/registry.ts'
+
+const K3S_CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
+const q = () => $({ quiet: true })
+
+interface HostsToml {
+  server?: string
+  host: Record<string, unknown>
+}
+
+interface Probe {
+  node: string
+  host: string
+  status: string
+  detail: string
+  fix: string | null
+}
+
+/** A pull through the node's crictl (cri-tools', at /bin/crictl as in rancher/k3s): the kubelet's CRI PullImage. */
+async function crictlPull(node: string, ref: string): Promise<{ error?: string }> {
+  const r = await $({ quiet: true, nothrow: true })`docker exec ${node} crictl pull ${ref}`
+  return r.exitCode === 0 ? {} : { error: `${r.stderr.trim()} (exit ${r.exitCode})` }
+}
+
+integration('dev-up with the real k3d CLI', () => {
+  const fx = new Fixture()
+  let env: Record<string, string>
+  let upstream: { name: string; port: number; url: string }
+  let registry: Awaited<ReturnType<typeof testRegistry>>
+  let cache: { name: string; port: number }
+  let clusterName: string
+  let network: string
+  let server: string
+  let agent: string
+  let config: string
+  const devUp = (...args: string[]) => runScript('dev-up', ['--config', config, ...args], { env })
+  const devDown = (...args: string[]) => runScript('dev-down', ['--config', config, ...args], { env })
+  const doc = (extra: Record<string, unknown> = {}) => ({
+    cluster: { provider: 'k3d', name: clusterName, network, nodeImage: rigK3sImage(), workers: 1, waitTimeout: '60s' },
+    registry,
+    mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
+    ...extra,
+  })
+  const inNode = async (node: string, ...cmd: string[]) => (await q()`docker exec ${node} ${cmd}`).stdout
+  const hostsToml = async (host: string, node = server) =>
+    parseToml(await inNode(node, 'cat', `${K3S_CERTS_D}/${host}/hosts.toml`)) as unknown as HostsToml
+  /** Every container of the cluster (nodes and load balancer) → when it last started. */
+  const startTimes = async () => {
+    const names = (await q()`docker ps -a --filter ${`label=k3d.cluster=${clusterName}`} --format {{.Names}}`).stdout.trim().split('\n')
+    const started = await Promise.all(names.map(async (n) => (await q()`docker inspect --format {{.State.StartedAt}} ${n}`).stdout.trim()))
+    return Object.fromEntries(names.map((n, i) => [n, started[i]]))
+  }
+  /** What the kubectl stand-in keeps for the cluster: namespace/kind-name.yaml, parsed; null when absent. */
+  const applied = (path: string) => {
+    const file = join(env.DEVREG_STANDIN_STATE, `k3d-${clusterName}`, path)
+    return existsSync(file) ? parseYaml(readFileSync(file, 'utf8')) : null
+  }
+  const addressOn = async (container: string) =>
+    (await q()`docker inspect --format ${`{{(index .NetworkSettings.Networks "${network}").IPAddress}}`} ${container}`).stdout.trim()
+  const verify = async () => {
+    const r = await runScript('verify', ['--config', config, '--json'], { env })
+    return { code: r.code, ...(JSON.parse(r.stdout) as { elapsedMs: number; probes: Probe[] }) }
+  }
+  const failed = (probes: Probe[]) =>
+    probes
+      .filter((p) => p.status !== 'pass')
+      .map((p) => `${p.node} ${p.host}`)
+      .sort()
+  const pushLocal = async (sample: Parameters<typeof sampleImage>[0], path: string) => {
+    const ref = `127.0.0.1:${registry.port}/${path}`
+    await q()`docker tag ${sampleImage(sample)} ${ref}`
+    await q()`docker push ${ref}`
+  }
+
+  beforeAll(async () => {
+    env = kindEnv(fx)
+    clusterName = fx.name('k')
+    // The fake upstream is reachable on the cluster network, as Docker Hub is from it.
+    network = await fx.network('k3d')
+    upstream = await fx.upstream(network)
+    for (const s of ['alpha', 'beta'] as const) await seed(upstream.port, s, `library/${s}`)
+    registry = await testRegistry(fx)
+    cache = { name: fx.name('cache-docker-io'), port: await freePort() }
+    server = `k3d-${clusterName}-server-0`
+    agent = `k3d-${clusterName}-agent-0`
+    config = fx.config(doc())
+  })
+  afterAll(async () => {
+    await devDown()
+    await fx.cleanup()
+  })
+
+  test('the network and every registry exist before the cluster, which k3d creates on that network; verify passes on every node', async () => {
+    // Without a network of its own, devreg creates k3d-<name> first.
+    const fresh = fx.config({ ...doc(), cluster: { ...doc().cluster, network: null } }, 'fresh.yaml')
+    const dry = await runScript('dev-up', ['--config', fresh, '--dry-run'], { env })
+    expect(dry.code).toBe(0)
+    const lines = dry.stdout.split('\n')
+    const at = (re: RegExp) => lines.findIndex((l) => re.test(l))
+    expect(at(/^docker network create .*k3d-/)).toBeGreaterThanOrEqual(0)
+    expect(at(/^docker network create/)).toBeLessThan(at(/^docker run .*--name \S+-cache-docker-io /))
+    expect(at(/^docker run .*--name \S+-cache-docker-io /)).toBeLessThan(at(/^k3d cluster create/))
+    expect(lines[at(/^k3d cluster create/)]).toContain(`--network k3d-${clusterName} --registry-config`)
+    // No hostname alias and no proxy: k3s keeps its defaults.
+    expect(lines[at(/^k3d cluster create/)]).not.toContain('--k3s-arg')
+
+    const r = await devUp('--json')
+    if (r.code !== 0) console.error(r.stderr)
+    expect(r.code).toBe(0)
+    expect(r.stderr).toContain(`created k3d cluster ${clusterName}`)
+    // Every node × host (docker.io, the local registry's two names) pulled through its first registry.
+    expect(JSON.parse(r.stdout).verify).toEqual({ pass: 6, fail: 0, skip: 0 })
+  })
+
+  test('k3d ran the image’s k3s with its own arguments: containerd 2 on k3s’s socket, reading k3s’s certs.d', async () => {
+    const cmd = async (node: string) =>
+      JSON.parse((await q()`docker inspect --format ${'{{json .Config.Cmd}}'} ${node}`).stdout) as string[]
+    expect((await cmd(server)).slice(0, 2)).toEqual(['server', '--tls-san'])
+    expect(await cmd(agent)).toEqual(['agent'])
+    expect((await q()`docker logs ${server}`).stderr).toContain('k3s is up and running')
+    expect(await inNode(server, 'ctr', 'version')).toMatch(/Server:\s+Version:\s+v2\./)
+    const dump = parseToml(
+      await inNode(server, 'containerd', '--config', '/var/lib/rancher/k3s/agent/etc/containerd/config.toml', 'config', 'dump'),
+    ) as { plugins: Record<string, { registry?: { config_path?: string } }> }
+    expect(dump.plugins['io.containerd.cri.v1.images'].registry?.config_path).toBe(K3S_CERTS_D)
+  })
+
+  test('k3d hands the nodes its own serialisation of registries.yaml, which the unit tests’ model of it matches', async () => {
+    const mine = readFileSync(join(tmpdir(), `devreg-k3d-${clusterName}-registries.yaml`), 'utf8')
+    const endpoints = parseYaml(mine).mirrors as Record<string, { endpoint: string[] }>
+    for (const node of [server, agent]) {
+      const theirs = await inNode(node, 'cat', '/etc/rancher/k3s/registries.yaml')
+      expect(theirs).not.toBe(mine)
+      expect(theirs).toBe(k3dRegistriesYaml(Object.fromEntries(Object.entries(endpoints).map(([h, m]) => [h, m.endpoint]))))
+    }
+  })
+
+  test('nodes pull docker.io through the cache and the local registry by its host name, through crictl and the hosts.toml k3s wrote', async () => {
+    // The test's upstream is no canonical one, so it is an endpoint too; k3s adds its default endpoint as server.
+    expect(await hostsToml('docker.io')).toMatchObject({ server: 'https://registry-1.docker.io/v2' })
+    expect(Object.keys((await hostsToml('docker.io', agent)).host)).toEqual([`http://${cache.name}:5000/v2`, `${upstream.url}/v2`])
+    const before = await servedBlobBytes(upstream.name)
+    expect((await crictlPull(agent, 'docker.io/library/alpha:1')).error).toBeUndefined()
+    expect(await servedBlobBytes(upstream.name)).toBeGreaterThan(before)
+    await waitStored(cache.name, await manifestBlobs(upstream.port, 'library/alpha', '1'))
+    await pushLocal('delta', 'app:dev')
+    expect((await crictlPull(server, `localhost:${registry.port}/app:dev`)).error).toBeUndefined()
+  })
+
+  test('k3d wrote every registry on the cluster network into CoreDNS’s NodeHosts, in the manifest k3s stages', async () => {
+    const manifest = parseYaml(await inNode(server, 'cat', '/var/lib/rancher/k3s/server/manifests/coredns.yaml'))
+    const nodeHosts = String(manifest.data.NodeHosts)
+    for (const name of [registry.name, cache.name, upstream.name]) expect(nodeHosts).toContain(`${await addressOn(name)} ${name}\n`)
+    expect(nodeHosts).toContain('host.k3d.internal')
+  })
+
+  test('a second dev-up restarts nothing and reports no change; the load balancer is not treated as a node', async () => {
+    const started = await startTimes()
+    expect(Object.keys(started).sort()).toEqual([agent, server, `k3d-${clusterName}-serverlb`].sort())
+    const id = await containerId(server)
+    const r = await devUp('--json')
+    expect(r.code).toBe(0)
+    const summary = JSON.parse(r.stdout)
+    expect(summary.changes).toEqual([])
+    expect(summary.drift).toEqual([])
+    expect(await startTimes()).toEqual(started)
+    expect(await containerId(server)).toBe(id)
+    const lb = await $({ quiet: true, nothrow: true })`docker exec ${`k3d-${clusterName}-serverlb`} cat /etc/rancher/k3s/registries.yaml`
+    expect(lb.exitCode).not.toBe(0)
+  })
+
+  test('pods reach the local registry by its Service: the EndpointSlice holds its address on the network, which hostFromClusterNetwork names', async () => {
+    for (const name of [registry.name, cache.name]) {
+      expect(applied(`devreg/service-${name}.yaml`).spec.ports).toEqual([
+        { name: 'registry', port: 5000, targetPort: 5000, protocol: 'TCP' },
+      ])
+      const slice = applied(`devreg/endpointslice-${name}.yaml`)
+      expect(slice.metadata.labels['kubernetes.io/service-name']).toBe(name)
+      expect(slice.endpoints).toEqual([{ addresses: [await addressOn(name)], conditions: { ready: true } }])
+    }
+    const hosting = parseYaml(applied('kube-public/configmap-local-registry-hosting.yaml').data['localRegistryHosting.v1'])
+    expect(hosting.hostFromClusterNetwork).toBe(`${registry.name}.devreg.svc.cluster.local:5000`)
+    expect(hosting.hostFromContainerRuntime).toBe(`${registry.name}:5000`)
+    // No hostname alias yet: devreg puts nothing into CoreDNS.
+    expect(applied('kube-system/configmap-coredns-custom.yaml')).toBeNull()
+  })
+
+  test('a registry recreated at another address: the next dev-up updates its EndpointSlice and changes nothing else', async () => {
+    const before = await addressOn(registry.name)
+    const service = applied(`devreg/service-${registry.name}.yaml`)
+    await q()`docker rm -f ${registry.name}`
+    // Another container takes the freed address, so the registry cannot get it back.
+    await q()`docker run -d --name ${fx.name('squatter')} --network ${network} ${REGISTRY_IMAGE}`
+    const r = await devUp('--json')
+    if (r.code !== 0) console.error(r.stderr)
+    expect(r.code).toBe(0)
+    const after = await addressOn(registry.name)
+    expect(after).not.toBe(before)
+    expect(JSON.parse(r.stdout).changes).toEqual([
+      '1 registry created or updated',
+      `endpointslice.discovery.k8s.io/${registry.name} configured (namespace devreg)`,
+    ])
+    expect(applied(`devreg/endpointslice-${registry.name}.yaml`).endpoints[0].addresses).toEqual([after])
+    expect(applied(`devreg/service-${registry.name}.yaml`)).toEqual(service)
+    expect(JSON.parse((await devUp('--json')).stdout).changes).toEqual([])
+  })
+
+  test('preflight finds every node’s mirrors as devreg writes them, in k3d’s serialisation, and every Service', async () => {
+    const r = await runScript('preflight-dns', ['--config', config, '--json'], { env })
+    const checks = JSON.parse(r.stdout).checks as { check: string; subject: string; place: string; status: string; detail: string }[]
+    const mirrors = checks.filter((c) => c.check === 'mirror')
+    expect(new Set(mirrors.map((c) => c.place))).toEqual(new Set([server, agent]))
+    for (const c of mirrors) expect([c.subject, c.status, c.detail]).toEqual([c.subject, 'pass', 'as devreg writes it'])
+    expect(checks.filter((c) => c.check === 'service').map((c) => [c.subject, c.status])).toEqual([
+      [registry.name, 'pass'],
+      [cache.name, 'pass'],
+    ])
+  })
+
+  test('verify: every node × host passes through /bin/crictl in the nodes', async () => {
+    const r = await verify()
+    expect(r.code).toBe(0)
+    expect(r.probes.length).toBe(6)
+    expect(new Set(r.probes.map((p) => p.node))).toEqual(new Set([server, agent]))
+  })
+
+  test("verify: a hosts.toml missing from one node's k3s certs.d fails that node and host, with k3d's fix", async () => {
+    const file = `${K3S_CERTS_D}/docker.io/hosts.toml`
+    const saved = await inNode(agent, 'cat', file)
+    await q()`docker exec ${agent} rm ${file}`
+    try {
+      const r = await verify()
+      expect(r.code).toBe(1)
+      expect(failed(r.probes)).toEqual([`${agent} docker.io`])
+      const p = r.probes.find((x) => x.status === 'fail') as Probe
+      expect(p.detail).toContain(`has no ${file}`)
+      expect(p.fix).toContain('restarts the nodes')
+    } finally {
+      await $({ quiet: true, input: saved })`docker exec -i ${agent} sh -c ${`cat > ${file}`}`
+    }
+  })
+
+  test('verify: with the cache stopped, docker.io fails on both nodes, and the upstream answered', async () => {
+    await q()`docker stop ${cache.name}`
+    try {
+      const r = await verify()
+      expect(r.code).toBe(1)
+      expect(failed(r.probes)).toEqual([`${agent} docker.io`, `${server} docker.io`].sort())
+      expect((r.probes.find((x) => x.status === 'fail') as Probe).detail).toContain(`${upstream.name} answered instead`)
+    } finally {
+      await q()`docker start ${cache.name}`
+      await waitHttp(`http://127.0.0.1:${cache.port}/v2/`)
+    }
+  })
+
+  test('verify: the local registry disconnected from the cluster network fails its hosts on both nodes', async () => {
+    await q()`docker network disconnect ${network} ${registry.name}`
+    try {
+      const r = await verify()
+      expect(r.code).toBe(1)
+      expect(failed(r.probes).length).toBe(4)
+      expect((r.probes.find((x) => x.status === 'fail') as Probe).detail).toContain(`${registry.name} is not on ${network}`)
+    } finally {
+      await q()`docker network connect ${network} ${registry.name}`
+    }
+    expect((await verify()).code).toBe(0)
+  })
+
+  test('a changed routing rewrites registries.yaml and restarts the nodes, whose k3s renders it again', async () => {
+    config = fx.config(doc({ aliases: ['docker.io/acme'] }), 'alias.yaml')
+    const r = await devUp()
+    if (r.code !== 0) console.error(r.stderr)
+    expect(r.code).toBe(0)
+    expect(r.stderr).toContain('restarted them (k3s reads it only at start)')
+    for (const node of [server, agent])
+      expect(Object.keys((await hostsToml('docker.io', node)).host)).toEqual([
+        `http://${registry.name}:5000/v2`,
+        `http://${cache.name}:5000/v2`,
+        `${upstream.url}/v2`,
+      ])
+    await pushLocal('epsilon', 'acme/app:dev')
+    expect((await crictlPull(agent, 'docker.io/acme/app:dev')).error).toBeUndefined()
+  })
+
+  test('a hostname alias is drift on a live cluster; --recreate makes it strict, docker.io keeps its upstream last, and CoreDNS gets the alias', async () => {
+    config = fx.config(doc({ aliases: ['docker.io/acme', 'registry.dev.local'] }), 'hostname-alias.yaml')
+    const warned = await devUp('--json')
+    expect(warned.code).toBe(0)
+    // devreg names the first node it finds in docker's list, server or agent.
+    expect(JSON.parse(warned.stdout).drift).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^node (${server}|${agent}) runs k3s without --disable-default-registry-endpoint, which the hostname alias registry.dev.local needs to have no public fallback$`,
+        ),
+      ),
+    ])
+    expect(warned.stderr).toContain('dev-up --recreate')
+    // Without the flag k3s falls back to the alias itself: what the flag is for.
+    expect((await hostsToml('registry.dev.local')).server).toBe('https://registry.dev.local/v2')
+
+    const r = await devUp('--recreate')
+    if (r.code !== 0) console.error(r.stderr)
+    expect(r.code).toBe(0)
+    for (const node of [server, agent]) {
+      // k3d passed --k3s-arg's flag to k3s on every node, which then wrote no server.
+      expect((await q()`docker inspect --format ${'{{json .Config.Cmd}}'} ${node}`).stdout).toContain('--disable-default-registry-endpoint')
+      expect(await hostsToml('registry.dev.local', node)).toEqual({
+        host: { [`http://${registry.name}:5000/v2`]: { capabilities: ['pull', 'resolve'] } },
+      })
+      const hub = await hostsToml('docker.io', node)
+      expect(hub.server).toBeUndefined()
+      expect(Object.keys(hub.host)).toEqual([
+        `http://${registry.name}:5000/v2`,
+        `http://${cache.name}:5000/v2`,
+        `${upstream.url}/v2`,
+        'https://registry-1.docker.io/v2',
+      ])
+    }
+    await pushLocal('delta', 'app:dev')
+    expect((await crictlPull(server, 'registry.dev.local/app:dev')).error).toBeUndefined()
+    // Never pushed: the alias has nowhere else to go.
+    expect((await crictlPull(server, 'registry.dev.local/never-pushed:1')).error).toBeDefined()
+
+    const again = await devUp('--json')
+    expect(JSON.parse(again.stdout)).toMatchObject({ changes: [], drift: [] })
+    // In pods the alias resolves to the Service: k3s's CoreDNS imports coredns-custom's *.override keys.
+    expect(await inNode(server, 'cat', '/var/lib/rancher/k3s/server/manifests/coredns.yaml')).toContain(
+      'import /etc/coredns/custom/*.override',
+    )
+    expect(applied('kube-system/configmap-coredns-custom.yaml').data).toEqual({
+      'devreg.override': `# Written by devreg (dev-up): hostname aliases of the local registry, as its Service.\nrewrite name exact registry.dev.local ${registry.name}.devreg.svc.cluster.local\n`,
+    })
+  })
+
+  test('dev-down then dev-up: the new cluster pulls the same image with zero blob bytes from the upstream', async () => {
+    const down = await devDown()
+    expect(down.code).toBe(0)
+    expect(down.stderr).toContain('registries and caches kept')
+    expect((await $({ quiet: true, nothrow: true })`docker inspect ${server}`).exitCode).not.toBe(0)
+    const up = await devUp()
+    if (up.code !== 0) console.error(up.stderr)
+    expect(up.code).toBe(0)
+    const before = await servedBlobBytes(upstream.name)
+    for (const node of [server, agent]) expect((await crictlPull(node, 'docker.io/library/alpha:1')).error).toBeUndefined()
+    expect(await servedBlobBytes(upstream.name)).toBe(before)
+  })
+
+  test('behind a proxy the nodes get NO_PROXY with every registry name, after the user’s own', async () => {
+    // A closed port: anything sent to the proxy fails.
+    const proxy = `http://127.0.0.1:${await freePort()}`
+    const proxied = { ...env, HTTP_PROXY: proxy, HTTPS_PROXY: proxy, NO_PROXY: 'localhost,127.0.0.1' }
+    // The nodes' environment is set when k3d creates them.
+    expect((await devDown()).code).toBe(0)
+    const up = await runScript('dev-up', ['--config', config], { env: proxied })
+    if (up.code !== 0) console.error(up.stderr)
+    expect(up.code).toBe(0)
+    for (const node of [server, agent]) {
+      const nodeEnv = (JSON.parse((await q()`docker inspect --format ${'{{json .Config.Env}}'} ${node}`).stdout) as string[])
+        .filter((e) => /^no_proxy=/i.test(e))
+        .map((e) => e.split('=', 2))
+      expect(nodeEnv.map(([k]) => k).sort()).toEqual(['NO_PROXY', 'no_proxy'])
+      for (const [, v] of nodeEnv) {
+        expect(v.split(',').slice(0, 2)).toEqual(['localhost', '127.0.0.1'])
+        expect(v.split(',').slice(-2)).toEqual([registry.name, cache.name])
+      }
+    }
+    expect((await crictlPull(agent, 'docker.io/library/beta:1')).error).toBeUndefined()
+  })
+
+  test('dev-down deletes the cluster and leaves the external network and the registries', async () => {
+    const r = await devDown()
+    expect(r.code).toBe(0)
+    expect((await q()`docker ps -a --filter ${`label=k3d.cluster=${clusterName}`} --format {{.Names}}`).stdout.trim()).toBe('')
+    expect((await q()`docker volume ls --filter ${`label=k3d.cluster=${clusterName}`} --format {{.Name}}`).stdout.trim()).toBe('')
+    expect((await $({ quiet: true, nothrow: true })`docker network inspect ${network}`).exitCode).toBe(0)
+    expect(await containerId(cache.name)).toBeTruthy()
+    expect(await containerId(registry.name)).toBeTruthy()
+  })
+
+  test('dev-down --purge removes what devreg applied in the cluster before deleting it', async () => {
+    const up = await devUp()
+    expect(up.code).toBe(0)
+    expect(applied(`devreg/endpointslice-${registry.name}.yaml`)).not.toBeNull()
+    const r = await devDown('--purge', '--yes')
+    expect(r.code).toBe(0)
+    expect(r.stderr).toContain('removed namespace devreg')
+    expect(r.stderr).toContain('removed devreg.override of kube-system/coredns-custom')
+    expect(applied('_cluster/namespace-devreg.yaml')).toBeNull()
+    expect(applied(`devreg/service-${registry.name}.yaml`)).toBeNull()
+    expect(applied('kube-system/configmap-coredns-custom.yaml')).toBeNull()
+    expect((await $({ quiet: true, nothrow: true })`docker inspect ${server}`).exitCode).not.toBe(0)
+  })
+})

@@ -1,0 +1,84 @@
+// What the real k3d CLI (v5.9.0, from its Go module) needs in the rig's
+// engine, offline: a k3s-like node image (test/images/k3s-node) and its helper
+// images, handed to k3d through its own switches, and the environment that
+// makes k3d keep the node image's own entrypoint. Built in the rig's engine
+// when their inputs change; the engine's data root keeps them between runs.
+import { createHash } from 'node:crypto'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { $ } from 'zx'
+import { scratchContext } from '../images.ts'
+import { rigDocker } from './engine.ts'
+import { goProgram } from './go-programs.ts'
+
+const IMAGES = join(import.meta.dir, '../../images')
+
+/** Every file under test/images/NAME, for an image's tag: a changed file rebuilds the image. */
+function sourceDigest(name: string, ...more: string[]): string {
+  const hash = createHash('sha256')
+  const dir = join(IMAGES, name)
+  for (const f of readdirSync(dir).sort()) hash.update(`${f}\0${readFileSync(join(dir, f), 'utf8')}\0`)
+  for (const m of more) hash.update(`${m}\0`)
+  return hash.digest('hex').slice(0, 12)
+}
+
+async function build(ref: string, name: string, files: [from: string, to: string][]): Promise<string> {
+  if ((await rigDocker(['image', 'inspect', ref])).exitCode === 0) return ref
+  const ctx = await scratchContext(name, files)
+  try {
+    const r = await rigDocker(['build', '--quiet', '--tag', ref, ctx])
+    if (r.exitCode !== 0) throw new Error(`building ${ref}: ${r.stderr.trim()}`)
+  } finally {
+    rmSync(ctx, { recursive: true, force: true })
+  }
+  return ref
+}
+
+/** The node image: containerd, runc and crictl from their modules, and k3s.ts compiled into /bin/k3s. */
+async function nodeImage(): Promise<string> {
+  const containerd = await goProgram('containerd')
+  const runc = await goProgram('runc')
+  const crictl = await goProgram('crictl')
+  const bun = process.versions.bun ?? 'node'
+  const ref = `devreg-rig/k3s-node:${sourceDigest('k3s-node', containerd, runc, crictl, bun)}`
+  if ((await rigDocker(['image', 'inspect', ref])).exitCode === 0) return ref
+  const dir = mkdtempSync(join(tmpdir(), 'devreg-k3s-'))
+  const k3s = join(dir, 'k3s')
+  try {
+    await $({ quiet: true })`${process.execPath} build --compile ${join(IMAGES, 'k3s-node/k3s.ts')} --outfile ${k3s}`
+    return await build(ref, 'k3s-node', [
+      [k3s, 'bin/k3s'],
+      ...['containerd', 'containerd-shim-runc-v2', 'ctr'].map((b): [string, string] => [join(containerd, b), `bin/${b}`]),
+      [join(runc, 'runc'), 'bin/runc'],
+      [join(crictl, 'crictl'), 'bin/crictl'],
+    ])
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * Environment for the real k3d CLI in the rig: k3d on PATH, its helper
+ * images, and no entrypoint scripts of its own in the nodes (K3D_FIX_*: they
+ * need iptables, mount and more; the node image's own entrypoint is what is
+ * tested). k3d's other defaults hold in the rig: its engine has docker-init
+ * (k3d runs every container with --init) and a default bridge of its own, so
+ * `host-gateway` (k3d adds host.k3d.internal:host-gateway) resolves.
+ * DEVREG_RIG_K3S_IMAGE names the node image for the tests' configs.
+ */
+export async function k3dEnv(path: string): Promise<Record<string, string>> {
+  const k3d = await goProgram('k3d')
+  const helper = await build(`devreg-rig/k3d-helper:${sourceDigest('k3d-helper')}`, 'k3d-helper', [
+    [join(IMAGES, 'k3d-helper/entrypoint.sh'), 'entrypoint.sh'],
+  ])
+  return {
+    PATH: `${k3d}:${path}`,
+    DEVREG_RIG_K3S_IMAGE: await nodeImage(),
+    K3D_IMAGE_TOOLS: helper,
+    K3D_IMAGE_LOADBALANCER: helper,
+    K3D_FIX_DNS: '0',
+    K3D_FIX_MOUNTS: '0',
+    K3D_FIX_CGROUPV2: '0',
+  }
+}
