@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { parse as parseYaml } from 'yaml'
 import { $ } from 'zx'
+import { criPull } from '../kit/cri.ts'
 import { Fixture, freePort, integration, kindEnv, rigK3sImage, runScript, testRegistry } from '../kit/fixture.ts'
 import { sampleImage } from '../kit/images.ts'
 import { k3dRegistriesYaml } from '../kit/k3d-registries.ts'
@@ -32,12 +33,6 @@ interface Probe {
   status: string
   detail: string
   fix: string | null
-}
-
-/** A pull through the node's crictl (cri-tools', at /bin/crictl as in rancher/k3s): the kubelet's CRI PullImage. */
-async function crictlPull(node: string, ref: string): Promise<{ error?: string }> {
-  const r = await $({ quiet: true, nothrow: true })`docker exec ${node} crictl pull ${ref}`
-  return r.exitCode === 0 ? {} : { error: `${r.stderr.trim()} (exit ${r.exitCode})` }
 }
 
 integration('dev-up with the real k3d CLI', () => {
@@ -158,11 +153,11 @@ integration('dev-up with the real k3d CLI', () => {
     expect(await hostsToml('docker.io')).toMatchObject({ server: 'https://registry-1.docker.io/v2' })
     expect(Object.keys((await hostsToml('docker.io', agent)).host)).toEqual([`http://${cache.name}:5000/v2`, `${upstream.url}/v2`])
     const before = await servedBlobBytes(upstream.name)
-    expect((await crictlPull(agent, 'docker.io/library/alpha:1')).error).toBeUndefined()
+    expect((await criPull(agent, 'docker.io/library/alpha:1')).error).toBeUndefined()
     expect(await servedBlobBytes(upstream.name)).toBeGreaterThan(before)
     await waitStored(cache.name, await manifestBlobs(upstream.port, 'library/alpha', '1'))
     await pushLocal('delta', 'app:dev')
-    expect((await crictlPull(server, `localhost:${registry.port}/app:dev`)).error).toBeUndefined()
+    expect((await criPull(server, `localhost:${registry.port}/app:dev`)).error).toBeUndefined()
   })
 
   test('k3d wrote every registry on the cluster network into CoreDNS’s NodeHosts, in the manifest k3s stages', async () => {
@@ -251,7 +246,7 @@ integration('dev-up with the real k3d CLI', () => {
         `${upstream.url}/v2`,
       ])
     await pushLocal('epsilon', 'acme/app:dev')
-    expect((await crictlPull(agent, 'docker.io/acme/app:dev')).error).toBeUndefined()
+    expect((await criPull(agent, 'docker.io/acme/app:dev')).error).toBeUndefined()
   })
 
   test('a hostname alias is drift on a live cluster; --recreate makes it strict, docker.io keeps its upstream last, and CoreDNS gets the alias', async () => {
@@ -289,9 +284,9 @@ integration('dev-up with the real k3d CLI', () => {
       ])
     }
     await pushLocal('delta', 'app:dev')
-    expect((await crictlPull(server, 'registry.dev.local/app:dev')).error).toBeUndefined()
+    expect((await criPull(server, 'registry.dev.local/app:dev')).error).toBeUndefined()
     // Never pushed: the alias has nowhere else to go.
-    expect((await crictlPull(server, 'registry.dev.local/never-pushed:1')).error).toBeDefined()
+    expect((await criPull(server, 'registry.dev.local/never-pushed:1')).error).toBeDefined()
 
     const again = await devUp('--json')
     expect(JSON.parse(again.stdout)).toMatchObject({ changes: [], drift: [] })
@@ -313,7 +308,7 @@ integration('dev-up with the real k3d CLI', () => {
     if (up.code !== 0) console.error(up.stderr)
     expect(up.code).toBe(0)
     const before = await servedBlobBytes(upstream.name)
-    for (const node of [server, agent]) expect((await crictlPull(node, 'docker.io/library/alpha:1')).error).toBeUndefined()
+    for (const node of [server, agent]) expect((await criPull(node, 'docker.io/library/alpha:1')).error).toBeUndefined()
     expect(await servedBlobBytes(upstream.name)).toBe(before)
   })
 
@@ -336,7 +331,7 @@ integration('dev-up with the real k3d CLI', () => {
         expect(v.split(',').slice(-2)).toEqual([registry.name, cache.name])
       }
     }
-    expect((await crictlPull(agent, 'docker.io/library/beta:1')).error).toBeUndefined()
+    expect((await criPull(agent, 'docker.io/library/beta:1')).error).toBeUndefined()
   })
 
   test('dev-down deletes the cluster and leaves the external network and the registries', async () => {
