@@ -1,6 +1,7 @@
 // The README's test command (`just test`): unit, CLI and integration tests against
 // this machine's Docker engine, and at the same time the e2e tests — the real
-// kind CLI with containerd 2.x and 1.7 nodes — inside the rig's private engine
+// kind CLI with containerd 2.3, 2.x and 1.7 nodes, and the real k3d CLI with
+// k3s-like nodes — inside the rig's private engine
 // (test/kit/rig). Ends with "tests: N passed, N failed" over both suites.
 // Arguments are test paths or bun test flags; a path under test/e2e goes to the rig.
 import { spawn } from 'node:child_process'
@@ -65,14 +66,14 @@ try {
 let rig: RigEnv | null = null
 if (rigPaths.length) {
   try {
-    process.stderr.write('rig: private engine, real kind, node images (cached after the first run) ...\n')
+    process.stderr.write('rig: private engine, real kind and k3d, node images (cached after the first run) ...\n')
     rig = await rigUp()
   } catch (err) {
     const reason = (err as Error).message.split('\n')[0]
     if (required) {
       process.stderr.write(`FAILED: the e2e rig did not come up (DEVREG_REQUIRE_DOCKER=1): ${reason}\n`)
       outcomes.push({ pass: 0, fail: 1, code: 1 })
-    } else process.stderr.write(`SKIPPING e2e tests (real kind, containerd 2): the rig did not come up: ${reason}\n`)
+    } else process.stderr.write(`SKIPPING e2e tests (real kind and k3d): the rig did not come up: ${reason}\n`)
   }
 }
 
@@ -91,7 +92,9 @@ const [host, e2e] = await Promise.all([
 ])
 if (host) outcomes.push(host)
 if (e2e) {
-  process.stdout.write(`\n==> e2e tests in the rig (real kind, containerd 2.x and 1.7 nodes)\n${readFileSync(e2e.log, 'utf8')}\n`)
+  process.stdout.write(
+    `\n==> e2e tests in the rig (real kind with containerd 2.3, 2.x and 1.7 nodes; real k3d with k3s-like nodes)\n${readFileSync(e2e.log, 'utf8')}\n`,
+  )
   outcomes.push(e2e)
 }
 if (rig?.started) await stopEngine()
