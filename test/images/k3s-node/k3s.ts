@@ -121,8 +121,7 @@ function writeKubeconfig() {
  * network's members) and the import of coredns-custom's *.override keys
  * (devreg's hostname aliases). Written at every start, as k3s does.
  */
-function writeCorednsManifest() {
-  const hostname = readFileSync('/etc/hostname', 'utf8').trim()
+function writeCorednsManifest(hostname: string) {
   const address = readFileSync('/etc/hosts', 'utf8').match(new RegExp(`^(\\S+)\\s+${hostname}\\b`, 'm'))?.[1] ?? '127.0.0.1'
   const corefile = [
     '.:53 {',
@@ -207,7 +206,7 @@ await waitForSocket(containerd)
 log('info', 'Containerd is now running')
 const hostname = readFileSync('/etc/hostname', 'utf8').trim()
 if (opts.role === 'server') {
-  writeCorednsManifest()
+  writeCorednsManifest(hostname)
   // k3s's setClusterDNSConfig (pkg/server/server.go): k3d waits for either line.
   if (existsSync(CLUSTER_DNS_MARKER)) log('info', 'Cluster dns configmap already exists')
   else {
