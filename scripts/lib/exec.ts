@@ -64,12 +64,24 @@ export function show(argv: string[], opts: CommandOptions = {}): string {
   return opts.input === undefined ? line : `${line} <<'EOF'\n${opts.input.trimEnd()}\nEOF`
 }
 
+/**
+ * node's spawn, but a command that exits without reading its input (a
+ * credential helper that fails at once) closes the pipe: not an error of its
+ * own, and its exit code says how it went. Unhandled, the EPIPE would end devreg.
+ */
+const spawnIgnoringClosedStdin = ((...args: Parameters<typeof spawnChild>) => {
+  const child = spawnChild(...args)
+  child.stdin?.on('error', () => {})
+  return child
+}) as typeof spawnChild
+
 async function spawn(argv: string[], opts: CommandOptions): Promise<Result> {
   const [cmd, ...args] = argv
   const child = $({
     nothrow: true,
     quiet: true,
     verbose: false,
+    spawn: spawnIgnoringClosedStdin,
     input: opts.input,
     env: { ...process.env, ...opts.env, ...opts.secretEnv },
     // A new session: no controlling terminal, and one process group to kill.
