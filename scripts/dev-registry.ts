@@ -251,7 +251,7 @@ async function status(run: Runner, config: Config, json: boolean): Promise<numbe
         state: !c ? 'missing' : ownedByUs ? c.state : 'not devreg’s',
         mode,
         volume: r.volume,
-        login: r.role === 'cache' ? describeLogin(login) : null,
+        login: r.role === 'cache' ? describeLogin(login, spec.secretEnv.length > 0) : null,
         matchesConfig: ownedByUs && c?.labels[LABEL.hash] === spec.hash,
       }
     }),

@@ -241,13 +241,14 @@ async function askHelper(
   return answer.kind === 'unusable' ? { kind: 'unusable', reason: `${named} ${answer.reason}` } : answer
 }
 
-/** How `status` says whom a cache pulls as. */
-export function describeLogin(login: CacheLogin): string {
+/** How `status` says whom a cache pulls as; `withLogin`: its settings pass the proxy a login (registrySpec). */
+export function describeLogin(login: CacheLogin, withLogin: boolean): string {
   if (login.state === 'anonymous') return 'anonymous'
   const source = login.state === 'login' ? login.login.source : login.source
   const from = source.kind === 'env' ? `env ${source.passwordEnv}` : 'docker login'
   if (login.state === 'login') return `authenticated as ${login.login.username} (${from})`
-  return source.kind === 'env' ? `not known here (${from} is not set)` : `not known here (${from} unreadable)`
+  if (source.kind === 'env') return `not known here (${from} is not set)`
+  return withLogin ? `as created (${from} unreadable)` : `anonymous (${from} unreadable)`
 }
 
 /** The container variables distribution's proxy reads its upstream login from. */

@@ -130,7 +130,7 @@ describe('the login of every cache', () => {
     }
     return { read, readFile }
   }
-  const state = (logins: Map<string, CacheLogin>) => Object.fromEntries([...logins].map(([name, l]) => [name, describeLogin(l)]))
+  const state = (logins: Map<string, CacheLogin>) => Object.fromEntries([...logins].map(([name, l]) => [name, describeLogin(l, false)]))
   const problem = (l: CacheLogin | undefined) => (l?.state === 'unavailable' ? l.problem : '')
 
   test('docker login for the upstream, none means none, the mirror’s own env login wins', async () => {
@@ -157,7 +157,7 @@ describe('the login of every cache', () => {
   test('a helper is asked with the server on stdin, a time limit and nothing on its command line', async () => {
     const run = fakeRunner([on(['docker-credential-desktop', 'get'], '{"Username":"hubuser","Secret":"from-the-store"}')])
     const logins = await cacheLogins(run, [hub], { env, ...files(fixture('helpers.json')) })
-    expect(describeLogin(logins.get(hub.name) as CacheLogin)).toBe('authenticated as hubuser (docker login)')
+    expect(describeLogin(logins.get(hub.name) as CacheLogin, true)).toBe('authenticated as hubuser (docker login)')
     expect(run.calls.map((c) => [c.kind, c.argv, c.opts?.input, c.opts?.timeout])).toEqual([
       ['probe', ['docker-credential-desktop', 'get'], DOCKER_HUB_SERVER, HELPER_TIMEOUT_MS],
     ])
@@ -198,7 +198,7 @@ describe('the login of every cache', () => {
   test('env credentials not set here: unavailable, naming the variables', async () => {
     const login = (await cacheLogins(fakeRunner(), [quay], { env: { QUAY_USER: 'qbot' } })).get(quay.name)
     expect(problem(login)).toBe(`QUAY_TOKEN is not set: export it (credentials for ${quay.name}) or remove ${quay.path}.credentials`)
-    expect(describeLogin(login as CacheLogin)).toBe('not known here (env QUAY_TOKEN is not set)')
+    expect(describeLogin(login as CacheLogin, true)).toBe('not known here (env QUAY_TOKEN is not set)')
   })
 
   test('no secret is in what status shows or in any problem', async () => {
@@ -206,7 +206,20 @@ describe('the login of every cache', () => {
     const shown = [
       ...(await cacheLogins(fakeRunner(), config.registries, { env, ...files(fixture('auths.json')) })).values(),
       ...(await cacheLogins(run, config.registries, { env, ...files(fixture('helpers.json')) })).values(),
-    ].map((l) => describeLogin(l) + problem(l))
+    ].map((l) => describeLogin(l, true) + problem(l))
     for (const secret of ['dckr_pat_fixture1', 'ghp_fixture2', 'quay-token']) expect(shown.join('\n')).not.toContain(secret)
   })
+})
+
+describe('what status says a cache pulls as', () => {
+  const env = { kind: 'env', usernameEnv: 'U', passwordEnv: 'P' } as const
+  const docker = { kind: 'docker' } as const
+  test.each<[CacheLogin, boolean, string]>([
+    [{ state: 'anonymous' }, false, 'anonymous'],
+    [{ state: 'login', login: { username: 'me', secret: 'x', source: docker } }, true, 'authenticated as me (docker login)'],
+    [{ state: 'login', login: { username: 'me', secret: 'x', source: env } }, true, 'authenticated as me (env P)'],
+    [{ state: 'unavailable', source: docker, problem: '' }, false, 'anonymous (docker login unreadable)'],
+    [{ state: 'unavailable', source: docker, problem: '' }, true, 'as created (docker login unreadable)'],
+    [{ state: 'unavailable', source: env, problem: '' }, true, 'not known here (env P is not set)'],
+  ])('%o → %s', (login, withLogin, text) => expect(describeLogin(login, withLogin)).toBe(text))
 })
