@@ -1,11 +1,11 @@
 // Builds the images the integration tests share, once, before the test files
 // run in parallel: registry:2 and registry:3 stand-ins from Debian's
 // docker-registry 2.8 (the same distribution code; no v3 binary can be had
-// offline), each laid out like its official image, and small sample images of
-// random data.
+// offline), each laid out like its official image, the fake hub's token
+// server, and small sample images of random data.
 // Run: bun test/kit/images.ts   (just test does it first)
-import { randomBytes } from 'node:crypto'
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -28,6 +28,10 @@ export const REGISTRY_LAYOUTS = [
 export const NODE_IMAGE = 'devreg-test/node:1'
 /** The k3d stand-in's node image: containerd 2.x, as current k3s ships it, and crictl at /bin/crictl as in k3s's image. */
 export const NODE_CONTAINERD2_IMAGE = 'devreg-test/node-containerd2:2'
+const here = dirname(fileURLToPath(import.meta.url))
+const TOKEN_SERVER = join(here, '../images/token-server/token-server.ts')
+/** The fake hub's token server (test/kit/fake-hub.ts), tagged by its script's content so an edit builds anew. */
+export const TOKEN_SERVER_IMAGE = `devreg-test/token-server:${createHash('sha256').update(readFileSync(TOKEN_SERVER)).digest('hex').slice(0, 12)}`
 /** Sample images: name → layer sizes in bytes. */
 export const SAMPLES = {
   alpha: [1_500_000, 700_000],
@@ -39,8 +43,6 @@ export const SAMPLES = {
 } as const
 export type Sample = keyof typeof SAMPLES
 export const sampleImage = (name: Sample) => `devreg-test/sample-${name}:1`
-
-const here = dirname(fileURLToPath(import.meta.url))
 
 async function imageExists(ref: string): Promise<boolean> {
   return (await $({ nothrow: true, quiet: true })`docker image inspect ${ref}`).exitCode === 0
@@ -129,6 +131,15 @@ async function buildNodeContainerd2Image(): Promise<void> {
   ])
 }
 
+/** bun and the token server's script: bun is one binary linked against glibc alone, unlike Debian's node. */
+async function buildTokenServerImage(): Promise<void> {
+  if (await imageExists(TOKEN_SERVER_IMAGE)) return
+  await buildFromScratch(TOKEN_SERVER_IMAGE, 'token-server', [
+    [process.execPath, 'bin/bun'],
+    [TOKEN_SERVER, 'token-server.ts'],
+  ])
+}
+
 async function buildSample(name: Sample): Promise<void> {
   const ref = sampleImage(name)
   if (await imageExists(ref)) return
@@ -149,6 +160,7 @@ export async function prepareImages(): Promise<void> {
     buildRegistryImage(REGISTRY3_IMAGE, 'registry3', 'etc/distribution/config.yml', 'registry:3'),
     buildNodeImage(),
     buildNodeContainerd2Image(),
+    buildTokenServerImage(),
   ])
   await Promise.all((Object.keys(SAMPLES) as Sample[]).map(buildSample))
 }
