@@ -80,8 +80,9 @@ export function parseDockerConfig(text: string): DockerConfig {
   let doc: unknown
   try {
     doc = JSON.parse(text)
-  } catch (err) {
-    throw new Error(`it is not valid JSON (${(err as Error).message})`)
+  } catch {
+    // Not the parser's message: it can quote the text, logins included.
+    throw new Error('it is not valid JSON')
   }
   if (!isObject(doc)) throw new Error('it is not a JSON object')
   const auths = doc.auths ?? {}
@@ -109,16 +110,20 @@ export function chooseDockerLogin(config: DockerConfig, server: string): DockerL
   if (config.credsStore) return { kind: 'helper', helper: config.credsStore, key: 'credsStore' }
   const entry = entryFor(config.auths, server)
   if (!entry) return { kind: 'none' }
-  if (entry.auth) {
-    const decoded = Buffer.from(entry.auth, 'base64').toString('utf8')
-    const colon = decoded.indexOf(':')
-    if (colon < 1 || colon === decoded.length - 1)
-      return { kind: 'unusable', reason: `its "auth" for ${server} is not base64 of user:secret: run \`docker login\` again` }
-    return { kind: 'found', username: decoded.slice(0, colon), secret: decoded.slice(colon + 1) }
-  }
-  if (entry.username && entry.password) return { kind: 'found', username: entry.username, secret: entry.password }
+  // docker reads `auth` over the separate fields.
+  const [username, secret] = entry.auth ? (decodeAuth(entry.auth) ?? []) : [entry.username, entry.password]
+  if (username && secret) return { kind: 'found', username, secret }
+  // An OAuth login leaves "user:" in auth and its token beside it.
   if (entry.identitytoken) return { kind: 'unusable', reason: `its login for ${server} ${IDENTITY_TOKEN}` }
+  if (entry.auth) return { kind: 'unusable', reason: `its "auth" for ${server} is not base64 of user:secret: run \`docker login\` again` }
   return { kind: 'none' }
+}
+
+/** `auth` as docker writes it: base64 of user:secret (docker/cli configfile decodeAuth). */
+function decodeAuth(auth: string): [string, string] | null {
+  const decoded = Buffer.from(auth, 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  return colon > 0 ? [decoded.slice(0, colon), decoded.slice(colon + 1)] : null
 }
 
 /**

@@ -66,6 +66,7 @@ describe('choosing a login from config.json, in docker’s order', () => {
 
   test.each([
     ['an identity token', 'myregistry.azurecr.io', 'is an identity token'],
+    ['an identity token beside a user name in auth', 'oauth.example.com', 'is an identity token'],
     ['an auth that is not user:secret', 'broken.example.com', 'not base64 of user:secret'],
   ])('%s is unusable, saying why', (_, server, why) => {
     const login = chooseDockerLogin(AUTHS, server)
@@ -86,6 +87,11 @@ describe('reading config.json', () => {
     ['a helper that is no name', '{"credHelpers": {"ghcr.io": 1}}', '"credHelpers" is not an object of helper names'],
     ['credsStore a number', '{"credsStore": 3}', '"credsStore" is not a helper name'],
   ])('%s is refused', (_, text, message) => expect(() => parseDockerConfig(text)).toThrow(message))
+
+  test('a refusal never quotes the file: it holds logins', () => {
+    const text = '{"auths": {"ghcr.io": {"auth": "c2VjcmV0LXZhbHVl"}}} trailing'
+    expect(() => parseDockerConfig(text)).toThrow(/^it is not valid JSON$/)
+  })
 })
 
 describe('what a credential helper answered', () => {
