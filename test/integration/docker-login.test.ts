@@ -68,8 +68,8 @@ function loginSuite(image: string, first: boolean) {
         writeFileSync(path, `#!/bin/sh\n${script}\n`)
         chmodSync(path, 0o755)
       },
-      async devreg(args: string[], extraEnv: Record<string, string> = {}) {
-        const r = await runScript('dev-registry', ['--config', config, ...args], { env: { ...env, ...extraEnv } })
+      async devreg(args: string[]) {
+        const r = await runScript('dev-registry', ['--config', config, ...args], { env })
         printed.push(r)
         return r
       },
@@ -105,12 +105,12 @@ function loginSuite(image: string, first: boolean) {
     const volumes = own((await q`docker volume ls --format {{.Name}}`).stdout)
     const others = containers.filter((n) => !holders.includes(n))
     expect(others).toContain(registry.name)
-    for (const inspected of [
-      await q`docker inspect --type container ${others}`,
-      await q`docker volume inspect ${volumes}`,
-      await q`docker network inspect ${network}`,
-    ])
-      expect(inspected.stdout.includes(secret), `docker inspect of ${inspected.stdout.slice(0, 80)}… holds the secret`).toBe(false)
+    for (const [what, inspected] of [
+      [others.join(', '), await q`docker inspect --type container ${others}`],
+      [volumes.join(', '), await q`docker volume inspect ${volumes}`],
+      [network, await q`docker network inspect ${network}`],
+    ] as const)
+      expect(inspected.stdout.includes(secret), `docker inspect of ${what} holds the secret`).toBe(false)
     for (const name of containers.filter((n) => n.endsWith('-cache'))) {
       const logs = await q`docker logs ${name}`
       expect(`${logs.stdout}${logs.stderr}`.includes(secret), `${name}'s log holds the secret`).toBe(false)
