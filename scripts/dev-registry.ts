@@ -3,19 +3,20 @@
 // upstream. Idempotent: containers that match the config are left alone.
 import type { Since } from './lib/cache-report.ts'
 import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
-import { type Config, configSchema, loadConfig } from './lib/config.ts'
+import { type Config, configSchema, loadConfig, type Registry } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import type { Runner } from './lib/exec.ts'
 import { LABEL } from './lib/labels.ts'
 import { withLock } from './lib/lock.ts'
 import { EXIT, log, table, UserError } from './lib/log.ts'
-import { adoptRegistry, ensureRegistries, registrySpec, removeRegistries } from './lib/registry-containers.ts'
+import { ANONYMOUS, cacheLogins, describeLogin } from './lib/login.ts'
+import { adoptRegistry, ensureRegistries, registrySpec, removeRegistries, warnUnreadableLogins } from './lib/registry-containers.ts'
 
 const USAGE = `Usage: dev-registry [COMMAND] [options]
 
 Commands:
   up              ensure the local registry and every cache (default)
-  status          show each registry: state, mode, port, whether it matches the config
+  status          show each registry: state, mode, port, whom it pulls as, whether it matches the config
   stop            stop the registries (containers and data stay)
   rm              remove the registry containers; volumes (pushed and cached images) stay
   rm --purge      also delete their volumes, after listing them and asking
@@ -220,9 +221,18 @@ async function owned(run: Runner, config: Config) {
 async function status(run: Runner, config: Config, json: boolean): Promise<number> {
   const containers = await docker.listContainers(run)
   const configured = new Set(config.registries.map((r) => r.name))
+  const logins = await cacheLogins(run, config.registries, { env: process.env })
+  const current = (r: Registry) => containers.find((x) => x.name === r.name) ?? null
+  const desired = await Promise.all(
+    config.registries.map(async (registry) => {
+      const login = logins.get(registry.name) ?? ANONYMOUS
+      return { registry, login, spec: await registrySpec(run, registry, login, process.env, current(registry)) }
+    }),
+  )
+  warnUnreadableLogins(desired)
   const rows = await Promise.all(
-    config.registries.map(async (r) => {
-      const c = containers.find((x) => x.name === r.name) ?? null
+    desired.map(async ({ registry: r, login, spec }) => {
+      const c = current(r)
       const ownedByUs = c ? docker.isOwned(c) : false
       const running = c?.state === 'running'
       const mode =
@@ -241,7 +251,8 @@ async function status(run: Runner, config: Config, json: boolean): Promise<numbe
         state: !c ? 'missing' : ownedByUs ? c.state : 'not devreg’s',
         mode,
         volume: r.volume,
-        matchesConfig: ownedByUs && c?.labels[LABEL.hash] === (await registrySpec(run, r, process.env, c)).hash,
+        login: r.role === 'cache' ? describeLogin(login, spec.secretEnv.length > 0) : null,
+        matchesConfig: ownedByUs && c?.labels[LABEL.hash] === spec.hash,
       }
     }),
   )
@@ -256,8 +267,17 @@ async function status(run: Runner, config: Config, json: boolean): Promise<numbe
   const modeText = (m: string | null) => (m === 'offline' ? 'offline (read-only, upstream unreachable)' : (m ?? '-'))
   log.out(
     table(
-      ['NAME', 'ROLE', 'ADDRESS', 'STATE', 'MODE', 'MATCHES CONFIG', 'UPSTREAM'],
-      rows.map((r) => [r.name, r.role, r.address, r.state, modeText(r.mode), r.matchesConfig ? 'yes' : 'no', r.upstream ?? '-']),
+      ['NAME', 'ROLE', 'ADDRESS', 'STATE', 'MODE', 'MATCHES CONFIG', 'UPSTREAM', 'PULLS AS'],
+      rows.map((r) => [
+        r.name,
+        r.role,
+        r.address,
+        r.state,
+        modeText(r.mode),
+        r.matchesConfig ? 'yes' : 'no',
+        r.upstream ?? '-',
+        r.login ?? '-',
+      ]),
     ),
   )
   for (const s of strays)

@@ -93,11 +93,18 @@ const mirrorSchema = z.strictObject({
   port: port.nullable().default(null),
   image: imageRef.nullable().default(null),
   volume: volumeName.nullable().default(null),
+  // null: the user's docker login for the upstream, if any (lib/login.ts); none: anonymous.
   credentials: z
-    .strictObject({
-      usernameEnv: pattern(ENV_NAME, 'an environment variable name'),
-      passwordEnv: pattern(ENV_NAME, 'an environment variable name'),
-    })
+    .union(
+      [
+        z.literal('none'),
+        z.strictObject({
+          usernameEnv: pattern(ENV_NAME, 'an environment variable name'),
+          passwordEnv: pattern(ENV_NAME, 'an environment variable name'),
+        }),
+      ],
+      { error: 'must be none, or {usernameEnv, passwordEnv} naming environment variables' },
+    )
     .nullable()
     .default(null),
   remotes: z
@@ -174,6 +181,7 @@ export const configSchema = z.strictObject({
 })
 
 export type ConfigFile = z.infer<typeof configSchema>
+export type MirrorCredentials = ConfigFile['mirrors'][number]['credentials']
 export type Provider = ConfigFile['cluster']['provider']
 
 /** One registry container devreg owns, with every derived value resolved. */
@@ -188,7 +196,8 @@ export interface Registry {
   /** The registry host a cache mirrors (docker.io), as image names write it; null for the local registry. */
   upstreamHost: string | null
   upstream: string | null
-  credentials: { usernameEnv: string; passwordEnv: string } | null
+  /** The mirror's own login (env variable names), none (anonymous), or null: the user's docker login if there is one. */
+  credentials: MirrorCredentials
   remotes: { url: string; path: string | null }[]
   /** Where in the config it comes from: ['registry'] or ['mirrors', 1]. */
   keyPath: readonly (string | number)[]
@@ -356,7 +365,7 @@ export function resolveConfig(
   sources: string[] = [],
 ): Config {
   const parsed = configSchema.safeParse(document, { reportInput: true })
-  if (!parsed.success) throw configError(parsed.error.issues.map(describeIssue), sourceOf)
+  if (!parsed.success) throw configError(parsed.error.issues.flatMap(describeIssue), sourceOf)
   const c = parsed.data
   const registries = [localRegistry(c), ...c.mirrors.map((m, i) => cacheRegistry(c, m, i))]
   const issues = [...registryClashes(registries), ...duplicateHosts(c.hosts)]
@@ -438,8 +447,19 @@ function duplicateHosts(hosts: ConfigFile['hosts']): Issue[] {
   )
 }
 
-function describeIssue(issue: z.core.$ZodIssue): Issue {
+function describeIssue(issue: z.core.$ZodIssue): Issue[] {
   const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p)) as (string | number)[]
+  if (issue.code === 'invalid_union') {
+    // The branch that got past the value's type (a mapping missing a key) says more than the union's own message.
+    const deeper = issue.errors.find((branch) => branch.some((i) => i.path.length > 0))
+    return deeper
+      ? deeper.flatMap((i) => describeIssue({ ...i, path: [...issue.path, ...i.path] }))
+      : [{ path, message: `${issue.message}, got ${describe(issue.input)}` }]
+  }
+  return [describeOne(issue, path)]
+}
+
+function describeOne(issue: z.core.$ZodIssue, path: (string | number)[]): Issue {
   if (issue.code === 'unrecognized_keys') {
     return {
       path: issue.keys.length === 1 ? [...path, issue.keys[0]] : path,

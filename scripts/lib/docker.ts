@@ -3,7 +3,7 @@
 
 import type { Result, Runner } from './exec.ts'
 import { LABEL } from './labels.ts'
-import { EXIT, UserError } from './log.ts'
+import { UserError } from './log.ts'
 
 export interface Container {
   id: string
@@ -15,11 +15,12 @@ export interface Container {
   image: string
 }
 
-/** What `docker run` needs; secrets only by name (variable in the container → devreg's variable holding the value). */
+/** What `docker run` needs; secrets only by name: their values travel in the docker CLI's environment. */
 export interface RunSpec {
   name: string
   args: string[]
-  secretEnv: Record<string, string>
+  /** Container variables (`--env NAME` in args) whose values runContainer is handed. */
+  secretEnv: string[]
 }
 
 export function isOwned(c: Container): boolean {
@@ -87,19 +88,11 @@ export async function inspect<T = Record<string, unknown>>(run: Runner, name: st
 export async function runContainer(
   run: Runner,
   spec: RunSpec,
-  env: Record<string, string | undefined>,
+  secrets: Record<string, string>,
   network: string | null = null,
 ): Promise<void> {
-  const secrets: Record<string, string> = {}
-  for (const [name, from] of Object.entries(spec.secretEnv)) {
-    const value = env[from]
-    if (value === undefined || value === '')
-      throw new UserError(
-        `${from} is not set: export it (the credentials of ${spec.name}), or remove credentials from the config`,
-        EXIT.usage,
-      )
-    secrets[name] = value
-  }
+  const missing = spec.secretEnv.filter((name) => !secrets[name])
+  if (missing.length) throw new Error(`no value for ${missing.join(', ')} of ${spec.name}`)
   await run.change(['docker', 'run', '--detach', ...(network ? ['--network', network] : []), ...spec.args], { secretEnv: secrets })
 }
 

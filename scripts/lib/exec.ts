@@ -41,6 +41,11 @@ export interface CommandOptions {
   secretEnv?: Record<string, string>
   /** What to do when the command fails, shown after its message. */
   fix?: string
+  /**
+   * Milliseconds before it is killed, with everything it started (Result.timedOut).
+   * It runs in a session of its own, so it has no terminal to prompt on either.
+   */
+  timeout?: number
 }
 
 export interface Result {
@@ -48,6 +53,8 @@ export interface Result {
   exitCode: number | null
   stdout: string
   stderr: string
+  /** Killed when its CommandOptions.timeout ran out. */
+  timedOut?: boolean
 }
 
 /** How a command is shown: shell-quoted, with any stdin noted. */
@@ -57,16 +64,49 @@ export function show(argv: string[], opts: CommandOptions = {}): string {
   return opts.input === undefined ? line : `${line} <<'EOF'\n${opts.input.trimEnd()}\nEOF`
 }
 
+/**
+ * node's spawn, but a command that exits without reading its input (a
+ * credential helper that fails at once) closes the pipe: not an error of its
+ * own, and its exit code says how it went. Unhandled, the EPIPE would end devreg.
+ */
+const spawnIgnoringClosedStdin = ((...args: Parameters<typeof spawnChild>) => {
+  const child = spawnChild(...args)
+  child.stdin?.on('error', () => {})
+  return child
+}) as typeof spawnChild
+
 async function spawn(argv: string[], opts: CommandOptions): Promise<Result> {
   const [cmd, ...args] = argv
-  const p = await $({
+  const child = $({
     nothrow: true,
     quiet: true,
     verbose: false,
+    spawn: spawnIgnoringClosedStdin,
     input: opts.input,
     env: { ...process.env, ...opts.env, ...opts.secretEnv },
+    // A new session: no controlling terminal, and one process group to kill.
+    detached: opts.timeout !== undefined,
   })`${cmd} ${args}`
-  return { ok: p.exitCode === 0, exitCode: p.exitCode, stdout: p.stdout, stderr: p.stderr }
+  let timedOut = false
+  const timer =
+    opts.timeout === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true
+          killGroup(child.pid)
+        }, opts.timeout)
+  const p = await child.finally(() => clearTimeout(timer))
+  return { ok: p.exitCode === 0 && !timedOut, exitCode: p.exitCode, stdout: p.stdout, stderr: p.stderr, ...(timedOut ? { timedOut } : {}) }
+}
+
+/** Kills a detached child's process group: a shell script's children hold its output open after it dies. */
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return
+  try {
+    process.kill(-pid, 'SIGKILL')
+  } catch {
+    // Gone already.
+  }
 }
 
 /** Runs a read-only command, also under --dry-run; never throws on a non-zero exit. */

@@ -15,6 +15,7 @@ import type { Runner } from './exec.ts'
 import { LABEL } from './labels.ts'
 import { portFree } from './local-addresses.ts'
 import { EXIT, type ExitCode, formatBytes, log, UserError } from './log.ts'
+import { ANONYMOUS, type CacheLogin, cacheLogins, type LoginSeams, PROXY_LOGIN_ENV, proxyLoginEnv } from './login.ts'
 import { template } from './templates.ts'
 
 /** The cache entrypoint: serves read-only while the upstream is unreachable (distribution #4038). */
@@ -28,8 +29,8 @@ export interface ContainerSpec extends RunSpec {
   hash: string
 }
 
-/** The `docker run` settings for one registry; a change to any of them recreates the container. */
-export const registryContainer = (r: Registry): ContainerSpec => credentialedContainer(r, undefined)
+/** The `docker run` settings for one registry pulling anonymously; a change to any of them recreates the container. */
+export const registryContainer = (r: Registry): ContainerSpec => containerSpec(r, null)
 
 /** The environment distribution gets: the same for every registry of a role, never a secret. */
 function registryEnv(r: Registry): string[] {
@@ -61,15 +62,17 @@ function registryEnv(r: Registry): string[] {
 }
 
 /**
- * registryContainer with `credentialDigest`, a keyed digest of the credential
- * values (credentialDigest below), folded into the hash: a rotated
- * token recreates the cache while the values stay out of the spec.
+ * The settings of a cache that pulls with a login: the proxy's user name and
+ * password by name only, and `credentialDigest`, a keyed digest of the values
+ * (credentialDigest below), folded into the hash: a rotated token recreates
+ * the cache while the values stay out of the spec.
  */
-export function credentialedContainer(r: Registry, credentialDigest: string | undefined): ContainerSpec {
+export const credentialedContainer = (r: Registry, credentialDigest: string | undefined): ContainerSpec =>
+  containerSpec(r, { digest: credentialDigest })
+
+function containerSpec(r: Registry, login: { digest: string | undefined } | null): ContainerSpec {
   const env = registryEnv(r)
-  const secretEnv: Record<string, string> = r.credentials
-    ? { REGISTRY_PROXY_USERNAME: r.credentials.usernameEnv, REGISTRY_PROXY_PASSWORD: r.credentials.passwordEnv }
-    : {}
+  const secretEnv: string[] = login ? [...PROXY_LOGIN_ENV] : []
   const labels = [
     `${LABEL.managed}=true`,
     `${LABEL.role}=${r.role}`,
@@ -90,13 +93,13 @@ export function credentialedContainer(r: Registry, credentialDigest: string | un
     '--log-opt',
     'max-file=3',
     ...env.flatMap((e) => ['--env', e]),
-    ...Object.keys(secretEnv).flatMap((name) => ['--env', name]),
+    ...secretEnv.flatMap((name) => ['--env', name]),
     ...(r.role === 'cache' ? ['--init', '--entrypoint', '/bin/sh'] : []),
     r.image,
     // No config path: the entrypoint finds the image's own (registry:2 and registry:3 keep it in different places).
     ...(r.role === 'cache' ? ['-c', CACHE_ENTRYPOINT, 'devreg-cache'] : []),
   ]
-  const digest = r.credentials ? credentialDigest : undefined
+  const digest = login?.digest
   // Without credentials the hash is what it was before digests existed, so an upgrade recreates nothing.
   const hasher = createHash('sha256').update(JSON.stringify(settings))
   if (digest) hasher.update(digest)
@@ -126,23 +129,32 @@ export interface Step {
   action: Action
   /** Why, for the report: "settings changed", "stopped", ... */
   reason: string
+  /** What the cache pulls as; `docker run` gets the values of a login. */
+  login: CacheLogin
 }
 
-/** Decides what each registry needs; refuses, before anything changes, when a step cannot be done. */
+/**
+ * Decides what each registry needs; refuses, before anything changes, when a
+ * step cannot be done. `readFile` reads the Docker client's config (lib/login.ts).
+ */
 export async function planRegistries(
   run: Runner,
   config: Config,
   containers: Container[],
   env: Record<string, string | undefined> = process.env,
+  readFile?: LoginSeams['readFile'],
 ): Promise<Step[]> {
   const byName = new Map(containers.map((c) => [c.name, c]))
+  const logins = await cacheLogins(run, config.registries, { env, readFile })
+  const loginOf = (r: Registry) => logins.get(r.name) ?? ANONYMOUS
   // A missing credential variable is the user's setup to fix (usage, exit 2); a taken port or a foreign container is the machine's state (exit 1).
   const problems: { message: string; exitCode: ExitCode }[] = []
   const specs: ContainerSpec[] = []
-  for (const r of config.registries) specs.push(await registrySpec(run, r, env, byName.get(r.name) ?? null))
+  for (const r of config.registries) specs.push(await registrySpec(run, r, loginOf(r), env, byName.get(r.name) ?? null))
   const steps = config.registries.map((registry, i): Step => {
     const spec = specs[i]
     const current = byName.get(registry.name) ?? null
+    const step = { registry, spec, current, login: loginOf(registry) }
     if (current && !docker.isOwned(current)) {
       problems.push({
         message:
@@ -151,20 +163,18 @@ export async function planRegistries(
           `or set ${registry.path}.name to another name`,
         exitCode: EXIT.failed,
       })
-      return { registry, spec, current, action: 'none', reason: 'not devreg’s' }
+      return { ...step, action: 'none', reason: 'not devreg’s' }
     }
-    if (!current) return { registry, spec, current, action: 'create', reason: 'missing' }
-    if (current.labels[LABEL.hash] !== spec.hash) return { registry, spec, current, action: 'recreate', reason: 'settings changed' }
-    if (current.state !== 'running') return { registry, spec, current, action: 'start', reason: current.state }
-    return { registry, spec, current, action: 'none', reason: 'up to date' }
+    if (!current) return { ...step, action: 'create', reason: 'missing' }
+    if (current.labels[LABEL.hash] !== spec.hash) return { ...step, action: 'recreate', reason: 'settings changed' }
+    if (current.state !== 'running') return { ...step, action: 'start', reason: current.state }
+    return { ...step, action: 'none', reason: 'up to date' }
   })
+  warnUnreadableLogins(steps)
   for (const step of steps.filter((s) => s.action === 'create' || s.action === 'recreate' || s.action === 'start')) {
-    for (const from of Object.values(step.spec.secretEnv))
-      if (step.action !== 'start' && !env[from])
-        problems.push({
-          message: `${from} is not set: export it (credentials for ${step.registry.name}) or remove ${step.registry.path}.credentials`,
-          exitCode: EXIT.usage,
-        })
+    // Only an env login is unavailable with its names in the spec (registrySpec): the user's to export.
+    if (step.action !== 'start' && step.spec.secretEnv.length && step.login.state === 'unavailable')
+      problems.push({ message: step.login.problem, exitCode: EXIT.usage })
     const problem = await portProblem(run, step, containers)
     if (problem) problems.push({ message: problem, exitCode: EXIT.failed })
   }
@@ -176,22 +186,43 @@ export async function planRegistries(
   return steps
 }
 
+/** One warning per reason a docker login could not be read, naming the caches it leaves without one. */
+export function warnUnreadableLogins(caches: Pick<Step, 'registry' | 'login' | 'spec'>[]): void {
+  const byProblem = new Map<string, { kept: string[]; anonymous: string[] }>()
+  for (const { login, spec, registry } of caches) {
+    if (login.state !== 'unavailable' || login.source.kind !== 'docker') continue
+    const entry = byProblem.get(login.problem) ?? { kept: [], anonymous: [] }
+    ;(spec.secretEnv.length ? entry.kept : entry.anonymous).push(registry.name)
+    byProblem.set(login.problem, entry)
+  }
+  for (const [problem, { kept, anonymous }] of byProblem) {
+    const outcomes = [
+      ...(anonymous.length ? [`pulling anonymously: ${anonymous.join(', ')}`] : []),
+      ...(kept.length ? [`unchanged, with the login it was created with: ${kept.join(', ')}`] : []),
+    ]
+    log.warn(`your docker login cannot be used: ${problem}; ${outcomes.join('; ')}`)
+  }
+}
+
 /**
- * The spec of one registry with its credentials folded into the hash as a
- * keyed digest. When the values are not set here the digest the container was
- * made with stands in: a shell without the token cannot tell a rotation, and
- * should not recreate a working cache for it.
+ * The spec of one registry with its login folded into the hash as a keyed
+ * digest. When the login cannot be had here, the digest the container was
+ * made with stands in: a shell without the token, or with a locked keychain,
+ * cannot tell a rotation, and should not recreate a working cache for it. A
+ * docker login that cannot be read leaves a cache to be made anonymous.
  */
 export async function registrySpec(
   run: Runner,
   registry: Registry,
+  login: CacheLogin,
   env: Record<string, string | undefined>,
   current: Container | null,
 ): Promise<ContainerSpec> {
-  if (!registry.credentials) return registryContainer(registry)
-  const values = [env[registry.credentials.usernameEnv], env[registry.credentials.passwordEnv]]
-  if (values.some((v) => !v)) return credentialedContainer(registry, current?.labels[LABEL.credentials])
-  return credentialedContainer(registry, credentialDigest(await hashKey(run, env), values as string[]))
+  if (login.state === 'anonymous') return registryContainer(registry)
+  if (login.state === 'login')
+    return credentialedContainer(registry, credentialDigest(await hashKey(run, env), [login.login.username, login.login.secret]))
+  const kept = credentialedContainer(registry, current?.labels[LABEL.credentials])
+  return login.source.kind === 'env' || current?.labels[LABEL.hash] === kept.hash ? kept : registryContainer(registry)
 }
 
 /**
@@ -261,28 +292,33 @@ const PLAN: Record<Action, string> = { create: 'would create', recreate: 'would 
 export interface ApplyOptions {
   /** The cluster network when it exists. */
   network: string | null
-  env?: Record<string, string | undefined>
   /** Waits until a registry answers at url (tests hand in their own). */
   ready?: (url: string) => Promise<V2Answer>
+}
+
+export interface EnsureOptions extends Omit<ApplyOptions, 'network'> {
+  /** Where the mirrors' env credentials and the Docker config's location are read. */
+  env?: Record<string, string | undefined>
 }
 
 /** Carries out a plan, attaches every registry to the cluster network, and waits for /v2/. */
 export async function applyRegistries(
   run: Runner,
   steps: Step[],
-  { network, env = process.env, ready = (url) => waitForV2(url, 30_000) }: ApplyOptions,
+  { network, ready = (url) => waitForV2(url, 30_000) }: ApplyOptions,
 ): Promise<{ changed: number }> {
   // A cache decides proxy or offline mode as it starts, so it must start on the
   // network its upstream is reached through, not be connected to it later.
   for (const step of steps) {
     const { registry, spec } = step
+    const secrets = step.login.state === 'login' ? proxyLoginEnv(step.login.login) : {}
     if (step.action === 'create') {
       await docker.ensureVolume(run, registry.volume)
-      await docker.runContainer(run, spec, env, network)
+      await docker.runContainer(run, spec, secrets, network)
     } else if (step.action === 'recreate') {
       // The volume stays: the recreated container serves the same data.
       await docker.removeContainer(run, registry.name)
-      await docker.runContainer(run, spec, env, network)
+      await docker.runContainer(run, spec, secrets, network)
     } else if (step.action === 'start') {
       await docker.startContainer(run, registry.name)
     }
@@ -337,7 +373,7 @@ export async function attachRegistries(
 }
 
 /** Observes and ensures in one go: the `up` of dev-registry and the first phase of dev-up. */
-export async function ensureRegistries(run: Runner, config: Config, opts: Omit<ApplyOptions, 'network'> = {}) {
+export async function ensureRegistries(run: Runner, config: Config, opts: EnsureOptions = {}) {
   const [containers, networkExists] = await Promise.all([docker.listContainers(run), docker.networkExists(run, config.network)])
   const steps = await planRegistries(run, config, containers, opts.env)
   return applyRegistries(run, steps, { ...opts, network: networkExists ? config.network : null })
@@ -398,7 +434,7 @@ export async function copyRegistryData(run: Runner, from: string, volume: string
  * `up`. A proxy-mode registry becomes the cache of its upstream; anything else
  * the local registry.
  */
-export async function adoptRegistry(run: Runner, config: Config, name: string, opts: Omit<ApplyOptions, 'network'> = {}): Promise<number> {
+export async function adoptRegistry(run: Runner, config: Config, name: string, opts: EnsureOptions = {}): Promise<number> {
   if (!(await docker.listContainers(run)).some((c) => c.name === name))
     throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
   const info = await docker.inspect<{ Config: { Env?: string[]; Labels?: Record<string, string> }; State: { Running: boolean } }>(run, name)

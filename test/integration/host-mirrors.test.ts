@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import { ROOT } from '../kit/fixture.ts'
+import { NO_DOCKER_LOGIN, ROOT } from '../kit/fixture.ts'
 import { REGISTRY_IMAGE } from '../kit/images.ts'
 import { type PrivateEngine, startPrivateEngine } from '../kit/private-engine.ts'
 import { blobBytesInLog, eventually } from '../kit/registry.ts'
@@ -39,7 +39,7 @@ interface World {
 }
 
 const script = (w: World, ...args: string[]) =>
-  w.engine.run([BUN, SCRIPT, ...args, '--config', w.config], { env: { NO_COLOR: '1', DEVREG_CONFIG: '' } })
+  w.engine.run([BUN, SCRIPT, ...args, '--config', w.config], { env: { NO_COLOR: '1', DEVREG_CONFIG: '', DOCKER_CONFIG: NO_DOCKER_LOGIN } })
 const hostMirrors = (w: World, ...args: string[]) =>
   script(w, 'host-mirrors', '--daemon-json', w.engine.daemonJson, '--certs-d', w.engine.certsD, ...args)
 const logsOf = async (w: World, name: string) => {
@@ -166,7 +166,7 @@ describe.skipIf(!root)('host-mirrors on dockerd 28', () => {
     expect(blobBytesInLog(await logsOf(c8d, c8d.caches.ghcr), 'acme/beta')).toBeGreaterThan(800_000)
     expect(blobBytesInLog(await logsOf(c8d, c8d.caches.hub), 'acme/beta')).toBe(0)
     // status reads the engine's certs.d where DEVREG_DOCKER_CERTS_D says (here the private engine's /etc/docker).
-    const env = { NO_COLOR: '1', DEVREG_CONFIG: '', DEVREG_DOCKER_CERTS_D: c8d.engine.certsD }
+    const env = { NO_COLOR: '1', DEVREG_CONFIG: '', DOCKER_CONFIG: NO_DOCKER_LOGIN, DEVREG_DOCKER_CERTS_D: c8d.engine.certsD }
     const status = JSON.parse(ok(await c8d.engine.run([BUN, SCRIPT, 'status', '--json', '--config', c8d.config], { env })).stdout)
     expect(status.hostEngine.map((h: { host: string; status: string }) => [h.host, h.status])).toEqual([
       ['docker.io', 'pass'],

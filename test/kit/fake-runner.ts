@@ -54,7 +54,8 @@ export function fakeRunner(replies: Reply[] = [], { dryRun = false, verbose = fa
     const raw = typeof hit.result === 'function' ? hit.result(argv, opts) : hit.result
     const partial = typeof raw === 'string' ? { stdout: raw } : raw
     const exitCode = partial.exitCode === undefined ? (partial.ok === false ? 1 : 0) : partial.exitCode
-    return { ok: exitCode === 0, exitCode, stdout: partial.stdout ?? '', stderr: partial.stderr ?? '' }
+    const timedOut = partial.timedOut ? { timedOut: true } : {}
+    return { ok: exitCode === 0 && !partial.timedOut, exitCode, stdout: partial.stdout ?? '', stderr: partial.stderr ?? '', ...timedOut }
   }
   const record = (call: Call) => calls.push(call)
   return {

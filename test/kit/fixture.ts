@@ -15,7 +15,7 @@ import { freePort, waitHttp } from './net.ts'
 import { STAND_INS } from './scripts.ts'
 
 export { freePort, waitHttp } from './net.ts'
-export { ROOT, runScript, type ScriptResult } from './scripts.ts'
+export { NO_DOCKER_LOGIN, ROOT, runScript, type ScriptResult } from './scripts.ts'
 
 const daemon = await $({ nothrow: true, quiet: true })`docker version --format {{.Server.Version}}`
 export const dockerAvailable = daemon.exitCode === 0

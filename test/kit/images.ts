@@ -1,10 +1,11 @@
 // Builds the images the integration tests share, once, before the test files
 // run in parallel: registry:3 (the real distribution v3, built from its Go
 // module) and registry:2 (Debian's docker-registry 2.8), each laid out like its
-// official image, and small sample images of random data.
+// official image, the fake hub's token server, and small sample images of
+// random data.
 // Run: bun test/kit/images.ts   (just test does it first)
-import { randomBytes } from 'node:crypto'
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -24,6 +25,10 @@ export const REGISTRY_LAYOUTS = [
 ] as const
 /** A containerd node (test/images/node) for the bench's pulls and as a plain base image: real containerd, no kubelet. */
 export const NODE_IMAGE = 'devreg-test/node:1'
+const here = dirname(fileURLToPath(import.meta.url))
+const TOKEN_SERVER = join(here, '../images/token-server/token-server.ts')
+/** The fake hub's token server (test/kit/fake-hub.ts), tagged by its script's content so an edit builds anew. */
+export const TOKEN_SERVER_IMAGE = `devreg-test/token-server:${createHash('sha256').update(readFileSync(TOKEN_SERVER)).digest('hex').slice(0, 12)}`
 /** Sample images: name → layer sizes in bytes. */
 export const SAMPLES = {
   alpha: [1_500_000, 700_000],
@@ -35,8 +40,6 @@ export const SAMPLES = {
 } as const
 export type Sample = keyof typeof SAMPLES
 export const sampleImage = (name: Sample) => `devreg-test/sample-${name}:1`
-
-const here = dirname(fileURLToPath(import.meta.url))
 
 async function imageExists(ref: string): Promise<boolean> {
   return (await $({ nothrow: true, quiet: true })`docker image inspect ${ref}`).exitCode === 0
@@ -120,6 +123,15 @@ async function buildNodeImage(): Promise<void> {
   ])
 }
 
+/** bun and the token server's script: bun is one binary linked against glibc alone, unlike Debian's node. */
+async function buildTokenServerImage(): Promise<void> {
+  if (await imageExists(TOKEN_SERVER_IMAGE)) return
+  await buildFromScratch(TOKEN_SERVER_IMAGE, 'token-server', [
+    [process.execPath, 'bin/bun'],
+    [TOKEN_SERVER, 'token-server.ts'],
+  ])
+}
+
 async function buildSample(name: Sample): Promise<void> {
   const ref = sampleImage(name)
   if (await imageExists(ref)) return
@@ -135,7 +147,7 @@ async function buildSample(name: Sample): Promise<void> {
 }
 
 export async function prepareImages(): Promise<void> {
-  await Promise.all([buildRegistry2Image(), buildRegistry3Image(), buildNodeImage()])
+  await Promise.all([buildRegistry2Image(), buildRegistry3Image(), buildNodeImage(), buildTokenServerImage()])
   await Promise.all((Object.keys(SAMPLES) as Sample[]).map(buildSample))
 }
 

@@ -1,5 +1,7 @@
 // Running scripts/NAME.ts the way a user does: as a process, under bun (or
 // tsx), with this test's environment and stdin.
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
 
@@ -8,13 +10,16 @@ export const ROOT = join(import.meta.dir, '../..')
 /** The stand-in of kubectl (no API server here); first on PATH for scripts under test. */
 export const STAND_INS = join(ROOT, 'test/stand-ins/bin')
 
+/** A Docker client config directory with no config.json: scripts under test never see this machine's `docker login`. */
+export const NO_DOCKER_LOGIN = mkdtempSync(join(tmpdir(), 'devreg-docker-config-'))
+
 export interface ScriptResult {
   code: number
   stdout: string
   stderr: string
 }
 
-/** Runs scripts/NAME.ts the way a user does, under bun (or `runtime: 'tsx'`). */
+/** Runs scripts/NAME.ts the way a user does, under bun (or `runtime: 'tsx'`), with DOCKER_CONFIG at NO_DOCKER_LOGIN unless `env` says otherwise. */
 export async function runScript(
   name: string,
   args: string[],
@@ -26,7 +31,7 @@ export async function runScript(
     nothrow: true,
     quiet: true,
     input: opts.input ?? '',
-    env: { ...process.env, NO_COLOR: '1', DEVREG_CONFIG: '', ...opts.env },
+    env: { ...process.env, NO_COLOR: '1', DEVREG_CONFIG: '', DOCKER_CONFIG: NO_DOCKER_LOGIN, ...opts.env },
   })`${argv} ${args}`
   return { code: p.exitCode ?? -1, stdout: p.stdout, stderr: p.stderr }
 }

@@ -1,5 +1,6 @@
 // Usage errors, failed commands and how runMain() reports what a script throws.
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { readFileSync } from 'node:fs'
 import { openScript, parseArgs, report, runMain, runnerFor } from '../../scripts/lib/cli.ts'
 import { createRunner, show, toolMessage } from '../../scripts/lib/exec.ts'
 import { CommandError, EXIT, UserError } from '../../scripts/lib/log.ts'
@@ -85,6 +86,33 @@ describe('a string flag without its value', () => {
 })
 
 const { change, pipe } = createRunner()
+
+describe('a probe', () => {
+  const sessionOf = (stat: string) => stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]
+
+  test('with a time limit is killed when it runs out, with everything it started', async () => {
+    const started = Date.now()
+    const r = await createRunner().probe(['sh', '-c', 'sleep 30 & sleep 30'], { timeout: 300 })
+    expect(r).toMatchObject({ ok: false, timedOut: true })
+    expect(Date.now() - started).toBeLessThan(10_000)
+  })
+
+  test('that exits without reading its input fails by its exit code, not by a broken pipe', async () => {
+    const run = createRunner()
+    for (const timeout of [5000, undefined]) {
+      const r = await run.probe(['sh', '-c', 'exit 3'], { input: 'x'.repeat(1 << 20), timeout })
+      expect(r).toMatchObject({ ok: false, exitCode: 3 })
+    }
+  })
+
+  test('with a time limit runs in a session of its own, so no terminal of ours, and gets its stdin', async () => {
+    const r = await createRunner().probe(['sh', '-c', 'cat; echo; cat /proc/$$/stat'], { input: 'ghcr.io', timeout: 5000 })
+    const [input, stat] = r.stdout.split('\n')
+    expect(input).toBe('ghcr.io')
+    expect(sessionOf(stat)).not.toBe(sessionOf(readFileSync('/proc/self/stat', 'utf8')))
+    expect(r.timedOut).toBeUndefined()
+  })
+})
 
 describe('a failed external command', () => {
   async function failure(promise: Promise<unknown>): Promise<CommandError> {

@@ -87,6 +87,18 @@ describe('files and merging', () => {
     expect(c.registries.slice(1).map((r) => r.upstream)).toEqual(['https://registry-1.docker.io', 'https://registry.gitlab.com'])
     expect(c.registries[2].name).toBe('kind-cache-registry-gitlab-com')
   })
+
+  test('a mirror’s credentials: variable names, none, or left to the docker login (null)', () => {
+    const names = { usernameEnv: 'HUB_USER', passwordEnv: 'HUB_TOKEN' }
+    const c = loadConfig({
+      configPath: file(
+        'credentials.yaml',
+        `mirrors:\n  - {host: docker.io, credentials: ${JSON.stringify(names)}}\n  - {host: ghcr.io, credentials: none}\n  - {host: quay.io}\n`,
+      ),
+      env: {},
+    })
+    expect(c.registries.slice(1).map((r) => r.credentials)).toEqual([names, 'none', null])
+  })
 })
 
 // [description, file content, expected fragment of the message]
@@ -154,6 +166,11 @@ const MALFORMED: [string, string, string | RegExp][] = [
     'credentials with a value instead of a name',
     'mirrors: [{host: docker.io, credentials: {usernameEnv: me, passwordEnv: "hunter2!"}}]\n',
     'mirrors[0].credentials.passwordEnv',
+  ],
+  [
+    'credentials neither none nor variable names',
+    'mirrors: [{host: docker.io, credentials: anonymous}]\n',
+    'mirrors[0].credentials: must be none, or {usernameEnv, passwordEnv} naming environment variables, got string "anonymous"',
   ],
   [
     'credentials missing a key',

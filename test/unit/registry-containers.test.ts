@@ -80,7 +80,7 @@ describe('applyRegistries: what it runs, in order', () => {
   test('create makes the volume then runs on the network; recreate removes and runs again; start only starts', async () => {
     const run = fakeRunner()
     const steps = await planRegistries(fakeRunner([], { dryRun: true }), config, [owned(hub, 'running', 'feedfacefeedface')], {})
-    await applyRegistries(run, steps, { network: 'kind', env: {}, ready: up })
+    await applyRegistries(run, steps, { network: 'kind', ready: up })
     const [localRun, hubRun] = steps.map((s) => s.spec.args)
     expect(run.changes).toEqual([
       `docker volume create --label devreg.managed=true ${local.volume}`,
@@ -94,7 +94,7 @@ describe('applyRegistries: what it runs, in order', () => {
     const run = fakeRunner()
     const offNetwork = { ...owned(hub), networks: ['bridge'] }
     const steps = await planRegistries(fakeRunner([], { dryRun: true }), config, [owned(local, 'exited'), offNetwork], {})
-    const { changed } = await applyRegistries(run, steps, { network: 'kind', env: {}, ready: up })
+    const { changed } = await applyRegistries(run, steps, { network: 'kind', ready: up })
     expect(run.changes).toEqual([`docker start ${local.name}`, `docker network connect kind ${hub.name}`])
     expect(changed).toBe(1)
   })
@@ -102,9 +102,7 @@ describe('applyRegistries: what it runs, in order', () => {
   test('a registry that never answers /v2/ is an error naming its logs', async () => {
     const steps = await planRegistries(fakeRunner([], { dryRun: true }), config, [owned(local), owned(hub)], {})
     const down = async (): Promise<V2Answer> => ({ ok: false, status: null, apiVersion: null, error: 'ECONNREFUSED' })
-    await expect(applyRegistries(fakeRunner(), steps, { network: null, env: {}, ready: down })).rejects.toThrow(
-      `see \`docker logs ${local.name}\``,
-    )
+    await expect(applyRegistries(fakeRunner(), steps, { network: null, ready: down })).rejects.toThrow(`see \`docker logs ${local.name}\``)
   })
 
   test('under --dry-run nothing waits and every command is only shown', async () => {
@@ -113,7 +111,7 @@ describe('applyRegistries: what it runs, in order', () => {
     const never = async (): Promise<V2Answer> => {
       throw new Error('waited under --dry-run')
     }
-    await applyRegistries(run, steps, { network: null, env: {}, ready: never })
+    await applyRegistries(run, steps, { network: null, ready: never })
     expect(run.changes.filter((l) => l.startsWith('docker run'))).toHaveLength(2)
   })
 })

@@ -1,11 +1,11 @@
 import { describe, expect, test } from 'bun:test'
 import { resolveConfig } from '../../scripts/lib/config.ts'
-import { CACHE_ENTRYPOINT, registryContainer } from '../../scripts/lib/registry-containers.ts'
+import { CACHE_ENTRYPOINT, credentialedContainer, registryContainer } from '../../scripts/lib/registry-containers.ts'
 
-const config = resolveConfig({
-  mirrors: [{ host: 'docker.io', credentials: { usernameEnv: 'HUB_USER', passwordEnv: 'HUB_TOKEN' } }, { host: 'ghcr.io' }],
-})
-const [local, hub, ghcr] = config.registries.map(registryContainer)
+const config = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io' }] })
+const [local, ghcr] = [config.registries[0], config.registries[2]].map(registryContainer)
+// A cache with a login (env variables or docker login): the same settings either way.
+const hub = credentialedContainer(config.registries[1], undefined)
 
 describe('registry containers', () => {
   test('the local registry: delete enabled, published on 127.0.0.1, named volume, rotated logs at info, no trace export', () => {
@@ -37,10 +37,10 @@ describe('registry containers', () => {
       'REGISTRY_STORAGE_DELETE_ENABLED=true',
       'registry:3',
     ])
-    expect(local.secretEnv).toEqual({})
+    expect(local.secretEnv).toEqual([])
   })
 
-  test('a cache: proxy upstream, delete disabled, no expiry, an hour to store a fetched blob, credentials by name, the offline-safe entrypoint', () => {
+  test('a cache: proxy upstream, delete disabled, no expiry, an hour to store a fetched blob, its login by name, the offline-safe entrypoint', () => {
     expect(hub.args.slice(hub.args.indexOf('--publish'))).toEqual([
       '--publish',
       '127.0.0.1:5101:5000',
@@ -76,11 +76,11 @@ describe('registry containers', () => {
       CACHE_ENTRYPOINT,
       'devreg-cache',
     ])
-    expect(hub.secretEnv).toEqual({ REGISTRY_PROXY_USERNAME: 'HUB_USER', REGISTRY_PROXY_PASSWORD: 'HUB_TOKEN' })
+    expect(hub.secretEnv).toEqual(['REGISTRY_PROXY_USERNAME', 'REGISTRY_PROXY_PASSWORD'])
     expect(hub.args).toContain('devreg.upstream-host=docker.io')
   })
 
-  test('a cache without credentials passes none', () => {
+  test('a cache without a login passes none', () => {
     expect(ghcr.args.filter((a) => a.startsWith('REGISTRY_PROXY_'))).toEqual([
       'REGISTRY_PROXY_REMOTEURL=https://ghcr.io',
       'REGISTRY_PROXY_TTL=0',
@@ -89,12 +89,10 @@ describe('registry containers', () => {
   })
 
   test('the hash is stable for the same settings and changes with any of them', () => {
-    const again = registryContainer(
-      resolveConfig({ mirrors: [{ host: 'docker.io', credentials: { usernameEnv: 'HUB_USER', passwordEnv: 'HUB_TOKEN' } }] }).registries[1],
-    )
+    const again = credentialedContainer(resolveConfig({ mirrors: [{ host: 'docker.io' }] }).registries[1], undefined)
     expect(again.hash).toBe(hub.hash)
     const other = resolveConfig({ mirrors: [{ host: 'docker.io', upstream: 'https://mirror.gcr.io' }] }).registries[1]
-    expect(registryContainer(other).hash).not.toBe(hub.hash)
+    expect(credentialedContainer(other, undefined).hash).not.toBe(hub.hash)
     const moved = resolveConfig({ registry: { port: 6000 } }).registries[0]
     expect(registryContainer(moved).hash).not.toBe(local.hash)
   })
