@@ -198,13 +198,9 @@ export const pulls: Section = {
     const concurrent = await measureConcurrentMiss(setup)
     const report: CacheReport = JSON.parse(await script('dev-registry', ['--config', setup.config, 'report', '--json'])).caches[0]
     // 4. The table and the targets.
-    // Everything the upstream sent through the registry:3 cache: not the rows that bypass it or use the registry:2 one.
+    // Everything the upstream sent through the registry:3 cache (the concurrent pulls too): not the rows that bypass it or use the registry:2 one.
     const viaCache =
-      (await servedBlobBytes(setup.upstream)) -
-      rows.noCache.upstreamBytes -
-      rows.cold2.upstreamBytes -
-      transfers.upstreamBytes -
-      concurrent.upstreamBytes
+      (await servedBlobBytes(setup.upstream)) - rows.noCache.upstreamBytes - rows.cold2.upstreamBytes - transfers.upstreamBytes
     return {
       markdown: pullsMarkdown(setup, rows, transfers, report, viaCache, concurrent),
       checks: pullsChecks(setup, rows, transfers, report, viaCache),
