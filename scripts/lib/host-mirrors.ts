@@ -23,7 +23,7 @@ import { confirm } from './cli.ts'
 import type { Config, Registry } from './config.ts'
 import * as docker from './docker.ts'
 import { unifiedDiff, writeHostsFile } from './etc-hosts.ts'
-import type { Runner } from './exec.ts'
+import { ProgramNotFound, type Runner } from './exec.ts'
 import { isLoopback } from './local-addresses.ts'
 import { EXIT, log, UserError } from './log.ts'
 import { hostsToml } from './render.ts'
@@ -77,12 +77,13 @@ export function engineFacts(info: DockerInfo, version: DockerVersion | null = nu
   }
 }
 
-/** Asks the engine DOCKER_HOST points at; null when it does not answer. */
+/** Asks the engine DOCKER_HOST points at; null when it does not answer (ProgramNotFound without the docker CLI). */
 export async function probeEngine(run: Runner): Promise<Engine | null> {
   const [info, version] = await Promise.all([
     run.probe(['docker', 'info', '--format', '{{json .}}']),
     run.probe(['docker', 'version', '--format', '{{json .}}']),
   ])
+  if (info.missing) throw new ProgramNotFound('docker')
   if (!info.ok) return null
   return engineFacts(JSON.parse(info.stdout) as DockerInfo, version.ok ? (JSON.parse(version.stdout) as DockerVersion) : null)
 }

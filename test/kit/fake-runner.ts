@@ -1,7 +1,7 @@
 // A Runner that runs nothing: it answers each command from a list of canned
 // replies and records every call, so unit tests can assert what devreg's
 // orchestration would run, in order, without Docker, kind or kubectl.
-import { type CommandOptions, type Result, type Runner, type Streamed, show } from '../../scripts/lib/exec.ts'
+import { type CommandOptions, notFound, ProgramNotFound, type Result, type Runner, type Streamed, show } from '../../scripts/lib/exec.ts'
 import { CommandError } from '../../scripts/lib/log.ts'
 
 export type CallKind = 'probe' | 'change' | 'pipe' | 'passthrough' | 'writeFile' | 'stream'
@@ -39,6 +39,9 @@ const matches = (prefix: Reply['prefix'], argv: string[]) =>
 /** `on(['docker', 'ps'], stdout)`: a reply in one line. */
 export const on = (prefix: Reply['prefix'], result: Reply['result'], times?: number): Reply => ({ prefix, result, times })
 
+/** `notInstalled('kubectl')`: every command of that program answers as the real runner does when it is not on PATH. */
+export const notInstalled = (program: string): Reply => on([program], { missing: true })
+
 /**
  * A fake runner. A probe nothing answers fails (exit 1, "no reply"); a change
  * nothing answers succeeds with empty output; a change answered with a
@@ -53,6 +56,8 @@ export function fakeRunner(replies: Reply[] = [], { dryRun = false, verbose = fa
     if (hit.times !== undefined) hit.times--
     const raw = typeof hit.result === 'function' ? hit.result(argv, opts) : hit.result
     const partial = typeof raw === 'string' ? { stdout: raw } : raw
+    // As the real runner says it: the program is not installed.
+    if (partial.missing) return { ok: false, exitCode: null, missing: true, stdout: '', stderr: notFound(argv[0]) }
     const exitCode = partial.exitCode === undefined ? (partial.ok === false ? 1 : 0) : partial.exitCode
     return { ok: exitCode === 0, exitCode, stdout: partial.stdout ?? '', stderr: partial.stderr ?? '' }
   }
@@ -75,6 +80,7 @@ export function fakeRunner(replies: Reply[] = [], { dryRun = false, verbose = fa
       record({ kind: 'change', argv, line: show(argv, { env: opts?.env }), opts })
       if (dryRun) return ''
       const r = answer(argv, opts) ?? { ok: true, exitCode: 0, stdout: '', stderr: '' }
+      if (r.missing) throw new ProgramNotFound(argv[0])
       if (!r.ok) throw new CommandError(show(argv, { env: opts?.env }), r.stderr || `exit code ${r.exitCode}`, opts?.fix)
       return r.stdout
     },

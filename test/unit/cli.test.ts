@@ -1,7 +1,7 @@
 // Usage errors, failed commands and how runMain() reports what a script throws.
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { openScript, parseArgs, report, runMain, runnerFor } from '../../scripts/lib/cli.ts'
-import { createRunner, show, toolMessage } from '../../scripts/lib/exec.ts'
+import { createRunner, notFound, ProgramNotFound, show, toolMessage } from '../../scripts/lib/exec.ts'
 import { CommandError, EXIT, UserError } from '../../scripts/lib/log.ts'
 
 const USAGE = `Usage: demo [options]
@@ -117,10 +117,8 @@ describe('a failed external command', () => {
     expect((await failure(change(['sh', '-c', 'exit 5']))).detail).toBe('exit code 5')
   })
 
-  test('the fix given by the caller, or the one for a missing tool', async () => {
+  test('the fix given by the caller', async () => {
     expect((await failure(change(['sh', '-c', 'exit 1'], { fix: 'try again' }))).fix).toBe('try again')
-    const missing = await failure(change(['devreg-no-such-tool', 'x']))
-    expect(missing.fix).toBe('devreg-no-such-tool is not installed: install it or put it on PATH')
   })
 
   test('secrets are in neither the command nor the message', async () => {
@@ -153,6 +151,46 @@ describe('a failed external command', () => {
     expect(toolMessage({ exitCode: 1, stdout: '', stderr: `${esc}[31mERROR:${esc}[0m no\n` })).toBe('ERROR: no')
     expect(toolMessage({ exitCode: 1, stdout: '', stderr: 'x'.repeat(1000) })).toHaveLength(300)
     expect(toolMessage({ exitCode: null, stdout: '', stderr: '' })).toBe('exit code unknown (killed by a signal)')
+  })
+})
+
+describe('a program that is not installed', () => {
+  const { probe } = createRunner()
+
+  test('a probe says so, with how to install it, and does not throw', async () => {
+    const r = await probe(['devreg-no-such-tool', 'x'])
+    expect(r).toEqual({
+      ok: false,
+      exitCode: null,
+      missing: true,
+      stdout: '',
+      stderr: 'devreg-no-such-tool not found on PATH: install devreg-no-such-tool, or put the directory that holds it on PATH',
+    })
+  })
+
+  test('a change, a pipe and a passthrough throw ProgramNotFound, exit 1, naming the program and how to install it', async () => {
+    for (const attempt of [
+      change(['devreg-no-such-tool', 'x']),
+      pipe(['devreg-no-such-tool'], ['cat']),
+      pipe(['echo', 'hi'], ['devreg-no-such-tool']),
+      createRunner().passthrough(['devreg-no-such-tool']),
+    ]) {
+      const err = await attempt.then(
+        () => null,
+        (e: unknown) => e,
+      )
+      expect(err).toBeInstanceOf(ProgramNotFound)
+      expect((err as ProgramNotFound).exitCode).toBe(EXIT.failed)
+    }
+    // docker here is on PATH, so the message is asked for directly: it is the one every script prints.
+    expect(notFound('docker')).toBe(
+      'docker not found on PATH: install Docker (https://docs.docker.com/engine/install/) and start it, then run this again',
+    )
+  })
+
+  test('arguments reach the program as they are: no shell reads them', async () => {
+    const r = await probe(['printf', '%s|', '$(echo hi)', '*', 'a;b', "it's"])
+    expect(r.stdout).toBe("$(echo hi)|*|a;b|it's|")
   })
 })
 
