@@ -34,7 +34,7 @@ import { chalk, EXIT, formatBytes, log, UserError } from './log.ts'
 import { REPOSITORY, TAG } from './reference.ts'
 import { REGISTRY_DATA } from './registry-containers.ts'
 import { manifestClosure, readStorage, type Storage, type StoredRepository } from './storage.ts'
-import { readTar, TAR_END, type TarEntry, TarError, type TarHeader, tarHeader, tarPadding } from './tar.ts'
+import { readTar, type TarEntry, TarError, TarWriter, tarOf } from './tar.ts'
 import { template } from './templates.ts'
 
 export const FORMAT = 'devreg-export/1'
@@ -279,7 +279,7 @@ class ArchiveWriter {
   private readonly tmp: string
   private readonly out: Writable
   private readonly head: Writable
-  written = 0
+  private readonly tar: TarWriter
 
   constructor(
     private readonly file: string,
@@ -289,39 +289,43 @@ class ArchiveWriter {
     this.out = createWriteStream(this.tmp, { mode: 0o600 })
     this.head = gzip ? createGzip() : this.out
     if (gzip) this.head.pipe(this.out)
+    this.tar = new TarWriter((chunk) => writeTo(this.head, chunk))
   }
 
-  async write(b: Buffer): Promise<void> {
-    this.written += b.length
-    if (!this.head.write(b))
-      await new Promise<void>((resolve, reject) => {
-        const fail = (err: Error) => reject(err)
-        this.head.once('error', fail)
-        this.head.once('drain', () => {
-          this.head.off('error', fail)
-          resolve()
-        })
-      })
-  }
-
-  async entry(header: TarHeader, body: Buffer): Promise<void> {
-    await this.write(tarHeader({ ...header, size: body.length }))
-    await this.write(body)
-    await this.write(tarPadding(body.length))
+  /** One file of the archive; a body of many chunks streams through. */
+  entry(path: string, mtime: number, size: number, body: Buffer | AsyncIterable<Buffer>): Promise<void> {
+    return this.tar.add({ path, size, mtime, mode: 0o644 }, body)
   }
 
   async close(): Promise<void> {
-    await this.write(TAR_END)
+    await this.tar.finish()
     this.head.end()
     await finished(this.out)
     renameSync(this.tmp, this.file)
   }
 
   abort(): void {
+    this.tar.abort(new Error('export aborted'))
     this.head.destroy()
     this.out.destroy()
     rmSync(this.tmp, { force: true })
   }
+}
+
+/** Writes to a file stream, waiting while it is full; its error (a full disk) fails the write. */
+async function writeTo(w: Writable, chunk: Buffer): Promise<void> {
+  if (w.write(chunk)) return
+  await new Promise<void>((resolve, reject) => {
+    const done = (err?: Error) => {
+      w.off('drain', onDrain)
+      w.off('error', done)
+      if (err) reject(err)
+      else resolve()
+    }
+    const onDrain = () => done()
+    w.once('drain', onDrain)
+    w.once('error', done)
+  })
 }
 
 /** Progress of bytes against a total: redrawn in place on a terminal, a line per step otherwise. */
@@ -451,7 +455,7 @@ async function writeArchive(
   try {
     const mtime = Math.floor(Date.now() / 1000)
     const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)
-    await writer.entry({ path: MANIFEST, size: 0, mtime, mode: 0o644, type: '0' }, manifestBytes)
+    await writer.entry(MANIFEST, mtime, manifestBytes.length, manifestBytes)
     let files = 0
     for (const [i, { registry, plan }] of present.entries()) {
       files += await exportVolume(run, registry, plan, writer, (done) => progress.update(registry.name, done, manifest.registries[i].bytes))
@@ -459,7 +463,8 @@ async function writeArchive(
       progress.line(`${registry.name}: ${plural(s.tags, 'tag')}, ${plural(s.blobs, 'blob')}, ${formatBytes(s.bytes)}`)
     }
     const trailer = { manifestSha256: `sha256:${sha256().update(manifestBytes).digest('hex')}`, files }
-    await writer.entry({ path: TRAILER, size: 0, mtime, mode: 0o644, type: '0' }, Buffer.from(`${JSON.stringify(trailer)}\n`))
+    const trailerBytes = Buffer.from(`${JSON.stringify(trailer)}\n`)
+    await writer.entry(TRAILER, mtime, trailerBytes.length, trailerBytes)
     await writer.close()
   } catch (err) {
     writer.abort()
@@ -482,25 +487,27 @@ async function exportVolume(
   helper.stdin?.end(`${plan.files.map((f) => f.path).join('\n')}\n`)
   let bytes = 0
   try {
-    for await (const entry of readTar(helper.stdout as AsyncIterable<Buffer>, { concatenated: true })) {
+    for await (const entry of readTar(helper.stdout as AsyncIterable<Buffer>)) {
       const f = wanted.get(entry.path.replace(/^\.\//, ''))
-      if (entry.type !== '0' || !f || seen.has(f.path)) continue
+      if (entry.type !== 'file' || !f || seen.has(f.path)) continue
       const path = `registries/${key}/${f.path}`
       if (f.kind !== 'blob') {
-        for await (const _ of entry.body);
-        await writer.entry({ path, size: 0, mtime: entry.mtime, mode: 0o644, type: '0' }, Buffer.from(f.content ?? ''))
+        const link = Buffer.from(f.content ?? '')
+        await writer.entry(path, entry.mtime, link.length, link)
       } else {
         if (entry.size !== f.size)
           throw new UserError(`${registry.name}: blob ${f.digest} has ${entry.size} bytes on disk, ${f.size} when listed`)
-        await writer.write(tarHeader({ path, size: entry.size, mtime: entry.mtime, mode: 0o644, type: '0' }))
         const hash = sha256()
-        for await (const chunk of entry.body) {
-          hash.update(chunk)
-          await writer.write(chunk)
-          bytes += chunk.length
-          onBytes(bytes)
-        }
-        await writer.write(tarPadding(entry.size))
+        await writer.entry(
+          path,
+          entry.mtime,
+          entry.size,
+          tap(entry.body, (chunk) => {
+            hash.update(chunk)
+            bytes += chunk.length
+            onBytes(bytes)
+          }),
+        )
         if (`sha256:${hash.digest('hex')}` !== f.digest)
           throw new UserError(
             `${registry.name}: blob ${f.digest} in volume ${registry.volume} does not match its digest: the volume is damaged`,
@@ -625,7 +632,7 @@ async function readArchive(file: string, onBytes: (n: number) => void): Promise<
         read.trailer = await readTrailerEntry(entry)
         continue
       }
-      if (entry.type === '5') continue
+      if (entry.type === 'directory') continue
       read.files.push(await checkStorageEntry(entry, read.manifest, read, addBytes))
     }
   } catch (err) {
@@ -663,7 +670,7 @@ async function checkStorageEntry(
   const m = /^registries\/([^/]+)\/(.+)$/.exec(entry.path)
   const record = m ? manifest.registries.find((r) => r.key === m[1]) : undefined
   const f = m ? classifyPath(m[2]) : null
-  if (!m || !record || !f || entry.type !== '0') throw new Corrupt(`it holds ${entry.path}, which is no file of a registry it lists`)
+  if (!m || !record || !f || entry.type !== 'file') throw new Corrupt(`it holds ${entry.path}, which is no file of a registry it lists`)
   const id = `${record.key}/${f.path}`
   if (read.seen.has(id)) throw new Corrupt(`it holds ${entry.path} twice`)
   read.seen.add(id)
@@ -844,15 +851,7 @@ export async function placeFiles(run: Runner, registry: Registry, files: { path:
   const bad = files.find((f) => !classifyPath(f.path))
   if (bad) throw new Error(`${bad.path} is no file of distribution's storage`)
   const id = randomBytes(6).toString('hex')
-  const tar = Buffer.concat([
-    ...files.flatMap((f) => [
-      tarHeader({ path: f.path, size: f.body.length, mtime: 0, mode: 0o644, type: '0' }),
-      f.body,
-      tarPadding(f.body.length),
-    ]),
-    tarHeader({ path: SENTINEL, size: 0, mtime: 0, mode: 0o644, type: '0' }),
-    TAR_END,
-  ])
+  const tar = await tarOf([...files, { path: SENTINEL, body: Buffer.alloc(0) }])
   await ensureVolume(run, registry.volume)
   const helper = run.stream(volumeFiles(registry, true, 'stage', id), { stdin: true })
   helper.stdin?.end(tar)
@@ -863,7 +862,7 @@ export async function placeFiles(run: Runner, registry: Registry, files: { path:
 /** The second read: each volume's missing files go to a helper that stages them; a blob that no longer matches aborts it. */
 async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: string, onBytes: (n: number) => void): Promise<void> {
   const byKey = new Map(plans.map((p) => [p.key, { plan: p, wanted: new Set(p.add.map((f) => f.path)) }]))
-  const helpers = new Map<string, Streamed>()
+  const helpers = new Map<string, { helper: Streamed; tar: TarWriter }>()
   const write = async (w: NodeJS.WritableStream, b: Buffer) => {
     if (!w.write(b)) await new Promise((resolve) => w.once('drain', resolve))
   }
@@ -873,39 +872,46 @@ async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: st
       const m = /^registries\/([^/]+)\/(.+)$/.exec(entry.path)
       const target = m && byKey.get(m[1])
       if (!m || !target?.wanted.has(m[2])) continue
-      let helper = helpers.get(m[1])
-      if (!helper) {
-        helper = run.stream(volumeFiles(target.plan.registry, true, 'stage', id), { stdin: true })
+      let stage = helpers.get(m[1])
+      if (!stage) {
+        const helper = run.stream(volumeFiles(target.plan.registry, true, 'stage', id), { stdin: true })
         helper.done.catch(() => {})
-        helpers.set(m[1], helper)
+        stage = { helper, tar: new TarWriter((chunk) => write(helper.stdin as NodeJS.WritableStream, chunk)) }
+        helpers.set(m[1], stage)
       }
-      const stdin = helper.stdin as NodeJS.WritableStream
-      await write(stdin, tarHeader({ path: m[2], size: entry.size, mtime: entry.mtime, mode: 0o644, type: '0' }))
       const hash = sha256()
-      for await (const chunk of entry.body) {
-        hash.update(chunk)
-        await write(stdin, chunk)
-        bytes += chunk.length
-        onBytes(bytes)
-      }
-      await write(stdin, tarPadding(entry.size))
+      await stage.tar.add(
+        { path: m[2], size: entry.size, mtime: entry.mtime, mode: 0o644 },
+        tap(entry.body, (chunk) => {
+          hash.update(chunk)
+          bytes += chunk.length
+          onBytes(bytes)
+        }),
+      )
       const f = classifyPath(m[2])
       if (f?.kind === 'blob' && `sha256:${hash.digest('hex')}` !== f.digest)
         throw new UserError(`${file} changed while it was imported (blob ${f.digest}): nothing was imported`)
     }
     // Every digest checked out: only now does each stage get its completion mark.
-    for (const helper of helpers.values()) {
-      const stdin = helper.stdin as NodeJS.WritableStream
-      await write(stdin, tarHeader({ path: SENTINEL, size: 0, mtime: 0, mode: 0o644, type: '0' }))
-      await write(stdin, TAR_END)
-      stdin.end()
+    for (const { helper, tar } of helpers.values()) {
+      await tar.add({ path: SENTINEL, size: 0, mtime: 0, mode: 0o644 }, Buffer.alloc(0))
+      await tar.finish()
+      helper.stdin?.end()
     }
-    for (const helper of helpers.values()) await helper.done
+    for (const { helper } of helpers.values()) await helper.done
   } catch (err) {
     // A stage without its completion mark is removed by the helper itself.
-    for (const helper of helpers.values()) helper.stdin?.end()
-    for (const helper of helpers.values()) await helper.done.catch(() => {})
+    for (const { helper } of helpers.values()) helper.stdin?.end()
+    for (const { helper } of helpers.values()) await helper.done.catch(() => {})
     throw err
+  }
+}
+
+/** Chunks as they pass, each shown to `see` first. */
+async function* tap(body: AsyncIterable<Buffer>, see: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
+  for await (const chunk of body) {
+    see(chunk)
+    yield chunk
   }
 }
 
