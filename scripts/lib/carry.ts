@@ -30,7 +30,7 @@ import { createGunzip, createGzip } from 'node:zlib'
 import { type Config, type Registry, ROOT } from './config.ts'
 import { ensureVolume, helperCommand, volumeExists } from './docker.ts'
 import type { Runner, Streamed } from './exec.ts'
-import { chalk, EXIT, formatBytes, log, UserError } from './log.ts'
+import { CommandError, chalk, EXIT, formatBytes, log, UserError } from './log.ts'
 import { REPOSITORY, TAG } from './reference.ts'
 import { REGISTRY_DATA } from './registry-containers.ts'
 import { manifestClosure, readStorage, type Storage, type StoredRepository } from './storage.ts'
@@ -484,7 +484,7 @@ async function exportVolume(
   const wanted = new Map(plan.files.map((f) => [f.path, f]))
   const seen = new Set<string>()
   const helper = run.stream(volumeFiles(registry, false, 'export'), { stdin: true })
-  helper.stdin?.end(`${plan.files.map((f) => f.path).join('\n')}\n`)
+  helper.end(`${plan.files.map((f) => f.path).join('\n')}\n`)
   let bytes = 0
   try {
     for await (const entry of readTar(helper.stdout as AsyncIterable<Buffer>)) {
@@ -854,17 +854,34 @@ export async function placeFiles(run: Runner, registry: Registry, files: { path:
   const tar = await tarOf([...files, { path: SENTINEL, body: Buffer.alloc(0) }])
   await ensureVolume(run, registry.volume)
   const helper = run.stream(volumeFiles(registry, true, 'stage', id), { stdin: true })
-  helper.stdin?.end(tar)
-  await helper.done
+  try {
+    await helper.write(tar)
+    helper.end()
+    await helper.done
+  } catch (err) {
+    throw helperFailed(registry, err as Error, 'nothing was placed')
+  }
   await run.change(volumeFiles(registry, true, 'commit', id), { input: '' })
 }
 
-/** The second read: each volume's missing files go to a helper that stages them; a blob that no longer matches aborts it. */
+/**
+ * The second read: each volume's missing files go to a helper that stages
+ * them; a blob that no longer matches aborts every stage, and so does a
+ * helper that dies, at once and with its own message.
+ */
 async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: string, onBytes: (n: number) => void): Promise<void> {
   const byKey = new Map(plans.map((p) => [p.key, { plan: p, wanted: new Set(p.add.map((f) => f.path)) }]))
-  const helpers = new Map<string, { helper: Streamed; tar: TarWriter }>()
-  const write = async (w: NodeJS.WritableStream, b: Buffer) => {
-    if (!w.write(b)) await new Promise((resolve) => w.once('drain', resolve))
+  const stages = new Map<string, { helper: Streamed; tar: TarWriter; exited: Promise<void> }>()
+  const start = (registry: Registry) => {
+    const helper = run.stream(volumeFiles(registry, true, 'stage', id), { stdin: true })
+    const exited = helper.done.catch((err: Error) => {
+      const died = helperFailed(registry, err, 'nothing was imported')
+      // Whatever is being written, to this stage or another, fails with why it died.
+      for (const other of stages.values()) other.tar.abort(died)
+      throw died
+    })
+    exited.catch(() => {})
+    return { helper, tar: new TarWriter((chunk) => helper.write(chunk)), exited }
   }
   let bytes = 0
   try {
@@ -872,13 +889,8 @@ async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: st
       const m = /^registries\/([^/]+)\/(.+)$/.exec(entry.path)
       const target = m && byKey.get(m[1])
       if (!m || !target?.wanted.has(m[2])) continue
-      let stage = helpers.get(m[1])
-      if (!stage) {
-        const helper = run.stream(volumeFiles(target.plan.registry, true, 'stage', id), { stdin: true })
-        helper.done.catch(() => {})
-        stage = { helper, tar: new TarWriter((chunk) => write(helper.stdin as NodeJS.WritableStream, chunk)) }
-        helpers.set(m[1], stage)
-      }
+      const stage = stages.get(m[1]) ?? start(target.plan.registry)
+      stages.set(m[1], stage)
       const hash = sha256()
       await stage.tar.add(
         { path: m[2], size: entry.size, mtime: entry.mtime, mode: 0o644 },
@@ -893,18 +905,27 @@ async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: st
         throw new UserError(`${file} changed while it was imported (blob ${f.digest}): nothing was imported`)
     }
     // Every digest checked out: only now does each stage get its completion mark.
-    for (const { helper, tar } of helpers.values()) {
+    for (const { helper, tar } of stages.values()) {
       await tar.add({ path: SENTINEL, size: 0, mtime: 0, mode: 0o644 }, Buffer.alloc(0))
       await tar.finish()
-      helper.stdin?.end()
+      helper.end()
     }
-    for (const { helper } of helpers.values()) await helper.done
+    for (const { exited } of stages.values()) await exited
   } catch (err) {
-    // A stage without its completion mark is removed by the helper itself.
-    for (const { helper } of helpers.values()) helper.stdin?.end()
-    for (const { helper } of helpers.values()) await helper.done.catch(() => {})
+    // A stage that ends without its completion mark is removed by its helper, which then exits.
+    for (const { helper, tar } of stages.values()) {
+      tar.abort(err as Error)
+      helper.end()
+    }
+    for (const { helper } of stages.values()) await helper.done.catch(() => {})
     throw err
   }
+}
+
+/** A helper container's failure in one line: its own message, not the script it ran. */
+function helperFailed(registry: Registry, err: Error, outcome: string): UserError {
+  const detail = err instanceof CommandError ? err.detail : err.message
+  return new UserError(`${registry.name}: the helper container writing into volume ${registry.volume} failed: ${detail}; ${outcome}`)
 }
 
 /** Chunks as they pass, each shown to `see` first. */

@@ -234,7 +234,6 @@ async function writeFile(settings: ExecSettings, path: string, content: string):
 }
 
 export interface Streamed {
-  stdin: NodeJS.WritableStream | null
   /** Its stdout. */
   stdout: NodeJS.ReadableStream
   /**
@@ -308,7 +307,6 @@ export function streamed(child: ChildProcess, argv: string[]): Streamed {
     })
   }
   return {
-    stdin: child.stdin,
     stdout: child.stdout as NodeJS.ReadableStream,
     write,
     end: (chunk) => {

@@ -146,6 +146,7 @@ export class TarWriter {
       settle = (err) => (err ? reject(err) : resolve())
     })
     written.catch(() => {})
+    if (this.failure) throw this.failure
     const header = { name: h.path, size: h.size, mode: h.mode, mtime: new Date(h.mtime * 1000), type: 'file' as const }
     const entry = this.pack.entry(header, (err) => settle(err))
     // Its errors (a size mismatch) reach the callback above; the event would otherwise go unhandled.
@@ -163,6 +164,7 @@ export class TarWriter {
 
   /** Stops writing: the sink gets nothing more. */
   abort(err: Error): void {
+    this.failure ??= err
     this.pack.destroy(err)
   }
 }

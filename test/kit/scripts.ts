@@ -14,11 +14,11 @@ export interface ScriptResult {
   stderr: string
 }
 
-/** Runs scripts/NAME.ts the way a user does, under bun (or `runtime: 'tsx'`). */
+/** Runs scripts/NAME.ts the way a user does, under bun (or `runtime: 'tsx'`); killed after timeoutMs when given. */
 export async function runScript(
   name: string,
   args: string[],
-  opts: { env?: Record<string, string>; runtime?: 'bun' | 'tsx'; input?: string } = {},
+  opts: { env?: Record<string, string>; runtime?: 'bun' | 'tsx'; input?: string; timeoutMs?: number } = {},
 ): Promise<ScriptResult> {
   const script = join(ROOT, 'scripts', `${name}.ts`)
   const argv = opts.runtime === 'tsx' ? [join(ROOT, 'node_modules/.bin/tsx'), script] : [process.execPath, script]
@@ -27,6 +27,8 @@ export async function runScript(
     quiet: true,
     input: opts.input ?? '',
     env: { ...process.env, NO_COLOR: '1', DEVREG_CONFIG: '', ...opts.env },
+    // A script that hangs is stopped, so the test fails instead of leaving it behind.
+    ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
   })`${argv} ${args}`
   return { code: p.exitCode ?? -1, stdout: p.stdout, stderr: p.stderr }
 }

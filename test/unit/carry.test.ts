@@ -2,31 +2,29 @@
 // volume's storage, and import's check of an archive before it touches anything.
 import { describe, expect, test } from 'bun:test'
 import { spawnSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { createReadStream, mkdtempSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import {
-  type ArchiveManifest,
   chooseRegistries,
   classifyPath,
-  FORMAT,
+  exportRegistries,
+  importArchive,
   importTargets,
   planExport,
   verifyArchive,
 } from '../../scripts/lib/carry.ts'
-import { resolveConfig } from '../../scripts/lib/config.ts'
+import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
 import { UserError } from '../../scripts/lib/log.ts'
 import { parseListing } from '../../scripts/lib/storage.ts'
-import { readTar, TarWriter, tarOf } from '../../scripts/lib/tar.ts'
+import { readTar, TarWriter } from '../../scripts/lib/tar.ts'
+import { sampleArchive, tar } from '../kit/archive.ts'
+import { fakeRunner } from '../kit/fake-runner.ts'
+import { FakeVolume, registryVersion } from '../kit/fake-volume.ts'
 
-const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`
 const V2 = 'docker/registry/v2'
 const dir = mkdtempSync(join(tmpdir(), 'devreg-carry-unit-'))
-
-const tar = (entries: [string, Buffer | string][]) =>
-  tarOf(entries.map(([path, body]) => ({ path, body: Buffer.from(body), mtime: 1_700_000_000 })))
 
 async function entries(...chunks: Buffer[]): Promise<[string, string][]> {
   const out: [string, string][] = []
@@ -179,45 +177,7 @@ describe('planExport', () => {
 
 describe('verifyArchive', () => {
   const layer = Buffer.alloc(5000, 7)
-  const image = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [{ digest: sha(layer), size: layer.length }] }))
-  const d = { layer: sha(layer), image: sha(image) }
-  const manifest: ArchiveManifest = {
-    format: FORMAT,
-    devreg: '0.1.0',
-    created: '2025-01-01T00:00:00Z',
-    registries: [
-      {
-        key: 'docker.io',
-        role: 'cache',
-        name: 'kind-cache-docker-io',
-        host: 'docker.io',
-        upstream: 'https://registry-1.docker.io',
-        volume: 'kind-cache-docker-io-data',
-        image: 'registry:3',
-        distribution: 'v3.0.0',
-        repositories: [{ name: 'library/app', tags: { '1': d.image }, manifests: [d.image], layers: [d.layer] }],
-        blobs: { [d.image]: image.length, [d.layer]: layer.length },
-        files: 6,
-        bytes: image.length + layer.length,
-      },
-    ],
-  }
-  const base = `registries/docker.io/${V2}`
-  const repo = `${base}/repositories/library/app`
-  const hexOf = (x: string) => x.slice(7)
-  const files = (m: ArchiveManifest = manifest, tagLink = d.image): [string, Buffer | string][] => {
-    const json = `${JSON.stringify(m)}\n`
-    return [
-      ['devreg-export.json', json],
-      [`${base}/blobs/sha256/${hexOf(d.layer).slice(0, 2)}/${hexOf(d.layer)}/data`, layer],
-      [`${base}/blobs/sha256/${hexOf(d.image).slice(0, 2)}/${hexOf(d.image)}/data`, image],
-      [`${repo}/_layers/sha256/${hexOf(d.layer)}/link`, d.layer],
-      [`${repo}/_manifests/revisions/sha256/${hexOf(d.image)}/link`, d.image],
-      [`${repo}/_manifests/tags/1/index/sha256/${hexOf(d.image)}/link`, d.image],
-      [`${repo}/_manifests/tags/1/current/link`, tagLink],
-      ['devreg-export.end.json', JSON.stringify({ manifestSha256: sha(json), files: 6 })],
-    ]
-  }
+  const { digests: d, manifest, files } = sampleArchive(layer)
   const write = (name: string, data: Buffer) => {
     const path = join(dir, name)
     writeFileSync(path, data)
@@ -290,4 +250,55 @@ describe('verifyArchive', () => {
     if (r.exitCode === 127 || /not found/.test(r.stderr)) return
     expect(r.stdout + r.stderr).toBe('')
   })
+})
+
+describe('export and import against volumes the fake runner plays', () => {
+  const config = resolveConfig({ mirrors: [{ host: 'docker.io', upstream: 'http://127.0.0.1:9' }] })
+  const cache = config.registries.find((r) => r.role === 'cache') as Registry
+  const layer = Buffer.alloc(300_000, 3)
+  const { files } = sampleArchive(layer)
+  /** The volume the sample archive was exported from. */
+  const filled = () => {
+    const v = new FakeVolume(cache)
+    for (const [path, body] of files()) if (path.startsWith('registries/docker.io/')) v.files.set(path.slice(21), Buffer.from(body))
+    return v
+  }
+
+  test('export streams what the tags reach into one archive that import checks and merges into an empty volume', async () => {
+    const source = filled()
+    const file = join(dir, 'orchestrated.tar')
+    const out = fakeRunner([...source.replies(), registryVersion])
+    const summary = await exportRegistries(out, [cache], { file, gzip: false })
+    expect(summary.registries).toMatchObject([{ name: cache.name, tags: 1, blobs: 2 }])
+    expect(out.calls.filter((c) => c.kind === 'stream').map((c) => c.argv.at(-1))).toEqual(['export'])
+
+    const target = new FakeVolume(cache, false)
+    const into = fakeRunner(target.replies())
+    const imported = await importArchive(into, config, file, [])
+    expect(imported.added).toBe(6)
+    expect(target.files).toEqual(source.files)
+    // Created, staged, then linked in: the commit comes after the stage is complete.
+    expect(into.changes.map((l) => l.split(' ').slice(0, 3).join(' ') + (l.includes('commit') ? ' commit' : ''))).toEqual([
+      'docker volume create',
+      'docker run --rm commit',
+    ])
+    expect(target.stages.size).toBe(0)
+
+    const again = fakeRunner(target.replies())
+    expect((await importArchive(again, config, file, [])).added).toBe(0)
+    expect(again.calls.some((c) => c.kind === 'stream')).toBe(false)
+  })
+
+  test('a helper that dies halfway fails the import at once with its own message; nothing is committed, its stage is cleaned', async () => {
+    const file = join(dir, 'dies.tar')
+    writeFileSync(file, await tar(files()))
+    const target = new FakeVolume(cache)
+    const run = fakeRunner(target.replies({ readsOnly: 100_000, stderr: 'tar: write error: No space left on device' }))
+    await expect(importArchive(run, config, file, [])).rejects.toThrow(
+      `${cache.name}: the helper container writing into volume ${cache.volume} failed: tar: write error: No space left on device; nothing was imported`,
+    )
+    expect(run.changes.filter((l) => l.includes('commit'))).toEqual([])
+    expect(run.calls.filter((c) => c.argv.includes('clean'))).toHaveLength(1)
+    expect(target.files.size).toBe(0)
+  }, 2000)
 })
