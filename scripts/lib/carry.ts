@@ -24,12 +24,14 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, createWriteStream, existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
 import { open } from 'node:fs/promises'
+import { hostname } from 'node:os'
 import type { Readable, Writable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { createGunzip, createGzip } from 'node:zlib'
 import { type Config, type Registry, ROOT } from './config.ts'
 import { ensureVolume, helperCommand, volumeExists } from './docker.ts'
 import type { Runner, Streamed } from './exec.ts'
+import { alive, withRegistryLocks } from './lock.ts'
 import { CommandError, chalk, EXIT, formatBytes, log, UserError } from './log.ts'
 import { REPOSITORY, TAG } from './reference.ts'
 import { REGISTRY_DATA } from './registry-containers.ts'
@@ -820,39 +822,71 @@ export async function importArchive(run: Runner, config: Config, file: string, n
   progress.line(`${file}: every blob matches its digest`)
   if (run.dryRun || !summary.added) return summary
 
-  // 3. Stage what is missing in each volume, outside the registry's storage.
-  const id = randomBytes(6).toString('hex')
+  // 3. Stage what is missing in each volume, outside the registry's storage, holding each registry's lock.
   const staging = plans.filter((p) => p.add.length)
-  for (const p of staging) await ensureVolume(run, p.registry.volume)
-  try {
-    await stageAll(run, file, staging, id, (n) =>
-      progress.update(
-        'staging',
-        n,
-        staging.reduce((a, p) => a + p.bytes, 0),
-      ),
-    )
-  } catch (err) {
-    for (const p of staging) await run.probe(volumeFiles(p.registry, true, 'clean', id), { input: '' })
-    throw err
-  }
-  // 4. Link it in: blobs first, links last, nothing replaced.
-  for (const p of staging) await run.change(volumeFiles(p.registry, true, 'commit', id), { input: '' })
+  const stagedBytes = staging.reduce((a, p) => a + p.bytes, 0)
+  await withRegistryLocks(
+    run,
+    staging.map((p) => p.registry),
+    'dev-registry import',
+    async () => {
+      const id = stageId()
+      for (const p of staging) await prepareStaging(run, p.registry)
+      try {
+        await stageAll(run, file, staging, id, (n) => progress.update('staging', n, stagedBytes))
+      } catch (err) {
+        for (const p of staging) await run.probe(volumeFiles(p.registry, true, 'clean', id), { input: '' })
+        throw err
+      }
+      // 4. Link it in: blobs first, links last, nothing replaced.
+      for (const p of staging) await run.change(volumeFiles(p.registry, true, 'commit', id), { input: '' })
+    },
+  )
   return summary
+}
+
+/** A stage's ID names its run, `<host>-<pid>-<random>`, so a later run can tell whether that run is gone. */
+export function stageId(host = hostname(), pid = process.pid): string {
+  return `${host.toLowerCase().replace(/[^a-z0-9.-]/g, '-') || 'host'}-${pid}-${randomBytes(6).toString('hex')}`
+}
+
+/**
+ * The stages among `ids` whose run is provably gone: made on this host by a
+ * process that no longer runs. Another host's stage, or one whose ID says
+ * nothing of its run, is left alone.
+ */
+export function abandonedStages(ids: string[], alive: (pid: number) => boolean, host = hostname()): string[] {
+  const here = stageId(host, 0).replace(/-0-[0-9a-f]+$/, '')
+  return ids.filter((id) => {
+    const m = /^(.+)-(\d+)-[0-9a-f]{12}$/.exec(id)
+    return m !== null && m[1] === here && !alive(Number(m[2]))
+  })
+}
+
+/** The volume, created when missing, without the stages a run that crashed left in it. */
+async function prepareStaging(run: Runner, registry: Registry): Promise<void> {
+  await ensureVolume(run, registry.volume)
+  const r = await run.probe(volumeFiles(registry, false, 'stages'), { input: '' })
+  for (const id of abandonedStages(r.stdout.split('\n').filter(Boolean), alive))
+    await run.change(volumeFiles(registry, true, 'clean', id), { input: '' })
 }
 
 /**
  * Puts a few files of distribution's layout into a registry's volume the way
- * import does (staged whole, then linked blobs first, nothing replaced), for
- * content devreg makes itself rather than reads from an archive: verify's
- * probe image. Works with the registry up.
+ * import does (staged whole, then linked blobs first, nothing replaced, under
+ * the registry's lock), for content devreg makes itself rather than reads
+ * from an archive: verify's probe image. Works with the registry up.
  */
-export async function placeFiles(run: Runner, registry: Registry, files: { path: string; body: Buffer }[]): Promise<void> {
+export async function placeFiles(run: Runner, registry: Registry, files: { path: string; body: Buffer }[], what: string): Promise<void> {
   const bad = files.find((f) => !classifyPath(f.path))
   if (bad) throw new Error(`${bad.path} is no file of distribution's storage`)
-  const id = randomBytes(6).toString('hex')
+  await withRegistryLocks(run, [registry], what, () => stageAndCommit(run, registry, files))
+}
+
+async function stageAndCommit(run: Runner, registry: Registry, files: { path: string; body: Buffer }[]): Promise<void> {
+  const id = stageId()
   const tar = await tarOf([...files, { path: SENTINEL, body: Buffer.alloc(0) }])
-  await ensureVolume(run, registry.volume)
+  await prepareStaging(run, registry)
   const helper = run.stream(volumeFiles(registry, true, 'stage', id), { stdin: true })
   try {
     await helper.write(tar)
@@ -881,7 +915,13 @@ async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: st
       throw died
     })
     exited.catch(() => {})
-    return { helper, tar: new TarWriter((chunk) => helper.write(chunk)), exited }
+    // A write that fails because the helper is gone fails with why it went.
+    const sink = (chunk: Buffer) =>
+      helper.write(chunk).catch(async (err) => {
+        await exited
+        throw err
+      })
+    return { helper, tar: new TarWriter(sink), exited }
   }
   let bytes = 0
   try {

@@ -35,8 +35,8 @@ export class FakeVolume {
     return lines.join('\n')
   }
 
-  /** The replies of this volume's helpers; `stage` may be told how to fail. */
-  replies(stage: { readsOnly?: number; stderr?: string } = {}): Reply[] {
+  /** The replies of this volume's helpers; `stage` may be told how to fail, and `onStage` sees each stage start. */
+  replies(stage: { readsOnly?: number; stderr?: string } = {}, onStage: () => void = () => {}): Reply[] {
     const { volume } = this.registry
     const helper = (...args: string[]) => args[args.indexOf('volume-files') + 1]
     return [
@@ -56,6 +56,7 @@ export class FakeVolume {
           case 'export':
             return { stdout: (stdin: Buffer) => this.export(stdin) }
           case 'stage':
+            onStage()
             return { ...stage, exitCode: stage.readsOnly === undefined ? 0 : 1, stdout: (stdin: Buffer) => this.stage(id, stdin) }
           case 'commit':
             return this.commit(id)

@@ -3,16 +3,18 @@
 import { describe, expect, test } from 'bun:test'
 import { spawnSync } from 'node:child_process'
 import { createReadStream, mkdtempSync, statSync, truncateSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import {
+  abandonedStages,
   chooseRegistries,
   classifyPath,
   exportRegistries,
   importArchive,
   importTargets,
   planExport,
+  stageId,
   verifyArchive,
 } from '../../scripts/lib/carry.ts'
 import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
@@ -22,9 +24,12 @@ import { readTar, TarWriter } from '../../scripts/lib/tar.ts'
 import { sampleArchive, tar } from '../kit/archive.ts'
 import { fakeRunner } from '../kit/fake-runner.ts'
 import { FakeVolume, registryVersion } from '../kit/fake-volume.ts'
+import { privateLockDir } from '../kit/lock-dir.ts'
 
 const V2 = 'docker/registry/v2'
 const dir = mkdtempSync(join(tmpdir(), 'devreg-carry-unit-'))
+// Import takes the registries' locks.
+privateLockDir()
 
 async function entries(...chunks: Buffer[]): Promise<[string, string][]> {
   const out: [string, string][] = []
@@ -301,4 +306,30 @@ describe('export and import against volumes the fake runner plays', () => {
     expect(run.calls.filter((c) => c.argv.includes('clean'))).toHaveLength(1)
     expect(target.files.size).toBe(0)
   }, 2000)
+})
+
+describe('staging directories', () => {
+  const config = resolveConfig({ mirrors: [{ host: 'docker.io', upstream: 'http://127.0.0.1:9' }] })
+  const cache = config.registries.find((r) => r.role === 'cache') as Registry
+  const runs = (alive: number[]) => (pid: number) => alive.includes(pid)
+
+  test('a stage is gone only when this host made it and its process no longer runs', () => {
+    const ids = ['dev-box-41-0123456789ab', 'dev-box-42-0123456789ab', 'laptop-41-0123456789ab', '0123456789ab', 'dev-box-x-0123456789ab']
+    expect(abandonedStages(ids, runs([42]), 'dev-box')).toEqual(['dev-box-41-0123456789ab'])
+    expect(stageId('Dev_Box', 7)).toMatch(/^dev-box-7-[0-9a-f]{12}$/)
+  })
+
+  test("an import removes the stages of runs that are gone and leaves every other run's alone", async () => {
+    const file = join(dir, 'stages.tar')
+    writeFileSync(file, await tar(sampleArchive(Buffer.alloc(1000, 1)).files()))
+    const target = new FakeVolume(cache)
+    const live = stageId(hostname(), process.pid)
+    const gone = stageId(hostname(), 2 ** 22 + 1)
+    const elsewhere = stageId('another-machine', process.pid)
+    for (const id of [live, gone, elsewhere]) target.stages.set(id, new Map())
+    const run = fakeRunner(target.replies())
+    expect((await importArchive(run, config, file, [])).added).toBe(6)
+    expect([...target.stages.keys()].sort()).toEqual([live, elsewhere].sort())
+    expect(target.files.size).toBe(6)
+  })
 })
