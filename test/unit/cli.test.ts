@@ -1,6 +1,8 @@
 // Usage errors, failed commands and how runMain() reports what a script throws.
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { readFileSync } from 'node:fs'
 import { openScript, parseArgs, report, runMain, runnerFor } from '../../scripts/lib/cli.ts'
+import { RegistryError } from '../../scripts/lib/distribution.ts'
 import { createRunner, notFound, ProgramNotFound, show, toolMessage } from '../../scripts/lib/exec.ts'
 import { CommandError, EXIT, UserError } from '../../scripts/lib/log.ts'
 
@@ -277,6 +279,49 @@ describe('runMain() and report()', () => {
     })
     expect(code).toBe(EXIT.usage)
     expect(out).toBe('error: bad config: fix it\n')
+  })
+
+  test('a known failure of the file system is one line naming what failed and what to do, without a stack', async () => {
+    const [code, out] = await runScript(async () => {
+      readFileSync('/nonexistent/devreg/archive.tar')
+      return 0
+    })
+    expect(code).toBe(EXIT.failed)
+    expect(out).toBe('error: open /nonexistent/devreg/archive.tar: no such file or directory — check the path\n')
+  })
+
+  test('a full disk while writing, under context: one line; with --verbose, the stack follows', async () => {
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write', path: '/x/a.tar' })
+    const thrown = () => {
+      throw new Error('writing the archive', { cause: full })
+    }
+    const [code, out] = await runScript(async () => thrown())
+    expect(code).toBe(EXIT.failed)
+    expect(out).toBe(
+      'error: writing the archive: write /x/a.tar: no space left on the device — free some disk space (`just registry-gc --stats` shows what the registries hold)\n',
+    )
+    process.argv = [...saved.argv.slice(0, 2), '--verbose']
+    stderr = ''
+    const [, verbose] = await runScript(async () => thrown())
+    expect(verbose).toMatch(/\n\s+at /)
+  })
+
+  test("a registry's HTTP error and a refused connection are one line each, with what to do", () => {
+    expect(report(new RegistryError('DELETE http://127.0.0.1:5001/v2/app/manifests/sha256:ab: HTTP 405', 405))).toBe(EXIT.failed)
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5001'), {
+      code: 'ECONNREFUSED',
+      syscall: 'connect',
+      address: '127.0.0.1',
+      port: 5001,
+    })
+    expect(report(refused)).toBe(EXIT.failed)
+    expect(plain(stderr)).toBe(
+      [
+        'error: DELETE http://127.0.0.1:5001/v2/app/manifests/sha256:ab: HTTP 405 — the registry does not allow it (storage delete disabled?)',
+        'error: connect 127.0.0.1:5001: connection refused — check that it runs (`just dev-registry status` for the registries)',
+        '',
+      ].join('\n'),
+    )
   })
 
   test("anything else is devreg's bug and keeps its stack", async () => {
