@@ -28,8 +28,8 @@ export interface Runner extends Readonly<ExecSettings> {
   pipe(from: string[], to: string[]): Promise<void>
   /** A command the user watches, on this process's stdio; its exit code. */
   passthrough(argv: string[]): Promise<number>
-  /** A file devreg generates; printed with its content under --dry-run. */
-  writeFile(path: string, content: string): Promise<void>
+  /** A file devreg generates (mode 0600 unless asked, when it is new); printed with its content under --dry-run. */
+  writeFile(path: string, content: string, opts?: { mode?: number }): Promise<void>
   /** A command whose stdout (and stdin) are byte streams too large to hold. */
   stream(argv: string[], opts?: { stdin?: boolean }): Streamed
 }
@@ -223,14 +223,14 @@ async function finish(child: ChildProcess, argv: string[]): Promise<Pick<Result,
 }
 
 /** Writes a file devreg generates; under --dry-run its path and content are printed instead. */
-async function writeFile(settings: ExecSettings, path: string, content: string): Promise<void> {
+async function writeFile(settings: ExecSettings, path: string, content: string, { mode = 0o600 } = {}): Promise<void> {
   if (settings.dryRun) {
     log.out(`# would write ${path}:\n${content.trimEnd()}`)
     return
   }
   if (settings.verbose) log.info(`# write ${path}`)
   await mkdir(dirname(path), { recursive: true })
-  await fsWriteFile(path, content, { mode: 0o600 })
+  await fsWriteFile(path, content, { mode })
 }
 
 export interface Streamed {
@@ -326,7 +326,7 @@ export function createRunner(settings: ExecSettings = { dryRun: false, verbose: 
     change: (argv, opts) => change(frozen, argv, opts),
     pipe: (from, to) => pipe(frozen, from, to),
     passthrough: (argv) => passthrough(frozen, argv),
-    writeFile: (path, content) => writeFile(frozen, path, content),
+    writeFile: (path, content, opts) => writeFile(frozen, path, content, opts),
     stream: (argv, opts) => stream(frozen, argv, opts),
   }
 }

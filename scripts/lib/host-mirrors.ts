@@ -17,7 +17,7 @@
 // registry-mirrors is reloaded on SIGHUP; 127.0.0.0/8 is an insecure (plain
 // HTTP) registry by default, so a loopback cache needs no insecure-registries.
 import { constants } from 'node:fs'
-import { access, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
+import { access, mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { confirm } from './cli.ts'
 import type { Config, Registry } from './config.ts'
@@ -446,7 +446,7 @@ async function apply(run: Runner, c: FileChange): Promise<void> {
     return
   }
   await mkdir(dir, { recursive: true }).catch(orRoot(['mkdir', '-p', dir]))
-  if (c.before === null && (await writable(dir))) await writeFile(c.path, c.after, { mode: c.what === 'backup' ? 0o600 : 0o644 })
+  if (c.before === null && (await writable(dir))) await run.writeFile(c.path, c.after, { mode: c.what === 'backup' ? 0o600 : 0o644 })
   else await writeHostsFile(run, c.path, c.after)
 }
 

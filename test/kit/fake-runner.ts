@@ -183,11 +183,11 @@ export function fakeRunner(replies: Reply[] = [], { dryRun = false, verbose = fa
       record({ kind: 'passthrough', argv, line: show(argv) })
       return dryRun ? 0 : (answer(argv)?.exitCode ?? 0)
     },
-    async writeFile(path, content) {
+    async writeFile(path, content, opts) {
       record({ kind: 'writeFile', argv: [path], line: `# write ${path}`, content })
       if (!writeFiles || dryRun) return
       await mkdir(dirname(path), { recursive: true })
-      await writeFile(path, content, { mode: 0o600 })
+      await writeFile(path, content, { mode: opts?.mode ?? 0o600 })
     },
     stream(argv, opts): Streamed {
       const call: Call = { kind: 'stream', argv, line: show(argv) }
