@@ -845,9 +845,12 @@ export async function importArchive(run: Runner, config: Config, file: string, n
   return summary
 }
 
+/** A host as stage IDs name it: what the helper script accepts in an ID. */
+const hostTag = (host: string) => host.toLowerCase().replace(/[^a-z0-9.-]/g, '-') || 'host'
+
 /** A stage's ID names its run, `<host>-<pid>-<random>`, so a later run can tell whether that run is gone. */
 export function stageId(host = hostname(), pid = process.pid): string {
-  return `${host.toLowerCase().replace(/[^a-z0-9.-]/g, '-') || 'host'}-${pid}-${randomBytes(6).toString('hex')}`
+  return `${hostTag(host)}-${pid}-${randomBytes(6).toString('hex')}`
 }
 
 /**
@@ -856,10 +859,9 @@ export function stageId(host = hostname(), pid = process.pid): string {
  * nothing of its run, is left alone.
  */
 export function abandonedStages(ids: string[], alive: (pid: number) => boolean, host = hostname()): string[] {
-  const here = stageId(host, 0).replace(/-0-[0-9a-f]+$/, '')
   return ids.filter((id) => {
     const m = /^(.+)-(\d+)-[0-9a-f]{12}$/.exec(id)
-    return m !== null && m[1] === here && !alive(Number(m[2]))
+    return m !== null && m[1] === hostTag(host) && !alive(Number(m[2]))
   })
 }
 

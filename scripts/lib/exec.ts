@@ -216,7 +216,7 @@ async function pipe(settings: ExecSettings, from: string[], to: string[]): Promi
   if (r.exitCode !== 0) throw new CommandError(show(to), toolMessage(r))
 }
 
-/** A process's exit code and stderr (its stdout, when no one else reads it); a start failure is thrown. */
+/** A process's exit code and stderr (its stdout goes elsewhere); a start failure is thrown. */
 async function finish(child: ChildProcess, argv: string[]): Promise<Pick<Result, 'exitCode' | 'stdout' | 'stderr'>> {
   const [stderr, exitCode] = await Promise.all([collect(child.stderr), exited(child, argv)])
   return { exitCode, stdout: '', stderr }
