@@ -38,7 +38,6 @@ export class FakeVolume {
   /** The replies of this volume's helpers; `stage` may be told how to fail, and `onStage` sees each stage start. */
   replies(stage: { readsOnly?: number; stderr?: string } = {}, onStage: () => void = () => {}): Reply[] {
     const { volume } = this.registry
-    const helper = (...args: string[]) => args[args.indexOf('volume-files') + 1]
     return [
       on(['docker', 'volume', 'inspect', '--format', '{{.Name}}', volume], () => (this.exists ? volume : { exitCode: 1 })),
       on(['docker', 'volume', 'create', '--label', /./, volume], () => {
@@ -50,7 +49,7 @@ export class FakeVolume {
       ),
       on(['docker', 'run', '--rm', '-i', '--network', 'none', '--volume', new RegExp(`^${volume}:`)], (argv) => {
         const [command, id] = argv.slice(argv.indexOf('volume-files') + 1)
-        switch (helper(...argv)) {
+        switch (command) {
           case 'list':
             return [...this.files.keys()].join('\n')
           case 'export':
