@@ -4,7 +4,7 @@
 // the cluster.
 import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
-import { createRunner } from './lib/exec.ts'
+import { createRunner, ProgramNotFound } from './lib/exec.ts'
 import { isLoopback } from './lib/local-addresses.ts'
 import { EXIT, log, UserError } from './lib/log.ts'
 
@@ -136,8 +136,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const run = runnerFor(args)
   if (args.config === '') throw new UserError('--config needs a path', EXIT.usage)
   const config = loadConfig({ configPath: args.config })
-  if (help.exitCode === null || help.exitCode === 127)
-    throw new UserError('docker not found on PATH: install Docker (https://docs.docker.com/engine/install/), then run this again')
+  if (help.missing) throw new ProgramNotFound('docker')
   for (const warning of loopbackWarnings(config)) log.warn(warning)
   return (await run.passthrough(buildCommand(config.hosts, build))) === 0 ? 0 : 1
 }

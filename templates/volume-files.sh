@@ -13,10 +13,25 @@
 #               last (a link only ever names content already in place), never
 #               replacing a file that is there; then remove the stage
 #   clean ID    remove a stage without committing it
+#   stages      the ID of every stage in the volume, one a line
+# A stage belongs to the run that made it (its ID names the host and pid): this
+# script never removes another run's stage; devreg removes one whose run is
+# provably gone, by its ID.
 # devreg checks every path against distribution's layout (sha256 hex,
 # repository and tag patterns) before it reaches this script.
 set -eu
 cd /var/lib/registry
+
+case $1 in
+  stage | commit | clean)
+    case ${2-} in
+      '' | *[!A-Za-z0-9.-]*)
+        echo "volume-files: bad stage ID ${2-}" >&2
+        exit 2
+        ;;
+    esac
+    ;;
+esac
 
 case $1 in
   list)
@@ -31,8 +46,6 @@ case $1 in
     done | xargs -r tar -c -f - --no-recursion
     ;;
   stage)
-    # Stages of an import that crashed are never committed.
-    rm -rf .devreg-import-*
     stage=.devreg-import-$2
     mkdir "$stage"
     if ! tar -x -f - -C "$stage" || [ ! -f "$stage/.devreg-complete" ]; then
@@ -56,6 +69,11 @@ case $1 in
     ;;
   clean)
     rm -rf ".devreg-import-$2"
+    ;;
+  stages)
+    for d in .devreg-import-*; do
+      if [ -d "$d" ]; then echo "${d#.devreg-import-}"; fi
+    done
     ;;
   *)
     echo "volume-files: unknown command $1" >&2

@@ -24,17 +24,19 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, createWriteStream, existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
 import { open } from 'node:fs/promises'
+import { hostname } from 'node:os'
 import type { Readable, Writable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { createGunzip, createGzip } from 'node:zlib'
 import { type Config, type Registry, ROOT } from './config.ts'
 import { ensureVolume, helperCommand, volumeExists } from './docker.ts'
 import type { Runner, Streamed } from './exec.ts'
-import { chalk, EXIT, formatBytes, log, UserError } from './log.ts'
+import { alive, withRegistryLocks } from './lock.ts'
+import { CommandError, chalk, EXIT, formatBytes, log, UserError } from './log.ts'
 import { REPOSITORY, TAG } from './reference.ts'
 import { REGISTRY_DATA } from './registry-containers.ts'
 import { manifestClosure, readStorage, type Storage, type StoredRepository } from './storage.ts'
-import { readTar, TAR_END, type TarEntry, TarError, type TarHeader, tarHeader, tarPadding } from './tar.ts'
+import { readTar, type TarEntry, TarError, TarWriter, tarOf } from './tar.ts'
 import { template } from './templates.ts'
 
 export const FORMAT = 'devreg-export/1'
@@ -279,7 +281,7 @@ class ArchiveWriter {
   private readonly tmp: string
   private readonly out: Writable
   private readonly head: Writable
-  written = 0
+  private readonly tar: TarWriter
 
   constructor(
     private readonly file: string,
@@ -289,39 +291,43 @@ class ArchiveWriter {
     this.out = createWriteStream(this.tmp, { mode: 0o600 })
     this.head = gzip ? createGzip() : this.out
     if (gzip) this.head.pipe(this.out)
+    this.tar = new TarWriter((chunk) => writeTo(this.head, chunk))
   }
 
-  async write(b: Buffer): Promise<void> {
-    this.written += b.length
-    if (!this.head.write(b))
-      await new Promise<void>((resolve, reject) => {
-        const fail = (err: Error) => reject(err)
-        this.head.once('error', fail)
-        this.head.once('drain', () => {
-          this.head.off('error', fail)
-          resolve()
-        })
-      })
-  }
-
-  async entry(header: TarHeader, body: Buffer): Promise<void> {
-    await this.write(tarHeader({ ...header, size: body.length }))
-    await this.write(body)
-    await this.write(tarPadding(body.length))
+  /** One file of the archive; a body of many chunks streams through. */
+  entry(path: string, mtime: number, size: number, body: Buffer | AsyncIterable<Buffer>): Promise<void> {
+    return this.tar.add({ path, size, mtime, mode: 0o644 }, body)
   }
 
   async close(): Promise<void> {
-    await this.write(TAR_END)
+    await this.tar.finish()
     this.head.end()
     await finished(this.out)
     renameSync(this.tmp, this.file)
   }
 
   abort(): void {
+    this.tar.abort(new Error('export aborted'))
     this.head.destroy()
     this.out.destroy()
     rmSync(this.tmp, { force: true })
   }
+}
+
+/** Writes to a file stream, waiting while it is full; its error (a full disk) fails the write. */
+async function writeTo(w: Writable, chunk: Buffer): Promise<void> {
+  if (w.write(chunk)) return
+  await new Promise<void>((resolve, reject) => {
+    const done = (err?: Error) => {
+      w.off('drain', onDrain)
+      w.off('error', done)
+      if (err) reject(err)
+      else resolve()
+    }
+    const onDrain = () => done()
+    w.once('drain', onDrain)
+    w.once('error', done)
+  })
 }
 
 /** Progress of bytes against a total: redrawn in place on a terminal, a line per step otherwise. */
@@ -451,7 +457,7 @@ async function writeArchive(
   try {
     const mtime = Math.floor(Date.now() / 1000)
     const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)
-    await writer.entry({ path: MANIFEST, size: 0, mtime, mode: 0o644, type: '0' }, manifestBytes)
+    await writer.entry(MANIFEST, mtime, manifestBytes.length, manifestBytes)
     let files = 0
     for (const [i, { registry, plan }] of present.entries()) {
       files += await exportVolume(run, registry, plan, writer, (done) => progress.update(registry.name, done, manifest.registries[i].bytes))
@@ -459,7 +465,8 @@ async function writeArchive(
       progress.line(`${registry.name}: ${plural(s.tags, 'tag')}, ${plural(s.blobs, 'blob')}, ${formatBytes(s.bytes)}`)
     }
     const trailer = { manifestSha256: `sha256:${sha256().update(manifestBytes).digest('hex')}`, files }
-    await writer.entry({ path: TRAILER, size: 0, mtime, mode: 0o644, type: '0' }, Buffer.from(`${JSON.stringify(trailer)}\n`))
+    const trailerBytes = Buffer.from(`${JSON.stringify(trailer)}\n`)
+    await writer.entry(TRAILER, mtime, trailerBytes.length, trailerBytes)
     await writer.close()
   } catch (err) {
     writer.abort()
@@ -479,28 +486,30 @@ async function exportVolume(
   const wanted = new Map(plan.files.map((f) => [f.path, f]))
   const seen = new Set<string>()
   const helper = run.stream(volumeFiles(registry, false, 'export'), { stdin: true })
-  helper.stdin?.end(`${plan.files.map((f) => f.path).join('\n')}\n`)
+  helper.end(`${plan.files.map((f) => f.path).join('\n')}\n`)
   let bytes = 0
   try {
-    for await (const entry of readTar(helper.stdout as AsyncIterable<Buffer>, { concatenated: true })) {
+    for await (const entry of readTar(helper.stdout as AsyncIterable<Buffer>)) {
       const f = wanted.get(entry.path.replace(/^\.\//, ''))
-      if (entry.type !== '0' || !f || seen.has(f.path)) continue
+      if (entry.type !== 'file' || !f || seen.has(f.path)) continue
       const path = `registries/${key}/${f.path}`
       if (f.kind !== 'blob') {
-        for await (const _ of entry.body);
-        await writer.entry({ path, size: 0, mtime: entry.mtime, mode: 0o644, type: '0' }, Buffer.from(f.content ?? ''))
+        const link = Buffer.from(f.content ?? '')
+        await writer.entry(path, entry.mtime, link.length, link)
       } else {
         if (entry.size !== f.size)
           throw new UserError(`${registry.name}: blob ${f.digest} has ${entry.size} bytes on disk, ${f.size} when listed`)
-        await writer.write(tarHeader({ path, size: entry.size, mtime: entry.mtime, mode: 0o644, type: '0' }))
         const hash = sha256()
-        for await (const chunk of entry.body) {
-          hash.update(chunk)
-          await writer.write(chunk)
-          bytes += chunk.length
-          onBytes(bytes)
-        }
-        await writer.write(tarPadding(entry.size))
+        await writer.entry(
+          path,
+          entry.mtime,
+          entry.size,
+          tap(entry.body, (chunk) => {
+            hash.update(chunk)
+            bytes += chunk.length
+            onBytes(bytes)
+          }),
+        )
         if (`sha256:${hash.digest('hex')}` !== f.digest)
           throw new UserError(
             `${registry.name}: blob ${f.digest} in volume ${registry.volume} does not match its digest: the volume is damaged`,
@@ -625,7 +634,7 @@ async function readArchive(file: string, onBytes: (n: number) => void): Promise<
         read.trailer = await readTrailerEntry(entry)
         continue
       }
-      if (entry.type === '5') continue
+      if (entry.type === 'directory') continue
       read.files.push(await checkStorageEntry(entry, read.manifest, read, addBytes))
     }
   } catch (err) {
@@ -663,7 +672,7 @@ async function checkStorageEntry(
   const m = /^registries\/([^/]+)\/(.+)$/.exec(entry.path)
   const record = m ? manifest.registries.find((r) => r.key === m[1]) : undefined
   const f = m ? classifyPath(m[2]) : null
-  if (!m || !record || !f || entry.type !== '0') throw new Corrupt(`it holds ${entry.path}, which is no file of a registry it lists`)
+  if (!m || !record || !f || entry.type !== 'file') throw new Corrupt(`it holds ${entry.path}, which is no file of a registry it lists`)
   const id = `${record.key}/${f.path}`
   if (read.seen.has(id)) throw new Corrupt(`it holds ${entry.path} twice`)
   read.seen.add(id)
@@ -813,59 +822,108 @@ export async function importArchive(run: Runner, config: Config, file: string, n
   progress.line(`${file}: every blob matches its digest`)
   if (run.dryRun || !summary.added) return summary
 
-  // 3. Stage what is missing in each volume, outside the registry's storage.
-  const id = randomBytes(6).toString('hex')
+  // 3. Stage what is missing in each volume, outside the registry's storage, holding each registry's lock.
   const staging = plans.filter((p) => p.add.length)
-  for (const p of staging) await ensureVolume(run, p.registry.volume)
-  try {
-    await stageAll(run, file, staging, id, (n) =>
-      progress.update(
-        'staging',
-        n,
-        staging.reduce((a, p) => a + p.bytes, 0),
-      ),
-    )
-  } catch (err) {
-    for (const p of staging) await run.probe(volumeFiles(p.registry, true, 'clean', id), { input: '' })
-    throw err
-  }
-  // 4. Link it in: blobs first, links last, nothing replaced.
-  for (const p of staging) await run.change(volumeFiles(p.registry, true, 'commit', id), { input: '' })
+  const stagedBytes = staging.reduce((a, p) => a + p.bytes, 0)
+  await withRegistryLocks(
+    run,
+    staging.map((p) => p.registry),
+    'dev-registry import',
+    async () => {
+      const id = stageId()
+      for (const p of staging) await prepareStaging(run, p.registry)
+      try {
+        await stageAll(run, file, staging, id, (n) => progress.update('staging', n, stagedBytes))
+      } catch (err) {
+        for (const p of staging) await run.probe(volumeFiles(p.registry, true, 'clean', id), { input: '' })
+        throw err
+      }
+      // 4. Link it in: blobs first, links last, nothing replaced.
+      for (const p of staging) await run.change(volumeFiles(p.registry, true, 'commit', id), { input: '' })
+    },
+  )
   return summary
+}
+
+/** A host as stage IDs name it: what the helper script accepts in an ID. */
+const hostTag = (host: string) => host.toLowerCase().replace(/[^a-z0-9.-]/g, '-') || 'host'
+
+/** A stage's ID names its run, `<host>-<pid>-<random>`, so a later run can tell whether that run is gone. */
+export function stageId(host = hostname(), pid = process.pid): string {
+  return `${hostTag(host)}-${pid}-${randomBytes(6).toString('hex')}`
+}
+
+/**
+ * The stages among `ids` whose run is provably gone: made on this host by a
+ * process that no longer runs. Another host's stage, or one whose ID says
+ * nothing of its run, is left alone.
+ */
+export function abandonedStages(ids: string[], alive: (pid: number) => boolean, host = hostname()): string[] {
+  return ids.filter((id) => {
+    const m = /^(.+)-(\d+)-[0-9a-f]{12}$/.exec(id)
+    return m !== null && m[1] === hostTag(host) && !alive(Number(m[2]))
+  })
+}
+
+/** The volume, created when missing, without the stages a run that crashed left in it. */
+async function prepareStaging(run: Runner, registry: Registry): Promise<void> {
+  await ensureVolume(run, registry.volume)
+  const r = await run.probe(volumeFiles(registry, false, 'stages'), { input: '' })
+  for (const id of abandonedStages(r.stdout.split('\n').filter(Boolean), alive))
+    await run.change(volumeFiles(registry, true, 'clean', id), { input: '' })
 }
 
 /**
  * Puts a few files of distribution's layout into a registry's volume the way
- * import does (staged whole, then linked blobs first, nothing replaced), for
- * content devreg makes itself rather than reads from an archive: verify's
- * probe image. Works with the registry up.
+ * import does (staged whole, then linked blobs first, nothing replaced, under
+ * the registry's lock), for content devreg makes itself rather than reads
+ * from an archive: verify's probe image. Works with the registry up.
  */
-export async function placeFiles(run: Runner, registry: Registry, files: { path: string; body: Buffer }[]): Promise<void> {
+export async function placeFiles(run: Runner, registry: Registry, files: { path: string; body: Buffer }[], what: string): Promise<void> {
   const bad = files.find((f) => !classifyPath(f.path))
   if (bad) throw new Error(`${bad.path} is no file of distribution's storage`)
-  const id = randomBytes(6).toString('hex')
-  const tar = Buffer.concat([
-    ...files.flatMap((f) => [
-      tarHeader({ path: f.path, size: f.body.length, mtime: 0, mode: 0o644, type: '0' }),
-      f.body,
-      tarPadding(f.body.length),
-    ]),
-    tarHeader({ path: SENTINEL, size: 0, mtime: 0, mode: 0o644, type: '0' }),
-    TAR_END,
-  ])
-  await ensureVolume(run, registry.volume)
+  await withRegistryLocks(run, [registry], what, () => stageAndCommit(run, registry, files))
+}
+
+async function stageAndCommit(run: Runner, registry: Registry, files: { path: string; body: Buffer }[]): Promise<void> {
+  const id = stageId()
+  const tar = await tarOf([...files, { path: SENTINEL, body: Buffer.alloc(0) }])
+  await prepareStaging(run, registry)
   const helper = run.stream(volumeFiles(registry, true, 'stage', id), { stdin: true })
-  helper.stdin?.end(tar)
-  await helper.done
+  try {
+    await helper.write(tar)
+    helper.end()
+    await helper.done
+  } catch (err) {
+    throw helperFailed(registry, err as Error, 'nothing was placed')
+  }
   await run.change(volumeFiles(registry, true, 'commit', id), { input: '' })
 }
 
-/** The second read: each volume's missing files go to a helper that stages them; a blob that no longer matches aborts it. */
+/**
+ * The second read: each volume's missing files go to a helper that stages
+ * them; a blob that no longer matches aborts every stage, and so does a
+ * helper that dies, at once and with its own message.
+ */
 async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: string, onBytes: (n: number) => void): Promise<void> {
   const byKey = new Map(plans.map((p) => [p.key, { plan: p, wanted: new Set(p.add.map((f) => f.path)) }]))
-  const helpers = new Map<string, Streamed>()
-  const write = async (w: NodeJS.WritableStream, b: Buffer) => {
-    if (!w.write(b)) await new Promise((resolve) => w.once('drain', resolve))
+  const stages = new Map<string, { helper: Streamed; tar: TarWriter; exited: Promise<void> }>()
+  const start = (registry: Registry) => {
+    const helper = run.stream(volumeFiles(registry, true, 'stage', id), { stdin: true })
+    const exited = helper.done.catch((err: Error) => {
+      const died = helperFailed(registry, err, 'nothing was imported')
+      // Whatever is being written, to this stage or another, fails with why it died.
+      for (const other of stages.values()) other.tar.abort(died)
+      throw died
+    })
+    exited.catch(() => {})
+    // A write that fails because the helper is gone fails with why it went.
+    const sink = (chunk: Buffer) =>
+      helper.write(chunk).catch(async (err) => {
+        await exited
+        throw err
+      })
+    return { helper, tar: new TarWriter(sink), exited }
   }
   let bytes = 0
   try {
@@ -873,39 +931,50 @@ async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: st
       const m = /^registries\/([^/]+)\/(.+)$/.exec(entry.path)
       const target = m && byKey.get(m[1])
       if (!m || !target?.wanted.has(m[2])) continue
-      let helper = helpers.get(m[1])
-      if (!helper) {
-        helper = run.stream(volumeFiles(target.plan.registry, true, 'stage', id), { stdin: true })
-        helper.done.catch(() => {})
-        helpers.set(m[1], helper)
-      }
-      const stdin = helper.stdin as NodeJS.WritableStream
-      await write(stdin, tarHeader({ path: m[2], size: entry.size, mtime: entry.mtime, mode: 0o644, type: '0' }))
+      const stage = stages.get(m[1]) ?? start(target.plan.registry)
+      stages.set(m[1], stage)
       const hash = sha256()
-      for await (const chunk of entry.body) {
-        hash.update(chunk)
-        await write(stdin, chunk)
-        bytes += chunk.length
-        onBytes(bytes)
-      }
-      await write(stdin, tarPadding(entry.size))
+      await stage.tar.add(
+        { path: m[2], size: entry.size, mtime: entry.mtime, mode: 0o644 },
+        tap(entry.body, (chunk) => {
+          hash.update(chunk)
+          bytes += chunk.length
+          onBytes(bytes)
+        }),
+      )
       const f = classifyPath(m[2])
       if (f?.kind === 'blob' && `sha256:${hash.digest('hex')}` !== f.digest)
         throw new UserError(`${file} changed while it was imported (blob ${f.digest}): nothing was imported`)
     }
     // Every digest checked out: only now does each stage get its completion mark.
-    for (const helper of helpers.values()) {
-      const stdin = helper.stdin as NodeJS.WritableStream
-      await write(stdin, tarHeader({ path: SENTINEL, size: 0, mtime: 0, mode: 0o644, type: '0' }))
-      await write(stdin, TAR_END)
-      stdin.end()
+    for (const { helper, tar } of stages.values()) {
+      await tar.add({ path: SENTINEL, size: 0, mtime: 0, mode: 0o644 }, Buffer.alloc(0))
+      await tar.finish()
+      helper.end()
     }
-    for (const helper of helpers.values()) await helper.done
+    for (const { exited } of stages.values()) await exited
   } catch (err) {
-    // A stage without its completion mark is removed by the helper itself.
-    for (const helper of helpers.values()) helper.stdin?.end()
-    for (const helper of helpers.values()) await helper.done.catch(() => {})
+    // A stage that ends without its completion mark is removed by its helper, which then exits.
+    for (const { helper, tar } of stages.values()) {
+      tar.abort(err as Error)
+      helper.end()
+    }
+    for (const { helper } of stages.values()) await helper.done.catch(() => {})
     throw err
+  }
+}
+
+/** A helper container's failure in one line: its own message, not the script it ran. */
+function helperFailed(registry: Registry, err: Error, outcome: string): UserError {
+  const detail = err instanceof CommandError ? err.detail : err.message
+  return new UserError(`${registry.name}: the helper container writing into volume ${registry.volume} failed: ${detail}; ${outcome}`)
+}
+
+/** Chunks as they pass, each shown to `see` first. */
+async function* tap(body: AsyncIterable<Buffer>, see: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
+  for await (const chunk of body) {
+    see(chunk)
+    yield chunk
   }
 }
 

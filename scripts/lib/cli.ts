@@ -4,6 +4,7 @@ import { realpathSync } from 'node:fs'
 import { createInterface } from 'node:readline/promises'
 import { fileURLToPath } from 'node:url'
 import minimist from 'minimist'
+import { RegistryError } from './distribution.ts'
 import { createRunner, type Runner } from './exec.ts'
 import { CommandError, EXIT, type ExitCode, log, UserError } from './log.ts'
 import { bypassProxyForLoopback } from './proxy.ts'
@@ -101,9 +102,10 @@ export async function runMain(main: (argv: string[]) => Promise<number>): Promis
 /**
  * Prints an error the way every script does and returns its exit code: a
  * UserError is its message; a CommandError is one line, `<command> failed:
- * <message> — <fix>`, with its stack only under --verbose. Context added with
- * `new Error('creating kind cluster', { cause })` is kept in front of either.
- * Anything else is a bug in devreg and keeps its stack.
+ * <message> — <fix>`, and so is a known failure (knownFailure: a registry's
+ * HTTP API, the file system, the network), each with its stack only under
+ * --verbose. Context added with `new Error('creating kind cluster', { cause })`
+ * is kept in front. Anything else is a bug in devreg and keeps its stack.
  */
 export function report(err: unknown, { verbose = false }: { verbose?: boolean } = {}): ExitCode {
   const context: string[] = []
@@ -123,8 +125,55 @@ export function report(err: unknown, { verbose = false }: { verbose?: boolean } 
     if (verbose) console.error(err)
     return EXIT.failed
   }
+  const known = knownFailure(inner)
+  if (known) {
+    log.error(`${prefix}${known.what} — ${known.fix}`)
+    if (verbose) console.error(err)
+    return EXIT.failed
+  }
   console.error(err)
   return EXIT.failed
+}
+
+/** What Node's error codes mean, and what to do about each, for the file system and the network. */
+const SYSTEM: Record<string, [string, string]> = {
+  ENOENT: ['no such file or directory', 'check the path'],
+  EACCES: ['permission denied', 'check its permissions, or use a path you may write to'],
+  EPERM: ['operation not permitted', 'check its permissions, or use a path you may write to'],
+  EROFS: ['read-only file system', 'use a path on a writable file system'],
+  ENOSPC: ['no space left on the device', 'free some disk space (`just registry-gc --stats` shows what the registries hold)'],
+  EDQUOT: ['disk quota exceeded', 'free some disk space'],
+  EEXIST: ['it exists already', 'remove it, or choose another path'],
+  EISDIR: ['it is a directory', 'give a file'],
+  ENOTDIR: ['a part of the path is not a directory', 'check the path'],
+  EMFILE: ['too many open files', 'raise the open-file limit (`ulimit -n`)'],
+  ECONNREFUSED: ['connection refused', 'check that it runs (`just dev-registry status` for the registries)'],
+  ECONNRESET: ['connection reset', 'check that it runs and try again'],
+  ETIMEDOUT: ['timed out', 'check that it runs and is reachable, and try again'],
+  EHOSTUNREACH: ['host unreachable', 'check the network and the address'],
+  ENETUNREACH: ['network unreachable', 'check the network'],
+  ENOTFOUND: ['name not found', 'check the name (`just preflight` checks the configured ones)'],
+  EAI_AGAIN: ['name lookup failed for now', 'check DNS and try again'],
+  EPIPE: ['the other side closed the connection', 'try again'],
+}
+
+/**
+ * A failure devreg expects and can name in one line, with what to do: a
+ * registry's HTTP API (RegistryError), a system error of the file system or
+ * the network (Node's `code`, `syscall`, `path`, `address`), a timeout, a
+ * damaged gzip stream. Null for anything else: a bug in devreg.
+ */
+export function knownFailure(err: unknown): { what: string; fix: string } | null {
+  if (err instanceof RegistryError) return { what: err.message, fix: err.fix }
+  if (!(err instanceof Error)) return null
+  if (err.name === 'TimeoutError') return { what: err.message, fix: 'check that it runs and answers, and try again' }
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number; hostname?: string }
+  if (typeof e.code === 'string' && e.code.startsWith('Z_'))
+    return { what: `gzip: ${err.message}`, fix: 'the data is damaged: make it again' }
+  const known = typeof e.code === 'string' ? SYSTEM[e.code] : undefined
+  if (!known || !e.syscall) return null
+  const where = e.path ?? (e.address ? `${e.address}${e.port ? `:${e.port}` : ''}` : e.hostname)
+  return { what: `${e.syscall}${where ? ` ${where}` : ''}: ${known[0]}`, fix: known[1] }
 }
 
 /** Asks on a TTY; without one, only --yes may go ahead (unattended runs must not delete by accident). */

@@ -62,12 +62,24 @@ export const isIndex = (m: ManifestDocument, mediaType = m.mediaType ?? '') =>
 export const platformOf = (d: Descriptor) =>
   d.platform ? [d.platform.os, d.platform.architecture, d.platform.variant].filter(Boolean).join('/') : null
 
+/** A registry's HTTP API refused or did not answer: `status` null when no answer came. */
 export class RegistryError extends Error {
   constructor(
     message: string,
     readonly status: number | null,
   ) {
     super(message)
+    this.name = 'RegistryError'
+  }
+
+  /** What to do about it, by what the registry said. */
+  get fix(): string {
+    if (this.status === null) return 'check that the registry runs and answers (`just dev-registry status`)'
+    if (this.status === 401 || this.status === 403) return "check the registry's credentials"
+    if (this.status === 404) return 'it is not (or no longer) in the registry: check the name'
+    if (this.status === 405) return 'the registry does not allow it (storage delete disabled?)'
+    if (this.status >= 500) return 'the registry failed: `docker logs` of its container says why'
+    return 'check the request against the registry (`docker logs` of its container)'
   }
 }
 

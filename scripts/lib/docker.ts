@@ -1,7 +1,7 @@
 // The docker CLI, as devreg uses it. Reads are probes (they run under
 // --dry-run too); everything that changes state goes through run.change.
 
-import type { Result, Runner } from './exec.ts'
+import { ProgramNotFound, type Result, type Runner } from './exec.ts'
 import { LABEL } from './labels.ts'
 import { UserError } from './log.ts'
 
@@ -27,11 +27,9 @@ export function isOwned(c: Container): boolean {
   return c.labels[LABEL.managed] === 'true'
 }
 
-const INSTALL_DOCKER = 'install Docker (https://docs.docker.com/engine/install/) and start it, then run this again'
-
 /** What to do when the docker CLI or daemon is missing. */
 function daemonError(r: Result): UserError {
-  if (r.exitCode === null) return new UserError(`docker not found on PATH: ${INSTALL_DOCKER}`)
+  if (r.missing) return new ProgramNotFound('docker')
   return new UserError(
     `the Docker daemon is not reachable (${firstLine(r.stderr)}): start Docker (e.g. \`sudo systemctl start docker\` or Docker Desktop), or check DOCKER_HOST`,
   )

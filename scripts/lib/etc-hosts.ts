@@ -160,7 +160,7 @@ export async function writeHostsFile(run: Runner, path: string, content: string)
     () => false,
   )
   if (writable) {
-    await writeFile(path, content)
+    await run.writeFile(path, content)
     return
   }
   const tee = ['sudo', 'tee', path]

@@ -17,13 +17,13 @@
 // registry-mirrors is reloaded on SIGHUP; 127.0.0.0/8 is an insecure (plain
 // HTTP) registry by default, so a loopback cache needs no insecure-registries.
 import { constants } from 'node:fs'
-import { access, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
+import { access, mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { confirm } from './cli.ts'
 import type { Config, Registry } from './config.ts'
 import * as docker from './docker.ts'
 import { unifiedDiff, writeHostsFile } from './etc-hosts.ts'
-import type { Runner } from './exec.ts'
+import { ProgramNotFound, type Runner } from './exec.ts'
 import { isLoopback } from './local-addresses.ts'
 import { EXIT, log, UserError } from './log.ts'
 import { hostsToml } from './render.ts'
@@ -77,12 +77,13 @@ export function engineFacts(info: DockerInfo, version: DockerVersion | null = nu
   }
 }
 
-/** Asks the engine DOCKER_HOST points at; null when it does not answer. */
+/** Asks the engine DOCKER_HOST points at; null when it does not answer (ProgramNotFound without the docker CLI). */
 export async function probeEngine(run: Runner): Promise<Engine | null> {
   const [info, version] = await Promise.all([
     run.probe(['docker', 'info', '--format', '{{json .}}']),
     run.probe(['docker', 'version', '--format', '{{json .}}']),
   ])
+  if (info.missing) throw new ProgramNotFound('docker')
   if (!info.ok) return null
   return engineFacts(JSON.parse(info.stdout) as DockerInfo, version.ok ? (JSON.parse(version.stdout) as DockerVersion) : null)
 }
@@ -445,7 +446,7 @@ async function apply(run: Runner, c: FileChange): Promise<void> {
     return
   }
   await mkdir(dir, { recursive: true }).catch(orRoot(['mkdir', '-p', dir]))
-  if (c.before === null && (await writable(dir))) await writeFile(c.path, c.after, { mode: c.what === 'backup' ? 0o600 : 0o644 })
+  if (c.before === null && (await writable(dir))) await run.writeFile(c.path, c.after, { mode: c.what === 'backup' ? 0o600 : 0o644 })
   else await writeHostsFile(run, c.path, c.after)
 }
 

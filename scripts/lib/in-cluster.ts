@@ -12,7 +12,6 @@ import { COREDNS_CUSTOM, corednsOverride, IN_CLUSTER_NAMESPACE, inClusterManifes
 import { hostnameAliases } from './routes.ts'
 
 const notFound = (r: Result) => r.stderr.includes('(NotFound)')
-const missingTool = (r: Result) => r.exitCode === null
 
 /** kubectl apply's verdict lines that say something changed ("service/x created", "... configured"). */
 export const appliedChanges = (out: string) =>
@@ -94,7 +93,7 @@ async function ensureCorednsOverride(run: Runner, config: Config): Promise<strin
 export async function removeInCluster(run: Runner, config: Config): Promise<string[]> {
   const removed: string[] = []
   const ns = await run.probe(kubectl(config, 'get', 'namespace', IN_CLUSTER_NAMESPACE, '-o', 'json'))
-  if (missingTool(ns)) {
+  if (ns.missing) {
     log.warn("kubectl not found: devreg's objects in the cluster go with the cluster")
     return removed
   }
@@ -132,7 +131,7 @@ export async function endpointSliceAddresses(
     const slice = JSON.parse(res.stdout) as { endpoints?: { addresses?: string[] }[] }
     return { addresses: (slice.endpoints ?? []).flatMap((e) => e.addresses ?? []), error: null }
   }
-  if (missingTool(res)) return { addresses: null, error: 'kubectl not found' }
+  if (res.missing) return { addresses: null, error: 'kubectl not found' }
   if (notFound(res)) return { addresses: null, error: null }
   return { addresses: null, error: res.stderr.trim().split('\n')[0] || `kubectl exited ${res.exitCode}` }
 }

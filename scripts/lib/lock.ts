@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { linkSync, lstatSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
-import type { Config } from './config.ts'
+import type { Config, Registry } from './config.ts'
 import type { Runner } from './exec.ts'
 import { log, UserError } from './log.ts'
 
@@ -44,9 +44,11 @@ export function lockDir(env: Record<string, string | undefined> = process.env): 
   return env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'devreg') : join(tmpdir(), `devreg-${process.getuid?.() ?? 'user'}`)
 }
 
+const registryLock = (r: Pick<Registry, 'name'>) => `registry-${r.name}`
+
 /** The lock names of a config, sorted: every registry container, and unless only those, its cluster and network. */
 export function lockNames(config: Pick<Config, 'cluster' | 'network' | 'registries'>, scope: Scope = 'config'): string[] {
-  const names = config.registries.map((r) => `registry-${r.name}`)
+  const names = config.registries.map(registryLock)
   if (scope === 'config') names.push(`cluster-${config.cluster.provider}-${config.cluster.name}`, `network-${config.network}`)
   return [...new Set(names)].sort()
 }
@@ -59,18 +61,35 @@ const heldHere = (file: string) => parseHolder(readOrNull(file) ?? '')?.pid === 
  * that holds any of them; releases them when fn ends, throws, or the process
  * gets SIGINT, SIGTERM or SIGHUP. Under --dry-run nothing changes, so no lock.
  */
-export async function withLock<T>(
+export function withLock<T>(
   run: Pick<Runner, 'dryRun'>,
   config: Pick<Config, 'cluster' | 'network' | 'registries'>,
   what: string,
   fn: () => Promise<T>,
   opts: LockOptions = {},
 ): Promise<T> {
+  return holding(run, lockNames(config, opts.scope), what, fn, opts)
+}
+
+/**
+ * Runs fn holding the locks of these registries alone, as withLock does: every
+ * write into a registry's volume takes them (import, verify's probe image),
+ * also when the command around it took none (verify) or all (dev-up).
+ */
+export function withRegistryLocks<T>(
+  run: Pick<Runner, 'dryRun'>,
+  registries: Pick<Registry, 'name'>[],
+  what: string,
+  fn: () => Promise<T>,
+  opts: LockOptions = {},
+): Promise<T> {
+  return holding(run, [...new Set(registries.map(registryLock))].sort(), what, fn, opts)
+}
+
+async function holding<T>(run: Pick<Runner, 'dryRun'>, names: string[], what: string, fn: () => Promise<T>, opts: LockOptions): Promise<T> {
   if (run.dryRun) return fn()
   const dir = opts.dir ?? lockDir()
-  const files = lockNames(config, opts.scope)
-    .map((n) => join(dir, `${n}.lock`))
-    .filter((f) => !heldHere(f))
+  const files = names.map((n) => join(dir, `${n}.lock`)).filter((f) => !heldHere(f))
   if (!files.length) return fn()
   ensureDir(dir)
   const mine: { file: string; holder: string }[] = []
@@ -208,7 +227,7 @@ function parseHolder(text: string): Holder | null {
 }
 
 /** Signal 0 checks that a process exists; EPERM means it does, under another user. */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

@@ -497,7 +497,7 @@ async function ensureProbeImage(run: Runner, config: Config, containers: docker.
   await Promise.all(
     running.map(async (r) => {
       if ((await run.probe(['docker', 'exec', r.name, 'test', '-f', marker])).ok) return
-      await placeFiles(run, r, PROBE_IMAGE.files)
+      await placeFiles(run, r, PROBE_IMAGE.files, 'verify (placing its probe image)')
     }),
   )
 }

@@ -12,7 +12,6 @@ import { ROOT, runScript } from '../kit/scripts.ts'
 
 const noDocker = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' }
 const dir = mkdtempSync(join(tmpdir(), 'devreg-preflight-'))
-chmodSync(dir, 0o755)
 const config = join(dir, 'devreg.yaml')
 writeFileSync(
   config,
@@ -94,16 +93,24 @@ describe('preflight-dns --fix-hosts', () => {
 
   test('without write permission only the write is elevated; without sudo the command to run is printed', async () => {
     const path = hostsFile('readonly')
-    chmodSync(path, 0o644)
-    // As nobody: the file is root's, and nobody cannot sudo (without a terminal sudo never asks).
+    chmodSync(path, 0o444)
+    // Root may write any file: without CAP_DAC_OVERRIDE it may not write this one, and still reads and
+    // searches everywhere, so the test holds in a clone under any directory (a mktemp -d, /root).
     const bun = join(ROOT, 'node_modules/.bin/bun')
+    const runtime =
+      process.getuid?.() === 0
+        ? [Bun.which('setpriv') ?? 'setpriv', '--inh-caps=-dac_override', '--bounding-set=-dac_override', bun]
+        : [bun]
+    // And a PATH without sudo, so nothing can elevate the write whatever this machine's sudoers say.
+    const noSudo = mkdtempSync(join(tmpdir(), 'devreg-no-sudo-'))
     const r = await $({
       nothrow: true,
       quiet: true,
       input: '',
       cwd: ROOT,
-      env: { ...process.env, ...noDocker, NO_COLOR: '1', HOME: dir, PATH: '/usr/bin:/bin' },
-    })`setpriv --reuid=65534 --regid=65534 --clear-groups ${bun} scripts/preflight-dns.ts --config ${config} --fix-hosts --hosts-file ${path}`
+      env: { ...process.env, ...noDocker, NO_COLOR: '1', HOME: dir, PATH: noSudo },
+    })`${runtime} scripts/preflight-dns.ts --config ${config} --fix-hosts --hosts-file ${path}`
+    expect(r.stderr).toContain('sudo not found on PATH')
     expect(r.exitCode).toBe(1)
     const printed = /`sudo tee (\S+) < (\S+) > \/dev\/null`/.exec(r.stderr)
     expect(printed?.[1]).toBe(path)

@@ -1,7 +1,7 @@
 // The scripts as a user runs them, without Docker: help, usage errors, exit
 // codes, and --dry-run plans of the committed defaults (which start nothing).
 import { describe, expect, test } from 'bun:test'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ROOT, runScript } from '../kit/scripts.ts'
@@ -61,6 +61,17 @@ describe('dev-registry', () => {
     const r = await runScript('dev-registry', [], { env: noDocker })
     expect(r.code).toBe(1)
     expect(r.stderr).toContain('the Docker daemon is not reachable')
+  })
+
+  test('without the docker CLI, up says docker is not installed and how to install it, exit 1', async () => {
+    // A PATH with a shell and nothing else: the docker CLI is not installed, not merely unable to reach a daemon.
+    const bin = mkdtempSync(join(tmpdir(), 'devreg-path-'))
+    for (const shell of ['sh', 'bash']) symlinkSync(`/bin/${shell}`, join(bin, shell))
+    const r = await runScript('dev-registry', [], { env: { ...noDocker, PATH: bin } })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toBe(
+      'error: docker not found on PATH: install Docker (https://docs.docker.com/engine/install/) and start it, then run this again\n',
+    )
   })
 
   test('a bad DEVREG_CONFIG exits 2 before looking for Docker', async () => {

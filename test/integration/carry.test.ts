@@ -3,8 +3,10 @@
 // the archive brings them back on a machine whose upstream is gone.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { readFileSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
+import { stageId } from '../../scripts/lib/carry.ts'
 import { Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
 import { REGISTRY_IMAGE } from '../kit/images.ts'
 import { layer, type PushedImage, pushImage, pushIndex } from '../kit/push.ts'
@@ -96,6 +98,21 @@ integration('dev-registry export and import', () => {
     expect(r.stdout).toContain('would add team/app:dev to')
     expect(r.stdout).toMatch(/3 tags, \d+ blobs/)
     expect(await volumeExists(otherCache)).toBe(false)
+  })
+
+  test("an import leaves another run's staging directory in the volume alone, and removes one whose run is gone", async () => {
+    const volume = fx.name('staged-cache-data', 'volume')
+    const other = { ...doc, mirrors: [{ ...(doc.mirrors as Record<string, unknown>[])[0], volume }] }
+    // A stage of an import running on another machine, and one of a run of this machine that no longer runs.
+    const elsewhere = '.devreg-import-another-machine-1-0123456789ab'
+    const gone = `.devreg-import-${stageId(hostname(), 2 ** 22 + 1)}`
+    await $({
+      quiet: true,
+    })`docker run --rm --network none -v ${`${volume}:/v`} --entrypoint mkdir ${REGISTRY_IMAGE} /v/${elsewhere} /v/${gone}`
+    const r = await runScript('dev-registry', ['--config', fx.config(other, 'staged.yaml'), 'import', archive(), 'docker.io'])
+    expect(r.code, r.stderr).toBe(0)
+    const left = await $({ quiet: true })`docker run --rm --network none -v ${`${volume}:/v:ro`} --entrypoint ls ${REGISTRY_IMAGE} -a /v`
+    expect(left.stdout.split('\n').filter((n) => n.startsWith('.devreg-import-'))).toEqual([elsewhere])
   })
 
   test('after every devreg volume is deleted, import restores them and the images pull with the upstream stopped, 0 blob bytes from it', async () => {

@@ -19,11 +19,14 @@ export interface ScriptResult {
   stderr: string
 }
 
-/** Runs scripts/NAME.ts the way a user does, under bun (or `runtime: 'tsx'`), with DOCKER_CONFIG at NO_DOCKER_LOGIN unless `env` says otherwise. */
+/**
+ * Runs scripts/NAME.ts the way a user does, under bun (or `runtime: 'tsx'`), with
+ * DOCKER_CONFIG at NO_DOCKER_LOGIN unless `env` says otherwise; killed after timeoutMs when given.
+ */
 export async function runScript(
   name: string,
   args: string[],
-  opts: { env?: Record<string, string>; runtime?: 'bun' | 'tsx'; input?: string } = {},
+  opts: { env?: Record<string, string>; runtime?: 'bun' | 'tsx'; input?: string; timeoutMs?: number } = {},
 ): Promise<ScriptResult> {
   const script = join(ROOT, 'scripts', `${name}.ts`)
   const argv = opts.runtime === 'tsx' ? [join(ROOT, 'node_modules/.bin/tsx'), script] : [process.execPath, script]
@@ -32,6 +35,8 @@ export async function runScript(
     quiet: true,
     input: opts.input ?? '',
     env: { ...process.env, NO_COLOR: '1', DEVREG_CONFIG: '', DOCKER_CONFIG: NO_DOCKER_LOGIN, ...opts.env },
+    // A script that hangs is stopped, so the test fails instead of leaving it behind.
+    ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
   })`${argv} ${args}`
   return { code: p.exitCode ?? -1, stdout: p.stdout, stderr: p.stderr }
 }

@@ -2,7 +2,8 @@
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { openScript, parseArgs, report, runMain, runnerFor } from '../../scripts/lib/cli.ts'
-import { createRunner, show, toolMessage } from '../../scripts/lib/exec.ts'
+import { RegistryError } from '../../scripts/lib/distribution.ts'
+import { createRunner, notFound, ProgramNotFound, show, toolMessage } from '../../scripts/lib/exec.ts'
 import { CommandError, EXIT, UserError } from '../../scripts/lib/log.ts'
 
 const USAGE = `Usage: demo [options]
@@ -145,10 +146,8 @@ describe('a failed external command', () => {
     expect((await failure(change(['sh', '-c', 'exit 5']))).detail).toBe('exit code 5')
   })
 
-  test('the fix given by the caller, or the one for a missing tool', async () => {
+  test('the fix given by the caller', async () => {
     expect((await failure(change(['sh', '-c', 'exit 1'], { fix: 'try again' }))).fix).toBe('try again')
-    const missing = await failure(change(['devreg-no-such-tool', 'x']))
-    expect(missing.fix).toBe('devreg-no-such-tool is not installed: install it or put it on PATH')
   })
 
   test('secrets are in neither the command nor the message', async () => {
@@ -181,6 +180,46 @@ describe('a failed external command', () => {
     expect(toolMessage({ exitCode: 1, stdout: '', stderr: `${esc}[31mERROR:${esc}[0m no\n` })).toBe('ERROR: no')
     expect(toolMessage({ exitCode: 1, stdout: '', stderr: 'x'.repeat(1000) })).toHaveLength(300)
     expect(toolMessage({ exitCode: null, stdout: '', stderr: '' })).toBe('exit code unknown (killed by a signal)')
+  })
+})
+
+describe('a program that is not installed', () => {
+  const { probe } = createRunner()
+
+  test('a probe says so, with how to install it, and does not throw', async () => {
+    const r = await probe(['devreg-no-such-tool', 'x'])
+    expect(r).toEqual({
+      ok: false,
+      exitCode: null,
+      missing: true,
+      stdout: '',
+      stderr: 'devreg-no-such-tool not found on PATH: install devreg-no-such-tool, or put the directory that holds it on PATH',
+    })
+  })
+
+  test('a change, a pipe and a passthrough throw ProgramNotFound, exit 1, naming the program and how to install it', async () => {
+    for (const attempt of [
+      change(['devreg-no-such-tool', 'x']),
+      pipe(['devreg-no-such-tool'], ['cat']),
+      pipe(['echo', 'hi'], ['devreg-no-such-tool']),
+      createRunner().passthrough(['devreg-no-such-tool']),
+    ]) {
+      const err = await attempt.then(
+        () => null,
+        (e: unknown) => e,
+      )
+      expect(err).toBeInstanceOf(ProgramNotFound)
+      expect((err as ProgramNotFound).exitCode).toBe(EXIT.failed)
+    }
+    // docker here is on PATH, so the message is asked for directly: it is the one every script prints.
+    expect(notFound('docker')).toBe(
+      'docker not found on PATH: install Docker (https://docs.docker.com/engine/install/) and start it, then run this again',
+    )
+  })
+
+  test('arguments reach the program as they are: no shell reads them', async () => {
+    const r = await probe(['printf', '%s|', '$(echo hi)', '*', 'a;b', "it's"])
+    expect(r.stdout).toBe("$(echo hi)|*|a;b|it's|")
   })
 })
 
@@ -267,6 +306,49 @@ describe('runMain() and report()', () => {
     })
     expect(code).toBe(EXIT.usage)
     expect(out).toBe('error: bad config: fix it\n')
+  })
+
+  test('a known failure of the file system is one line naming what failed and what to do, without a stack', async () => {
+    const [code, out] = await runScript(async () => {
+      readFileSync('/nonexistent/devreg/archive.tar')
+      return 0
+    })
+    expect(code).toBe(EXIT.failed)
+    expect(out).toBe('error: open /nonexistent/devreg/archive.tar: no such file or directory — check the path\n')
+  })
+
+  test('a full disk while writing, under context: one line; with --verbose, the stack follows', async () => {
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write', path: '/x/a.tar' })
+    const thrown = () => {
+      throw new Error('writing the archive', { cause: full })
+    }
+    const [code, out] = await runScript(async () => thrown())
+    expect(code).toBe(EXIT.failed)
+    expect(out).toBe(
+      'error: writing the archive: write /x/a.tar: no space left on the device — free some disk space (`just registry-gc --stats` shows what the registries hold)\n',
+    )
+    process.argv = [...saved.argv.slice(0, 2), '--verbose']
+    stderr = ''
+    const [, verbose] = await runScript(async () => thrown())
+    expect(verbose).toMatch(/\n\s+at /)
+  })
+
+  test("a registry's HTTP error and a refused connection are one line each, with what to do", () => {
+    expect(report(new RegistryError('DELETE http://127.0.0.1:5001/v2/app/manifests/sha256:ab: HTTP 405', 405))).toBe(EXIT.failed)
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5001'), {
+      code: 'ECONNREFUSED',
+      syscall: 'connect',
+      address: '127.0.0.1',
+      port: 5001,
+    })
+    expect(report(refused)).toBe(EXIT.failed)
+    expect(plain(stderr)).toBe(
+      [
+        'error: DELETE http://127.0.0.1:5001/v2/app/manifests/sha256:ab: HTTP 405 — the registry does not allow it (storage delete disabled?)',
+        'error: connect 127.0.0.1:5001: connection refused — check that it runs (`just dev-registry status` for the registries)',
+        '',
+      ].join('\n'),
+    )
   })
 
   test("anything else is devreg's bug and keeps its stack", async () => {

@@ -1,18 +1,21 @@
 // host-mirrors without Docker: engine detection from recorded `docker info`,
 // daemon.json edits and their exact undo, the hosts.toml files, and the plan.
 import { describe, expect, test } from 'bun:test'
-import { readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { resolveConfig } from '../../scripts/lib/config.ts'
 import {
   addMirror,
+  BACKUP_SUFFIX,
   type DockerInfo,
   type DockerVersion,
   daemonJsonMirrors,
   type Engine,
   engineFacts,
   hostMirrorFiles,
+  hostMirrors,
   isHostMirrorFile,
   judgeHostRoutes,
   type Observed,
@@ -20,6 +23,9 @@ import {
   removeMirror,
   support,
 } from '../../scripts/lib/host-mirrors.ts'
+import { UserError } from '../../scripts/lib/log.ts'
+import { fakeRunner, on } from '../kit/fake-runner.ts'
+import { noTerminal } from '../kit/terminal.ts'
 
 const sample = (name: string) => {
   const s = JSON.parse(readFileSync(join(import.meta.dir, 'fixtures/docker-info', `${name}.json`), 'utf8'))
@@ -227,5 +233,64 @@ describe('whether the host engine pulls through the caches (status, preflight)',
       ['ghcr.io', 'skip'],
       ['quay.io', 'skip'],
     ])
+  })
+})
+
+describe('host-mirrors, orchestrated against a fake runner and files of its own', () => {
+  noTerminal()
+  const recorded = JSON.parse(readFileSync(join(import.meta.dir, 'fixtures/docker-info/dockerd-28-containerd.json'), 'utf8'))
+  const original = '{\n  "log-level": "info"\n}\n'
+  const running = config.registries.map((r) =>
+    JSON.stringify({ ID: r.name, Names: r.name, State: 'running', Labels: 'devreg.managed=true', Networks: '', Ports: '', Image: 'x' }),
+  )
+  /** An engine on Docker 28 with the containerd store, the caches up. */
+  const engine = () =>
+    fakeRunner(
+      [
+        on(['docker', 'info', '--format', '{{json .}}'], JSON.stringify(recorded.info)),
+        on(['docker', 'version', '--format', '{{json .}}'], JSON.stringify(recorded.version)),
+        on(['docker', 'ps'], running.join('\n')),
+      ],
+      { writeFiles: true },
+    )
+  /** Its daemon.json and certs.d, in a directory of the test's own. */
+  const machine = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'devreg-host-mirrors-'))
+    const at = { daemonJson: join(dir, 'daemon.json'), certsD: join(dir, 'certs.d') }
+    writeFileSync(at.daemonJson, original)
+    return { run: engine(), at, opts: { undo: false, yes: false, json: false, env: {}, ...at } }
+  }
+  const hostsTomls = (certsD: string) => (existsSync(certsD) ? readdirSync(certsD).sort() : [])
+
+  test('without a terminal and without --yes it shows the change, refuses with exit 2 and writes nothing', async () => {
+    const { run, at, opts } = machine()
+    const refused = await hostMirrors(run, config, opts).catch((err: unknown) => err)
+    expect(refused).toBeInstanceOf(UserError)
+    expect((refused as UserError).exitCode).toBe(2)
+    expect(readFileSync(at.daemonJson, 'utf8')).toBe(original)
+    expect(hostsTomls(at.certsD)).toEqual([])
+    expect(run.changes).toEqual([])
+  })
+
+  test('--yes writes the backup, daemon.json and a hosts.toml per cached host; a second run changes nothing; --undo puts it all back', async () => {
+    const { run, at, opts } = machine()
+    expect(await hostMirrors(run, config, { ...opts, yes: true })).toBe(0)
+    expect(run.changes).toEqual([
+      `# write ${at.daemonJson}${BACKUP_SUFFIX}`,
+      `# write ${at.daemonJson}`,
+      ...['docker.io', 'ghcr.io', 'quay.io'].map((h) => `# write ${join(at.certsD, h, 'hosts.toml')}`),
+    ])
+    expect(daemonJsonMirrors(readFileSync(at.daemonJson, 'utf8'))).toEqual([URL_])
+    expect(readFileSync(`${at.daemonJson}${BACKUP_SUFFIX}`, 'utf8')).toBe(original)
+    expect(readFileSync(join(at.certsD, 'ghcr.io', 'hosts.toml'), 'utf8')).toBe(hostMirrorFiles(config).get('ghcr.io') as string)
+
+    const again = engine()
+    expect(await hostMirrors(again, config, { ...opts, yes: true })).toBe(0)
+    expect(again.changes).toEqual([])
+
+    expect(await hostMirrors(engine(), config, { ...opts, yes: true, undo: true })).toBe(0)
+    expect(readFileSync(at.daemonJson, 'utf8')).toBe(original)
+    expect(existsSync(`${at.daemonJson}${BACKUP_SUFFIX}`)).toBe(false)
+    expect(hostsTomls(at.certsD)).toEqual([])
   })
 })

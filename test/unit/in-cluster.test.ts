@@ -3,8 +3,9 @@
 // v1 Service, discovery.k8s.io/v1 EndpointSlice), and k3s's coredns-custom key.
 import { describe, expect, test } from 'bun:test'
 import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
-import { appliedChanges } from '../../scripts/lib/in-cluster.ts'
+import { appliedChanges, endpointSliceAddresses, removeInCluster } from '../../scripts/lib/in-cluster.ts'
 import { corednsOverride, serviceHost, serviceName } from '../../scripts/lib/render.ts'
+import { fakeRunner, notInstalled } from '../kit/fake-runner.ts'
 import { docs, local } from '../kit/in-cluster-sample.ts'
 
 describe('in-cluster manifests', () => {
@@ -94,5 +95,16 @@ describe('what kubectl apply reports', () => {
     ],
   ] as [string, string[]][])('%p', (out, changes) => {
     expect(appliedChanges(out)).toEqual(changes)
+  })
+})
+
+describe('without kubectl', () => {
+  const config = resolveConfig({ cluster: { name: 'dev' }, mirrors: [{ host: 'docker.io' }] })
+
+  test('the EndpointSlice check says kubectl is not installed (preflight skips it), and --purge leaves the objects to the cluster', async () => {
+    const run = fakeRunner([notInstalled('kubectl')])
+    expect(await endpointSliceAddresses(run, config, config.registries[0])).toEqual({ addresses: null, error: 'kubectl not found' })
+    expect(await removeInCluster(run, config)).toEqual([])
+    expect(run.changes).toEqual([])
   })
 })

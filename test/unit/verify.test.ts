@@ -4,8 +4,10 @@
 
 import { describe, expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { classifyPath } from '../../scripts/lib/carry.ts'
-import { resolveConfig } from '../../scripts/lib/config.ts'
+import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
 import {
   type Facts,
   type Hit,
@@ -21,7 +23,11 @@ import {
   renderMatrix,
   type Target,
   targets,
+  verify,
 } from '../../scripts/lib/verify.ts'
+import { fakeRunner, on } from '../kit/fake-runner.ts'
+import { FakeVolume } from '../kit/fake-volume.ts'
+import { privateLockDir } from '../kit/lock-dir.ts'
 
 const config = resolveConfig({
   mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io', remotes: [{ url: 'https://harbor.example.com', path: '/v2/ghcr' }] }],
@@ -288,5 +294,59 @@ describe('renderMatrix', () => {
     expect(text).toContain('✗ docker.io (dev-control-plane, dev-worker): kind-cache-docker-io is exited; upstream answered instead')
     expect(text.match(/fix: `just dev-registry` starts it/g)?.length).toBe(1)
     expect(lines.at(-1)).toBe('8 passed, 2 failed, 0 skipped in 1.2s')
+  })
+})
+
+describe('verify, orchestrated against a fake runner', () => {
+  const locks = privateLockDir()
+  const kind = resolveConfig({ cluster: { name: 'dev' }, mirrors: [{ host: 'docker.io', upstream: 'http://127.0.0.1:9' }] })
+  const cache = kind.registries.find((r) => r.role === 'cache') as Registry
+  const digest = probeImage().digest
+  const ps = (name: string, labels: string) =>
+    JSON.stringify({ ID: name, Names: name, State: 'running', Labels: labels, Networks: 'kind', Ports: '', Image: 'registry:3' })
+  const logLine = (t: Target) =>
+    `time="2025-01-01T00:00:00Z" level=info msg="response completed" http.request.host="${t.first}:5000" http.request.method=HEAD http.request.remoteaddr="${NODE_IP}:40000" http.request.uri="/v2/devreg-probe/verify/manifests/${digest}?ns=${t.host}" http.response.status=200`
+
+  test('places the probe image where it is missing, holding that registry’s lock, then passes each probe its first registry logged', async () => {
+    const volume = new FakeVolume(cache)
+    let heldWhileStaging: string | null = null
+    let pulled = false
+    const run = fakeRunner([
+      on(
+        ['docker', 'ps'],
+        [
+          ...kind.registries.map((r) => ps(r.name, 'devreg.managed=true')),
+          ps(NODE, 'io.x-k8s.kind.cluster=dev,io.x-k8s.kind.role=control-plane'),
+        ].join('\n'),
+      ),
+      on(['docker', 'inspect', '--type', 'container'], `/${NODE} ${JSON.stringify({ kind: { IPAddress: NODE_IP } })}`),
+      on(['docker', 'exec', 'kind-registry', 'test', '-f'], ''),
+      on(['docker', 'exec', cache.name, 'test', '-f'], { exitCode: 1 }),
+      on(['docker', 'exec', NODE, 'sh', '-c', /verify-probe/, 'verify-probe', 'pull'], (argv) => {
+        pulled = true
+        return argv
+          .slice(argv.indexOf('pull') + 2)
+          .map((ref) => `\x1e0 ${ref} Image is up to date`)
+          .join('\n')
+      }),
+      on(['docker', 'logs'], (argv) =>
+        pulled
+          ? targets(kind)
+              .filter((t) => t.first === argv.at(-1))
+              .map(logLine)
+              .join('\n')
+          : '',
+      ),
+      ...volume.replies({}, () => {
+        heldWhileStaging = readFileSync(join(locks(), `registry-${cache.name}.lock`), 'utf8')
+      }),
+    ])
+    const result = await verify(run, kind, { seconds: 1 })
+    expect(result.summary).toEqual({ pass: 3, fail: 0, skip: 0 })
+    expect(JSON.parse(heldWhileStaging ?? 'null')).toMatchObject({ pid: process.pid })
+    for (const f of probeImage().files) expect(volume.files.get(f.path)).toEqual(f.body)
+    // Only the cache lacked it; the lock went with the placement.
+    expect(run.calls.filter((c) => c.kind === 'stream').map((c) => c.argv.join(' '))).toEqual([expect.stringContaining(cache.volume)])
+    expect(existsSync(join(locks(), `registry-${cache.name}.lock`))).toBe(false)
   })
 })

@@ -3,7 +3,7 @@
 // interface: dev-up, dev-down, preflight and verify never ask which it is.
 import type { Config, Provider } from '../config.ts'
 import type { Container } from '../docker.ts'
-import type { Runner } from '../exec.ts'
+import { notFound, type Runner } from '../exec.ts'
 import { UserError } from '../log.ts'
 import { k3d } from './k3d.ts'
 import { kind } from './kind.ts'
@@ -66,15 +66,9 @@ export function clusterDrift(config: Config, cluster: Cluster): string[] {
   return [...drift, ...PROVIDERS[cluster.provider].drift(config, cluster)]
 }
 
-export const INSTALL: Record<string, string> = {
-  kind: 'install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation',
-  k3d: 'install k3d: https://k3d.io/stable/#installation',
-  kubectl: 'install kubectl: https://kubernetes.io/docs/tasks/tools/',
-}
-
 /** Fails with how to install each missing tool. */
 export async function requireTools(run: Runner, tools: string[]): Promise<void> {
   const missing = []
   for (const t of tools) if (!(await run.probe(['sh', '-c', 'command -v "$1"', 'sh', t])).ok) missing.push(t)
-  if (missing.length) throw new UserError(missing.map((t) => `${t} not found on PATH: ${INSTALL[t]}`).join('\n'))
+  if (missing.length) throw new UserError(missing.map(notFound).join('\n'))
 }
