@@ -30,28 +30,50 @@ export async function nodeImageDigests(run: Runner, node: string): Promise<Set<s
 }
 
 /**
- * The hosts directory CRI pulls read, from `containerd config dump` parsed as
- * TOML: containerd 2.x migrates the kind patch to the CRI images plugin (and
- * prints single-quoted strings), 1.x keeps it under the CRI plugin. The
- * transfer service's own config_path is not what the kubelet's pulls use.
+ * What containerd 2.3 and later read when the config sets neither config_path
+ * nor the legacy mirrors (plugins/cri/images/plugin.go). The default is
+ * applied at start and never shown: `containerd config dump` prints
+ * config_path = '' all the same.
  */
-export function criConfigPath(dump: string): string | null {
+export const CONTAINERD_DEFAULT_CONFIG_PATH = '/etc/containerd/certs.d:/etc/docker/certs.d'
+
+/** Major and minor of `containerd --version` output ("containerd github.com/containerd/containerd/v2 v2.3.4 …"); null when unreadable. */
+export function containerdVersion(text: string): [number, number] | null {
+  const m = /\sv?(\d+)\.(\d+)\.\d+/.exec(text)
+  return m ? [Number(m[1]), Number(m[2])] : null
+}
+
+/**
+ * The hosts directories CRI pulls read (config_path may list several, joined
+ * by ':'), from `containerd config dump` parsed as TOML: containerd 2.x
+ * migrates the kind patch to the CRI images plugin (and prints single-quoted
+ * strings), 1.x keeps it under the CRI plugin. The transfer service's own
+ * config_path is not what the kubelet's pulls use. An empty config_path on
+ * containerd 2.3 or later, with no legacy mirrors, is the built-in default.
+ */
+export function criConfigPath(dump: string, version: [number, number] | null = null): string | null {
   let doc: Record<string, unknown>
   try {
     doc = parseToml(dump)
   } catch {
     return null
   }
-  const plugins = (doc.plugins ?? {}) as Record<string, { registry?: { config_path?: unknown } }>
+  const plugins = (doc.plugins ?? {}) as Record<string, { registry?: { config_path?: unknown; mirrors?: object } }>
   for (const plugin of ['io.containerd.cri.v1.images', 'io.containerd.grpc.v1.cri']) {
-    const path = plugins[plugin]?.registry?.config_path
-    if (typeof path === 'string') return path || null
+    const registry = plugins[plugin]?.registry
+    if (typeof registry?.config_path !== 'string') continue
+    if (registry.config_path) return registry.config_path
+    const defaulted = version !== null && (version[0] > 2 || (version[0] === 2 && version[1] >= 3))
+    return defaulted && !Object.keys(registry.mirrors ?? {}).length ? CONTAINERD_DEFAULT_CONFIG_PATH : null
   }
   return null
 }
 
-/** The hosts directory the node's containerd reads for CRI pulls, as its effective config says; null when it cannot be read. */
+/** The hosts directories the node's containerd reads for CRI pulls, as its effective config and version say; null when unreadable. */
 export async function nodeCertsD(run: Runner, node: string): Promise<string | null> {
-  const dump = await run.probe(['docker', 'exec', node, 'containerd', 'config', 'dump'])
-  return dump.ok ? criConfigPath(dump.stdout) : null
+  const [dump, version] = await Promise.all([
+    run.probe(['docker', 'exec', node, 'containerd', 'config', 'dump']),
+    run.probe(['docker', 'exec', node, 'containerd', '--version']),
+  ])
+  return dump.ok ? criConfigPath(dump.stdout, version.ok ? containerdVersion(version.stdout) : null) : null
 }

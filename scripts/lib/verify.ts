@@ -341,7 +341,7 @@ function containerdFault(p: Probe, t: Target, first: string, facts: Facts, inste
     )
   if (node.readsCertsD === false)
     return fail(
-      `containerd in ${p.node} does not read ${CERTS_D} (no config_path in \`containerd config dump\`), so it ignores every hosts.toml; ${instead}`,
+      `containerd in ${p.node} does not read ${CERTS_D} (no config_path in \`containerd config dump\` names it), so it ignores every hosts.toml; ${instead}`,
       'the node did not take the kind config patch: `just dev-up --recreate`',
     )
   const proxy = proxyFor(node.env, first)

@@ -122,9 +122,25 @@ integration("verify on the real kind CLI (kindest/node's containerd 2.3, two nod
     }
   })
 
-  test('a node whose containerd config lacks config_path fails every host there, with the recreate fix', async () => {
+  test('a node whose containerd config lacks config_path still reads certs.d: containerd 2.3 defaults to it, and every probe passes', async () => {
     const saved = (await q()`docker exec ${worker} cat /etc/containerd/config.toml`).stdout
     await q()`docker exec ${worker} sed -i /config_path/d /etc/containerd/config.toml`
+    await restartContainerd(worker)
+    try {
+      const dump = (await q()`docker exec ${worker} containerd config dump`).stdout
+      expect(dump).toContain("config_path = ''")
+      const r = await verify()
+      expect(failures(r.probes)).toEqual([])
+      expect(r.code).toBe(0)
+    } finally {
+      await $({ quiet: true, input: saved })`docker exec -i ${worker} sh -c ${'cat > /etc/containerd/config.toml'}`
+      await restartContainerd(worker)
+    }
+  })
+
+  test('a node whose containerd reads another hosts directory fails every host there, with the recreate fix', async () => {
+    const saved = (await q()`docker exec ${worker} cat /etc/containerd/config.toml`).stdout
+    await q()`docker exec ${worker} sed -i ${'s#config_path = .*#config_path = "/etc/containerd/elsewhere"#'} /etc/containerd/config.toml`
     await restartContainerd(worker)
     try {
       const r = await verify()

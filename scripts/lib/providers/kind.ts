@@ -40,9 +40,9 @@ export async function readHostsFiles(run: Runner, node: string): Promise<Map<str
   return files
 }
 
-/** Whether the node's containerd reads CERTS_D, as its effective config (`containerd config dump`) says. */
+/** Whether the node's containerd reads CERTS_D, as its effective config (`containerd config dump`) and version say. */
 export async function readsCertsD(run: Runner, node: string): Promise<boolean> {
-  return (await nodeCertsD(run, node)) === CERTS_D
+  return ((await nodeCertsD(run, node)) ?? '').split(':').includes(CERTS_D)
 }
 
 /** containerd ignores keys it does not know, so a patch under the wrong table would pass silently. */
@@ -50,7 +50,7 @@ async function requireConfigPath(run: Runner, node: string): Promise<void> {
   if (run.dryRun) return
   if (!(await readsCertsD(run, node)))
     throw new UserError(
-      `containerd in ${node} does not read ${CERTS_D} (config_path is not set in \`containerd config dump\`): ` +
+      `containerd in ${node} does not read ${CERTS_D} (no config_path in \`containerd config dump\` names it): ` +
         'its config did not take the kind config patch; recreate the cluster with `dev-up --recreate`',
     )
 }
