@@ -60,7 +60,7 @@ docker-build *args:
 postcreate:
     @sh .devcontainer/postcreate.sh
 
-# Run every test: unit, CLI and integration on this machine's Docker, e2e on the real kind CLI in the rig's private engine (needs root; DEVREG_REQUIRE_DOCKER=1 makes a missing Docker or rig a failure)
+# Run every test: unit, CLI and integration on this machine's Docker, e2e on the real kind and k3d CLIs in the rig's private engine (needs root and Go; DEVREG_REQUIRE_DOCKER=1 makes a missing Docker, Go or rig a failure)
 [group('dev')]
 test *args:
     @node_modules/.bin/bun test/run.ts "$@"
