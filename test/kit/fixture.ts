@@ -5,7 +5,7 @@
 
 import { describe } from 'bun:test'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
@@ -79,6 +79,8 @@ export class Fixture {
     const vols = (await q`docker volume ls --format {{.Name}}`).stdout.split('\n').filter((n) => n.startsWith(prefix))
     for (const v of new Set([...this.volumes, ...vols])) await q`docker volume rm -f ${v}`
     for (const n of this.networks) await q`docker network rm ${n}`
+    // Configs, kubeconfigs and archives the test wrote: nothing in them outlives the test.
+    rmSync(this.dir, { recursive: true, force: true })
   }
 }
 
