@@ -16,36 +16,28 @@ const run = async (tool: string, args: string[], input = '') => {
   return { code: p.exitCode, stderr: p.stderr }
 }
 
+/** A row for a manifest `kubectl apply -f -` refuses with message. */
+const apply = (message: string, manifest: string) => ['kubectl', ['--context', 'kind-x', 'apply', '-f', '-'], message, manifest]
+
 describe('the kubectl stand-in refuses', () => {
   test.each([
     ['kubectl', ['apply', '-f', '-'], 'needs --context', ''],
     ['kubectl', ['--context', 'kind-x', 'edit', 'ns', 'x'], 'unknown command "edit"', ''],
     ['kubectl', ['--context', 'kind-x', 'delete', 'deployment', 'x'], 'implements only: delete namespace', ''],
     ['kubectl', ['--context', 'kind-x', 'get', 'endpointslice', 'x', '-n', 'devreg', '-o', 'wide'], '-o json or -o yaml', ''],
-    [
-      'kubectl',
-      ['--context', 'kind-x', 'apply', '-f', '-'],
-      'not apps/v1 Deployment',
-      'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n',
-    ],
-    [
-      'kubectl',
-      ['--context', 'kind-x', 'apply', '-f', '-'],
+    apply('not apps/v1 Deployment', 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n'),
+    apply(
       'Service.spec: unknown field "selector"',
       'apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: devreg}\nspec: {selector: {app: x}, ports: [{port: 5000}]}\n',
-    ],
-    [
-      'kubectl',
-      ['--context', 'kind-x', 'apply', '-f', '-'],
+    ),
+    apply(
       'must be a valid IPv4 address',
       'apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: x, namespace: devreg}\naddressType: IPv4\nendpoints: [{addresses: [kind-registry]}]\n',
-    ],
-    [
-      'kubectl',
-      ['--context', 'kind-x', 'apply', '-f', '-'],
+    ),
+    apply(
       'endpoints[0]: unknown field "address"',
       'apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: x, namespace: devreg}\naddressType: IPv4\nendpoints: [{address: 10.0.0.1}]\n',
-    ],
+    ),
   ] as [string, string[], string, string][])('%s %p', async (tool, args, message, input) => {
     const r = await run(tool, args, input)
     expect(r.code).toBe(1)
