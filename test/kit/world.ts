@@ -37,7 +37,7 @@ export interface WorldSpec {
    * provider). Without one the config still names a cluster of the test's
    * own, so no lock or node lookup meets another test's.
    */
-  cluster?: { provider: 'kind' | 'k3d'; name?: string; workers?: number; nodeImage?: string }
+  cluster?: { provider: Provider; name?: string; workers?: number; nodeImage?: string }
   /** Config keys besides cluster, registry and mirrors (aliases, images, hosts). */
   config?: Record<string, unknown>
   /** Environment for every script run, over the cluster's. */
@@ -62,7 +62,20 @@ export interface Cache {
 }
 
 type Doc = Record<string, unknown>
+type Provider = 'kind' | 'k3d'
 const q = () => $({ quiet: true })
+
+/** Each provider as the rig runs it: its node image there, and the containers it names a cluster's nodes. */
+const RIG: Record<Provider, { nodeImage: () => string; nodes: (cluster: string, workers: number[]) => string[] }> = {
+  kind: {
+    nodeImage: () => rigNodeImages()[0].image,
+    nodes: (cluster, workers) => [`${cluster}-control-plane`, ...workers.map((i) => `${cluster}-worker${i ? i + 1 : ''}`)],
+  },
+  k3d: {
+    nodeImage: rigK3sImage,
+    nodes: (cluster, workers) => [`k3d-${cluster}-server-0`, ...workers.map((i) => `k3d-${cluster}-agent-${i}`)],
+  },
+}
 
 export class World {
   readonly fx = new Fixture()
@@ -84,7 +97,7 @@ export class World {
   private readonly spec: WorldSpec
   private readonly mirrorSection: (() => Doc)[]
   private readonly clusterSection: Doc
-  private extra: Doc = {}
+  private readonly extra: Doc = {}
   private readonly written = new Map<string, Doc>()
   /** Cluster name → the config a real dev-up last ran with: each is brought down at cleanup. */
   private readonly brought = new Map<string, string>()
@@ -124,17 +137,20 @@ export class World {
     this.clusterName = fx.name(cluster?.name ?? 'c')
     this.clusterSection = { name: this.clusterName, network: this.network }
     if (cluster) {
-      const nodeImage = cluster.nodeImage ?? (cluster.provider === 'k3d' ? rigK3sImage() : rigNodeImages()[0].image)
-      Object.assign(this.clusterSection, { provider: cluster.provider, nodeImage, waitTimeout: '60s' })
+      Object.assign(this.clusterSection, { provider: cluster.provider, waitTimeout: '60s' })
       if (cluster.workers) this.clusterSection.workers = cluster.workers
     }
-    this.nodes = nodeNames(cluster?.provider ?? 'kind', this.clusterName, cluster?.workers ?? 0)
+    const workers = Array.from({ length: cluster?.workers ?? 0 }, (_, i) => i)
+    this.nodes = RIG[cluster?.provider ?? 'kind'].nodes(this.clusterName, workers)
     this.node = this.nodes[0]
     this.env = { ...(cluster ? kindEnv(fx) : {}), ...spec.env }
   }
 
   /** Creates the network, starts and seeds the upstreams, takes the registries' ports, writes the config. */
   async build(): Promise<void> {
+    const cluster = this.spec.cluster
+    // Asked when built, not when declared: a block skipped for want of Docker never asks.
+    if (cluster) this.clusterSection.nodeImage = cluster.nodeImage ?? RIG[cluster.provider].nodeImage()
     await q()`docker network create ${this.network}`
     for (const upstream of Object.values(this.upstreams)) {
       upstream.port = await freePort()
@@ -262,13 +278,6 @@ export class World {
   private portOf(container: string): number | undefined {
     return [this.registry, ...this.caches, ...Object.values(this.upstreams)].find((r) => r.name === container)?.port
   }
-}
-
-/** The node containers kind and k3d name a cluster's nodes by. */
-function nodeNames(provider: 'kind' | 'k3d', cluster: string, workers: number): string[] {
-  const rest = Array.from({ length: workers }, (_, i) => i)
-  if (provider === 'k3d') return [`k3d-${cluster}-server-0`, ...rest.map((i) => `k3d-${cluster}-agent-${i}`)]
-  return [`${cluster}-control-plane`, ...rest.map((i) => `${cluster}-worker${i ? i + 1 : ''}`)]
 }
 
 /**
