@@ -2,7 +2,7 @@
 // what was observed on the host, in a container on the cluster network and in
 // each node, and a verdict with a fix for every failure. Selection, verdicts
 // and the report are pure; observe() is the one part that asks Docker.
-import type { Config, Provider, Registry } from './config.ts'
+import type { Config, Registry } from './config.ts'
 import { pingV2, type V2Answer } from './distribution.ts'
 import { firstLine, type InContainer, type Lookup, resolveIn, resolveOnHost } from './dns.ts'
 import * as docker from './docker.ts'
@@ -12,10 +12,9 @@ import { type HostRoute, hostEngineRoutes } from './host-mirrors.ts'
 import { endpointSliceAddresses } from './in-cluster.ts'
 import { isLoopback } from './local-addresses.ts'
 import { table, UserError } from './log.ts'
-import { K3S_REGISTRIES } from './providers/k3d.ts'
-import { CERTS_D, readsCertsD } from './providers/kind.ts'
-import { findClusters, type Node, PROVIDERS } from './providers/provider.ts'
-import { IN_CLUSTER_NAMESPACE, isDevregHostsToml, serviceName } from './render.ts'
+import { type ClusterProvider, configuredCluster, type Node, providerOf } from './providers/index.ts'
+import type { Provider } from './providers/naming.ts'
+import { IN_CLUSTER_NAMESPACE, serviceName } from './render.ts'
 import { registryRoutes } from './routes.ts'
 import { template } from './templates.ts'
 
@@ -79,7 +78,7 @@ export interface NodeView {
   v2: Map<string, V2Answer>
   /** Registry host → its mirror configuration, normalised as desiredMirrors() gives it; null when there is none at all (k3d: no registries.yaml). */
   mirrors: Map<string, string> | null
-  /** kind: whether containerd reads certs.d; null for k3d. */
+  /** Whether containerd reads certs.d, where the provider's config patch could fail to say so (certsDCheck); else null. */
   readsCertsD: boolean | null
 }
 
@@ -107,7 +106,7 @@ export interface Observed {
 }
 
 /** The mirror configuration devreg writes into every node, per registry host, normalised for comparison. */
-export const desiredMirrors = (config: Config) => PROVIDERS[config.cluster.provider].desiredMirrors(config)
+export const desiredMirrors = (config: Config) => providerOf(config).desiredMirrors(config)
 
 /** Prints the status and headers of GET URL/v2/ for each URL given, curl or nc (templates/ping-v2.sh). */
 const V2_SCRIPT = template('ping-v2.sh')
@@ -153,7 +152,7 @@ const mapAsync = async <T, V>(items: readonly T[], key: (t: T) => string, fn: (t
 export async function observe(run: Runner, config: Config, sel: Selection, hostsFile: { path: string; text: string }): Promise<Observed> {
   const [containers, networkExists] = await Promise.all([docker.listContainers(run), docker.networkExists(run, config.network)])
   const states = new Map(containers.map((c) => [c.name, c.state]))
-  const found = findClusters(config.cluster.name, containers).find((c) => c.provider === config.cluster.provider) ?? null
+  const found = configuredCluster(config, containers)
   const inNetworkNames = [...sel.hosts.map((h) => h.name), ...sel.registries.map((r) => r.name)]
   const image = config.preflight.image ?? config.registry.image
   const [host, v2, daemonMirrors, addresses, inNetwork, nodes, slices, hostRoutes] = await Promise.all([
@@ -177,7 +176,7 @@ export async function observe(run: Runner, config: Config, sel: Selection, hosts
           inNetworkNames,
         )
       : Promise.resolve(null),
-    found ? Promise.all(found.nodes.map((n) => observeNode(run, config.cluster.provider, sel, n, inNetworkNames))) : Promise.resolve([]),
+    found ? Promise.all(found.nodes.map((n) => observeNode(run, providerOf(config), sel, n, inNetworkNames))) : Promise.resolve([]),
     found
       ? mapAsync(
           sel.registries,
@@ -203,7 +202,7 @@ export async function observe(run: Runner, config: Config, sel: Selection, hosts
   }
 }
 
-async function observeNode(run: Runner, provider: Provider, sel: Selection, node: Node, names: string[]): Promise<NodeView> {
+async function observeNode(run: Runner, provider: ClusterProvider, sel: Selection, node: Node, names: string[]): Promise<NodeView> {
   if (!node.running)
     return { name: node.name, running: false, resolve: { resolved: null, error: null }, v2: new Map(), mirrors: null, readsCertsD: null }
   const [resolve, v2, mirrors, certsD] = await Promise.all([
@@ -213,8 +212,8 @@ async function observeNode(run: Runner, provider: Provider, sel: Selection, node
       node.name,
       sel.registries.map((r) => r.name),
     ),
-    PROVIDERS[provider].observedMirrors(run, node.name),
-    provider === 'kind' ? readsCertsD(run, node.name) : Promise.resolve(null),
+    provider.observedMirrors(run, node.name),
+    provider.certsDCheck ? provider.certsDCheck.reads(run, node.name) : Promise.resolve(null),
   ])
   return { name: node.name, running: true, resolve, v2, mirrors, readsCertsD: certsD }
 }
@@ -446,37 +445,31 @@ function registryChecks({ sel, obs, add, inNetwork }: Judging): void {
 /** 3. Every node's mirror configuration: exactly what dev-up writes. */
 function mirrorChecks({ config, sel, obs, inNetwork }: Judging): void {
   const desired = desiredMirrors(config)
-  const kind = config.cluster.provider === 'kind'
-  const file = (host: string) => (kind ? `${CERTS_D}/${host}/hosts.toml` : `the ${host} mirror in ${K3S_REGISTRIES}`)
-  const missing = (host: string) => (kind ? `no ${file(host)}` : `${K3S_REGISTRIES} has no mirror for ${host}`)
-  const rewrite = kind ? '`just dev-up` rewrites it' : '`just dev-up` rewrites it and restarts the nodes (k3s reads it only at start)'
+  const { routing, certsD, certsDCheck } = providerOf(config)
   const mirrorVerdict = (n: NodeView, host: string): Verdict => {
-    if (!n.mirrors) return fail(`no ${K3S_REGISTRIES}`, '`just dev-up` writes it and restarts the nodes')
+    if (!n.mirrors) return fail(routing.absent, routing.fix.absent)
     const has = n.mirrors.get(host)
-    if (has === undefined) return fail(missing(host), kind ? '`just dev-up` writes it' : rewrite)
-    return has === desired.get(host) ? pass(`as devreg writes it`) : fail(`${file(host)} differs from what devreg writes`, rewrite)
+    if (has === undefined) return fail(routing.missing(host), routing.fix.write)
+    return has === desired.get(host)
+      ? pass(`as devreg writes it`)
+      : fail(`${routing.entry(host)} differs from what devreg writes`, routing.fix.rewrite)
   }
   for (const host of sel.routes) inNetwork('mirror', host, null, (n) => mirrorVerdict(n, host))
   if (!sel.all) return
   const stale = new Set(
     obs.nodes.flatMap((n) =>
-      [...(n.mirrors ?? new Map<string, string>())].filter(([h, c]) => !desired.has(h) && (!kind || isDevregHostsToml(c))).map(([h]) => h),
+      [...(n.mirrors ?? new Map<string, string>())].filter(([h, c]) => !desired.has(h) && routing.ownEntry(c)).map(([h]) => h),
     ),
   )
   for (const host of stale)
     inNetwork('mirror', host, null, (n) =>
-      n.mirrors?.has(host)
-        ? fail(`${file(host)} is devreg's but no longer in the config`, kind ? '`just dev-up` removes it' : rewrite)
-        : pass('not there'),
+      n.mirrors?.has(host) ? fail(`${routing.entry(host)} is devreg's but no longer in the config`, routing.fix.remove) : pass('not there'),
     )
-  if (kind && sel.routes.length)
+  if (certsDCheck && sel.routes.length)
     inNetwork('containerd', 'config_path', null, (n) =>
       n.readsCertsD
-        ? pass(`reads ${CERTS_D}`)
-        : fail(
-            `containerd in ${n.name} does not read ${CERTS_D}, so it ignores every hosts.toml`,
-            'the node did not take the kind config patch: `just dev-up --recreate`',
-          ),
+        ? pass(`reads ${certsD}`)
+        : fail(`containerd in ${n.name} does not read ${certsD}, so it ignores every hosts.toml`, certsDCheck.fix),
     )
 }
 

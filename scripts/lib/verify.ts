@@ -11,12 +11,12 @@
 // Planning, log matching, verdicts and the matrix are pure; observe() asks Docker.
 import { createHash } from 'node:crypto'
 import { placeFiles } from './carry.ts'
-import type { Config, Provider } from './config.ts'
+import type { Config } from './config.ts'
 import * as docker from './docker.ts'
 import type { Runner } from './exec.ts'
 import { log, table, UserError } from './log.ts'
-import { CERTS_D, readsCertsD } from './providers/kind.ts'
-import { findClusters, type Node, PROVIDERS } from './providers/provider.ts'
+import { configuredCluster, type Node, PROVIDERS, providerOf } from './providers/index.ts'
+import type { Provider } from './providers/naming.ts'
 import { REGISTRY_DATA } from './registry-containers.ts'
 import { registryRoutes } from './routes.ts'
 import { template } from './templates.ts'
@@ -239,7 +239,7 @@ export interface Facts {
   network: string
   /** Container name → state and networks; absent when there is no such container. */
   containers: Map<string, { state: string; networks: string[] }>
-  /** Node → the registry hosts it has a hosts.toml for, containerd's proxy variables, whether it reads certs.d (kind). */
+  /** Node → the registry hosts it has a hosts.toml for, containerd's proxy variables, whether it reads certs.d (null: not checked). */
   nodes: Map<string, { hostsToml: Set<string>; env: Record<string, string>; readsCertsD: boolean | null }>
 }
 
@@ -332,17 +332,13 @@ function explainMiss(
 function containerdFault(p: Probe, t: Target, first: string, facts: Facts, instead: string): Verdict | null {
   const node = facts.nodes.get(p.node)
   if (!node) return null
-  const kind = facts.provider === 'kind'
-  const dir = PROVIDERS[facts.provider].certsD
+  const { certsD: dir, routing, certsDCheck } = PROVIDERS[facts.provider]
   if (!node.hostsToml.has(p.host))
+    return fail(`${p.node} has no ${dir}/${p.host}/hosts.toml, so containerd pulls ${p.host} directly; ${instead}`, routing.fix.hostsToml)
+  if (certsDCheck && node.readsCertsD === false)
     return fail(
-      `${p.node} has no ${dir}/${p.host}/hosts.toml, so containerd pulls ${p.host} directly; ${instead}`,
-      kind ? '`just dev-up` writes it' : '`just dev-up` rewrites registries.yaml and restarts the nodes (k3s renders hosts.toml at start)',
-    )
-  if (node.readsCertsD === false)
-    return fail(
-      `containerd in ${p.node} does not read ${CERTS_D} (no config_path in \`containerd config dump\` names it), so it ignores every hosts.toml; ${instead}`,
-      'the node did not take the kind config patch: `just dev-up --recreate`',
+      `containerd in ${p.node} does not read ${dir} (no config_path in \`containerd config dump\` names it), so it ignores every hosts.toml; ${instead}`,
+      certsDCheck.fix,
     )
   const proxy = proxyFor(node.env, first)
   if (proxy)
@@ -440,7 +436,7 @@ async function nodeAddresses(run: Runner, nodes: string[]): Promise<Map<string, 
 }
 
 async function gatherFacts(run: Runner, config: Config, failing: Probe[], nodes: Node[], containers: docker.Container[]): Promise<Facts> {
-  const dir = PROVIDERS[config.cluster.provider].certsD
+  const { certsD: dir, certsDCheck } = providerOf(config)
   const byNode = new Map<string, string[]>()
   for (const p of failing) byNode.set(p.node, [...new Set([...(byNode.get(p.node) ?? []), p.host])])
   const entries = await Promise.all(
@@ -449,7 +445,7 @@ async function gatherFacts(run: Runner, config: Config, failing: Probe[], nodes:
       .map(async (n) => {
         const [r, certsD] = await Promise.all([
           run.probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'facts', dir, ...(byNode.get(n.name) ?? [])]),
-          config.cluster.provider === 'kind' ? readsCertsD(run, n.name) : Promise.resolve(null),
+          certsDCheck ? certsDCheck.reads(run, n.name) : Promise.resolve(null),
         ])
         return [n.name, { ...parseFacts(r.stdout), readsCertsD: certsD }] as const
       }),
@@ -504,7 +500,7 @@ async function ensureProbeImage(run: Runner, config: Config, containers: docker.
 
 /** The nodes of the cluster of `config`: control plane (server) first, then workers (agents), as kind and k3d list them. */
 function clusterNodes(config: Config, containers: docker.Container[]): Node[] {
-  const cluster = findClusters(config.cluster.name, containers).find((c) => c.provider === config.cluster.provider)
+  const cluster = configuredCluster(config, containers)
   const rank = (n: Node) => (n.role === 'control-plane' || n.role === 'server' ? 0 : 1)
   return [...(cluster?.nodes ?? [])].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name))
 }
