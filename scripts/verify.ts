@@ -7,7 +7,8 @@ import { loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { log, UserError } from './lib/log.ts'
 import { configuredCluster } from './lib/providers/index.ts'
-import { renderMatrix, verify } from './lib/verify.ts'
+import { verify } from './lib/verify.ts'
+import { renderMatrix } from './lib/verify-verdicts.ts'
 
 const USAGE = `Usage: verify [options]
 

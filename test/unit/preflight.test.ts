@@ -5,16 +5,8 @@ import { resolveConfig } from '../../scripts/lib/config.ts'
 import type { V2Answer } from '../../scripts/lib/distribution.ts'
 import type { Lookup } from '../../scripts/lib/dns.ts'
 import { parseResolved } from '../../scripts/lib/dns.ts'
-import {
-  type Check,
-  desiredMirrors,
-  evaluate,
-  type NodeView,
-  type Observed,
-  parseV2Output,
-  renderReport,
-  selectTargets,
-} from '../../scripts/lib/preflight.ts'
+import { type Check, desiredMirrors, type NodeView, type Observed, parseV2Output, selectTargets } from '../../scripts/lib/preflight.ts'
+import { evaluate, renderReport } from '../../scripts/lib/preflight-verdicts.ts'
 import { desiredRegistriesYaml } from '../../scripts/lib/providers/k3d.ts'
 
 const config = resolveConfig({
