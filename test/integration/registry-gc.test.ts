@@ -253,7 +253,7 @@ integration('registry-gc', () => {
     await pushImage(local, 'gc/bad', 'y', { layers: [layer(10_000)], created: daysAgo(2) })
     const before = await volumeListing(registry.volume)
     const cases: [string[], RegExp][] = [
-      [['--stats', '--registry', 'nope'], /no registry named nope in the config: choose one of/],
+      [['--stats', '--registry', 'nope'], /no registry nope in the config: name kind-registry/],
       [['--older-than', '2 weeks'], /--older-than "2 weeks" is not an age: use .* 14d/],
       [['--keep-last', 'few'], /--keep-last "few" is not a count/],
       [['--keep-last', '1', '--registry', cache.name], /--keep-last does not apply to .*: a cache evicts whole repositories/],
