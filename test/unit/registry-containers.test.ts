@@ -4,13 +4,9 @@ import type { V2Answer } from '../../scripts/lib/distribution.ts'
 import type { Container } from '../../scripts/lib/docker.ts'
 import { LABEL } from '../../scripts/lib/labels.ts'
 import { UserError } from '../../scripts/lib/log.ts'
-import {
-  adoptRegistry,
-  applyRegistries,
-  planRegistries,
-  registryContainer,
-  removeRegistries,
-} from '../../scripts/lib/registry-containers.ts'
+import { adoptRegistry } from '../../scripts/lib/registry-adoption.ts'
+import { applyRegistries, planRegistries, registryContainer } from '../../scripts/lib/registry-containers.ts'
+import { removeRegistries } from '../../scripts/lib/registry-removal.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
 import { freePort } from '../kit/net.ts'
 

@@ -4,15 +4,8 @@ import { describe, expect, test } from 'bun:test'
 import { resolveConfig } from '../../scripts/lib/config.ts'
 import { RegistryError } from '../../scripts/lib/distribution.ts'
 import { UserError } from '../../scripts/lib/log.ts'
-import {
-  failureReason,
-  hostPlatform,
-  routeImages,
-  samePlatform,
-  selectPlatforms,
-  summaryLines,
-  ttyProgress,
-} from '../../scripts/lib/warm.ts'
+import { failureReason, hostPlatform, routeImages, samePlatform, selectPlatforms } from '../../scripts/lib/warm.ts'
+import { summaryLines, ttyProgress } from '../../scripts/lib/warm-output.ts'
 
 const config = resolveConfig({
   mirrors: [
