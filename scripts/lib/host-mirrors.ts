@@ -21,6 +21,7 @@ import { access, mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { confirm } from './cli.ts'
 import type { Config, Registry } from './config.ts'
+import { addMirror, DAEMON_JSON, daemonJsonMirrors, removeMirror } from './daemon-json.ts'
 import * as docker from './docker.ts'
 import { unifiedDiff, writeHostsFile } from './etc-hosts.ts'
 import { ProgramNotFound, type Runner } from './exec.ts'
@@ -29,7 +30,6 @@ import { EXIT, log, UserError } from './log.ts'
 import { hostsToml } from './render.ts'
 import { type Route, registryRoutes } from './routes.ts'
 
-export const DAEMON_JSON = '/etc/docker/daemon.json'
 export const DOCKER_CERTS_D = '/etc/docker/certs.d'
 /** The copy of daemon.json as it was before devreg changed it, beside it. */
 export const BACKUP_SUFFIX = '.devreg-backup'
@@ -164,145 +164,6 @@ export function hostMirrorFiles(config: Config): Map<string, string> {
     files.set(route.host, `${HEADER}\n${body}`)
   }
   return files
-}
-
-// daemon.json is edited as text, so every byte devreg did not add stays as it was.
-
-interface Span {
-  start: number
-  end: number
-}
-interface Member extends Span {
-  key: string
-  /** Where the key's opening quote is. */
-  keyStart: number
-}
-
-function skipWs(text: string, i: number): number {
-  while (i < text.length && /\s/.test(text[i])) i++
-  return i
-}
-
-function skipString(text: string, i: number): number {
-  for (i++; i < text.length; i++) {
-    if (text[i] === '\\') i++
-    else if (text[i] === '"') return i + 1
-  }
-  return i
-}
-
-function skipValue(text: string, i: number): number {
-  if (text[i] === '"') return skipString(text, i)
-  if (text[i] === '{' || text[i] === '[') {
-    let depth = 0
-    for (; i < text.length; i++) {
-      const c = text[i]
-      if (c === '"') i = skipString(text, i) - 1
-      else if (c === '{' || c === '[') depth++
-      else if (c === '}' || c === ']') {
-        depth--
-        if (depth === 0) return i + 1
-      }
-    }
-    return i
-  }
-  while (i < text.length && !/[\s,}\]]/.test(text[i])) i++
-  return i
-}
-
-/** The members of the top-level object, with where each key and value are; the text must be valid JSON. */
-function objectMembers(text: string): { open: number; close: number; members: Member[] } {
-  const open = skipWs(text, 0)
-  const members: Member[] = []
-  let i = skipWs(text, open + 1)
-  while (text[i] !== '}') {
-    const keyStart = i
-    const keyEnd = skipString(text, i)
-    const key = JSON.parse(text.slice(keyStart, keyEnd)) as string
-    const start = skipWs(text, skipWs(text, keyEnd) + 1)
-    const end = skipValue(text, start)
-    members.push({ key, keyStart, start, end })
-    i = skipWs(text, end)
-    if (text[i] === ',') i = skipWs(text, i + 1)
-  }
-  return { open, close: i, members }
-}
-
-function arrayElements(text: string, array: Span): Span[] {
-  const out: Span[] = []
-  let i = skipWs(text, array.start + 1)
-  while (i < array.end - 1 && text[i] !== ']') {
-    const end = skipValue(text, i)
-    out.push({ start: i, end })
-    i = skipWs(text, end)
-    if (text[i] === ',') i = skipWs(text, i + 1)
-  }
-  return out
-}
-
-const splice = (text: string, from: number, to: number, insert = '') => text.slice(0, from) + insert + text.slice(to)
-
-function parseDaemonJson(text: string, path: string): Record<string, unknown> {
-  let doc: unknown
-  try {
-    doc = JSON.parse(text)
-  } catch (err) {
-    throw new UserError(`${path} is not valid JSON (${(err as Error).message}): fix it first; devreg edits only valid files`, EXIT.usage)
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`${path} is not a JSON object: fix it first`, EXIT.usage)
-  return doc as Record<string, unknown>
-}
-
-/** The registry-mirrors a daemon.json lists. */
-export function daemonJsonMirrors(text: string | null, path = DAEMON_JSON): string[] {
-  if (text === null || !text.trim()) return []
-  const m = parseDaemonJson(text, path)['registry-mirrors']
-  return Array.isArray(m) ? m.filter((x): x is string => typeof x === 'string') : []
-}
-
-/**
- * daemon.json with `url` first in registry-mirrors (tried before any mirror
- * already there), in the file's own indentation and line endings. An absent
- * or empty file becomes a new one.
- */
-export function addMirror(text: string, url: string, path = DAEMON_JSON): string {
-  const item = JSON.stringify(url)
-  if (!text.trim()) return `{\n  "registry-mirrors": [${item}]\n}\n`
-  parseDaemonJson(text, path)
-  const { open, close, members } = objectMembers(text)
-  const nl = text.includes('\r\n') ? '\r\n' : '\n'
-  const existing = members.filter((m) => m.key === 'registry-mirrors').at(-1)
-  if (existing) {
-    if (text[existing.start] !== '[') throw new UserError(`${path}: registry-mirrors is not a list: fix it first`, EXIT.usage)
-    const elems = arrayElements(text, existing)
-    if (!elems.length) return splice(text, existing.start, existing.end, `[${item}]`)
-    const before = text.slice(existing.start + 1, elems[0].start)
-    const sep = before.includes('\n') ? `,${nl}${before.slice(before.lastIndexOf('\n') + 1)}` : ', '
-    return splice(text, elems[0].start, elems[0].start, item + sep)
-  }
-  const member = `"registry-mirrors": [${item}]`
-  if (!members.length) return splice(text, open, close + 1, `{${nl}  ${member}${nl}}`)
-  const before = text.slice(open + 1, members[0].keyStart)
-  const lead = before.includes('\n') ? `${nl}${before.slice(before.lastIndexOf('\n') + 1)}` : ' '
-  const last = members[members.length - 1]
-  return splice(text, last.end, last.end, `,${lead}${member}`)
-}
-
-/** The inverse of addMirror: `url` out of registry-mirrors, and the key out when it was the only entry. */
-export function removeMirror(text: string, url: string, path = DAEMON_JSON): string {
-  if (!text.trim()) return text
-  parseDaemonJson(text, path)
-  const { open, close, members } = objectMembers(text)
-  const i = members.map((m) => m.key).lastIndexOf('registry-mirrors')
-  if (i < 0 || text[members[i].start] !== '[') return text
-  const elems = arrayElements(text, members[i])
-  const at = elems.findIndex((e) => JSON.parse(text.slice(e.start, e.end)) === url)
-  if (at < 0) return text
-  if (elems.length > 1)
-    return at < elems.length - 1 ? splice(text, elems[at].start, elems[at + 1].start) : splice(text, elems[at - 1].end, elems[at].end)
-  if (members.length === 1) return splice(text, open + 1, close)
-  if (i === members.length - 1) return splice(text, members[i - 1].end, members[i].end)
-  return splice(text, members[i].keyStart, members[i + 1].keyStart)
 }
 
 /** One file devreg would write (content) or remove (null). */

@@ -6,12 +6,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { resolveConfig } from '../../scripts/lib/config.ts'
+import { addMirror, daemonJsonMirrors, removeMirror } from '../../scripts/lib/daemon-json.ts'
 import {
-  addMirror,
   BACKUP_SUFFIX,
   type DockerInfo,
   type DockerVersion,
-  daemonJsonMirrors,
   type Engine,
   engineFacts,
   hostMirrorFiles,
@@ -20,7 +19,6 @@ import {
   judgeHostRoutes,
   type Observed,
   planHostMirrors,
-  removeMirror,
   support,
 } from '../../scripts/lib/host-mirrors.ts'
 import { UserError } from '../../scripts/lib/log.ts'
