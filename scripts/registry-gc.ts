@@ -286,7 +286,7 @@ async function gc(
   await checkApplicable(run, work, containers)
   if (!run.dryRun) {
     const what = work.map(({ registry, plan }) => `${registry.name}: ${summary(plan)}`).join('; ')
-    if (!(await confirm(`${what}. Free about ${formatBytes(total)}?`, opts.yes))) {
+    if (!(await confirm(run, `${what}. Free about ${formatBytes(total)}?`, opts.yes))) {
       log.info('nothing deleted')
       return 1
     }
@@ -409,29 +409,16 @@ function printPlan(registry: Registry, plan: GcPlan): void {
   )
 }
 
-/** Deletes through the API (local), then garbage-collects with the registry stopped, and restores it as it was. */
-/** The registry HTTP calls GC apply makes (tests hand in their own). */
-export interface GcRegistryApi {
-  deleteManifest: typeof deleteManifest
-  waitForV2: typeof waitForV2
-}
-
 /**
  * Deletes the plan's manifests through the API, then, with the registry
  * stopped, removes its tags and evicted repositories and runs distribution's
  * garbage-collect; starts it again whatever happened, and checks it answers.
  */
-export async function applyPlan(
-  run: Runner,
-  registry: Registry,
-  plan: GcPlan,
-  running: boolean,
-  api: GcRegistryApi = { deleteManifest, waitForV2 },
-): Promise<void> {
+export async function applyPlan(run: Runner, registry: Registry, plan: GcPlan, running: boolean): Promise<void> {
   const base = registry.address.url
   await mapLimit(plan.manifests, 8, async (m) => {
     if (run.dryRun) log.out(`curl -X DELETE ${base}/v2/${m.repo}/manifests/${m.digest}`)
-    else await api.deleteManifest(base, m.repo, m.digest)
+    else await deleteManifest(run, base, m.repo, m.digest)
   })
   const remove = [...plan.untag.map((t) => `${t.repo}/_manifests/tags/${t.tag}`), ...plan.evict]
   if (running) await docker.stopContainer(run, registry.name)
@@ -442,7 +429,7 @@ export async function applyPlan(
   }
   if (!running || run.dryRun) return
   // Success means the registry serves again, not only that its container started.
-  const answer = await api.waitForV2(base, 30_000)
+  const answer = await waitForV2(run, base, 30_000)
   if (!answer.ok)
     throw new UserError(
       `${registry.name} does not answer GET ${base}/v2/ after garbage-collect restarted it (${answer.error ?? `HTTP ${answer.status}`}): \`docker logs ${registry.name}\` shows why`,

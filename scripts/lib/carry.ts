@@ -22,7 +22,7 @@
 // storage, and only once every volume is staged links them in, blobs before
 // links (templates/volume-files.sh), never replacing a file that is there.
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream, createWriteStream, existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import type { Readable, Writable } from 'node:stream'
@@ -33,6 +33,7 @@ import { ensureVolume, helperCommand, volumeExists } from './docker.ts'
 import type { Runner, Streamed } from './exec.ts'
 import { alive, withRegistryLocks } from './lock.ts'
 import { CommandError, chalk, EXIT, formatBytes, log, UserError } from './log.ts'
+import type { Files } from './machine.ts'
 import { REPOSITORY, TAG } from './reference.ts'
 import { REGISTRY_DATA } from './registry-containers.ts'
 import { manifestClosure, readStorage, type Storage, type StoredRepository } from './storage.ts'
@@ -284,11 +285,12 @@ class ArchiveWriter {
   private readonly tar: TarWriter
 
   constructor(
+    private readonly files: Files,
     private readonly file: string,
     gzip: boolean,
   ) {
     this.tmp = `${file}.partial-${process.pid}`
-    this.out = createWriteStream(this.tmp, { mode: 0o600 })
+    this.out = files.writeStream(this.tmp)
     this.head = gzip ? createGzip() : this.out
     if (gzip) this.head.pipe(this.out)
     this.tar = new TarWriter((chunk) => writeTo(this.head, chunk))
@@ -303,14 +305,14 @@ class ArchiveWriter {
     await this.tar.finish()
     this.head.end()
     await finished(this.out)
-    renameSync(this.tmp, this.file)
+    await this.files.rename(this.tmp, this.file)
   }
 
-  abort(): void {
+  async abort(): Promise<void> {
     this.tar.abort(new Error('export aborted'))
     this.head.destroy()
     this.out.destroy()
-    rmSync(this.tmp, { force: true })
+    await this.files.rm(this.tmp)
   }
 }
 
@@ -331,8 +333,7 @@ async function writeTo(w: Writable, chunk: Buffer): Promise<void> {
 }
 
 /** Progress of bytes against a total: redrawn in place on a terminal, a line per step otherwise. */
-function byteProgress(verb: string) {
-  const tty = Boolean(process.stderr.isTTY)
+function byteProgress(verb: string, tty: boolean) {
   let last = 0
   return {
     update(what: string, done: number, total: number) {
@@ -452,8 +453,8 @@ async function writeArchive(
   present: ExportSource[],
   summary: ExportSummary,
 ): Promise<void> {
-  const writer = new ArchiveWriter(opts.file, opts.gzip)
-  const progress = byteProgress('exporting')
+  const writer = new ArchiveWriter(run.files, opts.file, opts.gzip)
+  const progress = byteProgress('exporting', run.tty.stderr)
   try {
     const mtime = Math.floor(Date.now() / 1000)
     const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)
@@ -469,7 +470,7 @@ async function writeArchive(
     await writer.entry(TRAILER, mtime, trailerBytes.length, trailerBytes)
     await writer.close()
   } catch (err) {
-    writer.abort()
+    await writer.abort()
     throw err
   }
 }
@@ -798,7 +799,7 @@ export interface ImportSummary {
 /** `dev-registry import`: check the whole archive, then merge what each volume lacks. */
 export async function importArchive(run: Runner, config: Config, file: string, names: readonly string[]): Promise<ImportSummary> {
   // 1. Check everything before anything is touched.
-  const progress = byteProgress('checking')
+  const progress = byteProgress('checking', run.tty.stderr)
   const total = statSync(file, { throwIfNoEntry: false })?.size ?? 0
   const archive = await verifyArchive(file, (n) => progress.update(file, n, total))
   const targets = importTargets(config, archive.manifest, names)

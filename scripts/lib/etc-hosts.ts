@@ -1,9 +1,6 @@
 // /etc/hosts as devreg reads and edits it: pure functions over its text, and
 // one write step that elevates only the write. devreg's entries live between
 // two marker lines; every other line is kept byte for byte.
-import { constants } from 'node:fs'
-import { access, mkdtemp, readFile, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { structuredPatch } from 'diff'
 import { quote } from 'zx'
@@ -130,11 +127,14 @@ export function unifiedDiff(path: string, before: string, after: string): string
   ].join('\n')
 }
 
-export async function readHostsFile(path: string): Promise<string> {
+/** The hosts file's text; a usage error when it cannot be read, except a missing file when `missingIsEmpty`. */
+export async function readHostsFile(run: Runner, path: string, missingIsEmpty = false): Promise<string> {
   try {
-    return await readFile(path, 'utf8')
+    return await run.files.readText(path)
   } catch (err) {
-    throw new UserError(`cannot read ${path} (${(err as NodeJS.ErrnoException).code}): check the path given to --hosts-file`, EXIT.usage)
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' && missingIsEmpty) return ''
+    throw new UserError(`cannot read ${path} (${code}): check the path given to --hosts-file`, EXIT.usage)
   }
 }
 
@@ -145,20 +145,16 @@ export async function readHostsFile(path: string): Promise<string> {
  * never without one; when it cannot run, the command to run is printed.
  */
 export async function writeHostsFile(run: Runner, path: string, content: string): Promise<void> {
-  const writable = await access(path, constants.W_OK).then(
-    () => true,
-    () => false,
-  )
-  if (writable) {
+  if (await run.files.writable(path)) {
     await run.writeFile(path, content)
     return
   }
   const tee = ['sudo', 'tee', path]
   try {
-    await run.change(process.stdin.isTTY ? tee : ['sudo', '--non-interactive', 'tee', path], { input: content })
+    await run.change(run.tty.stdin ? tee : ['sudo', '--non-interactive', 'tee', path], { input: content })
   } catch (err) {
-    const staged = join(await mkdtemp(join(tmpdir(), 'devreg-hosts-')), 'hosts')
-    await writeFile(staged, content, { mode: 0o644 })
+    const staged = join(await run.files.mkdtemp('devreg-hosts-'), 'hosts')
+    await run.files.write(staged, content, { mode: 0o644 })
     const why = (err as Error).message.replace(/^.*? failed: /, '').split('\n')[0]
     throw new UserError(
       `no permission to write ${path}, and sudo could not (${why}): apply the change with \`${show(tee)} < ${quote(staged)} > /dev/null\``,
