@@ -9,7 +9,7 @@ import { removeInCluster } from './lib/in-cluster.ts'
 import { withLock } from './lib/lock.ts'
 import { log } from './lib/log.ts'
 import { PROVIDERS, requireTools } from './lib/providers/provider.ts'
-import { applyRemoval, planRemoval, volumeLine } from './lib/registry-containers.ts'
+import { applyRemoval, planRemoval, volumeLine } from './lib/registry-removal.ts'
 
 const USAGE = `Usage: dev-down [options]
 

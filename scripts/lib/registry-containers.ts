@@ -1,11 +1,11 @@
 // The registry containers devreg owns: the `docker run` settings and hash of
 // each, then compare what runs with what the config asks for and do only what
-// differs (plan, apply, attach, remove). Shared by dev-registry and dev-up.
+// differs (plan, apply, attach). Shared by dev-registry and dev-up; removing
+// them is registry-removal.ts, adopting a foreign one registry-adoption.ts.
 
 import { createHash, createHmac, randomBytes } from 'node:crypto'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { confirm } from './cli.ts'
 import type { Config, Registry } from './config.ts'
 import { waitForV2 } from './distribution.ts'
 import type { Container, RunSpec } from './docker.ts'
@@ -13,15 +13,16 @@ import * as docker from './docker.ts'
 import type { Runner } from './exec.ts'
 import { LABEL } from './labels.ts'
 import { portFree } from './local-addresses.ts'
-import { EXIT, type ExitCode, formatBytes, log, UserError } from './log.ts'
+import { EXIT, type ExitCode, log, UserError } from './log.ts'
 import { ANONYMOUS, type CacheLogin, cacheLogins, PROXY_LOGIN_ENV, proxyLoginEnv } from './login.ts'
+import { REGISTRY_DATA } from './registry-layout.ts'
 import { template } from './templates.ts'
 
 /** The cache entrypoint: serves read-only while the upstream is unreachable (distribution #4038). */
 export const CACHE_ENTRYPOINT = template('cache-entrypoint.sh')
 
-/** Where distribution keeps its data in the registry:2 and registry:3 images. */
-export const REGISTRY_DATA = '/var/lib/registry'
+/** Registries run for months: their logs rotate at 10 MiB x 3 (report reads what is kept). */
+const LOG_ROTATION = ['--log-driver', 'json-file', '--log-opt', 'max-size=10m', '--log-opt', 'max-file=3']
 
 export interface ContainerSpec extends RunSpec {
   /** Hash of every setting devreg chooses; stored as a label to detect drift. */
@@ -84,13 +85,7 @@ function containerSpec(r: Registry, login: { digest: string | undefined } | null
     r.address.publish,
     '--volume',
     `${r.volume}:${REGISTRY_DATA}`,
-    // Registries run for months: rotate their logs.
-    '--log-driver',
-    'json-file',
-    '--log-opt',
-    'max-size=10m',
-    '--log-opt',
-    'max-file=3',
+    ...LOG_ROTATION,
     ...env.flatMap((e) => ['--env', e]),
     ...secretEnv.flatMap((name) => ['--env', name]),
     ...(r.role === 'cache' ? ['--init', '--entrypoint', '/bin/sh'] : []),
@@ -352,120 +347,4 @@ export async function ensureRegistries(run: Runner, config: Config) {
   const [containers, networkExists] = await Promise.all([docker.listContainers(run), docker.networkExists(run, config.network)])
   const steps = await planRegistries(run, config, containers)
   return applyRegistries(run, steps, networkExists ? config.network : null)
-}
-
-/** What removing registries deletes: their containers, and with `purge` their volumes with what they hold. */
-export interface Removal {
-  purge: boolean
-  containers: Registry[]
-  volumes: { name: string; what: string; bytes: number | null }[]
-}
-
-/** The registry containers of the given roles that devreg owns and, with `purge`, their volumes and sizes. */
-export async function planRemoval(
-  run: Runner,
-  config: Config,
-  { purge, roles }: { purge: boolean; roles: Registry['role'][] },
-): Promise<Removal> {
-  const chosen = config.registries.filter((r) => roles.includes(r.role))
-  const containers = await docker.listContainers(run)
-  const volumes: Removal['volumes'] = []
-  if (purge)
-    for (const r of chosen)
-      if (await docker.volumeExists(run, r.volume)) {
-        const what = r.role === 'local' ? 'images pushed to the local registry' : `cache of ${r.upstreamHost}`
-        volumes.push({ name: r.volume, what, bytes: await docker.volumeBytes(run, r.volume, r.image) })
-      }
-  return { purge, containers: chosen.filter((r) => containers.some((c) => c.name === r.name && docker.isOwned(c))), volumes }
-}
-
-/** A volume as the question before deleting it lists it: name, size, what it holds. */
-export const volumeLine = (v: Removal['volumes'][number]) =>
-  `  volume ${v.name.padEnd(36)} ${v.bytes === null ? 'size unknown' : formatBytes(v.bytes)}  (${v.what})`
-
-/** Removes what planRemoval found: the containers, then the volumes. */
-export async function applyRemoval(run: Runner, { purge, containers, volumes }: Removal): Promise<void> {
-  for (const r of containers) {
-    await docker.removeContainer(run, r.name)
-    if (!run.dryRun) log.ok(`${r.name} removed${purge ? '' : ` (volume ${r.volume} kept)`}`)
-  }
-  for (const v of volumes) {
-    await docker.removeVolume(run, v.name)
-    if (!run.dryRun) log.ok(`volume ${v.name} deleted`)
-  }
-}
-
-/**
- * Removes the registry containers of the given roles; with `purge` also their
- * volumes, after listing each with its size and asking (--yes skips it).
- * Returns false when the user said no.
- */
-export async function removeRegistries(
-  run: Runner,
-  config: Config,
-  { purge, yes, roles }: { purge: boolean; yes: boolean; roles: Registry['role'][] },
-): Promise<boolean> {
-  const removal = await planRemoval(run, config, { purge, roles })
-  if (removal.volumes.length) {
-    log.info('These volumes and everything in them would be deleted:')
-    for (const v of removal.volumes) log.info(volumeLine(v))
-    if (!run.dryRun && !(await confirm(run, 'Delete them?', yes))) {
-      log.info('nothing deleted')
-      return false
-    }
-  }
-  await applyRemoval(run, removal)
-  return true
-}
-
-/** Copies a container's registry data (from a volume or its own filesystem) into a volume. */
-export async function copyRegistryData(run: Runner, from: string, volume: string, image: string): Promise<void> {
-  // docker cp emits a tar whose top entry is "registry/"; extracting it under
-  // /var/lib lands the content in the volume mounted at /var/lib/registry.
-  await run.pipe(
-    ['docker', 'cp', `${from}:${REGISTRY_DATA}`, '-'],
-    docker.helperCommand(volume, image, { at: REGISTRY_DATA, stdin: true }, 'tar', '-x', '-C', '/var/lib'),
-  )
-}
-
-/**
- * Replaces a registry container devreg did not create with devreg's own, on
- * devreg's volume: stopped, copied, kept aside renamed (never deleted), then
- * `up`. A proxy-mode registry becomes the cache of its upstream; anything else
- * the local registry.
- */
-export async function adoptRegistry(run: Runner, config: Config, name: string): Promise<number> {
-  if (!(await docker.listContainers(run)).some((c) => c.name === name))
-    throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
-  const info = await docker.inspect<{ Config: { Env?: string[]; Labels?: Record<string, string> }; State: { Running: boolean } }>(run, name)
-  if (!info) throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
-  if (info.Config.Labels?.[LABEL.managed] === 'true') throw new UserError(`${name} is already devreg's: nothing to adopt`, EXIT.usage)
-  const remote = info.Config.Env?.find((e) => e.startsWith('REGISTRY_PROXY_REMOTEURL='))
-    ?.split('=')[1]
-    ?.replace(/\/+$/, '')
-  const target = remote
-    ? config.registries.find((r) => r.role === 'cache' && r.upstream === remote)
-    : config.registries.find((r) => r.role === 'local')
-  if (!target)
-    throw new UserError(
-      `${name} is a cache of ${remote}, which no mirror in the config has as upstream: add a mirror with upstream ${remote} first`,
-      2,
-    )
-  const backup = `${name}-adopted-${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}`
-
-  // 1. Stop it so its data is consistent, and keep Docker from restarting it.
-  if (info.State.Running) await docker.stopContainer(run, name)
-  await docker.disableRestart(run, name)
-  // 2. Copy its /var/lib/registry (volume or container filesystem) into devreg's volume.
-  await docker.ensureVolume(run, target.volume)
-  await copyRegistryData(run, name, target.volume, target.image)
-  // 3. Keep the old container, renamed and stopped, until the user removes it.
-  await docker.renameContainer(run, name, backup)
-  log.ok(`copied ${name}'s images into volume ${target.volume}; the old container is kept, stopped, as ${backup}`)
-  // 4. Bring up devreg's registries, the adopted one included. Under --dry-run
-  // the container still has its name, so planning would refuse it as foreign.
-  if (run.dryRun) log.out('# then: dev-registry up')
-  else await ensureRegistries(run, config)
-  log.info(`when you have checked your images, remove the old container: docker rm ${backup}`)
-  return 0
 }

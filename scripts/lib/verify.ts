@@ -10,14 +10,15 @@
 // spegel#1272, a node proxy): only the registry's own log says where they went.
 // Planning, log matching, verdicts and the matrix are pure; observe() asks Docker.
 import { createHash } from 'node:crypto'
-import { placeFiles } from './carry.ts'
 import type { Config, Provider } from './config.ts'
 import * as docker from './docker.ts'
 import type { Runner } from './exec.ts'
 import { log, table, UserError } from './log.ts'
+import { placeFiles } from './probe-placement.ts'
 import { CERTS_D, readsCertsD } from './providers/kind.ts'
 import { findClusters, type Node, PROVIDERS } from './providers/provider.ts'
-import { REGISTRY_DATA } from './registry-containers.ts'
+import { blobPath, layerLinkPath, REGISTRY_DATA, revisionLinkPath } from './registry-layout.ts'
+import { logFields } from './registry-log.ts'
 import { registryRoutes } from './routes.ts'
 import { template } from './templates.ts'
 
@@ -81,20 +82,15 @@ export function probeImage(): ProbeImage {
     mediaType: OCI_INDEX,
     manifests: images.map((i) => ({ ...ref(i.manifest), platform: i.platform })),
   })
-  const hex = (d: string) => d.slice('sha256:'.length)
-  const repo = `docker/registry/v2/repositories/${PROBE_REPOSITORY}`
   const manifests = [index, ...images.map((i) => i.manifest)]
   const layers = [layer, ...images.map((i) => i.config)]
   const link = (d: string) => Buffer.from(d)
   return {
     digest: index.digest,
     files: [
-      ...[...manifests, ...layers].map((b) => ({
-        path: `docker/registry/v2/blobs/sha256/${hex(b.digest).slice(0, 2)}/${hex(b.digest)}/data`,
-        body: b.body,
-      })),
-      ...layers.map((b) => ({ path: `${repo}/_layers/sha256/${hex(b.digest)}/link`, body: link(b.digest) })),
-      ...manifests.map((b) => ({ path: `${repo}/_manifests/revisions/sha256/${hex(b.digest)}/link`, body: link(b.digest) })),
+      ...[...manifests, ...layers].map((b) => ({ path: blobPath(b.digest), body: b.body })),
+      ...layers.map((b) => ({ path: layerLinkPath(PROBE_REPOSITORY, b.digest), body: link(b.digest) })),
+      ...manifests.map((b) => ({ path: revisionLinkPath(PROBE_REPOSITORY, b.digest), body: link(b.digest) })),
     ],
   }
 }
@@ -168,15 +164,6 @@ export function planProbes(ts: Target[], nodes: string[], digest: string): Probe
   )
 }
 
-const FIELD = /([\w.]+)=("(?:[^"\\]|\\.)*"|\S*)/g
-const unquote = (raw: string) => {
-  if (!raw.startsWith('"')) return raw
-  try {
-    return JSON.parse(raw) as string
-  } catch {
-    return raw.slice(1, -1)
-  }
-}
 const MANIFEST_URI = new RegExp(`^/v2/${PROBE_REPOSITORY}/manifests/([A-Za-z0-9_.:-]+)(\\?.*)?$`)
 
 /**
@@ -190,12 +177,7 @@ export function probeHits(container: string, text: string): Hit[] {
   const hits: Hit[] = []
   for (const line of text.split('\n')) {
     if (!line.includes('response completed') || !line.includes(PROBE_REPOSITORY)) continue
-    let f: Record<string, string> = {}
-    if (line.startsWith('{'))
-      try {
-        f = Object.fromEntries(Object.entries(JSON.parse(line) as Record<string, unknown>).map(([k, v]) => [k, String(v)]))
-      } catch {}
-    else for (const [, key, raw] of line.matchAll(FIELD)) f[key] = unquote(raw)
+    const f = logFields(line)
     const m = MANIFEST_URI.exec(f['http.request.uri'] ?? '')
     if (!m) continue
     const address = (f['http.request.remoteaddr'] ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1')
@@ -491,8 +473,7 @@ const PROBE_IMAGE = probeImage()
  * import's commit links last of all.
  */
 async function ensureProbeImage(run: Runner, config: Config, containers: docker.Container[]): Promise<void> {
-  const hex = PROBE_IMAGE.digest.slice('sha256:'.length)
-  const marker = `${REGISTRY_DATA}/docker/registry/v2/repositories/${PROBE_REPOSITORY}/_manifests/revisions/sha256/${hex}/link`
+  const marker = `${REGISTRY_DATA}/${revisionLinkPath(PROBE_REPOSITORY, PROBE_IMAGE.digest)}`
   const running = config.registries.filter((r) => containers.some((c) => c.name === r.name && c.state === 'running'))
   await Promise.all(
     running.map(async (r) => {

@@ -1,4 +1,4 @@
-// Scripts run under `npx tsx` as well as bun (README: Node and npm are all a
+// Scripts run under `npx tsx` as well as bun (docs/development.md: Node and npm are all a
 // machine needs). Every other CLI test runs them under bun; here each script
 // starts once under tsx, loading all it imports, and answers --help.
 import { expect, test } from 'bun:test'

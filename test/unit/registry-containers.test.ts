@@ -3,13 +3,9 @@ import { resolveConfig } from '../../scripts/lib/config.ts'
 import type { Container } from '../../scripts/lib/docker.ts'
 import { LABEL } from '../../scripts/lib/labels.ts'
 import { UserError } from '../../scripts/lib/log.ts'
-import {
-  adoptRegistry,
-  applyRegistries,
-  planRegistries,
-  registryContainer,
-  removeRegistries,
-} from '../../scripts/lib/registry-containers.ts'
+import { adoptRegistry } from '../../scripts/lib/registry-adoption.ts'
+import { applyRegistries, planRegistries, registryContainer } from '../../scripts/lib/registry-containers.ts'
+import { removeRegistries } from '../../scripts/lib/registry-removal.ts'
 import { fakeRunner, on, v2Up } from '../kit/fake-runner.ts'
 import { freePort } from '../kit/net.ts'
 

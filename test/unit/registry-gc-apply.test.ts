@@ -4,7 +4,7 @@
 import { describe, expect, test } from 'bun:test'
 import { resolveConfig } from '../../scripts/lib/config.ts'
 import type { GcPlan } from '../../scripts/lib/gc.ts'
-import { applyPlan } from '../../scripts/registry-gc.ts'
+import { applyPlan } from '../../scripts/lib/gc-apply.ts'
 import { fakeRunner, http, on, v2Up } from '../kit/fake-runner.ts'
 
 const [local] = resolveConfig({ mirrors: [] }).registries
@@ -31,7 +31,13 @@ describe('registry-gc --apply, for one running registry', () => {
     expect(lines[0]).toBe(DELETE)
     expect(lines[1]).toBe(`docker stop ${local.name}`)
     expect(gcRun(lines[2])).toBe(true)
-    expect(run.calls[2].argv.slice(-3)).toEqual(['garbage-collect', 'app/_manifests/tags/v1', 'library/redis'])
+    // Paths relative to the storage's repositories directory, which comes first (registry-layout.ts).
+    expect(run.calls[2].argv.slice(-4)).toEqual([
+      'garbage-collect',
+      '/var/lib/registry/docker/registry/v2/repositories',
+      'app/_manifests/tags/v1',
+      'library/redis',
+    ])
     expect(lines.slice(3)).toEqual([`docker start ${local.name}`, `GET ${local.address.url}/v2/`])
   })
 

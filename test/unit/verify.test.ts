@@ -6,8 +6,8 @@ import { describe, expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { classifyPath } from '../../scripts/lib/carry.ts'
 import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
+import { classifyPath } from '../../scripts/lib/registry-layout.ts'
 import {
   type Facts,
   type Hit,

@@ -11,10 +11,9 @@ import {
   routeImages,
   samePlatform,
   selectPlatforms,
-  summaryLines,
-  ttyProgress,
   warmImages,
 } from '../../scripts/lib/warm.ts'
+import { summaryLines, ttyProgress } from '../../scripts/lib/warm-output.ts'
 import { fakeRunner, http, on, v2Up } from '../kit/fake-runner.ts'
 import { FakeVolume } from '../kit/fake-volume.ts'
 
