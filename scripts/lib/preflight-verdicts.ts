@@ -6,6 +6,7 @@ import type { Config, Registry } from './config.ts'
 import type { V2Answer } from './distribution.ts'
 import type { Lookup } from './dns.ts'
 import { shadowedRegistries } from './etc-hosts.ts'
+import { pullsThroughCache } from './host-engine.ts'
 import { isLoopback } from './local-addresses.ts'
 import { table } from './log.ts'
 import { type Check, checksDaemon, desiredMirrors, type NodeView, type Observed, type Selection, type Status } from './preflight.ts'
@@ -108,15 +109,7 @@ function dockerMirror(config: Config, mirrors: string[] | null): Verdict | null 
   const cache = config.registries.find((r) => r.upstreamHost === 'docker.io')
   if (!cache || mirrors === null) return null
   const url = cache.address.url
-  const listed = mirrors.some((m) => {
-    try {
-      const u = new URL(m)
-      return Number(u.port) === cache.port && [cache.bind, '127.0.0.1', 'localhost'].includes(u.hostname)
-    } catch {
-      return false
-    }
-  })
-  if (listed) return pass(`registry-mirrors has ${url}`)
+  if (pullsThroughCache(mirrors, cache)) return pass(`registry-mirrors has ${url}`)
   const snippet = {
     'registry-mirrors': [url],
     ...(isLoopback(cache.bind) ? {} : { 'insecure-registries': [`${cache.bind}:${cache.port}`] }),

@@ -9,7 +9,7 @@ import { firstLine, type InContainer, type Lookup, resolveIn, resolveOnHost } fr
 import * as docker from './docker.ts'
 import { type HostsEntry, parseHostsFile } from './etc-hosts.ts'
 import type { Runner } from './exec.ts'
-import { type HostRoute, hostEngineRoutes } from './host-mirrors.ts'
+import { type HostRoute, hostEngineRoutes } from './host-engine.ts'
 import { endpointSliceAddresses } from './in-cluster.ts'
 import { UserError } from './log.ts'
 import { type ClusterProvider, configuredCluster, type Node, providerOf } from './providers/index.ts'
@@ -163,7 +163,7 @@ export async function observe(run: Runner, config: Config, sel: Selection, hosts
     mapAsync(
       sel.registries,
       (r) => r.name,
-      (r) => pingV2(r.address.url),
+      (r) => pingV2(run, r.address.url),
     ),
     checksDaemon(sel) ? docker.daemonMirrors(run) : Promise.resolve(null),
     networkExists ? docker.networkAddresses(run, config.network) : Promise.resolve(new Map<string, string>()),
