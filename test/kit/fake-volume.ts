@@ -45,7 +45,9 @@ export class FakeVolume {
         return volume
       }),
       on(['docker', 'run', '--rm', '--network', 'none', '--volume', `${volume}:/volume:ro`], (argv) =>
-        argv.at(-1) === 'list' ? this.listing() : { exitCode: 2, stderr: `fake volume: ${argv.at(-1)} is not played` },
+        argv[argv.indexOf('read-storage') + 1] === 'list'
+          ? this.listing()
+          : { exitCode: 2, stderr: `fake volume: ${argv[argv.indexOf('read-storage') + 1]} is not played` },
       ),
       on(['docker', 'run', '--rm', '-i', '--network', 'none', '--volume', new RegExp(`^${volume}:`)], (argv) => {
         const [command, id] = argv.slice(argv.indexOf('volume-files') + 1)

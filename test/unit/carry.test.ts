@@ -6,21 +6,17 @@ import { createReadStream, mkdtempSync, statSync, truncateSync, writeFileSync } 
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import {
-  abandonedStages,
-  chooseRegistries,
-  classifyPath,
-  exportRegistries,
-  importArchive,
-  importTargets,
-  planExport,
-  stageId,
-  verifyArchive,
-} from '../../scripts/lib/carry.ts'
+import { verifyArchive } from '../../scripts/lib/archive-check.ts'
+import { exportRegistries } from '../../scripts/lib/carry-export.ts'
+import { importArchive, importTargets } from '../../scripts/lib/carry-import.ts'
 import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
+import { planExport } from '../../scripts/lib/export-plan.ts'
 import { UserError } from '../../scripts/lib/log.ts'
+import { classifyPath } from '../../scripts/lib/registry-layout.ts'
+import { selectRegistries } from '../../scripts/lib/registry-names.ts'
 import { parseListing } from '../../scripts/lib/storage.ts'
 import { readTar, TarWriter } from '../../scripts/lib/tar.ts'
+import { abandonedStages, stageId } from '../../scripts/lib/volume-files.ts'
 import { sampleArchive, tar } from '../kit/archive.ts'
 import { fakeRunner } from '../kit/fake-runner.ts'
 import { FakeVolume, registryVersion } from '../kit/fake-volume.ts'
@@ -245,8 +241,11 @@ describe('verifyArchive', () => {
     expect(importTargets(config, manifest, []).get('docker.io')?.name).toBe('kind-cache-docker-io')
     const quay = { ...manifest, registries: [{ ...manifest.registries[0], key: 'quay.io' }] }
     expect(() => importTargets(config, quay, [])).toThrow(/holds a cache of quay\.io, which the config has no mirror for/)
-    expect(chooseRegistries(config, []).map((r) => r.name)).toEqual(['kind-cache-docker-io'])
-    expect(chooseRegistries(config, ['local', 'docker.io']).map((r) => r.name)).toEqual(['kind-registry', 'kind-cache-docker-io'])
+    expect(selectRegistries(config, [], { none: 'caches' }).map((r) => r.name)).toEqual(['kind-cache-docker-io'])
+    expect(selectRegistries(config, ['local', 'docker.io'], { none: 'caches' }).map((r) => r.name)).toEqual([
+      'kind-registry',
+      'kind-cache-docker-io',
+    ])
   })
 
   test('the template the helpers run passes shellcheck', () => {
@@ -274,7 +273,7 @@ describe('export and import against volumes the fake runner plays', () => {
   test('export streams what the tags reach into one archive that import checks and merges into an empty volume', async () => {
     const source = filled()
     const file = join(dir, 'orchestrated.tar')
-    const out = fakeRunner([...source.replies(), registryVersion])
+    const out = fakeRunner([...source.replies(), registryVersion], { disk: true })
     const summary = await exportRegistries(out, [cache], { file, gzip: false })
     expect(summary.registries).toMatchObject([{ name: cache.name, tags: 1, blobs: 2 }])
     expect(out.calls.filter((c) => c.kind === 'stream').map((c) => c.argv.at(-1))).toEqual(['export'])

@@ -1,0 +1,87 @@
+// Files in and out of a registry's volume while the registry keeps serving,
+// through templates/volume-files.sh in a helper container of the registry's
+// own image: listing, a tar of chosen files (export), and writing: files are
+// staged whole outside the registry's storage, then linked in, content before
+// anything that names it (registry-layout.ts COMMIT_ORDER), never replacing a
+// file that is there. A stage belongs to the run that made it: its ID names
+// the host and the process, so a later run removes only stages whose run is
+// provably gone.
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import type { Registry } from './config.ts'
+import { ensureVolume, helperCommand, volumeExists } from './docker.ts'
+import type { Runner } from './exec.ts'
+import { alive } from './lock.ts'
+import { CommandError, UserError } from './log.ts'
+import { COMMIT_ORDER, REGISTRY_DATA, STORAGE_ROOT } from './registry-layout.ts'
+import { template } from './templates.ts'
+
+/** The file that ends a complete stage: devreg writes it only after every digest checked out. */
+export const SENTINEL = '.devreg-complete'
+const VOLUME_FILES = template('volume-files.sh')
+
+type Volume = Pick<Registry, 'volume' | 'image'>
+
+/** A volume-files.sh command in a helper with the volume mounted where the registry has it (read-only unless `write`). */
+export const volumeFiles = (r: Volume, write: boolean, command: string, ...args: string[]) =>
+  helperCommand(
+    r.volume,
+    r.image,
+    { at: REGISTRY_DATA, workdir: REGISTRY_DATA, readOnly: !write, stdin: true },
+    'sh',
+    '-c',
+    VOLUME_FILES,
+    'volume-files',
+    command,
+    ...args,
+  )
+
+/** `export`: a tar on stdout of the paths the helper reads from stdin. */
+export const exportFiles = (r: Volume) => volumeFiles(r, false, 'export')
+/** `stage ID`: extracts the tar on stdin into the stage ID. */
+export const stageFiles = (r: Volume, id: string) => volumeFiles(r, true, 'stage', id)
+/** `commit ID`: links what stage ID holds into the storage, in COMMIT_ORDER, then removes the stage. */
+export const commitStage = (r: Volume, id: string) => volumeFiles(r, true, 'commit', id, ...COMMIT_ORDER)
+/** `clean ID`: removes the stage ID without committing it. */
+export const cleanStage = (r: Volume, id: string) => volumeFiles(r, true, 'clean', id)
+
+/** The files a volume holds (none when it does not exist), read through a read-only helper. */
+export async function volumeFileSet(run: Runner, registry: Registry): Promise<Set<string>> {
+  if (!(await volumeExists(run, registry.volume))) return new Set()
+  const r = await run.probe(volumeFiles(registry, false, 'list', STORAGE_ROOT), { input: '' })
+  if (!r.ok) throw new UserError(`cannot read volume ${registry.volume} with ${registry.image}: ${r.stderr.trim().split('\n')[0]}`)
+  return new Set(r.stdout.split('\n').filter(Boolean))
+}
+
+/** A host as stage IDs name it: what the helper script accepts in an ID. */
+const hostTag = (host: string) => host.toLowerCase().replace(/[^a-z0-9.-]/g, '-') || 'host'
+
+/** A stage's ID names its run, `<host>-<pid>-<random>`, so a later run can tell whether that run is gone. */
+export function stageId(host = hostname(), pid = process.pid): string {
+  return `${hostTag(host)}-${pid}-${randomBytes(6).toString('hex')}`
+}
+
+/**
+ * The stages among `ids` whose run is provably gone: made on this host by a
+ * process that no longer runs. Another host's stage, or one whose ID says
+ * nothing of its run, is left alone.
+ */
+export function abandonedStages(ids: string[], alive: (pid: number) => boolean, host = hostname()): string[] {
+  return ids.filter((id) => {
+    const m = /^(.+)-(\d+)-[0-9a-f]{12}$/.exec(id)
+    return m !== null && m[1] === hostTag(host) && !alive(Number(m[2]))
+  })
+}
+
+/** The volume, created when missing, without the stages a run that crashed left in it. */
+export async function prepareStaging(run: Runner, registry: Registry): Promise<void> {
+  await ensureVolume(run, registry.volume)
+  const r = await run.probe(volumeFiles(registry, false, 'stages'), { input: '' })
+  for (const id of abandonedStages(r.stdout.split('\n').filter(Boolean), alive)) await run.change(cleanStage(registry, id), { input: '' })
+}
+
+/** A helper container's failure in one line: its own message, not the script it ran. */
+export function helperFailed(registry: Registry, err: Error, outcome: string): UserError {
+  const detail = err instanceof CommandError ? err.detail : err.message
+  return new UserError(`${registry.name}: the helper container writing into volume ${registry.volume} failed: ${detail}; ${outcome}`)
+}
