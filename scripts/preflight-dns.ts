@@ -81,7 +81,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     throw new UserError(`--fix-hosts writes every hosts entry of the config and takes no names (got ${opts.names.join(', ')})`, EXIT.usage)
   if (args['hosts-file'] === '') throw new UserError('--hosts-file needs a path', EXIT.usage)
 
-  const config = loadConfig({ configPath: opts.configPath })
+  const config = loadConfig({ configPath: opts.configPath, env: run.env })
   return opts.fixHosts ? fixHosts(run, config, opts) : check(run, config, opts)
 }
 

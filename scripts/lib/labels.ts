@@ -6,5 +6,6 @@ export const LABEL = {
   role: 'devreg.role',
   hash: 'devreg.config-hash',
   credentials: 'devreg.credentials-digest',
-  upstreamHost: 'devreg.upstream-host',
+  // The label's name predates "domain"; containers made before carry it, so it stays.
+  upstreamDomain: 'devreg.upstream-host',
 } as const

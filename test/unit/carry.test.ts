@@ -24,8 +24,8 @@ import { privateLockDir } from '../kit/lock-dir.ts'
 
 const V2 = 'docker/registry/v2'
 const dir = mkdtempSync(join(tmpdir(), 'devreg-carry-unit-'))
-// Import takes the registries' locks.
-privateLockDir()
+// Import takes the registries' locks, where its runner's environment says.
+const { env } = privateLockDir()
 
 async function entries(...chunks: Buffer[]): Promise<[string, string][]> {
   const out: [string, string][] = []
@@ -279,7 +279,7 @@ describe('export and import against volumes the fake runner plays', () => {
     expect(out.calls.filter((c) => c.kind === 'stream').map((c) => c.argv.at(-1))).toEqual(['export'])
 
     const target = new FakeVolume(cache, false)
-    const into = fakeRunner(target.replies())
+    const into = fakeRunner(target.replies(), { env: env() })
     const imported = await importArchive(into, config, file, [])
     expect(imported.added).toBe(6)
     expect(target.files).toEqual(source.files)
@@ -290,7 +290,7 @@ describe('export and import against volumes the fake runner plays', () => {
     ])
     expect(target.stages.size).toBe(0)
 
-    const again = fakeRunner(target.replies())
+    const again = fakeRunner(target.replies(), { env: env() })
     expect((await importArchive(again, config, file, [])).added).toBe(0)
     expect(again.calls.some((c) => c.kind === 'stream')).toBe(false)
   })
@@ -299,7 +299,7 @@ describe('export and import against volumes the fake runner plays', () => {
     const file = join(dir, 'dies.tar')
     writeFileSync(file, await tar(files()))
     const target = new FakeVolume(cache)
-    const run = fakeRunner(target.replies({ readsOnly: 100_000, stderr: 'tar: write error: No space left on device' }))
+    const run = fakeRunner(target.replies({ readsOnly: 100_000, stderr: 'tar: write error: No space left on device' }), { env: env() })
     await expect(importArchive(run, config, file, [])).rejects.toThrow(
       `${cache.name}: the helper container writing into volume ${cache.volume} failed: tar: write error: No space left on device; nothing was imported`,
     )
@@ -328,7 +328,7 @@ describe('staging directories', () => {
     const gone = stageId(hostname(), 2 ** 22 + 1)
     const elsewhere = stageId('another-machine', process.pid)
     for (const id of [live, gone, elsewhere]) target.stages.set(id, new Map())
-    const run = fakeRunner(target.replies())
+    const run = fakeRunner(target.replies(), { env: env() })
     expect((await importArchive(run, config, file, [])).added).toBe(6)
     expect([...target.stages.keys()].sort()).toEqual([live, elsewhere].sort())
     expect(target.files.size).toBe(6)
