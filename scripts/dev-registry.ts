@@ -337,7 +337,7 @@ async function warm(run: Runner, config: Config, opts: Options): Promise<number>
   return summary.failed ? 1 : 0
 }
 
-async function report(run: Runner, config: Config, opts: Options): Promise<number> {
+export async function report(run: Runner, config: Config, opts: Pick<Options, 'since' | 'registries' | 'json'>): Promise<number> {
   const { renderReport, reportCaches } = await import('./lib/cache-report.ts')
   const reports = await reportCaches(run, config, opts.since as Since, opts.registries)
   const caches = reports.map((r) => withOldKeys(r, { host: 'upstreamDomain' }))

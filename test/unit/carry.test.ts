@@ -295,6 +295,24 @@ describe('export and import against volumes the fake runner plays', () => {
     expect(again.calls.some((c) => c.kind === 'stream')).toBe(false)
   })
 
+  test('the manifest names the domain a cache mirrors as upstreamDomain, and as host until the next release', async () => {
+    const file = join(dir, 'keys.tar')
+    await exportRegistries(fakeRunner([...filled().replies(), registryVersion], { disk: true }), [cache], { file, gzip: false })
+    const { manifest } = await verifyArchive(file)
+    expect(manifest.registries).toMatchObject([{ key: 'docker.io', upstreamDomain: 'docker.io', host: 'docker.io' }])
+  })
+
+  test('an archive written before upstreamDomain (host alone) still imports', async () => {
+    const { manifest, files: before } = sampleArchive(Buffer.alloc(1000, 2))
+    const { upstreamDomain, ...old } = manifest.registries[0]
+    expect(old.host).toBe(upstreamDomain as string)
+    const file = join(dir, 'before.tar')
+    writeFileSync(file, await tar(before({ ...manifest, registries: [old] })))
+    const target = new FakeVolume(cache, false)
+    expect((await importArchive(fakeRunner(target.replies(), { env: env() }), config, file, [])).added).toBe(6)
+    expect(target.files.size).toBe(6)
+  })
+
   test('a helper that dies halfway fails the import at once with its own message; nothing is committed, its stage is cleaned', async () => {
     const file = join(dir, 'dies.tar')
     writeFileSync(file, await tar(files()))
