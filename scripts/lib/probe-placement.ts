@@ -7,7 +7,17 @@ import type { Runner } from './exec.ts'
 import { withRegistryLocks } from './lock.ts'
 import { classifyPath } from './registry-layout.ts'
 import { tarOf } from './tar.ts'
-import { commitStage, helperFailed, prepareStaging, SENTINEL, stageFiles, stageId } from './volume-files.ts'
+import {
+  cleanStage,
+  commitStage,
+  copyIntoVolume,
+  helperFailed,
+  prepareStaging,
+  SENTINEL,
+  stageDir,
+  stageId,
+  withHelper,
+} from './volume-files.ts'
 
 /** A file of distribution's storage devreg makes itself, by its path relative to the volume (registry-layout.ts). */
 export interface PlacedFile {
@@ -24,15 +34,19 @@ export async function placeFiles(run: Runner, registry: Registry, files: PlacedF
 
 async function stageAndCommit(run: Runner, registry: Registry, files: PlacedFile[]): Promise<void> {
   const id = stageId()
-  const tar = await tarOf([...files, { path: SENTINEL, body: Buffer.alloc(0) }])
+  const staged = [...files, { path: SENTINEL, body: Buffer.alloc(0) }].map((f) => ({ ...f, path: `${stageDir(id)}/${f.path}` }))
+  const tar = await tarOf(staged)
   await prepareStaging(run, registry)
-  const helper = run.stream(stageFiles(registry, id), { stdin: true })
-  try {
-    await helper.write(tar)
-    helper.end()
-    await helper.done
-  } catch (err) {
-    throw helperFailed(registry, err as Error, 'nothing was placed')
-  }
+  await withHelper(run, registry, { write: true, id }, async (helper) => {
+    const copy = run.stream(copyIntoVolume(helper), { stdin: true })
+    try {
+      await copy.write(tar)
+      copy.end()
+      await copy.done
+    } catch (err) {
+      await run.probe(cleanStage(registry, id), { input: '' })
+      throw helperFailed(registry, err as Error, 'nothing was placed')
+    }
+  })
   await run.change(commitStage(registry, id), { input: '' })
 }
