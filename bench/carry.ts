@@ -42,7 +42,7 @@ async function waitHolds(volume: string, images: PushedImage[], timeoutMs = 120_
 /** Every image answers on `base` by its tag with the manifest digest it was pushed with. */
 async function checkServed(base: string, images: PushedImage[], who: string): Promise<void> {
   for (const i of images) {
-    const m = await getManifest(base, i.repo, i.tag as string)
+    const m = await getManifest(createRunner(), base, i.repo, i.tag as string)
     if (m.digest !== i.digest) throw new Error(`${who} serves ${i.repo}:${i.tag} as ${m.digest}, pushed as ${i.digest}`)
   }
 }
@@ -147,7 +147,7 @@ async function skopeoRound(ws: Workspace, { cache, images }: CarrySetup, round: 
     quiet: true,
   })`docker run -d --name ${plain} -v ${`${ws.name(`plain-${round}-data`)}:/var/lib/registry`} -p ${`127.0.0.1:${plainPort}:5000`} ${REGISTRY_IMAGE}`
   const plainUrl = hostUrl('127.0.0.1', plainPort)
-  await waitForV2(plainUrl, 30_000)
+  await waitForV2(createRunner(), plainUrl, 30_000)
   const inDir = (image: PushedImage) => join(dir, image.repo, image.tag as string)
   for (const image of images) mkdirSync(join(dir, image.repo), { recursive: true })
   theirs.out.push(

@@ -60,7 +60,7 @@ export async function down(run: Runner, config: Config, args: { purge: boolean; 
     if (cluster) log.info(`  ${provider} cluster ${name} (${cluster.nodes.map((n) => n.name).join(', ')})`)
     for (const r of caches.containers) log.info(`  container ${r.name}`)
     for (const v of caches.volumes) log.info(volumeLine(v))
-    if (!run.dryRun && !(await confirm('Delete them?', args.yes))) {
+    if (!run.dryRun && !(await confirm(run, 'Delete them?', args.yes))) {
       log.info('nothing deleted')
       if (args.json) log.out(JSON.stringify({ cluster: name, provider, deleted: false, cachesPurged: false }))
       return 1

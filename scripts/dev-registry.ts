@@ -230,12 +230,12 @@ async function owned(run: Runner, config: Config) {
 async function status(run: Runner, config: Config, json: boolean): Promise<number> {
   const containers = await docker.listContainers(run)
   const configured = new Set(config.registries.map((r) => r.name))
-  const logins = await cacheLogins(run, config.registries, { env: process.env })
+  const logins = await cacheLogins(run, config.registries)
   const current = (r: Registry) => containers.find((x) => x.name === r.name) ?? null
   const desired = await Promise.all(
     config.registries.map(async (registry) => {
       const login = logins.get(registry.name) ?? ANONYMOUS
-      return { registry, login, spec: await registrySpec(run, registry, login, process.env, current(registry)) }
+      return { registry, login, spec: await registrySpec(run, registry, login, current(registry)) }
     }),
   )
   warnUnreadableLogins(desired)
@@ -267,7 +267,7 @@ async function status(run: Runner, config: Config, json: boolean): Promise<numbe
   )
   const strays = containers.filter((c) => docker.isOwned(c) && c.labels[LABEL.role] && !configured.has(c.name))
   // Whether this machine's Docker engine pulls through the caches (host-mirrors).
-  const hostEngine = await (await import('./lib/host-mirrors.ts')).hostEngineRoutes(run, config)
+  const hostEngine = await (await import('./lib/host-engine.ts')).hostEngineRoutes(run, config)
   if (json) {
     const notInConfig = strays.map((c) => ({ name: c.name, state: c.state }))
     log.out(JSON.stringify({ registries: rows, notInConfig, hostEngine }, null, 2))
@@ -324,7 +324,7 @@ async function warm(run: Runner, config: Config, opts: Options): Promise<number>
     for (const t of targets) log.out(`would warm ${t.name} through ${t.cache.name} (${t.cache.address.url}) for ${platforms.join(', ')}`)
     return 0
   }
-  const progress = process.stderr.isTTY && !opts.json ? ttyProgress() : plainProgress()
+  const progress = run.tty.stderr && !opts.json ? ttyProgress() : plainProgress()
   const summary = await warmImages(run, targets, { platforms, concurrency: opts.concurrency ?? config.warm.concurrency, progress })
   if (opts.json) log.out(JSON.stringify(summary, null, 2))
   const [tally, ...details] = summaryLines(summary)

@@ -3,7 +3,6 @@
 // them; on an existing cluster, reconcile its mirrors and network instead.
 import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
-import type { V2Answer } from './lib/distribution.ts'
 import * as docker from './lib/docker.ts'
 import type { Runner } from './lib/exec.ts'
 import { applyInCluster } from './lib/in-cluster.ts'
@@ -96,12 +95,10 @@ export interface UpOptions {
   recreate?: boolean
   /** Run the verify phase [default: true]. */
   verify?: boolean
-  /** Waits until a registry answers (tests hand in their own; see applyRegistries). */
-  ready?: (url: string) => Promise<V2Answer>
 }
 
 /** Every phase of dev-up, in order; returns the summary --json prints. */
-export async function up(run: Runner, config: Config, { recreate = false, verify = true, ready }: UpOptions = {}): Promise<Summary> {
+export async function up(run: Runner, config: Config, { recreate = false, verify = true }: UpOptions = {}): Promise<Summary> {
   const { provider, name } = config.cluster
   const phases: Record<string, number> = {}
   const phase = phaseTimer(phases)
@@ -115,7 +112,7 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
     )
   // 1. Registries. k3d nodes pull their system images from docker.io while
   // booting, so for k3d the network and every registry on it come first.
-  await phase('registries', () => ensureRegistriesPhase(run, config, observed, changes, ready))
+  await phase('registries', () => ensureRegistriesPhase(run, config, observed, changes))
   // 2. The cluster.
   const created = await phase('cluster', () => ensureCluster(run, config, observed, recreate, changes))
   // 3. Mirrors: every registry on the cluster network, every node's routing as the config says.
@@ -160,19 +157,13 @@ async function observe(run: Runner, config: Config): Promise<Observed> {
   return { networkExists, steps, existing, drift: existing.flatMap((c) => clusterDrift(config, c)) }
 }
 
-async function ensureRegistriesPhase(
-  run: Runner,
-  config: Config,
-  observed: Observed,
-  changes: string[],
-  ready: UpOptions['ready'],
-): Promise<void> {
+async function ensureRegistriesPhase(run: Runner, config: Config, observed: Observed, changes: string[]): Promise<void> {
   let network = observed.networkExists ? config.network : null
   if (config.cluster.provider === 'k3d' && !network) {
     await docker.createNetwork(run, config.network)
     network = config.network
   }
-  const { changed } = await applyRegistries(run, observed.steps, { network, ready })
+  const { changed } = await applyRegistries(run, observed.steps, network)
   if (changed) changes.push(`${changed} registr${changed === 1 ? 'y' : 'ies'} created or updated`)
 }
 
@@ -207,7 +198,7 @@ async function ensureMirrors(run: Runner, config: Config, created: boolean, chan
   if (!created || provider === 'kind')
     changes.push(...(await PROVIDERS[provider].reconcile(run, config, current ?? { provider, name, nodes: [] })))
   if (!run.dryRun)
-    for (const s of await findShadows(config))
+    for (const s of await findShadows(run, config))
       log.warn(
         `the local registry's ${s.repository} shadows ${s.host}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.host}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
       )

@@ -265,7 +265,7 @@ async function gc(
   await checkApplicable(run, work, containers)
   if (!run.dryRun) {
     const what = work.map(({ registry, plan }) => `${registry.name}: ${planSummary(plan)}`).join('; ')
-    if (!(await confirm(`${what}. Free about ${formatBytes(total)}?`, opts.yes))) {
+    if (!(await confirm(run, `${what}. Free about ${formatBytes(total)}?`, opts.yes))) {
       log.info('nothing deleted')
       return 1
     }

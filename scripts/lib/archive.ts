@@ -9,12 +9,13 @@
 // reaches is in it: its manifest, an index's platform manifests, configs and
 // layers, and the link files distribution resolves them by.
 import { createHash } from 'node:crypto'
-import { createReadStream, createWriteStream, renameSync, rmSync } from 'node:fs'
+import { createReadStream } from 'node:fs'
 import { open } from 'node:fs/promises'
 import type { Readable, Writable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { createGunzip, createGzip } from 'node:zlib'
 import type { Registry } from './config.ts'
+import type { Files } from './machine.ts'
 import { TarWriter } from './tar.ts'
 
 export const FORMAT = 'devreg-export/1'
@@ -86,11 +87,12 @@ export class ArchiveWriter {
   private readonly tar: TarWriter
 
   constructor(
+    private readonly files: Files,
     private readonly file: string,
     gzip: boolean,
   ) {
     this.tmp = `${file}.partial-${process.pid}`
-    this.out = createWriteStream(this.tmp, { mode: 0o600 })
+    this.out = files.writeStream(this.tmp)
     this.head = gzip ? createGzip() : this.out
     if (gzip) this.head.pipe(this.out)
     this.tar = new TarWriter((chunk) => writeTo(this.head, chunk))
@@ -105,14 +107,14 @@ export class ArchiveWriter {
     await this.tar.finish()
     this.head.end()
     await finished(this.out)
-    renameSync(this.tmp, this.file)
+    await this.files.rename(this.tmp, this.file)
   }
 
-  abort(): void {
+  async abort(): Promise<void> {
     this.tar.abort(new Error('export aborted'))
     this.head.destroy()
     this.out.destroy()
-    rmSync(this.tmp, { force: true })
+    await this.files.rm(this.tmp)
   }
 }
 

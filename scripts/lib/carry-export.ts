@@ -128,7 +128,7 @@ async function writeArchive(
   present: ExportSource[],
   summary: ExportSummary,
 ): Promise<void> {
-  const writer = new ArchiveWriter(opts.file, opts.gzip)
+  const writer = new ArchiveWriter(run.files, opts.file, opts.gzip)
   const progress = byteProgress('exporting')
   try {
     const mtime = Math.floor(Date.now() / 1000)
@@ -145,7 +145,7 @@ async function writeArchive(
     await writer.entry(TRAILER, mtime, trailerBytes.length, trailerBytes)
     await writer.close()
   } catch (err) {
-    writer.abort()
+    await writer.abort()
     throw err
   }
 }

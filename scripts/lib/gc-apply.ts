@@ -77,28 +77,16 @@ export async function applyAll(
 
 export const freedBytes = (d: DiskUse) => (d.before !== null && d.after !== null ? d.before - d.after : null)
 
-/** The registry HTTP calls GC apply makes (tests hand in their own). */
-export interface GcRegistryApi {
-  deleteManifest: typeof deleteManifest
-  waitForV2: typeof waitForV2
-}
-
 /**
  * Deletes the plan's manifests through the API, then, with the registry
  * stopped, removes its tags and evicted repositories and runs distribution's
  * garbage-collect; starts it again whatever happened, and checks it answers.
  */
-export async function applyPlan(
-  run: Runner,
-  registry: Registry,
-  plan: GcPlan,
-  running: boolean,
-  api: GcRegistryApi = { deleteManifest, waitForV2 },
-): Promise<void> {
+export async function applyPlan(run: Runner, registry: Registry, plan: GcPlan, running: boolean): Promise<void> {
   const base = registry.address.url
   await mapLimit(plan.manifests, 8, async (m) => {
     if (run.dryRun) log.out(`curl -X DELETE ${base}/v2/${m.repo}/manifests/${m.digest}`)
-    else await api.deleteManifest(base, m.repo, m.digest)
+    else await deleteManifest(run, base, m.repo, m.digest)
   })
   const remove = [...plan.untag.map((t) => tagDirectory(t.repo, t.tag)), ...plan.evict]
   if (running) await docker.stopContainer(run, registry.name)
@@ -109,7 +97,7 @@ export async function applyPlan(
   }
   if (!running || run.dryRun) return
   // Success means the registry serves again, not only that its container started.
-  const answer = await api.waitForV2(base, 30_000)
+  const answer = await waitForV2(run, base, 30_000)
   if (!answer.ok)
     throw new UserError(
       `${registry.name} does not answer GET ${base}/v2/ after garbage-collect restarted it (${answer.error ?? `HTTP ${answer.status}`}): \`docker logs ${registry.name}\` shows why`,

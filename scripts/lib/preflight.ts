@@ -8,7 +8,7 @@ import { firstLine, type InContainer, type Lookup, resolveIn, resolveOnHost } fr
 import * as docker from './docker.ts'
 import { type HostsEntry, parseHostsFile, shadowedRegistries } from './etc-hosts.ts'
 import type { Runner } from './exec.ts'
-import { type HostRoute, hostEngineRoutes } from './host-mirrors.ts'
+import { type HostRoute, hostEngineRoutes, pullsThroughCache } from './host-engine.ts'
 import { endpointSliceAddresses } from './in-cluster.ts'
 import { isLoopback } from './local-addresses.ts'
 import { table, UserError } from './log.ts'
@@ -165,7 +165,7 @@ export async function observe(run: Runner, config: Config, sel: Selection, hosts
     mapAsync(
       sel.registries,
       (r) => r.name,
-      (r) => pingV2(r.address.url),
+      (r) => pingV2(run, r.address.url),
     ),
     checksDaemon(sel) ? docker.daemonMirrors(run) : Promise.resolve(null),
     networkExists ? docker.networkAddresses(run, config.network) : Promise.resolve(new Map<string, string>()),
@@ -315,15 +315,7 @@ function dockerMirror(config: Config, mirrors: string[] | null): Verdict | null 
   const cache = config.registries.find((r) => r.upstreamHost === 'docker.io')
   if (!cache || mirrors === null) return null
   const url = cache.address.url
-  const listed = mirrors.some((m) => {
-    try {
-      const u = new URL(m)
-      return Number(u.port) === cache.port && [cache.bind, '127.0.0.1', 'localhost'].includes(u.hostname)
-    } catch {
-      return false
-    }
-  })
-  if (listed) return pass(`registry-mirrors has ${url}`)
+  if (pullsThroughCache(mirrors, cache)) return pass(`registry-mirrors has ${url}`)
   const snippet = {
     'registry-mirrors': [url],
     ...(isLoopback(cache.bind) ? {} : { 'insecure-registries': [`${cache.bind}:${cache.port}`] }),

@@ -7,7 +7,7 @@ import * as docker from './docker.ts'
 import type { Runner } from './exec.ts'
 import { LABEL } from './labels.ts'
 import { EXIT, log, UserError } from './log.ts'
-import { type EnsureOptions, ensureRegistries } from './registry-containers.ts'
+import { ensureRegistries } from './registry-containers.ts'
 import { REGISTRY_DATA } from './registry-layout.ts'
 
 /** Copies a container's registry data (from a volume or its own filesystem) into a volume. */
@@ -26,7 +26,7 @@ export async function copyRegistryData(run: Runner, from: string, volume: string
  * `up`. A proxy-mode registry becomes the cache of its upstream; anything else
  * the local registry.
  */
-export async function adoptRegistry(run: Runner, config: Config, name: string, opts: EnsureOptions = {}): Promise<number> {
+export async function adoptRegistry(run: Runner, config: Config, name: string): Promise<number> {
   if (!(await docker.listContainers(run)).some((c) => c.name === name))
     throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
   const info = await docker.inspect<{ Config: { Env?: string[]; Labels?: Record<string, string> }; State: { Running: boolean } }>(run, name)
@@ -57,7 +57,7 @@ export async function adoptRegistry(run: Runner, config: Config, name: string, o
   // 4. Bring up devreg's registries, the adopted one included. Under --dry-run
   // the container still has its name, so planning would refuse it as foreign.
   if (run.dryRun) log.out('# then: dev-registry up')
-  else await ensureRegistries(run, config, opts)
+  else await ensureRegistries(run, config)
   log.info(`when you have checked your images, remove the old container: docker rm ${backup}`)
   return 0
 }

@@ -4,18 +4,17 @@
 // them is registry-removal.ts, adopting a foreign one registry-adoption.ts.
 
 import { createHash, createHmac, randomBytes } from 'node:crypto'
-import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import type { Config, Registry } from './config.ts'
-import { type V2Answer, waitForV2 } from './distribution.ts'
+import { waitForV2 } from './distribution.ts'
 import type { Container, RunSpec } from './docker.ts'
 import * as docker from './docker.ts'
 import type { Runner } from './exec.ts'
 import { LABEL } from './labels.ts'
 import { portFree } from './local-addresses.ts'
 import { EXIT, type ExitCode, log, UserError } from './log.ts'
-import { ANONYMOUS, type CacheLogin, cacheLogins, type LoginSeams, PROXY_LOGIN_ENV, proxyLoginEnv } from './login.ts'
+import { ANONYMOUS, type CacheLogin, cacheLogins, PROXY_LOGIN_ENV, proxyLoginEnv } from './login.ts'
 import { REGISTRY_DATA } from './registry-layout.ts'
 import { template } from './templates.ts'
 
@@ -130,22 +129,17 @@ export interface Step {
 
 /**
  * Decides what each registry needs; refuses, before anything changes, when a
- * step cannot be done. `readFile` reads the Docker client's config (lib/login.ts).
+ * step cannot be done. Logins come from the runner's environment and the
+ * Docker client's config (lib/login.ts).
  */
-export async function planRegistries(
-  run: Runner,
-  config: Config,
-  containers: Container[],
-  env: Record<string, string | undefined> = process.env,
-  readFile?: LoginSeams['readFile'],
-): Promise<Step[]> {
+export async function planRegistries(run: Runner, config: Config, containers: Container[]): Promise<Step[]> {
   const byName = new Map(containers.map((c) => [c.name, c]))
-  const logins = await cacheLogins(run, config.registries, { env, readFile })
+  const logins = await cacheLogins(run, config.registries)
   const loginOf = (r: Registry) => logins.get(r.name) ?? ANONYMOUS
   // A missing credential variable is the user's setup to fix (usage, exit 2); a taken port or a foreign container is the machine's state (exit 1).
   const problems: { message: string; exitCode: ExitCode }[] = []
   const specs: ContainerSpec[] = []
-  for (const r of config.registries) specs.push(await registrySpec(run, r, loginOf(r), env, byName.get(r.name) ?? null))
+  for (const r of config.registries) specs.push(await registrySpec(run, r, loginOf(r), byName.get(r.name) ?? null))
   const steps = config.registries.map((registry, i): Step => {
     const spec = specs[i]
     const current = byName.get(registry.name) ?? null
@@ -206,16 +200,10 @@ export function warnUnreadableLogins(caches: Pick<Step, 'registry' | 'login' | '
  * cannot tell a rotation, and should not recreate a working cache for it. A
  * docker login that cannot be read leaves a cache to be made anonymous.
  */
-export async function registrySpec(
-  run: Runner,
-  registry: Registry,
-  login: CacheLogin,
-  env: Record<string, string | undefined>,
-  current: Container | null,
-): Promise<ContainerSpec> {
+export async function registrySpec(run: Runner, registry: Registry, login: CacheLogin, current: Container | null): Promise<ContainerSpec> {
   if (login.state === 'anonymous') return registryContainer(registry)
   if (login.state === 'login')
-    return credentialedContainer(registry, credentialDigest(await hashKey(run, env), [login.login.username, login.login.secret]))
+    return credentialedContainer(registry, credentialDigest(await hashKey(run), [login.login.username, login.login.secret]))
   const kept = credentialedContainer(registry, current?.labels[LABEL.credentials])
   return login.source.kind === 'env' || current?.labels[LABEL.hash] === kept.hash ? kept : registryContainer(registry)
 }
@@ -230,16 +218,16 @@ export function credentialDigest(key: Buffer, values: string[]): string {
 }
 
 /** Where the key lives: per user and machine, beside other configuration (XDG Base Directory). */
-export function hashKeyPath(env: Record<string, string | undefined>): string {
+export function hashKeyPath(env: Readonly<Record<string, string | undefined>>): string {
   const base = env.XDG_CONFIG_HOME?.startsWith('/') ? env.XDG_CONFIG_HOME : join(env.HOME || homedir(), '.config')
   return join(base, 'devreg', 'hash.key')
 }
 
 /** The key, created (32 random bytes, mode 0600) the first time credentials are hashed; never written under --dry-run. */
-export async function hashKey(run: Runner, env: Record<string, string | undefined>): Promise<Buffer> {
-  const path = hashKeyPath(env)
+export async function hashKey(run: Runner): Promise<Buffer> {
+  const path = hashKeyPath(run.env)
   const read = async () => {
-    const key = await readFile(path)
+    const key = await run.files.read(path)
     if (key.length < 32) throw new UserError(`${path} is not a devreg hash key (too short): delete it and run again`)
     return key
   }
@@ -250,16 +238,16 @@ export async function hashKey(run: Runner, env: Record<string, string | undefine
   }
   // A key nobody stored: every container with credentials counts as changed, as it will when the key is written.
   if (run.dryRun) return randomBytes(32)
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 })
+  await run.files.mkdir(dirname(path), { mode: 0o700 })
   // Written aside and linked into place, so a concurrent run reads a whole key or none.
   const tmp = `${path}.${process.pid}.tmp`
-  await writeFile(tmp, randomBytes(32), { mode: 0o600 })
+  await run.files.write(tmp, randomBytes(32), { mode: 0o600 })
   try {
-    await link(tmp, path)
+    await run.files.link(tmp, path)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
   } finally {
-    await unlink(tmp)
+    await run.files.unlink(tmp)
   }
   return read()
 }
@@ -284,24 +272,11 @@ function publishes(c: Container, port: number): boolean {
 const APPLY: Record<Action, string> = { create: 'created', recreate: 'recreated', start: 'started', none: 'unchanged' }
 const PLAN: Record<Action, string> = { create: 'would create', recreate: 'would recreate', start: 'would start', none: 'unchanged' }
 
-export interface ApplyOptions {
-  /** The cluster network when it exists. */
-  network: string | null
-  /** Waits until a registry answers at url (tests hand in their own). */
-  ready?: (url: string) => Promise<V2Answer>
-}
+/** How long a registry has to answer GET /v2/ once it is up. */
+const READY_MS = 30_000
 
-export interface EnsureOptions extends Omit<ApplyOptions, 'network'> {
-  /** Where the mirrors' env credentials and the Docker config's location are read. */
-  env?: Record<string, string | undefined>
-}
-
-/** Carries out a plan, attaches every registry to the cluster network, and waits for /v2/. */
-export async function applyRegistries(
-  run: Runner,
-  steps: Step[],
-  { network, ready = (url) => waitForV2(url, 30_000) }: ApplyOptions,
-): Promise<{ changed: number }> {
+/** Carries out a plan, attaches every registry to the cluster network (when it exists), and waits for /v2/. */
+export async function applyRegistries(run: Runner, steps: Step[], network: string | null): Promise<{ changed: number }> {
   // A cache decides proxy or offline mode as it starts, so it must start on the
   // network its upstream is reached through, not be connected to it later.
   for (const step of steps) {
@@ -328,7 +303,7 @@ export async function applyRegistries(
       (name) => existing.find((s) => s.registry.name === name)?.current ?? null,
     )
   if (!run.dryRun) {
-    const answers = await Promise.all(steps.map(async (s) => ({ step: s, answer: await ready(s.registry.address.url) })))
+    const answers = await Promise.all(steps.map(async (s) => ({ step: s, answer: await waitForV2(run, s.registry.address.url, READY_MS) })))
     const down = answers.filter((a) => !a.answer.ok)
     if (down.length)
       throw new UserError(
@@ -368,8 +343,8 @@ export async function attachRegistries(
 }
 
 /** Observes and ensures in one go: the `up` of dev-registry and the first phase of dev-up. */
-export async function ensureRegistries(run: Runner, config: Config, opts: EnsureOptions = {}) {
+export async function ensureRegistries(run: Runner, config: Config) {
   const [containers, networkExists] = await Promise.all([docker.listContainers(run), docker.networkExists(run, config.network)])
-  const steps = await planRegistries(run, config, containers, opts.env)
-  return applyRegistries(run, steps, { ...opts, network: networkExists ? config.network : null })
+  const steps = await planRegistries(run, config, containers)
+  return applyRegistries(run, steps, networkExists ? config.network : null)
 }

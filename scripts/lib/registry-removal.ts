@@ -62,7 +62,7 @@ export async function removeRegistries(
   if (removal.volumes.length) {
     log.info('These volumes and everything in them would be deleted:')
     for (const v of removal.volumes) log.info(volumeLine(v))
-    if (!run.dryRun && !(await confirm('Delete them?', yes))) {
+    if (!run.dryRun && !(await confirm(run, 'Delete them?', yes))) {
       log.info('nothing deleted')
       return false
     }

@@ -26,7 +26,6 @@ export interface WarmSources {
   save: boolean
   /** --config: also where --save writes. */
   configPath?: string
-  env?: Record<string, string | undefined>
 }
 
 const imageRef = configSchema.shape.images.unwrap().element
@@ -81,7 +80,7 @@ export async function clusterImages(run: Runner, config: Config): Promise<string
 }
 
 /** Where --save writes: the file --config or DEVREG_CONFIG names (the one the next run reads), else config/devreg.local.yaml. */
-export function saveTarget(configPath: string | undefined, env: Record<string, string | undefined> = process.env): string {
+export function saveTarget(configPath: string | undefined, env: Readonly<Record<string, string | undefined>>): string {
   const chosen = configPath ?? env.DEVREG_CONFIG
   return chosen ? resolve(chosen) : LOCAL_CONFIG
 }
@@ -124,6 +123,6 @@ export async function warmTargets(run: Runner, config: Config, sources: WarmSour
   for (const s of skipped) log.info(`left out ${s.image}: ${s.reason}`)
   const all = uniqueImages([...named.map((t) => t.image), ...routable])
   if (!all.length) throw new UserError('nothing to warm: no image found that a cache serves', EXIT.usage)
-  if (sources.save) await saveImages(run, all, saveTarget(sources.configPath, sources.env))
+  if (sources.save) await saveImages(run, all, saveTarget(sources.configPath, run.env))
   return routeImages(config, all)
 }

@@ -186,6 +186,7 @@ const result = (w: Work): ImageResult => ({
 
 /** What every phase of a warm shares. */
 interface Warming {
+  run: Runner
   concurrency: number
   progress: Progress
   /** What the cache an image goes to held when the warm began. */
@@ -215,6 +216,7 @@ export async function warmImages(
     error: null,
   }))
   const warming: Warming = {
+    run,
     concurrency,
     progress,
     of: (w) => state.get(w.target.cache.name) as CacheState,
@@ -251,7 +253,7 @@ async function resolveManifests(warming: Warming, works: Work[], platforms: stri
   const downloads = new Map<string, Download>()
   await mapLimit(works, warming.concurrency, async (w) => {
     try {
-      w.blobs = await resolveBlobs(w, of(w), platforms)
+      w.blobs = await resolveBlobs(warming.run, w, of(w), platforms)
     } catch (err) {
       w.error = failureReason(err, w.target.cache, of(w).offline)
       return done(w)
@@ -280,7 +282,8 @@ async function fetchBlobs(warming: Warming, works: Work[], downloads: Download[]
     const { work, blob } = d
     try {
       // Read first: `x += await` would add to the value x had before the await.
-      const bytes = await readBlob(of(work).base, work.target.ref.repository, blob.digest, (n) => progress.bytes(work.target.image, n))
+      const { repository } = work.target.ref
+      const bytes = await readBlob(warming.run, of(work).base, repository, blob.digest, (n) => progress.bytes(work.target.image, n))
       work.fetchedBytes += bytes
     } catch (err) {
       d.error = failureReason(err, work.target.cache, of(work).offline)
@@ -314,7 +317,7 @@ interface CacheState {
 
 async function observeCache(run: Runner, cache: Registry): Promise<CacheState> {
   const base = cache.address.url
-  const answer = await pingV2(base, 5000)
+  const answer = await pingV2(run, base, 5000)
   if (!answer.ok)
     throw new UserError(
       `${cache.name} does not answer on ${base} (${answer.error ?? `HTTP ${answer.status}`}): run \`dev-registry up\` first`,
@@ -331,9 +334,9 @@ async function observeCache(run: Runner, cache: Registry): Promise<CacheState> {
 }
 
 /** The config and layers of the image, or of each wanted platform of an index. */
-async function resolveBlobs(w: Work, cache: CacheState, platforms: string[]): Promise<Blob[]> {
+async function resolveBlobs(run: Runner, w: Work, cache: CacheState, platforms: string[]): Promise<Blob[]> {
   const { repository, reference } = w.target.ref
-  const top = await getManifest(cache.base, repository, reference)
+  const top = await getManifest(run, cache.base, repository, reference)
   let images = [top.document]
   if (isIndex(top.document, top.mediaType)) {
     const { chosen, missing } = selectPlatforms(top.document, platforms)
@@ -342,7 +345,7 @@ async function resolveBlobs(w: Work, cache: CacheState, platforms: string[]): Pr
       throw new Error(`no ${missing.join(', ')} in its index (it has ${offered.join(', ') || 'no platforms'})`)
     }
     w.platforms = chosen.map((d) => platformOf(d) as string)
-    images = await Promise.all(chosen.map(async (d) => (await getManifest(cache.base, repository, d.digest)).document))
+    images = await Promise.all(chosen.map(async (d) => (await getManifest(run, cache.base, repository, d.digest)).document))
   }
   const linked = cache.storage.repositories.get(repository)?.layers ?? new Set<string>()
   const blobs = new Map<string, Blob>()
@@ -357,7 +360,7 @@ async function resolveBlobs(w: Work, cache: CacheState, platforms: string[]): Pr
  * those still missing once `stallMs` passed without any of them arriving.
  */
 async function unstored(run: Runner, pending: Download[], stallMs: number): Promise<Download[]> {
-  let deadline = Date.now() + stallMs
+  let deadline = run.clock.now() + stallMs
   let left = pending
   for (;;) {
     const caches = [...new Map(left.map((d) => [d.work.target.cache.name, d.work.target.cache])).values()]
@@ -366,9 +369,9 @@ async function unstored(run: Runner, pending: Download[], stallMs: number): Prom
       const s = stored.get(d.work.target.cache.name) as Storage
       return !(s.blobs.has(d.blob.digest) && s.repositories.get(d.work.target.ref.repository)?.layers.has(d.blob.digest))
     })
-    if (still.length < left.length) deadline = Date.now() + stallMs
+    if (still.length < left.length) deadline = run.clock.now() + stallMs
     left = still
-    if (!left.length || Date.now() > deadline) return left
-    await new Promise((r) => setTimeout(r, 500))
+    if (!left.length || run.clock.now() > deadline) return left
+    await run.clock.sleep(500)
   }
 }

@@ -273,7 +273,7 @@ describe('export and import against volumes the fake runner plays', () => {
   test('export streams what the tags reach into one archive that import checks and merges into an empty volume', async () => {
     const source = filled()
     const file = join(dir, 'orchestrated.tar')
-    const out = fakeRunner([...source.replies(), registryVersion])
+    const out = fakeRunner([...source.replies(), registryVersion], { disk: true })
     const summary = await exportRegistries(out, [cache], { file, gzip: false })
     expect(summary.registries).toMatchObject([{ name: cache.name, tags: 1, blobs: 2 }])
     // Read through the engine from a helper mounted read-only and never started, which is gone afterwards.

@@ -3,15 +3,13 @@
 import { describe, expect, test } from 'bun:test'
 import { up } from '../../scripts/dev-up.ts'
 import { resolveConfig } from '../../scripts/lib/config.ts'
-import type { V2Answer } from '../../scripts/lib/distribution.ts'
 import { LABEL } from '../../scripts/lib/labels.ts'
 import { CERTS_D, kindHostsFiles } from '../../scripts/lib/providers/kind.ts'
 import { registryContainer } from '../../scripts/lib/registry-containers.ts'
 import { kindConfig } from '../../scripts/lib/render.ts'
-import { fakeRunner, on, type Reply } from '../kit/fake-runner.ts'
+import { fakeRunner, type HttpReply, on, type Reply, v2Up } from '../kit/fake-runner.ts'
 
 const config = resolveConfig({ cluster: { name: 'dev' }, mirrors: [{ host: 'docker.io' }] })
-const ready = async (): Promise<V2Answer> => ({ ok: true, status: 200, apiVersion: 'registry/2.0', error: null })
 
 const psLine = (name: string, labels: Record<string, string>, extra: Record<string, string> = {}) =>
   JSON.stringify({
@@ -37,9 +35,10 @@ const node = (workers = 0) => [
 ]
 const hostsFiles = [...kindHostsFiles(config)].map(([dir, content]) => `\x1e${dir}\n${content}`).join('')
 
-/** A machine with the registries up and kind, kubectl and a cluster network there; `ps` is what docker ps lists. */
-const machine = (...ps: Reply[]): Reply[] => [
+/** A machine with the registries up (answering GET /v2/) and kind, kubectl and a cluster network there; `ps` is what docker ps lists. */
+const machine = (...ps: Reply[]): (Reply | HttpReply)[] => [
   ...ps,
+  ...config.registries.map((r) => v2Up(r.address.url)),
   on(['sh', '-c', 'command -v "$1"'], '/usr/bin/tool'),
   on(['docker', 'network', 'inspect', '--format', '{{.Name}}'], 'kind'),
   on(
@@ -64,7 +63,7 @@ const kubectlLines = [
 describe('dev-up', () => {
   test('on a live cluster that matches the config, it changes nothing: only kubectl re-applies and waits', async () => {
     const run = fakeRunner(machine(on(['docker', 'ps'], [...registries, ...node()].join('\n'))))
-    const summary = await up(run, config, { verify: false, ready })
+    const summary = await up(run, config, { verify: false })
     expect(summary.changes).toEqual([])
     expect(summary.created).toBe(false)
     expect(run.changes).toEqual(kubectlLines)
@@ -75,7 +74,7 @@ describe('dev-up', () => {
       machine(on(['docker', 'ps'], registries.join('\n'), 1), on(['docker', 'ps'], [...registries, ...node()].join('\n'))),
     )
     run.reply(on(['docker', 'exec', /./, 'sh', '-c', /read-hosts-files|for f/], ''))
-    const summary = await up(run, config, { verify: false, ready })
+    const summary = await up(run, config, { verify: false })
     expect(summary.created).toBe(true)
     const create = run.calls.find((c) => c.argv[0] === 'kind')
     expect(create?.argv).toEqual(['kind', 'create', 'cluster', '--name', 'dev', '--config', '-'])
@@ -93,7 +92,7 @@ describe('dev-up', () => {
     const run = fakeRunner(
       machine(on(['docker', 'ps'], [...registries, ...node(1)].join('\n'), 1), on(['docker', 'ps'], [...registries, ...node()].join('\n'))),
     )
-    const summary = await up(run, config, { verify: false, ready, recreate: true })
+    const summary = await up(run, config, { verify: false, recreate: true })
     expect(summary.drift).toEqual(['it has 1 worker nodes, the config 0'])
     expect(run.changes.slice(0, 2)).toEqual(['kind delete cluster --name dev', 'kind create cluster --name dev --config -'])
   })

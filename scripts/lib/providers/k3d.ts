@@ -176,7 +176,7 @@ export const k3d: ClusterProvider = {
       '--agents',
       String(workers),
       ...(nodeImage ? ['--image', nodeImage] : []),
-      ...k3dNodeFlags(config, process.env),
+      ...k3dNodeFlags(config, run.env),
     ])
   },
 

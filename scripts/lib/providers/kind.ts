@@ -74,7 +74,7 @@ export const kind: ClusterProvider = {
       // A network other than "kind" reaches kind only through this variable.
       ...(config.network === 'kind' ? {} : { KIND_EXPERIMENTAL_DOCKER_NETWORK: config.network }),
       // kind hands the proxy to the nodes; the registries must bypass it there.
-      ...nodeNoProxy(config, process.env),
+      ...nodeNoProxy(config, run.env),
     }
     await run.change(['kind', 'create', 'cluster', '--name', config.cluster.name, '--config', '-'], { input: kindConfig(config), env })
   },
