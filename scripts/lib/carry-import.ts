@@ -16,18 +16,7 @@ import { byteProgress } from './progress.ts'
 import { classifyPath } from './registry-layout.ts'
 import { selectRegistries } from './registry-names.ts'
 import { readTar, TarWriter } from './tar.ts'
-import {
-  cleanStage,
-  commitStage,
-  copyIntoVolume,
-  helperFailed,
-  prepareStaging,
-  SENTINEL,
-  stageDir,
-  stageId,
-  volumeFileSet,
-  withHelper,
-} from './volume-files.ts'
+import { copyIntoVolume, helperFailed, SENTINEL, stageAndCommit, stagedPath, volumeFileSet } from './volume-files.ts'
 
 export interface ImportTarget {
   key: string
@@ -111,52 +100,22 @@ export async function importArchive(run: Runner, config: Config, file: string, n
   progress.line(`${file}: every blob matches its digest`)
   if (run.dryRun || !summary.added) return summary
 
-  // 3. Stage what is missing in each volume, outside the registry's storage, holding each registry's lock.
+  // 3. Stage what is missing in each volume, outside the registry's storage, holding each registry's lock;
+  // 4. once every volume is staged, link it in.
   const staging = plans.filter((p) => p.add.length)
   const stagedBytes = staging.reduce((a, p) => a + p.bytes, 0)
-  await withRegistryLocks(
-    run,
-    staging.map((p) => p.registry),
-    'dev-registry import',
-    async () => {
-      const id = stageId()
-      for (const p of staging) await prepareStaging(run, p.registry)
-      try {
-        await withHelpers(run, staging, id, (helpers) =>
-          stageAll(run, file, staging, { id, helpers }, (n) => progress.update('staging', n, stagedBytes)),
-        )
-      } catch (err) {
-        for (const p of staging) await run.probe(cleanStage(p.registry, id), { input: '' })
-        throw err
-      }
-      // 4. Link it in: blobs first, links last, nothing replaced.
-      for (const p of staging) await run.change(commitStage(p.registry, id), { input: '' })
-    },
+  const registries = staging.map((p) => p.registry)
+  await withRegistryLocks(run, registries, 'dev-registry import', () =>
+    stageAndCommit(run, registries, (id, helpers) =>
+      stageAll(run, file, staging, { id, helpers }, (n) => progress.update('staging', n, stagedBytes)),
+    ),
   )
   return summary
 }
 
-/** Runs fn with a helper (volume-files.ts withHelper) on each plan's volume, by its key. */
-async function withHelpers<T>(
-  run: Runner,
-  plans: ImportTarget[],
-  id: string,
-  fn: (helpers: Map<string, string>) => Promise<T>,
-): Promise<T> {
-  const helpers = new Map<string, string>()
-  const next = async (i: number): Promise<T> => {
-    if (i === plans.length) return fn(helpers)
-    return withHelper(run, plans[i].registry, { write: true, id }, (helper) => {
-      helpers.set(plans[i].key, helper)
-      return next(i + 1)
-    })
-  }
-  return next(0)
-}
-
 /**
  * The second read: each volume's missing files go through the engine into
- * stage ID of the volume (its helper's by key); a blob that no longer matches
+ * stage ID of the volume (its helper's, by volume); a blob that no longer matches
  * aborts every stage, and so does a copy that fails, at once and with its own
  * message.
  */
@@ -169,8 +128,8 @@ async function stageAll(
 ): Promise<void> {
   const byKey = new Map(plans.map((p) => [p.key, { plan: p, wanted: new Set(p.add.map((f) => f.path)) }]))
   const stages = new Map<string, { copy: Streamed; tar: TarWriter; exited: Promise<void> }>()
-  const start = (key: string, registry: Registry) => {
-    const copy = run.stream(copyIntoVolume(helpers.get(key) as string), { stdin: true })
+  const start = (registry: Registry) => {
+    const copy = run.stream(copyIntoVolume(helpers.get(registry.volume) as string), { stdin: true })
     const exited = copy.done.catch((err: Error) => {
       const died = helperFailed(registry, err, 'nothing was imported')
       // Whatever is being written, to this stage or another, fails with why it died.
@@ -192,11 +151,11 @@ async function stageAll(
       const at = parseEntryPath(entry.path)
       const target = at && byKey.get(at.key)
       if (!at || !target?.wanted.has(at.path)) continue
-      const stage = stages.get(at.key) ?? start(at.key, target.plan.registry)
+      const stage = stages.get(at.key) ?? start(target.plan.registry)
       stages.set(at.key, stage)
       const hash = sha256()
       await stage.tar.add(
-        { path: `${stageDir(id)}/${at.path}`, size: entry.size, mtime: entry.mtime, mode: 0o644 },
+        { path: stagedPath(id, at.path), size: entry.size, mtime: entry.mtime, mode: 0o644 },
         tap(entry.body, (chunk) => {
           hash.update(chunk)
           bytes += chunk.length
@@ -209,7 +168,7 @@ async function stageAll(
     }
     // Every digest checked out: only now does each stage get its completion mark.
     for (const { copy, tar } of stages.values()) {
-      await tar.add({ path: `${stageDir(id)}/${SENTINEL}`, size: 0, mtime: 0, mode: 0o644 }, Buffer.alloc(0))
+      await tar.add({ path: stagedPath(id, SENTINEL), size: 0, mtime: 0, mode: 0o644 }, Buffer.alloc(0))
       await tar.finish()
       copy.end()
     }

@@ -41,8 +41,8 @@ export const volumeFiles = (r: Volume, write: boolean, command: string, ...args:
     ...args,
   )
 
-/** Where stage ID lies in the volume, beside the registry's storage (volume-files.sh names it the same). */
-export const stageDir = (id: string) => `.devreg-import-${id}`
+/** Where a file of stage ID lies in the volume: beside the registry's storage, in the directory volume-files.sh names so. */
+export const stagedPath = (id: string, path: string) => `.devreg-import-${id}/${path}`
 /** `commit ID`: links what stage ID holds into the storage, in COMMIT_ORDER, then removes the stage. */
 export const commitStage = (r: Volume, id: string) => volumeFiles(r, true, 'commit', id, ...COMMIT_ORDER)
 /** `clean ID`: removes the stage ID without committing it. */
@@ -89,6 +89,42 @@ export function helperFailed(registry: Registry, err: Error, outcome: string): U
   return new UserError(`${registry.name}: the helper container writing into volume ${registry.volume} failed: ${detail}; ${outcome}`)
 }
 
+/**
+ * Writes files into each registry's volume, all or nothing: `fill` copies
+ * them into stage ID (stagedPath; copyIntoVolume of the helper it is given
+ * for each volume), ending each with SENTINEL once everything checked out;
+ * when fill fails every stage is removed, else each is linked in.
+ */
+export async function stageAndCommit(
+  run: Runner,
+  registries: Registry[],
+  fill: (id: string, helpers: Map<string, string>) => Promise<void>,
+): Promise<void> {
+  const id = stageId()
+  for (const r of registries) await prepareStaging(run, r)
+  try {
+    await withHelpers(run, registries, id, (helpers) => fill(id, helpers))
+  } catch (err) {
+    for (const r of registries) await run.probe(cleanStage(r, id), { input: '' })
+    throw err
+  }
+  // Blobs first, links last, nothing replaced.
+  for (const r of registries) await run.change(commitStage(r, id), { input: '' })
+}
+
+/** Runs fn with a writable helper on each registry's volume, by volume. */
+function withHelpers(run: Runner, registries: Registry[], id: string, fn: (helpers: Map<string, string>) => Promise<void>): Promise<void> {
+  const helpers = new Map<string, string>()
+  const next = (i: number): Promise<void> =>
+    i === registries.length
+      ? fn(helpers)
+      : withHelper(run, registries[i], { write: true, id }, (helper) => {
+          helpers.set(registries[i].volume, helper)
+          return next(i + 1)
+        })
+  return next(0)
+}
+
 /** A helper's name: its volume's, then its run's ID (stageId), so a later run can tell whether that run is gone. */
 const helperName = (volume: string, id: string) => `${volume}-files-${id}`
 
@@ -96,7 +132,7 @@ const helperName = (volume: string, id: string) => `${volume}-files-${id}`
  * Runs fn with a helper container of the registry's image that has the
  * volume mounted where the registry has it (read-only unless `write`) and is
  * created, never started: the engine reads and writes the volume through it
- * (copyStorageOut, copyIntoVolume). Helpers that runs now gone left behind
+ * (copyStorageOut, copyIntoVolume). Helpers left behind by runs that are gone
  * (killed mid-copy) are removed first: they would keep the volume in use.
  */
 export async function withHelper<T>(
@@ -143,5 +179,5 @@ export const copyStorageOut = (helper: string) => ['docker', 'cp', `${helper}:${
 /** A name in copyStorageOut's tar as the path relative to the volume that the layout uses (docker/registry/v2/…). */
 export const copiedPath = (name: string) => posix.join(posix.dirname(STORAGE_ROOT), name)
 
-/** `docker cp` of the tar on stdin into a helper's volume: a file named `stageDir(id)/PATH` lands in stage ID. */
+/** `docker cp` of the tar on stdin into a helper's volume: a file named `stagedPath(ID, PATH)` lands in stage ID. */
 export const copyIntoVolume = (helper: string) => ['docker', 'cp', '-', `${helper}:${REGISTRY_DATA}`]
