@@ -141,10 +141,9 @@ export async function withHelper<T>(
   opts: { write: boolean; id?: string },
   fn: (helper: string) => Promise<T>,
 ): Promise<T> {
-  await removeAbandonedHelpers(run, r.volume)
   const name = helperName(r.volume, opts.id ?? stageId())
   const mount = `${r.volume}:${REGISTRY_DATA}${opts.write ? '' : ':ro'}`
-  await run.change([
+  const create = [
     'docker',
     'create',
     '--name',
@@ -156,7 +155,9 @@ export async function withHelper<T>(
     '--volume',
     mount,
     r.image,
-  ])
+  ]
+  // Independent (abandoned helpers have other names): at once.
+  await Promise.all([removeAbandonedHelpers(run, r.volume), run.change(create)])
   try {
     return await fn(name)
   } finally {
