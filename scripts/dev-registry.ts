@@ -3,7 +3,8 @@
 // upstream. Idempotent: containers that match the config are left alone.
 import type { Since } from './lib/cache-report.ts'
 import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
-import { type Config, configSchema, loadConfig, type Registry } from './lib/config.ts'
+import { type Config, loadConfig, type Registry } from './lib/config.ts'
+import { configSchema } from './lib/config-schema.ts'
 import * as docker from './lib/docker.ts'
 import type { Runner } from './lib/exec.ts'
 import { LABEL } from './lib/labels.ts'

@@ -5,11 +5,11 @@ import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import type { Runner } from './lib/exec.ts'
-import { applyInCluster } from './lib/in-cluster.ts'
-import { applyRegistryHosting, kubeContext, waitReady } from './lib/kubectl.ts'
+import { applyInCluster, applyRegistryHosting } from './lib/in-cluster.ts'
+import { kubeContext, waitReady } from './lib/kubectl.ts'
 import { withLock } from './lib/lock.ts'
 import { log, UserError } from './lib/log.ts'
-import { type Cluster, clusterDrift, findClusters, PROVIDERS, requireTools } from './lib/providers/provider.ts'
+import { type Cluster, clusterDrift, findClusters, PROVIDERS, providerOf, requireTools } from './lib/providers/index.ts'
 import { applyRegistries, attachRegistries, planRegistries, type Step } from './lib/registry-containers.ts'
 import { findShadows } from './lib/shadows.ts'
 import { verifyPhase } from './lib/verify.ts'
@@ -110,8 +110,8 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
     log.warn(
       `cluster ${name} differs from the config: ${observed.drift.join('; ')}. Run \`dev-up --recreate\` to delete and recreate it (cached images stay).`,
     )
-  // 1. Registries. k3d nodes pull their system images from docker.io while
-  // booting, so for k3d the network and every registry on it come first.
+  // 1. Registries. Where nodes pull while they boot (k3d: k3s's system images
+  // from docker.io), the network and every registry on it come first.
   await phase('registries', () => ensureRegistriesPhase(run, config, observed, changes))
   // 2. The cluster.
   const created = await phase('cluster', () => ensureCluster(run, config, observed, recreate, changes))
@@ -148,9 +148,9 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
 }
 
 async function observe(run: Runner, config: Config): Promise<Observed> {
-  const { provider, name } = config.cluster
+  const { name } = config.cluster
   const [containers, networkExists] = await Promise.all([docker.listContainers(run), docker.networkExists(run, config.network)])
-  if (!run.dryRun) await requireTools(run, [provider, 'kubectl'])
+  if (!run.dryRun) await requireTools(run, [providerOf(config).cli, 'kubectl'])
   const steps = await planRegistries(run, config, containers)
   // k3d keeps k3s's arguments in each node's command: observe reads them for the drift check.
   const existing = await Promise.all(findClusters(name, containers).map((c) => PROVIDERS[c.provider].observe(run, c)))
@@ -159,7 +159,7 @@ async function observe(run: Runner, config: Config): Promise<Observed> {
 
 async function ensureRegistriesPhase(run: Runner, config: Config, observed: Observed, changes: string[]): Promise<void> {
   let network = observed.networkExists ? config.network : null
-  if (config.cluster.provider === 'k3d' && !network) {
+  if (providerOf(config).networkFirst && !network) {
     await docker.createNetwork(run, config.network)
     network = config.network
   }
@@ -169,8 +169,9 @@ async function ensureRegistriesPhase(run: Runner, config: Config, observed: Obse
 
 /** Deletes drifted clusters under --recreate, creates the cluster when missing; true when it created one. */
 async function ensureCluster(run: Runner, config: Config, observed: Observed, recreate: boolean, changes: string[]): Promise<boolean> {
-  const { provider, name } = config.cluster
-  let cluster = observed.existing.find((c) => c.provider === provider) ?? null
+  const provider = providerOf(config)
+  const { name } = config.cluster
+  let cluster = observed.existing.find((c) => provider.owns(c)) ?? null
   if (observed.drift.length && recreate)
     for (const c of observed.existing) {
       await PROVIDERS[c.provider].delete(run, c)
@@ -178,25 +179,27 @@ async function ensureCluster(run: Runner, config: Config, observed: Observed, re
       if (c === cluster) cluster = null
     }
   if (cluster) {
-    log.info(`   ${provider} cluster ${name} exists: reconciling it`)
+    log.info(`   ${provider.name} cluster ${name} exists: reconciling it`)
     return false
   }
-  await PROVIDERS[provider].create(run, config)
-  changes.push(`created ${provider} cluster ${name}`)
+  await provider.create(run, config)
+  changes.push(`created ${provider.name} cluster ${name}`)
   return true
 }
 
 async function ensureMirrors(run: Runner, config: Config, created: boolean, changes: string[]): Promise<void> {
-  const { provider, name } = config.cluster
+  const provider = providerOf(config)
+  const { name } = config.cluster
   // One look at Docker after the cluster phase serves both the nodes and the attachments.
   const containers = await docker.listContainers(run)
-  const current = PROVIDERS[provider].find(name, containers)
-  if (!current && !run.dryRun) throw new UserError(`${provider} reported success but no node of cluster ${name} runs: see \`docker ps -a\``)
+  const current = provider.find(name, containers)
+  if (!current && !run.dryRun)
+    throw new UserError(`${provider.name} reported success but no node of cluster ${name} runs: see \`docker ps -a\``)
   const attached = await attachRegistries(run, config.registries, config.network, (n) => containers.find((c) => c.name === n) ?? null)
   if (attached) changes.push(`attached ${attached} registr${attached === 1 ? 'y' : 'ies'} to network ${config.network}`)
-  // A k3d cluster just created read the registries.yaml it was created with; kind's nodes get their hosts.toml now.
-  if (!created || provider === 'kind')
-    changes.push(...(await PROVIDERS[provider].reconcile(run, config, current ?? { provider, name, nodes: [] })))
+  // A cluster just created may route as the config says already (k3d: the registries.yaml it was created with).
+  if (!created || !provider.routedAtCreate)
+    changes.push(...(await provider.reconcile(run, config, current ?? { provider: provider.name, name, nodes: [] })))
   if (!run.dryRun)
     for (const s of await findShadows(run, config))
       log.warn(

@@ -15,7 +15,8 @@ import {
 } from './lib/etc-hosts.ts'
 import type { Runner } from './lib/exec.ts'
 import { EXIT, log, UserError } from './lib/log.ts'
-import { evaluate, observe, renderReport, selectTargets, summarize } from './lib/preflight.ts'
+import { observe, selectTargets } from './lib/preflight.ts'
+import { evaluate, renderReport, summarize } from './lib/preflight-verdicts.ts'
 
 const USAGE = `Usage: preflight-dns [HOST...] [options]
 

@@ -14,7 +14,7 @@ import { withLock } from './lib/lock.ts'
 import { EXIT, formatBytes, log, table, UserError } from './lib/log.ts'
 import { nodeImageDigests } from './lib/nodes.ts'
 import { mapLimit } from './lib/pool.ts'
-import { findClusters } from './lib/providers/provider.ts'
+import { findClusters } from './lib/providers/index.ts'
 import { REGISTRY_NAMES, selectRegistries } from './lib/registry-names.ts'
 import { readSmallBlobs, readStorage, registryStats, type Storage } from './lib/storage.ts'
 

@@ -7,12 +7,13 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { isMap, parseDocument } from 'yaml'
-import { type Config, configSchema, LOCAL_CONFIG } from './config.ts'
+import { type Config, LOCAL_CONFIG } from './config.ts'
+import { configSchema } from './config-schema.ts'
 import { listContainers } from './docker.ts'
 import type { Runner } from './exec.ts'
 import { EXIT, log, UserError } from './log.ts'
 import { imagesInManifests, uniqueImages } from './manifest-images.ts'
-import { findClusters } from './providers/provider.ts'
+import { configuredCluster } from './providers/index.ts'
 import { parseReference } from './reference.ts'
 import { PROBE_REPOSITORY } from './verify.ts'
 import { routeImages, type WarmTarget } from './warm.ts'
@@ -67,7 +68,7 @@ export function nodeImageRefs(ctrOutput: string): string[] {
 /** Every image the cluster's running nodes hold (containerd's k8s.io namespace). */
 export async function clusterImages(run: Runner, config: Config): Promise<string[]> {
   const { provider, name } = config.cluster
-  const cluster = findClusters(name, await listContainers(run)).find((c) => c.provider === provider)
+  const cluster = configuredCluster(config, await listContainers(run))
   const nodes = cluster?.nodes.filter((n) => n.running) ?? []
   if (!nodes.length) throw new UserError(`no running ${provider} cluster named ${name}: start it (dev-up), or warm without --from-cluster`)
   const refs: string[] = []

@@ -5,7 +5,8 @@
 // cached when it is linked in that repository: the proxy serves nothing else
 // from storage). A warm ends when the caches have stored every blob:
 // distribution 2.8 stores in the background with a second download.
-import { type Config, configSchema, type Registry } from './config.ts'
+import type { Config, Registry } from './config.ts'
+import { configSchema } from './config-schema.ts'
 import {
   type Descriptor,
   getManifest,

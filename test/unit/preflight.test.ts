@@ -11,15 +11,13 @@ import { DOCKER_CERTS_D, hostMirrorFiles } from '../../scripts/lib/host-engine.t
 import {
   type Check,
   desiredMirrors,
-  evaluate,
   type NodeView,
   type Observed,
   observe,
   parseV2Output,
-  renderReport,
   selectTargets,
 } from '../../scripts/lib/preflight.ts'
-import { desiredRegistriesYaml } from '../../scripts/lib/providers/k3d.ts'
+import { evaluate, renderReport } from '../../scripts/lib/preflight-verdicts.ts'
 import { fakeRunner, on, v2Up } from '../kit/fake-runner.ts'
 
 const config = resolveConfig({
@@ -188,7 +186,6 @@ describe('evaluate', () => {
     const desired = desiredMirrors(k3d)
     expect([...desired.keys()]).toEqual(['localhost:5001', 'kind-registry:5000', 'docker.io'])
     expect(desired.get('docker.io')).toBe(JSON.stringify({ endpoint: ['http://kind-cache-docker-io:5000'] }))
-    expect(desiredRegistriesYaml(k3d)).toContain('docker.io')
     const checks = evaluate(k3d, selectTargets(k3d, []), observed({ nodes: [node({ mirrors: null, readsCertsD: null })] }))
     const mirrors = checks.filter((c) => c.check === 'mirror')
     expect(mirrors.map((c) => [c.subject, c.status, c.detail])).toEqual([
