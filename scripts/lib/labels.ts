@@ -8,4 +8,6 @@ export const LABEL = {
   credentials: 'devreg.credentials-digest',
   // The label's name predates "domain"; containers made before carry it, so it stays.
   upstreamDomain: 'devreg.upstream-host',
+  /** On a helper container that reads or writes a volume through the engine: the volume's name. */
+  volumeHelper: 'devreg.volume-helper',
 } as const
