@@ -207,7 +207,7 @@ describe.skipIf(!root)('host-mirrors on dockerd 28', () => {
     const out = JSON.parse(r.stdout)
     expect(out.engine).toMatchObject({ containerdStore: false, major: 28 })
     expect(out.changes.map((c: { what: string }) => c.what)).toEqual(['backup', 'daemon.json'])
-    expect(out.skipped).toEqual([{ hosts: ['ghcr.io'], why: expect.stringContaining('classic image store') }])
+    expect(out.skipped).toEqual([{ domains: ['ghcr.io'], hosts: ['ghcr.io'], why: expect.stringContaining('classic image store') }])
     expect(certsDFiles(classic)).toEqual([])
     expect(readFileSync(classic.engine.daemonJson, 'utf8')).toBe(
       '{ "log-level": "info", "max-concurrent-downloads": 4, "registry-mirrors": ["http://127.0.0.1:15101"] }',
