@@ -55,7 +55,7 @@ integration('dev-up with the real k3d CLI', () => {
   const failed = (probes: Probe[]) =>
     probes
       .filter((p) => p.status !== 'pass')
-      .map((p) => `${p.node} ${p.host}`)
+      .map((p) => `${p.node} ${p.domain}`)
       .sort()
   const pushLocal = async (sample: Parameters<typeof sampleImage>[0], path: string) => {
     const ref = `127.0.0.1:${registry.port}/${path}`

@@ -28,14 +28,14 @@ integration("verify on the real kind CLI (kindest/node's containerd 2.3, two nod
     const r = await w.run('verify', ['--json'])
     return { code: r.code, stderr: r.stderr, ...(JSON.parse(r.stdout) as VerifyResult) }
   }
-  /** The registry hosts every node is probed for. */
+  /** The registry domains every node is probed for. */
   const hosts = () => [`localhost:${registry.port}`, `${registry.name}:5000`, 'docker.io', 'registry.dev.local']
-  /** Runs verify, which must exit 1 failing exactly these probes (NODE HOST); the failed probes. */
+  /** Runs verify, which must exit 1 failing exactly these probes (NODE DOMAIN); the failed probes. */
   const verifyFails = async (expected: string[]) => {
     const r = await verify()
     expect(r.code).toBe(1)
     const f = r.probes.filter((p) => p.status !== 'pass')
-    expect(f.map((p) => `${p.node} ${p.host}`).sort()).toEqual(expected.sort())
+    expect(f.map((p) => `${p.node} ${p.domain}`).sort()).toEqual(expected.sort())
     return f
   }
   const restartContainerd = async (node: string) => {
@@ -57,16 +57,16 @@ integration("verify on the real kind CLI (kindest/node's containerd 2.3, two nod
   test('a fresh cluster passes for every node × host', async () => {
     const r = await verify()
     expect(r.code).toBe(0)
-    expect(r.probes.map((p) => `${p.node} ${p.host} ${p.status}`).sort()).toEqual(
+    expect(r.probes.map((p) => `${p.node} ${p.domain} ${p.status}`).sort()).toEqual(
       [control, worker].flatMap((n) => hosts().map((h) => `${n} ${h} pass`)).sort(),
     )
-    const byHost = Object.fromEntries(r.probes.map((p) => [p.host, p.answeredBy[0]]))
-    expect(byHost['docker.io']).toBe(cache.name)
-    expect(byHost['registry.dev.local']).toBe(registry.name)
+    const byDomain = Object.fromEntries(r.probes.map((p) => [p.domain, p.answeredBy[0]]))
+    expect(byDomain['docker.io']).toBe(cache.name)
+    expect(byDomain['registry.dev.local']).toBe(registry.name)
     // How long it takes is the bench's to measure (bench/kind.ts), not a test's.
     console.error(`verify on a warm 2-node cluster: ${r.elapsedMs} ms`)
     const human = await w.run('verify')
-    expect(human.stdout).toMatch(new RegExp(`HOST\\s+FIRST REGISTRY\\s+${control.toUpperCase()}\\s+${worker.toUpperCase()}`))
+    expect(human.stdout).toMatch(new RegExp(`REGISTRY\\s+FIRST REGISTRY\\s+${control.toUpperCase()}\\s+${worker.toUpperCase()}`))
     expect(human.stdout).toMatch(/docker\.io\s+\S+cache-docker-io\s+ok\s+ok/)
     expect(human.stdout).toContain('8 passed, 0 failed, 0 skipped')
   })
