@@ -109,12 +109,9 @@ os_image() {
   sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release 2>/dev/null || true
 }
 
-register() {
-  kubeconfig=$1
-  : "${NODE_IP:?}" "${KUBELET_VERSION:?}" "${RUNTIME_VERSION:?}"
-  arch=$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
-  # The kubelet's own labels, then those it was given (--node-labels).
-  kubectl --kubeconfig="$kubeconfig" apply --server-side --field-manager=kubelet -f - <<YAML
+# The Node as the kubelet creates it: its own labels, then those it was given (--node-labels).
+node_yaml() {
+  cat <<YAML
 apiVersion: v1
 kind: Node
 metadata:
@@ -129,6 +126,19 @@ $(labels_yaml)
 spec:
   providerID: "${PROVIDER_ID:-}"
 YAML
+}
+
+register() {
+  kubeconfig=$1
+  : "${NODE_IP:?}" "${KUBELET_VERSION:?}" "${RUNTIME_VERSION:?}"
+  arch=$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
+  # Tried until the API server answers: a node may start before its server.
+  work=$(dirname "$kubeconfig")
+  node_yaml >"$work/node.yaml"
+  apply_node() {
+    kubectl --kubeconfig="$kubeconfig" apply --server-side --field-manager=kubelet -f "$work/node.yaml" 2>"$work/node.err"
+  }
+  retry 300 apply_node || fail "Node $node was not registered: $(cat "$work/node.err")"
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   memory=$(awk '/^MemTotal:/ {print $2 "Ki"}' /proc/meminfo)
   storage=$(df -k / | awk 'NR == 2 {print $2 "Ki"}')
