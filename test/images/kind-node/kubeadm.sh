@@ -150,6 +150,10 @@ init() {
 
 join() {
   local kubeconfig=/etc/kubernetes/kubelet.conf
+  if [[ $(config_field JoinConfiguration .controlPlane) != @(|null) ]]; then
+    echo "kubeadm (devreg rig): joining a second control-plane node is not implemented; workers only" >&2
+    exit 1
+  fi
   # kind's discovery: a bootstrap token and no CA pinning (unsafeSkipCAVerification).
   "$REGISTER" bootstrap "$(config_field JoinConfiguration .discovery.bootstrapToken.apiServerEndpoint)" \
     "$(config_field JoinConfiguration .discovery.bootstrapToken.token)" \
