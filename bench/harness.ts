@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { $ } from 'zx'
 import { hostUrl, waitForV2 } from '../scripts/lib/distribution.ts'
+import { createRunner } from '../scripts/lib/exec.ts'
 import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/kit/images.ts'
 
 export { freePort } from '../test/kit/net.ts'
@@ -75,7 +76,7 @@ export class Workspace {
     const name = this.name(base)
     const publish = port ? ['-p', `127.0.0.1:${port}:5000`] : []
     await $({ quiet: true })`docker run -d --name ${name} --network ${network} ${publish} ${REGISTRY_IMAGE}`
-    if (port && !(await waitForV2(hostUrl('127.0.0.1', port), 60_000)).ok)
+    if (port && !(await waitForV2(createRunner(), hostUrl('127.0.0.1', port), 60_000)).ok)
       throw new Error(`${name} did not answer /v2/ on 127.0.0.1:${port} within 60 s`)
     return name
   }

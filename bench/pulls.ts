@@ -100,7 +100,7 @@ async function pullIn(node: string, refs: string[], flags: string[]): Promise<{ 
 /** Every blob of the images over HTTP from `base`, three at a time (as containerd fetches), counted and dropped. */
 function transfer(base: string, images: PushedImage[]): Promise<number> {
   const blobs = images.flatMap((i) => i.blobs.map((b) => ({ repo: i.repo, digest: b.digest })))
-  return timed(() => mapLimit(blobs, 3, (b) => readBlob(base, b.repo, b.digest)))
+  return timed(() => mapLimit(blobs, 3, (b) => readBlob(createRunner(), base, b.repo, b.digest)))
 }
 
 /** Waits until the cache's volume holds every blob of the images (distribution 2.8 stores after answering). */

@@ -8,8 +8,8 @@ import type { Runner } from './lib/exec.ts'
 import { removeInCluster } from './lib/in-cluster.ts'
 import { withLock } from './lib/lock.ts'
 import { log } from './lib/log.ts'
-import { PROVIDERS, requireTools } from './lib/providers/provider.ts'
-import { applyRemoval, planRemoval, volumeLine } from './lib/registry-containers.ts'
+import { configuredCluster, providerOf, requireTools } from './lib/providers/index.ts'
+import { applyRemoval, planRemoval, volumeLine } from './lib/registry-removal.ts'
 
 const USAGE = `Usage: dev-down [options]
 
@@ -50,7 +50,7 @@ export async function down(run: Runner, config: Config, args: { purge: boolean; 
   const { name, provider } = config.cluster
 
   // 1. What goes: the cluster, if there is one; with --purge each cache's container and volume.
-  const cluster = PROVIDERS[provider].find(name, await docker.listContainers(run))
+  const cluster = configuredCluster(config, await docker.listContainers(run))
   if (!cluster) log.info(`no ${provider} cluster named ${name}: nothing to delete`)
   const caches = args.purge ? await planRemoval(run, config, { purge: true, roles: ['cache'] }) : null
 
@@ -60,7 +60,7 @@ export async function down(run: Runner, config: Config, args: { purge: boolean; 
     if (cluster) log.info(`  ${provider} cluster ${name} (${cluster.nodes.map((n) => n.name).join(', ')})`)
     for (const r of caches.containers) log.info(`  container ${r.name}`)
     for (const v of caches.volumes) log.info(volumeLine(v))
-    if (!run.dryRun && !(await confirm('Delete them?', args.yes))) {
+    if (!run.dryRun && !(await confirm(run, 'Delete them?', args.yes))) {
       log.info('nothing deleted')
       if (args.json) log.out(JSON.stringify({ cluster: name, provider, deleted: false, cachesPurged: false }))
       return 1
@@ -69,10 +69,10 @@ export async function down(run: Runner, config: Config, args: { purge: boolean; 
 
   // 3. The cluster.
   if (cluster) {
-    if (!run.dryRun) await requireTools(run, [provider])
+    if (!run.dryRun) await requireTools(run, [providerOf(config).cli])
     // --purge removes what devreg applied in the cluster first; without it, it goes with the cluster.
     if (caches) for (const r of await removeInCluster(run, config)) log.info(`removed ${r}`)
-    await PROVIDERS[provider].delete(run, cluster)
+    await providerOf(config).delete(run, cluster)
     if (!run.dryRun) log.ok(`deleted ${provider} cluster ${name}${caches ? '' : '; registries and caches kept'}`)
   }
 

@@ -3,14 +3,18 @@
 // upstream. Idempotent: containers that match the config are left alone.
 import type { Since } from './lib/cache-report.ts'
 import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
-import { type Config, configSchema, loadConfig, type Registry } from './lib/config.ts'
+import { type Config, loadConfig, type Registry } from './lib/config.ts'
+import { configSchema } from './lib/config-schema.ts'
 import * as docker from './lib/docker.ts'
 import type { Runner } from './lib/exec.ts'
 import { LABEL } from './lib/labels.ts'
 import { withLock } from './lib/lock.ts'
 import { EXIT, log, table, UserError } from './lib/log.ts'
 import { ANONYMOUS, cacheLogins, describeLogin } from './lib/login.ts'
-import { adoptRegistry, ensureRegistries, registrySpec, removeRegistries, warnUnreadableLogins } from './lib/registry-containers.ts'
+import { adoptRegistry } from './lib/registry-adoption.ts'
+import { ensureRegistries, registrySpec, warnUnreadableLogins } from './lib/registry-containers.ts'
+import { REGISTRY_NAMES } from './lib/registry-names.ts'
+import { removeRegistries } from './lib/registry-removal.ts'
 
 const USAGE = `Usage: dev-registry [COMMAND] [options]
 
@@ -23,17 +27,22 @@ Commands:
   adopt NAME      copy the images of a registry container devreg did not create
                   (e.g. an old kind-registry) into devreg's volume, then replace it
   warm [IMAGE...] pull images (default: the config's images) through their caches
-  report          per cache: requests, blobs from cache or upstream, bytes, hit ratio
+  report [REGISTRY...]
+                  per cache: requests, blobs from cache or upstream, bytes, hit ratio
+                  (default: every cache)
   export FILE [REGISTRY...]
                   write what the registries hold into one tar archive (default: every
-                  cache; the local registry only when named: its name, or local)
+                  cache; the local registry only when named)
   import FILE [REGISTRY...]
                   check every blob of an archive, then add what the volumes lack
-                  (nothing is replaced); --dry-run lists what would be added
+                  (nothing is replaced; default: every registry it holds);
+                  --dry-run lists what would be added
   host-mirrors    make this machine's Docker engine pull through the caches: registry-mirrors
                   in daemon.json for docker.io, hosts.toml in certs.d for every cached host
                   where the engine reads them (containerd image store, Docker 28+); shows the
                   change, keeps a backup, asks; --undo removes exactly what it wrote
+
+REGISTRY is ${REGISTRY_NAMES}.
 
 Options:
   --config PATH   read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]
@@ -72,6 +81,7 @@ Examples:
   dev-registry export caches.tar            # every cache; add kind-registry to carry pushed images
   dev-registry import caches.tar --dry-run
   dev-registry report --since 2h
+  dev-registry report docker.io             # only the cache of docker.io
   dev-registry rm --purge --dry-run
   dev-registry host-mirrors --dry-run       # the daemon.json diff and hosts.toml files, nothing written`
 
@@ -103,7 +113,7 @@ interface Options {
   platforms: string[] | null
   concurrency: number | null
   since: Since | null
-  /** export and import: the archive, and the registries named after it. */
+  /** export and import: the archive; export, import and report: the registries named (registry-names.ts). */
   archive: string | null
   registries: string[]
   manifests: string | null
@@ -132,7 +142,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   if (!(COMMANDS as readonly string[]).includes(command)) throw new UserError(`unknown command ${command}\n\n${USAGE}`, EXIT.usage)
   const carry = command === 'export' || command === 'import'
   if (carry && !rest[0]) throw new UserError(`${command} needs the archive's path, e.g. dev-registry ${command} caches.tar`, EXIT.usage)
-  const [target = null, ...extra] = command === 'warm' || carry ? [] : rest
+  const [target = null, ...extra] = command === 'warm' || command === 'report' || carry ? [] : rest
   if (command === 'adopt' && !target)
     throw new UserError('adopt needs the name of the container to adopt, e.g. dev-registry adopt kind-registry', EXIT.usage)
   if (extra.length || (target && command !== 'adopt'))
@@ -145,7 +155,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     target,
     images: command === 'warm' ? rest : [],
     archive: carry ? rest[0] : null,
-    registries: carry ? rest.slice(1) : [],
+    registries: carry ? rest.slice(1) : command === 'report' ? rest : [],
     manifests: args.file ?? null,
     fromCluster: args['from-cluster'],
     save: args.save,
@@ -191,9 +201,9 @@ async function act(run: Runner, config: Config, opts: Options): Promise<number> 
     case 'report':
       return report(run, config, opts)
     case 'export':
-      return (await import('./lib/carry.ts')).exportCommand(run, config, opts.archive as string, opts.registries, opts)
+      return (await import('./lib/carry-export.ts')).exportCommand(run, config, opts.archive as string, opts.registries, opts)
     case 'import':
-      return (await import('./lib/carry.ts')).importCommand(run, config, opts.archive as string, opts.registries, opts)
+      return (await import('./lib/carry-import.ts')).importCommand(run, config, opts.archive as string, opts.registries, opts)
     case 'host-mirrors':
       return (await import('./lib/host-mirrors.ts')).hostMirrors(run, config, opts)
   }
@@ -221,12 +231,12 @@ async function owned(run: Runner, config: Config) {
 async function status(run: Runner, config: Config, json: boolean): Promise<number> {
   const containers = await docker.listContainers(run)
   const configured = new Set(config.registries.map((r) => r.name))
-  const logins = await cacheLogins(run, config.registries, { env: process.env })
+  const logins = await cacheLogins(run, config.registries)
   const current = (r: Registry) => containers.find((x) => x.name === r.name) ?? null
   const desired = await Promise.all(
     config.registries.map(async (registry) => {
       const login = logins.get(registry.name) ?? ANONYMOUS
-      return { registry, login, spec: await registrySpec(run, registry, login, process.env, current(registry)) }
+      return { registry, login, spec: await registrySpec(run, registry, login, current(registry)) }
     }),
   )
   warnUnreadableLogins(desired)
@@ -258,7 +268,7 @@ async function status(run: Runner, config: Config, json: boolean): Promise<numbe
   )
   const strays = containers.filter((c) => docker.isOwned(c) && c.labels[LABEL.role] && !configured.has(c.name))
   // Whether this machine's Docker engine pulls through the caches (host-mirrors).
-  const hostEngine = await (await import('./lib/host-mirrors.ts')).hostEngineRoutes(run, config)
+  const hostEngine = await (await import('./lib/host-engine.ts')).hostEngineRoutes(run, config)
   if (json) {
     const notInConfig = strays.map((c) => ({ name: c.name, state: c.state }))
     log.out(JSON.stringify({ registries: rows, notInConfig, hostEngine }, null, 2))
@@ -300,7 +310,8 @@ async function stop(run: Runner, config: Config): Promise<number> {
 }
 
 async function warm(run: Runner, config: Config, opts: Options): Promise<number> {
-  const { hostPlatform, plainProgress, summaryLines, ttyProgress, warmImages } = await import('./lib/warm.ts')
+  const { hostPlatform, warmImages } = await import('./lib/warm.ts')
+  const { plainProgress, summaryLines, ttyProgress } = await import('./lib/warm-output.ts')
   const { warmTargets } = await import('./lib/warm-list.ts')
   const targets = await warmTargets(run, config, {
     images: opts.images,
@@ -314,7 +325,7 @@ async function warm(run: Runner, config: Config, opts: Options): Promise<number>
     for (const t of targets) log.out(`would warm ${t.name} through ${t.cache.name} (${t.cache.address.url}) for ${platforms.join(', ')}`)
     return 0
   }
-  const progress = process.stderr.isTTY && !opts.json ? ttyProgress() : plainProgress()
+  const progress = run.tty.stderr && !opts.json ? ttyProgress() : plainProgress()
   const summary = await warmImages(run, targets, { platforms, concurrency: opts.concurrency ?? config.warm.concurrency, progress })
   if (opts.json) log.out(JSON.stringify(summary, null, 2))
   const [tally, ...details] = summaryLines(summary)
@@ -325,7 +336,7 @@ async function warm(run: Runner, config: Config, opts: Options): Promise<number>
 
 async function report(run: Runner, config: Config, opts: Options): Promise<number> {
   const { renderReport, reportCaches } = await import('./lib/cache-report.ts')
-  const reports = await reportCaches(run, config, opts.since as Since)
+  const reports = await reportCaches(run, config, opts.since as Since, opts.registries)
   log.out(opts.json ? JSON.stringify({ caches: reports }, null, 2) : renderReport(reports))
   return 0
 }

@@ -3,14 +3,13 @@
 // them; on an existing cluster, reconcile its mirrors and network instead.
 import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
-import type { V2Answer } from './lib/distribution.ts'
 import * as docker from './lib/docker.ts'
 import type { Runner } from './lib/exec.ts'
-import { applyInCluster } from './lib/in-cluster.ts'
-import { applyRegistryHosting, kubeContext, waitReady } from './lib/kubectl.ts'
+import { applyInCluster, applyRegistryHosting } from './lib/in-cluster.ts'
+import { kubeContext, waitReady } from './lib/kubectl.ts'
 import { withLock } from './lib/lock.ts'
 import { log, UserError } from './lib/log.ts'
-import { type Cluster, clusterDrift, findClusters, PROVIDERS, requireTools } from './lib/providers/provider.ts'
+import { type Cluster, clusterDrift, findClusters, PROVIDERS, providerOf, requireTools } from './lib/providers/index.ts'
 import { applyRegistries, attachRegistries, planRegistries, type Step } from './lib/registry-containers.ts'
 import { findShadows } from './lib/shadows.ts'
 import { verifyPhase } from './lib/verify.ts'
@@ -96,12 +95,10 @@ export interface UpOptions {
   recreate?: boolean
   /** Run the verify phase [default: true]. */
   verify?: boolean
-  /** Waits until a registry answers (tests hand in their own; see applyRegistries). */
-  ready?: (url: string) => Promise<V2Answer>
 }
 
 /** Every phase of dev-up, in order; returns the summary --json prints. */
-export async function up(run: Runner, config: Config, { recreate = false, verify = true, ready }: UpOptions = {}): Promise<Summary> {
+export async function up(run: Runner, config: Config, { recreate = false, verify = true }: UpOptions = {}): Promise<Summary> {
   const { provider, name } = config.cluster
   const phases: Record<string, number> = {}
   const phase = phaseTimer(phases)
@@ -113,9 +110,9 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
     log.warn(
       `cluster ${name} differs from the config: ${observed.drift.join('; ')}. Run \`dev-up --recreate\` to delete and recreate it (cached images stay).`,
     )
-  // 1. Registries. k3d nodes pull their system images from docker.io while
-  // booting, so for k3d the network and every registry on it come first.
-  await phase('registries', () => ensureRegistriesPhase(run, config, observed, changes, ready))
+  // 1. Registries. Where nodes pull while they boot (k3d: k3s's system images
+  // from docker.io), the network and every registry on it come first.
+  await phase('registries', () => ensureRegistriesPhase(run, config, observed, changes))
   // 2. The cluster.
   const created = await phase('cluster', () => ensureCluster(run, config, observed, recreate, changes))
   // 3. Mirrors: every registry on the cluster network, every node's routing as the config says.
@@ -151,35 +148,30 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
 }
 
 async function observe(run: Runner, config: Config): Promise<Observed> {
-  const { provider, name } = config.cluster
+  const { name } = config.cluster
   const [containers, networkExists] = await Promise.all([docker.listContainers(run), docker.networkExists(run, config.network)])
-  if (!run.dryRun) await requireTools(run, [provider, 'kubectl'])
+  if (!run.dryRun) await requireTools(run, [providerOf(config).cli, 'kubectl'])
   const steps = await planRegistries(run, config, containers)
   // k3d keeps k3s's arguments in each node's command: observe reads them for the drift check.
   const existing = await Promise.all(findClusters(name, containers).map((c) => PROVIDERS[c.provider].observe(run, c)))
   return { networkExists, steps, existing, drift: existing.flatMap((c) => clusterDrift(config, c)) }
 }
 
-async function ensureRegistriesPhase(
-  run: Runner,
-  config: Config,
-  observed: Observed,
-  changes: string[],
-  ready: UpOptions['ready'],
-): Promise<void> {
+async function ensureRegistriesPhase(run: Runner, config: Config, observed: Observed, changes: string[]): Promise<void> {
   let network = observed.networkExists ? config.network : null
-  if (config.cluster.provider === 'k3d' && !network) {
+  if (providerOf(config).networkFirst && !network) {
     await docker.createNetwork(run, config.network)
     network = config.network
   }
-  const { changed } = await applyRegistries(run, observed.steps, { network, ready })
+  const { changed } = await applyRegistries(run, observed.steps, network)
   if (changed) changes.push(`${changed} registr${changed === 1 ? 'y' : 'ies'} created or updated`)
 }
 
 /** Deletes drifted clusters under --recreate, creates the cluster when missing; true when it created one. */
 async function ensureCluster(run: Runner, config: Config, observed: Observed, recreate: boolean, changes: string[]): Promise<boolean> {
-  const { provider, name } = config.cluster
-  let cluster = observed.existing.find((c) => c.provider === provider) ?? null
+  const provider = providerOf(config)
+  const { name } = config.cluster
+  let cluster = observed.existing.find((c) => provider.owns(c)) ?? null
   if (observed.drift.length && recreate)
     for (const c of observed.existing) {
       await PROVIDERS[c.provider].delete(run, c)
@@ -187,27 +179,29 @@ async function ensureCluster(run: Runner, config: Config, observed: Observed, re
       if (c === cluster) cluster = null
     }
   if (cluster) {
-    log.info(`   ${provider} cluster ${name} exists: reconciling it`)
+    log.info(`   ${provider.name} cluster ${name} exists: reconciling it`)
     return false
   }
-  await PROVIDERS[provider].create(run, config)
-  changes.push(`created ${provider} cluster ${name}`)
+  await provider.create(run, config)
+  changes.push(`created ${provider.name} cluster ${name}`)
   return true
 }
 
 async function ensureMirrors(run: Runner, config: Config, created: boolean, changes: string[]): Promise<void> {
-  const { provider, name } = config.cluster
+  const provider = providerOf(config)
+  const { name } = config.cluster
   // One look at Docker after the cluster phase serves both the nodes and the attachments.
   const containers = await docker.listContainers(run)
-  const current = PROVIDERS[provider].find(name, containers)
-  if (!current && !run.dryRun) throw new UserError(`${provider} reported success but no node of cluster ${name} runs: see \`docker ps -a\``)
+  const current = provider.find(name, containers)
+  if (!current && !run.dryRun)
+    throw new UserError(`${provider.name} reported success but no node of cluster ${name} runs: see \`docker ps -a\``)
   const attached = await attachRegistries(run, config.registries, config.network, (n) => containers.find((c) => c.name === n) ?? null)
   if (attached) changes.push(`attached ${attached} registr${attached === 1 ? 'y' : 'ies'} to network ${config.network}`)
-  // A k3d cluster just created read the registries.yaml it was created with; kind's nodes get their hosts.toml now.
-  if (!created || provider === 'kind')
-    changes.push(...(await PROVIDERS[provider].reconcile(run, config, current ?? { provider, name, nodes: [] })))
+  // A cluster just created may route as the config says already (k3d: the registries.yaml it was created with).
+  if (!created || !provider.routedAtCreate)
+    changes.push(...(await provider.reconcile(run, config, current ?? { provider: provider.name, name, nodes: [] })))
   if (!run.dryRun)
-    for (const s of await findShadows(config))
+    for (const s of await findShadows(run, config))
       log.warn(
         `the local registry's ${s.repository} shadows ${s.host}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.host}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
       )

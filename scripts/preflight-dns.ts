@@ -2,7 +2,6 @@
 // Check that every configured name resolves and answers where devreg needs it:
 // on this machine, in a container on the cluster network and in each node.
 // With --fix-hosts, add the missing `hosts` entries to /etc/hosts instead.
-import { existsSync } from 'node:fs'
 import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
 import {
@@ -16,7 +15,8 @@ import {
 } from './lib/etc-hosts.ts'
 import type { Runner } from './lib/exec.ts'
 import { EXIT, log, UserError } from './lib/log.ts'
-import { evaluate, observe, renderReport, selectTargets, summarize } from './lib/preflight.ts'
+import { observe, selectTargets } from './lib/preflight.ts'
+import { evaluate, renderReport, summarize } from './lib/preflight-verdicts.ts'
 
 const USAGE = `Usage: preflight-dns [HOST...] [options]
 
@@ -88,7 +88,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 async function check(run: Runner, config: Config, opts: Options): Promise<number> {
   const sel = selectTargets(config, opts.names)
   // The default /etc/hosts may be missing (some containers); a file named on the command line may not.
-  const text = opts.hostsFile === HOSTS_FILE && !existsSync(HOSTS_FILE) ? '' : await readHostsFile(opts.hostsFile)
+  const text = await readHostsFile(run, opts.hostsFile, opts.hostsFile === HOSTS_FILE)
   const checks = evaluate(config, sel, await observe(run, config, sel, { path: opts.hostsFile, text }))
   const counts = summarize(checks)
   if (opts.json) log.out(JSON.stringify({ ok: counts.fail === 0, summary: counts, checks }, null, 2))
@@ -102,7 +102,7 @@ async function check(run: Runner, config: Config, opts: Options): Promise<number
 
 async function fixHosts(run: Runner, config: Config, opts: Options): Promise<number> {
   const path = opts.hostsFile
-  const before = await readHostsFile(path)
+  const before = await readHostsFile(run, path)
   const fix = fixHostsFile(before, config.hosts, path)
   const shadows = shadowedRegistries(parseHostsFile(before))
   for (const s of shadows)

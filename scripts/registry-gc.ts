@@ -5,17 +5,18 @@
 // what a running node holds or a repository's newest tag without --force.
 import { confirm, isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig, type Registry } from './lib/config.ts'
-import { deleteManifest, waitForV2 } from './lib/distribution.ts'
 import * as docker from './lib/docker.ts'
 import { parseDuration } from './lib/duration.ts'
 import type { Runner } from './lib/exec.ts'
 import { AGE_UNITS, type GcPlan, type Policy, planGc, repoGlob } from './lib/gc.ts'
+import { applyAll, checkApplicable, type DiskUse, freedBytes, planSummary, type RegistryPlan } from './lib/gc-apply.ts'
 import { withLock } from './lib/lock.ts'
 import { EXIT, formatBytes, log, table, UserError } from './lib/log.ts'
 import { nodeImageDigests } from './lib/nodes.ts'
 import { mapLimit } from './lib/pool.ts'
-import { findClusters } from './lib/providers/provider.ts'
-import { garbageCollect, readSmallBlobs, readStorage, registryStats, type Storage } from './lib/storage.ts'
+import { findClusters } from './lib/providers/index.ts'
+import { REGISTRY_NAMES, selectRegistries } from './lib/registry-names.ts'
+import { readSmallBlobs, readStorage, registryStats, type Storage } from './lib/storage.ts'
 
 const USAGE = `Usage: registry-gc --stats [options]
        registry-gc POLICY... [--apply] [options]
@@ -46,7 +47,7 @@ Policies (combine them: what goes must match all):
 
 Options:
   --stats             show what each registry holds
-  --registry NAME     only this registry (a container name from the config)
+  --registry NAME     only this registry: ${REGISTRY_NAMES}
   --apply             delete (asks first on a terminal)
   --yes, -y           do not ask
   --force             also delete what nodes hold and newest tags
@@ -81,7 +82,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   if (args.stats && (args.apply || args.force)) throw new UserError('--apply and --force go with a policy, not --stats', EXIT.usage)
 
   const config = loadConfig({ configPath: args.config })
-  const registries = selectRegistries(config, args.registry ?? null)
+  const registries = selectRegistries(config, args.registry === undefined ? [] : [args.registry], { none: 'all' })
   // One `docker ps` for the whole run; without a daemon every volume would look missing, so it says what is wrong instead.
   const containers = await docker.listContainers(run)
   if (!policy) return stats(run, registries, args.json)
@@ -124,17 +125,6 @@ function parsePolicy(args: Record<string, unknown>): Policy | null {
     return null
   }
   return { keepLast, olderThan, untagged, repo: repoText === undefined ? null : repoGlob(repoText), force: Boolean(args.force) }
-}
-
-function selectRegistries(config: Config, name: string | null): Registry[] {
-  if (name === null) return [...config.registries]
-  const found = config.registries.find((r) => r.name === name)
-  if (!found)
-    throw new UserError(
-      `no registry named ${name} in the config: choose one of ${config.registries.map((r) => r.name).join(', ')}`,
-      EXIT.usage,
-    )
-  return [found]
 }
 
 interface Snapshot {
@@ -254,17 +244,6 @@ interface GcOptions {
   json: boolean
 }
 
-interface RegistryPlan {
-  registry: Registry
-  plan: GcPlan
-}
-
-/** A volume's disk use before and after garbage collection (null: not measured). */
-interface DiskUse {
-  before: number | null
-  after: number | null
-}
-
 async function gc(
   run: Runner,
   config: Config,
@@ -285,8 +264,8 @@ async function gc(
   }
   await checkApplicable(run, work, containers)
   if (!run.dryRun) {
-    const what = work.map(({ registry, plan }) => `${registry.name}: ${summary(plan)}`).join('; ')
-    if (!(await confirm(`${what}. Free about ${formatBytes(total)}?`, opts.yes))) {
+    const what = work.map(({ registry, plan }) => `${registry.name}: ${planSummary(plan)}`).join('; ')
+    if (!(await confirm(run, `${what}. Free about ${formatBytes(total)}?`, opts.yes))) {
       log.info('nothing deleted')
       return 1
     }
@@ -338,52 +317,6 @@ function printJson(plans: RegistryPlan[], disk: Map<string, DiskUse> = new Map()
   log.out(JSON.stringify(out, null, 2))
 }
 
-/** Everything that could refuse, checked before the first deletion. */
-async function checkApplicable(run: Runner, work: RegistryPlan[], containers: docker.Container[]): Promise<void> {
-  for (const { registry, plan } of work) {
-    const c = containers.find((x) => x.name === registry.name)
-    if (c && !docker.isOwned(c)) throw new UserError(`${registry.name} is not a devreg container: devreg does not modify it`, EXIT.failed)
-    if (registry.role !== 'local' || !plan.manifests.length) continue
-    if (c?.state !== 'running')
-      throw new UserError(
-        `${registry.name} is not running; manifests are deleted through its API: start it with \`dev-registry up\``,
-        EXIT.failed,
-      )
-    const info = await docker.inspect<{ Config: { Env?: string[] } }>(run, registry.name)
-    if (!info?.Config.Env?.includes('REGISTRY_STORAGE_DELETE_ENABLED=true'))
-      throw new UserError(
-        `${registry.name} has storage delete disabled, so its API refuses deletes: recreate it with \`dev-registry rm\` and \`dev-registry up\` (devreg sets REGISTRY_STORAGE_DELETE_ENABLED=true; its volume stays)`,
-        EXIT.failed,
-      )
-  }
-}
-
-/** Applies each plan in turn, measuring the volume around it (not under --dry-run). */
-async function applyAll(run: Runner, work: RegistryPlan[], containers: docker.Container[], json: boolean): Promise<Map<string, DiskUse>> {
-  const disk = new Map<string, DiskUse>()
-  for (const { registry, plan } of work) {
-    const before = run.dryRun ? null : await docker.volumeBytes(run, registry.volume, registry.image)
-    await applyPlan(run, registry, plan, containers.find((c) => c.name === registry.name)?.state === 'running')
-    if (run.dryRun) continue
-    const measured = { before, after: await docker.volumeBytes(run, registry.volume, registry.image) }
-    disk.set(registry.name, measured)
-    const freed = freedBytes(measured)
-    if (!json) log.ok(`${registry.name}: ${summary(plan)}; ${freed === null ? 'disk use unknown' : `freed ${formatBytes(freed)} on disk`}`)
-  }
-  return disk
-}
-
-const freedBytes = (d: DiskUse) => (d.before !== null && d.after !== null ? d.before - d.after : null)
-
-function summary(plan: GcPlan): string {
-  const parts = [
-    plan.manifests.length ? `${plan.manifests.length} manifest(s) deleted` : '',
-    plan.untag.length ? `${plan.untag.length} tag(s) removed` : '',
-    plan.evict.length ? `${plan.evict.length} repositor${plan.evict.length === 1 ? 'y' : 'ies'} evicted` : '',
-  ]
-  return parts.filter(Boolean).join(', ')
-}
-
 function printPlan(registry: Registry, plan: GcPlan): void {
   const short = (d: string) => d.slice(0, 19)
   const rows = [
@@ -407,47 +340,6 @@ function printPlan(registry: Registry, plan: GcPlan): void {
   log.out(
     `  frees about ${formatBytes(plan.reclaimBytes)}${plan.alreadyUnreferencedBytes ? ` (plus ${formatBytes(plan.alreadyUnreferencedBytes)} already unreferenced)` : ''}\n`,
   )
-}
-
-/** Deletes through the API (local), then garbage-collects with the registry stopped, and restores it as it was. */
-/** The registry HTTP calls GC apply makes (tests hand in their own). */
-export interface GcRegistryApi {
-  deleteManifest: typeof deleteManifest
-  waitForV2: typeof waitForV2
-}
-
-/**
- * Deletes the plan's manifests through the API, then, with the registry
- * stopped, removes its tags and evicted repositories and runs distribution's
- * garbage-collect; starts it again whatever happened, and checks it answers.
- */
-export async function applyPlan(
-  run: Runner,
-  registry: Registry,
-  plan: GcPlan,
-  running: boolean,
-  api: GcRegistryApi = { deleteManifest, waitForV2 },
-): Promise<void> {
-  const base = registry.address.url
-  await mapLimit(plan.manifests, 8, async (m) => {
-    if (run.dryRun) log.out(`curl -X DELETE ${base}/v2/${m.repo}/manifests/${m.digest}`)
-    else await api.deleteManifest(base, m.repo, m.digest)
-  })
-  const remove = [...plan.untag.map((t) => `${t.repo}/_manifests/tags/${t.tag}`), ...plan.evict]
-  if (running) await docker.stopContainer(run, registry.name)
-  try {
-    await garbageCollect(run, registry.volume, registry.image, remove)
-  } finally {
-    if (running) await docker.startContainer(run, registry.name)
-  }
-  if (!running || run.dryRun) return
-  // Success means the registry serves again, not only that its container started.
-  const answer = await api.waitForV2(base, 30_000)
-  if (!answer.ok)
-    throw new UserError(
-      `${registry.name} does not answer GET ${base}/v2/ after garbage-collect restarted it (${answer.error ?? `HTTP ${answer.status}`}): \`docker logs ${registry.name}\` shows why`,
-    )
-  log.info(`${registry.name} restarted and answers GET /v2/ again`)
 }
 
 if (isMain(import.meta.url)) await runMain(main)

@@ -6,8 +6,9 @@ import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { loadConfig } from './lib/config.ts'
 import * as docker from './lib/docker.ts'
 import { log, UserError } from './lib/log.ts'
-import { findClusters } from './lib/providers/provider.ts'
-import { renderMatrix, verify } from './lib/verify.ts'
+import { configuredCluster } from './lib/providers/index.ts'
+import { verify } from './lib/verify.ts'
+import { renderMatrix } from './lib/verify-verdicts.ts'
 
 const USAGE = `Usage: verify [options]
 
@@ -39,7 +40,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const run = runnerFor(args)
   const config = loadConfig({ configPath: args.config })
   const { provider, name } = config.cluster
-  if (!findClusters(name, await docker.listContainers(run)).some((c) => c.provider === provider))
+  if (!configuredCluster(config, await docker.listContainers(run)))
     throw new UserError(`no ${provider} cluster ${name} runs: \`just dev-up\` creates it`)
   const result = await verify(run, config)
   if (args.json) log.out(JSON.stringify(result, null, 2))

@@ -1,9 +1,9 @@
 #!/bin/sh
 # Runs in a short-lived helper container (the registry's own image: busybox
 # find, stat, grep, sed, xargs and awk) with a registry volume mounted
-# read-only at /volume, for scripts/lib/storage.ts:
-#   docker run --rm -v VOLUME:/volume:ro --entrypoint sh IMAGE -c "$(cat read-storage.sh)" read-storage list
-#   ... --workdir /volume/docker/registry/v2 ... read-storage blobs PATH...
+# read-only and as the working directory, for scripts/lib/storage.ts:
+#   docker run --rm -v VOLUME:/volume:ro -w /volume --entrypoint sh IMAGE -c "$(cat read-storage.sh)" read-storage list TAGS REVISIONS BLOB_OF LAYERS
+#   ... read-storage blobs PATH...
 #
 # list: one traversal of the volume, then only the files whose content matters:
 #   S BLOCKS SIZE MTIME ./PATH      every file and directory (stat)
@@ -11,9 +11,12 @@
 #   M ./PATH JSON                   a manifest blob, newlines folded
 #   T DATE TIME ZONE ./PATH         a layer link's mtime to the nanosecond: when
 #                                   a cache stored that blob for that repository
-# blobs: an M line for each PATH (relative to the workdir) that is a file.
+# Which paths those are is distribution's layout, and comes as arguments
+# (scripts/lib/registry-layout.ts): EREs over ./PATH for TAGS (tag links),
+# REVISIONS (a repository's manifests) and LAYERS (layer links), and BLOB_OF,
+# the sed expression that turns a revision into its blob's path.
+# blobs: an M line for each PATH (relative to the volume) that is a file.
 #
-# distribution's filesystem driver keeps everything under docker/registry/v2.
 # xargs reads from pipes: busybox 1.35's xargs garbles names read from a file.
 
 # awk: one line per file, "M PATH CONTENT", its newlines folded into spaces (JSON does not mind).
@@ -24,17 +27,17 @@ mode=$1
 shift
 case $mode in
   list)
+    tags=$1 revisions=$2 blob_of=$3 layers=$4
     out=$(mktemp -d)
-    cd /volume || exit 1
     find . -exec stat -c 'S %b %s %Y %n' {} + > "$out/s"
     # shellcheck disable=SC2016 # awk's $0, not the shell's
-    grep -E '^S [0-9]+ [0-9]+ [0-9]+ \./docker/registry/v2/repositories/.*/_manifests/tags/[^/]+/current/link$' "$out/s" | cut -d' ' -f5- |
+    grep -E "^S [0-9]+ [0-9]+ [0-9]+ $tags\$" "$out/s" | cut -d' ' -f5- |
       xargs -r awk '{ print "L " FILENAME ":" $0 }' > "$out/l" &
-    grep -E '/_manifests/revisions/sha256/[0-9a-f]{64}$' "$out/s" |
-      sed -E 's#.*/([0-9a-f]{2})([0-9a-f]{62})$#./docker/registry/v2/blobs/sha256/\1/\1\2/data#' | sort -u |
+    grep -E "^S [0-9]+ [0-9]+ [0-9]+ $revisions\$" "$out/s" |
+      sed -E "$blob_of" | sort -u |
       while read -r f; do [ -f "$f" ] && echo "$f"; done |
       xargs -r awk "$fold" > "$out/m" &
-    grep -E '^S [0-9]+ [0-9]+ [0-9]+ \./docker/registry/v2/repositories/.*/_layers/sha256/[0-9a-f]{64}/link$' "$out/s" | cut -d' ' -f5- |
+    grep -E "^S [0-9]+ [0-9]+ [0-9]+ $layers\$" "$out/s" | cut -d' ' -f5- |
       xargs -r stat -c 'T %y %n' > "$out/t"
     wait
     cat "$out/s" "$out/l" "$out/m" "$out/t"

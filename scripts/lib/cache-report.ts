@@ -15,10 +15,13 @@
 //     store (registry/proxy/proxyblobstore.go); 3 once per request.
 // Container logs rotate (json-file, 10 MiB x 3), so the log covers a window.
 import type { Config, Registry } from './config.ts'
+import { distributionVersion, isDistribution2 } from './distribution-version.ts'
 import * as docker from './docker.ts'
 import { parseDuration } from './duration.ts'
 import type { Runner } from './exec.ts'
 import { formatBytes, table, UserError } from './log.ts'
+import { logFields } from './registry-log.ts'
+import { selectRegistries } from './registry-names.ts'
 import { readStorage } from './storage.ts'
 
 export interface LoggedRequest {
@@ -36,50 +39,25 @@ export interface RegistryLog {
   requests: LoggedRequest[]
   /** REPO@DIGEST → when it was first stored from the upstream (2.8 scheduler lines). */
   stored: Map<string, number>
-  /** The distribution version the registry logs with every line, e.g. 2.8.2 or v3.0.0. */
-  version: string | null
   /** When the registry process last started listening. */
   listeningSince: number | null
   /** Time of the oldest line kept. */
   firstLine: number | null
 }
 
-const FIELD = /([\w.]+)=("(?:[^"\\]|\\.)*"|\S*)/g
 // containerd adds ?ns=<registry host> when it pulls through a mirror (hosts.toml).
 const BLOB_URI = /^\/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64})(\?.*)?$/
 const SCHEDULER = /^Adding new scheduler entry for (\S+@sha256:[0-9a-f]{64})/
 
-function fields(line: string): Record<string, string> {
-  if (line.startsWith('{')) {
-    try {
-      return Object.fromEntries(Object.entries(JSON.parse(line) as Record<string, unknown>).map(([k, v]) => [k, String(v)]))
-    } catch {
-      return {}
-    }
-  }
-  const out: Record<string, string> = {}
-  for (const [, key, raw] of line.matchAll(FIELD)) {
-    if (!raw.startsWith('"')) out[key] = raw
-    else
-      try {
-        out[key] = JSON.parse(raw) as string
-      } catch {
-        out[key] = raw.slice(1, -1)
-      }
-  }
-  return out
-}
-
 /** Reads distribution's logrus lines (text or JSON formatter); other lines are skipped. */
 export function parseRegistryLog(text: string): RegistryLog {
-  const log: RegistryLog = { requests: [], stored: new Map(), version: null, listeningSince: null, firstLine: null }
+  const log: RegistryLog = { requests: [], stored: new Map(), listeningSince: null, firstLine: null }
   for (const line of text.split('\n')) {
     if (!line.includes('msg')) continue
-    const f = fields(line)
+    const f = logFields(line)
     const time = Date.parse(f.time ?? '')
     if (!f.msg || Number.isNaN(time)) continue
     log.firstLine ??= time
-    if (f.version) log.version = f.version
     if (f.msg.startsWith('response completed')) {
       const end = time
       log.requests.push({
@@ -178,12 +156,13 @@ export function statsFromLog(log: RegistryLog, since: number, stores: Stores | n
 }
 
 /** distribution 2.x logs a scheduler line per stored fetch; 3 does not when proxy.ttl is 0 (devreg's setting). */
-export const schedulerLogs = (version: string | null) => version === null || /^v?2\./.test(version)
+export const schedulerLogs = (version: string | null) => version === null || isDistribution2(version)
 
 export interface CacheReport {
   name: string
   host: string
   state: string
+  /** What `registry --version` says (distribution-version.ts). */
   version: string | null
   /** The window asked for, and the part of it the kept log covers. */
   since: string
@@ -216,12 +195,15 @@ export async function cacheReport(run: Runner, cache: Registry, since: Since): P
   const info = await docker.inspect<{ State: { Status: string; StartedAt: string } }>(run, cache.name)
   const base = { name: cache.name, host: cache.upstreamHost as string }
   if (!info) return { ...base, state: 'missing', version: null, since: '', logFrom: null, truncated: false, stats: null, sources: [] }
-  const logs = await run.probe(['docker', 'logs', cache.name])
+  const [logs, version] = await Promise.all([
+    run.probe(['docker', 'logs', cache.name]),
+    distributionVersion(run, cache, info.State.Status === 'running' ? 'container' : 'image'),
+  ])
   const log = parseRegistryLog(`${logs.stderr}\n${logs.stdout}`)
   const from = since.kind === 'time' ? since.at : since.kind === 'start' ? Date.parse(info.State.StartedAt) : (log.firstLine ?? 0)
   const sources = ['requests and bytes served: the registry log (`response completed`)']
   let stores: Stores | null = null
-  if (schedulerLogs(log.version)) {
+  if (schedulerLogs(version)) {
     stores = { at: log.stored, fetchesTwice: true }
     sources.push(
       'hits, misses, fetched: the registry log (`Adding new scheduler entry` marks each blob stored from the upstream; a request that started earlier was answered by the upstream)',
@@ -241,7 +223,7 @@ export async function cacheReport(run: Runner, cache: Registry, since: Since): P
   return {
     ...base,
     state: info.State.Status,
-    version: log.version,
+    version,
     since: new Date(from).toISOString(),
     logFrom: log.firstLine === null ? null : new Date(log.firstLine).toISOString(),
     // A registry logs within seconds of starting; a first line much later than that means rotation.
@@ -251,8 +233,9 @@ export async function cacheReport(run: Runner, cache: Registry, since: Since): P
   }
 }
 
-export const reportCaches = (run: Runner, config: Config, since: Since) =>
-  Promise.all(config.registries.filter((r) => r.role === 'cache').map((r) => cacheReport(run, r, since)))
+/** `dev-registry report [REGISTRY...]`: the caches named (registry-names.ts), every cache when none is. */
+export const reportCaches = (run: Runner, config: Config, since: Since, names: readonly string[] = []) =>
+  Promise.all(selectRegistries(config, names, { none: 'caches', cachesOnly: 'report' }).map((r) => cacheReport(run, r, since)))
 
 const percent = (n: number | null, of: number | null) => (n === null || !of ? '-' : `${Math.round((100 * n) / of)}%`)
 const bytes = (n: number | null) => (n === null ? '-' : n < 0 ? `-${formatBytes(-n)}` : formatBytes(n))

@@ -7,6 +7,7 @@ import minimist from 'minimist'
 import { RegistryError } from './distribution.ts'
 import { createRunner, type Runner } from './exec.ts'
 import { CommandError, EXIT, type ExitCode, log, UserError } from './log.ts'
+import { thisProcess } from './machine.ts'
 import { bypassProxyForLoopback } from './proxy.ts'
 
 export interface FlagSpec {
@@ -73,9 +74,9 @@ export function openScript(argv: string[], spec: FlagSpec, usage: string, positi
   return args
 }
 
-/** The runner a script passes down, from its --dry-run and --verbose. */
+/** The runner a script passes down, from its --dry-run and --verbose and this process's environment, terminals and user. */
 export const runnerFor = (args: minimist.ParsedArgs): Runner =>
-  createRunner({ dryRun: Boolean(args['dry-run']), verbose: Boolean(args.verbose) })
+  createRunner({ dryRun: Boolean(args['dry-run']), verbose: Boolean(args.verbose) }, thisProcess())
 
 /** True when the module at importMetaUrl is the script being run (zx's isMain idea). */
 export function isMain(importMetaUrl: string): boolean {
@@ -177,10 +178,9 @@ export function knownFailure(err: unknown): { what: string; fix: string } | null
 }
 
 /** Asks on a TTY; without one, only --yes may go ahead (unattended runs must not delete by accident). */
-export async function confirm(question: string, yes: boolean): Promise<boolean> {
+export async function confirm(run: Pick<Runner, 'tty'>, question: string, yes: boolean): Promise<boolean> {
   if (yes) return true
-  if (!process.stdin.isTTY)
-    throw new UserError('refusing to delete without confirmation: no terminal to ask on; rerun with --yes', EXIT.usage)
+  if (!run.tty.stdin) throw new UserError('refusing to delete without confirmation: no terminal to ask on; rerun with --yes', EXIT.usage)
   const rl = createInterface({ input: process.stdin, output: process.stderr })
   try {
     return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim())

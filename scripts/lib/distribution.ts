@@ -1,4 +1,9 @@
-// The distribution HTTP API, as devreg reads it.
+// The distribution HTTP API, as devreg reads it, through the runner's fetch
+// (so unit tests answer it: test/kit/fake-runner.ts).
+import type { Runner } from './exec.ts'
+
+/** The part of the runner HTTP needs; waits also read its clock. */
+type Http = Pick<Runner, 'fetch'>
 
 export interface V2Answer {
   ok: boolean
@@ -9,9 +14,9 @@ export interface V2Answer {
 }
 
 /** GET /v2/: 200 (or 401 where auth is on) with the distribution header means a registry answers. */
-export async function pingV2(base: string, timeoutMs = 2000): Promise<V2Answer> {
+export async function pingV2(run: Http, base: string, timeoutMs = 2000): Promise<V2Answer> {
   try {
-    const res = await fetch(`${base}/v2/`, { signal: AbortSignal.timeout(timeoutMs) })
+    const res = await run.fetch(`${base}/v2/`, { signal: AbortSignal.timeout(timeoutMs) })
     await res.arrayBuffer()
     const apiVersion = res.headers.get('docker-distribution-api-version')
     return { ok: (res.status === 200 || res.status === 401) && apiVersion !== null, status: res.status, apiVersion, error: null }
@@ -22,12 +27,12 @@ export async function pingV2(base: string, timeoutMs = 2000): Promise<V2Answer> 
 }
 
 /** Polls GET /v2/ until it answers or the time is up; returns the last answer. */
-export async function waitForV2(base: string, timeoutMs: number): Promise<V2Answer> {
-  const deadline = Date.now() + timeoutMs
+export async function waitForV2(run: Pick<Runner, 'fetch' | 'clock'>, base: string, timeoutMs: number): Promise<V2Answer> {
+  const deadline = run.clock.now() + timeoutMs
   for (;;) {
-    const answer = await pingV2(base, Math.min(2000, Math.max(200, deadline - Date.now())))
-    if (answer.ok || Date.now() >= deadline) return answer
-    await new Promise((r) => setTimeout(r, 200))
+    const answer = await pingV2(run, base, Math.min(2000, Math.max(200, deadline - run.clock.now())))
+    if (answer.ok || run.clock.now() >= deadline) return answer
+    await run.clock.sleep(200)
   }
 }
 
@@ -83,9 +88,9 @@ export class RegistryError extends Error {
   }
 }
 
-async function request(url: string, init: RequestInit = {}, timeoutMs = 60_000): Promise<Response> {
+async function request(run: Http, url: string, init: RequestInit = {}, timeoutMs = 60_000): Promise<Response> {
   try {
-    return await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) })
+    return await run.fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) })
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name
     throw new RegistryError(`${init.method ?? 'GET'} ${url}: ${cause}`, null)
@@ -106,9 +111,9 @@ export interface FetchedManifest {
 }
 
 /** GET a manifest by tag or digest, accepting indexes and single-platform images. */
-export async function getManifest(base: string, repository: string, reference: string): Promise<FetchedManifest> {
+export async function getManifest(run: Http, base: string, repository: string, reference: string): Promise<FetchedManifest> {
   const url = `${base}/v2/${repository}/manifests/${reference}`
-  const res = await expectOk(await request(url, { headers: { accept: ACCEPT } }), `GET ${repository}:${reference}`)
+  const res = await expectOk(await request(run, url, { headers: { accept: ACCEPT } }), `GET ${repository}:${reference}`)
   const body = new Uint8Array(await res.arrayBuffer())
   const document = JSON.parse(new TextDecoder().decode(body)) as ManifestDocument
   const digest = res.headers.get('docker-content-digest') ?? (reference.startsWith('sha256:') ? reference : '')
@@ -119,8 +124,14 @@ export async function getManifest(base: string, repository: string, reference: s
  * GET a blob and count its bytes without keeping them. Through a
  * pull-through cache this is what makes the cache store the blob.
  */
-export async function readBlob(base: string, repository: string, digest: string, onBytes?: (n: number) => void): Promise<number> {
-  const res = await expectOk(await request(`${base}/v2/${repository}/blobs/${digest}`, {}, 30 * 60_000), `GET ${repository}@${digest}`)
+export async function readBlob(
+  run: Http,
+  base: string,
+  repository: string,
+  digest: string,
+  onBytes?: (n: number) => void,
+): Promise<number> {
+  const res = await expectOk(await request(run, `${base}/v2/${repository}/blobs/${digest}`, {}, 30 * 60_000), `GET ${repository}@${digest}`)
   let total = 0
   if (!res.body) return total
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -131,20 +142,20 @@ export async function readBlob(base: string, repository: string, digest: string,
 }
 
 /** DELETE a manifest by digest (distribution needs storage delete enabled; 405 otherwise). */
-export async function deleteManifest(base: string, repository: string, digest: string): Promise<void> {
+export async function deleteManifest(run: Http, base: string, repository: string, digest: string): Promise<void> {
   const url = `${base}/v2/${repository}/manifests/${digest}`
-  const res = await request(url, { method: 'DELETE' })
+  const res = await request(run, url, { method: 'DELETE' })
   // 404: already gone (another tag's deletion took it), which is the goal.
   if (res.status === 404) return
   await expectOk(res, `DELETE ${repository}@${digest}`)
 }
 
 /** Follows the Link header distribution uses to paginate _catalog and tags/list. */
-async function paginate<T>(base: string, first: string, key: string): Promise<T[]> {
+async function paginate<T>(run: Http, base: string, first: string, key: string): Promise<T[]> {
   const items: T[] = []
   let next: string | null = first
   while (next) {
-    const res = await expectOk(await request(`${base}${next}`), `GET ${next}`)
+    const res = await expectOk(await request(run, `${base}${next}`), `GET ${next}`)
     const page = (await res.json()) as Record<string, T[] | null>
     items.push(...(page[key] ?? []))
     next = /<([^>]+)>;\s*rel="next"/.exec(res.headers.get('link') ?? '')?.[1] ?? null
@@ -152,5 +163,6 @@ async function paginate<T>(base: string, first: string, key: string): Promise<T[
   return items
 }
 
-export const listRepositories = (base: string) => paginate<string>(base, '/v2/_catalog?n=1000', 'repositories')
-export const listTags = (base: string, repository: string) => paginate<string>(base, `/v2/${repository}/tags/list?n=1000`, 'tags')
+export const listRepositories = (run: Http, base: string) => paginate<string>(run, base, '/v2/_catalog?n=1000', 'repositories')
+export const listTags = (run: Http, base: string, repository: string) =>
+  paginate<string>(run, base, `/v2/${repository}/tags/list?n=1000`, 'tags')

@@ -1,10 +1,8 @@
 // /etc/hosts as devreg reads and edits it: pure functions over its text, and
 // one write step that elevates only the write. devreg's entries live between
 // two marker lines; every other line is kept byte for byte.
-import { constants } from 'node:fs'
-import { access, mkdtemp, readFile, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { structuredPatch } from 'diff'
 import { quote } from 'zx'
 import { PUBLIC_REGISTRIES } from './config.ts'
 import { type Runner, show } from './exec.ts'
@@ -110,41 +108,33 @@ export function fixHostsFile(text: string, hosts: readonly { name: string; addre
   return { text: out.join('\n'), added, removed, conflicts }
 }
 
-/** A unified diff of one changed region, with three lines of context, as `diff -u` prints it. */
+/**
+ * A unified diff with three lines of context, as `diff -u` prints it (jsdiff's
+ * hunks). Both texts count as ending in a newline: what devreg writes always
+ * does, and a file that did not is not worth a "\\ No newline" line.
+ */
 export function unifiedDiff(path: string, before: string, after: string): string {
   if (before === after) return ''
-  const split = (s: string) => (s.endsWith('\n') ? s.slice(0, -1) : s).split('\n')
-  const a = before === '' ? [] : split(before)
-  const b = after === '' ? [] : split(after)
-  let start = 0
-  while (start < a.length && start < b.length && a[start] === b[start]) start++
-  let endA = a.length
-  let endB = b.length
-  while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
-    endA--
-    endB--
-  }
-  const from = Math.max(0, start - 3)
-  const toA = Math.min(a.length, endA + 3)
-  const toB = Math.min(b.length, endB + 3)
-  const range = (first: number, count: number) => `${count ? first + 1 : first},${count}`
+  const terminated = (s: string) => (s === '' || s.endsWith('\n') ? s : `${s}\n`)
+  const { hunks } = structuredPatch(path, path, terminated(before), terminated(after), undefined, undefined, { context: 3 })
+  // An empty range names the line before it, as diff -u does.
+  const range = (start: number, count: number) => `${count ? start : start - 1},${count}`
   return [
     `--- ${path}`,
     `+++ ${path}`,
-    `@@ -${range(from, toA - from)} +${range(from, toB - from)} @@`,
-    ...a.slice(from, start).map((l) => ` ${l}`),
-    ...a.slice(start, endA).map((l) => `-${l}`),
-    ...b.slice(start, endB).map((l) => `+${l}`),
-    ...a.slice(endA, toA).map((l) => ` ${l}`),
+    ...hunks.flatMap((h) => [`@@ -${range(h.oldStart, h.oldLines)} +${range(h.newStart, h.newLines)} @@`, ...h.lines]),
     '',
   ].join('\n')
 }
 
-export async function readHostsFile(path: string): Promise<string> {
+/** The hosts file's text; a usage error when it cannot be read, except a missing file when `missingIsEmpty`. */
+export async function readHostsFile(run: Runner, path: string, missingIsEmpty = false): Promise<string> {
   try {
-    return await readFile(path, 'utf8')
+    return await run.files.readText(path)
   } catch (err) {
-    throw new UserError(`cannot read ${path} (${(err as NodeJS.ErrnoException).code}): check the path given to --hosts-file`, EXIT.usage)
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' && missingIsEmpty) return ''
+    throw new UserError(`cannot read ${path} (${code}): check the path given to --hosts-file`, EXIT.usage)
   }
 }
 
@@ -155,20 +145,16 @@ export async function readHostsFile(path: string): Promise<string> {
  * never without one; when it cannot run, the command to run is printed.
  */
 export async function writeHostsFile(run: Runner, path: string, content: string): Promise<void> {
-  const writable = await access(path, constants.W_OK).then(
-    () => true,
-    () => false,
-  )
-  if (writable) {
+  if (await run.files.writable(path)) {
     await run.writeFile(path, content)
     return
   }
   const tee = ['sudo', 'tee', path]
   try {
-    await run.change(process.stdin.isTTY ? tee : ['sudo', '--non-interactive', 'tee', path], { input: content })
+    await run.change(run.tty.stdin ? tee : ['sudo', '--non-interactive', 'tee', path], { input: content })
   } catch (err) {
-    const staged = join(await mkdtemp(join(tmpdir(), 'devreg-hosts-')), 'hosts')
-    await writeFile(staged, content, { mode: 0o644 })
+    const staged = join(await run.files.mkdtemp('devreg-hosts-'), 'hosts')
+    await run.files.write(staged, content, { mode: 0o644 })
     const why = (err as Error).message.replace(/^.*? failed: /, '').split('\n')[0]
     throw new UserError(
       `no permission to write ${path}, and sudo could not (${why}): apply the change with \`${show(tee)} < ${quote(staged)} > /dev/null\``,

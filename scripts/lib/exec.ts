@@ -1,15 +1,19 @@
 // Every external command devreg runs goes through a Runner: each script's main
 // builds one from its flags and passes it down, so --dry-run can print a
 // command instead of running it, --verbose can echo it, and unit tests can hand
-// in a recording fake (test/kit/fake-runner.ts). A command is an argv array
-// handed to the program itself, no shell in between: nothing in it is ever
-// interpreted, and a program that is not installed is named as such (zx's
-// quote only shows commands). No command string is ever built by hand.
+// in a recording fake (test/kit/fake-runner.ts). The runner also carries the
+// rest of the outside world a library touches (machine.ts): HTTP (the
+// registries' API), this machine's files, the clock polls wait on, and what
+// the process was started with (its environment, terminals and user), read
+// once by the script. A command is an argv array handed to the program
+// itself, no shell in between: nothing in it is ever interpreted, and a
+// program that is not installed is named as such (zx's quote only shows
+// commands). No command string is ever built by hand.
 import { type ChildProcess, spawn as spawnChild } from 'node:child_process'
-import { writeFile as fsWriteFile, mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { quote } from 'zx'
 import { CommandError, EXIT, log, UserError } from './log.ts'
+import { type Clock, type Files, type Invocation, localFiles, systemClock, thisProcess } from './machine.ts'
 
 export interface ExecSettings {
   /** Print changing commands instead of running them. */
@@ -19,7 +23,7 @@ export interface ExecSettings {
 }
 
 /** The one way devreg reaches the outside world; see createRunner for what each method does. */
-export interface Runner extends Readonly<ExecSettings> {
+export interface Runner extends Readonly<ExecSettings>, Readonly<Invocation> {
   /** A read-only command, also run under --dry-run; never throws (not even for a program that is not installed: `missing`). */
   probe(argv: string[], opts?: CommandOptions): Promise<Result>
   /** A command that changes something: printed, not run, under --dry-run; a failure throws a CommandError, a missing program ProgramNotFound. */
@@ -32,6 +36,11 @@ export interface Runner extends Readonly<ExecSettings> {
   writeFile(path: string, content: string, opts?: { mode?: number }): Promise<void>
   /** A command whose stdout (and stdin) are byte streams too large to hold. */
   stream(argv: string[], opts?: { stdin?: boolean }): Streamed
+  /** An HTTP request, as fetch makes it (the registries' API); run under --dry-run too: callers decide. */
+  fetch(url: string, init?: RequestInit): Promise<Response>
+  /** This machine's files, read and changed directly (writeFile is the step --dry-run prints). */
+  files: Files
+  clock: Clock
 }
 
 export interface CommandOptions {
@@ -264,8 +273,8 @@ async function writeFile(settings: ExecSettings, path: string, content: string, 
     return
   }
   if (settings.verbose) log.info(`# write ${path}`)
-  await mkdir(dirname(path), { recursive: true })
-  await fsWriteFile(path, content, { mode })
+  await localFiles.mkdir(dirname(path))
+  await localFiles.write(path, content, { mode })
 }
 
 export interface Streamed {
@@ -353,10 +362,14 @@ export function streamed(child: ChildProcess, argv: string[]): Streamed {
 }
 
 /** The runner a script's main builds from its flags (--dry-run, --verbose) and passes down. */
-export function createRunner(settings: ExecSettings = { dryRun: false, verbose: false }): Runner {
+export function createRunner(settings: ExecSettings = { dryRun: false, verbose: false }, invocation = thisProcess()): Runner {
   const frozen = Object.freeze({ ...settings })
   return {
     ...frozen,
+    ...invocation,
+    fetch: (url, init) => fetch(url, init),
+    files: localFiles,
+    clock: systemClock,
     probe: (argv, opts) => probe(frozen, argv, opts),
     change: (argv, opts) => change(frozen, argv, opts),
     pipe: (from, to) => pipe(frozen, from, to),

@@ -1,309 +1,31 @@
-// The machine's own Docker engine, wired to the caches: `registry-mirrors` in
-// daemon.json for docker.io (any engine), and containerd hosts.toml files under
-// /etc/docker/certs.d/<host>/ for every cached host where the engine reads them.
-//
-// Which engines read those hosts.toml files: only the containerd image store
-// of Docker Engine 28.0 and later. There moby's Daemon.RegistryHosts
-// (daemon/hosts.go, called by daemon/containerd/resolver.go for every pull)
-// is containerd's hostconfig.ConfigureHosts with HostDir =
-// HostDirFromRoot(registry.CertsDir()), i.e. /etc/docker/certs.d, read on each
-// pull (moby commit 8b4cb6f5 "Update host resolver to use containerd host
-// config", first released in v28.0.0). Before 28 the same function handed
-// BuildKit's resolver only the certificates of certs.d (TLSConfigDir), no
-// mirrors; the classic image store never reads hosts.toml and consults
-// registry-mirrors for docker.io only (registry/service.go lookupV2Endpoints).
-// With a hosts.toml of two or more hosts for docker.io, the containerd store
-// ignores registry-mirrors for it (mergeLegacyConfig), so both can coexist.
-// registry-mirrors is reloaded on SIGHUP; 127.0.0.0/8 is an insecure (plain
-// HTTP) registry by default, so a loopback cache needs no insecure-registries.
-import { constants } from 'node:fs'
-import { access, mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises'
+// `dev-registry host-mirrors [--undo]`: wires this machine's Docker engine to
+// the caches where it reads them (host-engine.ts says which engine reads what):
+// `registry-mirrors` in daemon.json for docker.io, a hosts.toml under certs.d
+// for every cached host. It plans every file as data (before → after), shows
+// the change, asks, keeps a backup of daemon.json, and elevates only the
+// writes it may not do itself; --undo puts back exactly what it wrote.
 import { dirname, join } from 'node:path'
 import { confirm } from './cli.ts'
 import type { Config, Registry } from './config.ts'
+import { addMirror, daemonJsonMirrors, removeMirror } from './daemon-json.ts'
 import * as docker from './docker.ts'
 import { unifiedDiff, writeHostsFile } from './etc-hosts.ts'
-import { ProgramNotFound, type Runner } from './exec.ts'
-import { isLoopback } from './local-addresses.ts'
+import type { Runner } from './exec.ts'
+import {
+  BACKUP_SUFFIX,
+  type Engine,
+  type EnginePaths,
+  enginePaths,
+  hostMirrorFiles,
+  isHostMirrorFile,
+  loopbackUrl,
+  type Observed,
+  observeFiles,
+  probeEngine,
+  pullsThroughCache,
+  support,
+} from './host-engine.ts'
 import { EXIT, log, UserError } from './log.ts'
-import { hostsToml } from './render.ts'
-import { type Route, registryRoutes } from './routes.ts'
-
-export const DAEMON_JSON = '/etc/docker/daemon.json'
-export const DOCKER_CERTS_D = '/etc/docker/certs.d'
-/** The copy of daemon.json as it was before devreg changed it, beside it. */
-export const BACKUP_SUFFIX = '.devreg-backup'
-/** The first Docker Engine whose containerd image store reads hosts.toml mirrors (see above). */
-export const HOSTS_TOML_SINCE = 28
-
-const HEADER = '# Written by devreg (dev-registry host-mirrors); `dev-registry host-mirrors --undo` removes it.'
-export const isHostMirrorFile = (content: string) => content.startsWith(HEADER)
-
-/** What `docker info --format '{{json .}}'` and `docker version --format '{{json .}}'` say, the fields devreg reads. */
-export interface DockerInfo {
-  ServerVersion?: string
-  OperatingSystem?: string
-  DriverStatus?: [string, string][] | null
-  SecurityOptions?: string[] | null
-  RegistryConfig?: { Mirrors?: string[] | null } | null
-}
-export interface DockerVersion {
-  Server?: { Version?: string; Components?: { Name: string; Version?: string }[] | null } | null
-}
-
-export interface Engine {
-  version: string | null
-  major: number | null
-  /** The containerd image store (docker info DriverStatus: driver-type io.containerd.snapshotter.v1). */
-  containerdStore: boolean
-  rootless: boolean
-  desktop: boolean
-  podman: boolean
-  /** The registry-mirrors the engine uses now. */
-  mirrors: string[]
-}
-
-export function engineFacts(info: DockerInfo, version: DockerVersion | null = null): Engine {
-  const v = version?.Server?.Version ?? info.ServerVersion ?? null
-  const major = v ? Number(/^(\d+)\./.exec(v)?.[1] ?? Number.NaN) : Number.NaN
-  return {
-    version: v,
-    major: Number.isNaN(major) ? null : major,
-    containerdStore: (info.DriverStatus ?? []).some(([k, val]) => k === 'driver-type' && val === 'io.containerd.snapshotter.v1'),
-    rootless: (info.SecurityOptions ?? []).some((o) => o.split(',').includes('name=rootless')),
-    desktop: /Docker Desktop/i.test(info.OperatingSystem ?? ''),
-    podman: (version?.Server?.Components ?? []).some((c) => /podman/i.test(c.Name)),
-    mirrors: info.RegistryConfig?.Mirrors ?? [],
-  }
-}
-
-/** Asks the engine DOCKER_HOST points at; null when it does not answer (ProgramNotFound without the docker CLI). */
-export async function probeEngine(run: Runner): Promise<Engine | null> {
-  const [info, version] = await Promise.all([
-    run.probe(['docker', 'info', '--format', '{{json .}}']),
-    run.probe(['docker', 'version', '--format', '{{json .}}']),
-  ])
-  if (info.missing) throw new ProgramNotFound('docker')
-  if (!info.ok) return null
-  return engineFacts(JSON.parse(info.stdout) as DockerInfo, version.ok ? (JSON.parse(version.stdout) as DockerVersion) : null)
-}
-
-/** Why devreg leaves each mechanism alone on this engine; null where it applies. */
-export function support(e: Engine): { daemonJson: string | null; hostsToml: string | null } {
-  const all = (why: string) => ({ daemonJson: why, hostsToml: why })
-  if (e.podman)
-    return all(
-      'Podman reads mirrors from registries.conf (containers-registries.conf(5)), not daemon.json or certs.d: add the caches there',
-    )
-  if (e.desktop)
-    return all(
-      "Docker Desktop's engine runs in a VM whose 127.0.0.1 is not this machine's, and its daemon.json is edited in Settings → Docker Engine",
-    )
-  if (e.rootless)
-    return all(
-      "a rootless engine runs in RootlessKit's network namespace, where 127.0.0.1 is not this machine's, and reads ~/.config/docker: devreg leaves it alone",
-    )
-  if (!e.containerdStore)
-    return {
-      daemonJson: null,
-      hostsToml:
-        'the engine uses the classic image store, which takes mirrors for docker.io only (registry-mirrors); hosts.toml files in certs.d are read by the containerd image store of Docker Engine 28 and later (features.containerd-snapshotter)',
-    }
-  if (e.major !== null && e.major < HOSTS_TOML_SINCE)
-    return {
-      daemonJson: null,
-      hostsToml: `Docker Engine ${e.version} reads only certificates from certs.d; its containerd image store reads hosts.toml mirrors from 28.0 on`,
-    }
-  return { daemonJson: null, hostsToml: null }
-}
-
-/** Where the engine reads its config: --daemon-json/--certs-d, else DEVREG_DOCKER_DAEMON_JSON/DEVREG_DOCKER_CERTS_D, else /etc/docker. */
-export function enginePaths(opts: { daemonJson?: string; certsD?: string }, env: NodeJS.ProcessEnv = process.env) {
-  return {
-    daemonJson: opts.daemonJson || env.DEVREG_DOCKER_DAEMON_JSON || DAEMON_JSON,
-    certsD: opts.certsD || env.DEVREG_DOCKER_CERTS_D || DOCKER_CERTS_D,
-  }
-}
-
-/**
- * A cache's URL in registry-mirrors: only on loopback, which the engine trusts
- * over plain HTTP; another address would also need insecure-registries.
- */
-export const loopbackUrl = (r: Registry): string | null => (isLoopback(r.bind) ? r.address.url : null)
-
-/** Whether a registry-mirrors entry is this cache (any loopback spelling, trailing slash or not). */
-export function isCacheMirror(mirror: string, cache: Registry): boolean {
-  try {
-    const u = new URL(mirror)
-    return Number(u.port) === cache.port && [cache.bind, '127.0.0.1', 'localhost', '[::1]'].includes(u.hostname)
-  } catch {
-    return false
-  }
-}
-
-/**
- * The hosts.toml of every cached host as the host engine reads it: host →
- * content. It is the route nodes get (routes.ts) with every devreg registry
- * at its loopback address instead of its name on the cluster network: the
- * cache, any remotes and a non-default upstream, then the upstream as server.
- */
-export function hostMirrorFiles(config: Config): Map<string, string> {
-  const caches = config.registries.filter((r) => r.role === 'cache')
-  // hosts.toml says http:// itself, so a cache on a LAN address works there as well.
-  const onHost = new Map(config.registries.map((r) => [r.address.inNetworkUrl, r.address.url]))
-  const files = new Map<string, string>()
-  for (const route of registryRoutes(config)) {
-    if (!caches.some((c) => c.upstreamHost === route.host)) continue
-    const local: Route = {
-      ...route,
-      endpoints: route.endpoints.map((e) => ({ ...e, url: onHost.get(e.url) ?? e.url })),
-      description: `${route.host}: the cache on this machine's loopback, then the upstream`,
-    }
-    // render.ts's header says dev-up rewrites the file; this one is host-mirrors'.
-    const body = hostsToml(local).split('\n').slice(1).join('\n')
-    files.set(route.host, `${HEADER}\n${body}`)
-  }
-  return files
-}
-
-// daemon.json is edited as text, so every byte devreg did not add stays as it was.
-
-interface Span {
-  start: number
-  end: number
-}
-interface Member extends Span {
-  key: string
-  /** Where the key's opening quote is. */
-  keyStart: number
-}
-
-function skipWs(text: string, i: number): number {
-  while (i < text.length && /\s/.test(text[i])) i++
-  return i
-}
-
-function skipString(text: string, i: number): number {
-  for (i++; i < text.length; i++) {
-    if (text[i] === '\\') i++
-    else if (text[i] === '"') return i + 1
-  }
-  return i
-}
-
-function skipValue(text: string, i: number): number {
-  if (text[i] === '"') return skipString(text, i)
-  if (text[i] === '{' || text[i] === '[') {
-    let depth = 0
-    for (; i < text.length; i++) {
-      const c = text[i]
-      if (c === '"') i = skipString(text, i) - 1
-      else if (c === '{' || c === '[') depth++
-      else if (c === '}' || c === ']') {
-        depth--
-        if (depth === 0) return i + 1
-      }
-    }
-    return i
-  }
-  while (i < text.length && !/[\s,}\]]/.test(text[i])) i++
-  return i
-}
-
-/** The members of the top-level object, with where each key and value are; the text must be valid JSON. */
-function objectMembers(text: string): { open: number; close: number; members: Member[] } {
-  const open = skipWs(text, 0)
-  const members: Member[] = []
-  let i = skipWs(text, open + 1)
-  while (text[i] !== '}') {
-    const keyStart = i
-    const keyEnd = skipString(text, i)
-    const key = JSON.parse(text.slice(keyStart, keyEnd)) as string
-    const start = skipWs(text, skipWs(text, keyEnd) + 1)
-    const end = skipValue(text, start)
-    members.push({ key, keyStart, start, end })
-    i = skipWs(text, end)
-    if (text[i] === ',') i = skipWs(text, i + 1)
-  }
-  return { open, close: i, members }
-}
-
-function arrayElements(text: string, array: Span): Span[] {
-  const out: Span[] = []
-  let i = skipWs(text, array.start + 1)
-  while (i < array.end - 1 && text[i] !== ']') {
-    const end = skipValue(text, i)
-    out.push({ start: i, end })
-    i = skipWs(text, end)
-    if (text[i] === ',') i = skipWs(text, i + 1)
-  }
-  return out
-}
-
-const splice = (text: string, from: number, to: number, insert = '') => text.slice(0, from) + insert + text.slice(to)
-
-function parseDaemonJson(text: string, path: string): Record<string, unknown> {
-  let doc: unknown
-  try {
-    doc = JSON.parse(text)
-  } catch (err) {
-    throw new UserError(`${path} is not valid JSON (${(err as Error).message}): fix it first; devreg edits only valid files`, EXIT.usage)
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`${path} is not a JSON object: fix it first`, EXIT.usage)
-  return doc as Record<string, unknown>
-}
-
-/** The registry-mirrors a daemon.json lists. */
-export function daemonJsonMirrors(text: string | null, path = DAEMON_JSON): string[] {
-  if (text === null || !text.trim()) return []
-  const m = parseDaemonJson(text, path)['registry-mirrors']
-  return Array.isArray(m) ? m.filter((x): x is string => typeof x === 'string') : []
-}
-
-/**
- * daemon.json with `url` first in registry-mirrors (tried before any mirror
- * already there), in the file's own indentation and line endings. An absent
- * or empty file becomes a new one.
- */
-export function addMirror(text: string, url: string, path = DAEMON_JSON): string {
-  const item = JSON.stringify(url)
-  if (!text.trim()) return `{\n  "registry-mirrors": [${item}]\n}\n`
-  parseDaemonJson(text, path)
-  const { open, close, members } = objectMembers(text)
-  const nl = text.includes('\r\n') ? '\r\n' : '\n'
-  const existing = members.filter((m) => m.key === 'registry-mirrors').at(-1)
-  if (existing) {
-    if (text[existing.start] !== '[') throw new UserError(`${path}: registry-mirrors is not a list: fix it first`, EXIT.usage)
-    const elems = arrayElements(text, existing)
-    if (!elems.length) return splice(text, existing.start, existing.end, `[${item}]`)
-    const before = text.slice(existing.start + 1, elems[0].start)
-    const sep = before.includes('\n') ? `,${nl}${before.slice(before.lastIndexOf('\n') + 1)}` : ', '
-    return splice(text, elems[0].start, elems[0].start, item + sep)
-  }
-  const member = `"registry-mirrors": [${item}]`
-  if (!members.length) return splice(text, open, close + 1, `{${nl}  ${member}${nl}}`)
-  const before = text.slice(open + 1, members[0].keyStart)
-  const lead = before.includes('\n') ? `${nl}${before.slice(before.lastIndexOf('\n') + 1)}` : ' '
-  const last = members[members.length - 1]
-  return splice(text, last.end, last.end, `,${lead}${member}`)
-}
-
-/** The inverse of addMirror: `url` out of registry-mirrors, and the key out when it was the only entry. */
-export function removeMirror(text: string, url: string, path = DAEMON_JSON): string {
-  if (!text.trim()) return text
-  parseDaemonJson(text, path)
-  const { open, close, members } = objectMembers(text)
-  const i = members.map((m) => m.key).lastIndexOf('registry-mirrors')
-  if (i < 0 || text[members[i].start] !== '[') return text
-  const elems = arrayElements(text, members[i])
-  const at = elems.findIndex((e) => JSON.parse(text.slice(e.start, e.end)) === url)
-  if (at < 0) return text
-  if (elems.length > 1)
-    return at < elems.length - 1 ? splice(text, elems[at].start, elems[at + 1].start) : splice(text, elems[at - 1].end, elems[at].end)
-  if (members.length === 1) return splice(text, open + 1, close)
-  if (i === members.length - 1) return splice(text, members[i - 1].end, members[i].end)
-  return splice(text, members[i].keyStart, members[i + 1].keyStart)
-}
 
 /** One file devreg would write (content) or remove (null). */
 export interface FileChange {
@@ -320,15 +42,7 @@ export interface Plan {
   notes: string[]
 }
 
-export interface Observed {
-  daemonJson: string | null
-  backup: string | null
-  /** host → the hosts.toml in certs.d (null: none), for every host with a directory there or a cache. */
-  hostsFiles: Map<string, string | null>
-}
-
 type Support = ReturnType<typeof support>
-type EnginePaths = { daemonJson: string; certsD: string }
 
 /** What host-mirrors (or --undo) changes, from the config, the engine and the files: pure. */
 export function planHostMirrors(config: Config, engine: Engine, seen: Observed, paths: EnginePaths, undo: boolean): Plan {
@@ -369,7 +83,7 @@ function planDaemonJson(plan: Plan, hub: Registry | undefined, can: Support, see
       hosts: ['docker.io'],
       why: `${hub.name} listens on ${hub.bind}, not on loopback: registry-mirrors would also need "insecure-registries": ["${hub.bind}:${hub.port}"]; add both yourself`,
     })
-  else if (daemonJsonMirrors(current, daemonJson).some((m) => isCacheMirror(m, hub)))
+  else if (pullsThroughCache(daemonJsonMirrors(current, daemonJson), hub))
     plan.notes.push(`${daemonJson} already lists ${url} in registry-mirrors`)
   else {
     if (current !== null) plan.changes.push({ path: `${daemonJson}${BACKUP_SUFFIX}`, before: seen.backup, after: current, what: 'backup' })
@@ -405,29 +119,9 @@ function planHostsTomls(plan: Plan, config: Config, can: Support, seen: Observed
       plan.changes.push({ path: hostsTomlPath(host), before, after: null, what: 'hosts.toml' })
 }
 
-const readOrNull = (path: string) => readFile(path, 'utf8').catch(() => null)
-
-/** Reads daemon.json, its backup, and the hosts.toml of every directory in certs.d and of every cached host. */
-export async function observeFiles(config: Config, paths: EnginePaths): Promise<Observed> {
-  const dirs = await readdir(paths.certsD).catch(() => [] as string[])
-  const hosts = [...new Set([...dirs, ...config.registries.filter((r) => r.role === 'cache').map((r) => r.upstreamHost as string)])]
-  const [daemonJson, backup, ...files] = await Promise.all([
-    readOrNull(paths.daemonJson),
-    readOrNull(`${paths.daemonJson}${BACKUP_SUFFIX}`),
-    ...hosts.map((h) => readOrNull(join(paths.certsD, h, 'hosts.toml'))),
-  ])
-  return { daemonJson, backup, hostsFiles: new Map(hosts.map((h, i) => [h, files[i]])) }
-}
-
-const writable = (path: string) =>
-  access(path, constants.W_OK).then(
-    () => true,
-    () => false,
-  )
-
 /** Runs a command as root when this process cannot do the thing itself; sudo asks only on a terminal. */
 async function asRoot(run: Runner, argv: string[]): Promise<void> {
-  await run.change(process.getuid?.() === 0 ? argv : ['sudo', ...(process.stdin.isTTY ? [] : ['--non-interactive']), ...argv])
+  await run.change(run.root ? argv : ['sudo', ...(run.tty.stdin ? [] : ['--non-interactive']), ...argv])
 }
 
 const denied = (err: unknown) => ['EACCES', 'EPERM', 'EROFS'].includes((err as NodeJS.ErrnoException).code ?? '')
@@ -440,13 +134,14 @@ async function apply(run: Runner, c: FileChange): Promise<void> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOTEMPTY') throw err
   }
   if (c.after === null) {
-    await rm(c.path, { force: true }).catch(orRoot(['rm', '-f', c.path]))
+    await run.files.rm(c.path).catch(orRoot(['rm', '-f', c.path]))
     // A host directory left empty goes too; one with certificates in it stays.
-    if (c.what === 'hosts.toml') await rmdir(dir).catch(orRoot(['rmdir', '--ignore-fail-on-non-empty', dir]))
+    if (c.what === 'hosts.toml') await run.files.rmdir(dir).catch(orRoot(['rmdir', '--ignore-fail-on-non-empty', dir]))
     return
   }
-  await mkdir(dir, { recursive: true }).catch(orRoot(['mkdir', '-p', dir]))
-  if (c.before === null && (await writable(dir))) await run.writeFile(c.path, c.after, { mode: c.what === 'backup' ? 0o600 : 0o644 })
+  await run.files.mkdir(dir).catch(orRoot(['mkdir', '-p', dir]))
+  if (c.before === null && (await run.files.writable(dir)))
+    await run.writeFile(c.path, c.after, { mode: c.what === 'backup' ? 0o600 : 0o644 })
   else await writeHostsFile(run, c.path, c.after)
 }
 
@@ -458,18 +153,17 @@ export interface HostMirrorsOptions {
   json: boolean
   daemonJson?: string
   certsD?: string
-  env?: NodeJS.ProcessEnv
 }
 
 /** `dev-registry host-mirrors [--undo]`: show, ask, write, and say how the engine takes it. */
 export async function hostMirrors(run: Runner, config: Config, opts: HostMirrorsOptions): Promise<number> {
-  const paths = enginePaths(opts, opts.env)
+  const paths = enginePaths(opts, run.env)
   // 1. The engine, and the caches it would pull through.
   const engine = await probeEngine(run)
   if (!engine) throw new UserError('`docker info` failed: is Docker running (and DOCKER_HOST right)?', EXIT.failed)
   if (!opts.undo) await requireCachesRunning(run, config)
   // 2. What would change.
-  const plan = planHostMirrors(config, engine, await observeFiles(config, paths), paths, opts.undo)
+  const plan = planHostMirrors(config, engine, await observeFiles(run, config, paths), paths, opts.undo)
   const reload = reloadAdvice(plan)
   if (opts.json) printPlanJson(run, opts, engine, paths, plan, reload)
   else printPlan(engine, plan)
@@ -480,12 +174,12 @@ export async function hostMirrors(run: Runner, config: Config, opts: HostMirrors
   }
   if (run.dryRun) return 0
   // 3. Ask, then write (each write elevated only when needed).
-  if (!opts.yes && !process.stdin.isTTY)
+  if (!opts.yes && !run.tty.stdin)
     throw new UserError(
       "refusing to change the Docker engine's config without confirmation: no terminal to ask on; rerun with --yes",
       EXIT.usage,
     )
-  if (!(await confirm(opts.undo ? 'undo these changes?' : 'apply these changes?', opts.yes))) {
+  if (!(await confirm(run, opts.undo ? 'undo these changes?' : 'apply these changes?', opts.yes))) {
     log.info('nothing changed')
     return EXIT.failed
   }
@@ -571,58 +265,4 @@ async function applyPlan(run: Runner, plan: Plan): Promise<void> {
   // The backup first, daemon.json after it; removals of the backup last.
   const order = (c: FileChange) => (c.what === 'backup' ? (c.after === null ? 2 : 0) : 1)
   for (const c of [...plan.changes].sort((a, b) => order(a) - order(b))) await apply(run, c)
-}
-
-/** One cached host as the host engine pulls it now. */
-export interface HostRoute {
-  host: string
-  cache: string
-  status: 'pass' | 'warn' | 'skip'
-  detail: string
-  fix: string | null
-}
-
-/**
- * Whether the host engine pulls each cached host through its cache: docker.io
- * by the engine's live registry-mirrors (or a hosts.toml of devreg's), the
- * others by their hosts.toml where the engine reads them.
- */
-export function judgeHostRoutes(config: Config, engine: Engine, hostsFiles: Map<string, string | null>): HostRoute[] {
-  const can = support(engine)
-  const wanted = hostMirrorFiles(config)
-  const fix = '`just host-mirrors` wires it (shows the change first)'
-  return config.registries
-    .filter((r) => r.role === 'cache')
-    .map((r): HostRoute => {
-      const host = r.upstreamHost as string
-      const base = { host, cache: r.name }
-      const file = hostsFiles.get(host) ?? null
-      const viaFile = !can.hostsToml && file !== null && file === wanted.get(host)
-      if (host === 'docker.io') {
-        if (engine.mirrors.some((m) => isCacheMirror(m, r)))
-          return { ...base, status: 'pass', detail: `registry-mirrors has ${r.address.url}`, fix: null }
-        if (viaFile) return { ...base, status: 'pass', detail: 'hosts.toml in certs.d', fix: null }
-        if (can.daemonJson) return { ...base, status: 'skip', detail: can.daemonJson, fix: null }
-        return { ...base, status: 'warn', detail: `the host engine pulls docker.io directly, not through ${r.name}`, fix }
-      }
-      if (can.hostsToml) return { ...base, status: 'skip', detail: can.hostsToml, fix: null }
-      if (viaFile) return { ...base, status: 'pass', detail: 'hosts.toml in certs.d', fix: null }
-      return {
-        ...base,
-        status: 'warn',
-        detail:
-          file === null
-            ? `no hosts.toml for ${host}: the host engine pulls it directly`
-            : `the hosts.toml for ${host} is not what devreg writes`,
-        fix,
-      }
-    })
-}
-
-/** judgeHostRoutes on the engine DOCKER_HOST points at and the files it reads; null when the engine does not answer. */
-export async function hostEngineRoutes(run: Runner, config: Config, env: NodeJS.ProcessEnv = process.env): Promise<HostRoute[] | null> {
-  const engine = await probeEngine(run)
-  if (!engine) return null
-  const seen = await observeFiles(config, enginePaths({}, env))
-  return judgeHostRoutes(config, engine, seen.hostsFiles)
 }

@@ -1,17 +1,16 @@
-// What pods see of the registries. Nodes reach them through their mirror
-// files; pods go through cluster DNS, which on k3d knows container names only
-// as k3d recorded them at cluster start (NodeHosts), so devreg gives each
-// registry a Service without a selector and an EndpointSlice holding the
-// container's current address, re-applied on every dev-up.
+// What pods and cluster tools see of the registries. Nodes reach them through
+// their mirror files; pods go through cluster DNS, which on k3d knows container
+// names only as k3d recorded them at cluster start (NodeHosts), so devreg gives
+// each registry a Service without a selector and an EndpointSlice holding the
+// container's current address, re-applied on every dev-up. Tools find the
+// local registry in the KEP-1755 ConfigMap.
 import type { Config, Registry } from './config.ts'
 import * as docker from './docker.ts'
-import type { Result, Runner } from './exec.ts'
-import { kubectl } from './kubectl.ts'
-import { log, UserError } from './log.ts'
-import { COREDNS_CUSTOM, corednsOverride, IN_CLUSTER_NAMESPACE, inClusterManifests, serviceHost, serviceName } from './render.ts'
-import { hostnameAliases } from './routes.ts'
-
-const notFound = (r: Result) => r.stderr.includes('(NotFound)')
+import type { Runner } from './exec.ts'
+import { kubectl, objectNotFound } from './kubectl.ts'
+import { log } from './log.ts'
+import { providerOf } from './providers/index.ts'
+import { IN_CLUSTER_NAMESPACE, inClusterManifests, registryHostingConfigMap, serviceHost, serviceName } from './render.ts'
 
 /** kubectl apply's verdict lines that say something changed ("service/x created", "... configured"). */
 export const appliedChanges = (out: string) =>
@@ -21,9 +20,10 @@ export const appliedChanges = (out: string) =>
     .filter((l) => / (created|configured)$/.test(l))
 
 /**
- * Applies the namespace, a Service and EndpointSlice per registry and, on k3d,
- * the hostname aliases in CoreDNS; returns what changed. A second run with the
- * same addresses changes nothing: kubectl reports each object `unchanged`.
+ * Applies the namespace, a Service and EndpointSlice per registry and, where
+ * the provider's DNS has a hook for them, the hostname aliases; returns what
+ * changed. A second run with the same addresses changes nothing: kubectl
+ * reports each object `unchanged`.
  */
 export async function applyInCluster(run: Runner, config: Config): Promise<string[]> {
   const addresses = await docker.networkAddresses(run, config.network)
@@ -35,58 +35,23 @@ export async function applyInCluster(run: Runner, config: Config): Promise<strin
   }
   const out = await run.change(kubectl(config, 'apply', '-f', '-'), { input: inClusterManifests(endpoints) })
   const changes = appliedChanges(out).map((l) => `${l} (namespace ${IN_CLUSTER_NAMESPACE})`)
-  if (config.cluster.provider === 'k3d') changes.push(...(await ensureCorednsOverride(run, config)))
   const local = config.registries.find((r) => r.role === 'local') as Registry
   log.info(`   pods reach the local registry at ${serviceHost(local)}`)
-  const aliases = hostnameAliases(config)
-  if (config.cluster.provider === 'kind' && aliases.length)
-    log.info(
-      `   ${aliases.join(', ')} resolve${aliases.length === 1 ? 's' : ''} on the nodes only: kind's CoreDNS has no hook devreg could undo exactly, so pods use ${serviceHost(local)}`,
-    )
-  return changes
+  return [...changes, ...(await providerOf(config).ensurePodAliases(run, config))]
 }
 
-interface ConfigMapData {
-  data?: Record<string, string>
-}
+/** The KEP-1755 ConfigMap with the fields the config's provider publishes. */
+export const registryHosting = (config: Config) => registryHostingConfigMap(providerOf(config).localRegistryHosting(config))
 
-/** kube-system/coredns-custom as data; null when it does not exist. */
-async function readCorednsCustom(run: Runner, config: Config): Promise<ConfigMapData | null> {
-  const { namespace, name } = COREDNS_CUSTOM
-  const r = await run.probe(kubectl(config, 'get', 'configmap', name, '-n', namespace, '-o', 'json'))
-  if (r.ok) return JSON.parse(r.stdout) as ConfigMapData
-  if (notFound(r) || run.dryRun) return null
-  throw new UserError(`cannot read ${namespace}/${name}: ${r.stderr.trim().split('\n')[0]}`)
-}
-
-/**
- * Keeps devreg's one key in k3s's coredns-custom ConfigMap equal to
- * corednsOverride(config): created with the ConfigMap when there is none,
- * else merge-patched, so keys others put there stay. CoreDNS's reload plugin
- * also re-reads imported files (coredns/coredns#3068), so no restart.
- */
-async function ensureCorednsOverride(run: Runner, config: Config): Promise<string[]> {
-  const { namespace, name, key } = COREDNS_CUSTOM
-  const want = corednsOverride(config)
-  const current = await readCorednsCustom(run, config)
-  const has = current?.data?.[key]
-  if ((has ?? null) === want) return []
-  const where = `${namespace}/${name}`
-  if (current === null) {
-    const manifest = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data: { [key]: want } }
-    await run.change(kubectl(config, 'apply', '-f', '-'), { input: JSON.stringify(manifest, null, 2) })
-    return [`created ${where} with ${key} (hostname aliases resolve to the local registry's Service in pods)`]
-  }
-  await run.change(
-    kubectl(config, 'patch', 'configmap', name, '-n', namespace, '--type', 'merge', '-p', JSON.stringify({ data: { [key]: want } })),
-  )
-  return [want === null ? `removed ${key} from ${where} (no hostname alias)` : `rewrote ${key} in ${where}`]
+/** Publishes where the local registry is (KEP-1755), for Tilt and other tools. */
+export async function applyRegistryHosting(run: Runner, config: Config): Promise<string> {
+  return run.change(kubectl(config, 'apply', '-f', '-'), { input: registryHosting(config) })
 }
 
 /**
  * What devreg applied in the cluster, removed: the devreg namespace (its
- * Services and EndpointSlices go with it) and devreg's key in coredns-custom
- * (the ConfigMap too when nothing else is in it). For `dev-down --purge`,
+ * Services and EndpointSlices go with it) and what the provider's DNS hook
+ * holds for the hostname aliases. For `dev-down --purge`,
  * right before the cluster is deleted: failures only warn, since deleting the
  * cluster removes them anyway. Returns what was removed.
  */
@@ -101,17 +66,8 @@ export async function removeInCluster(run: Runner, config: Config): Promise<stri
     if (ns.ok || run.dryRun) {
       await run.change(kubectl(config, 'delete', 'namespace', IN_CLUSTER_NAMESPACE))
       removed.push(`namespace ${IN_CLUSTER_NAMESPACE}`)
-    } else if (!notFound(ns)) throw new Error(ns.stderr.trim().split('\n')[0])
-    const { namespace, name, key } = COREDNS_CUSTOM
-    const current = await readCorednsCustom(run, config)
-    if (current?.data && key in current.data) {
-      if (Object.keys(current.data).length === 1) await run.change(kubectl(config, 'delete', 'configmap', name, '-n', namespace))
-      else
-        await run.change(
-          kubectl(config, 'patch', 'configmap', name, '-n', namespace, '--type', 'merge', '-p', JSON.stringify({ data: { [key]: null } })),
-        )
-      removed.push(`${key} of ${namespace}/${name}`)
-    }
+    } else if (!objectNotFound(ns)) throw new Error(ns.stderr.trim().split('\n')[0])
+    removed.push(...(await providerOf(config).removePodAliases(run, config)))
   } catch (err) {
     log.warn(
       `could not remove devreg's objects from the cluster (${(err as Error).message.split('\n')[0]}); deleting the cluster removes them`,
@@ -132,6 +88,6 @@ export async function endpointSliceAddresses(
     return { addresses: (slice.endpoints ?? []).flatMap((e) => e.addresses ?? []), error: null }
   }
   if (res.missing) return { addresses: null, error: 'kubectl not found' }
-  if (notFound(res)) return { addresses: null, error: null }
+  if (objectNotFound(res)) return { addresses: null, error: null }
   return { addresses: null, error: res.stderr.trim().split('\n')[0] || `kubectl exited ${res.exitCode}` }
 }

@@ -1,19 +1,17 @@
 // kubectl against the cluster of the config, by the context kind and k3d name
-// after it: the KEP-1755 ConfigMap and waiting for Ready nodes.
+// after it: commands, their NotFound answer, and waiting for Ready nodes.
 import type { Config } from './config.ts'
-import type { Runner } from './exec.ts'
-import { registryHostingConfigMap } from './render.ts'
+import type { Result, Runner } from './exec.ts'
+import { kubeContextOf } from './providers/naming.ts'
 
 /** The kubeconfig context kind (kind-NAME) and k3d (k3d-NAME) write for a cluster. */
-export const kubeContext = (config: Config) => `${config.cluster.provider}-${config.cluster.name}`
+export const kubeContext = (config: Config) => kubeContextOf(config.cluster.provider, config.cluster.name)
 
 /** A kubectl command against the config's cluster. */
 export const kubectl = (config: Config, ...args: string[]) => ['kubectl', '--context', kubeContext(config), ...args]
 
-/** Publishes where the local registry is (KEP-1755), for Tilt and other tools. */
-export async function applyRegistryHosting(run: Runner, config: Config): Promise<string> {
-  return run.change(kubectl(config, 'apply', '-f', '-'), { input: registryHostingConfigMap(config) })
-}
+/** Whether kubectl failed because the object is not there. */
+export const objectNotFound = (r: Result) => r.stderr.includes('(NotFound)')
 
 export async function waitReady(run: Runner, config: Config): Promise<void> {
   await run.change(kubectl(config, 'wait', '--for=condition=Ready', 'nodes', '--all', `--timeout=${config.cluster.waitTimeout}`))

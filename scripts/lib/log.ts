@@ -87,3 +87,6 @@ export function formatBytes(n: number): string {
   }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`
 }
+
+/** A count with its noun: 1 tag, 2 tags, 3 registries. */
+export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`

@@ -2,12 +2,12 @@
 // environment variables), none, or else the user's `docker login` for the
 // upstream's host, read as the Docker CLI reads it (docker/cli
 // cli/config/configfile/file.go): credHelpers[host], else credsStore, else
-// auths[host]. Parsing and choosing are pure; reading the file and asking a
-// helper go through seams (readFile, the runner), so tests need no $HOME.
-import { readFile } from 'node:fs/promises'
+// auths[host]. Parsing and choosing are pure; the environment, reading the
+// file and asking a helper go through the runner, so tests need no $HOME.
 import { join } from 'node:path'
 import type { Registry } from './config.ts'
 import { type Result, type Runner, toolMessage } from './exec.ts'
+import { readTextOrNull } from './machine.ts'
 
 /** Where a login comes from; never a value. */
 export type LoginSource = { kind: 'env'; usernameEnv: string; passwordEnv: string } | { kind: 'docker' }
@@ -52,7 +52,7 @@ export const HELPER_TIMEOUT_MS = 10_000
 const HELPER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/
 
 /** `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`; null with neither set. */
-export function dockerConfigPath(env: Record<string, string | undefined>): string | null {
+export function dockerConfigPath(env: Readonly<Record<string, string | undefined>>): string | null {
   if (env.DOCKER_CONFIG) return join(env.DOCKER_CONFIG, 'config.json')
   return env.HOME ? join(env.HOME, '.docker', 'config.json') : null
 }
@@ -150,40 +150,25 @@ export function parseHelperAnswer(r: Pick<Result, 'ok' | 'exitCode' | 'stdout' |
   return { kind: 'found', username, secret }
 }
 
-export interface LoginSeams {
-  env: Record<string, string | undefined>
-  /** A file's text, or null when it does not exist (tests hand in their own). */
-  readFile?: (path: string) => Promise<string | null>
-}
-
-async function readTextFile(path: string): Promise<string | null> {
-  try {
-    return await readFile(path, 'utf8')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
-    throw err
-  }
-}
-
 /**
  * The login of every cache, by container name (the local registry pulls from
  * nothing and has none). The Docker config is read once, and only when a
  * mirror leaves its credentials to it; helpers are asked in parallel.
  */
-export async function cacheLogins(run: Runner, registries: readonly Registry[], seams: LoginSeams): Promise<Map<string, CacheLogin>> {
+export async function cacheLogins(run: Runner, registries: readonly Registry[]): Promise<Map<string, CacheLogin>> {
   const caches = registries.filter((r) => r.role === 'cache')
-  const docker = caches.some((r) => r.credentials === null) ? await readDockerConfig(seams) : null
+  const docker = caches.some((r) => r.credentials === null) ? await readDockerConfig(run) : null
   const logins = await Promise.all(
     caches.map(async (r): Promise<[string, CacheLogin]> => {
       if (r.credentials === 'none') return [r.name, ANONYMOUS]
-      if (r.credentials) return [r.name, envLogin(r, r.credentials, seams.env)]
+      if (r.credentials) return [r.name, envLogin(r, r.credentials, run.env)]
       return [r.name, await dockerLogin(run, r, docker as DockerConfigRead)]
     }),
   )
   return new Map(logins)
 }
 
-function envLogin(r: Registry, names: { usernameEnv: string; passwordEnv: string }, env: LoginSeams['env']): CacheLogin {
+function envLogin(r: Registry, names: { usernameEnv: string; passwordEnv: string }, env: Runner['env']): CacheLogin {
   const source: LoginSource = { kind: 'env', ...names }
   const [username, secret] = [env[names.usernameEnv], env[names.passwordEnv]]
   if (username && secret) return { state: 'login', login: { username, secret, source } }
@@ -198,11 +183,11 @@ function envLogin(r: Registry, names: { usernameEnv: string; passwordEnv: string
 
 type DockerConfigRead = { path: string; config: DockerConfig } | { path: string; problem: string } | null
 
-async function readDockerConfig(seams: LoginSeams): Promise<DockerConfigRead> {
-  const path = dockerConfigPath(seams.env)
+async function readDockerConfig(run: Runner): Promise<DockerConfigRead> {
+  const path = dockerConfigPath(run.env)
   if (!path) return null
   try {
-    const text = await (seams.readFile ?? readTextFile)(path)
+    const text = await readTextOrNull(run.files, path)
     return text === null ? null : { path, config: parseDockerConfig(text) }
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message

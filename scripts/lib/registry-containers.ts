@@ -1,28 +1,28 @@
 // The registry containers devreg owns: the `docker run` settings and hash of
 // each, then compare what runs with what the config asks for and do only what
-// differs (plan, apply, attach, remove). Shared by dev-registry and dev-up.
+// differs (plan, apply, attach). Shared by dev-registry and dev-up; removing
+// them is registry-removal.ts, adopting a foreign one registry-adoption.ts.
 
 import { createHash, createHmac, randomBytes } from 'node:crypto'
-import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { confirm } from './cli.ts'
 import type { Config, Registry } from './config.ts'
-import { type V2Answer, waitForV2 } from './distribution.ts'
+import { waitForV2 } from './distribution.ts'
 import type { Container, RunSpec } from './docker.ts'
 import * as docker from './docker.ts'
 import type { Runner } from './exec.ts'
 import { LABEL } from './labels.ts'
 import { portFree } from './local-addresses.ts'
-import { EXIT, type ExitCode, formatBytes, log, UserError } from './log.ts'
-import { ANONYMOUS, type CacheLogin, cacheLogins, type LoginSeams, PROXY_LOGIN_ENV, proxyLoginEnv } from './login.ts'
+import { EXIT, type ExitCode, log, UserError } from './log.ts'
+import { ANONYMOUS, type CacheLogin, cacheLogins, PROXY_LOGIN_ENV, proxyLoginEnv } from './login.ts'
+import { REGISTRY_DATA } from './registry-layout.ts'
 import { template } from './templates.ts'
 
 /** The cache entrypoint: serves read-only while the upstream is unreachable (distribution #4038). */
 export const CACHE_ENTRYPOINT = template('cache-entrypoint.sh')
 
-/** Where distribution keeps its data in the registry:2 and registry:3 images. */
-export const REGISTRY_DATA = '/var/lib/registry'
+/** Registries run for months: their logs rotate at 10 MiB x 3 (report reads what is kept). */
+const LOG_ROTATION = ['--log-driver', 'json-file', '--log-opt', 'max-size=10m', '--log-opt', 'max-file=3']
 
 export interface ContainerSpec extends RunSpec {
   /** Hash of every setting devreg chooses; stored as a label to detect drift. */
@@ -85,13 +85,7 @@ function containerSpec(r: Registry, login: { digest: string | undefined } | null
     r.address.publish,
     '--volume',
     `${r.volume}:${REGISTRY_DATA}`,
-    // Registries run for months: rotate their logs.
-    '--log-driver',
-    'json-file',
-    '--log-opt',
-    'max-size=10m',
-    '--log-opt',
-    'max-file=3',
+    ...LOG_ROTATION,
     ...env.flatMap((e) => ['--env', e]),
     ...secretEnv.flatMap((name) => ['--env', name]),
     ...(r.role === 'cache' ? ['--init', '--entrypoint', '/bin/sh'] : []),
@@ -135,22 +129,17 @@ export interface Step {
 
 /**
  * Decides what each registry needs; refuses, before anything changes, when a
- * step cannot be done. `readFile` reads the Docker client's config (lib/login.ts).
+ * step cannot be done. Logins come from the runner's environment and the
+ * Docker client's config (lib/login.ts).
  */
-export async function planRegistries(
-  run: Runner,
-  config: Config,
-  containers: Container[],
-  env: Record<string, string | undefined> = process.env,
-  readFile?: LoginSeams['readFile'],
-): Promise<Step[]> {
+export async function planRegistries(run: Runner, config: Config, containers: Container[]): Promise<Step[]> {
   const byName = new Map(containers.map((c) => [c.name, c]))
-  const logins = await cacheLogins(run, config.registries, { env, readFile })
+  const logins = await cacheLogins(run, config.registries)
   const loginOf = (r: Registry) => logins.get(r.name) ?? ANONYMOUS
   // A missing credential variable is the user's setup to fix (usage, exit 2); a taken port or a foreign container is the machine's state (exit 1).
   const problems: { message: string; exitCode: ExitCode }[] = []
   const specs: ContainerSpec[] = []
-  for (const r of config.registries) specs.push(await registrySpec(run, r, loginOf(r), env, byName.get(r.name) ?? null))
+  for (const r of config.registries) specs.push(await registrySpec(run, r, loginOf(r), byName.get(r.name) ?? null))
   const steps = config.registries.map((registry, i): Step => {
     const spec = specs[i]
     const current = byName.get(registry.name) ?? null
@@ -211,16 +200,10 @@ export function warnUnreadableLogins(caches: Pick<Step, 'registry' | 'login' | '
  * cannot tell a rotation, and should not recreate a working cache for it. A
  * docker login that cannot be read leaves a cache to be made anonymous.
  */
-export async function registrySpec(
-  run: Runner,
-  registry: Registry,
-  login: CacheLogin,
-  env: Record<string, string | undefined>,
-  current: Container | null,
-): Promise<ContainerSpec> {
+export async function registrySpec(run: Runner, registry: Registry, login: CacheLogin, current: Container | null): Promise<ContainerSpec> {
   if (login.state === 'anonymous') return registryContainer(registry)
   if (login.state === 'login')
-    return credentialedContainer(registry, credentialDigest(await hashKey(run, env), [login.login.username, login.login.secret]))
+    return credentialedContainer(registry, credentialDigest(await hashKey(run), [login.login.username, login.login.secret]))
   const kept = credentialedContainer(registry, current?.labels[LABEL.credentials])
   return login.source.kind === 'env' || current?.labels[LABEL.hash] === kept.hash ? kept : registryContainer(registry)
 }
@@ -235,16 +218,16 @@ export function credentialDigest(key: Buffer, values: string[]): string {
 }
 
 /** Where the key lives: per user and machine, beside other configuration (XDG Base Directory). */
-export function hashKeyPath(env: Record<string, string | undefined>): string {
+export function hashKeyPath(env: Readonly<Record<string, string | undefined>>): string {
   const base = env.XDG_CONFIG_HOME?.startsWith('/') ? env.XDG_CONFIG_HOME : join(env.HOME || homedir(), '.config')
   return join(base, 'devreg', 'hash.key')
 }
 
 /** The key, created (32 random bytes, mode 0600) the first time credentials are hashed; never written under --dry-run. */
-export async function hashKey(run: Runner, env: Record<string, string | undefined>): Promise<Buffer> {
-  const path = hashKeyPath(env)
+export async function hashKey(run: Runner): Promise<Buffer> {
+  const path = hashKeyPath(run.env)
   const read = async () => {
-    const key = await readFile(path)
+    const key = await run.files.read(path)
     if (key.length < 32) throw new UserError(`${path} is not a devreg hash key (too short): delete it and run again`)
     return key
   }
@@ -255,16 +238,16 @@ export async function hashKey(run: Runner, env: Record<string, string | undefine
   }
   // A key nobody stored: every container with credentials counts as changed, as it will when the key is written.
   if (run.dryRun) return randomBytes(32)
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 })
+  await run.files.mkdir(dirname(path), { mode: 0o700 })
   // Written aside and linked into place, so a concurrent run reads a whole key or none.
   const tmp = `${path}.${process.pid}.tmp`
-  await writeFile(tmp, randomBytes(32), { mode: 0o600 })
+  await run.files.write(tmp, randomBytes(32), { mode: 0o600 })
   try {
-    await link(tmp, path)
+    await run.files.link(tmp, path)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
   } finally {
-    await unlink(tmp)
+    await run.files.unlink(tmp)
   }
   return read()
 }
@@ -289,24 +272,11 @@ function publishes(c: Container, port: number): boolean {
 const APPLY: Record<Action, string> = { create: 'created', recreate: 'recreated', start: 'started', none: 'unchanged' }
 const PLAN: Record<Action, string> = { create: 'would create', recreate: 'would recreate', start: 'would start', none: 'unchanged' }
 
-export interface ApplyOptions {
-  /** The cluster network when it exists. */
-  network: string | null
-  /** Waits until a registry answers at url (tests hand in their own). */
-  ready?: (url: string) => Promise<V2Answer>
-}
+/** How long a registry has to answer GET /v2/ once it is up. */
+const READY_MS = 30_000
 
-export interface EnsureOptions extends Omit<ApplyOptions, 'network'> {
-  /** Where the mirrors' env credentials and the Docker config's location are read. */
-  env?: Record<string, string | undefined>
-}
-
-/** Carries out a plan, attaches every registry to the cluster network, and waits for /v2/. */
-export async function applyRegistries(
-  run: Runner,
-  steps: Step[],
-  { network, ready = (url) => waitForV2(url, 30_000) }: ApplyOptions,
-): Promise<{ changed: number }> {
+/** Carries out a plan, attaches every registry to the cluster network (when it exists), and waits for /v2/. */
+export async function applyRegistries(run: Runner, steps: Step[], network: string | null): Promise<{ changed: number }> {
   // A cache decides proxy or offline mode as it starts, so it must start on the
   // network its upstream is reached through, not be connected to it later.
   for (const step of steps) {
@@ -333,7 +303,7 @@ export async function applyRegistries(
       (name) => existing.find((s) => s.registry.name === name)?.current ?? null,
     )
   if (!run.dryRun) {
-    const answers = await Promise.all(steps.map(async (s) => ({ step: s, answer: await ready(s.registry.address.url) })))
+    const answers = await Promise.all(steps.map(async (s) => ({ step: s, answer: await waitForV2(run, s.registry.address.url, READY_MS) })))
     const down = answers.filter((a) => !a.answer.ok)
     if (down.length)
       throw new UserError(
@@ -373,124 +343,8 @@ export async function attachRegistries(
 }
 
 /** Observes and ensures in one go: the `up` of dev-registry and the first phase of dev-up. */
-export async function ensureRegistries(run: Runner, config: Config, opts: EnsureOptions = {}) {
+export async function ensureRegistries(run: Runner, config: Config) {
   const [containers, networkExists] = await Promise.all([docker.listContainers(run), docker.networkExists(run, config.network)])
-  const steps = await planRegistries(run, config, containers, opts.env)
-  return applyRegistries(run, steps, { ...opts, network: networkExists ? config.network : null })
-}
-
-/** What removing registries deletes: their containers, and with `purge` their volumes with what they hold. */
-export interface Removal {
-  purge: boolean
-  containers: Registry[]
-  volumes: { name: string; what: string; bytes: number | null }[]
-}
-
-/** The registry containers of the given roles that devreg owns and, with `purge`, their volumes and sizes. */
-export async function planRemoval(
-  run: Runner,
-  config: Config,
-  { purge, roles }: { purge: boolean; roles: Registry['role'][] },
-): Promise<Removal> {
-  const chosen = config.registries.filter((r) => roles.includes(r.role))
-  const containers = await docker.listContainers(run)
-  const volumes: Removal['volumes'] = []
-  if (purge)
-    for (const r of chosen)
-      if (await docker.volumeExists(run, r.volume)) {
-        const what = r.role === 'local' ? 'images pushed to the local registry' : `cache of ${r.upstreamHost}`
-        volumes.push({ name: r.volume, what, bytes: await docker.volumeBytes(run, r.volume, r.image) })
-      }
-  return { purge, containers: chosen.filter((r) => containers.some((c) => c.name === r.name && docker.isOwned(c))), volumes }
-}
-
-/** A volume as the question before deleting it lists it: name, size, what it holds. */
-export const volumeLine = (v: Removal['volumes'][number]) =>
-  `  volume ${v.name.padEnd(36)} ${v.bytes === null ? 'size unknown' : formatBytes(v.bytes)}  (${v.what})`
-
-/** Removes what planRemoval found: the containers, then the volumes. */
-export async function applyRemoval(run: Runner, { purge, containers, volumes }: Removal): Promise<void> {
-  for (const r of containers) {
-    await docker.removeContainer(run, r.name)
-    if (!run.dryRun) log.ok(`${r.name} removed${purge ? '' : ` (volume ${r.volume} kept)`}`)
-  }
-  for (const v of volumes) {
-    await docker.removeVolume(run, v.name)
-    if (!run.dryRun) log.ok(`volume ${v.name} deleted`)
-  }
-}
-
-/**
- * Removes the registry containers of the given roles; with `purge` also their
- * volumes, after listing each with its size and asking (--yes skips it).
- * Returns false when the user said no.
- */
-export async function removeRegistries(
-  run: Runner,
-  config: Config,
-  { purge, yes, roles }: { purge: boolean; yes: boolean; roles: Registry['role'][] },
-): Promise<boolean> {
-  const removal = await planRemoval(run, config, { purge, roles })
-  if (removal.volumes.length) {
-    log.info('These volumes and everything in them would be deleted:')
-    for (const v of removal.volumes) log.info(volumeLine(v))
-    if (!run.dryRun && !(await confirm('Delete them?', yes))) {
-      log.info('nothing deleted')
-      return false
-    }
-  }
-  await applyRemoval(run, removal)
-  return true
-}
-
-/** Copies a container's registry data (from a volume or its own filesystem) into a volume. */
-export async function copyRegistryData(run: Runner, from: string, volume: string, image: string): Promise<void> {
-  // docker cp emits a tar whose top entry is "registry/"; extracting it under
-  // /var/lib lands the content in the volume mounted at /var/lib/registry.
-  await run.pipe(
-    ['docker', 'cp', `${from}:${REGISTRY_DATA}`, '-'],
-    docker.helperCommand(volume, image, { at: REGISTRY_DATA, stdin: true }, 'tar', '-x', '-C', '/var/lib'),
-  )
-}
-
-/**
- * Replaces a registry container devreg did not create with devreg's own, on
- * devreg's volume: stopped, copied, kept aside renamed (never deleted), then
- * `up`. A proxy-mode registry becomes the cache of its upstream; anything else
- * the local registry.
- */
-export async function adoptRegistry(run: Runner, config: Config, name: string, opts: EnsureOptions = {}): Promise<number> {
-  if (!(await docker.listContainers(run)).some((c) => c.name === name))
-    throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
-  const info = await docker.inspect<{ Config: { Env?: string[]; Labels?: Record<string, string> }; State: { Running: boolean } }>(run, name)
-  if (!info) throw new UserError(`no container named ${name}: \`docker ps -a\` lists them`, EXIT.usage)
-  if (info.Config.Labels?.[LABEL.managed] === 'true') throw new UserError(`${name} is already devreg's: nothing to adopt`, EXIT.usage)
-  const remote = info.Config.Env?.find((e) => e.startsWith('REGISTRY_PROXY_REMOTEURL='))
-    ?.split('=')[1]
-    ?.replace(/\/+$/, '')
-  const target = remote
-    ? config.registries.find((r) => r.role === 'cache' && r.upstream === remote)
-    : config.registries.find((r) => r.role === 'local')
-  if (!target)
-    throw new UserError(
-      `${name} is a cache of ${remote}, which no mirror in the config has as upstream: add a mirror with upstream ${remote} first`,
-      2,
-    )
-  const backup = `${name}-adopted-${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}`
-
-  // 1. Stop it so its data is consistent, and keep Docker from restarting it.
-  if (info.State.Running) await docker.stopContainer(run, name)
-  await docker.disableRestart(run, name)
-  // 2. Copy its /var/lib/registry (volume or container filesystem) into devreg's volume.
-  await docker.ensureVolume(run, target.volume)
-  await copyRegistryData(run, name, target.volume, target.image)
-  // 3. Keep the old container, renamed and stopped, until the user removes it.
-  await docker.renameContainer(run, name, backup)
-  log.ok(`copied ${name}'s images into volume ${target.volume}; the old container is kept, stopped, as ${backup}`)
-  // 4. Bring up devreg's registries, the adopted one included. Under --dry-run
-  // the container still has its name, so planning would refuse it as foreign.
-  if (run.dryRun) log.out('# then: dev-registry up')
-  else await ensureRegistries(run, config, opts)
-  log.info(`when you have checked your images, remove the old container: docker rm ${backup}`)
-  return 0
+  const steps = await planRegistries(run, config, containers)
+  return applyRegistries(run, steps, networkExists ? config.network : null)
 }

@@ -59,25 +59,16 @@ export function k3sRegistries(routes: Route[], strict: boolean): string {
   return `# Written by devreg (scripts/dev-up.ts); k3s reads it only when it starts.\n${stringifyYaml(doc, { lineWidth: 0 })}`
 }
 
-/**
- * The KEP-1755 local-registry-hosting ConfigMap, with the fields kind's guide
- * (kind) or k3d itself (k3d) writes. hostFromClusterNetwork ("as seen from
- * networking inside the container pods") is the registry's Service, which
- * dev-up keeps pointing at the container's current address on both providers.
- */
-export function registryHostingConfigMap(config: Config): string {
-  const local = config.registries.find((r) => r.role === 'local') as Registry
-  const host = local.address.host
-  const fromPods = serviceHost(local)
-  const hosting =
-    config.cluster.provider === 'kind'
-      ? { host, hostFromClusterNetwork: fromPods, help: 'https://kind.sigs.k8s.io/docs/user/local-registry/' }
-      : {
-          host,
-          hostFromContainerRuntime: `${local.name}:5000`,
-          hostFromClusterNetwork: fromPods,
-          help: 'https://k3d.io/stable/usage/registries/#using-a-local-registry',
-        }
+/** KEP-1755's LocalRegistryHostingV1: where the local registry is, from each place that pulls. */
+export interface LocalRegistryHosting {
+  host: string
+  hostFromContainerRuntime?: string
+  hostFromClusterNetwork?: string
+  help?: string
+}
+
+/** The KEP-1755 local-registry-hosting ConfigMap, with the fields the provider writes (ClusterProvider.localRegistryHosting). */
+export function registryHostingConfigMap(hosting: LocalRegistryHosting): string {
   return stringifyYaml({
     apiVersion: 'v1',
     kind: 'ConfigMap',

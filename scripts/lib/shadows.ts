@@ -4,6 +4,7 @@
 // every node gets for that docker.io image, cluster-wide.
 import type { Config, Registry } from './config.ts'
 import { listRepositories } from './distribution.ts'
+import type { Runner } from './exec.ts'
 
 export interface Shadow {
   /** The cached upstream host, e.g. docker.io. */
@@ -32,10 +33,10 @@ export function shadows(config: Config, local: string[], cached: Map<string, str
 }
 
 /** Asks the registries (on their host ports) what they hold; a registry that does not answer shadows nothing. */
-export async function findShadows(config: Config): Promise<Shadow[]> {
+export async function findShadows(run: Runner, config: Config): Promise<Shadow[]> {
   const covered = aliasedCaches(config)
   if (!covered.length) return []
-  const catalog = (r: Registry) => listRepositories(r.address.url).catch(() => [] as string[])
+  const catalog = (r: Registry) => listRepositories(run, r.address.url).catch(() => [] as string[])
   const local = config.registries.find((r) => r.role === 'local') as Registry
   const [mine, ...theirs] = await Promise.all([catalog(local), ...covered.map(({ cache }) => catalog(cache))])
   return shadows(config, mine, new Map(covered.map(({ cache }, i) => [cache.name, theirs[i]])))

@@ -10,20 +10,18 @@ import { isIndex, type ManifestDocument, platformOf } from './distribution.ts'
 import { helperCommand } from './docker.ts'
 import type { Runner } from './exec.ts'
 import { UserError } from './log.ts'
-import { REGISTRY_DATA } from './registry-containers.ts'
+import { blobPath, classifyListed, digestOfBlobPath, LISTING_ARGS, REGISTRY_DATA, REPOSITORIES_DIR } from './registry-layout.ts'
 import { template } from './templates.ts'
-
-/** distribution's filesystem driver root inside the volume. */
-const V2 = 'docker/registry/v2'
 
 /**
  * Reads a volume in a read-only helper (templates/read-storage.sh): `list`
- * is one traversal of the volume, then only the files whose content matters;
- * `blobs PATH...` folds each file into one line. Parsed by parseListing.
+ * is one traversal of the volume, then only the files whose content matters
+ * (which they are comes from registry-layout.ts); `blobs PATH...` folds each
+ * file into one line. Parsed by parseListing.
  */
 const READ_STORAGE = template('read-storage.sh')
-const readStorageHelper = (volume: string, image: string, opts: { workdir?: string }, ...args: string[]) =>
-  helperCommand(volume, image, { at: '/volume', readOnly: true, ...opts }, 'sh', '-c', READ_STORAGE, 'read-storage', ...args)
+const readStorageHelper = (volume: string, image: string, ...args: string[]) =>
+  helperCommand(volume, image, { at: '/volume', readOnly: true, workdir: '/volume' }, 'sh', '-c', READ_STORAGE, 'read-storage', ...args)
 /** Deletes paths under repositories/, then runs distribution's garbage-collect (templates/garbage-collect.sh). */
 const GARBAGE_COLLECT = template('garbage-collect.sh')
 
@@ -36,7 +34,7 @@ export interface StoredTag {
 export interface StoredRepository {
   name: string
   tags: Map<string, StoredTag>
-  /** Manifests the repository holds (its _manifests/revisions). */
+  /** Manifests the repository holds (its revisions). */
   revisions: Set<string>
   /** Blobs linked into the repository (configs and layers). */
   layers: Set<string>
@@ -65,8 +63,6 @@ export interface Storage {
   /** Disk used by the whole volume (du), null when not measured. */
   diskBytes: number | null
 }
-
-const digestOfDataPath = (path: string) => `sha256:${path.split('/').at(-2)}`
 
 export function parseManifest(digest: string, doc: ManifestDocument): StoredManifest {
   if (isIndex(doc))
@@ -98,34 +94,32 @@ export function parseListing(text: string): Storage {
   }
   const mtimes = new Map<string, number>()
   const tagLinks: [string, string][] = []
-  const root = `./${V2}/`
   let blocks = 0
   for (const line of text.split('\n')) {
     const kind = line.slice(0, 2)
     if (kind === 'S ') {
       const [, b, size, mtime, full] = line.split(' ')
       blocks += Number(b)
-      if (!full?.startsWith(root)) continue
-      const path = full.slice(root.length)
-      let m: RegExpExecArray | null
-      if ((m = /^blobs\/sha256\/[0-9a-f]{2}\/([0-9a-f]{64})\/data$/.exec(path))) storage.blobs.set(`sha256:${m[1]}`, Number(size))
-      else if ((m = /^repositories\/(.+?)\/(_manifests\/revisions|_layers)\/sha256\/([0-9a-f]{64})$/.exec(path)))
-        (m[2] === '_layers' ? repo(m[1]).layers : repo(m[1]).revisions).add(`sha256:${m[3]}`)
-      else if (/^repositories\/.+\/_manifests\/tags\/[^/]+\/current\/link$/.test(path)) mtimes.set(path, Number(mtime))
+      const path = full?.replace(/^\.\//, '') ?? ''
+      const f = classifyListed(path)
+      if (f?.kind === 'blob') storage.blobs.set(f.digest, Number(size))
+      else if (f?.kind === 'revisionDir') repo(f.repository).revisions.add(f.digest)
+      else if (f?.kind === 'layerDir') repo(f.repository).layers.add(f.digest)
+      else if (f?.kind === 'tag') mtimes.set(path, Number(mtime))
     } else if (kind === 'L ') {
-      const rest = line.slice(2)
+      const rest = line.slice(4)
       const colon = rest.indexOf(':')
-      tagLinks.push([rest.slice(root.length, colon), rest.slice(colon + 1).trim()])
+      tagLinks.push([rest.slice(0, colon), rest.slice(colon + 1).trim()])
     } else if (kind === 'T ') {
       // busybox's %y: 2026-01-31 08:00:00.123456789 +0000; milliseconds are enough.
       const [, date, time, zone, full] = line.split(' ')
-      const m = /^repositories\/(.+?)\/_layers\/sha256\/([0-9a-f]{64})\/link$/.exec(full?.slice(root.length) ?? '')
+      const f = classifyListed(full?.replace(/^\.\//, '') ?? '')
       const at = Date.parse(`${date}T${time?.slice(0, 12)}${zone?.replace(/(\d\d)$/, ':$1')}`)
-      if (m && !Number.isNaN(at)) storage.layerLinkedAt.set(`${m[1]}@sha256:${m[2]}`, at)
+      if (f?.kind === 'layer' && !Number.isNaN(at)) storage.layerLinkedAt.set(`${f.repository}@${f.digest}`, at)
     } else if (kind === 'M ') {
       const rest = line.slice(2)
       const sp = rest.indexOf(' ')
-      const digest = digestOfDataPath(rest.slice(0, sp))
+      const digest = digestOfBlobPath(rest.slice(0, sp))
       try {
         storage.manifests.set(digest, parseManifest(digest, JSON.parse(rest.slice(sp + 1)) as ManifestDocument))
       } catch {
@@ -135,31 +129,27 @@ export function parseListing(text: string): Storage {
   }
   storage.diskBytes = blocks * 512
   for (const [path, digest] of tagLinks) {
-    const m = /^repositories\/(.+?)\/_manifests\/tags\/([^/]+)\/current\/link$/.exec(path)
-    if (m) repo(m[1]).tags.set(m[2], { digest, linkedAt: mtimes.get(path) ?? 0 })
+    const f = classifyListed(path)
+    if (f?.kind === 'tag') repo(f.repository).tags.set(f.tag, { digest, linkedAt: mtimes.get(path) ?? 0 })
   }
   return storage
 }
 
 /** Reads a registry volume's storage through a read-only helper container running `image`. */
 export async function readStorage(run: Runner, volume: string, image: string): Promise<Storage> {
-  const r = await run.probe(readStorageHelper(volume, image, {}, 'list'))
+  const r = await run.probe(readStorageHelper(volume, image, 'list', ...LISTING_ARGS))
   if (!r.ok) throw new UserError(`cannot read volume ${volume} with ${image}: ${r.stderr.trim().split('\n')[0]}`)
   return parseListing(r.stdout)
 }
 
 /** Small blobs (image configs) by digest, read in one helper container; missing ones are left out. */
 export async function readSmallBlobs(run: Runner, volume: string, image: string, digests: string[]): Promise<Map<string, string>> {
-  const files = digests.map((d) => {
-    const hex = d.replace(/^sha256:/, '')
-    return `blobs/sha256/${hex.slice(0, 2)}/${hex}/data`
-  })
-  if (!files.length) return new Map()
-  const r = await run.probe(readStorageHelper(volume, image, { workdir: `/volume/${V2}` }, 'blobs', ...files))
+  if (!digests.length) return new Map()
+  const r = await run.probe(readStorageHelper(volume, image, 'blobs', ...digests.map(blobPath)))
   const out = new Map<string, string>()
   for (const line of r.stdout.split('\n')) {
     const sp = line.indexOf(' ', 2)
-    if (line.startsWith('M ') && sp > 0) out.set(digestOfDataPath(line.slice(2, sp)), line.slice(sp + 1))
+    if (line.startsWith('M ') && sp > 0) out.set(digestOfBlobPath(line.slice(2, sp)), line.slice(sp + 1))
   }
   return out
 }
@@ -167,13 +157,15 @@ export async function readSmallBlobs(run: Runner, volume: string, image: string,
 /**
  * distribution's own garbage-collect on a registry volume, in a helper
  * container while the registry itself is stopped (it must serve no writes).
- * `remove` are paths under repositories/ deleted first: a tag's directory
+ * `remove` are paths relative to the repositories directory, deleted first: a tag's directory
  * (distribution 2.8 deletes tags only with their manifest) or a whole cached
  * repository (a proxy refuses API deletes). garbage-collect walks storage
  * directly, so it works on a cache whose delete setting is off.
  */
 export async function garbageCollect(run: Runner, volume: string, image: string, remove: string[]): Promise<void> {
-  await run.change(helperCommand(volume, image, { at: REGISTRY_DATA }, 'sh', '-c', GARBAGE_COLLECT, 'garbage-collect', ...remove))
+  await run.change(
+    helperCommand(volume, image, { at: REGISTRY_DATA }, 'sh', '-c', GARBAGE_COLLECT, 'garbage-collect', REPOSITORIES_DIR, ...remove),
+  )
 }
 
 /** Every blob a manifest needs that the storage holds, the manifest itself and an index's platform manifests included. */

@@ -7,12 +7,13 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { isMap, parseDocument } from 'yaml'
-import { type Config, configSchema, LOCAL_CONFIG } from './config.ts'
+import { type Config, LOCAL_CONFIG } from './config.ts'
+import { configSchema } from './config-schema.ts'
 import { listContainers } from './docker.ts'
 import type { Runner } from './exec.ts'
 import { EXIT, log, UserError } from './log.ts'
 import { imagesInManifests, uniqueImages } from './manifest-images.ts'
-import { findClusters } from './providers/provider.ts'
+import { configuredCluster } from './providers/index.ts'
 import { parseReference } from './reference.ts'
 import { PROBE_REPOSITORY } from './verify.ts'
 import { routeImages, type WarmTarget } from './warm.ts'
@@ -26,7 +27,6 @@ export interface WarmSources {
   save: boolean
   /** --config: also where --save writes. */
   configPath?: string
-  env?: Record<string, string | undefined>
 }
 
 const imageRef = configSchema.shape.images.unwrap().element
@@ -68,7 +68,7 @@ export function nodeImageRefs(ctrOutput: string): string[] {
 /** Every image the cluster's running nodes hold (containerd's k8s.io namespace). */
 export async function clusterImages(run: Runner, config: Config): Promise<string[]> {
   const { provider, name } = config.cluster
-  const cluster = findClusters(name, await listContainers(run)).find((c) => c.provider === provider)
+  const cluster = configuredCluster(config, await listContainers(run))
   const nodes = cluster?.nodes.filter((n) => n.running) ?? []
   if (!nodes.length) throw new UserError(`no running ${provider} cluster named ${name}: start it (dev-up), or warm without --from-cluster`)
   const refs: string[] = []
@@ -81,7 +81,7 @@ export async function clusterImages(run: Runner, config: Config): Promise<string
 }
 
 /** Where --save writes: the file --config or DEVREG_CONFIG names (the one the next run reads), else config/devreg.local.yaml. */
-export function saveTarget(configPath: string | undefined, env: Record<string, string | undefined> = process.env): string {
+export function saveTarget(configPath: string | undefined, env: Readonly<Record<string, string | undefined>>): string {
   const chosen = configPath ?? env.DEVREG_CONFIG
   return chosen ? resolve(chosen) : LOCAL_CONFIG
 }
@@ -124,6 +124,6 @@ export async function warmTargets(run: Runner, config: Config, sources: WarmSour
   for (const s of skipped) log.info(`left out ${s.image}: ${s.reason}`)
   const all = uniqueImages([...named.map((t) => t.image), ...routable])
   if (!all.length) throw new UserError('nothing to warm: no image found that a cache serves', EXIT.usage)
-  if (sources.save) await saveImages(run, all, saveTarget(sources.configPath, sources.env))
+  if (sources.save) await saveImages(run, all, saveTarget(sources.configPath, run.env))
   return routeImages(config, all)
 }

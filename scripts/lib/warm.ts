@@ -5,7 +5,8 @@
 // cached when it is linked in that repository: the proxy serves nothing else
 // from storage). A warm ends when the caches have stored every blob:
 // distribution 2.8 stores in the background with a second download.
-import { type Config, configSchema, type Registry } from './config.ts'
+import type { Config, Registry } from './config.ts'
+import { configSchema } from './config-schema.ts'
 import {
   type Descriptor,
   getManifest,
@@ -16,9 +17,10 @@ import {
   RegistryError,
   readBlob,
 } from './distribution.ts'
+import { distributionVersion, isDistribution2 } from './distribution-version.ts'
 import { readFileIn, volumeExists } from './docker.ts'
 import type { Runner } from './exec.ts'
-import { chalk, EXIT, formatBytes, log, UserError } from './log.ts'
+import { EXIT, plural, UserError } from './log.ts'
 import { mapLimit } from './pool.ts'
 import { type ImageReference, parseReference } from './reference.ts'
 import { readStorage, type Storage } from './storage.ts'
@@ -137,7 +139,7 @@ export interface WarmSummary {
   doubleFetch: string[]
 }
 
-/** Receives progress; `plainProgress` and `ttyProgress` print it. */
+/** Receives progress; `plainProgress` and `ttyProgress` (warm-output.ts) print it. */
 export interface Progress {
   /** The image's manifests are read: `toFetch` bytes of blobs are not cached yet. */
   resolved(image: string, toFetch: number): void
@@ -185,6 +187,7 @@ const result = (w: Work): ImageResult => ({
 
 /** What every phase of a warm shares. */
 interface Warming {
+  run: Runner
   concurrency: number
   progress: Progress
   /** What the cache an image goes to held when the warm began. */
@@ -214,6 +217,7 @@ export async function warmImages(
     error: null,
   }))
   const warming: Warming = {
+    run,
     concurrency,
     progress,
     of: (w) => state.get(w.target.cache.name) as CacheState,
@@ -240,7 +244,7 @@ export async function warmImages(
     fetchedBytes: images.reduce((n, r) => n + r.fetchedBytes, 0),
     cachedBytes: ok.reduce((n, r) => n + r.cachedBytes, 0),
     platforms,
-    doubleFetch: caches.filter((c) => /^v?2\./.test(state.get(c.name)?.version ?? '')).map((c) => c.name),
+    doubleFetch: caches.filter((c) => isDistribution2(state.get(c.name)?.version ?? null)).map((c) => c.name),
   }
 }
 
@@ -250,7 +254,7 @@ async function resolveManifests(warming: Warming, works: Work[], platforms: stri
   const downloads = new Map<string, Download>()
   await mapLimit(works, warming.concurrency, async (w) => {
     try {
-      w.blobs = await resolveBlobs(w, of(w), platforms)
+      w.blobs = await resolveBlobs(warming.run, w, of(w), platforms)
     } catch (err) {
       w.error = failureReason(err, w.target.cache, of(w).offline)
       return done(w)
@@ -279,7 +283,8 @@ async function fetchBlobs(warming: Warming, works: Work[], downloads: Download[]
     const { work, blob } = d
     try {
       // Read first: `x += await` would add to the value x had before the await.
-      const bytes = await readBlob(of(work).base, work.target.ref.repository, blob.digest, (n) => progress.bytes(work.target.image, n))
+      const { repository } = work.target.ref
+      const bytes = await readBlob(warming.run, of(work).base, repository, blob.digest, (n) => progress.bytes(work.target.image, n))
       work.fetchedBytes += bytes
     } catch (err) {
       d.error = failureReason(err, work.target.cache, of(work).offline)
@@ -296,7 +301,7 @@ async function fetchBlobs(warming: Warming, works: Work[], downloads: Download[]
 async function awaitStored(run: Runner, { progress }: Warming, downloads: Download[], stallMs: number): Promise<void> {
   const fetched = downloads.filter((d) => !d.error)
   if (!fetched.length) return
-  progress.note(`waiting for the caches to store ${fetched.length} blob${fetched.length === 1 ? '' : 's'}`)
+  progress.note(`waiting for the caches to store ${plural(fetched.length, 'blob')}`)
   for (const d of await unstored(run, fetched, stallMs))
     for (const w of d.users.filter((x) => !x.error)) {
       w.error = `${w.target.cache.name} did not store ${d.blob.digest.slice(0, 19)} in time: see \`docker logs ${w.target.cache.name}\``
@@ -313,7 +318,7 @@ interface CacheState {
 
 async function observeCache(run: Runner, cache: Registry): Promise<CacheState> {
   const base = cache.address.url
-  const answer = await pingV2(base, 5000)
+  const answer = await pingV2(run, base, 5000)
   if (!answer.ok)
     throw new UserError(
       `${cache.name} does not answer on ${base} (${answer.error ?? `HTTP ${answer.status}`}): run \`dev-registry up\` first`,
@@ -324,15 +329,15 @@ async function observeCache(run: Runner, cache: Registry): Promise<CacheState> {
   const [storage, mode, version] = await Promise.all([
     readStorage(run, cache.volume, cache.image),
     readFileIn(run, cache.name, '/tmp/devreg-mode'),
-    registryVersion(run, cache.name),
+    distributionVersion(run, cache, 'container'),
   ])
   return { base, offline: mode?.trim() === 'offline', storage, version }
 }
 
 /** The config and layers of the image, or of each wanted platform of an index. */
-async function resolveBlobs(w: Work, cache: CacheState, platforms: string[]): Promise<Blob[]> {
+async function resolveBlobs(run: Runner, w: Work, cache: CacheState, platforms: string[]): Promise<Blob[]> {
   const { repository, reference } = w.target.ref
-  const top = await getManifest(cache.base, repository, reference)
+  const top = await getManifest(run, cache.base, repository, reference)
   let images = [top.document]
   if (isIndex(top.document, top.mediaType)) {
     const { chosen, missing } = selectPlatforms(top.document, platforms)
@@ -341,7 +346,7 @@ async function resolveBlobs(w: Work, cache: CacheState, platforms: string[]): Pr
       throw new Error(`no ${missing.join(', ')} in its index (it has ${offered.join(', ') || 'no platforms'})`)
     }
     w.platforms = chosen.map((d) => platformOf(d) as string)
-    images = await Promise.all(chosen.map(async (d) => (await getManifest(cache.base, repository, d.digest)).document))
+    images = await Promise.all(chosen.map(async (d) => (await getManifest(run, cache.base, repository, d.digest)).document))
   }
   const linked = cache.storage.repositories.get(repository)?.layers ?? new Set<string>()
   const blobs = new Map<string, Blob>()
@@ -356,7 +361,7 @@ async function resolveBlobs(w: Work, cache: CacheState, platforms: string[]): Pr
  * those still missing once `stallMs` passed without any of them arriving.
  */
 async function unstored(run: Runner, pending: Download[], stallMs: number): Promise<Download[]> {
-  let deadline = Date.now() + stallMs
+  let deadline = run.clock.now() + stallMs
   let left = pending
   for (;;) {
     const caches = [...new Map(left.map((d) => [d.work.target.cache.name, d.work.target.cache])).values()]
@@ -365,93 +370,9 @@ async function unstored(run: Runner, pending: Download[], stallMs: number): Prom
       const s = stored.get(d.work.target.cache.name) as Storage
       return !(s.blobs.has(d.blob.digest) && s.repositories.get(d.work.target.ref.repository)?.layers.has(d.blob.digest))
     })
-    if (still.length < left.length) deadline = Date.now() + stallMs
+    if (still.length < left.length) deadline = run.clock.now() + stallMs
     left = still
-    if (!left.length || Date.now() > deadline) return left
-    await new Promise((r) => setTimeout(r, 500))
+    if (!left.length || run.clock.now() > deadline) return left
+    await run.clock.sleep(500)
   }
-}
-
-/** The distribution version a registry container runs (`registry --version`), e.g. 2.8.2+ds1 or v3.0.0. */
-export async function registryVersion(run: Runner, name: string): Promise<string | null> {
-  const r = await run.probe(['docker', 'exec', name, 'registry', '--version'])
-  return r.ok ? (r.stdout.trim().split(/\s+/).pop() ?? null) : null
-}
-
-/** One line per image as it finishes: for logs and CI. */
-export function plainProgress(): Progress {
-  return {
-    resolved: () => {},
-    bytes: () => {},
-    done: (r) => log.info(imageLine(r)),
-    note: (m) => log.info(m),
-    finish: () => {},
-  }
-}
-
-export function imageLine(r: ImageResult): string {
-  const platforms = r.platforms.length ? ` (${r.platforms.join(', ')})` : ''
-  if (r.error) return `${chalk.red('✗')} ${r.name}${platforms}: ${r.error}`
-  return `${chalk.green('✓')} ${r.name}${platforms}: ${formatBytes(r.fetchedBytes)} fetched, ${formatBytes(r.cachedBytes)} already cached, ${r.seconds.toFixed(1)}s`
-}
-
-/** On a terminal: a line per image in flight with its bytes, and the overall bytes, redrawn in place. */
-export function ttyProgress(stream: NodeJS.WriteStream = process.stderr): Progress {
-  const totals = new Map<string, number>()
-  const got = new Map<string, number>()
-  let drawn = 0
-  // The first frame always draws: performance.now() counts from process start, not from this call.
-  let last = Number.NEGATIVE_INFINITY
-  let note = ''
-  const draw = (force = false) => {
-    if (!force && performance.now() - last < 100) return
-    last = performance.now()
-    const active = [...totals].filter(([image, total]) => (got.get(image) ?? 0) < total)
-    const all = [...totals.values()].reduce((a, b) => a + b, 0)
-    const sum = [...got.values()].reduce((a, b) => a + b, 0)
-    const lines = [
-      ...active.slice(0, 8).map(([image, total]) => `  ${image.padEnd(40)} ${formatBytes(got.get(image) ?? 0)} / ${formatBytes(total)}`),
-      `${chalk.bold('warming')} ${totals.size} image${totals.size === 1 ? '' : 's'}: ${formatBytes(sum)} / ${formatBytes(all)} fetched ${note}`.trimEnd(),
-    ]
-    // A wrapped line would break the redraw, which moves up one row per line.
-    const width = (stream.columns || 80) - 1
-    stream.write(`${drawn ? `\x1b[${drawn}A` : ''}\x1b[0J${lines.map((l) => l.slice(0, width)).join('\n')}\n`)
-    drawn = lines.length
-  }
-  const clear = () => {
-    if (drawn) stream.write(`\x1b[${drawn}A\x1b[0J`)
-    drawn = 0
-  }
-  return {
-    resolved: (image, total) => {
-      totals.set(image, total)
-      draw()
-    },
-    bytes: (image, n) => {
-      got.set(image, (got.get(image) ?? 0) + n)
-      draw()
-    },
-    done: (r) => {
-      clear()
-      stream.write(`${imageLine(r)}\n`)
-    },
-    note: (m) => {
-      note = `(${m})`
-      draw(true)
-    },
-    finish: clear,
-  }
-}
-
-/** The tally that ends a warm. */
-export function summaryLines(s: WarmSummary): string[] {
-  const lines = [
-    `${s.warmed} warmed, ${s.failed} failed: ${formatBytes(s.fetchedBytes)} fetched from the upstreams, ${formatBytes(s.cachedBytes)} already cached`,
-  ]
-  if (s.doubleFetch.length && s.fetchedBytes)
-    lines.push(
-      `(distribution 2.8 in ${s.doubleFetch.join(', ')} downloads each fetched blob twice, once to answer and once to store: the upstream sent up to ${formatBytes(2 * s.fetchedBytes)})`,
-    )
-  for (const r of s.images.filter((x) => x.error)) lines.push(`  ${r.image}: ${r.error}`)
-  return lines
 }

@@ -110,6 +110,17 @@ describe('nothing runs after a usage or config error', () => {
     },
   )
 
+  test.each([
+    ['dev-registry', ['report', 'quay.example']],
+    ['dev-registry', ['export', 'x.tar', 'quay.example']],
+    ['registry-gc', ['--stats', '--registry', 'quay.example']],
+  ])('%s %p: a registry name the config lacks is the same usage error, before any docker command', async (script, args) => {
+    const r = await runScript(script, args, { env: { ...stubbed, XDG_RUNTIME_DIR: bin } })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toStartWith('error: no registry quay.example in the config: name kind-registry, ')
+    expect(called()).toBe('')
+  })
+
   test('a billion-laughs config exits 2 naming the file, before any docker or kind command', async () => {
     const bomb = join(bin, 'bomb.yaml')
     const level = (name: string, of: string) => `${name}: &${name} [${Array(9).fill(of).join(', ')}]`

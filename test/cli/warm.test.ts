@@ -30,7 +30,7 @@ describe('dev-registry warm and report as a user runs them, without Docker', () 
     [['warm', 'redis:7', '--since', '1h'], '--since goes with report'],
     [['report', '--platform', 'linux/amd64'], '--platform goes with warm'],
     [['report', '--since', 'yesterday'], '--since "yesterday" is not a time'],
-    [['report', 'extra'], 'unexpected argument extra'],
+    [['report', 'extra'], 'no registry extra in the config: name '],
   ])('%p is a usage error (exit 2) before Docker is asked', async (args, message) => {
     const r = await devRegistry(args)
     expect(r.stderr).toContain(message)

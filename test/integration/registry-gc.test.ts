@@ -151,6 +151,9 @@ integration('registry-gc', () => {
     const want = expectedStats([seven])
     expect(s).toMatchObject({ repositories: 1, tags: 1, manifests: 1, blobs: 2, storedBytes: want.storedBytes })
     expect(s.perRepository).toEqual([{ name: 'library/redis', tags: ['7'], size: want.storedBytes }])
+    // --registry takes the names export and report take: the mirror host, or local for the local registry.
+    expect(await statsOf('docker.io')).toEqual(s)
+    expect((await statsOf('local')).name).toBe(registry.name)
   })
 
   test('a dry run lists what would go and changes no byte on disk', async () => {
@@ -253,7 +256,7 @@ integration('registry-gc', () => {
     await pushImage(local, 'gc/bad', 'y', { layers: [layer(10_000)], created: daysAgo(2) })
     const before = await volumeListing(registry.volume)
     const cases: [string[], RegExp][] = [
-      [['--stats', '--registry', 'nope'], /no registry named nope in the config: choose one of/],
+      [['--stats', '--registry', 'nope'], /no registry nope in the config: name .*, a mirror host \(docker\.io\), or local/],
       [['--older-than', '2 weeks'], /--older-than "2 weeks" is not an age: use .* 14d/],
       [['--keep-last', 'few'], /--keep-last "few" is not a count/],
       [['--keep-last', '1', '--registry', cache.name], /--keep-last does not apply to .*: a cache evicts whole repositories/],

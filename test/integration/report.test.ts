@@ -92,4 +92,10 @@ for (const { layout, image: registryImage } of REGISTRY_LAYOUTS)
       expect(text).toContain(layout === 'registry:3' ? "the cache's volume (a layer link's mtime" : '`Adding new scheduler entry`')
       expect(text).toMatch(/log kept from \d{4}-\d\d-\d\d/)
     })
+
+    test('a cache named by its mirror host or its container name is the one reported; the local registry is refused', async () => {
+      for (const name of ['docker.io', cache.name])
+        expect(((await report('--json', name)) as CacheReport[]).map((r) => r.name)).toEqual([cache.name])
+      await expect(report('local')).rejects.toThrow('local is the local registry: report covers caches only')
+    })
   })

@@ -2,7 +2,7 @@
 // of docker.io holding library/app:1 (one image manifest and its layer), for
 // tests of import that need no volume to export from.
 import { createHash } from 'node:crypto'
-import { type ArchiveManifest, FORMAT } from '../../scripts/lib/carry.ts'
+import { type ArchiveManifest, FORMAT } from '../../scripts/lib/archive.ts'
 import { tarOf } from '../../scripts/lib/tar.ts'
 
 const V2 = 'docker/registry/v2'

@@ -1,13 +1,16 @@
-// A Runner that runs nothing: it answers each command from a list of canned
-// replies and records every call, so unit tests can assert what devreg's
-// orchestration would run, in order, without Docker, kind or kubectl. A
+// A Runner that runs nothing: it answers each command and HTTP request from a
+// list of canned replies and records every call and file change, so unit
+// tests can assert what devreg's orchestration would do, in order, without
+// Docker, kind, kubectl, a socket or a real /etc. Its files are in memory
+// (test/kit/fake-files.ts), its clock jumps instead of waiting, and its
+// environment is empty and has no terminal unless a test says otherwise. A
 // streamed command is a fake process behind the real runner's own Streamed
 // (exec.ts `streamed`): it reads its stdin through a pipe of a pipe's size,
 // answers on stdout, and can die halfway through its input as a helper
 // container does.
 import type { ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
 import {
@@ -21,13 +24,17 @@ import {
   streamed,
 } from '../../scripts/lib/exec.ts'
 import { CommandError } from '../../scripts/lib/log.ts'
+import { type Clock, type Files, type Invocation, localFiles } from '../../scripts/lib/machine.ts'
+import { type MemoryFiles, memoryFiles, recorded } from './fake-files.ts'
 
-export type CallKind = 'probe' | 'change' | 'pipe' | 'passthrough' | 'writeFile' | 'stream'
+/** `file`: a change the code made through run.files directly (write, remove, link, rename). */
+export type CallKind = 'probe' | 'change' | 'pipe' | 'passthrough' | 'writeFile' | 'stream' | 'http' | 'file'
 
 export interface Call {
   kind: CallKind
+  /** http: [METHOD, url]. */
   argv: string[]
-  /** How the real runner would show it (`docker rm --force …`, `a | b`, `# write PATH`). */
+  /** How the real runner would show it (`docker rm --force …`, `a | b`, `# write PATH`, `GET http://…`). */
   line: string
   opts?: CommandOptions
   /** writeFile: the content. */
@@ -58,12 +65,36 @@ export interface Reply {
   times?: number
 }
 
+/** What an HTTP request gets: a response, or no connection at all (as when nothing listens). */
+export type HttpAnswer = { status?: number; headers?: Record<string, string>; body?: string | Uint8Array; json?: unknown } | 'refused'
+
+/** A reply to every request of `method` whose URL is `url` (a RegExp tests it); a function sees the URL and init. */
+export interface HttpReply {
+  method: string
+  url: string | RegExp
+  answer: HttpAnswer | ((url: string, init?: RequestInit) => HttpAnswer | Promise<HttpAnswer>)
+  times?: number
+}
+
 export interface FakeRunner extends Runner {
   calls: Call[]
-  /** The lines of the calls that change something (change, pipe, passthrough, writeFile), in order. */
+  /** The lines of the calls that change something (change, pipe, passthrough, writeFile, file, HTTP but GET), in order. */
   readonly changes: string[]
   /** Adds replies at the front (they win over earlier ones). */
-  reply(...replies: Reply[]): void
+  reply(...replies: (Reply | HttpReply)[]): void
+  /** A file's text as the code left it, or null; for assertions. */
+  text(path: string): string | null
+}
+
+export interface FakeOptions extends Partial<Invocation> {
+  dryRun?: boolean
+  verbose?: boolean
+  /** The files there are (path → content), in memory; or memory files shared with other runners. */
+  files?: Record<string, string | Buffer> | MemoryFiles
+  /** Paths (and all under them) this process may not change: EACCES, as for a user's /etc. */
+  readOnly?: string[]
+  /** The real disk instead of memory (for tests that read what was written with node:fs). */
+  disk?: boolean
 }
 
 const matches = (prefix: Reply['prefix'], argv: string[]) =>
@@ -74,6 +105,41 @@ export const on = (prefix: Reply['prefix'], result: Reply['result'], times?: num
 
 /** `notInstalled('kubectl')`: every command of that program answers as the real runner does when it is not on PATH. */
 export const notInstalled = (program: string): Reply => on([program], { missing: true })
+
+/** `http('GET', url, { status: 200 })`: an HTTP reply in one line. */
+export const http = (method: string, url: HttpReply['url'], answer: HttpReply['answer'], times?: number): HttpReply => ({
+  method,
+  url,
+  answer,
+  times,
+})
+
+/** GET /v2/ as distribution answers it: the registry is up. */
+export const v2Up = (base: string, times?: number): HttpReply =>
+  http('GET', `${base}/v2/`, { json: {}, headers: { 'docker-distribution-api-version': 'registry/2.0' } }, times)
+
+/** What fetch throws when nothing listens: a TypeError whose cause has the system's code. */
+const refused = (url: string) =>
+  Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error(`connect ECONNREFUSED ${url}`), { code: 'ECONNREFUSED' }) })
+
+function response(url: string, a: HttpAnswer): Response {
+  if (a === 'refused') throw refused(url)
+  const headers = { ...(a.json === undefined ? {} : { 'content-type': 'application/json' }), ...a.headers }
+  const body = a.json === undefined ? a.body : JSON.stringify(a.json)
+  return new Response((body ?? null) as BodyInit | null, { status: a.status ?? 200, headers })
+}
+
+/** A clock that never waits: sleeping moves it on at once, so a poll's deadline passes in no time. */
+function jumpingClock(): Clock {
+  let now = Date.UTC(2025, 0, 1)
+  return {
+    now: () => now,
+    sleep: async (ms) => {
+      now += ms
+      await new Promise((r) => setImmediate(r))
+    },
+  }
+}
 
 const PIPE_BYTES = 64 * 1024
 
@@ -132,12 +198,18 @@ function fakeProcess(call: Call, answer: StreamAnswer, stdin: boolean): ChildPro
 /**
  * A fake runner. A probe nothing answers fails (exit 1, "no reply"); a change
  * nothing answers succeeds with empty output; a change answered with a
- * non-zero exit throws a CommandError as the real one does. With
- * `writeFiles`, writeFile also writes (for tests that read the files back).
+ * non-zero exit throws a CommandError as the real one does; an HTTP request
+ * nothing answers finds nothing listening. writeFile writes (except under
+ * dryRun) into its files, in memory unless `disk`.
  */
-export function fakeRunner(replies: Reply[] = [], { dryRun = false, verbose = false, writeFiles = false } = {}): FakeRunner {
-  const list = [...replies].map((r) => ({ ...r }))
+export function fakeRunner(replies: (Reply | HttpReply)[] = [], opts: FakeOptions = {}): FakeRunner {
+  const { dryRun = false, verbose = false } = opts
+  const list = replies.filter((r): r is Reply => 'prefix' in r).map((r) => ({ ...r }))
+  const httpList = replies.filter((r): r is HttpReply => 'url' in r).map((r) => ({ ...r }))
   const calls: Call[] = []
+  const shared = opts.files && typeof opts.files.readText === 'function' ? (opts.files as MemoryFiles) : null
+  const memory = opts.disk ? null : (shared ?? memoryFiles(opts.files as Record<string, string | Buffer>, opts.readOnly))
+  const store: Files = memory ?? localFiles
   const find = (argv: string[], opts?: CommandOptions): Answer | null => {
     const hit = list.find((r) => matches(r.prefix, argv) && (r.times === undefined || r.times > 0))
     if (!hit) return null
@@ -155,16 +227,35 @@ export function fakeRunner(replies: Reply[] = [], { dryRun = false, verbose = fa
     return { ok: exitCode === 0 && !partial.timedOut, exitCode, stdout: partial.stdout ?? '', stderr: partial.stderr ?? '', ...timedOut }
   }
   const record = (call: Call) => calls.push(call)
+  const fetchAnswer = async (url: string, init?: RequestInit): Promise<Response> => {
+    const method = init?.method ?? 'GET'
+    record({ kind: 'http', argv: [method, url], line: `${method} ${url}` })
+    const hit = httpList.find(
+      (r) => r.method === method && (typeof r.url === 'string' ? r.url === url : r.url.test(url)) && (r.times === undefined || r.times > 0),
+    )
+    if (!hit) throw refused(url)
+    if (hit.times !== undefined) hit.times--
+    return response(url, typeof hit.answer === 'function' ? await hit.answer(url, init) : hit.answer)
+  }
   return {
     dryRun,
     verbose,
+    env: opts.env ?? {},
+    tty: opts.tty ?? { stdin: false, stderr: false },
+    root: opts.root ?? false,
     calls,
     get changes() {
-      return calls.filter((c) => c.kind !== 'probe' && c.kind !== 'stream').map((c) => c.line)
+      const reads = (c: Call) => c.kind === 'http' && (c.argv[0] === 'GET' || c.argv[0] === 'HEAD')
+      return calls.filter((c) => c.kind !== 'probe' && c.kind !== 'stream' && !reads(c)).map((c) => c.line)
     },
     reply(...more) {
-      list.unshift(...more.map((r) => ({ ...r })))
+      list.unshift(...more.filter((r): r is Reply => 'prefix' in r).map((r) => ({ ...r })))
+      httpList.unshift(...more.filter((r): r is HttpReply => 'url' in r).map((r) => ({ ...r })))
     },
+    text: (path) => (memory ? memory.text(path) : existsSync(path) ? readFileSync(path, 'utf8') : null),
+    fetch: fetchAnswer,
+    files: recorded(store, (line) => record({ kind: 'file', argv: [line.split(' ').pop() as string], line })),
+    clock: jumpingClock(),
     async probe(argv, opts) {
       record({ kind: 'probe', argv, line: show(argv, opts), opts })
       return answer(argv, opts) ?? { ok: false, exitCode: 1, stdout: '', stderr: `fake runner: no reply for ${show(argv)}` }
@@ -184,11 +275,11 @@ export function fakeRunner(replies: Reply[] = [], { dryRun = false, verbose = fa
       record({ kind: 'passthrough', argv, line: show(argv) })
       return dryRun ? 0 : (answer(argv)?.exitCode ?? 0)
     },
-    async writeFile(path, content, opts) {
+    async writeFile(path, content, o) {
       record({ kind: 'writeFile', argv: [path], line: `# write ${path}`, content })
-      if (!writeFiles || dryRun) return
-      await mkdir(dirname(path), { recursive: true })
-      await writeFile(path, content, { mode: opts?.mode ?? 0o600 })
+      if (dryRun) return
+      await store.mkdir(dirname(path))
+      await store.write(path, content, o)
     },
     stream(argv, opts): Streamed {
       const call: Call = { kind: 'stream', argv, line: show(argv) }

@@ -3,9 +3,9 @@
 import { expect, test } from 'bun:test'
 import { parse as parseYaml } from 'yaml'
 import { registryAddress, resolveConfig } from '../../scripts/lib/config.ts'
+import { registryHosting } from '../../scripts/lib/in-cluster.ts'
 import { kindHostsFiles } from '../../scripts/lib/providers/kind.ts'
 import { registryContainer } from '../../scripts/lib/registry-containers.ts'
-import { registryHostingConfigMap } from '../../scripts/lib/render.ts'
 
 test.each([
   ['127.0.0.1', 'localhost:5001', 'http://127.0.0.1:5001', '127.0.0.1:5001:5000'],
@@ -30,6 +30,6 @@ test.each([
   expect(registryContainer(local).args).toContain(`${host}:5000`)
   expect(registryContainer(cache).args).toContain(`${host.replace(':5001', ':5101')}:5000`)
   expect([...kindHostsFiles(config).keys()]).toContain(`/etc/containerd/certs.d/${host}`)
-  const hosting = parseYaml(parseYaml(registryHostingConfigMap(config)).data['localRegistryHosting.v1'])
+  const hosting = parseYaml(parseYaml(registryHosting(config)).data['localRegistryHosting.v1'])
   expect(hosting.host).toBe(host)
 })

@@ -16,8 +16,7 @@ describe('reading a distribution 2.8 log', () => {
   const log = parseRegistryLog(fixture)
   const stores = { at: log.stored, fetchesTwice: true }
 
-  test('every request, the version, and each blob or manifest the proxy stored', () => {
-    expect(log.version).toBe('2.8.2+ds1')
+  test('every request, and each blob or manifest the proxy stored', () => {
     expect(log.requests).toHaveLength(11)
     expect(log.requests.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 404])
     expect([...log.stored.keys()].map((k) => k.slice(0, 24))).toEqual([
@@ -62,7 +61,7 @@ describe('reading a distribution 2.8 log', () => {
   })
 
   test('distribution 3, stores from the layer links: a missed blob costs the upstream one download, a later one none', () => {
-    const v3 = { ...log, version: 'v3.1.1', stored: new Map() }
+    const v3 = { ...log, stored: new Map() }
     // The volume links configs and layers (not manifests) into a repository, and sizes every blob.
     const blobGet = (key: string) => log.requests.find((r) => r.uri.includes('/blobs/') && r.uri.includes(key.split('@')[1]))
     const at = new Map([...log.stored].filter(([k]) => blobGet(k)))

@@ -5,9 +5,10 @@ import { describe, expect, test } from 'bun:test'
 import { parse as parseToml } from 'smol-toml'
 import { parse as parseYaml } from 'yaml'
 import { resolveConfig } from '../../scripts/lib/config.ts'
+import { registryHosting } from '../../scripts/lib/in-cluster.ts'
 import { desiredRegistriesYaml, k3sArgs } from '../../scripts/lib/providers/k3d.ts'
 import { kindHostsFiles } from '../../scripts/lib/providers/kind.ts'
-import { kindConfig, registryHostingConfigMap } from '../../scripts/lib/render.ts'
+import { kindConfig } from '../../scripts/lib/render.ts'
 import { k3sHostsToml } from '../images/k3s-node/render.ts'
 
 const config = resolveConfig({
@@ -159,7 +160,7 @@ describe('k3s registries.yaml', () => {
 
 describe('local-registry-hosting ConfigMap (KEP-1755)', () => {
   test('kind: host and hostFromClusterNetwork (the registry’s Service, which pods resolve), as kind’s guide and ctlptl write them', () => {
-    const cm = parseYaml(registryHostingConfigMap(config))
+    const cm = parseYaml(registryHosting(config))
     expect(cm.metadata).toEqual({ name: 'local-registry-hosting', namespace: 'kube-public' })
     expect(parseYaml(cm.data['localRegistryHosting.v1'])).toEqual({
       host: 'localhost:5001',
@@ -169,7 +170,7 @@ describe('local-registry-hosting ConfigMap (KEP-1755)', () => {
   })
 
   test('k3d: also hostFromContainerRuntime, as k3d itself writes it', () => {
-    const cm = parseYaml(registryHostingConfigMap(resolveConfig({ cluster: { provider: 'k3d' } })))
+    const cm = parseYaml(registryHosting(resolveConfig({ cluster: { provider: 'k3d' } })))
     expect(Object.keys(parseYaml(cm.data['localRegistryHosting.v1'])).sort()).toEqual([
       'help',
       'host',

@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse } from 'yaml'
-import { configSchema, DEFAULT_CONFIG, formatKeyPath, loadConfig, mergeConfig, resolveConfig } from '../../scripts/lib/config.ts'
+import { DEFAULT_CONFIG, formatKeyPath, loadConfig, mergeConfig, resolveConfig } from '../../scripts/lib/config.ts'
+import { configSchema } from '../../scripts/lib/config-schema.ts'
 import { UserError } from '../../scripts/lib/log.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'devreg-config-'))

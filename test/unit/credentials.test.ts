@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
 import type { Container } from '../../scripts/lib/docker.ts'
-import { createRunner } from '../../scripts/lib/exec.ts'
 import { LABEL } from '../../scripts/lib/labels.ts'
 import { ANONYMOUS, cacheLogins } from '../../scripts/lib/login.ts'
 import {
@@ -19,9 +18,9 @@ import {
   registrySpec,
   type Step,
 } from '../../scripts/lib/registry-containers.ts'
-import { fakeRunner, on } from '../kit/fake-runner.ts'
+import { memoryFiles } from '../kit/fake-files.ts'
+import { fakeRunner, on, v2Up } from '../kit/fake-runner.ts'
 
-const run = createRunner()
 const dir = mkdtempSync(join(tmpdir(), 'devreg-credentials-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -34,10 +33,11 @@ const config = resolveConfig({
 const [local, hub, ghcr] = config.registries
 const env = (token: string | undefined, home = dir) => ({ XDG_CONFIG_HOME: home, HUB_USER: 'robot', HUB_TOKEN: token })
 const running = (labels: Record<string, string>) => ({ name: hub.name, labels }) as unknown as Container
-/** registrySpec with the login `up` would find in this environment. */
-async function specOf(r: Registry, e: ReturnType<typeof env>, current: Container | null, runner = run) {
-  const login = (await cacheLogins(runner, [r], { env: e })).get(r.name) ?? ANONYMOUS
-  return registrySpec(runner, r, login, e, current)
+/** registrySpec with the login `up` would find in this environment; the key is on disk, where its mode can be read. */
+async function specOf(r: Registry, e: ReturnType<typeof env>, current: Container | null, dryRun = false) {
+  const runner = fakeRunner([], { env: e, disk: true, dryRun })
+  const login = (await cacheLogins(runner, [r])).get(r.name) ?? ANONYMOUS
+  return registrySpec(runner, r, login, current)
 }
 
 describe('a cache with credentials', () => {
@@ -80,7 +80,7 @@ describe('a cache with credentials', () => {
 
   test('under --dry-run no key is written', async () => {
     const home = mkdtempSync(join(dir, 'dry-'))
-    await specOf(hub, env('x', home), null, createRunner({ dryRun: true, verbose: false }))
+    await specOf(hub, env('x', home), null, true)
     expect(() => statSync(hashKeyPath({ XDG_CONFIG_HOME: home }))).toThrow()
   })
 
@@ -115,12 +115,15 @@ describe('caches pulling as your docker login', () => {
     ],
   })
   const [, dockerHub, ghcrIo] = cfg.registries
-  const home = mkdtempSync(join(dir, 'docker-login-'))
-  const loginEnv = { HOME: '/home/u', XDG_CONFIG_HOME: home }
+  const loginEnv = { HOME: '/home/u', XDG_CONFIG_HOME: '/home/u/.config' }
+  /** $HOME, with the machine's key made once for all the plans below. */
+  const files = memoryFiles()
   const auth = (secret: string) => ({ auth: Buffer.from(`me:${secret}`).toString('base64') })
   const logins = (hub: string, ghcr: string) => JSON.stringify({ auths: { 'hub.test:5000': auth(hub), 'ghcr.test:5000': auth(ghcr) } })
-  const plan = (configJson: string, containers: Container[], runner = fakeRunner([], { dryRun: true })) =>
-    planRegistries(runner, cfg, containers, loginEnv, async () => configJson)
+  const plan = (configJson: string, containers: Container[], replies: Parameters<typeof fakeRunner>[0] = []) => {
+    files.contents.set('/home/u/.docker/config.json', Buffer.from(configJson))
+    return planRegistries(fakeRunner(replies, { dryRun: true, env: loginEnv, files }), cfg, containers)
+  }
   /** The containers a plan leaves running, labelled as docker run would. */
   const made = (steps: Step[]) =>
     steps.map((s) => {
@@ -135,7 +138,7 @@ describe('caches pulling as your docker login', () => {
     })
   const actions = (steps: Step[]) => steps.map((s) => [s.registry.name, s.action])
 
-  beforeAll(() => hashKey(run, loginEnv))
+  beforeAll(() => hashKey(fakeRunner([], { env: loginEnv, files })))
 
   test('a changed login recreates only its cache; the same login recreates nothing', async () => {
     const first = await plan(logins('hub-1', 'ghcr-1'), [])
@@ -162,19 +165,14 @@ describe('caches pulling as your docker login', () => {
         { host: 'ghcr.io', upstream: 'http://ghcr.test:5000', credentials: 'none' },
       ],
     })
-    const steps = await planRegistries(
-      fakeRunner([], { dryRun: true }),
-      own,
-      running,
-      { ...loginEnv, U: 'me', P: 'hub-1' },
-      async () => '{}',
-    )
+    files.contents.set('/home/u/.docker/config.json', Buffer.from('{}'))
+    const steps = await planRegistries(fakeRunner([], { dryRun: true, env: { ...loginEnv, U: 'me', P: 'hub-1' }, files }), own, running)
     expect(actions(steps).map(([, a]) => a)).toEqual(['none', 'none', 'recreate'])
   })
 
   test('a helper that fails: a cache made with a login keeps it, a new one pulls anonymously, one warning names the helper', async () => {
     const [withLogin] = made(await plan(logins('hub-1', 'ghcr-1'), [])).slice(1)
-    const broken = fakeRunner([on(['docker-credential-broken', 'get'], { exitCode: 1, stderr: 'keychain locked' })], { dryRun: true })
+    const broken = [on(['docker-credential-broken', 'get'], { exitCode: 1, stderr: 'keychain locked' })]
     const [steps, warnings] = await stderrOf(() => plan('{"credsStore": "broken"}', [withLogin], broken))
     expect(actions(steps).slice(1)).toEqual([
       [dockerHub.name, 'none'],
@@ -188,9 +186,8 @@ describe('caches pulling as your docker login', () => {
 
   test('docker run gets the values in its environment only, never on its command line', async () => {
     const steps = await plan(logins('hub-1', 'ghcr-1'), [])
-    const run = fakeRunner()
-    const ready = async () => ({ ok: true, status: 200, apiVersion: null, error: null })
-    await stderrOf(() => applyRegistries(run, steps, { network: null, ready }))
+    const run = fakeRunner(cfg.registries.map((r) => v2Up(r.address.url)))
+    await stderrOf(() => applyRegistries(run, steps, null))
     const hubRun = run.calls.find((c) => c.argv.includes(dockerHub.name) && c.argv[1] === 'run')
     expect(hubRun?.opts?.secretEnv).toEqual({ REGISTRY_PROXY_USERNAME: 'me', REGISTRY_PROXY_PASSWORD: 'hub-1' })
     expect(run.changes.join('\n')).not.toContain('hub-1')

@@ -5,7 +5,6 @@ import { down } from '../../scripts/dev-down.ts'
 import { resolveConfig } from '../../scripts/lib/config.ts'
 import { EXIT, UserError } from '../../scripts/lib/log.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
-import { noTerminal } from '../kit/terminal.ts'
 
 const config = resolveConfig({ cluster: { name: 'dev' }, mirrors: [{ host: 'docker.io', upstream: 'http://127.0.0.1:9' }] })
 const cache = config.registries[1]
@@ -27,7 +26,6 @@ const machine = () =>
     on(['kubectl'], { exitCode: 1, stderr: 'Error from server (NotFound): namespaces "devreg" not found' }),
   ])
 
-noTerminal()
 let stderr = ''
 let stdout = ''
 const saved = { err: process.stderr.write, out: process.stdout.write }

@@ -1,31 +1,28 @@
 // host-mirrors without Docker: engine detection from recorded `docker info`,
 // daemon.json edits and their exact undo, the hosts.toml files, and the plan.
 import { describe, expect, test } from 'bun:test'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { resolveConfig } from '../../scripts/lib/config.ts'
+import { addMirror, DAEMON_JSON, daemonJsonMirrors, removeMirror } from '../../scripts/lib/daemon-json.ts'
 import {
-  addMirror,
   BACKUP_SUFFIX,
+  DOCKER_CERTS_D,
   type DockerInfo,
   type DockerVersion,
-  daemonJsonMirrors,
   type Engine,
   engineFacts,
   hostMirrorFiles,
-  hostMirrors,
   isHostMirrorFile,
   judgeHostRoutes,
   type Observed,
-  planHostMirrors,
-  removeMirror,
+  pullsThroughCache,
   support,
-} from '../../scripts/lib/host-mirrors.ts'
+} from '../../scripts/lib/host-engine.ts'
+import { hostMirrors, planHostMirrors } from '../../scripts/lib/host-mirrors.ts'
 import { UserError } from '../../scripts/lib/log.ts'
-import { fakeRunner, on } from '../kit/fake-runner.ts'
-import { noTerminal } from '../kit/terminal.ts'
+import { type FakeOptions, fakeRunner, on } from '../kit/fake-runner.ts'
 
 const sample = (name: string) => {
   const s = JSON.parse(readFileSync(join(import.meta.dir, 'fixtures/docker-info', `${name}.json`), 'utf8'))
@@ -236,61 +233,121 @@ describe('whether the host engine pulls through the caches (status, preflight)',
   })
 })
 
-describe('host-mirrors, orchestrated against a fake runner and files of its own', () => {
-  noTerminal()
+describe('the one answer to "does the host engine pull docker.io through the cache"', () => {
+  const onV4 = config.registries[1]
+  const onV6 = resolveConfig({ registry: { bind: '::1' }, mirrors: [{ host: 'docker.io' }] }).registries[1]
+  test.each([
+    ['http://127.0.0.1:5101', true, false],
+    ['http://127.0.0.1:5101/', true, false],
+    ['http://localhost:5101', true, true],
+    ['http://[::1]:5101', false, true],
+    ['http://[0:0:0:0:0:0:0:1]:5101', false, true],
+    ['http://127.0.0.1:5102', false, false],
+    ['https://mirror.gcr.io', false, false],
+    ['not a url', false, false],
+  ])('%s: through a cache on 127.0.0.1 %p, on ::1 %p', (mirror, v4, v6) => {
+    expect(pullsThroughCache([mirror], onV4)).toBe(v4)
+    expect(pullsThroughCache([mirror], onV6)).toBe(v6)
+  })
+
+  test('status, preflight and host-mirrors agree: [::1] does not reach a cache published on 127.0.0.1', () => {
+    const engine = { ...sample('dockerd-28-containerd'), mirrors: ['http://[::1]:5101'] }
+    expect(judgeHostRoutes(config, engine, new Map())[0]).toMatchObject({ host: 'docker.io', status: 'warn' })
+    const plan = planHostMirrors(
+      config,
+      engine,
+      { daemonJson: '{"registry-mirrors": ["http://[::1]:5101"]}', backup: null, hostsFiles: new Map() },
+      paths,
+      false,
+    )
+    expect(plan.changes.find((c) => c.what === 'daemon.json')?.after).toContain(`["${URL_}", "http://[::1]:5101"]`)
+  })
+})
+
+describe('host-mirrors, orchestrated against a fake runner and fake files at /etc/docker', () => {
   const recorded = JSON.parse(readFileSync(join(import.meta.dir, 'fixtures/docker-info/dockerd-28-containerd.json'), 'utf8'))
   const original = '{\n  "log-level": "info"\n}\n'
   const running = config.registries.map((r) =>
     JSON.stringify({ ID: r.name, Names: r.name, State: 'running', Labels: 'devreg.managed=true', Networks: '', Ports: '', Image: 'x' }),
   )
-  /** An engine on Docker 28 with the containerd store, the caches up. */
-  const engine = () =>
+  const hostsToml = (host: string) => join(DOCKER_CERTS_D, host, 'hosts.toml')
+  const HOSTS = ['docker.io', 'ghcr.io', 'quay.io']
+  /** An engine on Docker 28 with the containerd store, the caches up, and the files it reads. */
+  const engine = (files: Record<string, string>, opts: FakeOptions = {}) =>
     fakeRunner(
       [
         on(['docker', 'info', '--format', '{{json .}}'], JSON.stringify(recorded.info)),
         on(['docker', 'version', '--format', '{{json .}}'], JSON.stringify(recorded.version)),
         on(['docker', 'ps'], running.join('\n')),
       ],
-      { writeFiles: true },
+      { files, ...opts },
     )
-  /** Its daemon.json and certs.d, in a directory of the test's own. */
-  const machine = () => {
-    const dir = mkdtempSync(join(tmpdir(), 'devreg-host-mirrors-'))
-    const at = { daemonJson: join(dir, 'daemon.json'), certsD: join(dir, 'certs.d') }
-    writeFileSync(at.daemonJson, original)
-    return { run: engine(), at, opts: { undo: false, yes: false, json: false, env: {}, ...at } }
-  }
-  const hostsTomls = (certsD: string) => (existsSync(certsD) ? readdirSync(certsD).sort() : [])
+  const opts = { undo: false, yes: false, json: false }
 
   test('without a terminal and without --yes it shows the change, refuses with exit 2 and writes nothing', async () => {
-    const { run, at, opts } = machine()
+    const run = engine({ [DAEMON_JSON]: original })
     const refused = await hostMirrors(run, config, opts).catch((err: unknown) => err)
     expect(refused).toBeInstanceOf(UserError)
     expect((refused as UserError).exitCode).toBe(2)
-    expect(readFileSync(at.daemonJson, 'utf8')).toBe(original)
-    expect(hostsTomls(at.certsD)).toEqual([])
+    expect(run.text(DAEMON_JSON)).toBe(original)
     expect(run.changes).toEqual([])
   })
 
   test('--yes writes the backup, daemon.json and a hosts.toml per cached host; a second run changes nothing; --undo puts it all back', async () => {
-    const { run, at, opts } = machine()
+    const run = engine({ [DAEMON_JSON]: original })
     expect(await hostMirrors(run, config, { ...opts, yes: true })).toBe(0)
     expect(run.changes).toEqual([
-      `# write ${at.daemonJson}${BACKUP_SUFFIX}`,
-      `# write ${at.daemonJson}`,
-      ...['docker.io', 'ghcr.io', 'quay.io'].map((h) => `# write ${join(at.certsD, h, 'hosts.toml')}`),
+      `# write ${DAEMON_JSON}${BACKUP_SUFFIX}`,
+      `# write ${DAEMON_JSON}`,
+      ...HOSTS.map((h) => `# write ${hostsToml(h)}`),
     ])
-    expect(daemonJsonMirrors(readFileSync(at.daemonJson, 'utf8'))).toEqual([URL_])
-    expect(readFileSync(`${at.daemonJson}${BACKUP_SUFFIX}`, 'utf8')).toBe(original)
-    expect(readFileSync(join(at.certsD, 'ghcr.io', 'hosts.toml'), 'utf8')).toBe(hostMirrorFiles(config).get('ghcr.io') as string)
+    expect(daemonJsonMirrors(run.text(DAEMON_JSON))).toEqual([URL_])
+    expect(run.text(`${DAEMON_JSON}${BACKUP_SUFFIX}`)).toBe(original)
+    expect(run.text(hostsToml('ghcr.io'))).toBe(hostMirrorFiles(config).get('ghcr.io') as string)
 
-    const again = engine()
+    const written = Object.fromEntries(HOSTS.map((h) => [hostsToml(h), run.text(hostsToml(h)) as string]))
+    const wired = { ...written, [DAEMON_JSON]: run.text(DAEMON_JSON) as string, [`${DAEMON_JSON}${BACKUP_SUFFIX}`]: original }
+    const again = engine(wired)
     expect(await hostMirrors(again, config, { ...opts, yes: true })).toBe(0)
     expect(again.changes).toEqual([])
 
-    expect(await hostMirrors(engine(), config, { ...opts, yes: true, undo: true })).toBe(0)
-    expect(readFileSync(at.daemonJson, 'utf8')).toBe(original)
-    expect(existsSync(`${at.daemonJson}${BACKUP_SUFFIX}`)).toBe(false)
-    expect(hostsTomls(at.certsD)).toEqual([])
+    const undo = engine(wired)
+    expect(await hostMirrors(undo, config, { ...opts, yes: true, undo: true })).toBe(0)
+    expect(undo.text(DAEMON_JSON)).toBe(original)
+    expect(undo.text(`${DAEMON_JSON}${BACKUP_SUFFIX}`)).toBeNull()
+    expect(undo.changes).toEqual([
+      `# write ${DAEMON_JSON}`,
+      ...HOSTS.flatMap((h) => [`# remove ${hostsToml(h)}`, `# remove ${join(DOCKER_CERTS_D, h)}/`]),
+      `# remove ${DAEMON_JSON}${BACKUP_SUFFIX}`,
+    ])
+  })
+
+  test('files this user may not change: only those steps go through sudo, which asks only on a terminal; root needs no sudo', async () => {
+    const run = engine({ [DAEMON_JSON]: original }, { readOnly: ['/etc/docker'] })
+    await hostMirrors(run, config, { ...opts, yes: true })
+    expect(run.changes).toEqual([
+      `sudo --non-interactive tee ${DAEMON_JSON}${BACKUP_SUFFIX}`,
+      `sudo --non-interactive tee ${DAEMON_JSON}`,
+      ...HOSTS.flatMap((h) => [`sudo --non-interactive mkdir -p ${join(DOCKER_CERTS_D, h)}`, `sudo --non-interactive tee ${hostsToml(h)}`]),
+    ])
+    expect(run.calls.find((c) => c.line === `sudo --non-interactive tee ${DAEMON_JSON}`)?.opts?.input).toContain(URL_)
+    const root = engine({ [DAEMON_JSON]: original }, { readOnly: ['/etc/docker'], root: true, tty: { stdin: true, stderr: false } })
+    await hostMirrors(root, config, { ...opts, yes: true })
+    expect(root.changes.slice(1, 4)).toEqual([
+      `sudo tee ${DAEMON_JSON}`,
+      `mkdir -p ${join(DOCKER_CERTS_D, 'docker.io')}`,
+      `sudo tee ${hostsToml('docker.io')}`,
+    ])
+  })
+
+  test('DEVREG_DOCKER_DAEMON_JSON and DEVREG_DOCKER_CERTS_D in its environment move both', async () => {
+    const run = engine(
+      { '/srv/engine/daemon.json': original },
+      { env: { DEVREG_DOCKER_DAEMON_JSON: '/srv/engine/daemon.json', DEVREG_DOCKER_CERTS_D: '/srv/engine/certs.d' } },
+    )
+    expect(await hostMirrors(run, config, { ...opts, yes: true })).toBe(0)
+    expect(run.changes.at(1)).toBe('# write /srv/engine/daemon.json')
+    expect(run.text('/srv/engine/certs.d/quay.io/hosts.toml')).toStartWith('# Written by devreg')
+    expect(run.text(DAEMON_JSON)).toBeNull()
   })
 })

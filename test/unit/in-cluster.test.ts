@@ -5,7 +5,7 @@ import { describe, expect, test } from 'bun:test'
 import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
 import { appliedChanges, endpointSliceAddresses, removeInCluster } from '../../scripts/lib/in-cluster.ts'
 import { corednsOverride, serviceHost, serviceName } from '../../scripts/lib/render.ts'
-import { fakeRunner, notInstalled } from '../kit/fake-runner.ts'
+import { fakeRunner, notInstalled, on } from '../kit/fake-runner.ts'
 import { docs, local } from '../kit/in-cluster-sample.ts'
 
 describe('in-cluster manifests', () => {
@@ -106,5 +106,20 @@ describe('without kubectl', () => {
     expect(await endpointSliceAddresses(run, config, config.registries[0])).toEqual({ addresses: null, error: 'kubectl not found' })
     expect(await removeInCluster(run, config)).toEqual([])
     expect(run.changes).toEqual([])
+  })
+})
+
+describe('dev-down --purge', () => {
+  test('on k3d: the devreg namespace, then what the CoreDNS hook held', async () => {
+    const config = resolveConfig({ cluster: { provider: 'k3d', name: 'dev' }, aliases: ['registry.dev.local'] })
+    const run = fakeRunner([
+      on(['kubectl', '--context', 'k3d-dev', 'get', 'namespace', 'devreg'], '{}'),
+      on(['kubectl', '--context', 'k3d-dev', 'get', 'configmap', 'coredns-custom'], JSON.stringify({ data: { 'devreg.override': 'x' } })),
+    ])
+    expect(await removeInCluster(run, config)).toEqual(['namespace devreg', 'devreg.override of kube-system/coredns-custom'])
+    expect(run.changes).toEqual([
+      'kubectl --context k3d-dev delete namespace devreg',
+      'kubectl --context k3d-dev delete configmap coredns-custom -n kube-system',
+    ])
   })
 })

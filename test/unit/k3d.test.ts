@@ -5,6 +5,7 @@ import { describe, expect, test } from 'bun:test'
 import { isDeepStrictEqual } from 'node:util'
 import { parse as parseYaml } from 'yaml'
 import { resolveConfig } from '../../scripts/lib/config.ts'
+import { type Cluster, clusterDrift } from '../../scripts/lib/providers/index.ts'
 import {
   desiredRegistriesData,
   desiredRegistriesYaml,
@@ -12,7 +13,6 @@ import {
   k3dNodeFlags,
   k3sRegistriesData,
 } from '../../scripts/lib/providers/k3d.ts'
-import { type Cluster, clusterDrift } from '../../scripts/lib/providers/provider.ts'
 import { k3dRegistriesYaml, yamlV2Less } from '../kit/k3d-registries.ts'
 
 const k3d = (extra: Record<string, unknown> = {}) =>

@@ -128,21 +128,25 @@ describe('the login of every cache', () => {
   })
   const [, hub, ghcr, quay, k8s] = config.registries
   const env = { HOME: '/home/u', QUAY_USER: 'qbot', QUAY_TOKEN: 'quay-token' }
-  const files = (text: string | null) => {
+  const CONFIG_JSON = '/home/u/.docker/config.json'
+  /** A runner whose $HOME holds `text` as the Docker config (none: null), noting each file read. */
+  const runner = (text: string | null, replies: Parameters<typeof fakeRunner>[0] = [], e: Record<string, string> = env) => {
+    const run = fakeRunner(replies, { env: e, files: text === null ? {} : { [CONFIG_JSON]: text } })
     const read: string[] = []
-    const readFile = async (path: string) => {
+    const readText = run.files.readText
+    run.files.readText = (path) => {
       read.push(path)
-      return text
+      return readText(path)
     }
-    return { read, readFile }
+    return Object.assign(run, { read })
   }
   const state = (logins: Map<string, CacheLogin>) => Object.fromEntries([...logins].map(([name, l]) => [name, describeLogin(l, false)]))
   const problem = (l: CacheLogin | undefined) => (l?.state === 'unavailable' ? l.problem : '')
 
   test('docker login for the upstream, none means none, the mirror’s own env login wins', async () => {
-    const { read, readFile } = files(fixture('auths.json'))
-    const logins = await cacheLogins(fakeRunner(), config.registries, { env, readFile })
-    expect(read).toEqual(['/home/u/.docker/config.json'])
+    const run = runner(fixture('auths.json'))
+    const logins = await cacheLogins(run, config.registries)
+    expect(run.read).toEqual([CONFIG_JSON])
     expect(state(logins)).toEqual({
       [hub.name]: 'authenticated as hubuser (docker login)',
       [ghcr.name]: 'anonymous',
@@ -152,17 +156,19 @@ describe('the login of every cache', () => {
   })
 
   test('no config.json: anonymous; and it is not read when every mirror names its credentials', async () => {
-    expect(new Set(Object.values(state(await cacheLogins(fakeRunner(), config.registries, { env, ...files(null) }))))).toEqual(
+    expect(new Set(Object.values(state(await cacheLogins(runner(null), config.registries))))).toEqual(
       new Set(['anonymous', 'authenticated as qbot (env QUAY_TOKEN)']),
     )
-    const { read, readFile } = files(fixture('auths.json'))
-    await cacheLogins(fakeRunner(), [ghcr, quay], { env, readFile })
-    expect(read).toEqual([])
+    const run = runner(fixture('auths.json'))
+    await cacheLogins(run, [ghcr, quay])
+    expect(run.read).toEqual([])
   })
 
   test('a helper is asked with the server on stdin, a time limit and nothing on its command line', async () => {
-    const run = fakeRunner([on(['docker-credential-desktop', 'get'], '{"Username":"hubuser","Secret":"from-the-store"}')])
-    const logins = await cacheLogins(run, [hub], { env, ...files(fixture('helpers.json')) })
+    const run = runner(fixture('helpers.json'), [
+      on(['docker-credential-desktop', 'get'], '{"Username":"hubuser","Secret":"from-the-store"}'),
+    ])
+    const logins = await cacheLogins(run, [hub])
     expect(describeLogin(logins.get(hub.name) as CacheLogin, true)).toBe('authenticated as hubuser (docker login)')
     expect(run.calls.map((c) => [c.kind, c.argv, c.opts?.input, c.opts?.timeout])).toEqual([
       ['probe', ['docker-credential-desktop', 'get'], DOCKER_HUB_SERVER, HELPER_TIMEOUT_MS],
@@ -179,8 +185,8 @@ describe('the login of every cache', () => {
     ['is not installed', { exitCode: 127, stderr: 'bash: docker-credential-desktop: command not found' }, 'is not on PATH', 'install it'],
     ['fails', { exitCode: 1, stderr: 'pass not initialized' }, 'failed (pass not initialized)', 'credentials: none'],
   ])('a helper that %s leaves the login unavailable, naming the helper and the fix', async (_, result, why, fix) => {
-    const run = fakeRunner([on(['docker-credential-desktop', 'get'], result)])
-    const login = (await cacheLogins(run, [hub], { env, ...files(fixture('helpers.json')) })).get(hub.name)
+    const run = runner(fixture('helpers.json'), [on(['docker-credential-desktop', 'get'], result)])
+    const login = (await cacheLogins(run, [hub])).get(hub.name)
     expect(login?.state).toBe('unavailable')
     expect(problem(login)).toContain('docker-credential-desktop (credsStore in /home/u/.docker/config.json)')
     expect(problem(login)).toContain(why)
@@ -188,30 +194,28 @@ describe('the login of every cache', () => {
   })
 
   test('a config.json that cannot be read or parsed leaves the login unavailable, naming the file', async () => {
-    const unreadable = async () => {
+    const unreadable = runner(null)
+    unreadable.files.readText = async () => {
       throw Object.assign(new Error('denied'), { code: 'EACCES' })
     }
-    for (const seams of [
-      { env, readFile: unreadable },
-      { env, ...files('{"auths": ') },
-    ]) {
-      const login = (await cacheLogins(fakeRunner(), [hub], seams)).get(hub.name)
+    for (const run of [unreadable, runner('{"auths": ')]) {
+      const login = (await cacheLogins(run, [hub])).get(hub.name)
       expect(problem(login)).toStartWith('/home/u/.docker/config.json cannot be read (')
       expect(problem(login)).toContain('credentials: none')
     }
   })
 
   test('env credentials not set here: unavailable, naming the variables', async () => {
-    const login = (await cacheLogins(fakeRunner(), [quay], { env: { QUAY_USER: 'qbot' } })).get(quay.name)
+    const login = (await cacheLogins(runner(null, [], { QUAY_USER: 'qbot' }), [quay])).get(quay.name)
     expect(problem(login)).toBe(`QUAY_TOKEN is not set: export it (credentials for ${quay.name}) or remove ${quay.path}.credentials`)
     expect(describeLogin(login as CacheLogin, true)).toBe('not known here (env QUAY_TOKEN is not set)')
   })
 
   test('no secret is in what status shows or in any problem', async () => {
-    const run = fakeRunner([on(['docker-credential-desktop', 'get'], { exitCode: 1, stderr: 'locked' })])
+    const run = runner(fixture('helpers.json'), [on(['docker-credential-desktop', 'get'], { exitCode: 1, stderr: 'locked' })])
     const shown = [
-      ...(await cacheLogins(fakeRunner(), config.registries, { env, ...files(fixture('auths.json')) })).values(),
-      ...(await cacheLogins(run, config.registries, { env, ...files(fixture('helpers.json')) })).values(),
+      ...(await cacheLogins(runner(fixture('auths.json')), config.registries)).values(),
+      ...(await cacheLogins(run, config.registries)).values(),
     ].map((l) => describeLogin(l, true) + problem(l))
     for (const secret of ['dckr_pat_fixture1', 'ghp_fixture2', 'quay-token']) expect(shown.join('\n')).not.toContain(secret)
   })

@@ -1,21 +1,24 @@
 // preflight's judgement without Docker: which names a run checks, the verdict
 // and fix for what was observed, and the report.
 import { describe, expect, test } from 'bun:test'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { resolveConfig } from '../../scripts/lib/config.ts'
 import type { V2Answer } from '../../scripts/lib/distribution.ts'
 import type { Lookup } from '../../scripts/lib/dns.ts'
 import { parseResolved } from '../../scripts/lib/dns.ts'
+import { DOCKER_CERTS_D, hostMirrorFiles } from '../../scripts/lib/host-engine.ts'
 import {
   type Check,
   desiredMirrors,
-  evaluate,
   type NodeView,
   type Observed,
+  observe,
   parseV2Output,
-  renderReport,
   selectTargets,
 } from '../../scripts/lib/preflight.ts'
-import { desiredRegistriesYaml } from '../../scripts/lib/providers/k3d.ts'
+import { evaluate, renderReport } from '../../scripts/lib/preflight-verdicts.ts'
+import { fakeRunner, on, v2Up } from '../kit/fake-runner.ts'
 
 const config = resolveConfig({
   mirrors: [{ host: 'docker.io' }],
@@ -183,7 +186,6 @@ describe('evaluate', () => {
     const desired = desiredMirrors(k3d)
     expect([...desired.keys()]).toEqual(['localhost:5001', 'kind-registry:5000', 'docker.io'])
     expect(desired.get('docker.io')).toBe(JSON.stringify({ endpoint: ['http://kind-cache-docker-io:5000'] }))
-    expect(desiredRegistriesYaml(k3d)).toContain('docker.io')
     const checks = evaluate(k3d, selectTargets(k3d, []), observed({ nodes: [node({ mirrors: null, readsCertsD: null })] }))
     const mirrors = checks.filter((c) => c.check === 'mirror')
     expect(mirrors.map((c) => [c.subject, c.status, c.detail])).toEqual([
@@ -290,5 +292,53 @@ describe('what the in-container scripts print', () => {
         ['http://w:5000', { ok: false, status: 404, apiVersion: null, error: null }],
       ]),
     )
+  })
+})
+
+describe('observe, against a fake runner: no socket, no real /etc', () => {
+  const cfg = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io' }] })
+  const [local, hub] = cfg.registries
+  const recorded = JSON.parse(readFileSync(join(import.meta.dir, 'fixtures/docker-info/dockerd-28-containerd.json'), 'utf8'))
+  const ps = cfg.registries
+    .map((r) =>
+      JSON.stringify({ ID: r.name, Names: r.name, State: 'running', Labels: 'devreg.managed=true', Networks: '', Ports: '', Image: 'x' }),
+    )
+    .join('\n')
+  /** The registries running, the local one answering; the engine with `mirrors`; certs.d with devreg's hosts.toml for ghcr.io. */
+  const machine = (mirrors: string[]) =>
+    fakeRunner(
+      [
+        on(['docker', 'ps'], ps),
+        on(['docker', 'info', '--format', '{{json .RegistryConfig.Mirrors}}'], JSON.stringify(mirrors)),
+        on(['docker', 'info', '--format', '{{json .}}'], JSON.stringify({ ...recorded.info, RegistryConfig: { Mirrors: mirrors } })),
+        on(['docker', 'version', '--format', '{{json .}}'], JSON.stringify(recorded.version)),
+        v2Up(local.address.url),
+      ],
+      { files: { [join(DOCKER_CERTS_D, 'ghcr.io', 'hosts.toml')]: hostMirrorFiles(cfg).get('ghcr.io') as string } },
+    )
+  const checksOf = async (run: ReturnType<typeof machine>) => {
+    const sel = selectTargets(cfg, [])
+    const checks = evaluate(cfg, sel, await observe(run, cfg, sel, { path: '/etc/hosts', text: '127.0.0.1 localhost\n' }))
+    return (check: string, subject: string) => checks.find((c) => c.check === check && c.subject === subject && c.place === 'host')
+  }
+
+  test('each registry is asked GET /v2/ on its host port; one that does not answer fails, naming its logs', async () => {
+    const run = machine([hub.address.url])
+    const at = await checksOf(run)
+    expect(run.calls.filter((c) => c.kind === 'http').map((c) => c.line)).toEqual(cfg.registries.map((r) => `GET ${r.address.url}/v2/`))
+    expect(at('registry', local.name)?.status).toBe('pass')
+    expect(at('registry', hub.name)).toMatchObject({ status: 'fail', detail: expect.stringContaining('ECONNREFUSED') })
+    expect(run.changes).toEqual([])
+  })
+
+  test('the host engine: docker.io through its cache by registry-mirrors, ghcr.io by the hosts.toml in certs.d', async () => {
+    const at = await checksOf(machine([`${hub.address.url}/`]))
+    expect(at('docker-mirror', 'docker.io')).toMatchObject({ status: 'pass', detail: `registry-mirrors has ${hub.address.url}` })
+    expect(at('docker-mirror', 'ghcr.io')).toMatchObject({ status: 'pass', detail: 'hosts.toml in certs.d' })
+  })
+
+  test('a mirror at [::1] does not reach a cache published on 127.0.0.1: preflight warns, as status does', async () => {
+    const at = await checksOf(machine([`http://[::1]:${hub.port}`]))
+    expect(at('docker-mirror', 'docker.io')?.status).toBe('warn')
   })
 })

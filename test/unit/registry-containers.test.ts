@@ -1,23 +1,19 @@
 import { describe, expect, test } from 'bun:test'
 import { resolveConfig } from '../../scripts/lib/config.ts'
-import type { V2Answer } from '../../scripts/lib/distribution.ts'
 import type { Container } from '../../scripts/lib/docker.ts'
 import { LABEL } from '../../scripts/lib/labels.ts'
 import { UserError } from '../../scripts/lib/log.ts'
-import {
-  adoptRegistry,
-  applyRegistries,
-  planRegistries,
-  registryContainer,
-  removeRegistries,
-} from '../../scripts/lib/registry-containers.ts'
-import { fakeRunner, on } from '../kit/fake-runner.ts'
+import { adoptRegistry } from '../../scripts/lib/registry-adoption.ts'
+import { applyRegistries, planRegistries, registryContainer } from '../../scripts/lib/registry-containers.ts'
+import { removeRegistries } from '../../scripts/lib/registry-removal.ts'
+import { fakeRunner, on, v2Up } from '../kit/fake-runner.ts'
 import { freePort } from '../kit/net.ts'
 
 // Free ports of this machine's own: adopt's final `up` checks the local registry's port for real.
 const config = resolveConfig({ registry: { port: await freePort() }, mirrors: [{ host: 'docker.io', port: await freePort() }] })
 const [local, hub] = config.registries
-const up: () => Promise<V2Answer> = async () => ({ ok: true, status: 200, apiVersion: 'registry/2.0', error: null })
+/** Every registry answers GET /v2/. */
+const up = config.registries.map((r) => v2Up(r.address.url))
 
 /** A container as `docker ps` reports it; devreg's own unless `labels` says otherwise. */
 function container(name: string, state: string, labels: Record<string, string>, extra: Partial<Container> = {}): Container {
@@ -45,7 +41,7 @@ const ps = (...cs: Container[]) =>
     .join('\n')
 
 describe('planRegistries: what `dev-registry up` decides for each container', () => {
-  const plan = (containers: Container[]) => planRegistries(fakeRunner([], { dryRun: true }), config, containers, {})
+  const plan = (containers: Container[]) => planRegistries(fakeRunner([], { dryRun: true }), config, containers)
   const actions = async (containers: Container[]) => (await plan(containers)).map((s) => [s.registry.name, s.action, s.reason])
 
   test('missing containers are created, running ones that match are left alone', async () => {
@@ -64,7 +60,7 @@ describe('planRegistries: what `dev-registry up` decides for each container', ()
 
   test('a container of the same name devreg did not create is refused, naming adopt, before anything runs', async () => {
     const run = fakeRunner([], { dryRun: true })
-    const refused = planRegistries(run, config, [container(local.name, 'running', {})], {})
+    const refused = planRegistries(run, config, [container(local.name, 'running', {})])
     await expect(refused).rejects.toThrow(`run \`dev-registry adopt ${local.name}\``)
     await expect(refused).rejects.toBeInstanceOf(UserError)
     expect(run.changes).toEqual([])
@@ -78,9 +74,9 @@ describe('planRegistries: what `dev-registry up` decides for each container', ()
 
 describe('applyRegistries: what it runs, in order', () => {
   test('create makes the volume then runs on the network; recreate removes and runs again; start only starts', async () => {
-    const run = fakeRunner()
-    const steps = await planRegistries(fakeRunner([], { dryRun: true }), config, [owned(hub, 'running', 'feedfacefeedface')], {})
-    await applyRegistries(run, steps, { network: 'kind', ready: up })
+    const run = fakeRunner(up)
+    const steps = await planRegistries(fakeRunner([], { dryRun: true }), config, [owned(hub, 'running', 'feedfacefeedface')])
+    await applyRegistries(run, steps, 'kind')
     const [localRun, hubRun] = steps.map((s) => s.spec.args)
     expect(run.changes).toEqual([
       `docker volume create --label devreg.managed=true ${local.volume}`,
@@ -91,28 +87,29 @@ describe('applyRegistries: what it runs, in order', () => {
   })
 
   test('containers that stay are attached to the cluster network when they are not on it', async () => {
-    const run = fakeRunner()
+    const run = fakeRunner(up)
     const offNetwork = { ...owned(hub), networks: ['bridge'] }
-    const steps = await planRegistries(fakeRunner([], { dryRun: true }), config, [owned(local, 'exited'), offNetwork], {})
-    const { changed } = await applyRegistries(run, steps, { network: 'kind', ready: up })
+    const steps = await planRegistries(fakeRunner([], { dryRun: true }), config, [owned(local, 'exited'), offNetwork])
+    const { changed } = await applyRegistries(run, steps, 'kind')
     expect(run.changes).toEqual([`docker start ${local.name}`, `docker network connect kind ${hub.name}`])
     expect(changed).toBe(1)
   })
 
-  test('a registry that never answers /v2/ is an error naming its logs', async () => {
-    const steps = await planRegistries(fakeRunner([], { dryRun: true }), config, [owned(local), owned(hub)], {})
-    const down = async (): Promise<V2Answer> => ({ ok: false, status: null, apiVersion: null, error: 'ECONNREFUSED' })
-    await expect(applyRegistries(fakeRunner(), steps, { network: null, ready: down })).rejects.toThrow(`see \`docker logs ${local.name}\``)
+  test('a registry that never answers /v2/ is an error naming its logs; one that answers is not', async () => {
+    const steps = await planRegistries(fakeRunner([], { dryRun: true }), config, [owned(local), owned(hub)])
+    const run = fakeRunner([v2Up(hub.address.url)])
+    const refused = await applyRegistries(run, steps, null).catch((err: Error) => err.message)
+    expect(refused).toBe(`${local.name} does not answer GET ${local.address.url}/v2/ (ECONNREFUSED): see \`docker logs ${local.name}\``)
+    // It was asked again and again until the time was up (the fake clock jumps instead of waiting).
+    expect(run.calls.filter((c) => c.line === `GET ${local.address.url}/v2/`).length).toBeGreaterThan(10)
   })
 
   test('under --dry-run nothing waits and every command is only shown', async () => {
     const run = fakeRunner([], { dryRun: true })
-    const steps = await planRegistries(run, config, [], {})
-    const never = async (): Promise<V2Answer> => {
-      throw new Error('waited under --dry-run')
-    }
-    await applyRegistries(run, steps, { network: null, ready: never })
+    const steps = await planRegistries(run, config, [])
+    await applyRegistries(run, steps, null)
     expect(run.changes.filter((l) => l.startsWith('docker run'))).toHaveLength(2)
+    expect(run.calls.filter((c) => c.kind === 'http')).toEqual([])
   })
 })
 
@@ -123,8 +120,9 @@ describe('adoptRegistry', () => {
       on(['docker', 'ps'], ps(foreign), 1),
       on(['docker', 'ps'], ps(owned(hub))),
       on(['docker', 'inspect', '--type', 'container', local.name], JSON.stringify([{ Config: { Env: [] }, State: { Running: true } }])),
+      ...up,
     ])
-    await adoptRegistry(run, config, local.name, { env: {}, ready: up })
+    await adoptRegistry(run, config, local.name)
     const backup = run.changes.find((l) => l.startsWith('docker rename'))?.split(' ')[3] ?? ''
     expect(backup).toMatch(new RegExp(`^${local.name}-adopted-\\d{14}$`))
     expect(run.changes.slice(0, 5)).toEqual([

@@ -6,25 +6,11 @@ import { describe, expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { classifyPath } from '../../scripts/lib/carry.ts'
 import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
-import {
-  type Facts,
-  type Hit,
-  judge,
-  PROBE_PLATFORMS,
-  type Probe,
-  parseFacts,
-  parseProbeOutput,
-  planProbes,
-  probeHits,
-  probeImage,
-  proxyFor,
-  renderMatrix,
-  type Target,
-  targets,
-  verify,
-} from '../../scripts/lib/verify.ts'
+import { classifyPath } from '../../scripts/lib/registry-layout.ts'
+import { PROBE_PLATFORMS, planProbes, probeHits, probeImage, targets, verify } from '../../scripts/lib/verify.ts'
+import { parseFacts, parseProbeOutput } from '../../scripts/lib/verify-nodes.ts'
+import { type Facts, type Hit, judge, type Probe, proxyFor, renderMatrix, type Target } from '../../scripts/lib/verify-verdicts.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
 import { FakeVolume } from '../kit/fake-volume.ts'
 import { privateLockDir } from '../kit/lock-dir.ts'

@@ -7,12 +7,15 @@ import { UserError } from '../../scripts/lib/log.ts'
 import {
   failureReason,
   hostPlatform,
+  type Progress,
   routeImages,
   samePlatform,
   selectPlatforms,
-  summaryLines,
-  ttyProgress,
+  warmImages,
 } from '../../scripts/lib/warm.ts'
+import { summaryLines, ttyProgress } from '../../scripts/lib/warm-output.ts'
+import { fakeRunner, http, on, v2Up } from '../kit/fake-runner.ts'
+import { FakeVolume } from '../kit/fake-volume.ts'
 
 const config = resolveConfig({
   mirrors: [
@@ -190,4 +193,87 @@ test('on a terminal, progress redraws one line per image in flight and the total
     error: null,
   })
   expect(out).toEndWith('docker.io/library/redis:7-alpine: 2.0 KiB fetched, 0 B already cached, 1.3s\n')
+})
+
+describe('warmImages, against a fake runner: the cache answers HTTP, its volume is a FakeVolume', () => {
+  const cfg = resolveConfig({ mirrors: [{ host: 'docker.io', upstream: 'http://up:5000' }] })
+  const cache = cfg.registries[1]
+  const base = `${cache.address.url}/v2/library/redis`
+  const hex = (c: string) => c.repeat(64)
+  const blob = (c: string, size: number) => ({ digest: `sha256:${hex(c)}`, size, body: Buffer.alloc(size, c) })
+  const [config, cachedLayer, newLayer] = [blob('a', 300), blob('b', 5000), blob('c', 7000)]
+  const image = {
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.size },
+    layers: [cachedLayer, newLayer].map(({ digest, size }) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size })),
+  }
+  const amd64 = `sha256:${hex('d')}`
+  const index = {
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [
+      { digest: amd64, size: 500, platform: { os: 'linux', architecture: 'amd64' } },
+      { digest: `sha256:${hex('e')}`, size: 500, platform: { os: 'linux', architecture: 'arm64' } },
+    ],
+  }
+  const V2 = 'docker/registry/v2'
+  /** What distribution keeps once it stored a blob for this repository. */
+  const store = (v: FakeVolume, b: { digest: string; body: Buffer }) => {
+    const h = b.digest.slice(7)
+    v.files.set(`${V2}/blobs/sha256/${h.slice(0, 2)}/${h}/data`, b.body)
+    v.files.set(`${V2}/repositories/library/redis/_layers/sha256/${h}/link`, Buffer.from(b.digest))
+  }
+  /** The cache up, holding one layer already; it stores what it serves unless `stores` is false. */
+  const cacheUp = (stores = true) => {
+    const volume = new FakeVolume(cache)
+    store(volume, cachedLayer)
+    const run = fakeRunner([
+      ...volume.replies(),
+      on(['docker', 'exec', cache.name, 'cat', '/tmp/devreg-mode'], 'proxy\n'),
+      on(['docker', 'exec', cache.name, 'registry', '--version'], 'registry github.com/distribution/distribution/v3 v3.0.0'),
+      v2Up(cache.address.url),
+      http('GET', `${base}/manifests/7`, { json: index, headers: { 'content-type': index.mediaType } }),
+      http('GET', `${base}/manifests/${amd64}`, { json: image, headers: { 'content-type': image.mediaType } }),
+      ...[config, cachedLayer, newLayer].map((b) =>
+        http('GET', `${base}/blobs/${b.digest}`, () => {
+          if (stores) store(volume, b)
+          return { body: b.body }
+        }),
+      ),
+    ])
+    return run
+  }
+  const quiet: Progress = { resolved: () => {}, bytes: () => {}, done: () => {}, note: () => {}, finish: () => {} }
+  const warm = (run: ReturnType<typeof fakeRunner>, storageStallMs?: number) =>
+    warmImages(run, routeImages(cfg, ['redis:7']), { platforms: ['linux/amd64'], concurrency: 2, progress: quiet, storageStallMs })
+
+  test('only the wanted platform, only the blobs not cached yet are fetched; the warm ends once the cache stored them', async () => {
+    const run = cacheUp()
+    const summary = await warm(run)
+    expect(summary).toMatchObject({ warmed: 1, failed: 0, fetchedBytes: 7300, cachedBytes: 5000, doubleFetch: [] })
+    expect(summary.images[0]).toMatchObject({ platforms: ['linux/amd64'], blobs: 3, error: null })
+    const asked = run.calls.filter((c) => c.kind === 'http').map((c) => c.line)
+    const wanted = [
+      `${cache.address.url}/v2/`,
+      `${base}/manifests/7`,
+      `${base}/manifests/${amd64}`,
+      ...[config, newLayer].map((b) => `${base}/blobs/${b.digest}`),
+    ]
+    expect(asked.sort()).toEqual(wanted.map((url) => `GET ${url}`).sort())
+    expect(run.changes).toEqual([])
+  })
+
+  test('a cache that never stores what it served fails the image, naming its logs, once the stall time passed', async () => {
+    const summary = await warm(cacheUp(false), 2000)
+    expect(summary).toMatchObject({ warmed: 0, failed: 1 })
+    expect(summary.images[0].error).toBe(
+      `${cache.name} did not store ${config.digest.slice(0, 19)} in time: see \`docker logs ${cache.name}\``,
+    )
+  })
+
+  test('a cache that does not answer stops the warm before any image, saying how to start it', async () => {
+    const run = fakeRunner(new FakeVolume(cache).replies())
+    await expect(warm(run)).rejects.toThrow(
+      `${cache.name} does not answer on ${cache.address.url} (ECONNREFUSED): run \`dev-registry up\` first`,
+    )
+  })
 })

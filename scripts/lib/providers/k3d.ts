@@ -5,12 +5,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { parse as parseYaml } from 'yaml'
-import type { Config } from '../config.ts'
+import type { Config, Registry } from '../config.ts'
 import { type Container, readFileIn } from '../docker.ts'
 import { editNodeFiles } from '../nodes.ts'
 import { nodeNoProxy } from '../proxy.ts'
-import { k3sRegistries, k3sRegistriesDocument } from '../render.ts'
+import { k3sRegistries, k3sRegistriesDocument, serviceHost } from '../render.ts'
 import { hostnameAliases, registryRoutes } from '../routes.ts'
+import { ensureCorednsOverride, removeCorednsOverride } from './k3s-coredns.ts'
 import type { Cluster, ClusterProvider, Node } from './provider.ts'
 
 /** Where k3s reads its registries config, once, when it starts. */
@@ -118,9 +119,33 @@ function goValue(v: unknown): unknown {
   return v === null || v === '' || v === false || v === 0 ? undefined : v
 }
 
+/** Every fix of a node's registries.yaml: k3s reads it only when it starts. */
+const REWRITE = '`just dev-up` rewrites it and restarts the nodes (k3s reads it only at start)'
+
 export const k3d: ClusterProvider = {
   name: 'k3d',
+  cli: 'k3d',
   certsD: K3S_CERTS_D,
+  // k3s nodes pull their system images from docker.io while booting: through the caches only if these are up on the network.
+  networkFirst: true,
+  // k3d hands the nodes the registries.yaml the cluster is created with.
+  routedAtCreate: true,
+  routing: {
+    entry: (host) => `the ${host} mirror in ${K3S_REGISTRIES}`,
+    missing: (host) => `${K3S_REGISTRIES} has no mirror for ${host}`,
+    absent: `no ${K3S_REGISTRIES}`,
+    // The whole file is devreg's.
+    ownEntry: () => true,
+    fix: {
+      write: REWRITE,
+      rewrite: REWRITE,
+      remove: REWRITE,
+      absent: '`just dev-up` writes it and restarts the nodes',
+      hostsToml: '`just dev-up` rewrites registries.yaml and restarts the nodes (k3s renders hosts.toml at start)',
+    },
+  },
+
+  owns: (cluster) => cluster.provider === 'k3d',
 
   find(name: string, containers: Container[]): Cluster | null {
     const nodes = containers
@@ -176,7 +201,7 @@ export const k3d: ClusterProvider = {
       '--agents',
       String(workers),
       ...(nodeImage ? ['--image', nodeImage] : []),
-      ...k3dNodeFlags(config, process.env),
+      ...k3dNodeFlags(config, run.env),
     ])
   },
 
@@ -204,4 +229,18 @@ export const k3d: ClusterProvider = {
     await run.change(['k3d', 'cluster', 'start', cluster.name])
     return [`rewrote ${K3S_REGISTRIES} in ${cluster.nodes.map((n) => n.name).join(', ')} and restarted them (k3s reads it only at start)`]
   },
+
+  /** As k3d itself writes it, with hostFromClusterNetwork the registry's Service, which dev-up keeps on its current address. */
+  localRegistryHosting(config) {
+    const local = config.registries.find((r) => r.role === 'local') as Registry
+    return {
+      host: local.address.host,
+      hostFromContainerRuntime: local.address.inNetwork,
+      hostFromClusterNetwork: serviceHost(local),
+      help: 'https://k3d.io/stable/usage/registries/#using-a-local-registry',
+    }
+  },
+
+  ensurePodAliases: ensureCorednsOverride,
+  removePodAliases: removeCorednsOverride,
 }

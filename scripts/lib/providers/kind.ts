@@ -2,14 +2,14 @@
 // from the rendered config, and routed by one hosts.toml per registry host in
 // the certs.d directory the config's containerd patch names (containerd
 // re-reads it on every pull, so nothing restarts).
-import type { Config } from '../config.ts'
+import type { Config, Registry } from '../config.ts'
 import type { Container } from '../docker.ts'
 import type { Runner } from '../exec.ts'
 import { log, UserError } from '../log.ts'
 import { editNodeFiles, type NodeFileEdit, nodeCertsD } from '../nodes.ts'
 import { nodeNoProxy } from '../proxy.ts'
-import { hostsToml, isDevregHostsToml, kindConfig } from '../render.ts'
-import { registryRoutes } from '../routes.ts'
+import { hostsToml, isDevregHostsToml, kindConfig, serviceHost } from '../render.ts'
+import { hostnameAliases, registryRoutes } from '../routes.ts'
 import { template } from '../templates.ts'
 import type { Cluster, ClusterProvider, Node } from './provider.ts'
 
@@ -55,9 +55,33 @@ async function requireConfigPath(run: Runner, node: string): Promise<void> {
     )
 }
 
+const local = (config: Config) => config.registries.find((r) => r.role === 'local') as Registry
+
 export const kind: ClusterProvider = {
   name: 'kind',
+  cli: 'kind',
   certsD: CERTS_D,
+  // kind creates its network itself, and its nodes pull nothing until dev-up has routed them.
+  networkFirst: false,
+  // kind's nodes get their hosts.toml files after create.
+  routedAtCreate: false,
+  routing: {
+    entry: (host) => `${CERTS_D}/${host}/hosts.toml`,
+    missing: (host) => `no ${CERTS_D}/${host}/hosts.toml`,
+    absent: `no ${CERTS_D}`,
+    // A hosts.toml devreg did not write is left alone.
+    ownEntry: isDevregHostsToml,
+    fix: {
+      write: '`just dev-up` writes it',
+      rewrite: '`just dev-up` rewrites it',
+      remove: '`just dev-up` removes it',
+      absent: '`just dev-up` writes it',
+      hostsToml: '`just dev-up` writes it',
+    },
+  },
+  certsDCheck: { reads: readsCertsD, fix: 'the node did not take the kind config patch: `just dev-up --recreate`' },
+
+  owns: (cluster) => cluster.provider === 'kind',
 
   find(name: string, containers: Container[]): Cluster | null {
     const nodes = containers
@@ -74,7 +98,7 @@ export const kind: ClusterProvider = {
       // A network other than "kind" reaches kind only through this variable.
       ...(config.network === 'kind' ? {} : { KIND_EXPERIMENTAL_DOCKER_NETWORK: config.network }),
       // kind hands the proxy to the nodes; the registries must bypass it there.
-      ...nodeNoProxy(config, process.env),
+      ...nodeNoProxy(config, run.env),
     }
     await run.change(['kind', 'create', 'cluster', '--name', config.cluster.name, '--config', '-'], { input: kindConfig(config), env })
   },
@@ -110,4 +134,21 @@ export const kind: ClusterProvider = {
     )
     return changes.sort()
   },
+
+  /** As kind's local-registry guide writes it. */
+  localRegistryHosting: (config) => ({
+    host: local(config).address.host,
+    hostFromClusterNetwork: serviceHost(local(config)),
+    help: 'https://kind.sigs.k8s.io/docs/user/local-registry/',
+  }),
+
+  async ensurePodAliases(_run, config) {
+    const aliases = hostnameAliases(config)
+    if (aliases.length)
+      log.info(
+        `   ${aliases.join(', ')} resolve${aliases.length === 1 ? 's' : ''} on the nodes only: kind's CoreDNS has no hook devreg could undo exactly, so pods use ${serviceHost(local(config))}`,
+      )
+    return []
+  },
+  removePodAliases: async () => [],
 }

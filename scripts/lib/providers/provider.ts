@@ -1,12 +1,14 @@
 // A kind or k3d cluster, observed from Docker's labels (as kind and k3d
 // themselves find their nodes) and changed with its own CLI, behind one
 // interface: dev-up, dev-down, preflight and verify never ask which it is.
-import type { Config, Provider } from '../config.ts'
+// The concrete providers implement it (kind.ts, k3d.ts); index.ts maps the
+// config's provider names to them.
+import type { Config } from '../config.ts'
 import type { Container } from '../docker.ts'
 import { notFound, type Runner } from '../exec.ts'
 import { UserError } from '../log.ts'
-import { k3d } from './k3d.ts'
-import { kind } from './kind.ts'
+import type { LocalRegistryHosting } from '../render.ts'
+import type { Provider } from './naming.ts'
 
 export interface Node {
   name: string
@@ -23,10 +25,55 @@ export interface Cluster {
   nodes: Node[]
 }
 
+/** How preflight and verify name a node's routing, and the fixes dev-up brings for it. */
+export interface RoutingTerms {
+  /** The file, or the entry in a file, that routes `host` in a node. */
+  entry(host: string): string
+  /** What a node without a route for `host` lacks. */
+  missing(host: string): string
+  /** What a node lacks when observedMirrors finds no routing file at all. */
+  absent: string
+  /** Whether a routing entry found in a node is devreg's, so dev-up replaces or removes it. */
+  ownEntry(content: string): boolean
+  fix: {
+    /** A route missing for a host. */
+    write: string
+    /** A route that differs from devreg's. */
+    rewrite: string
+    /** A route devreg wrote for a host no longer in the config. */
+    remove: string
+    /** No routing file at all. */
+    absent: string
+    /** verify: containerd found no hosts.toml for a host. */
+    hostsToml: string
+  }
+}
+
+/**
+ * Where containerd reads certsD only because the provider's config patch says
+ * so, which a node image can silently ignore (containerd ignores keys it does
+ * not know): whether a node's containerd reads it, and the fix when not.
+ */
+export interface CertsDCheck {
+  reads(run: Runner, node: string): Promise<boolean>
+  fix: string
+}
+
 export interface ClusterProvider {
   readonly name: Provider
+  /** The program that creates and deletes its clusters. */
+  readonly cli: string
   /** Where the nodes' containerd reads hosts.toml directories. */
   readonly certsD: string
+  /** Whether the network, and every registry on it, must exist before the cluster is created. */
+  readonly networkFirst: boolean
+  /** Whether a cluster just created already routes as the config says, so dev-up need not reconcile it. */
+  readonly routedAtCreate: boolean
+  readonly routing: RoutingTerms
+  /** Absent when the provider writes containerd's config itself. */
+  readonly certsDCheck?: CertsDCheck
+  /** Whether this provider made the cluster. */
+  owns(cluster: Cluster): boolean
   /** This provider's cluster of that name among Docker's containers; null when it has none. */
   find(name: string, containers: Container[]): Cluster | null
   /** The cluster with what Docker's listing leaves out read in (k3d: k3s's arguments). */
@@ -41,29 +88,12 @@ export interface ClusterProvider {
   observedMirrors(run: Runner, node: string): Promise<Map<string, string> | null>
   /** Makes every node's routing equal to desiredMirrors; says what changed. */
   reconcile(run: Runner, config: Config, cluster: Cluster): Promise<string[]>
-}
-
-export const PROVIDERS: Record<Provider, ClusterProvider> = { kind, k3d }
-
-/** Every cluster with this name, of either provider (the load balancers and registries are not nodes). */
-export function findClusters(name: string, containers: Container[]): Cluster[] {
-  return Object.values(PROVIDERS).flatMap((p) => p.find(name, containers) ?? [])
-}
-
-/** How an existing cluster differs from the config (provider, node count, node image, k3s flags); empty when it matches. */
-export function clusterDrift(config: Config, cluster: Cluster): string[] {
-  const want = config.cluster
-  if (cluster.provider !== want.provider) return [`it is a ${cluster.provider} cluster, the config says ${want.provider}`]
-  const drift: string[] = []
-  const workers = cluster.nodes.filter((n) => n.role === 'worker' || n.role === 'agent').length
-  const controls = cluster.nodes.length - workers
-  if (controls !== 1) drift.push(`it has ${controls} control-plane nodes, the config 1`)
-  if (workers !== want.workers) drift.push(`it has ${workers} worker nodes, the config ${want.workers}`)
-  if (want.nodeImage) {
-    const other = cluster.nodes.find((n) => n.image.split('@')[0] !== want.nodeImage?.split('@')[0])
-    if (other) drift.push(`node ${other.name} runs ${other.image}, the config says ${want.nodeImage}`)
-  }
-  return [...drift, ...PROVIDERS[cluster.provider].drift(config, cluster)]
+  /** The KEP-1755 fields the provider's own guide (or CLI) publishes for the local registry. */
+  localRegistryHosting(config: Config): LocalRegistryHosting
+  /** Makes the hostname aliases resolve in pods where the cluster's DNS has a hook for it; says what changed. */
+  ensurePodAliases(run: Runner, config: Config): Promise<string[]>
+  /** Takes out of the cluster what ensurePodAliases put there (dev-down --purge); says what it removed. */
+  removePodAliases(run: Runner, config: Config): Promise<string[]>
 }
 
 /** Fails with how to install each missing tool. */
