@@ -207,11 +207,21 @@ for (const { line, image } of rigNodeImages())
 
     test('re-running dev-up on a live cluster changes nothing and says so', async () => {
       const ids = [await containerId(registry.name), await containerId(cache.name), await containerId(node)]
+      // What devreg applies, as the API server versions it: an apply the server finds unchanged writes nothing.
+      const applied = [
+        ['namespace', 'devreg'],
+        ['service', registry.name, '-n', 'devreg'],
+        ['endpointslice', registry.name, '-n', 'devreg'],
+        ['configmap', 'local-registry-hosting', '-n', 'kube-public'],
+      ]
+      const versions = async () => Promise.all(applied.map(async (a) => (await cluster().get(...a))?.metadata.resourceVersion))
+      const before = await versions()
       const r = await devUp(['--json'])
       expect(r.code).toBe(0)
       expect(r.stderr).toContain('nothing changed')
       expect(JSON.parse(r.stdout).changes).toEqual([])
       expect([await containerId(registry.name), await containerId(cache.name), await containerId(node)]).toEqual(ids)
+      expect(await versions()).toEqual(before)
     })
 
     onDefaultLine(

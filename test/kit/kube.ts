@@ -14,7 +14,7 @@ interface Port {
 
 /** The fields of the objects devreg applies (ConfigMap, Service, EndpointSlice) that the tests read. */
 export interface KubeObject {
-  metadata: { name: string; labels?: Record<string, string>; deletionTimestamp?: string }
+  metadata: { name: string; resourceVersion: string; labels?: Record<string, string> }
   data?: Record<string, string>
   spec?: { clusterIP?: string; ports?: Port[] }
   endpoints?: { addresses: string[]; conditions?: Record<string, boolean> }[]
