@@ -10,7 +10,7 @@ import type { Runner } from './exec.ts'
 import { kubectl, objectNotFound } from './kubectl.ts'
 import { log } from './log.ts'
 import { providerOf } from './providers/index.ts'
-import { IN_CLUSTER_NAMESPACE, inClusterManifests, registryHostingConfigMap, serviceHost, serviceName } from './render.ts'
+import { IN_CLUSTER_NAMESPACE, inClusterManifests, registryHostingConfigMap, serviceAddress, serviceName } from './render.ts'
 
 /** kubectl apply's verdict lines that say something changed ("service/x created", "... configured"). */
 export const appliedChanges = (out: string) =>
@@ -36,7 +36,7 @@ export async function applyInCluster(run: Runner, config: Config): Promise<strin
   const out = await run.change(kubectl(config, 'apply', '-f', '-'), { input: inClusterManifests(endpoints) })
   const changes = appliedChanges(out).map((l) => `${l} (namespace ${IN_CLUSTER_NAMESPACE})`)
   const local = config.registries.find((r) => r.role === 'local') as Registry
-  log.info(`   pods reach the local registry at ${serviceHost(local)}`)
+  log.info(`   pods reach the local registry at ${serviceAddress(local)}`)
   return [...changes, ...(await providerOf(config).ensurePodAliases(run, config))]
 }
 

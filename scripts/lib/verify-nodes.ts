@@ -35,7 +35,7 @@ export async function nodeAddresses(run: Runner, nodes: string[]): Promise<Map<s
   return out
 }
 
-/** The probe pulls: one exec per running node, every host at once in it. Returns ref → crictl's result. */
+/** The probe pulls: one exec per running node, every registry domain at once in it. Returns ref → crictl's result. */
 export async function pullProbes(
   run: Runner,
   nodes: Node[],
@@ -63,7 +63,7 @@ export function parseProbeOutput(stdout: string): Map<string, { rc: number; out:
   return out
 }
 
-/** The facts script's output: hosts with a hosts.toml, and containerd's proxy variables. */
+/** The facts script's output: registry domains with a hosts.toml, and containerd's proxy variables. */
 export function parseFacts(stdout: string): { hostsToml: Set<string>; env: Record<string, string> } {
   const hostsToml = new Set<string>()
   const env: Record<string, string> = {}
@@ -87,7 +87,7 @@ export async function gatherFacts(
 ): Promise<Facts> {
   const { certsD: dir, certsDCheck } = providerOf(config)
   const byNode = new Map<string, string[]>()
-  for (const p of failing) byNode.set(p.node, [...new Set([...(byNode.get(p.node) ?? []), p.host])])
+  for (const p of failing) byNode.set(p.node, [...new Set([...(byNode.get(p.node) ?? []), p.domain])])
   const entries = await Promise.all(
     nodes
       .filter((n) => n.running && byNode.has(n.name))

@@ -33,7 +33,7 @@ interface HostsToml {
 
 interface Probe {
   node: string
-  host: string
+  domain: string
   status: string
   detail: string
   fix: string | null
@@ -77,7 +77,7 @@ integration('dev-up with the real k3d CLI', () => {
   const failed = (probes: Probe[]) =>
     probes
       .filter((p) => p.status !== 'pass')
-      .map((p) => `${p.node} ${p.host}`)
+      .map((p) => `${p.node} ${p.domain}`)
       .sort()
   const pushLocal = async (sample: Parameters<typeof sampleImage>[0], path: string) => {
     const ref = `127.0.0.1:${registry.port}/${path}`

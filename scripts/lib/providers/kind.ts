@@ -1,5 +1,5 @@
 // kind: nodes found by kind's own labels, created with `kind create cluster`
-// from the rendered config, and routed by one hosts.toml per registry host in
+// from the rendered config, and routed by one hosts.toml per registry domain in
 // the certs.d directory the config's containerd patch names (containerd
 // re-reads it on every pull, so nothing restarts).
 import type { Config, Registry } from '../config.ts'
@@ -8,7 +8,7 @@ import type { Runner } from '../exec.ts'
 import { log, UserError } from '../log.ts'
 import { editNodeFiles, type NodeFileEdit, nodeCertsD } from '../nodes.ts'
 import { nodeNoProxy } from '../proxy.ts'
-import { hostsToml, isDevregHostsToml, kindConfig, serviceHost } from '../render.ts'
+import { hostsToml, isDevregHostsToml, kindConfig, serviceAddress } from '../render.ts'
 import { hostnameAliases, registryRoutes } from '../routes.ts'
 import { template } from '../templates.ts'
 import type { Cluster, ClusterProvider, Node } from './provider.ts'
@@ -19,19 +19,19 @@ export const CERTS_D = '/etc/containerd/certs.d'
 const KIND_CLUSTER = 'io.x-k8s.kind.cluster'
 const KIND_ROLE = 'io.x-k8s.kind.role'
 
-const READ_HOSTS_FILES = template('read-hosts-files.sh')
+const READ_HOSTS_TOMLS = template('read-hosts-files.sh')
 
 /** Every hosts.toml a kind node gets: certs.d directory → content. */
-export function kindHostsFiles(config: Config): Map<string, string> {
-  return new Map(registryRoutes(config).map((r) => [`${CERTS_D}/${r.host}`, hostsToml(r)]))
+export function kindHostsTomls(config: Config): Map<string, string> {
+  return new Map(registryRoutes(config).map((r) => [`${CERTS_D}/${r.domain}`, hostsToml(r)]))
 }
 
-/** certs.d directory → hosts.toml becomes registry host → hosts.toml. */
-const byHost = (files: Map<string, string>) => new Map([...files].map(([dir, content]) => [dir.slice(CERTS_D.length + 1), content]))
+/** certs.d directory → hosts.toml becomes registry domain → hosts.toml. */
+const byDomain = (files: Map<string, string>) => new Map([...files].map(([dir, content]) => [dir.slice(CERTS_D.length + 1), content]))
 
 /** The hosts.toml files in a node's certs.d (directory → content), read in one exec. */
-export async function readHostsFiles(run: Runner, node: string): Promise<Map<string, string>> {
-  const r = await run.probe(['docker', 'exec', node, 'sh', '-c', READ_HOSTS_FILES, 'read-hosts-files', CERTS_D])
+export async function readHostsTomls(run: Runner, node: string): Promise<Map<string, string>> {
+  const r = await run.probe(['docker', 'exec', node, 'sh', '-c', READ_HOSTS_TOMLS, 'read-hosts-files', CERTS_D])
   const files = new Map<string, string>()
   for (const chunk of r.stdout.split('\x1e').slice(1)) {
     const nl = chunk.indexOf('\n')
@@ -66,8 +66,8 @@ export const kind: ClusterProvider = {
   // kind's nodes get their hosts.toml files after create.
   routedAtCreate: false,
   routing: {
-    entry: (host) => `${CERTS_D}/${host}/hosts.toml`,
-    missing: (host) => `no ${CERTS_D}/${host}/hosts.toml`,
+    entry: (domain) => `${CERTS_D}/${domain}/hosts.toml`,
+    missing: (domain) => `no ${CERTS_D}/${domain}/hosts.toml`,
     absent: `no ${CERTS_D}`,
     // A hosts.toml devreg did not write is left alone.
     ownEntry: isDevregHostsToml,
@@ -107,17 +107,17 @@ export const kind: ClusterProvider = {
     await run.change(['kind', 'delete', 'cluster', '--name', cluster.name])
   },
 
-  desiredMirrors: (config) => byHost(kindHostsFiles(config)),
-  observedMirrors: async (run, node) => byHost(await readHostsFiles(run, node)),
+  desiredMirrors: (config) => byDomain(kindHostsTomls(config)),
+  observedMirrors: async (run, node) => byDomain(await readHostsTomls(run, node)),
 
   async reconcile(run, config, cluster) {
-    const desired = kindHostsFiles(config)
+    const desired = kindHostsTomls(config)
     const changes: string[] = []
     if (!cluster.nodes.length && run.dryRun)
       for (const [dir, content] of desired) log.out(`# would write into every node ${dir}/hosts.toml:\n${content.trimEnd()}`)
     await Promise.all(
       cluster.nodes.map(async (node) => {
-        const [current] = await Promise.all([readHostsFiles(run, node.name), requireConfigPath(run, node.name)])
+        const [current] = await Promise.all([readHostsTomls(run, node.name), requireConfigPath(run, node.name)])
         const edits: NodeFileEdit[] = []
         for (const [dir, content] of desired) {
           if (current.get(dir) === content) continue
@@ -137,8 +137,8 @@ export const kind: ClusterProvider = {
 
   /** As kind's local-registry guide writes it. */
   localRegistryHosting: (config) => ({
-    host: local(config).address.host,
-    hostFromClusterNetwork: serviceHost(local(config)),
+    host: local(config).address.onHost,
+    hostFromClusterNetwork: serviceAddress(local(config)),
     help: 'https://kind.sigs.k8s.io/docs/user/local-registry/',
   }),
 
@@ -146,7 +146,7 @@ export const kind: ClusterProvider = {
     const aliases = hostnameAliases(config)
     if (aliases.length)
       log.info(
-        `   ${aliases.join(', ')} resolve${aliases.length === 1 ? 's' : ''} on the nodes only: kind's CoreDNS has no hook devreg could undo exactly, so pods use ${serviceHost(local(config))}`,
+        `   ${aliases.join(', ')} resolve${aliases.length === 1 ? 's' : ''} on the nodes only: kind's CoreDNS has no hook devreg could undo exactly, so pods use ${serviceAddress(local(config))}`,
       )
     return []
   },
