@@ -1,18 +1,18 @@
 #!/usr/bin/env -S npx tsx
+import { applyInCluster, applyRegistryHosting } from './lib/cluster/in-cluster.ts'
+import { kubeContext, waitReady } from './lib/cluster/kubectl.ts'
+import { type Cluster, clusterDrift, findClusters, PROVIDERS, providerOf, requireTools } from './lib/cluster/providers/index.ts'
+import { verifyPhase } from './lib/cluster/verify.ts'
 // Bring up the registries and a kind or k3d cluster whose nodes pull through
 // them; on an existing cluster, reconcile its mirrors and network instead.
-import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
-import { type Config, loadConfig } from './lib/config.ts'
-import * as docker from './lib/docker.ts'
-import type { Runner } from './lib/exec.ts'
-import { applyInCluster, applyRegistryHosting } from './lib/in-cluster.ts'
-import { kubeContext, waitReady } from './lib/kubectl.ts'
-import { withLock } from './lib/lock.ts'
-import { log, UserError } from './lib/log.ts'
-import { type Cluster, clusterDrift, findClusters, PROVIDERS, providerOf, requireTools } from './lib/providers/index.ts'
-import { applyRegistries, attachRegistries, planRegistries, type Step } from './lib/registry-containers.ts'
-import { findShadows } from './lib/shadows.ts'
-import { verifyPhase } from './lib/verify.ts'
+import { isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
+import { type Config, loadConfig } from './lib/core/config.ts'
+import * as docker from './lib/core/docker.ts'
+import type { Runner } from './lib/core/exec.ts'
+import { withLock } from './lib/core/lock.ts'
+import { log, UserError } from './lib/core/log.ts'
+import { findShadows } from './lib/machine/shadows.ts'
+import { applyRegistries, attachRegistries, planRegistries, type Step } from './lib/registries/registry-containers.ts'
 
 const USAGE = `Usage: dev-up [options]
 
@@ -122,11 +122,11 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
     const out = await applyRegistryHosting(run, config)
     if (/created|configured/.test(out)) changes.push(`local-registry-hosting ConfigMap ${out.trim().split(' ').pop()}`)
   })
-  // Pods reach the registries by Service names kept on their current addresses (lib/in-cluster.ts).
+  // Pods reach the registries by Service names kept on their current addresses (lib/cluster/in-cluster.ts).
   await phase('in-cluster', async () => changes.push(...(await applyInCluster(run, config))))
   // 5. Ready nodes, within cluster.waitTimeout.
   await phase('ready', () => waitNodesReady(run, config))
-  // 6. Every node pulls every registry domain through its route's first registry (lib/verify.ts).
+  // 6. Every node pulls every registry domain through its route's first registry (lib/cluster/verify.ts).
   const verified = verify && !run.dryRun ? await phase('verify', () => verifyPhase(run, config)) : null
 
   const local = config.registries[0]

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs inside a cluster node for `verify` (scripts/lib/verify.ts), one exec per node:
+# Runs inside a cluster node for `verify` (scripts/lib/cluster/verify.ts), one exec per node:
 #   verify-probe pull SECONDS REF...      one `crictl pull` per REF, all at once;
 #                                         prints "\036RC REF OUTPUT" per probe
 #   verify-probe facts CERTS_D HOST...    which HOST has CERTS_D/HOST/hosts.toml,

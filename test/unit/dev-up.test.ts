@@ -2,11 +2,11 @@
 // already matches the config, on none, and on one that drifted.
 import { describe, expect, test } from 'bun:test'
 import { up } from '../../scripts/dev-up.ts'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { LABEL } from '../../scripts/lib/labels.ts'
-import { PROVIDERS } from '../../scripts/lib/providers/index.ts'
-import { registryContainer } from '../../scripts/lib/registry-containers.ts'
-import { kindConfig } from '../../scripts/lib/render.ts'
+import { PROVIDERS } from '../../scripts/lib/cluster/providers/index.ts'
+import { kindConfig } from '../../scripts/lib/cluster/render.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import { LABEL } from '../../scripts/lib/core/labels.ts'
+import { registryContainer } from '../../scripts/lib/registries/registry-containers.ts'
 import { fakeRunner, type HttpReply, on, type Reply, v2Up } from '../kit/fake-runner.ts'
 
 const config = resolveConfig({ cluster: { name: 'dev' }, mirrors: [{ host: 'docker.io' }] })

@@ -2,10 +2,10 @@
 // removes from and restarts in a live cluster's nodes, and what it leaves alone.
 import { describe, expect, test } from 'bun:test'
 import { parse as parseYaml } from 'yaml'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { desiredRegistriesYaml, K3S_REGISTRIES, k3d } from '../../scripts/lib/providers/k3d.ts'
-import { CERTS_D, kind, kindHostsTomls } from '../../scripts/lib/providers/kind.ts'
-import type { Cluster } from '../../scripts/lib/providers/provider.ts'
+import { desiredRegistriesYaml, K3S_REGISTRIES, k3d } from '../../scripts/lib/cluster/providers/k3d.ts'
+import { CERTS_D, kind, kindHostsTomls } from '../../scripts/lib/cluster/providers/kind.ts'
+import type { Cluster } from '../../scripts/lib/cluster/providers/provider.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
 import { k3dRegistriesYaml } from '../kit/k3d-registries.ts'
 
