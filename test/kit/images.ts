@@ -25,6 +25,8 @@ export const REGISTRY_LAYOUTS = [
 ] as const
 /** A containerd node (test/images/node) for the bench's pulls and as a plain base image: real containerd, no kubelet. */
 export const NODE_IMAGE = 'devreg-test/node:1'
+/** busybox and curl, for pods that run (test/images/toolbox). */
+export const TOOLBOX_IMAGE = 'devreg-test/toolbox:1'
 const here = dirname(fileURLToPath(import.meta.url))
 const TOKEN_SERVER = join(here, '../images/token-server/token-server.ts')
 /** The fake hub's token server (test/kit/fake-hub.ts), tagged by its script's content so an edit builds anew. */
@@ -132,6 +134,12 @@ async function buildTokenServerImage(): Promise<void> {
   ])
 }
 
+async function buildToolboxImage(): Promise<void> {
+  if (await imageExists(TOOLBOX_IMAGE)) return
+  if (!existsSync('/usr/bin/curl')) throw new Error('/usr/bin/curl not found: apt-get install curl, then run the tests again')
+  await buildFromScratch(TOOLBOX_IMAGE, 'toolbox', [['/usr/bin/curl', 'bin/curl']])
+}
+
 async function buildSample(name: Sample): Promise<void> {
   const ref = sampleImage(name)
   if (await imageExists(ref)) return
@@ -147,7 +155,7 @@ async function buildSample(name: Sample): Promise<void> {
 }
 
 export async function prepareImages(): Promise<void> {
-  await Promise.all([buildRegistry2Image(), buildRegistry3Image(), buildNodeImage(), buildTokenServerImage()])
+  await Promise.all([buildRegistry2Image(), buildRegistry3Image(), buildNodeImage(), buildTokenServerImage(), buildToolboxImage()])
   await Promise.all((Object.keys(SAMPLES) as Sample[]).map(buildSample))
 }
 

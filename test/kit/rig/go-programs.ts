@@ -139,6 +139,29 @@ export const GO_PROGRAMS = {
     wrapper: { module: 'k8s.io/kubernetes', staging: KUBERNETES.staging },
   },
   /**
+   * What runs pods in the rig's pod-capable nodes (issue 21, stage 2): the
+   * kubelet, and kube-scheduler and kube-proxy, which run as static pods and
+   * kubeadm's addon from images the rig builds of them.
+   */
+  kubelet: {
+    version: KUBERNETES.version,
+    packages: ['kubelet', 'kube-scheduler', 'kube-proxy'].map((c) => `k8s.io/kubernetes/cmd/${c}`),
+    cgo: false,
+    tags: [...KUBERNETES.tags],
+    ldflags: kubernetesVersion(KUBERNETES.version),
+    wrapper: { module: 'k8s.io/kubernetes', staging: KUBERNETES.staging },
+  },
+  /** The CNI plugins a one-bridge pod network needs (what kindnet's nodes have in /opt/cni/bin). */
+  cni: {
+    version: 'v1.10.0',
+    packages: ['main/bridge', 'ipam/host-local', 'main/loopback', 'meta/portmap'].map(
+      (p) => `github.com/containernetworking/plugins/plugins/${p}`,
+    ),
+    cgo: false,
+    tags: [],
+    ldflags: ['-X', 'github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=v1.10.0'],
+  },
+  /**
    * The tests' kubectl, alone in its directory so it can go first on PATH:
    * built from the same Kubernetes, so client and server agree.
    */

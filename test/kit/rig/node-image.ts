@@ -46,14 +46,14 @@ const ROOT_PACKAGES = [
 export const CONTAINERD_LINES = ['kindest', 'sid', 'trixie'] as const
 export type ContainerdLine = (typeof CONTAINERD_LINES)[number]
 
-const digest = (...parts: string[]) => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 12)
+export const digest = (...parts: string[]) => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 12)
 
-async function imageExists(ref: string): Promise<boolean> {
+export async function imageExists(ref: string): Promise<boolean> {
   return (await rigDocker(['image', 'inspect', ref])).exitCode === 0
 }
 
 /** The trixie root filesystem as an image in the rig's engine. */
-async function baseImage(): Promise<string> {
+export async function baseImage(): Promise<string> {
   const ref = `devreg-rig/trixie-base:${digest(...ROOT_PACKAGES)}`
   if (await imageExists(ref)) return ref
   const tarball = join(RIG_CACHE, 'rootfs', `${ref.split(':')[1]}.tar`)
@@ -71,16 +71,16 @@ async function baseImage(): Promise<string> {
 }
 
 /** Every file of the build context, for the image's tag: a changed script rebuilds the image. */
-function contextDigest(): string {
+export function contextDigest(context = CONTEXT): string {
   const files: string[] = []
   const walk = (dir: string) => {
     for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
       const p = join(dir, e.name)
       if (e.isDirectory()) walk(p)
-      else files.push(p.slice(CONTEXT.length), readFileSync(p, 'utf8'))
+      else files.push(p.slice(context.length), readFileSync(p, 'utf8'))
     }
   }
-  walk(CONTEXT)
+  walk(context)
   return digest(...files)
 }
 
