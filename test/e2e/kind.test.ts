@@ -3,15 +3,16 @@
 // mirrors phase, preflight, verify (dev-up's last phase), CRI pulls through
 // the caches and a warm re-create on each, the rest on kindest/node's. Every
 // node pull goes through CRI PullImage (crictl), the call the kubelet makes.
-// The nodes run a real control plane (no kubelet yet): what devreg applies is
-// read back from the API server, and CoreDNS answers with kind's Corefile.
+// The nodes run a real kubelet and kubeadm's control plane: what devreg
+// applies is read back from the API server, and kubeadm's CoreDNS answers with
+// kind's Corefile (test/e2e/pods.test.ts runs pods).
 import { expect, test } from 'bun:test'
 import { existsSync } from 'node:fs'
 import { parse as parseToml } from 'smol-toml'
 import { parse as parseYaml } from 'yaml'
 import { $ } from 'zx'
 import { criPull, criRemove } from '../kit/cri.ts'
-import { queryA } from '../kit/dns.ts'
+import { queryAFrom } from '../kit/dns.ts'
 import { integration, rigNodeImages } from '../kit/fixture.ts'
 import { REGISTRY_IMAGE, sampleImage } from '../kit/images.ts'
 import { kube } from '../kit/kube.ts'
@@ -89,11 +90,14 @@ for (const { line, image } of rigNodeImages())
     })
 
     test("CoreDNS, with kind's Corefile, resolves each registry's Service name to the Service's cluster IP", async () => {
-      const dns = await w.addressOn(node)
+      // Asked at kube-dns's cluster IP from inside the node, as a pod's resolver asks, once CoreDNS is up.
+      const ready = async () => ((await cluster().get('deployment', 'coredns', '-n', 'kube-system'))?.status?.readyReplicas ?? 0) > 0
+      await eventually('a CoreDNS pod ready', ready, 120_000)
+      const dns = (await cluster().get('service', 'kube-dns', '-n', 'kube-system'))?.spec?.clusterIP ?? 'no kube-dns Service'
       for (const name of [registry.name, cache.name]) {
         const clusterIP = (await cluster().get('service', name, '-n', 'devreg'))?.spec?.clusterIP ?? 'no Service'
         const asked = `${name}.devreg.svc.cluster.local`
-        expect(await queryA(dns, asked)).toEqual({ rcode: 'NOERROR', answers: [{ name: asked, type: 'A', data: clusterIP }] })
+        expect(await queryAFrom(node, dns, asked)).toEqual({ rcode: 'NOERROR', answers: [{ name: asked, type: 'A', data: clusterIP }] })
       }
     })
 

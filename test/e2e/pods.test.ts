@@ -1,12 +1,12 @@
-// Pods on the rig's pod-capable kind node (a real kubelet, the real `kubeadm
-// init` with its static pods, kubeadm's CoreDNS and kube-proxy, a bridge pod
-// network): the kubelet pulls a docker.io/library image through devreg's
+// Pods on the rig's kind node of kindest/node's containerd line (a real
+// kubelet, the real `kubeadm init` with its static pods, kubeadm's CoreDNS and
+// kube-proxy, a bridge pod network): the kubelet pulls a docker.io/library image through devreg's
 // cache, a re-created cluster starts it from the cache alone, and a pod reaches
 // the local registry by its Service name through CoreDNS, kube-proxy and the
 // EndpointSlice devreg writes, also after the registry moved.
 import { expect, test } from 'bun:test'
 import { $ } from 'zx'
-import { integration, rigPodNodeImage } from '../kit/fixture.ts'
+import { integration, rigNodeImages } from '../kit/fixture.ts'
 import { TOOLBOX_IMAGE } from '../kit/images.ts'
 import { eventually, manifestBlobs } from '../kit/registry.ts'
 import { useWorld } from '../kit/world.ts'
@@ -27,7 +27,7 @@ async function blobGets(container: string, repo: string): Promise<Record<string,
 }
 
 integration('pods on the real kubelet of a kind node', () => {
-  const w = useWorld({ cluster: { provider: 'kind', nodeImage: rigPodNodeImage() } }, async (w) => {
+  const w = useWorld({ cluster: { provider: 'kind', nodeImage: rigNodeImages()[0].image } }, async (w) => {
     // The fake hub serves an image that runs, as library/toolbox:1.
     const ref = `127.0.0.1:${w.upstream.port}/library/toolbox:1`
     await q()`docker tag ${TOOLBOX_IMAGE} ${ref}`

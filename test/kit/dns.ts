@@ -1,8 +1,11 @@
 // One DNS question over UDP to a given server, for the tests that ask a
-// node's CoreDNS directly: the answer section as data, each record with the
-// owner name it answers for (node:dns gives addresses only).
+// cluster's CoreDNS directly (from the test, or from inside a node): the
+// answer section as data, each record with the owner name it answers for
+// (node:dns gives addresses only).
 import { randomBytes } from 'node:crypto'
 import { createSocket } from 'node:dgram'
+import { fileURLToPath } from 'node:url'
+import { $ } from 'zx'
 
 export interface DnsRecord {
   name: string
@@ -86,4 +89,20 @@ export function queryA(server: string, name: string, opts: { port?: number; time
     })
     socket.send(question(id, name), opts.port ?? 53, server)
   }).finally(() => socket.close())
+}
+
+/**
+ * queryA asked from inside a container's network namespace (a kind node's,
+ * where kube-proxy's rules lead a Service's cluster IP to its pods): this
+ * file run by the same runtime under nsenter, its answer as JSON.
+ */
+export async function queryAFrom(container: string, server: string, name: string): Promise<DnsReply> {
+  const pid = (await $({ quiet: true })`docker inspect --format {{.State.Pid}} ${container}`).stdout.trim()
+  const r = await $({ quiet: true })`nsenter -t ${pid} -n ${process.execPath} ${fileURLToPath(import.meta.url)} ${server} ${name}`
+  return JSON.parse(r.stdout) as DnsReply
+}
+
+if (import.meta.main) {
+  const [server, name] = process.argv.slice(2)
+  console.log(JSON.stringify(await queryA(server, name)))
 }

@@ -118,18 +118,6 @@ export function rigNodeImages(): { line: string; image: string }[] {
   })
 }
 
-/**
- * The rig's pod-capable kind node image (test/kit/rig/pod-node-image.ts: a
- * real kubelet and the real `kubeadm init`; test/run.ts passes it in
- * DEVREG_RIG_POD_NODE_IMAGE).
- */
-export function rigPodNodeImage(): string {
-  const image = process.env.DEVREG_RIG_POD_NODE_IMAGE
-  if (!image)
-    throw new Error('DEVREG_RIG_POD_NODE_IMAGE is not set: run the e2e tests through `just test` (test/run.ts), which starts the rig')
-  return image
-}
-
 /** The rig's k3s-like node image for the real k3d CLI (test/kit/rig/k3d-images.ts; test/run.ts passes it in DEVREG_RIG_K3S_IMAGE). */
 export function rigK3sImage(): string {
   const image = process.env.DEVREG_RIG_K3S_IMAGE

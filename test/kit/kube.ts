@@ -12,9 +12,10 @@ interface Port {
   protocol?: string
 }
 
-/** The fields of the objects devreg applies (ConfigMap, Service, EndpointSlice) that the tests read. */
+/** The fields of the objects devreg applies (ConfigMap, Service, EndpointSlice), and of CoreDNS's Deployment, that the tests read. */
 export interface KubeObject {
   metadata: { name: string; resourceVersion: string; labels?: Record<string, string> }
+  status?: { readyReplicas?: number }
   data?: Record<string, string>
   spec?: { clusterIP?: string; ports?: Port[] }
   endpoints?: { addresses: string[]; conditions?: Record<string, boolean> }[]

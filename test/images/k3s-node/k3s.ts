@@ -13,7 +13,7 @@
 // K3S_KUBECONFIG_OUTPUT, registers its Node, and deploys CoreDNS as k3s does
 // and runs it (./cluster-dns.ts); an agent joins the server at K3S_URL with a
 // token derived from K3S_TOKEN and registers its Node. What a kubelet would
-// report of a node, register-node.sh does once (kind's nodes share it). Then
+// report of a node, register-node.sh does once. Then
 // the log lines k3d waits for (k3d pkg/types/k3slogs.go, and "Cluster dns
 // configmap" in pkg/client/cluster.go ClusterStart). Any other k3s flag is a
 // fatal error, logged as k3s logs it, so no test passes on a flag this node

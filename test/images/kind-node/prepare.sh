@@ -1,6 +1,7 @@
 #!/bin/bash
 # Runs once while the node image is built: boot straight to multi-user with
-# containerd, and nothing a container cannot run (consoles, binfmt, udev).
+# containerd and the kubelet, and nothing a container cannot run (consoles,
+# binfmt, udev).
 set -o errexit -o nounset -o pipefail
 
 # kind writes /kind/version into kubeadm.conf as kubernetesVersion, which kubeadm checks against its own.
@@ -17,9 +18,9 @@ rm -f /etc/systemd/system/*.wants/* \
 systemctl mask getty.target console-getty.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
   systemd-udevd.service systemd-udev-trigger.service systemd-modules-load.service
 systemctl set-default multi-user.target
-systemctl enable containerd.service
-mkdir -p /etc/containerd/certs.d /var/lib/containerd
+systemctl enable containerd.service kubelet.service
+mkdir -p /etc/containerd/certs.d /var/lib/containerd /etc/cni/net.d /var/lib/kubelet /etc/kubernetes/manifests
 # crictl finds containerd here, as on kindest/node.
 printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\n' > /etc/crictl.yaml
-chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/local/libexec/kubernetes/register-node.sh /usr/local/bin/crictl
+chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/local/libexec/kubernetes/*.sh /usr/local/bin/crictl
 rm -rf /usr/share/doc /usr/share/man /kind/prepare.sh

@@ -1,9 +1,9 @@
 // The real programs the tests run, built from their Go modules with `go
 // install MODULE/cmd/NAME@VERSION` (ordinary module use, like `npm install`
 // of a CLI): distribution v3 as registry:3, cri-tools' crictl, kindest/node's
-// containerd and runc, the k3d CLI, and the control plane the nodes run:
-// Kubernetes' kubeadm, kube-apiserver, kube-controller-manager and kubectl,
-// etcd and CoreDNS. Built once per version into the rig's cache, with GOCACHE
+// containerd and runc, the k3d CLI, and the Kubernetes the nodes run:
+// kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler,
+// kube-proxy, the kubelet and kubectl, etcd, CoreDNS and the CNI plugins. Built once per version into the rig's cache, with GOCACHE
 // and GOMODCACHE there too, so a second run builds nothing (the first takes
 // about 10 minutes on 2 CPUs, most of it Kubernetes).
 // Flags follow each project's own Makefile: version variables set by -ldflags
@@ -129,7 +129,7 @@ export const GO_PROGRAMS = {
     ldflags: ['-X', 'github.com/k3d-io/k3d/v5/version.Version=v5.9.0', '-X', `github.com/k3d-io/k3d/v5/version.K3sVersion=${K3S_VERSION}`],
     wrapper: { module: 'github.com/k3d-io/k3d/v5' },
   },
-  /** The control plane of the rig's nodes (stage 1 of issue 21: no kubelet yet). */
+  /** The control plane of the rig's kind nodes (their images: test/kit/rig/kube-images.ts) and of the k3s-like node. */
   kubernetes: {
     version: KUBERNETES.version,
     packages: ['kubeadm', 'kube-apiserver', 'kube-controller-manager'].map((c) => `k8s.io/kubernetes/cmd/${c}`),
@@ -139,8 +139,8 @@ export const GO_PROGRAMS = {
     wrapper: { module: 'k8s.io/kubernetes', staging: KUBERNETES.staging },
   },
   /**
-   * What runs pods in the rig's pod-capable nodes (issue 21, stage 2): the
-   * kubelet, and kube-scheduler and kube-proxy, which run as static pods and
+   * What runs pods in the rig's kind nodes (issue 21, stage 2): the kubelet,
+   * and kube-scheduler and kube-proxy, which run as a static pod and
    * kubeadm's addon from images the rig builds of them.
    */
   kubelet: {
@@ -210,7 +210,7 @@ async function goBinary(): Promise<string> {
   if (onPath.exitCode === 0) return onPath.stdout.trim()
   if (existsSync('/usr/local/go/bin/go')) return '/usr/local/go/bin/go'
   throw new Error(
-    'go not found on PATH: the rig builds registry:3, crictl, containerd, runc, k3d, Kubernetes, etcd and CoreDNS from Go modules; install Go ≥ 1.26',
+    'go not found on PATH: the rig builds registry:3, crictl, containerd, runc, k3d, Kubernetes, etcd, CoreDNS and CNI plugins from Go modules; install Go ≥ 1.26',
   )
 }
 
@@ -299,6 +299,7 @@ export async function programVersions(dirs: Record<GoProgramName, string>): Prom
     ['runc', 'runc', ['--version']],
     ['k3d', 'k3d', ['version']],
     ['kubernetes', 'kube-apiserver', ['--version']],
+    ['kubelet', 'kubelet', ['--version']],
     ['kubectl', 'kubectl', ['version', '--client']],
     ['etcd', 'etcd', ['--version']],
     ['coredns', 'coredns', ['-version']],

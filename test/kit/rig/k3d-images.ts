@@ -14,8 +14,8 @@ import { goProgram } from './go-programs.ts'
 
 const IMAGES = join(import.meta.dir, '../../images')
 
-/** register-node.sh of the kind nodes: the k3s-like node registers its Node with it too. */
-const REGISTER_NODE = join(IMAGES, 'kind-node/register-node.sh')
+/** What the k3s-like node's kubelet stand-in runs to register its Node (k3s.ts). */
+const REGISTER_NODE = join(IMAGES, 'k3s-node/register-node.sh')
 
 /** Every file under test/images/NAME, and any other `files`, for an image's tag: a changed file rebuilds the image. */
 function sourceDigest(name: string, more: string[] = [], files: string[] = []): string {
@@ -55,7 +55,7 @@ async function nodeImage(): Promise<string> {
   const etcd = await goProgram('etcd')
   const coredns = await goProgram('coredns')
   const bun = process.versions.bun ?? 'node'
-  const ref = `devreg-rig/k3s-node:${sourceDigest('k3s-node', [containerd, runc, crictl, kubernetes, kubectl, etcd, coredns, bun], [REGISTER_NODE])}`
+  const ref = `devreg-rig/k3s-node:${sourceDigest('k3s-node', [containerd, runc, crictl, kubernetes, kubectl, etcd, coredns, bun])}`
   if ((await rigDocker(['image', 'inspect', ref])).exitCode === 0) return ref
   const dir = mkdtempSync(join(tmpdir(), 'devreg-k3s-'))
   const k3s = join(dir, 'k3s')

@@ -1,26 +1,27 @@
 // kind node images for the rig, built in its private engine: a trixie root
-// (mmdebstrap, cached as a tarball) with systemd, cri-tools' crictl, the
-// control plane built from Kubernetes' modules (kubeadm, kube-apiserver,
-// kube-controller-manager, kubectl, etcd, CoreDNS), and one containerd line
-// each (test/images/kind-node): kindest/node's containerd and runc built from
-// their Go modules, Debian sid's 2.x and trixie's 1.7.
+// (mmdebstrap, cached as a tarball) with systemd, cri-tools' crictl,
+// Kubernetes built from its modules (kubeadm, kubectl, the kubelet, CNI
+// plugins, and the control plane's images: test/kit/rig/kube-images.ts), and
+// one containerd line each (test/images/kind-node): kindest/node's containerd
+// and runc built from their Go modules, Debian sid's 2.x and trixie's 1.7.
 // Rebuilt only when their inputs change; the engine's data root keeps them
 // between runs.
-import { createHash } from 'node:crypto'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
+import { contextDigest, digest } from './digest.ts'
 import { rigDocker } from './engine.ts'
 import { GO_PROGRAMS, goProgram } from './go-programs.ts'
+import { kubeImagesArchive } from './kube-images.ts'
 import { packageTree, RIG_CACHE } from './packages.ts'
 
 const CONTEXT = join(import.meta.dir, '../../images/kind-node')
 
 /**
  * What a kind node needs from Debian besides containerd; curl because
- * kindest/node has it and preflight uses it, openssl for the key and CSR of a
- * joining node's TLS bootstrap (register-node.sh).
+ * kindest/node has it and preflight uses it, openssl to read kubeadm's
+ * certificates in a node.
  */
 const ROOT_PACKAGES = [
   'systemd',
@@ -46,14 +47,12 @@ const ROOT_PACKAGES = [
 export const CONTAINERD_LINES = ['kindest', 'sid', 'trixie'] as const
 export type ContainerdLine = (typeof CONTAINERD_LINES)[number]
 
-export const digest = (...parts: string[]) => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 12)
-
-export async function imageExists(ref: string): Promise<boolean> {
+async function imageExists(ref: string): Promise<boolean> {
   return (await rigDocker(['image', 'inspect', ref])).exitCode === 0
 }
 
 /** The trixie root filesystem as an image in the rig's engine. */
-export async function baseImage(): Promise<string> {
+async function baseImage(): Promise<string> {
   const ref = `devreg-rig/trixie-base:${digest(...ROOT_PACKAGES)}`
   if (await imageExists(ref)) return ref
   const tarball = join(RIG_CACHE, 'rootfs', `${ref.split(':')[1]}.tar`)
@@ -68,20 +67,6 @@ export async function baseImage(): Promise<string> {
   const r = await rigDocker(['import', tarball, ref])
   if (r.exitCode !== 0) throw new Error(`docker import ${tarball}: ${r.stderr.trim()}`)
   return ref
-}
-
-/** Every file of the build context, for the image's tag: a changed script rebuilds the image. */
-export function contextDigest(context = CONTEXT): string {
-  const files: string[] = []
-  const walk = (dir: string) => {
-    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = join(dir, e.name)
-      if (e.isDirectory()) walk(p)
-      else files.push(p.slice(context.length), readFileSync(p, 'utf8'))
-    }
-  }
-  walk(context)
-  return digest(...files)
 }
 
 /**
@@ -108,23 +93,27 @@ async function stageContainerd(line: ContainerdLine, into: string): Promise<stri
 }
 
 /**
- * The control plane under the build context's kubernetes/ as its Dockerfile
- * copies it to /: the servers in /usr/local/bin (where kubeadm.sh's services
- * run them), kubectl where kindest/node has it, and the real kubeadm beside
- * the wrapper that kind calls as kubeadm.
+ * Kubernetes under the build context's kubernetes/ as its Dockerfile copies
+ * it to /: the real kubeadm beside the wrapper kind calls as kubeadm, kubectl
+ * and the kubelet where kindest/node has them, and the CNI plugins in
+ * /opt/cni/bin. The control plane runs from the images in the archive.
  */
 async function stageKubernetes(into: string): Promise<string> {
-  const dirs = { kubernetes: await goProgram('kubernetes'), kubectl: await goProgram('kubectl') }
-  const more = { etcd: await goProgram('etcd'), coredns: await goProgram('coredns') }
+  const dirs = {
+    kubernetes: await goProgram('kubernetes'),
+    kubectl: await goProgram('kubectl'),
+    kubelet: await goProgram('kubelet'),
+    cni: await goProgram('cni'),
+  }
   const put = (from: string, to: string) => {
     mkdirSync(join(into, to, '..'), { recursive: true })
     cpSync(from, join(into, to))
   }
-  for (const bin of ['kube-apiserver', 'kube-controller-manager']) put(join(dirs.kubernetes, bin), `usr/local/bin/${bin}`)
-  for (const [bin, dir] of Object.entries(more)) put(join(dir, bin), `usr/local/bin/${bin}`)
   put(join(dirs.kubernetes, 'kubeadm'), 'usr/local/libexec/kubernetes/kubeadm')
   put(join(dirs.kubectl, 'kubectl'), 'usr/bin/kubectl')
-  return [...Object.values(dirs), ...Object.values(more)].join(':')
+  put(join(dirs.kubelet, 'kubelet'), 'usr/bin/kubelet')
+  cpSync(dirs.cni, join(into, 'opt/cni/bin'), { recursive: true, filter: (p) => !p.endsWith('.complete') })
+  return Object.values(dirs).join(':')
 }
 
 /** The node image of one containerd line, built if missing. */
@@ -136,8 +125,12 @@ export async function nodeImage(line: ContainerdLine): Promise<string> {
     cpSync(CONTEXT, ctx, { recursive: true })
     const containerd = await stageContainerd(line, join(ctx, 'containerd'))
     const kubernetes = await stageKubernetes(join(ctx, 'kubernetes'))
-    const ref = `devreg-rig/kind-node:${line}-${digest(base, containerd, crictl, kubernetes, contextDigest())}`
+    const images = await kubeImagesArchive(base)
+    const ref = `devreg-rig/kind-node:${line}-${digest(base, containerd, crictl, kubernetes, images, contextDigest(CONTEXT))}`
     if (await imageExists(ref)) return ref
+    // Where kubeadm.sh imports them from.
+    mkdirSync(join(ctx, 'kubernetes/kind/images'), { recursive: true })
+    cpSync(images, join(ctx, 'kubernetes/kind/images/kube-images.tar'))
     // kindest/node has cri-tools' crictl in /usr/local/bin.
     cpSync(join(crictl, 'crictl'), join(ctx, 'crictl'))
     const version = `KUBERNETES_VERSION=${GO_PROGRAMS.kubernetes.version}`

@@ -1,8 +1,8 @@
 #!/bin/sh
-# What a kubelet does to put its node into the cluster, for the rig's nodes,
-# which run no kubelet yet (issue 21, stage 1): kind's nodes (kubeadm.sh) and
-# the k3s-like node (test/images/k3s-node). POSIX sh: bash runs it in kind
-# nodes, busybox sh in the k3s-like node; the real kubectl does every API call.
+# What a kubelet does to put its node into the cluster, for the rig's k3s-like
+# node, which runs no kubelet (kind's nodes ran it too before they had a real
+# kubelet, issue 21 stage 1). POSIX sh: busybox sh runs it; the real kubectl
+# does every API call.
 #
 #   register-node.sh bootstrap SERVER TOKEN KUBECONFIG PEM
 #     A kubelet's TLS bootstrap with a bootstrap token: the cluster's CA from

@@ -4,8 +4,7 @@
 # a conflist for the bridge, host-local, loopback and portmap plugins in
 # /opt/cni/bin, whose addresses come from that range. Run by kubeadm.sh after
 # init or join; the kubelet reports the node Ready once the file is there.
-# Pods reach other nodes' pods through the nodes' masquerade, not by route:
-# one node per cluster is what the pod tests run.
+# Routes to the other nodes' pods: the DaemonSet of manifests/default-cni.yaml.
 set -o errexit -o nounset -o pipefail
 readonly KUBECONFIG=/etc/kubernetes/kubelet.conf
 readonly CONFLIST=/etc/cni/net.d/10-devreg-rig-bridge.conflist
