@@ -76,6 +76,16 @@ const KUBERNETES = {
 /** The k8s.io modules CoreDNS's kubernetes plugin uses, kept on the cluster's line (the proxy has none of CoreDNS's own v0.35.2). */
 const K8S_CLIENT_MODULES = Object.fromEntries(['k8s.io/api', 'k8s.io/apimachinery', 'k8s.io/client-go'].map((m) => [m, KUBERNETES.staging]))
 
+/** Commands of k8s.io/kubernetes (cmd/NAME), built in its wrapper module with its version variables. */
+const kubernetesCommands = (commands: string[]) => ({
+  version: KUBERNETES.version,
+  packages: commands.map((c) => `k8s.io/kubernetes/cmd/${c}`),
+  cgo: false,
+  tags: [...KUBERNETES.tags],
+  ldflags: kubernetesVersion(KUBERNETES.version),
+  wrapper: { module: 'k8s.io/kubernetes', staging: KUBERNETES.staging },
+})
+
 /** k3s line the k3d CLI names as its default image (version.K3sVersion); our k3s-like node stands in for it. */
 export const K3S_VERSION = 'v1.36.2-k3s1'
 
@@ -130,27 +140,13 @@ export const GO_PROGRAMS = {
     wrapper: { module: 'github.com/k3d-io/k3d/v5' },
   },
   /** The control plane of the rig's kind nodes (their images: test/kit/rig/kube-images.ts) and of the k3s-like node. */
-  kubernetes: {
-    version: KUBERNETES.version,
-    packages: ['kubeadm', 'kube-apiserver', 'kube-controller-manager'].map((c) => `k8s.io/kubernetes/cmd/${c}`),
-    cgo: false,
-    tags: [...KUBERNETES.tags],
-    ldflags: kubernetesVersion(KUBERNETES.version),
-    wrapper: { module: 'k8s.io/kubernetes', staging: KUBERNETES.staging },
-  },
+  kubernetes: kubernetesCommands(['kubeadm', 'kube-apiserver', 'kube-controller-manager']),
   /**
    * What runs pods in the rig's kind nodes (issue 21, stage 2): the kubelet,
    * and kube-scheduler and kube-proxy, which run as a static pod and
    * kubeadm's addon from images the rig builds of them.
    */
-  kubelet: {
-    version: KUBERNETES.version,
-    packages: ['kubelet', 'kube-scheduler', 'kube-proxy'].map((c) => `k8s.io/kubernetes/cmd/${c}`),
-    cgo: false,
-    tags: [...KUBERNETES.tags],
-    ldflags: kubernetesVersion(KUBERNETES.version),
-    wrapper: { module: 'k8s.io/kubernetes', staging: KUBERNETES.staging },
-  },
+  kubelet: kubernetesCommands(['kubelet', 'kube-scheduler', 'kube-proxy']),
   /** The CNI plugins a one-bridge pod network needs (what kindnet's nodes have in /opt/cni/bin). */
   cni: {
     version: 'v1.10.0',
@@ -165,14 +161,7 @@ export const GO_PROGRAMS = {
    * The tests' kubectl, alone in its directory so it can go first on PATH:
    * built from the same Kubernetes, so client and server agree.
    */
-  kubectl: {
-    version: KUBERNETES.version,
-    packages: ['k8s.io/kubernetes/cmd/kubectl'],
-    cgo: false,
-    tags: [...KUBERNETES.tags],
-    ldflags: kubernetesVersion(KUBERNETES.version),
-    wrapper: { module: 'k8s.io/kubernetes', staging: KUBERNETES.staging },
-  },
+  kubectl: kubernetesCommands(['kubectl']),
   /** etcd 3.6 (kubeadm 1.36 defaults to 3.6.8); its main package is in etcd's root module, which replaces its siblings locally. */
   etcd: {
     version: 'v3.6.17',
