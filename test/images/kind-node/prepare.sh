@@ -20,6 +20,8 @@ systemctl mask getty.target console-getty.service systemd-binfmt.service proc-sy
 systemctl set-default multi-user.target
 systemctl enable containerd.service kubelet.service
 mkdir -p /etc/containerd/certs.d /var/lib/containerd /etc/cni/net.d /var/lib/kubelet /etc/kubernetes/manifests
+# Debian's containerd 1.7 looks for CNI plugins in /usr/lib/cni, upstream's in /opt/cni/bin.
+[[ -e /usr/lib/cni ]] || ln -s /opt/cni/bin /usr/lib/cni
 # crictl finds containerd here, as on kindest/node.
 printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\n' > /etc/crictl.yaml
 chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/local/libexec/kubernetes/*.sh /usr/local/bin/crictl
