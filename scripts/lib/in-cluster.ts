@@ -12,6 +12,9 @@ import { log } from './log.ts'
 import { providerOf } from './providers/index.ts'
 import { IN_CLUSTER_NAMESPACE, inClusterManifests, registryHostingConfigMap, serviceHost, serviceName } from './render.ts'
 
+/** The KEP-1755 ConfigMap's name (in kube-public). */
+const REGISTRY_HOSTING = 'local-registry-hosting'
+
 /** kubectl apply's verdict lines that say something changed ("service/x created", "... configured"). */
 export const appliedChanges = (out: string) =>
   out
@@ -19,11 +22,15 @@ export const appliedChanges = (out: string) =>
     .map((l) => l.trim())
     .filter((l) => / (created|configured)$/.test(l))
 
+/** The KEP-1755 ConfigMap with the fields the config's provider publishes. */
+export const registryHosting = (config: Config) => registryHostingConfigMap(providerOf(config).localRegistryHosting(config))
+
 /**
- * Applies the namespace, a Service and EndpointSlice per registry and, where
- * the provider's DNS has a hook for them, the hostname aliases; returns what
- * changed. A second run with the same addresses changes nothing: kubectl
- * reports each object `unchanged`.
+ * Applies, in one `kubectl apply`, the KEP-1755 ConfigMap (so Tilt and others
+ * find the local registry), the namespace, and a Service and EndpointSlice per
+ * registry; and, where the provider's DNS has a hook for them, the hostname
+ * aliases, at the same time. Returns what changed. A second run with the same
+ * addresses changes nothing: kubectl reports each object `unchanged`.
  */
 export async function applyInCluster(run: Runner, config: Config): Promise<string[]> {
   const addresses = await docker.networkAddresses(run, config.network)
@@ -33,19 +40,20 @@ export async function applyInCluster(run: Runner, config: Config): Promise<strin
     if (address) endpoints.push({ registry: r, address })
     else log.warn(`${r.name} has no address on network ${config.network}: pods cannot reach it until \`just dev-up\` runs again`)
   }
-  const out = await run.change(kubectl(config, 'apply', '-f', '-'), { input: inClusterManifests(endpoints) })
-  const changes = appliedChanges(out).map((l) => `${l} (namespace ${IN_CLUSTER_NAMESPACE})`)
+  const input = `${registryHosting(config)}---\n${inClusterManifests(endpoints)}`
+  const [out, aliases] = await Promise.all([
+    run.change(kubectl(config, 'apply', '-f', '-'), { input }),
+    providerOf(config).ensurePodAliases(run, config),
+  ])
+  const hosting = (l: string) => l.startsWith(`configmap/${REGISTRY_HOSTING} `)
+  const applied = appliedChanges(out)
   const local = config.registries.find((r) => r.role === 'local') as Registry
   log.info(`   pods reach the local registry at ${serviceHost(local)}`)
-  return [...changes, ...(await providerOf(config).ensurePodAliases(run, config))]
-}
-
-/** The KEP-1755 ConfigMap with the fields the config's provider publishes. */
-export const registryHosting = (config: Config) => registryHostingConfigMap(providerOf(config).localRegistryHosting(config))
-
-/** Publishes where the local registry is (KEP-1755), for Tilt and other tools. */
-export async function applyRegistryHosting(run: Runner, config: Config): Promise<string> {
-  return run.change(kubectl(config, 'apply', '-f', '-'), { input: registryHosting(config) })
+  return [
+    ...applied.filter(hosting).map((l) => `${REGISTRY_HOSTING} ConfigMap ${l.split(' ').pop()}`),
+    ...applied.filter((l) => !hosting(l)).map((l) => `${l} (namespace ${IN_CLUSTER_NAMESPACE})`),
+    ...aliases,
+  ]
 }
 
 /**

@@ -12,6 +12,7 @@ import type { Runner } from './exec.ts'
 import { type HostRoute, hostEngineRoutes } from './host-engine.ts'
 import { endpointSliceAddresses } from './in-cluster.ts'
 import { UserError } from './log.ts'
+import * as nodes from './nodes.ts'
 import { type ClusterProvider, configuredCluster, type Node, providerOf } from './providers/index.ts'
 import type { Provider } from './providers/naming.ts'
 import { registryRoutes } from './routes.ts'
@@ -204,15 +205,15 @@ export async function observe(run: Runner, config: Config, sel: Selection, hosts
 async function observeNode(run: Runner, provider: ClusterProvider, sel: Selection, node: Node, names: string[]): Promise<NodeView> {
   if (!node.running)
     return { name: node.name, running: false, resolve: { resolved: null, error: null }, v2: new Map(), mirrors: null, readsCertsD: null }
-  const [resolve, v2, mirrors, certsD] = await Promise.all([
+  const [resolve, v2, seen] = await Promise.all([
     resolveIn(run, ['docker', 'exec', node.name, 'sh'], names),
     pingV2In(
       run,
       node.name,
       sel.registries.map((r) => r.name),
     ),
-    provider.observedMirrors(run, node.name),
-    provider.certsDCheck ? provider.certsDCheck.reads(run, node.name) : Promise.resolve(null),
+    nodes.observeNode(run, node.name, provider.nodeRead),
   ])
-  return { name: node.name, running: true, resolve, v2, mirrors, readsCertsD: certsD }
+  const readsCertsD = provider.certsDCheck ? provider.certsDCheck.reads(seen) : null
+  return { name: node.name, running: true, resolve, v2, mirrors: provider.observedMirrors(seen), readsCertsD }
 }

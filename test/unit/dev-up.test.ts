@@ -7,7 +7,9 @@ import { LABEL } from '../../scripts/lib/labels.ts'
 import { PROVIDERS } from '../../scripts/lib/providers/index.ts'
 import { registryContainer } from '../../scripts/lib/registry-containers.ts'
 import { kindConfig } from '../../scripts/lib/render.ts'
+import { probeImage, targets } from '../../scripts/lib/verify.ts'
 import { fakeRunner, type HttpReply, on, type Reply, v2Up } from '../kit/fake-runner.ts'
+import { containerd23, nodeOutput } from '../kit/node-output.ts'
 
 const config = resolveConfig({ cluster: { name: 'dev' }, mirrors: [{ host: 'docker.io' }] })
 
@@ -35,8 +37,15 @@ const node = (workers = 0) => [
 ]
 const { certsD } = PROVIDERS.kind
 /** Each host's hosts.toml as dev-up writes it, by certs.d directory. */
-const hostsTomls = [...PROVIDERS.kind.desiredMirrors(config)].map(([host, content]) => [`${certsD}/${host}`, content])
-const hostsFiles = hostsTomls.map(([dir, content]) => `\x1e${dir}\n${content}`).join('')
+const hostsTomls = [...PROVIDERS.kind.desiredMirrors(config)].map(([host, content]) => [`${certsD}/${host}`, content] as [string, string])
+/** The node's clock before verify's pulls, as observe-node.sh prints it. */
+const SINCE = '1735689600.000000001'
+/** A kind node as its one exec reads it: every hosts.toml in place, containerd 2.3; verify's pulls all answered. */
+const nodeExec = on(['docker', 'exec', /./, 'sh', '-c', /observe-node/, 'observe-node'], (argv) => {
+  const refs = argv.includes('pull') ? argv.slice(argv.indexOf('pull') + 2) : []
+  const pulls = Object.fromEntries(refs.map((ref) => [ref, { rc: 0, out: 'Image is up to date' }]))
+  return nodeOutput({ hosts: hostsTomls, containerd: containerd23(''), env: {}, ...(refs.length ? { since: SINCE, pulls } : {}) })
+})
 
 /** A machine with the registries up (answering GET /v2/) and kind, kubectl and a cluster network there; `ps` is what docker ps lists. */
 const machine = (...ps: Reply[]): (Reply | HttpReply)[] => [
@@ -48,20 +57,16 @@ const machine = (...ps: Reply[]): (Reply | HttpReply)[] => [
     ['docker', 'network', 'inspect', '--format', '{{json .Containers}}'],
     JSON.stringify(Object.fromEntries(config.registries.map((r, i) => [r.name, { Name: r.name, IPv4Address: `172.18.0.${i + 2}/16` }]))),
   ),
-  on(['docker', 'exec', /./, 'sh', '-c'], hostsFiles),
-  on(
-    ['docker', 'exec', /./, 'containerd', 'config', 'dump'],
-    `[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = '${certsD}'\n`,
-  ),
-  on(['kubectl', '--context', 'kind-dev', 'apply'], (_argv, opts) =>
-    opts?.input?.includes('local-registry-hosting') ? 'configmap/local-registry-hosting unchanged' : 'namespace/devreg unchanged',
-  ),
+  nodeExec,
+  on(['docker', 'events'], { stdout: '' }),
+  on(['kubectl', '--context', 'kind-dev', 'apply'], 'configmap/local-registry-hosting unchanged\nnamespace/devreg unchanged\n'),
 ]
+/** One apply for the ConfigMap and the objects in namespace devreg, one wait. */
 const kubectlLines = [
-  'kubectl --context kind-dev apply -f -',
   'kubectl --context kind-dev apply -f -',
   `kubectl --context kind-dev wait --for=condition=Ready nodes --all --timeout=${config.cluster.waitTimeout}`,
 ]
+const sorted = (lines: string[]) => [...lines].sort()
 
 describe('dev-up', () => {
   test('on a live cluster that matches the config, it changes nothing: only kubectl re-applies and waits', async () => {
@@ -69,26 +74,93 @@ describe('dev-up', () => {
     const summary = await up(run, config, { verify: false })
     expect(summary.changes).toEqual([])
     expect(summary.created).toBe(false)
-    expect(run.changes).toEqual(kubectlLines)
+    expect(sorted(run.changes)).toEqual(sorted(kubectlLines))
   })
 
-  test('without a cluster, it creates one from the rendered kind config, then writes every hosts.toml into its node in one exec', async () => {
+  test('a no-op with verify: each read once and at once, one exec per node with verify’s pulls in it, one log read per registry', async () => {
+    const cache = config.registries[1]
+    const logLine = (host: string, first: string) =>
+      `level=info msg="response completed" http.request.host="${first}:5000" http.request.method=HEAD http.request.remoteaddr="172.18.0.9:40000" http.request.uri="/v2/devreg-probe/verify/manifests/${probeImage().digest}?ns=${host}" http.response.status=200`
+    const run = fakeRunner([
+      ...machine(on(['docker', 'ps'], [...registries, ...node(1)].join('\n'))),
+      on(['docker', 'exec', /^kind-/, 'test', '-f'], ''),
+      on(['docker', 'inspect', '--type', 'container'], (argv) =>
+        argv
+          .slice(6)
+          .map((n) => `/${n} ${JSON.stringify({ kind: { IPAddress: '172.18.0.9' } })}`)
+          .join('\n'),
+      ),
+      on(['docker', 'logs', '--since', SINCE], (argv) =>
+        targets(config)
+          .filter((t) => t.first === argv.at(-1))
+          .map((t) => logLine(t.host, t.first as string))
+          .join('\n'),
+      ),
+    ])
+    const summary = await up(run, config)
+    expect(summary.changes).toEqual([])
+    expect(summary.verify).toEqual({ pass: 6, fail: 0, skip: 0 })
+    expect(sorted(run.changes)).toEqual(sorted(kubectlLines))
+    const argvs = run.calls.map((c) => c.argv)
+    const count = (...prefix: string[]) => argvs.filter((a) => prefix.every((p, i) => a[i] === p)).length
+    // Docker's listing and the network once; every registry answers /v2/ and holds the probe image.
+    expect([count('docker', 'ps'), count('docker', 'network', 'inspect', '--format', '{{.Name}}')]).toEqual([1, 1])
+    expect(run.calls.filter((c) => c.kind === 'http').map((c) => c.line)).toEqual(config.registries.map((r) => `GET ${r.address.url}/v2/`))
+    expect(argvs.filter((a) => a[3] === 'test').map((a) => a[2])).toEqual(config.registries.map((r) => r.name))
+    // One exec per node: its hosts.toml files, containerd's version and config, its proxy variables and every probe pull.
+    const execs = argvs.filter((a) => a.includes('observe-node'))
+    expect(execs.map((a) => a[2])).toEqual(['dev-control-plane', 'dev-worker'])
+    for (const a of execs)
+      expect(a.slice(a.indexOf('observe-node') + 1, a.indexOf('pull') + 2)).toEqual(['hosts', certsD, 'containerd', 'env', 'pull', '5'])
+    expect(execs[0].filter((x) => x.includes('@sha256:'))).toEqual(
+      targets(config).map((t) => `${t.host}/devreg-probe/verify@${probeImage().digest}`),
+    )
+    // One log read per registry, from the nodes' clock at the pulls on; nothing else asks the nodes or the registries.
+    expect(argvs.filter((a) => a[1] === 'logs').map((a) => a.at(-1))).toEqual([config.registries[0].name, cache.name])
+    expect(count('docker', 'exec')).toBe(execs.length + config.registries.length)
+    expect(count('kubectl')).toBe(2)
+  })
+
+  test('without a cluster, it creates one from the rendered kind config, writing every hosts.toml into its node as Docker starts it', async () => {
     const run = fakeRunner(
       machine(on(['docker', 'ps'], registries.join('\n'), 1), on(['docker', 'ps'], [...registries, ...node()].join('\n'))),
     )
-    run.reply(on(['docker', 'exec', /./, 'sh', '-c', /read-hosts-files|for f/], ''))
+    const start = JSON.stringify({ Actor: { Attributes: { name: 'dev-control-plane', 'io.x-k8s.kind.role': 'control-plane' } } })
+    run.reply(on(['docker', 'events'], { stdout: `${start}\n` }))
     const summary = await up(run, config, { verify: false })
     expect(summary.created).toBe(true)
     const create = run.calls.find((c) => c.argv[0] === 'kind')
     expect(create?.argv).toEqual(['kind', 'create', 'cluster', '--name', 'dev', '--config', '-'])
     expect(create?.opts?.input).toBe(kindConfig(config))
-    const [first, write, ...rest] = run.calls.filter((c) => c.kind === 'change')
+    const [first, ...rest] = run.calls.filter((c) => c.kind === 'change')
     expect(first.line).toBe('kind create cluster --name dev --config -')
-    expect(write.argv.slice(0, 4)).toEqual(['docker', 'exec', 'dev-control-plane', 'sh'])
-    const args = write.argv.slice(write.argv.indexOf('node-files') + 1)
+    const writes = rest.filter((c) => c.argv.includes('node-files'))
+    expect(writes.map((c) => c.argv[2])).toEqual(['dev-control-plane'])
+    const args = writes[0].argv.slice(writes[0].argv.indexOf('node-files') + 1)
     expect(args.filter((_, i) => i % 3 === 1)).toEqual(hostsTomls.map(([dir]) => `${dir}/hosts.toml`))
-    expect(rest.map((c) => c.line)).toEqual(kubectlLines)
-    expect(summary.changes).toContain('created kind cluster dev')
+    // After create, the node's one exec finds them in place: nothing written twice.
+    expect(sorted(rest.filter((c) => !c.argv.includes('node-files')).map((c) => c.line))).toEqual(sorted(kubectlLines))
+    expect(summary.changes).toEqual([
+      'created kind cluster dev',
+      ...hostsTomls.map(([dir]) => `dev-control-plane: wrote ${dir}/hosts.toml`).sort(),
+    ])
+  })
+
+  test('a node image whose containerd reads certs.d already is known before create, and kind gets no containerd patch', async () => {
+    const image = 'kindest/node:v1.35.0'
+    const withImage = resolveConfig({ cluster: { name: 'dev', nodeImage: image }, mirrors: [{ host: 'docker.io' }] })
+    const run = fakeRunner(
+      [
+        ...machine(on(['docker', 'ps'], registries.join('\n'), 1), on(['docker', 'ps'], [...registries, ...node()].join('\n'))),
+        on(['docker', 'image', 'inspect', '--format', '{{.Id}}', image], `sha256:${'cd'.repeat(32)}`),
+        on(['docker', 'run', '--rm', '--pull', 'never'], nodeOutput({ containerd: containerd23('') })),
+      ],
+      { env: { HOME: '/home/dev' } },
+    )
+    await up(run, withImage, { verify: false })
+    const lines = run.calls.map((c) => c.line)
+    expect(lines.findIndex((l) => l.startsWith('docker run --rm'))).toBeLessThan(lines.findIndex((l) => l.startsWith('kind create')))
+    expect(run.calls.find((c) => c.argv[0] === 'kind')?.opts?.input).toBe(kindConfig(withImage, { configPathPatch: false }))
   })
 
   test('with --recreate, a cluster with other nodes than the config is deleted and created again', async () => {
@@ -99,19 +171,19 @@ describe('dev-up', () => {
     expect(summary.drift).toEqual(['it has 1 worker nodes, the config 0'])
     expect(run.changes.slice(0, 2)).toEqual(['kind delete cluster --name dev', 'kind create cluster --name dev --config -'])
   })
+
   test('k3d without a network: the network and registries come first, k3d creates the cluster routed, and no node file is touched after', async () => {
     const k3d = resolveConfig({
       cluster: { provider: 'k3d', name: 'dev' },
       mirrors: [{ host: 'docker.io' }],
       aliases: ['registry.dev.local'],
     })
-    const on3d = k3d.registries.map((r) =>
-      psLine(r.name, { [LABEL.managed]: 'true', [LABEL.hash]: registryContainer(r).hash }, { Networks: 'bridge' }),
-    )
+    const on3d = (Networks: string) =>
+      k3d.registries.map((r) => psLine(r.name, { [LABEL.managed]: 'true', [LABEL.hash]: registryContainer(r).hash }, { Networks }))
     const server = psLine('k3d-dev-server-0', { app: 'k3d', 'k3d.cluster': 'dev', 'k3d.role': 'server' }, { Image: 'rancher/k3s' })
     const run = fakeRunner([
-      on(['docker', 'ps'], on3d.join('\n'), 1),
-      on(['docker', 'ps'], [...on3d, server].join('\n')),
+      on(['docker', 'ps'], on3d('bridge').join('\n'), 1),
+      on(['docker', 'ps'], [...on3d('bridge,k3d-dev'), server].join('\n')),
       on(['sh', '-c', 'command -v "$1"'], '/usr/bin/tool'),
       on(
         ['docker', 'network', 'inspect', '--format', '{{json .Containers}}'],
@@ -131,9 +203,10 @@ describe('dev-up', () => {
       `# write ${run.changes[create].split(' ')[7]}`,
     ])
     expect(run.calls.filter((c) => c.argv[0] === 'docker' && c.argv[1] === 'exec')).toEqual([])
+    expect(run.changes.filter((l) => l.startsWith('docker network connect'))).toHaveLength(2)
     expect(summary.changes).toEqual([
-      'created k3d cluster dev',
       'attached 2 registries to network k3d-dev',
+      'created k3d cluster dev',
       "created kube-system/coredns-custom with devreg.override (hostname aliases resolve to the local registry's Service in pods)",
     ])
   })
