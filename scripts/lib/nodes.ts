@@ -197,16 +197,17 @@ export async function imageCertsD(run: Runner, image: string): Promise<string | 
   } catch {
     // Not what devreg wrote: asked again and written anew.
   }
+  // A container, however short-lived, is not for --dry-run to start.
+  if (run.dryRun) return undefined
   const argv = ['docker', 'run', '--rm', '--pull', 'never', '--network', 'none', '--entrypoint', 'sh', image]
   const r = await run.probe([...argv, '-c', OBSERVE_NODE, 'observe-node', 'containerd'])
   const snapshot = parseNodeOutput(image, r.stdout, { containerd: true })
   if (!r.ok || !snapshot.containerd?.version) return undefined
   const certsD = nodeCertsD(snapshot)
   // Unwritable state only means asking again next time.
-  if (!run.dryRun)
-    await run.files
-      .mkdir(dirname(path))
-      .then(() => run.files.write(path, `${JSON.stringify({ image, containerd: snapshot.containerd?.version, certsD })}\n`))
-      .catch(() => {})
+  await run.files
+    .mkdir(dirname(path))
+    .then(() => run.files.write(path, `${JSON.stringify({ image, containerd: snapshot.containerd?.version, certsD })}\n`))
+    .catch(() => {})
   return certsD
 }
