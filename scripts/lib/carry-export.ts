@@ -1,8 +1,9 @@
 // `dev-registry export`: the chosen registries' content into one archive
-// (archive.ts). Each volume is read read-only through a helper container
-// while the registry keeps serving: blobs are content-addressed and written
-// whole (distribution moves a finished upload into place), and a tag that
-// moves meanwhile is exported as it was listed.
+// (archive.ts). Each volume is read read-only through the engine's archive
+// stream of a helper container (volume-files.ts) while the registry keeps
+// serving: blobs are content-addressed and written whole (distribution moves
+// a finished upload into place), and a tag that moves meanwhile is exported
+// as it was listed.
 import { statSync } from 'node:fs'
 import { type ArchiveManifest, ArchiveWriter, entryPath, FORMAT, MANIFEST, registryKey, sha256, TRAILER, tap } from './archive.ts'
 import type { Config, Registry } from './config.ts'
@@ -16,7 +17,7 @@ import { byteProgress } from './progress.ts'
 import { selectRegistries } from './registry-names.ts'
 import { readStorage } from './storage.ts'
 import { readTar, TarError } from './tar.ts'
-import { exportFiles } from './volume-files.ts'
+import { copiedPath, copyStorageOut, withHelper } from './volume-files.ts'
 
 export interface ExportOptions {
   file: string
@@ -61,9 +62,14 @@ async function readExportSources(run: Runner, chosen: Registry[]): Promise<Expor
       log.info(`${registry.name}: volume ${registry.volume} does not exist: nothing to export`)
       continue
     }
-    const plan = planExport(await readStorage(run, registry.volume, registry.image))
+    // Two helper containers, each mostly the engine's start-up: at once.
+    const [storage, distribution] = await Promise.all([
+      readStorage(run, registry.volume, registry.image),
+      distributionVersion(run, registry, 'image'),
+    ])
+    const plan = planExport(storage)
     for (const t of plan.skipped) log.warn(`${registry.name}: ${t} left out: its manifest is not stored`)
-    present.push({ registry, plan, distribution: await distributionVersion(run, registry, 'image') })
+    present.push({ registry, plan, distribution })
   }
   return present
 }
@@ -144,7 +150,12 @@ async function writeArchive(
   }
 }
 
-/** Streams one volume's planned files into the archive; link contents are the plan's (a tag moved meanwhile is exported as listed). */
+/**
+ * One volume's planned files into the archive: the engine streams the whole
+ * storage and the plan picks from it. Blobs go in as they come; links after
+ * them, in the plan's order, with the plan's content (a tag moved meanwhile
+ * is exported as listed) and their own mtime.
+ */
 async function exportVolume(
   run: Runner,
   registry: Registry,
@@ -152,53 +163,73 @@ async function exportVolume(
   writer: ArchiveWriter,
   onBytes: (n: number) => void,
 ): Promise<number> {
+  if (!plan.files.length) return 0
   const key = registryKey(registry)
-  const wanted = new Map(plan.files.map((f) => [f.path, f]))
-  const seen = new Set<string>()
-  const helper = run.stream(exportFiles(registry), { stdin: true })
-  helper.end(`${plan.files.map((f) => f.path).join('\n')}\n`)
-  let bytes = 0
-  try {
-    for await (const entry of readTar(helper.stdout as AsyncIterable<Buffer>)) {
-      const f = wanted.get(entry.path.replace(/^\.\//, ''))
-      if (entry.type !== 'file' || !f || seen.has(f.path)) continue
-      const path = entryPath(key, f.path)
-      if (f.kind !== 'blob') {
-        const link = Buffer.from(f.content ?? '')
-        await writer.entry(path, entry.mtime, link.length, link)
-      } else {
-        if (entry.size !== f.size)
-          throw new UserError(`${registry.name}: blob ${f.digest} has ${entry.size} bytes on disk, ${f.size} when listed`)
-        const hash = sha256()
-        await writer.entry(
-          path,
-          entry.mtime,
-          entry.size,
-          tap(entry.body, (chunk) => {
-            hash.update(chunk)
-            bytes += chunk.length
-            onBytes(bytes)
-          }),
-        )
-        if (`sha256:${hash.digest('hex')}` !== f.digest)
-          throw new UserError(
-            `${registry.name}: blob ${f.digest} in volume ${registry.volume} does not match its digest: the volume is damaged`,
-          )
-      }
-      seen.add(f.path)
-    }
-    await helper.done
-  } catch (err) {
-    helper.kill()
-    if (err instanceof TarError) throw new UserError(`${registry.name}: reading volume ${registry.volume}: ${err.message}`)
-    throw err
-  }
-  const gone = plan.files.filter((f) => !seen.has(f.path))
+  const mtimes = await withHelper(run, registry, { write: false }, (helper) => copyBlobs(run, helper, registry, plan, writer, onBytes))
+  const gone = plan.files.filter((f) => !mtimes.has(f.path))
   if (gone.length)
     throw new UserError(
       `${registry.name}: ${gone.length} files went away while exporting (e.g. ${gone[0].path}): was it garbage-collected meanwhile? Run the export again`,
     )
-  return seen.size
+  for (const f of plan.files) {
+    if (f.kind === 'blob') continue
+    const link = Buffer.from(f.content ?? '')
+    await writer.entry(entryPath(key, f.path), mtimes.get(f.path) as number, link.length, link)
+  }
+  return plan.files.length
+}
+
+/**
+ * Reads the storage's tar from the helper: each planned blob goes into the
+ * archive, checked as it passes; the mtime of every planned file it held, by path.
+ */
+async function copyBlobs(
+  run: Runner,
+  helper: string,
+  registry: Registry,
+  plan: ExportPlan,
+  writer: ArchiveWriter,
+  onBytes: (n: number) => void,
+): Promise<Map<string, number>> {
+  const key = registryKey(registry)
+  const wanted = new Map(plan.files.map((f) => [f.path, f]))
+  const mtimes = new Map<string, number>()
+  const copy = run.stream(copyStorageOut(helper))
+  let bytes = 0
+  try {
+    for await (const entry of readTar(copy.stdout as AsyncIterable<Buffer>)) {
+      const f = wanted.get(copiedPath(entry.path))
+      if (entry.type !== 'file' || !f) continue
+      if (f.kind !== 'blob') {
+        mtimes.set(f.path, entry.mtime)
+        continue
+      }
+      if (entry.size !== f.size)
+        throw new UserError(`${registry.name}: blob ${f.digest} has ${entry.size} bytes on disk, ${f.size} when listed`)
+      const hash = sha256()
+      await writer.entry(
+        entryPath(key, f.path),
+        entry.mtime,
+        entry.size,
+        tap(entry.body, (chunk) => {
+          hash.update(chunk)
+          bytes += chunk.length
+          onBytes(bytes)
+        }),
+      )
+      if (`sha256:${hash.digest('hex')}` !== f.digest)
+        throw new UserError(
+          `${registry.name}: blob ${f.digest} in volume ${registry.volume} does not match its digest: the volume is damaged`,
+        )
+      mtimes.set(f.path, entry.mtime)
+    }
+    await copy.done
+  } catch (err) {
+    copy.kill()
+    if (err instanceof TarError) throw new UserError(`${registry.name}: reading volume ${registry.volume}: ${err.message}`)
+    throw err
+  }
+  return mtimes
 }
 
 /** `dev-registry export FILE [REGISTRY...]`, its output included. */

@@ -1,9 +1,10 @@
 // `dev-registry import`: an archive (archive.ts) merged into the volumes of
 // this machine's registries. The archive is read twice: first everything is
 // checked with nothing touched (archive-check.ts); then the files a volume
-// lacks are staged outside the registry's storage, and only once every volume
-// is staged linked in, blobs before links, never replacing a file that is
-// there (volume-files.ts).
+// lacks are staged outside the registry's storage, through the engine's
+// archive stream into a helper container, and only once every volume is
+// staged linked in, blobs before links, never replacing a file that is there
+// (volume-files.ts).
 import { statSync } from 'node:fs'
 import { type ArchiveManifest, openArchive, parseEntryPath, registryKey, sha256, tap } from './archive.ts'
 import { type ArchiveFile, type VerifiedArchive, verifyArchive } from './archive-check.ts'
@@ -15,7 +16,7 @@ import { byteProgress } from './progress.ts'
 import { classifyPath } from './registry-layout.ts'
 import { selectRegistries } from './registry-names.ts'
 import { readTar, TarWriter } from './tar.ts'
-import { cleanStage, commitStage, helperFailed, prepareStaging, SENTINEL, stageFiles, stageId, volumeFileSet } from './volume-files.ts'
+import { copyIntoVolume, helperFailed, SENTINEL, stageAndCommit, stagedPath, volumeFileSet } from './volume-files.ts'
 
 export interface ImportTarget {
   key: string
@@ -99,53 +100,50 @@ export async function importArchive(run: Runner, config: Config, file: string, n
   progress.line(`${file}: every blob matches its digest`)
   if (run.dryRun || !summary.added) return summary
 
-  // 3. Stage what is missing in each volume, outside the registry's storage, holding each registry's lock.
+  // 3. Stage what is missing in each volume, outside the registry's storage, holding each registry's lock;
+  // 4. once every volume is staged, link it in.
   const staging = plans.filter((p) => p.add.length)
   const stagedBytes = staging.reduce((a, p) => a + p.bytes, 0)
-  await withRegistryLocks(
-    run,
-    staging.map((p) => p.registry),
-    'dev-registry import',
-    async () => {
-      const id = stageId()
-      for (const p of staging) await prepareStaging(run, p.registry)
-      try {
-        await stageAll(run, file, staging, id, (n) => progress.update('staging', n, stagedBytes))
-      } catch (err) {
-        for (const p of staging) await run.probe(cleanStage(p.registry, id), { input: '' })
-        throw err
-      }
-      // 4. Link it in: blobs first, links last, nothing replaced.
-      for (const p of staging) await run.change(commitStage(p.registry, id), { input: '' })
-    },
+  const registries = staging.map((p) => p.registry)
+  await withRegistryLocks(run, registries, 'dev-registry import', () =>
+    stageAndCommit(run, registries, (id, helpers) =>
+      stageAll(run, file, staging, { id, helpers }, (n) => progress.update('staging', n, stagedBytes)),
+    ),
   )
   return summary
 }
 
 /**
- * The second read: each volume's missing files go to a helper that stages
- * them; a blob that no longer matches aborts every stage, and so does a
- * helper that dies, at once and with its own message.
+ * The second read: each volume's missing files go through the engine into
+ * stage ID of the volume (its helper's, by volume); a blob that no longer matches
+ * aborts every stage, and so does a copy that fails, at once and with its own
+ * message.
  */
-async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: string, onBytes: (n: number) => void): Promise<void> {
+async function stageAll(
+  run: Runner,
+  file: string,
+  plans: ImportTarget[],
+  { id, helpers }: { id: string; helpers: Map<string, string> },
+  onBytes: (n: number) => void,
+): Promise<void> {
   const byKey = new Map(plans.map((p) => [p.key, { plan: p, wanted: new Set(p.add.map((f) => f.path)) }]))
-  const stages = new Map<string, { helper: Streamed; tar: TarWriter; exited: Promise<void> }>()
+  const stages = new Map<string, { copy: Streamed; tar: TarWriter; exited: Promise<void> }>()
   const start = (registry: Registry) => {
-    const helper = run.stream(stageFiles(registry, id), { stdin: true })
-    const exited = helper.done.catch((err: Error) => {
+    const copy = run.stream(copyIntoVolume(helpers.get(registry.volume) as string), { stdin: true })
+    const exited = copy.done.catch((err: Error) => {
       const died = helperFailed(registry, err, 'nothing was imported')
       // Whatever is being written, to this stage or another, fails with why it died.
       for (const other of stages.values()) other.tar.abort(died)
       throw died
     })
     exited.catch(() => {})
-    // A write that fails because the helper is gone fails with why it went.
+    // A write that fails because the copy is gone fails with why it went.
     const sink = (chunk: Buffer) =>
-      helper.write(chunk).catch(async (err) => {
+      copy.write(chunk).catch(async (err) => {
         await exited
         throw err
       })
-    return { helper, tar: new TarWriter(sink), exited }
+    return { copy, tar: new TarWriter(sink), exited }
   }
   let bytes = 0
   try {
@@ -157,7 +155,7 @@ async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: st
       stages.set(at.key, stage)
       const hash = sha256()
       await stage.tar.add(
-        { path: at.path, size: entry.size, mtime: entry.mtime, mode: 0o644 },
+        { path: stagedPath(id, at.path), size: entry.size, mtime: entry.mtime, mode: 0o644 },
         tap(entry.body, (chunk) => {
           hash.update(chunk)
           bytes += chunk.length
@@ -169,19 +167,19 @@ async function stageAll(run: Runner, file: string, plans: ImportTarget[], id: st
         throw new UserError(`${file} changed while it was imported (blob ${f.digest}): nothing was imported`)
     }
     // Every digest checked out: only now does each stage get its completion mark.
-    for (const { helper, tar } of stages.values()) {
-      await tar.add({ path: SENTINEL, size: 0, mtime: 0, mode: 0o644 }, Buffer.alloc(0))
+    for (const { copy, tar } of stages.values()) {
+      await tar.add({ path: stagedPath(id, SENTINEL), size: 0, mtime: 0, mode: 0o644 }, Buffer.alloc(0))
       await tar.finish()
-      helper.end()
+      copy.end()
     }
     for (const { exited } of stages.values()) await exited
   } catch (err) {
-    // A stage that ends without its completion mark is removed by its helper, which then exits.
-    for (const { helper, tar } of stages.values()) {
+    // Cut off: what a copy wrote lacks the completion mark, so it is never committed, and importArchive removes it.
+    for (const { copy, tar } of stages.values()) {
       tar.abort(err as Error)
-      helper.end()
+      copy.kill()
     }
-    for (const { helper } of stages.values()) await helper.done.catch(() => {})
+    for (const { copy } of stages.values()) await copy.done.catch(() => {})
     throw err
   }
 }

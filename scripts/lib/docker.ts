@@ -104,9 +104,11 @@ export const createNetwork = (run: Runner, name: string) =>
   run.change(['docker', 'network', 'create', '--label', `${LABEL.managed}=true`, name])
 export const connectNetwork = (run: Runner, network: string, name: string) => run.change(['docker', 'network', 'connect', network, name])
 
-export async function ensureVolume(run: Runner, name: string): Promise<void> {
+/** The volume, created when missing; whether it was. */
+export async function ensureVolume(run: Runner, name: string): Promise<boolean> {
   const exists = await run.probe(['docker', 'volume', 'inspect', '--format', '{{.Name}}', name])
   if (!exists.ok) await run.change(['docker', 'volume', 'create', '--label', `${LABEL.managed}=true`, name])
+  return !exists.ok
 }
 
 export const removeVolume = (run: Runner, name: string) => run.change(['docker', 'volume', 'rm', name])

@@ -7,4 +7,6 @@ export const LABEL = {
   hash: 'devreg.config-hash',
   credentials: 'devreg.credentials-digest',
   upstreamHost: 'devreg.upstream-host',
+  /** On a helper container that reads or writes a volume through the engine: the volume's name. */
+  volumeHelper: 'devreg.volume-helper',
 } as const

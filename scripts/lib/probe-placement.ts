@@ -7,7 +7,7 @@ import type { Runner } from './exec.ts'
 import { withRegistryLocks } from './lock.ts'
 import { classifyPath } from './registry-layout.ts'
 import { tarOf } from './tar.ts'
-import { commitStage, helperFailed, prepareStaging, SENTINEL, stageFiles, stageId } from './volume-files.ts'
+import { copyIntoVolume, helperFailed, SENTINEL, stageAndCommit, stagedPath } from './volume-files.ts'
 
 /** A file of distribution's storage devreg makes itself, by its path relative to the volume (registry-layout.ts). */
 export interface PlacedFile {
@@ -19,20 +19,20 @@ export interface PlacedFile {
 export async function placeFiles(run: Runner, registry: Registry, files: PlacedFile[], what: string): Promise<void> {
   const bad = files.find((f) => !classifyPath(f.path))
   if (bad) throw new Error(`${bad.path} is no file of distribution's storage`)
-  await withRegistryLocks(run, [registry], what, () => stageAndCommit(run, registry, files))
+  await withRegistryLocks(run, [registry], what, () =>
+    stageAndCommit(run, [registry], (id, helpers) => copyFiles(run, registry, files, id, helpers.get(registry.volume) as string)),
+  )
 }
 
-async function stageAndCommit(run: Runner, registry: Registry, files: PlacedFile[]): Promise<void> {
-  const id = stageId()
-  const tar = await tarOf([...files, { path: SENTINEL, body: Buffer.alloc(0) }])
-  await prepareStaging(run, registry)
-  const helper = run.stream(stageFiles(registry, id), { stdin: true })
+/** One in-memory tar into the stage, its completion mark last. */
+async function copyFiles(run: Runner, registry: Registry, files: PlacedFile[], id: string, helper: string): Promise<void> {
+  const tar = await tarOf([...files, { path: SENTINEL, body: Buffer.alloc(0) }].map((f) => ({ ...f, path: stagedPath(id, f.path) })))
+  const copy = run.stream(copyIntoVolume(helper), { stdin: true })
   try {
-    await helper.write(tar)
-    helper.end()
-    await helper.done
+    await copy.write(tar)
+    copy.end()
+    await copy.done
   } catch (err) {
     throw helperFailed(registry, err as Error, 'nothing was placed')
   }
-  await run.change(commitStage(registry, id), { input: '' })
 }

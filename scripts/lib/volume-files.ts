@@ -1,16 +1,21 @@
-// Files in and out of a registry's volume while the registry keeps serving,
-// through templates/volume-files.sh in a helper container of the registry's
-// own image: listing, a tar of chosen files (export), and writing: files are
+// Files in and out of a registry's volume while the registry keeps serving.
+// Bulk bytes go through the engine's own archive stream (`docker cp`) to and
+// from a helper container that is created with the volume mounted and never
+// started: a started container's stdout carried a tar at a tenth of that
+// speed. What needs a shell runs in templates/volume-files.sh in a helper
+// container of the registry's own image: listing, and writing: files are
 // staged whole outside the registry's storage, then linked in, content before
 // anything that names it (registry-layout.ts COMMIT_ORDER), never replacing a
-// file that is there. A stage belongs to the run that made it: its ID names
-// the host and the process, so a later run removes only stages whose run is
-// provably gone.
+// file that is there. A stage, and a helper, belongs to the run that made it:
+// its ID names the host and the process, so a later run removes only those
+// whose run is provably gone.
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
+import { posix } from 'node:path'
 import type { Registry } from './config.ts'
 import { ensureVolume, helperCommand, volumeExists } from './docker.ts'
 import type { Runner } from './exec.ts'
+import { LABEL } from './labels.ts'
 import { alive } from './lock.ts'
 import { CommandError, UserError } from './log.ts'
 import { COMMIT_ORDER, REGISTRY_DATA, STORAGE_ROOT } from './registry-layout.ts'
@@ -36,10 +41,8 @@ export const volumeFiles = (r: Volume, write: boolean, command: string, ...args:
     ...args,
   )
 
-/** `export`: a tar on stdout of the paths the helper reads from stdin. */
-export const exportFiles = (r: Volume) => volumeFiles(r, false, 'export')
-/** `stage ID`: extracts the tar on stdin into the stage ID. */
-export const stageFiles = (r: Volume, id: string) => volumeFiles(r, true, 'stage', id)
+/** Where a file of stage ID lies in the volume: beside the registry's storage, in the directory volume-files.sh names so. */
+export const stagedPath = (id: string, path: string) => `.devreg-import-${id}/${path}`
 /** `commit ID`: links what stage ID holds into the storage, in COMMIT_ORDER, then removes the stage. */
 export const commitStage = (r: Volume, id: string) => volumeFiles(r, true, 'commit', id, ...COMMIT_ORDER)
 /** `clean ID`: removes the stage ID without committing it. */
@@ -73,9 +76,9 @@ export function abandonedStages(ids: string[], alive: (pid: number) => boolean, 
   })
 }
 
-/** The volume, created when missing, without the stages a run that crashed left in it. */
+/** The volume, created when missing, without the stages a run that crashed left in it (a new one has none). */
 export async function prepareStaging(run: Runner, registry: Registry): Promise<void> {
-  await ensureVolume(run, registry.volume)
+  if (await ensureVolume(run, registry.volume)) return
   const r = await run.probe(volumeFiles(registry, false, 'stages'), { input: '' })
   for (const id of abandonedStages(r.stdout.split('\n').filter(Boolean), alive)) await run.change(cleanStage(registry, id), { input: '' })
 }
@@ -85,3 +88,97 @@ export function helperFailed(registry: Registry, err: Error, outcome: string): U
   const detail = err instanceof CommandError ? err.detail : err.message
   return new UserError(`${registry.name}: the helper container writing into volume ${registry.volume} failed: ${detail}; ${outcome}`)
 }
+
+/**
+ * Writes files into each registry's volume, all or nothing: `fill` copies
+ * them into stage ID (stagedPath; copyIntoVolume of the helper it is given
+ * for each volume), ending each with SENTINEL once everything checked out;
+ * when fill fails every stage is removed, else each is linked in.
+ */
+export async function stageAndCommit(
+  run: Runner,
+  registries: Registry[],
+  fill: (id: string, helpers: Map<string, string>) => Promise<void>,
+): Promise<void> {
+  const id = stageId()
+  for (const r of registries) await prepareStaging(run, r)
+  try {
+    await withHelpers(run, registries, id, (helpers) => fill(id, helpers))
+  } catch (err) {
+    for (const r of registries) await run.probe(cleanStage(r, id), { input: '' })
+    throw err
+  }
+  // Blobs first, links last, nothing replaced.
+  for (const r of registries) await run.change(commitStage(r, id), { input: '' })
+}
+
+/** Runs fn with a writable helper on each registry's volume, by volume. */
+function withHelpers(run: Runner, registries: Registry[], id: string, fn: (helpers: Map<string, string>) => Promise<void>): Promise<void> {
+  const helpers = new Map<string, string>()
+  const next = (i: number): Promise<void> =>
+    i === registries.length
+      ? fn(helpers)
+      : withHelper(run, registries[i], { write: true, id }, (helper) => {
+          helpers.set(registries[i].volume, helper)
+          return next(i + 1)
+        })
+  return next(0)
+}
+
+/** A helper's name: its volume's, then its run's ID (stageId), so a later run can tell whether that run is gone. */
+const helperName = (volume: string, id: string) => `${volume}-files-${id}`
+
+/**
+ * Runs fn with a helper container of the registry's image that has the
+ * volume mounted where the registry has it (read-only unless `write`) and is
+ * created, never started: the engine reads and writes the volume through it
+ * (copyStorageOut, copyIntoVolume). Helpers left behind by runs that are gone
+ * (killed mid-copy) are removed first: they would keep the volume in use.
+ */
+export async function withHelper<T>(
+  run: Runner,
+  r: Volume,
+  opts: { write: boolean; id?: string },
+  fn: (helper: string) => Promise<T>,
+): Promise<T> {
+  const name = helperName(r.volume, opts.id ?? stageId())
+  const mount = `${r.volume}:${REGISTRY_DATA}${opts.write ? '' : ':ro'}`
+  const create = [
+    'docker',
+    'create',
+    '--name',
+    name,
+    '--label',
+    `${LABEL.volumeHelper}=${r.volume}`,
+    '--network',
+    'none',
+    '--volume',
+    mount,
+    r.image,
+  ]
+  // Independent (abandoned helpers have other names): at once.
+  await Promise.all([removeAbandonedHelpers(run, r.volume), run.change(create)])
+  try {
+    return await fn(name)
+  } finally {
+    await run.probe(['docker', 'rm', '--force', name])
+  }
+}
+
+async function removeAbandonedHelpers(run: Runner, volume: string): Promise<void> {
+  const r = await run.probe(['docker', 'ps', '--all', '--filter', `label=${LABEL.volumeHelper}=${volume}`, '--format', '{{.Names}}'])
+  const prefix = helperName(volume, '')
+  const ids = r.stdout
+    .split('\n')
+    .filter((n) => n.startsWith(prefix))
+    .map((n) => n.slice(prefix.length))
+  for (const id of abandonedStages(ids, alive)) await run.probe(['docker', 'rm', '--force', helperName(volume, id)])
+}
+
+/** `docker cp` of distribution's whole storage out of a helper: a tar on stdout whose names start with its last directory (v2/). */
+export const copyStorageOut = (helper: string) => ['docker', 'cp', `${helper}:${REGISTRY_DATA}/${STORAGE_ROOT}`, '-']
+/** A name in copyStorageOut's tar as the path relative to the volume that the layout uses (docker/registry/v2/…). */
+export const copiedPath = (name: string) => posix.join(posix.dirname(STORAGE_ROOT), name)
+
+/** `docker cp` of the tar on stdin into a helper's volume: a file named `stagedPath(ID, PATH)` lands in stage ID. */
+export const copyIntoVolume = (helper: string) => ['docker', 'cp', '-', `${helper}:${REGISTRY_DATA}`]

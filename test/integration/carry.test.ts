@@ -23,6 +23,12 @@ async function volumeListing(volume: string): Promise<string> {
 
 const volumeExists = async (name: string) => (await $({ quiet: true, nothrow: true })`docker volume inspect ${name}`).exitCode === 0
 
+/** The helper containers (created to read or write a volume through the engine) still there for these volumes. */
+async function helpersLeft(volumes: string[]): Promise<string[]> {
+  const r = await $({ quiet: true })`docker ps --all --format ${'{{.Label "devreg.volume-helper"}} {{.Names}}'}`
+  return r.stdout.split('\n').filter((l) => volumes.includes(l.split(' ')[0]))
+}
+
 integration('dev-registry export and import', () => {
   const fx = new Fixture()
   let hub: { name: string; port: number; url: string }
@@ -81,8 +87,9 @@ integration('dev-registry export and import', () => {
     expect(hubRecord.repositories.map((x: { name: string }) => x.name)).toEqual(['library/multi', 'library/postgres', 'library/redis'])
     // Only what the tags reach: the arm64 half of the index was never pulled, so it is not there.
     expect(Object.keys(hubRecord.blobs)).toContain(images.redis.digest)
-    // The caches kept serving throughout.
+    // The caches kept serving throughout, and the helpers that read the volumes are gone.
     expect((await $({ quiet: true })`docker inspect --format {{.State.Running}} ${cache.name}`).stdout.trim()).toBe('true')
+    expect(await helpersLeft([registry.volume, `${cache.name}-data`])).toEqual([])
   })
 
   test('a dry-run import into other volumes lists what it would add and creates nothing', async () => {
@@ -126,6 +133,7 @@ integration('dev-registry export and import', () => {
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toContain('every blob matches its digest')
     expect(r.stderr).toMatch(/added 3 tags, \d+ blobs/)
+    expect(await helpersLeft([registry.volume, `${cache.name}-data`])).toEqual([])
     expect((await script()).code).toBe(0)
     for (const ref of ['library/redis:7-alpine', 'library/postgres:16-alpine', 'library/multi:1']) {
       const p = await pull(`127.0.0.1:${cache.port}/${ref}`)

@@ -1,8 +1,9 @@
 // A registry volume for the fake runner: distribution's files by path, and
-// replies that play the helper containers devreg runs on it as the templates
-// do (read-storage.sh list, volume-files.sh list/export/stage/commit/clean/
-// stages), so export, import and verify's probe placement run against it
-// whole, without Docker.
+// replies that play what devreg runs on it as the engine and the templates
+// do (read-storage.sh list; helper containers created, copied out of and
+// into with `docker cp`, removed; volume-files.sh list/commit/clean/stages),
+// so export, import and verify's probe placement run against it whole,
+// without Docker.
 import type { Registry } from '../../scripts/lib/config.ts'
 import { readTar, tarOf } from '../../scripts/lib/tar.ts'
 import { on, type Reply } from './fake-runner.ts'
@@ -12,8 +13,10 @@ const SENTINEL = '.devreg-complete'
 export class FakeVolume {
   /** Files of distribution's storage, by path relative to the volume (docker/registry/v2/…). */
   readonly files = new Map<string, Buffer>()
-  /** Staging directories by id, as `stage` left them. */
+  /** Staging directories by id, as `docker cp` left them (.devreg-complete included). */
   readonly stages = new Map<string, Map<string, Buffer>>()
+  /** Helper containers with the volume mounted, by name: whether it is mounted writable. */
+  readonly helpers = new Map<string, { write: boolean }>()
 
   constructor(
     readonly registry: Pick<Registry, 'volume' | 'image'>,
@@ -35,14 +38,32 @@ export class FakeVolume {
     return lines.join('\n')
   }
 
-  /** The replies of this volume's helpers; `stage` may be told how to fail, and `onStage` sees each stage start. */
+  /** The replies of this volume's helpers; a copy into it may be told how to fail, and `onStage` sees each such copy start. */
   replies(stage: { readsOnly?: number; stderr?: string } = {}, onStage: () => void = () => {}): Reply[] {
     const { volume } = this.registry
+    const helper = new RegExp(`^${volume}-files-`)
     return [
       on(['docker', 'volume', 'inspect', '--format', '{{.Name}}', volume], () => (this.exists ? volume : { exitCode: 1 })),
       on(['docker', 'volume', 'create', '--label', /./, volume], () => {
         this.exists = true
         return volume
+      }),
+      on(['docker', 'ps', '--all', '--filter', `label=devreg.volume-helper=${volume}`], () => [...this.helpers.keys()].join('\n')),
+      on(['docker', 'create', '--name', helper, '--label', `devreg.volume-helper=${volume}`], (argv) => {
+        this.helpers.set(argv[3], { write: !argv.includes(`${volume}:/var/lib/registry:ro`) })
+        return argv[3]
+      }),
+      on(['docker', 'rm', '--force', helper], (argv) => {
+        this.helpers.delete(argv[3])
+        return argv[3]
+      }),
+      on(['docker', 'cp', new RegExp(`^${volume}-files-[^:]+:/var/lib/registry/docker/registry/v2$`), '-'], (argv) =>
+        this.helpers.has(argv[2].split(':')[0]) ? { stdout: () => this.copyOut() } : { exitCode: 1, stderr: 'Error: No such container' },
+      ),
+      on(['docker', 'cp', '-', new RegExp(`^${volume}-files-[^:]+:/var/lib/registry$`)], (argv) => {
+        if (!this.helpers.get(argv[3].split(':')[0])?.write) return { exitCode: 1, stderr: 'Error: read-only file system' }
+        onStage()
+        return { ...stage, exitCode: stage.readsOnly === undefined ? 0 : 1, stdout: (stdin: Buffer) => this.copyIn(stdin) }
       }),
       on(['docker', 'run', '--rm', '--network', 'none', '--volume', `${volume}:/volume:ro`], (argv) =>
         argv[argv.indexOf('read-storage') + 1] === 'list'
@@ -54,11 +75,6 @@ export class FakeVolume {
         switch (command) {
           case 'list':
             return [...this.files.keys()].join('\n')
-          case 'export':
-            return { stdout: (stdin: Buffer) => this.export(stdin) }
-          case 'stage':
-            onStage()
-            return { ...stage, exitCode: stage.readsOnly === undefined ? 0 : 1, stdout: (stdin: Buffer) => this.stage(id, stdin) }
           case 'commit':
             return this.commit(id)
           case 'clean':
@@ -73,36 +89,34 @@ export class FakeVolume {
     ]
   }
 
-  /** A tar of the paths on stdin that are there (busybox tar: names without ./). */
-  private export(stdin: Buffer): Promise<Buffer> {
-    const paths = stdin
-      .toString()
-      .split('\n')
-      .filter((p) => this.files.has(p))
-    return tarOf(paths.map((path) => ({ path, body: this.files.get(path) as Buffer, mtime: 1_700_000_000 })))
+  /** What `docker cp HELPER:/var/lib/registry/docker/registry/v2 -` streams: the storage, its names from v2/ on. */
+  private copyOut(): Promise<Buffer> {
+    return tarOf([...this.files].map(([path, body]) => ({ path: path.replace(/^docker\/registry\//, ''), body, mtime: 1_700_000_000 })))
   }
 
-  /** Extracts the tar on stdin into a stage, kept only when it ends with the completion mark. */
-  private async stage(id: string, stdin: Buffer): Promise<string> {
-    const files = new Map<string, Buffer>()
+  /** Extracts the tar on stdin into the volume as `docker cp -` does: whatever entries arrived whole, stages included. */
+  private async copyIn(stdin: Buffer): Promise<string> {
     try {
       for await (const e of readTar([stdin])) {
         const parts: Buffer[] = []
         for await (const c of e.body) parts.push(c)
-        files.set(e.path, Buffer.concat(parts))
+        const m = /^\.devreg-import-([^/]+)\/(.+)$/.exec(e.path)
+        if (!m) throw new Error(`fake volume: ${e.path} is not in a stage`)
+        const files = this.stages.get(m[1]) ?? new Map<string, Buffer>()
+        files.set(m[2], Buffer.concat(parts))
+        this.stages.set(m[1], files)
       }
-    } catch {
-      return ''
+    } catch (err) {
+      if (/not in a stage/.test((err as Error).message)) throw err
     }
-    if (files.delete(SENTINEL)) this.stages.set(id, files)
     return ''
   }
 
-  /** Links a stage into the storage, never replacing a file, and removes it. */
+  /** Links a complete stage into the storage, never replacing a file, and removes it. */
   private commit(id: string): string | { exitCode: number; stderr: string } {
     const stage = this.stages.get(id)
-    if (!stage) return { exitCode: 1, stderr: `cd: .devreg-import-${id}: No such file or directory` }
-    for (const [path, body] of stage) if (!this.files.has(path)) this.files.set(path, body)
+    if (!stage?.has(SENTINEL)) return { exitCode: 1, stderr: `stage .devreg-import-${id} is not complete: nothing was committed` }
+    for (const [path, body] of stage) if (path !== SENTINEL && !this.files.has(path)) this.files.set(path, body)
     this.stages.delete(id)
     return ''
   }

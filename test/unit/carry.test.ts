@@ -18,7 +18,7 @@ import { parseListing } from '../../scripts/lib/storage.ts'
 import { readTar, TarWriter } from '../../scripts/lib/tar.ts'
 import { abandonedStages, stageId } from '../../scripts/lib/volume-files.ts'
 import { sampleArchive, tar } from '../kit/archive.ts'
-import { fakeRunner } from '../kit/fake-runner.ts'
+import { fakeRunner, on } from '../kit/fake-runner.ts'
 import { FakeVolume, registryVersion } from '../kit/fake-volume.ts'
 import { privateLockDir } from '../kit/lock-dir.ts'
 
@@ -276,7 +276,14 @@ describe('export and import against volumes the fake runner plays', () => {
     const out = fakeRunner([...source.replies(), registryVersion], { disk: true })
     const summary = await exportRegistries(out, [cache], { file, gzip: false })
     expect(summary.registries).toMatchObject([{ name: cache.name, tags: 1, blobs: 2 }])
-    expect(out.calls.filter((c) => c.kind === 'stream').map((c) => c.argv.at(-1))).toEqual(['export'])
+    // Read through the engine from a helper mounted read-only and never started, which is gone afterwards.
+    const [helper] = out.changes.filter((l) => l.startsWith('docker create')).map((l) => l.split(' ')[3])
+    expect(out.changes.find((l) => l.startsWith('docker create'))).toContain(`${cache.volume}:/var/lib/registry:ro`)
+    expect(out.calls.filter((c) => c.kind === 'stream').map((c) => c.line)).toEqual([
+      `docker cp ${helper}:/var/lib/registry/docker/registry/v2 -`,
+    ])
+    expect(out.calls.some((c) => c.argv[1] === 'start' || (c.argv[1] === 'run' && c.argv.includes('volume-files')))).toBe(false)
+    expect(source.helpers.size).toBe(0)
 
     const target = new FakeVolume(cache, false)
     const into = fakeRunner(target.replies())
@@ -286,9 +293,12 @@ describe('export and import against volumes the fake runner plays', () => {
     // Created, staged, then linked in: the commit comes after the stage is complete.
     expect(into.changes.map((l) => l.split(' ').slice(0, 3).join(' ') + (l.includes('commit') ? ' commit' : ''))).toEqual([
       'docker volume create',
+      'docker create --name',
       'docker run --rm commit',
     ])
+    expect(into.calls.filter((c) => c.kind === 'stream').map((c) => c.argv.slice(0, 3))).toEqual([['docker', 'cp', '-']])
     expect(target.stages.size).toBe(0)
+    expect(target.helpers.size).toBe(0)
 
     const again = fakeRunner(target.replies())
     expect((await importArchive(again, config, file, [])).added).toBe(0)
@@ -299,13 +309,15 @@ describe('export and import against volumes the fake runner plays', () => {
     const file = join(dir, 'dies.tar')
     writeFileSync(file, await tar(files()))
     const target = new FakeVolume(cache)
-    const run = fakeRunner(target.replies({ readsOnly: 100_000, stderr: 'tar: write error: No space left on device' }))
+    const run = fakeRunner(target.replies({ readsOnly: 100_000, stderr: 'Error response from daemon: no space left on device' }))
     await expect(importArchive(run, config, file, [])).rejects.toThrow(
-      `${cache.name}: the helper container writing into volume ${cache.volume} failed: tar: write error: No space left on device; nothing was imported`,
+      `${cache.name}: the helper container writing into volume ${cache.volume} failed: Error response from daemon: no space left on device; nothing was imported`,
     )
     expect(run.changes.filter((l) => l.includes('commit'))).toEqual([])
     expect(run.calls.filter((c) => c.argv.includes('clean'))).toHaveLength(1)
     expect(target.files.size).toBe(0)
+    expect(target.stages.size).toBe(0)
+    expect(target.helpers.size).toBe(0)
   }, 2000)
 })
 
@@ -332,5 +344,25 @@ describe('staging directories', () => {
     expect((await importArchive(run, config, file, [])).added).toBe(6)
     expect([...target.stages.keys()].sort()).toEqual([live, elsewhere].sort())
     expect(target.files.size).toBe(6)
+  })
+  test("an export removes the helpers of runs that are gone, leaves a live run's alone, and its own goes even when the copy fails", async () => {
+    const source = new FakeVolume(cache)
+    const layer = Buffer.alloc(1000, 2)
+    for (const [path, body] of sampleArchive(layer).files())
+      if (path.startsWith('registries/docker.io/')) source.files.set(path.slice(21), Buffer.from(body))
+    const name = (id: string) => `${cache.volume}-files-${id}`
+    const live = name(stageId(hostname(), process.pid))
+    const gone = name(stageId(hostname(), 2 ** 22 + 1))
+    for (const helper of [live, gone]) source.helpers.set(helper, { write: false })
+    const run = fakeRunner([
+      on(['docker', 'cp', /:\/var\/lib\/registry\/docker\/registry\/v2$/], {
+        exitCode: 1,
+        stderr: 'Error response from daemon: i/o error',
+      }),
+      ...source.replies(),
+      registryVersion,
+    ])
+    await expect(exportRegistries(run, [cache], { file: join(dir, 'failed.tar'), gzip: false })).rejects.toThrow(/i\/o error/)
+    expect([...source.helpers.keys()]).toEqual([live])
   })
 })

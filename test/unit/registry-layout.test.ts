@@ -129,9 +129,12 @@ describe('the shell programs take the layout as arguments', () => {
     expect([...storage.layerLinkedAt.keys()]).toEqual([`library/app@${v.layer}`])
   })
 
-  test('volume-files.sh commit links a stage in where the layout says, and list finds every file', () => {
+  test('volume-files.sh commit links a complete stage in where the layout says, and list finds every file', () => {
     const v = volume()
     write(join(v.root, '.devreg-import-x'), v.files)
+    expect(() => sh(v.root, 'volume-files.sh', ['commit', 'x', ...COMMIT_ORDER])).toThrow(/stage .devreg-import-x is not complete/)
+    expect(existsSync(join(v.root, STORAGE_ROOT))).toBe(false)
+    write(join(v.root, '.devreg-import-x'), new Map([['.devreg-complete', '']]))
     sh(v.root, 'volume-files.sh', ['commit', 'x', ...COMMIT_ORDER])
     expect(existsSync(join(v.root, '.devreg-import-x'))).toBe(false)
     for (const [path, body] of v.files) expect(readFileSync(join(v.root, path), 'utf8')).toBe(body)
