@@ -139,8 +139,11 @@ integration("verify on the real kind CLI (kindest/node's containerd 2.3, two nod
   })
 
   test('a node whose containerd reads another hosts directory fails every host there, with the recreate fix', async () => {
+    const configToml = '/etc/containerd/config.toml'
     const saved = (await q()`docker exec ${worker} cat /etc/containerd/config.toml`).stdout
-    await q()`docker exec ${worker} sed -i ${'s#config_path = .*#config_path = "/etc/containerd/elsewhere"#'} /etc/containerd/config.toml`
+    // A node created without kind's patch (containerd 2.3 reads certs.d by default) gets the CRI registry table here.
+    const elsewhere = `grep -q config_path ${configToml} && sed -i 's#config_path = .*#config_path = "/etc/containerd/elsewhere"#' ${configToml} || printf '%s\\n' '[plugins."io.containerd.grpc.v1.cri".registry]' '  config_path = "/etc/containerd/elsewhere"' >> ${configToml}`
+    await q()`docker exec ${worker} sh -c ${elsewhere}`
     await restartContainerd(worker)
     try {
       const r = await verify()

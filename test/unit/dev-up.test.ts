@@ -210,4 +210,33 @@ describe('dev-up', () => {
       "created kube-system/coredns-custom with devreg.override (hostname aliases resolve to the local registry's Service in pods)",
     ])
   })
+
+  test('k3d: a live cluster whose registries.yaml differs is restarted before anything is applied in it or waited for', async () => {
+    const k3d = resolveConfig({ cluster: { provider: 'k3d', name: 'dev' }, mirrors: [{ host: 'docker.io' }] })
+    const ps = [
+      ...k3d.registries.map((r) =>
+        psLine(r.name, { [LABEL.managed]: 'true', [LABEL.hash]: registryContainer(r).hash }, { Networks: 'bridge,k3d-dev' }),
+      ),
+      psLine('k3d-dev-server-0', { app: 'k3d', 'k3d.cluster': 'dev', 'k3d.role': 'server' }, { Image: 'rancher/k3s' }),
+    ]
+    const run = fakeRunner([
+      on(['docker', 'ps'], ps.join('\n')),
+      on(['docker', 'network', 'inspect', '--format', '{{.Name}}'], 'k3d-dev'),
+      on(['docker', 'inspect', '--type', 'container', '--format', '{{json .Config.Cmd}}'], '["server"]'),
+      on(['sh', '-c', 'command -v "$1"'], '/usr/bin/tool'),
+      on(['docker', 'exec', 'k3d-dev-server-0', 'sh'], nodeOutput({ files: { '/etc/rancher/k3s/registries.yaml': 'mirrors: {}\n' } })),
+      on(['kubectl', '--context', 'k3d-dev', 'get', 'configmap'], { exitCode: 1, stderr: 'Error from server (NotFound): configmaps' }),
+      ...k3d.registries.map((r) => v2Up(r.address.url)),
+    ])
+    const summary = await up(run, k3d, { verify: false })
+    expect(summary.changes[0]).toContain('restarted them (k3s reads it only at start)')
+    const lines = run.changes.filter((l) => !l.startsWith('# write') && !l.startsWith('docker exec'))
+    expect(lines.slice(0, 2)).toEqual(['k3d cluster stop dev', 'k3d cluster start dev'])
+    expect(sorted(lines.slice(2))).toEqual(
+      sorted([
+        'kubectl --context k3d-dev apply -f -',
+        `kubectl --context k3d-dev wait --for=condition=Ready nodes --all --timeout=${k3d.cluster.waitTimeout}`,
+      ]),
+    )
+  })
 })
