@@ -73,7 +73,8 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
 
 /** What dev-up found before changing anything. */
 interface Observed {
-  networkExists: boolean
+  /** Every container's address on the cluster network; null when there is no such network. */
+  network: Map<string, string> | null
   containers: Container[]
   steps: Step[]
   /** Clusters of the config's name, of either provider. */
@@ -136,9 +137,9 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
   // from docker.io), the network and every registry on it come first.
   await phase('registries', () => ensureRegistriesPhase(run, config, observed, changes.registries))
   // 2. The cluster, and every registry on its network.
-  const { created, containers, cluster } = await phase('cluster', () => ensureCluster(run, config, { observed, recreate, image, changes }))
+  const current = await phase('cluster', () => ensureCluster(run, config, { observed, recreate, image, changes }))
   // 3.-6. From here on at once: the nodes' routing then verify, the objects in the cluster, Ready nodes.
-  const verified = await afterCluster(run, config, { phase, created, containers, cluster, verify, changes, probeImage })
+  const verified = await afterCluster(run, config, { ...current, phase, verify, changes, probeImage })
 
   const local = config.registries[0]
   const push = `${local.address.host}/NAME:TAG`
@@ -149,7 +150,7 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
     cluster: name,
     provider: config.cluster.provider,
     context: kubeContext(config),
-    created,
+    created: current.created,
     changes: all,
     drift: observed.drift,
     phases,
@@ -163,17 +164,17 @@ async function observe(run: Runner, config: Config): Promise<Observed> {
   const { name } = config.cluster
   const tools = run.dryRun ? Promise.resolve() : requireTools(run, [providerOf(config).cli, 'kubectl'])
   // Docker first: without it, nothing else is worth saying.
-  const [containers, networkExists] = await inOrder([docker.listContainers(run), docker.networkExists(run, config.network), tools] as const)
+  const [containers, network] = await inOrder([docker.listContainers(run), docker.networkMembers(run, config.network), tools] as const)
   // k3d keeps k3s's arguments in each node's command: observe reads them for the drift check.
   const [steps, existing] = await Promise.all([
     planRegistries(run, config, containers),
     Promise.all(findClusters(name, containers).map((c) => PROVIDERS[c.provider].observe(run, c))),
   ])
-  return { networkExists, containers, steps, existing, drift: existing.flatMap((c) => clusterDrift(config, c)) }
+  return { network, containers, steps, existing, drift: existing.flatMap((c) => clusterDrift(config, c)) }
 }
 
 async function ensureRegistriesPhase(run: Runner, config: Config, observed: Observed, changes: string[]): Promise<void> {
-  let network = observed.networkExists ? config.network : null
+  let network = observed.network ? config.network : null
   if (providerOf(config).networkFirst && !network) {
     await docker.createNetwork(run, config.network)
     network = config.network
@@ -219,7 +220,9 @@ async function ensureCluster(run: Runner, config: Config, { observed, recreate, 
     throw new UserError(`${provider.name} reported success but no node of cluster ${name} runs: see \`docker ps -a\``)
   const attached = await attachRegistries(run, config.registries, config.network, (n) => containers.find((c) => c.name === n) ?? null)
   if (attached) changes.cluster.push(`attached ${attached} registr${attached === 1 ? 'y' : 'ies'} to network ${config.network}`)
-  return { created: !existing, containers, cluster: cluster ?? { provider: provider.name, name, nodes: [] } }
+  // So do the addresses on the network.
+  const addresses = changed || attached ? undefined : (observed.network ?? undefined)
+  return { created: !existing, containers, cluster: cluster ?? { provider: provider.name, name, nodes: [] }, addresses }
 }
 
 interface AfterCluster {
@@ -227,6 +230,8 @@ interface AfterCluster {
   created: boolean
   containers: Container[]
   cluster: Cluster
+  /** Every container's address on the cluster network, when Docker's listing from before still holds. */
+  addresses?: Map<string, string>
   verify: boolean
   changes: Changes
   /** Verify's probe image placed in every registry; null when that was not done ahead. */
@@ -247,7 +252,9 @@ async function afterCluster(run: Runner, config: Config, a: AfterCluster): Promi
   const mirrors = phase('mirrors', () => ensureMirrors(run, config, a, probing && unchanged && a.probeImage !== null))
   const verified = probing ? mirrors.then((pulled) => phase('verify', () => verifyPhase(run, config, pulled ?? undefined))) : null
   const gate = providerOf(config).reroutingRestarts ? mirrors : Promise.resolve(null)
-  const inCluster = gate.then(() => phase('in-cluster', async () => changes.inCluster.push(...(await applyInCluster(run, config)))))
+  const inCluster = gate.then(() =>
+    phase('in-cluster', async () => changes.inCluster.push(...(await applyInCluster(run, config, a.addresses)))),
+  )
   const ready = gate.then(() => phase('ready', () => waitNodesReady(run, config)))
   const [, , , tally] = await inOrder([mirrors, inCluster, ready, verified] as const)
   return tally

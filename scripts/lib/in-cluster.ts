@@ -30,10 +30,11 @@ export const registryHosting = (config: Config) => registryHostingConfigMap(prov
  * find the local registry), the namespace, and a Service and EndpointSlice per
  * registry; and, where the provider's DNS has a hook for them, the hostname
  * aliases, at the same time. Returns what changed. A second run with the same
- * addresses changes nothing: kubectl reports each object `unchanged`.
+ * addresses changes nothing: kubectl reports each object `unchanged`. The
+ * addresses are read from Docker unless the caller `known` them already.
  */
-export async function applyInCluster(run: Runner, config: Config): Promise<string[]> {
-  const addresses = await docker.networkAddresses(run, config.network)
+export async function applyInCluster(run: Runner, config: Config, known?: Map<string, string>): Promise<string[]> {
+  const addresses = known ?? (await docker.networkAddresses(run, config.network))
   const endpoints: { registry: Registry; address: string }[] = []
   for (const r of config.registries) {
     const address = addresses.get(r.name) ?? (run.dryRun ? `ADDRESS-OF-${r.name}` : undefined)

@@ -52,7 +52,6 @@ const machine = (...ps: Reply[]): (Reply | HttpReply)[] => [
   ...ps,
   ...config.registries.map((r) => v2Up(r.address.url)),
   on(['sh', '-c', 'command -v "$1"'], '/usr/bin/tool'),
-  on(['docker', 'network', 'inspect', '--format', '{{.Name}}'], 'kind'),
   on(
     ['docker', 'network', 'inspect', '--format', '{{json .Containers}}'],
     JSON.stringify(Object.fromEntries(config.registries.map((r, i) => [r.name, { Name: r.name, IPv4Address: `172.18.0.${i + 2}/16` }]))),
@@ -104,7 +103,7 @@ describe('dev-up', () => {
     const argvs = run.calls.map((c) => c.argv)
     const count = (...prefix: string[]) => argvs.filter((a) => prefix.every((p, i) => a[i] === p)).length
     // Docker's listing and the network once; every registry answers /v2/ and holds the probe image.
-    expect([count('docker', 'ps'), count('docker', 'network', 'inspect', '--format', '{{.Name}}')]).toEqual([1, 1])
+    expect([count('docker', 'ps'), count('docker', 'network', 'inspect')]).toEqual([1, 1])
     expect(run.calls.filter((c) => c.kind === 'http').map((c) => c.line)).toEqual(config.registries.map((r) => `GET ${r.address.url}/v2/`))
     expect(argvs.filter((a) => a[3] === 'test').map((a) => a[2])).toEqual(config.registries.map((r) => r.name))
     // One exec per node: its hosts.toml files, containerd's version and config, its proxy variables and every probe pull.
@@ -184,6 +183,7 @@ describe('dev-up', () => {
     const run = fakeRunner([
       on(['docker', 'ps'], on3d('bridge').join('\n'), 1),
       on(['docker', 'ps'], [...on3d('bridge,k3d-dev'), server].join('\n')),
+      on(['docker', 'network', 'inspect'], { exitCode: 1, stderr: 'Error response from daemon: network k3d-dev not found' }, 1),
       on(['sh', '-c', 'command -v "$1"'], '/usr/bin/tool'),
       on(
         ['docker', 'network', 'inspect', '--format', '{{json .Containers}}'],
@@ -221,7 +221,10 @@ describe('dev-up', () => {
     ]
     const run = fakeRunner([
       on(['docker', 'ps'], ps.join('\n')),
-      on(['docker', 'network', 'inspect', '--format', '{{.Name}}'], 'k3d-dev'),
+      on(
+        ['docker', 'network', 'inspect', '--format', '{{json .Containers}}'],
+        JSON.stringify(Object.fromEntries(k3d.registries.map((r, i) => [r.name, { Name: r.name, IPv4Address: `172.19.0.${i + 2}/16` }]))),
+      ),
       on(['docker', 'inspect', '--type', 'container', '--format', '{{json .Config.Cmd}}'], '["server"]'),
       on(['sh', '-c', 'command -v "$1"'], '/usr/bin/tool'),
       on(['docker', 'exec', 'k3d-dev-server-0', 'sh'], nodeOutput({ files: { '/etc/rancher/k3s/registries.yaml': 'mirrors: {}\n' } })),
