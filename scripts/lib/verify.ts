@@ -181,15 +181,17 @@ const PROBE_IMAGE = probeImage()
  * Puts the probe image in each running devreg registry that lacks it (the
  * local registry and every cache), through the registry's volume as `import`
  * does: a cache that were asked for it would ask its upstream. The check is
- * one `docker exec` per registry, for the index's revision link, which
- * import's commit links last of all. Every probe pull comes after it.
+ * one `docker cp` per registry of the index's revision link, which import's
+ * commit links last of all: the engine reads it from the volume, with no
+ * process started in the registry (half an exec's time). Every probe pull
+ * comes after it.
  */
 export async function ensureProbeImage(run: Runner, config: Config, containers: docker.Container[]): Promise<void> {
   const marker = `${REGISTRY_DATA}/${revisionLinkPath(PROBE_REPOSITORY, PROBE_IMAGE.digest)}`
   const running = config.registries.filter((r) => containers.some((c) => c.name === r.name && c.state === 'running'))
   await Promise.all(
     running.map(async (r) => {
-      if ((await run.probe(['docker', 'exec', r.name, 'test', '-f', marker])).ok) return
+      if ((await run.probe(['docker', 'cp', `${r.name}:${marker}`, '-'])).ok) return
       await placeFiles(run, r, PROBE_IMAGE.files, 'verify (placing its probe image)')
     }),
   )

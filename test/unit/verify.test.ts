@@ -318,8 +318,11 @@ describe('verify, orchestrated against a fake runner', () => {
         ].join('\n'),
       ),
       on(['docker', 'inspect', '--type', 'container'], `/${NODE} ${JSON.stringify({ kind: { IPAddress: NODE_IP } })}`),
-      on(['docker', 'exec', 'kind-registry', 'test', '-f'], ''),
-      on(['docker', 'exec', cache.name, 'test', '-f'], { exitCode: 1 }),
+      on(['docker', 'cp', /^kind-registry:/, '-'], 'tar'),
+      on(['docker', 'cp', new RegExp(`^${cache.name}:`), '-'], {
+        exitCode: 1,
+        stderr: 'Error response from daemon: Could not find the file',
+      }),
       on(['docker', 'exec', NODE, 'sh', '-c', /observe-node/, 'observe-node'], (argv) => {
         pulled = true
         const refs = argv.slice(argv.indexOf('pull') + 2)
