@@ -10,12 +10,12 @@ import { applyInCluster } from './lib/in-cluster.ts'
 import { kubeContext, waitReady } from './lib/kubectl.ts'
 import { withLock } from './lib/lock.ts'
 import { log, UserError } from './lib/log.ts'
-import { observeNode } from './lib/nodes.ts'
+import { type NodeSnapshot, observeNode } from './lib/nodes.ts'
 import { type Cluster, clusterDrift, findClusters, PROVIDERS, providerOf, requireTools } from './lib/providers/index.ts'
 import type { NodeImageFacts } from './lib/providers/provider.ts'
 import { applyRegistries, attachRegistries, planRegistries, type Step } from './lib/registry-containers.ts'
 import { findShadows } from './lib/shadows.ts'
-import { ensureProbeImage, PROBE_SECONDS, planVerify, verifyPhase } from './lib/verify.ts'
+import { ensureProbeImage, judgeProbes, PROBE_SECONDS, planVerify, type VerifyPlan, verifyPhase, verifyWith } from './lib/verify.ts'
 import { nodeRefs, probeRead } from './lib/verify-nodes.ts'
 
 const USAGE = `Usage: dev-up [options]
@@ -200,6 +200,7 @@ async function ensureCluster(run: Runner, config: Config, { observed, recreate, 
   const provider = providerOf(config)
   const { name } = config.cluster
   let existing = observed.existing.find((c) => provider.owns(c)) ?? null
+  let routed: string[] = []
   if (observed.drift.length && recreate)
     for (const c of observed.existing) {
       await PROVIDERS[c.provider].delete(run, c)
@@ -208,9 +209,10 @@ async function ensureCluster(run: Runner, config: Config, { observed, recreate, 
     }
   if (existing) log.info(`   ${provider.name} cluster ${name} exists: reconciling it`)
   else {
-    const written = await provider.create(run, config, await image)
+    const made = await provider.create(run, config, await image)
     changes.cluster.push(`created ${provider.name} cluster ${name}`)
-    changes.mirrors.push(...written)
+    changes.mirrors.push(...made.changes)
+    routed = made.routed
   }
   // Docker's listing from before still holds when nothing changed since.
   const changed = changes.registries.length + changes.cluster.length > 0
@@ -222,7 +224,7 @@ async function ensureCluster(run: Runner, config: Config, { observed, recreate, 
   if (attached) changes.cluster.push(`attached ${attached} registr${attached === 1 ? 'y' : 'ies'} to network ${config.network}`)
   // So do the addresses on the network.
   const addresses = changed || attached ? undefined : (observed.network ?? undefined)
-  return { created: !existing, containers, cluster: cluster ?? { provider: provider.name, name, nodes: [] }, addresses }
+  return { created: !existing, containers, cluster: cluster ?? { provider: provider.name, name, nodes: [] }, addresses, routed }
 }
 
 interface AfterCluster {
@@ -232,6 +234,8 @@ interface AfterCluster {
   cluster: Cluster
   /** Every container's address on the cluster network, when Docker's listing from before still holds. */
   addresses?: Map<string, string>
+  /** The nodes create routed as the config says while they booted. */
+  routed: string[]
   verify: boolean
   changes: Changes
   /** Verify's probe image placed in every registry; null when that was not done ahead. */
@@ -248,9 +252,16 @@ interface AfterCluster {
 async function afterCluster(run: Runner, config: Config, a: AfterCluster): Promise<Record<string, number> | null> {
   const { phase, changes } = a
   const probing = a.verify && !run.dryRun
+  // Verify's pulls come with the mirrors phase's reads where routing should be final already: nothing changed, or
+  // every node of a new cluster routed while it booted. They stand when the mirrors phase changes nothing either.
   const unchanged = Object.values(changes).every((c: string[]) => !c.length)
-  const mirrors = phase('mirrors', () => ensureMirrors(run, config, a, probing && unchanged && a.probeImage !== null))
-  const verified = probing ? mirrors.then((pulled) => phase('verify', () => verifyPhase(run, config, pulled ?? undefined))) : null
+  const routedAtBoot = a.created && a.cluster.nodes.length > 0 && a.cluster.nodes.every((n) => a.routed.includes(n.name))
+  const mirrors = phase('mirrors', () => ensureMirrors(run, config, a, probing && a.probeImage !== null && (unchanged || routedAtBoot)))
+  const judged = (pulled: Pulled | null) =>
+    pulled
+      ? judgeProbes(run, config, pulled.plan, pulled.snapshots)
+      : verifyWith(run, config, { containers: a.containers, probeImage: a.probeImage })
+  const verified = probing ? mirrors.then((pulled) => phase('verify', async () => verifyPhase(await judged(pulled)))) : null
   const gate = providerOf(config).reroutingRestarts ? mirrors : Promise.resolve(null)
   const inCluster = gate.then(() =>
     phase('in-cluster', async () => changes.inCluster.push(...(await applyInCluster(run, config, a.addresses)))),
@@ -274,7 +285,13 @@ async function inOrder<T extends readonly unknown[]>(promises: T): Promise<{ -re
  * too (once the probe image is in the registries). Returns those pulls when
  * this phase changed nothing either, so they stand for verify's.
  */
-async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe: boolean) {
+/** Verify's probe pulls, run in the nodes' execs of the mirrors phase. */
+interface Pulled {
+  plan: VerifyPlan
+  snapshots: Map<string, NodeSnapshot>
+}
+
+async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe: boolean): Promise<Pulled | null> {
   const provider = providerOf(config)
   const { cluster, containers, created } = a
   const reroute = !created || !provider.routedAtCreate

@@ -104,7 +104,7 @@ export interface PullOutcome {
 /** What one exec read in a node. */
 export interface NodeSnapshot {
   node: string
-  /** HOST directory under hostsDir → its hosts.toml. */
+  /** DIR/HOST → its hosts.toml, for each HOST directory under hostsDir. */
   hostsFiles: Map<string, string>
   /** Path → content, for the files that exist. */
   files: Map<string, string>

@@ -241,11 +241,24 @@ export function planVerify(config: Config, containers: docker.Container[], start
 /** Runs every probe of the cluster of `config` and judges it. */
 export async function verify(run: Runner, config: Config, opts: { seconds?: number } = {}): Promise<VerifyResult> {
   const start = Date.now()
-  const containers = await docker.listContainers(run)
-  const plan = planVerify(config, containers, start)
+  return verifyWith(run, config, { containers: await docker.listContainers(run), probeImage: null, start }, opts.seconds)
+}
+
+/** What a caller of verifyWith knows already. */
+export interface Known {
+  /** Docker's listing, as it is now. */
+  containers: docker.Container[]
+  /** The probe image being put in every registry (ensureProbeImage), or null to do that here. */
+  probeImage: Promise<void> | null
+  start?: number
+}
+
+/** verify, from Docker's listing the caller has, with the probe image placed (or being placed) already when it says so. */
+export async function verifyWith(run: Runner, config: Config, known: Known, seconds = PROBE_SECONDS): Promise<VerifyResult> {
+  const plan = planVerify(config, known.containers, known.start)
   // 1. The probe image in every registry, then the probe pulls, with what explains a miss read in the same exec.
-  await ensureProbeImage(run, config, containers)
-  const snapshots = await probeNodes(run, config, plan.nodes, plan.probes, opts.seconds ?? PROBE_SECONDS)
+  await (known.probeImage ?? ensureProbeImage(run, config, known.containers))
+  const snapshots = await probeNodes(run, config, plan.nodes, plan.probes, seconds)
   // 2. What the registries logged since, and the verdicts.
   return judgeProbes(run, config, plan, snapshots)
 }
@@ -304,16 +317,10 @@ export async function judgeProbes(
 }
 
 /**
- * dev-up's last phase: verify (or, when dev-up ran the pulls itself, the
- * verdicts on them), with the failures shown; a failed probe fails dev-up.
- * Returns the tally for dev-up's summary.
+ * dev-up's last phase, once its probes are judged: the tally, and the
+ * failures shown; a failed probe fails dev-up.
  */
-export async function verifyPhase(
-  run: Runner,
-  config: Config,
-  pulled?: { plan: VerifyPlan; snapshots: Map<string, NodeSnapshot> },
-): Promise<Record<Status, number>> {
-  const result = pulled ? await judgeProbes(run, config, pulled.plan, pulled.snapshots) : await verify(run, config)
+export function verifyPhase(result: VerifyResult): Record<Status, number> {
   const s = result.summary
   log.info(`   ${s.pass} of ${result.probes.length} probes took their route (${(result.elapsedMs / 1000).toFixed(1)}s)`)
   if (result.ok) return s

@@ -114,7 +114,7 @@ describe('create and delete, with the provider’s own CLI', () => {
       [kindConfigOf({ network: 'devnet' }), 'devnet'],
     ] as [Config, string | undefined][]) {
       const run = fakeRunner([on(['docker', 'events'], { stdout: '' })])
-      expect(await PROVIDERS.kind.create(run, config, null)).toEqual([])
+      expect(await PROVIDERS.kind.create(run, config, null)).toEqual({ changes: [], routed: [] })
       const call = run.calls.find((c) => c.kind === 'change')
       expect(call?.argv).toEqual(['kind', 'create', 'cluster', '--name', 'dev', '--config', '-'])
       expect(call?.opts?.input).toBe(kindConfig(config))
@@ -139,18 +139,19 @@ describe('create and delete, with the provider’s own CLI', () => {
         started(['dev-control-plane', 'control-plane'], ['dev-external-load-balancer', 'external-load-balancer'], ['dev-worker', 'worker']),
       ),
     ])
-    const written = await PROVIDERS.kind.create(run, config, null)
+    const { changes: written, routed } = await PROVIDERS.kind.create(run, config, null)
     const execs = run.calls.filter((c) => c.argv[1] === 'exec')
     expect(execs.map((c) => c.argv[2])).toEqual(['dev-control-plane', 'dev-worker'])
     const dirs = [...PROVIDERS.kind.desiredMirrors(config).keys()].map((host) => `${PROVIDERS.kind.certsD}/${host}/hosts.toml`)
     for (const exec of execs) expect(exec.argv.filter((a) => a.endsWith('/hosts.toml'))).toEqual(dirs)
     expect(written).toEqual(['dev-control-plane', 'dev-worker'].flatMap((n) => dirs.map((d) => `${n}: wrote ${d}`)).sort())
+    expect(routed).toEqual(['dev-control-plane', 'dev-worker'])
   })
 
   test('k3d: the registries.yaml written first, then the cluster on the config’s network with its agents and image', async () => {
     const run = fakeRunner()
     const config = k3dConfigOf({ workers: 2, nodeImage: 'rancher/k3s:v1.33.1-k3s1' })
-    expect(await PROVIDERS.k3d.create(run, config, null)).toEqual([])
+    expect(await PROVIDERS.k3d.create(run, config, null)).toEqual({ changes: [], routed: [] })
     const [write, create] = run.calls
     expect(write.kind).toBe('writeFile')
     expect(write.content).toContain('mirrors:')

@@ -66,6 +66,27 @@ const kubectlLines = [
   `kubectl --context kind-dev wait --for=condition=Ready nodes --all --timeout=${config.cluster.waitTimeout}`,
 ]
 const sorted = (lines: string[]) => [...lines].sort()
+/** What verify reads besides the nodes: the probe image in each registry, the nodes' addresses, every probe in the logs. */
+const verifyReplies = [
+  on(['docker', 'cp', /^kind-.*:\/var\/lib\/registry\//, '-'], 'tar'),
+  on(['docker', 'inspect', '--type', 'container'], (argv) =>
+    argv
+      .slice(6)
+      .map((n) => `/${n} ${JSON.stringify({ kind: { IPAddress: '172.18.0.9' } })}`)
+      .join('\n'),
+  ),
+  on(['docker', 'logs', '--since', SINCE], (argv) =>
+    targets(config)
+      .filter((t) => t.first === argv.at(-1))
+      .map(
+        (t) =>
+          `level=info msg="response completed" http.request.host="${t.first}:5000" http.request.method=HEAD http.request.remoteaddr="172.18.0.9:40000" http.request.uri="/v2/devreg-probe/verify/manifests/${probeImage().digest}?ns=${t.host}" http.response.status=200`,
+      )
+      .join('\n'),
+  ),
+]
+/** docker events as a kind node starts. */
+const started = (name: string) => JSON.stringify({ Actor: { Attributes: { name, 'io.x-k8s.kind.role': 'control-plane' } } })
 
 describe('dev-up', () => {
   test('on a live cluster that matches the config, it changes nothing: only kubectl re-applies and waits', async () => {
@@ -78,24 +99,7 @@ describe('dev-up', () => {
 
   test('a no-op with verify: each read once and at once, one exec per node with verify’s pulls in it, one log read per registry', async () => {
     const cache = config.registries[1]
-    const logLine = (host: string, first: string) =>
-      `level=info msg="response completed" http.request.host="${first}:5000" http.request.method=HEAD http.request.remoteaddr="172.18.0.9:40000" http.request.uri="/v2/devreg-probe/verify/manifests/${probeImage().digest}?ns=${host}" http.response.status=200`
-    const run = fakeRunner([
-      ...machine(on(['docker', 'ps'], [...registries, ...node(1)].join('\n'))),
-      on(['docker', 'cp', /^kind-.*:\/var\/lib\/registry\//, '-'], 'tar'),
-      on(['docker', 'inspect', '--type', 'container'], (argv) =>
-        argv
-          .slice(6)
-          .map((n) => `/${n} ${JSON.stringify({ kind: { IPAddress: '172.18.0.9' } })}`)
-          .join('\n'),
-      ),
-      on(['docker', 'logs', '--since', SINCE], (argv) =>
-        targets(config)
-          .filter((t) => t.first === argv.at(-1))
-          .map((t) => logLine(t.host, t.first as string))
-          .join('\n'),
-      ),
-    ])
+    const run = fakeRunner([...machine(on(['docker', 'ps'], [...registries, ...node(1)].join('\n'))), ...verifyReplies])
     const summary = await up(run, config)
     expect(summary.changes).toEqual([])
     expect(summary.verify).toEqual({ pass: 6, fail: 0, skip: 0 })
@@ -124,8 +128,7 @@ describe('dev-up', () => {
     const run = fakeRunner(
       machine(on(['docker', 'ps'], registries.join('\n'), 1), on(['docker', 'ps'], [...registries, ...node()].join('\n'))),
     )
-    const start = JSON.stringify({ Actor: { Attributes: { name: 'dev-control-plane', 'io.x-k8s.kind.role': 'control-plane' } } })
-    run.reply(on(['docker', 'events'], { stdout: `${start}\n` }))
+    run.reply(on(['docker', 'events'], { stdout: `${started('dev-control-plane')}\n` }))
     const summary = await up(run, config, { verify: false })
     expect(summary.created).toBe(true)
     const create = run.calls.find((c) => c.argv[0] === 'kind')
@@ -143,6 +146,40 @@ describe('dev-up', () => {
       'created kind cluster dev',
       ...hostsTomls.map(([dir]) => `dev-control-plane: wrote ${dir}/hosts.toml`).sort(),
     ])
+  })
+
+  test('a new cluster whose nodes were routed as they booted: one exec per node after create, verify’s pulls in it', async () => {
+    const run = fakeRunner([
+      ...machine(on(['docker', 'ps'], registries.join('\n'), 1), on(['docker', 'ps'], [...registries, ...node()].join('\n'))),
+      ...verifyReplies,
+    ])
+    run.reply(on(['docker', 'events'], { stdout: `${started('dev-control-plane')}\n` }))
+    const summary = await up(run, config)
+    expect(summary.verify).toEqual({ pass: 3, fail: 0, skip: 0 })
+    const execs = run.calls.filter((c) => c.argv.includes('observe-node')).map((c) => c.argv)
+    expect(execs).toHaveLength(1)
+    expect(execs[0]).toContain('pull')
+  })
+
+  test('a node the boot-time watch missed is routed after create, and verify pulls in an exec of its own after that', async () => {
+    const run = fakeRunner([
+      ...machine(on(['docker', 'ps'], registries.join('\n'), 1), on(['docker', 'ps'], [...registries, ...node()].join('\n'))),
+      ...verifyReplies,
+    ])
+    // Before the mirrors phase writes them, the node has no hosts.toml at all.
+    run.reply(
+      on(
+        ['docker', 'exec', /./, 'sh', '-c', /observe-node/, 'observe-node', 'hosts', certsD, 'containerd'],
+        nodeOutput({ containerd: containerd23('') }),
+        1,
+      ),
+    )
+    const summary = await up(run, config)
+    expect(summary.verify).toEqual({ pass: 3, fail: 0, skip: 0 })
+    const lines = run.calls.map((c) =>
+      c.argv.includes('observe-node') ? `exec${c.argv.includes('pull') ? ' pull' : ''}` : c.argv.includes('node-files') ? 'write' : '',
+    )
+    expect(lines.filter(Boolean)).toEqual(['exec', 'write', 'exec pull'])
   })
 
   test('a node image whose containerd reads certs.d already is known before create, and kind gets no containerd patch', async () => {

@@ -209,7 +209,7 @@ export const k3d: ClusterProvider = {
       ...(nodeImage ? ['--image', nodeImage] : []),
       ...k3dNodeFlags(config, run.env),
     ])
-    return []
+    return { changes: [], routed: [] }
   },
 
   async delete(run, cluster) {

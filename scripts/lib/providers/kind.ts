@@ -12,7 +12,7 @@ import { editNodeFiles, emptySnapshot, imageCertsD, type NodeFileEdit, type Node
 import { nodeNoProxy } from '../proxy.ts'
 import { hostsToml, isDevregHostsToml, kindConfig, serviceHost } from '../render.ts'
 import { hostnameAliases, registryRoutes } from '../routes.ts'
-import type { Cluster, ClusterProvider, Node } from './provider.ts'
+import type { Cluster, ClusterProvider, Created, Node } from './provider.ts'
 
 /** Where kind nodes read hosts.toml files: containerd 2.3's default, else the kind config's patch sets it. */
 export const CERTS_D = '/etc/containerd/certs.d'
@@ -64,7 +64,7 @@ function hostsFileEdits(node: string, desired: Map<string, string>, current: Map
  * config.toml, never certs.d); stop() ends the watch once kind is done and says
  * what was written. A node it misses is routed after create, as any other.
  */
-function routeNodesAsTheyStart(run: Runner, config: Config): { stop(): Promise<string[]> } {
+function routeNodesAsTheyStart(run: Runner, config: Config): { stop(): Promise<Created> } {
   const desired = kindHostsFiles(config)
   const events = run.stream([
     'docker',
@@ -72,7 +72,7 @@ function routeNodesAsTheyStart(run: Runner, config: Config): { stop(): Promise<s
     ...['--filter', 'type=container', '--filter', 'event=start', '--filter', `label=${KIND_CLUSTER}=${config.cluster.name}`],
     ...['--format', '{{json .}}'],
   ])
-  const writes: Promise<string[]>[] = []
+  const writes: Promise<{ node: string; changes: string[] } | null>[] = []
   const route = (line: string) => {
     let attributes: Record<string, string> = {}
     try {
@@ -82,10 +82,11 @@ function routeNodesAsTheyStart(run: Runner, config: Config): { stop(): Promise<s
     }
     if (!attributes.name || attributes[KIND_ROLE] === 'external-load-balancer') return
     const { edits, changes } = hostsFileEdits(attributes.name, desired, new Map())
+    const node = attributes.name
     writes.push(
-      editNodeFiles(run, attributes.name, edits).then(
-        () => changes,
-        () => [],
+      editNodeFiles(run, node, edits).then(
+        () => ({ node, changes }),
+        () => null,
       ),
     )
   }
@@ -100,7 +101,8 @@ function routeNodesAsTheyStart(run: Runner, config: Config): { stop(): Promise<s
     async stop() {
       events.kill()
       await events.done.catch(() => {})
-      return (await Promise.all(writes)).flat().sort()
+      const done = (await Promise.all(writes)).filter((w) => w !== null)
+      return { changes: done.flatMap((w) => w.changes).sort(), routed: done.map((w) => w.node) }
     },
   }
 }
@@ -113,7 +115,7 @@ export const kind: ClusterProvider = {
   certsD: CERTS_D,
   // kind creates its network itself, and its nodes pull nothing until dev-up has routed them.
   networkFirst: false,
-  // kind's nodes get their hosts.toml files after create.
+  // kind's nodes get their hosts.toml files as they start (create's early writes); the mirrors phase checks them after.
   routedAtCreate: false,
   routing: {
     entry: (host) => `${CERTS_D}/${host}/hosts.toml`,
@@ -166,7 +168,7 @@ export const kind: ClusterProvider = {
       (err: Error) => err,
     )
     // The watch ends, and its writes settle, whether kind succeeded or not.
-    const written = (await early?.stop()) ?? []
+    const written = (await early?.stop()) ?? { changes: [], routed: [] }
     if (created) throw created
     return written
   },

@@ -60,6 +60,14 @@ export interface CertsDCheck {
   fix: string
 }
 
+/** What create did besides creating the cluster. */
+export interface Created {
+  /** What it changed in the nodes (files written while they booted). */
+  changes: string[]
+  /** The nodes it routed as the config says already. */
+  routed: string[]
+}
+
 /** What the node image brings, known before a cluster is created from it. */
 export interface NodeImageFacts {
   /** Whether its containerd reads the provider's certsD without a config patch (containerd 2.3's default). */
@@ -94,7 +102,7 @@ export interface ClusterProvider {
   /** The node image's facts create uses; null when they cannot be had cheaply (create then assumes nothing). */
   nodeImageFacts(run: Runner, config: Config): Promise<NodeImageFacts | null>
   /** Creates the cluster; says what it changed besides (files written into nodes while they boot). */
-  create(run: Runner, config: Config, image: NodeImageFacts | null): Promise<string[]>
+  create(run: Runner, config: Config, image: NodeImageFacts | null): Promise<Created>
   delete(run: Runner, cluster: Cluster): Promise<void>
   /** The routing every node should have: registry host → its entry, normalised to compare with observedMirrors. */
   desiredMirrors(config: Config): Map<string, string>
