@@ -15,7 +15,16 @@ import { type Cluster, clusterDrift, findClusters, PROVIDERS, providerOf, requir
 import type { NodeImageFacts } from './lib/providers/provider.ts'
 import { applyRegistries, attachRegistries, planRegistries, type Step } from './lib/registry-containers.ts'
 import { findShadows } from './lib/shadows.ts'
-import { ensureProbeImage, judgeProbes, PROBE_SECONDS, planVerify, type VerifyPlan, verifyPhase, verifyWith } from './lib/verify.ts'
+import {
+  ensureProbeImage,
+  judgeProbes,
+  PROBE_SECONDS,
+  planVerify,
+  runningAddresses,
+  type VerifyPlan,
+  verifyPhase,
+  verifyWith,
+} from './lib/verify.ts'
 import { nodeRefs, probeRead } from './lib/verify-nodes.ts'
 
 const USAGE = `Usage: dev-up [options]
@@ -289,6 +298,8 @@ async function inOrder<T extends readonly unknown[]>(promises: T): Promise<{ -re
 interface Pulled {
   plan: VerifyPlan
   snapshots: Map<string, NodeSnapshot>
+  /** The nodes' addresses, read while they pulled. */
+  addresses: Promise<Map<string, string[]>>
 }
 
 async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe: boolean): Promise<Pulled | null> {
@@ -298,8 +309,15 @@ async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe
   if (!reroute && !probe) return null
   const plan = probe ? planVerify(config, containers) : null
   const shadows = run.dryRun ? Promise.resolve([]) : findShadows(run, config)
-  if (plan) await a.probeImage
-  const read = (node: string) => (plan ? probeRead(config, nodeRefs(plan.probes, node), PROBE_SECONDS) : provider.nodeRead)
+  // Each node's exec reads at once; its pulls wait until the probe image is in every registry.
+  const placed = plan
+    ? (a.probeImage ?? Promise.resolve()).then(
+        () => true,
+        () => false,
+      )
+    : undefined
+  const read = (node: string) => (plan ? probeRead(config, nodeRefs(plan.probes, node), PROBE_SECONDS, placed) : provider.nodeRead)
+  const addresses = plan ? runningAddresses(run, plan) : null
   const snapshots = new Map((await Promise.all(cluster.nodes.map((n) => observeNode(run, n.name, read(n.name))))).map((s) => [s.node, s]))
   const rerouted = reroute ? await provider.reconcile(run, config, cluster, snapshots) : []
   a.changes.mirrors.push(...rerouted)
@@ -307,7 +325,8 @@ async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe
     log.warn(
       `the local registry's ${s.repository} shadows ${s.host}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.host}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
     )
-  return plan && !rerouted.length ? { plan, snapshots } : null
+  // Without the probe image, verify's own run says why.
+  return plan && addresses && !rerouted.length && (await placed) ? { plan, snapshots, addresses } : null
 }
 
 async function waitNodesReady(run: Runner, config: Config): Promise<void> {

@@ -8,6 +8,8 @@
 #   containerd     `containerd --version`, then `containerd config dump`
 #                                                  "\036containerd-version", "\036containerd-config"
 #   env            containerd's proxy variables    "\036env" + NAME=VALUE lines
+#   gate           the pulls wait for a line on stdin (docker exec -i): `go`
+#                  runs them, anything else leaves them out
 #   pull ...       the node's clock, then one `crictl pull` per REF, all at once
 #                                                  "\036since SECONDS", "\036pull RC REF OUTPUT" each
 # Paths, hosts and references arrive as arguments, never as part of this text.
@@ -15,7 +17,7 @@
 # records would otherwise land in the middle of it.
 set -u
 
-containerd=0 env=0 seconds=''
+containerd=0 env=0 gate=0 seconds=''
 while [ $# -gt 0 ]; do
   case $1 in
     hosts)
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
       ;;
     containerd) containerd=1; shift ;;
     env) env=1; shift ;;
+    gate) gate=1; shift ;;
     pull) seconds=$2; shift 2; break ;;
     *)
       echo "observe-node: unknown section $1" >&2
@@ -43,6 +46,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+if [ -n "$seconds" ] && [ "$gate" = 1 ]; then
+  # The caller reads the rest while it makes sure the pulls may run.
+  read -r go || go=''
+  [ "$go" = go ] || seconds=''
+fi
 if [ -n "$seconds" ]; then
   # verify reads the registries' logs from this moment on (`docker logs
   # --since`), by the clock Docker stamps them with: containers share the

@@ -91,8 +91,11 @@ export interface NodeRead {
   containerd?: boolean
   /** containerd's proxy variables. */
   env?: boolean
-  /** verify's probe pulls: one `crictl pull` per reference, each within `seconds`. */
-  pulls?: { seconds: number; refs: string[] }
+  /**
+   * verify's probe pulls: one `crictl pull` per reference, each within
+   * `seconds`; with `after`, only once it settles true (the rest is read meanwhile).
+   */
+  pulls?: { seconds: number; refs: string[]; after?: Promise<boolean> }
 }
 
 /** A crictl pull in a node: its exit code and the first 400 characters of its output, on one line. */
@@ -134,10 +137,21 @@ export async function observeNode(run: Runner, node: string, what: NodeRead): Pr
     ...(what.files ?? []).flatMap((f) => ['file', f]),
     ...(what.containerd ? ['containerd'] : []),
     ...(what.env ? ['env'] : []),
+    ...(what.pulls?.after ? ['gate'] : []),
     ...(what.pulls ? ['pull', String(what.pulls.seconds), ...what.pulls.refs] : []),
   ]
-  const r = await run.probe(['docker', 'exec', node, 'sh', '-c', OBSERVE_NODE, 'observe-node', ...args])
-  return parseNodeOutput(node, r.stdout, what)
+  const after = what.pulls?.after
+  if (!after) {
+    const r = await run.probe(['docker', 'exec', node, 'sh', '-c', OBSERVE_NODE, 'observe-node', ...args])
+    return parseNodeOutput(node, r.stdout, what)
+  }
+  // The exec starts at once and reads; the pulls wait for its stdin to say go.
+  const exec = run.stream(['docker', 'exec', '-i', node, 'sh', '-c', OBSERVE_NODE, 'observe-node', ...args], { stdin: true })
+  const out: Buffer[] = []
+  exec.stdout.on('data', (chunk: Buffer) => out.push(chunk))
+  exec.end((await after.catch(() => false)) ? 'go\n' : 'stop\n')
+  await exec.done.catch(() => {})
+  return parseNodeOutput(node, Buffer.concat(out).toString('utf8'), what)
 }
 
 /** observe-node.sh's records ("\x1eKIND ARG" lines, each followed by its content) as a snapshot. */

@@ -37,11 +37,12 @@ export async function nodeAddresses(run: Runner, nodes: string[]): Promise<Map<s
 /**
  * What verify asks of a node in its one exec: what the provider reads there
  * (dev-up's mirrors phase needs the same), the hosts.toml files, containerd's
- * proxy variables, and the pulls of `refs`.
+ * proxy variables, and the pulls of `refs` (once `after` settles true, when given).
  */
-export function probeRead(config: Config, refs: string[], seconds: number): NodeRead {
+export function probeRead(config: Config, refs: string[], seconds: number, after?: Promise<boolean>): NodeRead {
   const provider = providerOf(config)
-  return { ...provider.nodeRead, hostsDir: provider.certsD, env: true, ...(refs.length ? { pulls: { seconds, refs } } : {}) }
+  const pulls = refs.length ? { pulls: { seconds, refs, ...(after ? { after } : {}) } } : {}
+  return { ...provider.nodeRead, hostsDir: provider.certsD, env: true, ...pulls }
 }
 
 /** The probe references `node` pulls: those whose route starts at a devreg registry. */

@@ -258,10 +258,18 @@ export async function verifyWith(run: Runner, config: Config, known: Known, seco
   const plan = planVerify(config, known.containers, known.start)
   // 1. The probe image in every registry, then the probe pulls, with what explains a miss read in the same exec.
   await (known.probeImage ?? ensureProbeImage(run, config, known.containers))
+  const addresses = runningAddresses(run, plan)
   const snapshots = await probeNodes(run, config, plan.nodes, plan.probes, seconds)
   // 2. What the registries logged since, and the verdicts.
-  return judgeProbes(run, config, plan, snapshots)
+  return judgeProbes(run, config, plan, snapshots, addresses)
 }
+
+/** The addresses of the plan's running nodes, on every network (docker inspect), read while they pull. */
+export const runningAddresses = (run: Runner, plan: VerifyPlan) =>
+  nodeAddresses(
+    run,
+    plan.nodes.filter((n) => n.running).map((n) => n.name),
+  )
 
 /**
  * The verdict on every probe of `plan`, from what the registries logged since
@@ -272,6 +280,7 @@ export async function judgeProbes(
   config: Config,
   plan: VerifyPlan,
   snapshots: Map<string, NodeSnapshot>,
+  addressesRead: Promise<Map<string, string[]>> = runningAddresses(run, plan),
 ): Promise<VerifyResult> {
   const { nodes, probes, readable } = plan
   // The pulls started at each node's `since`; no line logged before the earliest is one of them.
@@ -280,13 +289,7 @@ export async function judgeProbes(
     .filter((t): t is string => t !== null)
     .sort((a, b) => Number(a) - Number(b))[0]
   const read = async () => (since ? hitsIn(await readLogs(run, readable, since)) : [])
-  const [addresses, first] = await Promise.all([
-    nodeAddresses(
-      run,
-      nodes.filter((n) => n.running).map((n) => n.name),
-    ),
-    read(),
-  ])
+  const [addresses, first] = await Promise.all([addressesRead, read()])
   let hits = first
   const missing = () => probes.some((p) => snapshots.get(p.node)?.pulls.has(p.ref) && !tookRoute(p, hits, addresses))
   // The log driver copies lines a moment after the registry writes them.

@@ -9,6 +9,7 @@ import { registryContainer } from '../../scripts/lib/registry-containers.ts'
 import { kindConfig } from '../../scripts/lib/render.ts'
 import { probeImage, targets } from '../../scripts/lib/verify.ts'
 import { fakeRunner, type HttpReply, on, type Reply, v2Up } from '../kit/fake-runner.ts'
+import { privateLockDir } from '../kit/lock-dir.ts'
 import { containerd23, nodeOutput } from '../kit/node-output.ts'
 
 const config = resolveConfig({ cluster: { name: 'dev' }, mirrors: [{ host: 'docker.io' }] })
@@ -40,12 +41,19 @@ const { certsD } = PROVIDERS.kind
 const hostsTomls = [...PROVIDERS.kind.desiredMirrors(config)].map(([host, content]) => [`${certsD}/${host}`, content] as [string, string])
 /** The node's clock before verify's pulls, as observe-node.sh prints it. */
 const SINCE = '1735689600.000000001'
-/** A kind node as its one exec reads it: every hosts.toml in place, containerd 2.3; verify's pulls all answered. */
-const nodeExec = on(['docker', 'exec', /./, 'sh', '-c', /observe-node/, 'observe-node'], (argv) => {
-  const refs = argv.includes('pull') ? argv.slice(argv.indexOf('pull') + 2) : []
+/** A kind node as its one exec reads it: every hosts.toml in place, containerd 2.3; verify's pulls all answered, unless held back. */
+const nodeAnswer = (argv: string[], pulling = true) => {
+  const refs = argv.includes('pull') && pulling ? argv.slice(argv.indexOf('pull') + 2) : []
   const pulls = Object.fromEntries(refs.map((ref) => [ref, { rc: 0, out: 'Image is up to date' }]))
   return nodeOutput({ hosts: hostsTomls, containerd: containerd23(''), env: {}, ...(refs.length ? { since: SINCE, pulls } : {}) })
-})
+}
+const nodeExec = on(['docker', 'exec', /./, 'sh', '-c', /observe-node/, 'observe-node'], (argv) => nodeAnswer(argv))
+/** The same exec with its pulls behind a gate: they run when its stdin says go. */
+const gatedNodeExec = on(['docker', 'exec', '-i', /./, 'sh', '-c', /observe-node/, 'observe-node'], (argv) => ({
+  stdout: (stdin: Buffer) => nodeAnswer(argv, stdin.toString() === 'go\n'),
+}))
+/** The node each observe-node exec ran in. */
+const execNode = (argv: string[]) => argv[argv.indexOf('sh') - 1]
 
 /** A machine with the registries up (answering GET /v2/) and kind, kubectl and a cluster network there; `ps` is what docker ps lists. */
 const machine = (...ps: Reply[]): (Reply | HttpReply)[] => [
@@ -57,6 +65,7 @@ const machine = (...ps: Reply[]): (Reply | HttpReply)[] => [
     JSON.stringify(Object.fromEntries(config.registries.map((r, i) => [r.name, { Name: r.name, IPv4Address: `172.18.0.${i + 2}/16` }]))),
   ),
   nodeExec,
+  gatedNodeExec,
   on(['docker', 'events'], { stdout: '' }),
   on(['kubectl', '--context', 'kind-dev', 'apply'], 'configmap/local-registry-hosting unchanged\nnamespace/devreg unchanged\n'),
 ]
@@ -89,6 +98,8 @@ const verifyReplies = [
 const started = (name: string) => JSON.stringify({ Actor: { Attributes: { name, 'io.x-k8s.kind.role': 'control-plane' } } })
 
 describe('dev-up', () => {
+  privateLockDir()
+
   test('on a live cluster that matches the config, it changes nothing: only kubectl re-applies and waits', async () => {
     const run = fakeRunner(machine(on(['docker', 'ps'], [...registries, ...node()].join('\n'))))
     const summary = await up(run, config, { verify: false })
@@ -112,9 +123,19 @@ describe('dev-up', () => {
     expect(argvs.filter((a) => a[1] === 'cp').map((a) => a[2].split(':')[0])).toEqual(config.registries.map((r) => r.name))
     // One exec per node: its hosts.toml files, containerd's version and config, its proxy variables and every probe pull.
     const execs = argvs.filter((a) => a.includes('observe-node'))
-    expect(execs.map((a) => a[2])).toEqual(['dev-control-plane', 'dev-worker'])
+    expect(execs.map(execNode)).toEqual(['dev-control-plane', 'dev-worker'])
     for (const a of execs)
-      expect(a.slice(a.indexOf('observe-node') + 1, a.indexOf('pull') + 2)).toEqual(['hosts', certsD, 'containerd', 'env', 'pull', '5'])
+      expect(a.slice(a.indexOf('observe-node') + 1, a.indexOf('pull') + 2)).toEqual([
+        'hosts',
+        certsD,
+        'containerd',
+        'env',
+        'gate',
+        'pull',
+        '5',
+      ])
+    // Each exec read at once; its pulls went once the probe image was known to be in every registry.
+    expect(run.calls.filter((c) => c.argv.includes('observe-node')).map((c) => c.stdin?.toString())).toEqual(['go\n', 'go\n'])
     expect(execs[0].filter((x) => x.includes('@sha256:'))).toEqual(
       targets(config).map((t) => `${t.host}/devreg-probe/verify@${probeImage().digest}`),
     )
@@ -122,6 +143,18 @@ describe('dev-up', () => {
     expect(argvs.filter((a) => a[1] === 'logs').map((a) => a.at(-1))).toEqual([config.registries[0].name, cache.name])
     expect(count('docker', 'exec')).toBe(execs.length)
     expect(count('kubectl')).toBe(2)
+  })
+
+  test('a probe image that cannot be placed holds back every pull: dev-up fails saying why, and no node pulled', async () => {
+    const run = fakeRunner([...machine(on(['docker', 'ps'], [...registries, ...node()].join('\n'))), ...verifyReplies])
+    run.reply(
+      on(['docker', 'cp', new RegExp(`^${config.registries[1].name}:`), '-'], { exitCode: 1, stderr: 'Could not find the file' }),
+      on(['docker', 'create'], { exitCode: 1, stderr: 'Error response from daemon: no space left on device' }),
+    )
+    await expect(up(run, config)).rejects.toThrow('no space left on device')
+    const execs = run.calls.filter((c) => c.argv.includes('observe-node'))
+    expect(execs.map((c) => c.stdin?.toString())).toEqual(['stop\n'])
+    expect(run.calls.some((c) => c.argv[1] === 'logs')).toBe(false)
   })
 
   test('without a cluster, it creates one from the rendered kind config, writing every hosts.toml into its node as Docker starts it', async () => {
