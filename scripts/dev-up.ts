@@ -21,6 +21,7 @@ import {
   PROBE_SECONDS,
   planVerify,
   runningAddresses,
+  type SeenAddresses,
   type VerifyPlan,
   verifyPhase,
   verifyWith,
@@ -268,7 +269,7 @@ async function afterCluster(run: Runner, config: Config, a: AfterCluster): Promi
   const mirrors = phase('mirrors', () => ensureMirrors(run, config, a, probing && a.probeImage !== null && (unchanged || routedAtBoot)))
   const judged = (pulled: Pulled | null) =>
     pulled
-      ? judgeProbes(run, config, pulled.plan, pulled.snapshots)
+      ? judgeProbes(run, config, pulled.plan, pulled.snapshots, pulled.seen)
       : verifyWith(run, config, { containers: a.containers, probeImage: a.probeImage })
   const verified = probing ? mirrors.then((pulled) => phase('verify', async () => verifyPhase(await judged(pulled)))) : null
   const gate = providerOf(config).reroutingRestarts ? mirrors : Promise.resolve(null)
@@ -288,19 +289,20 @@ async function inOrder<T extends readonly unknown[]>(promises: T): Promise<{ -re
   return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> }
 }
 
+/** Verify's probe pulls, run in the nodes' execs of the mirrors phase. */
+interface Pulled {
+  plan: VerifyPlan
+  snapshots: Map<string, NodeSnapshot>
+  /** The nodes' addresses, known or read while they pulled. */
+  seen: SeenAddresses
+}
+
 /**
  * Makes every node route as the config says, from one exec per node that
  * reads what the provider needs, and, with `probe`, runs verify's probe pulls
  * too (once the probe image is in the registries). Returns those pulls when
  * this phase changed nothing either, so they stand for verify's.
  */
-/** Verify's probe pulls, run in the nodes' execs of the mirrors phase. */
-interface Pulled {
-  plan: VerifyPlan
-  snapshots: Map<string, NodeSnapshot>
-  /** The nodes' addresses, read while they pulled. */
-  addresses: Promise<Map<string, string[]>>
-}
 
 async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe: boolean): Promise<Pulled | null> {
   const provider = providerOf(config)
@@ -317,7 +319,8 @@ async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe
       )
     : undefined
   const read = (node: string) => (plan ? probeRead(config, nodeRefs(plan.probes, node), PROBE_SECONDS, placed) : provider.nodeRead)
-  const addresses = plan ? runningAddresses(run, plan) : null
+  // Docker's listing from before still holds when nothing changed: no need to ask it again for the nodes' addresses.
+  const seen = plan ? (a.addresses ? { network: a.addresses } : { addresses: runningAddresses(run, plan) }) : null
   const snapshots = new Map((await Promise.all(cluster.nodes.map((n) => observeNode(run, n.name, read(n.name))))).map((s) => [s.node, s]))
   const rerouted = reroute ? await provider.reconcile(run, config, cluster, snapshots) : []
   a.changes.mirrors.push(...rerouted)
@@ -326,7 +329,7 @@ async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe
       `the local registry's ${s.repository} shadows ${s.host}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.host}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
     )
   // Without the probe image, verify's own run says why.
-  return plan && addresses && !rerouted.length && (await placed) ? { plan, snapshots, addresses } : null
+  return plan && seen && !rerouted.length && (await placed) ? { plan, snapshots, seen } : null
 }
 
 async function waitNodesReady(run: Runner, config: Config): Promise<void> {

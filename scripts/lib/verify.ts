@@ -261,8 +261,12 @@ export async function verifyWith(run: Runner, config: Config, known: Known, seco
   const addresses = runningAddresses(run, plan)
   const snapshots = await probeNodes(run, config, plan.nodes, plan.probes, seconds)
   // 2. What the registries logged since, and the verdicts.
-  return judgeProbes(run, config, plan, snapshots, addresses)
+  return judgeProbes(run, config, plan, snapshots, { addresses })
 }
+
+/** Each node's address on the cluster network, from its listing. */
+const nodeAddressesOn = (nodes: Node[], network: Map<string, string>): Map<string, string[]> =>
+  new Map(nodes.flatMap((n): [string, string[]][] => (network.has(n.name) ? [[n.name, [network.get(n.name) as string]]] : [])))
 
 /** The addresses of the plan's running nodes, on every network (docker inspect), read while they pull. */
 export const runningAddresses = (run: Runner, plan: VerifyPlan) =>
@@ -270,6 +274,18 @@ export const runningAddresses = (run: Runner, plan: VerifyPlan) =>
     run,
     plan.nodes.filter((n) => n.running).map((n) => n.name),
   )
+
+/** What the caller of judgeProbes has seen of the nodes' addresses already. */
+export interface SeenAddresses {
+  /** Every running node's addresses on every network (docker inspect), read while they pulled. */
+  addresses?: Promise<Map<string, string[]>>
+  /**
+   * Every container's address on the cluster network, from a listing that
+   * still holds: a probe the first registry logged from there passed, so
+   * only a miss needs the rest (every network, every log a route names).
+   */
+  network?: Map<string, string>
+}
 
 /**
  * The verdict on every probe of `plan`, from what the registries logged since
@@ -280,7 +296,7 @@ export async function judgeProbes(
   config: Config,
   plan: VerifyPlan,
   snapshots: Map<string, NodeSnapshot>,
-  addressesRead: Promise<Map<string, string[]>> = runningAddresses(run, plan),
+  seen: SeenAddresses = {},
 ): Promise<VerifyResult> {
   const { nodes, probes, readable } = plan
   // The pulls started at each node's `since`; no line logged before the earliest is one of them.
@@ -288,12 +304,17 @@ export async function judgeProbes(
     .map((s) => s.since)
     .filter((t): t is string => t !== null)
     .sort((a, b) => Number(a) - Number(b))[0]
-  const read = async () => (since ? hitsIn(await readLogs(run, readable, since)) : [])
-  const [addresses, first] = await Promise.all([addressesRead, read()])
-  let hits = first
+  const read = async (names: string[]) => (since ? hitsIn(await readLogs(run, names, since)) : [])
+  const everyAddress = () => seen.addresses ?? runningAddresses(run, plan)
+  const onNetwork = seen.network && !seen.addresses ? nodeAddressesOn(nodes, seen.network) : null
+  const own = readable.filter((n) => config.registries.some((r) => r.name === n))
+  let [addresses, hits] = await Promise.all([onNetwork ?? everyAddress(), read(onNetwork ? own : readable)])
   const missing = () => probes.some((p) => snapshots.get(p.node)?.pulls.has(p.ref) && !tookRoute(p, hits, addresses))
   // The log driver copies lines a moment after the registry writes them.
-  if (since && missing()) hits = await run.clock.sleep(300).then(read)
+  if (since && missing()) {
+    await run.clock.sleep(300)
+    ;[addresses, hits] = await Promise.all([onNetwork ? everyAddress() : addresses, read(readable)])
+  }
 
   // Verdicts; the facts that explain a miss came with the pulls.
   const facts = factsOf(config, snapshots, plan.containers)

@@ -62,7 +62,13 @@ const machine = (...ps: Reply[]): (Reply | HttpReply)[] => [
   on(['sh', '-c', 'command -v "$1"'], '/usr/bin/tool'),
   on(
     ['docker', 'network', 'inspect', '--format', '{{json .Containers}}'],
-    JSON.stringify(Object.fromEntries(config.registries.map((r, i) => [r.name, { Name: r.name, IPv4Address: `172.18.0.${i + 2}/16` }]))),
+    JSON.stringify(
+      Object.fromEntries([
+        ...config.registries.map((r, i) => [r.name, { Name: r.name, IPv4Address: `172.18.0.${i + 2}/16` }]),
+        // Every node at the address the registries' logs show (verifyReplies).
+        ...['dev-control-plane', 'dev-worker'].map((n) => [n, { Name: n, IPv4Address: '172.18.0.9/16' }]),
+      ]),
+    ),
   ),
   nodeExec,
   gatedNodeExec,
@@ -139,8 +145,10 @@ describe('dev-up', () => {
     expect(execs[0].filter((x) => x.includes('@sha256:'))).toEqual(
       targets(config).map((t) => `${t.host}/devreg-probe/verify@${probeImage().digest}`),
     )
-    // One log read per registry, from the nodes' clock at the pulls on; nothing else asks the nodes or the registries.
+    // One log read per registry, from the nodes' clock at the pulls on; the nodes' addresses from the one network listing;
+    // nothing else asks the nodes or the registries.
     expect(argvs.filter((a) => a[1] === 'logs').map((a) => a.at(-1))).toEqual([config.registries[0].name, cache.name])
+    expect(argvs.filter((a) => a[1] === 'inspect')).toEqual([])
     expect(count('docker', 'exec')).toBe(execs.length)
     expect(count('kubectl')).toBe(2)
   })

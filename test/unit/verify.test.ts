@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
 import { parseNodeOutput } from '../../scripts/lib/nodes.ts'
 import { classifyPath } from '../../scripts/lib/registry-layout.ts'
-import { PROBE_PLATFORMS, planProbes, probeHits, probeImage, targets, verify } from '../../scripts/lib/verify.ts'
+import { judgeProbes, PROBE_PLATFORMS, planProbes, planVerify, probeHits, probeImage, targets, verify } from '../../scripts/lib/verify.ts'
 import { factsOf } from '../../scripts/lib/verify-nodes.ts'
 import { type Facts, type Hit, judge, type Probe, proxyFor, renderMatrix, type Target } from '../../scripts/lib/verify-verdicts.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
@@ -352,5 +352,48 @@ describe('verify, orchestrated against a fake runner', () => {
     // Only the cache lacked it; the lock went with the placement.
     expect(run.calls.filter((c) => c.kind === 'stream').map((c) => c.argv.join(' '))).toEqual([expect.stringContaining(cache.volume)])
     expect(existsSync(join(locks(), `registry-${cache.name}.lock`))).toBe(false)
+  })
+
+  test('judged from a network listing that knows the node by another address: every address and every log are read before a verdict', async () => {
+    const containers = [
+      ...kind.registries.map((r) => ({
+        id: r.name,
+        name: r.name,
+        state: 'running',
+        labels: { 'devreg.managed': 'true' },
+        networks: ['kind'],
+        ports: '',
+        image: 'registry:3',
+      })),
+      {
+        id: NODE,
+        name: NODE,
+        state: 'running',
+        labels: { 'io.x-k8s.kind.cluster': 'dev', 'io.x-k8s.kind.role': 'control-plane' },
+        networks: ['kind', 'other'],
+        ports: '',
+        image: 'kindest/node',
+      },
+    ]
+    const plan = planVerify(kind, containers)
+    const snapshot = parseNodeOutput(
+      NODE,
+      nodeOutput({ since: SINCE, pulls: Object.fromEntries(plan.probes.map((p) => [p.ref, { rc: 0, out: '' }])) }),
+    )
+    const run = fakeRunner([
+      on(
+        ['docker', 'inspect', '--type', 'container'],
+        `/${NODE} ${JSON.stringify({ kind: { IPAddress: '172.18.0.7' }, other: { IPAddress: NODE_IP } })}`,
+      ),
+      on(['docker', 'logs', '--since', SINCE], (argv) =>
+        targets(kind)
+          .filter((t) => t.first === argv.at(-1))
+          .map(logLine)
+          .join('\n'),
+      ),
+    ])
+    const result = await judgeProbes(run, kind, plan, new Map([[NODE, snapshot]]), { network: new Map([[NODE, '172.18.0.7']]) })
+    expect(result.summary).toEqual({ pass: 3, fail: 0, skip: 0 })
+    expect(run.calls.filter((c) => c.argv[1] === 'inspect')).toHaveLength(1)
   })
 })
