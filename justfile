@@ -44,7 +44,7 @@ dev-down *args:
 registry-gc *args:
     @{{runtime}} scripts/registry-gc.ts "$@"
 
-# Check that every configured host resolves and answers on this machine, in a container and in each node (HOST..., --json, --fix-hosts)
+# Check that every configured name resolves and answers on this machine, in a container and in each node (NAME..., --json, --fix-hosts)
 [group('hosts')]
 preflight *args:
     @{{runtime}} scripts/preflight-dns.ts "$@"

@@ -12,7 +12,6 @@ import { criPull, criRemove } from '../test/kit/cri.ts'
 import { prepareImages, REGISTRY_IMAGE } from '../test/kit/images.ts'
 import type { PushedImage } from '../test/kit/push.ts'
 import { servedBlobBytes } from '../test/kit/registry.ts'
-import { STAND_INS } from '../test/kit/scripts.ts'
 import { freePort, script, timed, Workspace } from './harness.ts'
 import { pushNoteImages, waitCached } from './pulls.ts'
 
@@ -77,8 +76,7 @@ async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasuremen
   // 2. dev-up on warm caches against a bare kind create, alternated; the last dev-up's cluster stays.
   const { devUp, bare } = await measureCreation(rig)
   // 3. A no-op dev-up on that live cluster, verify (its last phase) included, against the floor of asking whether the
-  // cluster is there: `kind get nodes`, then one kubectl read. The kubectl stand-in answers no `get nodes`; its `get` of
-  // the ConfigMap does that call's work here (find the cluster's nodes through Docker, read one object). Alternated.
+  // cluster is there: `kind get nodes`, then one kubectl read (the ConfigMap devreg applies). Alternated.
   const { noop, noopFloor } = await measureNoop(rig)
   const { kind, cluster, node } = rig
   const nodes = (await kind`kind get nodes --name ${cluster}`).stdout.trim().split('\n').filter(Boolean).length
@@ -119,12 +117,8 @@ async function setUpRig(nodeImage: string, ws: Workspace): Promise<KindRig> {
     registry,
     mirrors: [{ host: 'docker.io', upstream: `http://${upstream}:5000`, ...cache }],
   })
-  // The kubectl stand-in (no API server here) and a kubeconfig of this run's own, for both clusters.
-  const env = {
-    PATH: `${STAND_INS}:${process.env.PATH}`,
-    DEVREG_STANDIN_STATE: join(ws.dir, 'kube'),
-    KUBECONFIG: join(ws.dir, 'kubeconfig'),
-  }
+  // A kubeconfig of this run's own, for both clusters; the real kubectl is on PATH (bench/kind.ts).
+  const env = { KUBECONFIG: join(ws.dir, 'kubeconfig') }
   const kind = $({ quiet: true, env: { ...process.env, ...env, KIND_EXPERIMENTAL_DOCKER_NETWORK: network } })
   await script('dev-registry', ['--config', config], env)
   const { images, imageBytes } = await pushNoteImages([upstreamPort, registry.port])

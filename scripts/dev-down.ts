@@ -41,8 +41,8 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     USAGE,
   )
   if (!args) return 0
-  const config = loadConfig({ configPath: args.config })
   const run = runnerFor(args)
+  const config = loadConfig({ configPath: args.config, env: run.env })
   return withLock(run, config, 'dev-down', () => down(run, config, { purge: args.purge, yes: args.yes, json: args.json }))
 }
 

@@ -11,6 +11,7 @@ import { LABEL } from './lib/labels.ts'
 import { withLock } from './lib/lock.ts'
 import { EXIT, log, table, UserError } from './lib/log.ts'
 import { ANONYMOUS, cacheLogins, describeLogin } from './lib/login.ts'
+import { withOldKeys } from './lib/old-keys.ts'
 import { adoptRegistry } from './lib/registry-adoption.ts'
 import { ensureRegistries, registrySpec, warnUnreadableLogins } from './lib/registry-containers.ts'
 import { REGISTRY_NAMES } from './lib/registry-names.ts'
@@ -38,7 +39,7 @@ Commands:
                   (nothing is replaced; default: every registry it holds);
                   --dry-run lists what would be added
   host-mirrors    make this machine's Docker engine pull through the caches: registry-mirrors
-                  in daemon.json for docker.io, hosts.toml in certs.d for every cached host
+                  in daemon.json for docker.io, hosts.toml in certs.d for every cached domain
                   where the engine reads them (containerd image store, Docker 28+); shows the
                   change, keeps a backup, asks; --undo removes exactly what it wrote
 
@@ -174,8 +175,8 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   }
 
   // 1. The config: a bad one stops here, before any docker command.
-  const config = loadConfig({ configPath: opts.configPath })
   const run = runnerFor(args)
+  const config = loadConfig({ configPath: opts.configPath, env: run.env })
   // 2. One run at a time on these registries: a second waits and says for whom.
   if (READ_ONLY.includes(opts.command)) return act(run, config, opts)
   return withLock(run, config, `dev-registry ${opts.command}`, () => act(run, config, opts), { scope: 'registries' })
@@ -228,7 +229,7 @@ async function owned(run: Runner, config: Config) {
   return config.registries.map((r) => ({ registry: r, container: containers.find((c) => c.name === r.name) ?? null }))
 }
 
-async function status(run: Runner, config: Config, json: boolean): Promise<number> {
+export async function status(run: Runner, config: Config, json: boolean): Promise<number> {
   const containers = await docker.listContainers(run)
   const configured = new Set(config.registries.map((r) => r.name))
   const logins = await cacheLogins(run, config.registries)
@@ -254,9 +255,9 @@ async function status(run: Runner, config: Config, json: boolean): Promise<numbe
       return {
         name: r.name,
         role: r.role,
-        host: r.upstreamHost,
+        upstreamDomain: r.upstreamDomain,
         upstream: r.upstream,
-        address: r.address.host,
+        address: r.address.onHost,
         port: r.port,
         state: !c ? 'missing' : ownedByUs ? c.state : 'not devreg’s',
         mode,
@@ -271,7 +272,9 @@ async function status(run: Runner, config: Config, json: boolean): Promise<numbe
   const hostEngine = await (await import('./lib/host-engine.ts')).hostEngineRoutes(run, config)
   if (json) {
     const notInConfig = strays.map((c) => ({ name: c.name, state: c.state }))
-    log.out(JSON.stringify({ registries: rows, notInConfig, hostEngine }, null, 2))
+    const registries = rows.map((r) => withOldKeys(r, { host: 'upstreamDomain' }))
+    const engineRoutes = hostEngine?.map((h) => withOldKeys(h, { host: 'domain' })) ?? null
+    log.out(JSON.stringify({ registries, notInConfig, hostEngine: engineRoutes }, null, 2))
     return 0
   }
   const modeText = (m: string | null) => (m === 'offline' ? 'offline (read-only, upstream unreachable)' : (m ?? '-'))
@@ -295,7 +298,7 @@ async function status(run: Runner, config: Config, json: boolean): Promise<numbe
   const stale = rows.filter((r) => r.state !== 'missing' && r.state !== 'not devreg’s' && !r.matchesConfig)
   if (stale.length) log.info(`run \`dev-registry up\` to recreate ${stale.map((r) => r.name).join(', ')} with the current config`)
   for (const h of hostEngine ?? [])
-    log.info(`host engine, ${h.host}: ${h.status === 'pass' ? `through ${h.cache} (${h.detail})` : h.detail}${h.fix ? `; ${h.fix}` : ''}`)
+    log.info(`host engine, ${h.domain}: ${h.status === 'pass' ? `through ${h.cache} (${h.detail})` : h.detail}${h.fix ? `; ${h.fix}` : ''}`)
   return 0
 }
 
@@ -334,10 +337,11 @@ async function warm(run: Runner, config: Config, opts: Options): Promise<number>
   return summary.failed ? 1 : 0
 }
 
-async function report(run: Runner, config: Config, opts: Options): Promise<number> {
+export async function report(run: Runner, config: Config, opts: Pick<Options, 'since' | 'registries' | 'json'>): Promise<number> {
   const { renderReport, reportCaches } = await import('./lib/cache-report.ts')
   const reports = await reportCaches(run, config, opts.since as Since, opts.registries)
-  log.out(opts.json ? JSON.stringify({ caches: reports }, null, 2) : renderReport(reports))
+  const caches = reports.map((r) => withOldKeys(r, { host: 'upstreamDomain' }))
+  log.out(opts.json ? JSON.stringify({ caches }, null, 2) : renderReport(reports))
   return 0
 }
 

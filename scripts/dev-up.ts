@@ -37,7 +37,7 @@ local-registry-hosting ConfigMap and waits until the nodes are Ready.
 Options:
   --config PATH   read this config instead of config/devreg.yaml [default: $DEVREG_CONFIG]
   --recreate      delete and recreate a cluster that differs from the config
-  --no-verify     skip the last phase, verify (a probe pull per node and registry host)
+  --no-verify     skip the last phase, verify (a probe pull per node and registry domain)
   --dry-run       print every command and file instead of running or writing them
   --json          print a JSON summary on stdout
   --verbose, -v   echo every command
@@ -74,8 +74,8 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     USAGE,
   )
   if (!args) return 0
-  const config = loadConfig({ configPath: args.config })
   const run = runnerFor(args)
+  const config = loadConfig({ configPath: args.config, env: run.env })
   const summary = await withLock(run, config, 'dev-up', () => up(run, config, { recreate: args.recreate, verify: args.verify }))
   if (args.json) log.out(JSON.stringify(summary, null, 2))
   return 0
@@ -152,8 +152,8 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
   const verified = await afterCluster(run, config, { ...current, phase, verify, changes, probeImage })
 
   const local = config.registries[0]
-  const push = `${local.address.host}/NAME:TAG`
-  const pullInCluster = `${local.address.host}/NAME:TAG (or ${local.address.inNetwork}/NAME:TAG)`
+  const push = `${local.address.onHost}/NAME:TAG`
+  const pullInCluster = `${local.address.onHost}/NAME:TAG (or ${local.address.inNetwork}/NAME:TAG)`
   const all = [...changes.registries, ...changes.cluster, ...changes.mirrors, ...changes.inCluster]
   if (!run.dryRun) printOutcome(config, all, push, pullInCluster)
   return {
@@ -326,7 +326,7 @@ async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe
   a.changes.mirrors.push(...rerouted)
   for (const s of await shadows)
     log.warn(
-      `the local registry's ${s.repository} shadows ${s.host}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.host}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
+      `the local registry's ${s.repository} shadows ${s.domain}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.domain}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
     )
   // Without the probe image, verify's own run says why.
   return plan && seen && !rerouted.length && (await placed) ? { plan, snapshots, seen } : null
@@ -351,7 +351,7 @@ function printOutcome(config: Config, changes: string[], push: string, pullInClu
   log.info(`\npush:    docker push ${push}`)
   log.info(`use:     image: ${pullInCluster}`)
   for (const r of config.registries.filter((x) => x.role === 'cache'))
-    log.info(`pulls of ${r.upstreamHost}/* go through ${r.name} (${r.address.host} from the host)`)
+    log.info(`pulls of ${r.upstreamDomain}/* go through ${r.name} (${r.address.onHost} from this machine)`)
 }
 
 if (isMain(import.meta.url)) await runMain(main)

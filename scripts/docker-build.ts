@@ -1,6 +1,6 @@
 #!/usr/bin/env -S npx tsx
 // Run `docker build` with every argument passed through unchanged, plus one
-// --add-host per configured host, so ad-hoc builds resolve the same names as
+// --add-host per entry of the config's hosts, so ad-hoc builds resolve the same names as
 // the cluster.
 import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
 import { type Config, loadConfig } from './lib/config.ts'
@@ -104,7 +104,7 @@ function mappedNames(build: string[]): Set<string> {
   return names
 }
 
-/** `docker build` with one --add-host per configured host the arguments do not map, then the arguments as given. */
+/** `docker build` with one --add-host per hosts entry the arguments do not map, then the arguments as given. */
 export function buildCommand(hosts: Config['hosts'], build: string[]): string[] {
   const mapped = mappedNames(build)
   const added = hosts.filter((h) => !mapped.has(h.name)).flatMap((h) => ['--add-host', `${h.name}:${h.buildAddress}`])
@@ -135,7 +135,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   if (!args) return 0
   const run = runnerFor(args)
   if (args.config === '') throw new UserError('--config needs a path', EXIT.usage)
-  const config = loadConfig({ configPath: args.config })
+  const config = loadConfig({ configPath: args.config, env: run.env })
   if (help.missing) throw new ProgramNotFound('docker')
   for (const warning of loopbackWarnings(config)) log.warn(warning)
   return (await run.passthrough(buildCommand(config.hosts, build))) === 0 ? 0 : 1

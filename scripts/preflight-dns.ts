@@ -18,14 +18,14 @@ import { EXIT, log, UserError } from './lib/log.ts'
 import { observe, selectTargets } from './lib/preflight.ts'
 import { evaluate, renderReport, summarize } from './lib/preflight-verdicts.ts'
 
-const USAGE = `Usage: preflight-dns [HOST...] [options]
+const USAGE = `Usage: preflight-dns [NAME...] [options]
 
 Checks every configured name where devreg needs it: the hosts entries, the
-registries and the registry hosts nodes pull from. On this machine, in a
+registries and the registry domains nodes pull from. On this machine, in a
 short-lived container on the cluster network and in each node of the cluster:
 names resolve to the expected address, registries answer GET /v2/, and every
 node has exactly the mirror configuration dev-up writes. Prints a table and
-the fix for each failure. HOST limits the checks to those names. Whether
+the fix for each failure. NAME limits the checks to those names. Whether
 pulls really take those routes is \`verify\`'s question (\`just verify\`).
 
 Options:
@@ -81,7 +81,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     throw new UserError(`--fix-hosts writes every hosts entry of the config and takes no names (got ${opts.names.join(', ')})`, EXIT.usage)
   if (args['hosts-file'] === '') throw new UserError('--hosts-file needs a path', EXIT.usage)
 
-  const config = loadConfig({ configPath: opts.configPath })
+  const config = loadConfig({ configPath: opts.configPath, env: run.env })
   return opts.fixHosts ? fixHosts(run, config, opts) : check(run, config, opts)
 }
 

@@ -81,7 +81,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     throw new UserError(`choose --stats, or a policy (--keep-last N, --older-than AGE, --untagged)\n\n${USAGE}`, EXIT.usage)
   if (args.stats && (args.apply || args.force)) throw new UserError('--apply and --force go with a policy, not --stats', EXIT.usage)
 
-  const config = loadConfig({ configPath: args.config })
+  const config = loadConfig({ configPath: args.config, env: run.env })
   const registries = selectRegistries(config, args.registry === undefined ? [] : [args.registry], { none: 'all' })
   // One `docker ps` for the whole run; without a daemon every volume would look missing, so it says what is wrong instead.
   const containers = await docker.listContainers(run)

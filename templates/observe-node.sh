@@ -3,7 +3,7 @@
 # exec (scripts/lib/nodes.ts, observeNode); each section is asked for by name:
 #   docker exec NODE sh -c "$(cat observe-node.sh)" observe-node \
 #     [hosts DIR] [file PATH]... [containerd] [env] [pull SECONDS REF...]
-#   hosts DIR      every DIR/*/hosts.toml         "\036hosts DIR/HOST" + the file
+#   hosts DIR      every DIR/*/hosts.toml         "\036hosts DIR/DOMAIN" + the file
 #   file PATH      PATH, when it is a file         "\036file PATH" + the file
 #   containerd     `containerd --version`, then `containerd config dump`
 #                                                  "\036containerd-version", "\036containerd-config"
@@ -12,7 +12,7 @@
 #                  runs them, anything else leaves them out
 #   pull ...       the node's clock, then one `crictl pull` per REF, all at once
 #                                                  "\036since SECONDS", "\036pull RC REF OUTPUT" each
-# Paths, hosts and references arrive as arguments, never as part of this text.
+# Paths and references arrive as arguments, never as part of this text.
 # Output that can be long is printed only after the pulls, whose one-line
 # records would otherwise land in the middle of it.
 set -u
@@ -60,7 +60,7 @@ if [ -n "$seconds" ]; then
     *[!0-9.]* | *. | .* | '') since=$(($(date +%s) + 1)); sleep 1 ;;
   esac
   printf '\036since %s\n' "$since"
-  # crictl waits as long as containerd tries hosts; a probe needs only the first.
+  # crictl waits as long as containerd tries registries; a probe needs only the first.
   limit=''
   if command -v timeout >/dev/null 2>&1; then limit="timeout $seconds"; fi
   for ref; do

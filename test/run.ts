@@ -52,10 +52,14 @@ const rigPaths = paths.length ? paths.filter(isE2e) : ['test/e2e']
 const bunTest = (paths: string[]) => [BUN, 'test', '--parallel=2', '--timeout=180000', ...flags, ...paths]
 
 const outcomes: Outcome[] = []
-// The real programs (registry:3, crictl, containerd, runc, k3d) from their Go
-// modules, once, before the host and the rig both need them.
+// The real programs (registry:3, crictl, containerd, runc, k3d, Kubernetes,
+// etcd, CoreDNS) from their Go modules, once, before the host and the rig
+// both need them. The host's tests get the real kubectl too.
+const hostEnv: Record<string, string> = {}
 try {
-  for (const line of await programVersions(await buildGoPrograms())) process.stderr.write(`programs: ${line}\n`)
+  const dirs = await buildGoPrograms()
+  for (const line of await programVersions(dirs)) process.stderr.write(`programs: ${line}\n`)
+  hostEnv.PATH = `${dirs.kubectl}:${process.env.PATH}`
 } catch (err) {
   const reason = (err as Error).message.split('\n')[0]
   if (required) {
@@ -79,7 +83,7 @@ if (rigPaths.length) {
 
 const rigLog = join(tmpdir(), `devreg-e2e-${process.pid}.log`)
 const [host, e2e] = await Promise.all([
-  hostPaths.length ? run([BUN, 'test/kit/images.ts']).then(() => run(bunTest(hostPaths))) : null,
+  hostPaths.length ? run([BUN, 'test/kit/images.ts']).then(() => run(bunTest(hostPaths), { env: hostEnv })) : null,
   rig
     ? (async (r: RigEnv) => {
         // Inside the rig's network namespace, with its engine as the only one.

@@ -2,7 +2,7 @@
 // caches between machines. A plain tar (gzip when asked): devreg-export.json
 // first (what it holds: repositories, tags, digests, sizes, versions), then
 // for each registry the files of distribution's storage under
-// registries/<key>/ (<key> is `local` or the mirror's host, so an archive made
+// registries/<key>/ (<key> is `local` or the registry domain a cache mirrors, so an archive made
 // with one config lands in the registries of another), blobs before links,
 // and devreg-export.end.json last (the manifest's own digest and the file
 // count, so a cut between two entries is told from an end). Only what a tag
@@ -33,10 +33,13 @@ export interface ArchiveRepository {
 }
 
 export interface ArchiveRegistry {
-  /** `local`, or the mirror's host: where import puts it. */
+  /** `local`, or the registry domain the cache mirrors: where import puts it. */
   key: string
   role: 'local' | 'cache'
   name: string
+  /** The registry domain the cache mirrors (docker.io); null for the local registry. Archives made before have only `host`. */
+  upstreamDomain?: string | null
+  /** upstreamDomain's old name, still written until the next release. Import goes by `key`, so neither is needed to import. */
   host: string | null
   upstream: string | null
   volume: string
@@ -57,8 +60,8 @@ export interface ArchiveManifest {
   registries: ArchiveRegistry[]
 }
 
-/** Where an archive files a registry's content: `local`, or the host it caches. */
-export const registryKey = (r: Pick<Registry, 'role' | 'upstreamHost'>) => (r.role === 'local' ? 'local' : (r.upstreamHost as string))
+/** Where an archive files a registry's content: `local`, or the registry domain it caches. */
+export const registryKey = (r: Pick<Registry, 'role' | 'upstreamDomain'>) => (r.role === 'local' ? 'local' : (r.upstreamDomain as string))
 
 /** An archive entry's name for a file of a registry's storage. */
 export const entryPath = (key: string, path: string) => `registries/${key}/${path}`

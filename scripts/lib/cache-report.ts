@@ -45,7 +45,7 @@ export interface RegistryLog {
   firstLine: number | null
 }
 
-// containerd adds ?ns=<registry host> when it pulls through a mirror (hosts.toml).
+// containerd adds ?ns=<registry domain> when it pulls through a mirror (hosts.toml).
 const BLOB_URI = /^\/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64})(\?.*)?$/
 const SCHEDULER = /^Adding new scheduler entry for (\S+@sha256:[0-9a-f]{64})/
 
@@ -160,7 +160,8 @@ export const schedulerLogs = (version: string | null) => version === null || isD
 
 export interface CacheReport {
   name: string
-  host: string
+  /** The registry domain the cache mirrors (docker.io). */
+  upstreamDomain: string
   state: string
   /** What `registry --version` says (distribution-version.ts). */
   version: string | null
@@ -193,7 +194,7 @@ export function parseSince(text: string | undefined, now = Date.now()): Since {
 /** One cache's report; its container's log is read whole (it is at most 30 MiB). */
 export async function cacheReport(run: Runner, cache: Registry, since: Since): Promise<CacheReport> {
   const info = await docker.inspect<{ State: { Status: string; StartedAt: string } }>(run, cache.name)
-  const base = { name: cache.name, host: cache.upstreamHost as string }
+  const base = { name: cache.name, upstreamDomain: cache.upstreamDomain as string }
   if (!info) return { ...base, state: 'missing', version: null, since: '', logFrom: null, truncated: false, stats: null, sources: [] }
   const [logs, version] = await Promise.all([
     run.probe(['docker', 'logs', cache.name]),

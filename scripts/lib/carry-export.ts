@@ -83,7 +83,8 @@ function archiveManifest(present: ExportSource[]): ArchiveManifest {
       key: registryKey(r),
       role: r.role,
       name: r.name,
-      host: r.upstreamHost,
+      upstreamDomain: r.upstreamDomain,
+      host: r.upstreamDomain, // upstreamDomain's old name, until the next release (old-keys.ts)
       upstream: r.upstream,
       volume: r.volume,
       image: r.image,

@@ -8,7 +8,7 @@ import { IMAGE_REFERENCE, DNS_LABEL as label, PATH_COMPONENT } from './reference
 
 // Names that reach a shell, a TOML or a YAML file are held to strict patterns.
 const HOSTNAME = new RegExp(`^(?=.{1,253}(:|$))${label}(\\.${label})*$`)
-const REGISTRY_HOST = new RegExp(`^(?=.{1,253}(:|$))${label}(\\.${label})*(:[0-9]{1,5})?$`)
+const REGISTRY_DOMAIN = new RegExp(`^(?=.{1,253}(:|$))${label}(\\.${label})*(:[0-9]{1,5})?$`)
 const CONTAINER_NAME = new RegExp(`^${label}$`)
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/
 const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/
@@ -38,7 +38,7 @@ const duration = (units: readonly DurationUnit[], what: string) =>
     .refine((text) => parseDuration(text, units) !== null, { error: (iss) => `${JSON.stringify(iss.input)} is not ${what}` })
 
 const hostname = pattern(HOSTNAME, 'a valid hostname (lowercase letters, digits, dots and dashes)')
-const registryHost = pattern(REGISTRY_HOST, 'a registry host such as docker.io or my.registry:5000')
+const registryDomain = pattern(REGISTRY_DOMAIN, 'a registry domain such as docker.io or my.registry:5000')
 const containerName = pattern(
   CONTAINER_NAME,
   'a valid container name (lowercase letters, digits and dashes; no dots, which could leak to public DNS)',
@@ -65,8 +65,8 @@ const httpUrl = z.string({ error: 'must be an http(s) URL string' }).superRefine
       code: 'custom',
       message: 'must not contain credentials: name environment variables under credentials instead',
     })
-  else if (!REGISTRY_HOST.test(url.host))
-    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(url.host)} is not a valid registry host` })
+  else if (!REGISTRY_DOMAIN.test(url.host))
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(url.host)} is not a valid registry domain` })
   else if (url.pathname !== '/' || url.search || url.hash)
     ctx.addIssue({
       code: 'custom',
@@ -78,7 +78,8 @@ const address = z.string({ error: 'must be an IP address string' }).refine((v) =
 })
 
 const mirrorSchema = z.strictObject({
-  host: registryHost,
+  // The key is `host` as users write it; its value is a registry domain.
+  host: registryDomain,
   upstream: httpUrl.nullable().default(null),
   name: containerName.nullable().default(null),
   port: port.nullable().default(null),
@@ -147,7 +148,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   mirrors: z.array(mirrorSchema).default(() => DEFAULT_MIRRORS.map((m) => mirrorSchema.parse(m))),
-  aliases: z.array(pattern(ALIAS, 'a registry host or host/namespace such as docker.io/acme')).default([]),
+  aliases: z.array(pattern(ALIAS, 'a registry domain or domain/namespace such as docker.io/acme')).default([]),
   hosts: z
     .array(
       z.strictObject({

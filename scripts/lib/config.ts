@@ -26,8 +26,8 @@ export interface Registry {
   volume: string
   bind: string
   port: number
-  /** The registry host a cache mirrors (docker.io), as image names write it; null for the local registry. */
-  upstreamHost: string | null
+  /** The registry domain a cache mirrors (docker.io), as image names write it (the mirror's `host` key); null for the local registry. */
+  upstreamDomain: string | null
   upstream: string | null
   /** The mirror's own login (env variable names), none (anonymous), or null: the user's docker login if there is one. */
   credentials: MirrorCredentials
@@ -42,8 +42,8 @@ export interface Registry {
 
 /** How a registry is reached from each place. */
 export interface RegistryAddress {
-  /** host:port on this machine, as pushes and image names write it: localhost:5001, 127.0.0.2:5001, [::1]:5001. */
-  host: string
+  /** Where it is published on this machine, as pushes and image names write it: localhost:5001, 127.0.0.2:5001, [::1]:5001. */
+  onHost: string
   /** The base URL of devreg's own requests: http://127.0.0.1:5001, http://[::1]:5001. */
   url: string
   /** docker run --publish: 127.0.0.1:5001:5000, [::1]:5001:5000. */
@@ -65,7 +65,7 @@ export const REGISTRY_PORT = 5000
 export function registryAddress(name: string, bind: string, port: number): RegistryAddress {
   const ip = bind.includes(':') ? `[${bind}]` : bind
   return {
-    host: `${bind === '127.0.0.1' ? 'localhost' : ip}:${port}`,
+    onHost: `${bind === '127.0.0.1' ? 'localhost' : ip}:${port}`,
     url: `http://${ip}:${port}`,
     publish: `${ip}:${port}:${REGISTRY_PORT}`,
     inNetwork: `${name}:${REGISTRY_PORT}`,
@@ -83,12 +83,12 @@ export interface Config extends ConfigFile {
 }
 
 /** The upstream a mirror pulls from when none is given. */
-export function defaultUpstream(host: string): string {
-  return host === 'docker.io' ? 'https://registry-1.docker.io' : `https://${host}`
+export function defaultUpstream(domain: string): string {
+  return domain === 'docker.io' ? 'https://registry-1.docker.io' : `https://${domain}`
 }
 
-export function cacheName(host: string): string {
-  return `kind-cache-${host.replace(/[.:]/g, '-')}`
+export function cacheName(domain: string): string {
+  return `kind-cache-${domain.replace(/[.:]/g, '-')}`
 }
 
 /** A key path as messages write it: mirrors[1].port; the empty path is (top level). */
@@ -164,11 +164,12 @@ function display(file: string): string {
 export interface LoadOptions {
   /** --config PATH: read this file instead of config/devreg.yaml, with no local overlay. */
   configPath?: string
-  env?: Record<string, string | undefined>
+  /** The environment the script was started with (the runner's `env`): DEVREG_CONFIG names the file when --config does not. */
+  env: Readonly<Record<string, string | undefined>>
 }
 
 /** Loads, merges and validates the config; any problem is a UserError with exit code 2. */
-export function loadConfig({ configPath, env = process.env }: LoadOptions = {}): Config {
+export function loadConfig({ configPath, env }: LoadOptions): Config {
   const chosen = configPath ?? env.DEVREG_CONFIG
   const files = chosen ? [resolve(chosen)] : [DEFAULT_CONFIG, ...(existsSync(LOCAL_CONFIG) ? [LOCAL_CONFIG] : [])]
   const layers = files.map((file) => ({ file, data: readYaml(file) }))
@@ -210,7 +211,7 @@ function localRegistry(c: ConfigFile): Registry {
     volume: c.registry.volume,
     bind: c.registry.bind,
     port: c.registry.port,
-    upstreamHost: null,
+    upstreamDomain: null,
     upstream: null,
     credentials: null,
     remotes: [],
@@ -232,7 +233,7 @@ function cacheRegistry(c: ConfigFile, m: ConfigFile['mirrors'][number], i: numbe
     volume: m.volume ?? `${name}-data`,
     bind: c.registry.bind,
     port,
-    upstreamHost: m.host,
+    upstreamDomain: m.host,
     upstream: m.upstream ?? defaultUpstream(m.host),
     credentials: m.credentials,
     remotes: m.remotes,
@@ -242,7 +243,7 @@ function cacheRegistry(c: ConfigFile, m: ConfigFile['mirrors'][number], i: numbe
   }
 }
 
-/** Two registries with the same upstream host, container name, port or volume: each later one is an issue. */
+/** Two registries with the same upstream domain, container name, port or volume: each later one is an issue. */
 function registryClashes(registries: Registry[]): Issue[] {
   const issues: Issue[] = []
   const seen = (key: (r: Registry) => string | null, what: string, field: string, fix: string) => {
@@ -259,7 +260,7 @@ function registryClashes(registries: Registry[]): Issue[] {
       else first.set(k, r)
     }
   }
-  seen((r) => r.upstreamHost, 'mirror host', 'host', 'list each upstream host once')
+  seen((r) => r.upstreamDomain, 'mirror host', 'host', 'list each upstream host once')
   seen((r) => r.name, 'container name', 'name', 'give each registry its own name')
   seen((r) => String(r.port), 'port', 'port', 'give each registry its own port')
   seen((r) => r.volume, 'volume', 'volume', 'give each registry its own volume')

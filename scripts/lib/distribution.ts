@@ -36,7 +36,7 @@ export async function waitForV2(run: Pick<Runner, 'fetch' | 'clock'>, base: stri
   }
 }
 
-/** The host URL of a registry published on bind:port. */
+/** The URL on this machine (the host) of a registry published on bind:port. */
 export function hostUrl(bind: string, port: number): string {
   return `http://${bind.includes(':') ? `[${bind}]` : bind}:${port}`
 }

@@ -75,8 +75,8 @@ function findBlock(lines: string[], path: string): [number, number] | null {
 }
 
 /**
- * The hosts file with one `ADDRESS NAME` line in devreg's block for each host
- * the rest of the file does not already map to its address. Idempotent: a
+ * The hosts file with one `ADDRESS NAME` line in devreg's block for each entry
+ * of the config's `hosts` the rest of the file does not already map to its address. Idempotent: a
  * second run returns the text unchanged. A name the rest of the file maps
  * elsewhere is a conflict, left alone: a second line for it would only make
  * resolution ambiguous, and devreg edits no line it did not write.

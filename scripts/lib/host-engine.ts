@@ -1,8 +1,8 @@
 // This machine's own Docker engine as it meets the caches: what kind of engine
 // it is, which of devreg's mechanisms it reads (`registry-mirrors` in
 // daemon.json for docker.io, any engine; containerd hosts.toml files under
-// /etc/docker/certs.d/<host>/ for every cached host where it reads them), and
-// whether it pulls each cached host through its cache now. host-mirrors.ts
+// /etc/docker/certs.d/<domain>/ for every cached registry domain where it
+// reads them), and whether it pulls each cached domain through its cache now. host-mirrors.ts
 // writes those files.
 //
 // Which engines read those hosts.toml files: only the containerd image store
@@ -15,7 +15,7 @@
 // BuildKit's resolver only the certificates of certs.d (TLSConfigDir), no
 // mirrors; the classic image store never reads hosts.toml and consults
 // registry-mirrors for docker.io only (registry/service.go lookupV2Endpoints).
-// With a hosts.toml of two or more hosts for docker.io, the containerd store
+// With a hosts.toml of two or more hosts (mirrors) for docker.io, the containerd store
 // ignores registry-mirrors for it (mergeLegacyConfig), so both can coexist.
 // registry-mirrors is reloaded on SIGHUP; 127.0.0.0/8 is an insecure (plain
 // HTTP) registry by default, so a loopback cache needs no insecure-registries.
@@ -146,60 +146,60 @@ export function pullsThroughCache(mirrors: readonly string[], cache: Registry): 
     } catch {
       return false
     }
-    const host = url.hostname.replace(/^\[(.*)\]$/, '$1')
-    const named = host === 'localhost' && (cache.bind === '127.0.0.1' || cache.bind === '::1')
-    return Number(url.port) === cache.port && (host === cache.bind || named)
+    const address = url.hostname.replace(/^\[(.*)\]$/, '$1')
+    const named = address === 'localhost' && (cache.bind === '127.0.0.1' || cache.bind === '::1')
+    return Number(url.port) === cache.port && (address === cache.bind || named)
   })
 }
 
 /**
- * The hosts.toml of every cached host as the host engine reads it: host →
- * content. It is the route nodes get (routes.ts) with every devreg registry
+ * The hosts.toml of every cached registry domain as the host engine reads
+ * it: domain → content. It is the route nodes get (routes.ts) with every devreg registry
  * at its loopback address instead of its name on the cluster network: the
  * cache, any remotes and a non-default upstream, then the upstream as server.
  */
 export function hostMirrorFiles(config: Config): Map<string, string> {
   const caches = config.registries.filter((r) => r.role === 'cache')
   // hosts.toml says http:// itself, so a cache on a LAN address works there as well.
-  const onHost = new Map(config.registries.map((r) => [r.address.inNetworkUrl, r.address.url]))
+  const fromHost = new Map(config.registries.map((r) => [r.address.inNetworkUrl, r.address.url]))
   const files = new Map<string, string>()
   for (const route of registryRoutes(config)) {
-    if (!caches.some((c) => c.upstreamHost === route.host)) continue
+    if (!caches.some((c) => c.upstreamDomain === route.domain)) continue
     const local: Route = {
       ...route,
-      endpoints: route.endpoints.map((e) => ({ ...e, url: onHost.get(e.url) ?? e.url })),
-      description: `${route.host}: the cache on this machine's loopback, then the upstream`,
+      endpoints: route.endpoints.map((e) => ({ ...e, url: fromHost.get(e.url) ?? e.url })),
+      description: `${route.domain}: the cache on this machine's loopback, then the upstream`,
     }
     // render.ts's header says dev-up rewrites the file; this one is host-mirrors'.
     const body = hostsToml(local).split('\n').slice(1).join('\n')
-    files.set(route.host, `${HEADER}\n${body}`)
+    files.set(route.domain, `${HEADER}\n${body}`)
   }
   return files
 }
 
-/** What host-mirrors reads: daemon.json, its backup, and the hosts.toml of every directory in certs.d and of every cached host. */
+/** What host-mirrors reads: daemon.json, its backup, and the hosts.toml of every directory in certs.d and of every cached domain. */
 export interface Observed {
   daemonJson: string | null
   backup: string | null
-  /** host → the hosts.toml in certs.d (null: none), for every host with a directory there or a cache. */
-  hostsFiles: Map<string, string | null>
+  /** Registry domain → its hosts.toml in certs.d (null: none), for every domain with a directory there or a cache. */
+  hostsTomls: Map<string, string | null>
 }
 
 export async function observeFiles(run: Runner, config: Config, paths: EnginePaths): Promise<Observed> {
   const readOrNull = (path: string) => run.files.readText(path).catch(() => null)
   const dirs = await run.files.list(paths.certsD).catch(() => [] as string[])
-  const hosts = [...new Set([...dirs, ...config.registries.filter((r) => r.role === 'cache').map((r) => r.upstreamHost as string)])]
+  const domains = [...new Set([...dirs, ...config.registries.filter((r) => r.role === 'cache').map((r) => r.upstreamDomain as string)])]
   const [daemonJson, backup, ...files] = await Promise.all([
     readOrNull(paths.daemonJson),
     readOrNull(`${paths.daemonJson}${BACKUP_SUFFIX}`),
-    ...hosts.map((h) => readOrNull(join(paths.certsD, h, 'hosts.toml'))),
+    ...domains.map((d) => readOrNull(join(paths.certsD, d, 'hosts.toml'))),
   ])
-  return { daemonJson, backup, hostsFiles: new Map(hosts.map((h, i) => [h, files[i]])) }
+  return { daemonJson, backup, hostsTomls: new Map(domains.map((d, i) => [d, files[i]])) }
 }
 
-/** One cached host as the host engine pulls it now. */
+/** One cached registry domain as the host engine pulls it now. */
 export interface HostRoute {
-  host: string
+  domain: string
   cache: string
   status: 'pass' | 'warn' | 'skip'
   detail: string
@@ -207,22 +207,22 @@ export interface HostRoute {
 }
 
 /**
- * Whether the host engine pulls each cached host through its cache: docker.io
+ * Whether the host engine pulls each cached domain through its cache: docker.io
  * by the engine's live registry-mirrors (or a hosts.toml of devreg's), the
  * others by their hosts.toml where the engine reads them.
  */
-export function judgeHostRoutes(config: Config, engine: Engine, hostsFiles: Map<string, string | null>): HostRoute[] {
+export function judgeHostRoutes(config: Config, engine: Engine, hostsTomls: Map<string, string | null>): HostRoute[] {
   const can = support(engine)
   const wanted = hostMirrorFiles(config)
   const fix = '`just host-mirrors` wires it (shows the change first)'
   return config.registries
     .filter((r) => r.role === 'cache')
     .map((r): HostRoute => {
-      const host = r.upstreamHost as string
-      const base = { host, cache: r.name }
-      const file = hostsFiles.get(host) ?? null
-      const viaFile = !can.hostsToml && file !== null && file === wanted.get(host)
-      if (host === 'docker.io') {
+      const domain = r.upstreamDomain as string
+      const base = { domain, cache: r.name }
+      const file = hostsTomls.get(domain) ?? null
+      const viaFile = !can.hostsToml && file !== null && file === wanted.get(domain)
+      if (domain === 'docker.io') {
         if (pullsThroughCache(engine.mirrors, r))
           return { ...base, status: 'pass', detail: `registry-mirrors has ${r.address.url}`, fix: null }
         if (viaFile) return { ...base, status: 'pass', detail: 'hosts.toml in certs.d', fix: null }
@@ -236,8 +236,8 @@ export function judgeHostRoutes(config: Config, engine: Engine, hostsFiles: Map<
         status: 'warn',
         detail:
           file === null
-            ? `no hosts.toml for ${host}: the host engine pulls it directly`
-            : `the hosts.toml for ${host} is not what devreg writes`,
+            ? `no hosts.toml for ${domain}: the host engine pulls it directly`
+            : `the hosts.toml for ${domain} is not what devreg writes`,
         fix,
       }
     })
@@ -248,5 +248,5 @@ export async function hostEngineRoutes(run: Runner, config: Config): Promise<Hos
   const engine = await probeEngine(run)
   if (!engine) return null
   const seen = await observeFiles(run, config, enginePaths({}, run.env))
-  return judgeHostRoutes(config, engine, seen.hostsFiles)
+  return judgeHostRoutes(config, engine, seen.hostsTomls)
 }

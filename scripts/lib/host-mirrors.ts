@@ -1,7 +1,7 @@
 // `dev-registry host-mirrors [--undo]`: wires this machine's Docker engine to
 // the caches where it reads them (host-engine.ts says which engine reads what):
 // `registry-mirrors` in daemon.json for docker.io, a hosts.toml under certs.d
-// for every cached host. It plans every file as data (before → after), shows
+// for every cached registry domain. It plans every file as data (before → after), shows
 // the change, asks, keeps a backup of daemon.json, and elevates only the
 // writes it may not do itself; --undo puts back exactly what it wrote.
 import { dirname, join } from 'node:path'
@@ -26,6 +26,7 @@ import {
   support,
 } from './host-engine.ts'
 import { EXIT, log, UserError } from './log.ts'
+import { withOldKeys } from './old-keys.ts'
 
 /** One file devreg would write (content) or remove (null). */
 export interface FileChange {
@@ -37,8 +38,8 @@ export interface FileChange {
 
 export interface Plan {
   changes: FileChange[]
-  /** Hosts (or docker.io's registry-mirrors) devreg leaves alone, and why. */
-  skipped: { hosts: string[]; why: string }[]
+  /** Registry domains (docker.io: its registry-mirrors) devreg leaves alone, and why. */
+  skipped: { domains: string[]; why: string }[]
   notes: string[]
 }
 
@@ -47,12 +48,12 @@ type Support = ReturnType<typeof support>
 /** What host-mirrors (or --undo) changes, from the config, the engine and the files: pure. */
 export function planHostMirrors(config: Config, engine: Engine, seen: Observed, paths: EnginePaths, undo: boolean): Plan {
   const plan: Plan = { changes: [], skipped: [], notes: [] }
-  const hub = config.registries.filter((r) => r.role === 'cache').find((r) => r.upstreamHost === 'docker.io')
+  const hub = config.registries.filter((r) => r.role === 'cache').find((r) => r.upstreamDomain === 'docker.io')
   const can = support(engine)
   // 1. daemon.json: registry-mirrors for docker.io.
   if (undo) planDaemonJsonUndo(plan, hub, seen, paths.daemonJson)
   else planDaemonJson(plan, hub, can, seen, paths.daemonJson)
-  // 2. hosts.toml for every cached host, where the engine reads them; stale ones of devreg's go.
+  // 2. hosts.toml for every cached domain, where the engine reads them; stale ones of devreg's go.
   planHostsTomls(plan, config, can, seen, paths.certsD, undo)
   return plan
 }
@@ -74,13 +75,13 @@ function planDaemonJsonUndo(plan: Plan, hub: Registry | undefined, seen: Observe
 
 /** Adds docker.io's cache to registry-mirrors, keeping a backup of the file as it was. */
 function planDaemonJson(plan: Plan, hub: Registry | undefined, can: Support, seen: Observed, daemonJson: string): void {
-  // can.daemonJson is said once, with the other hosts, by planHostsTomls.
+  // can.daemonJson is said once, with the other domains, by planHostsTomls.
   if (!hub || can.daemonJson) return
   const url = loopbackUrl(hub)
   const current = seen.daemonJson
   if (!url)
     plan.skipped.push({
-      hosts: ['docker.io'],
+      domains: ['docker.io'],
       why: `${hub.name} listens on ${hub.bind}, not on loopback: registry-mirrors would also need "insecure-registries": ["${hub.bind}:${hub.port}"]; add both yourself`,
     })
   else if (pullsThroughCache(daemonJsonMirrors(current, daemonJson), hub))
@@ -98,25 +99,28 @@ function planDaemonJson(plan: Plan, hub: Registry | undefined, can: Support, see
 
 /** Writes the hosts.toml devreg wants, leaves files that are not devreg's alone, and removes devreg's that are no longer wanted. */
 function planHostsTomls(plan: Plan, config: Config, can: Support, seen: Observed, certsD: string, undo: boolean): void {
-  const hostsTomlPath = (host: string) => join(certsD, host, 'hosts.toml')
+  const hostsTomlPath = (domain: string) => join(certsD, domain, 'hosts.toml')
   const wanted = undo || can.hostsToml ? new Map<string, string>() : hostMirrorFiles(config)
   if (!undo && can.hostsToml) {
     const caches = config.registries.filter((r) => r.role === 'cache')
-    const hosts = caches.map((c) => c.upstreamHost as string).filter((h) => h !== 'docker.io' || can.daemonJson)
-    if (hosts.length) plan.skipped.push({ hosts, why: can.hostsToml })
+    const domains = caches.map((c) => c.upstreamDomain as string).filter((d) => d !== 'docker.io' || can.daemonJson)
+    if (domains.length) plan.skipped.push({ domains, why: can.hostsToml })
   }
-  for (const [host, content] of wanted) {
-    const before = seen.hostsFiles.get(host) ?? null
+  for (const [domain, content] of wanted) {
+    const before = seen.hostsTomls.get(domain) ?? null
     if (before === content) continue
     if (before !== null && !isHostMirrorFile(before)) {
-      plan.skipped.push({ hosts: [host], why: `${hostsTomlPath(host)} is not devreg's: left alone (move it away to let devreg write it)` })
+      plan.skipped.push({
+        domains: [domain],
+        why: `${hostsTomlPath(domain)} is not devreg's: left alone (move it away to let devreg write it)`,
+      })
       continue
     }
-    plan.changes.push({ path: hostsTomlPath(host), before, after: content, what: 'hosts.toml' })
+    plan.changes.push({ path: hostsTomlPath(domain), before, after: content, what: 'hosts.toml' })
   }
-  for (const [host, before] of seen.hostsFiles)
-    if (before !== null && isHostMirrorFile(before) && !wanted.has(host))
-      plan.changes.push({ path: hostsTomlPath(host), before, after: null, what: 'hosts.toml' })
+  for (const [domain, before] of seen.hostsTomls)
+    if (before !== null && isHostMirrorFile(before) && !wanted.has(domain))
+      plan.changes.push({ path: hostsTomlPath(domain), before, after: null, what: 'hosts.toml' })
 }
 
 /** Runs a command as root when this process cannot do the thing itself; sudo asks only on a terminal. */
@@ -135,7 +139,7 @@ async function apply(run: Runner, c: FileChange): Promise<void> {
   }
   if (c.after === null) {
     await run.files.rm(c.path).catch(orRoot(['rm', '-f', c.path]))
-    // A host directory left empty goes too; one with certificates in it stays.
+    // A domain's directory left empty goes too; one with certificates in it stays.
     if (c.what === 'hosts.toml') await run.files.rmdir(dir).catch(orRoot(['rmdir', '--ignore-fail-on-non-empty', dir]))
     return
   }
@@ -204,7 +208,7 @@ async function requireCachesRunning(run: Runner, config: Config): Promise<void> 
   )
   if (down.length)
     throw new UserError(
-      `no cache running for ${down.map((r) => `${r.upstreamHost} (${r.name})`).join(', ')}: run \`just dev-registry\` first, then host-mirrors`,
+      `no cache running for ${down.map((r) => `${r.upstreamDomain} (${r.name})`).join(', ')}: run \`just dev-registry\` first, then host-mirrors`,
       EXIT.failed,
     )
 }
@@ -239,7 +243,7 @@ function printPlanJson(run: Runner, opts: HostMirrorsOptions, engine: Engine, pa
           action: c.after === null ? 'remove' : 'write',
           diff: changeDiff(c),
         })),
-        skipped: plan.skipped,
+        skipped: plan.skipped.map((s) => withOldKeys(s, { hosts: 'domains' })),
         notes: plan.notes,
         dryRun: run.dryRun,
         reload,
@@ -254,7 +258,7 @@ function printPlan(engine: Engine, plan: Plan): void {
   log.info(
     `engine: Docker ${engine.version ?? '?'}, ${engine.containerdStore ? 'containerd image store' : 'classic image store'}${engine.rootless ? ', rootless' : ''}${engine.desktop ? ', Docker Desktop' : ''}${engine.podman ? ', Podman' : ''}`,
   )
-  for (const s of plan.skipped) log.warn(`skipped ${s.hosts.join(', ')}: ${s.why}`)
+  for (const s of plan.skipped) log.warn(`skipped ${s.domains.join(', ')}: ${s.why}`)
   for (const n of plan.notes) log.info(n)
   for (const c of plan.changes.filter((x) => x.what !== 'backup')) log.out(changeDiff(c))
   const backup = plan.changes.find((c) => c.what === 'backup' && c.after !== null)

@@ -10,7 +10,7 @@ import type { Runner } from './exec.ts'
 import { kubectl, objectNotFound } from './kubectl.ts'
 import { log } from './log.ts'
 import { providerOf } from './providers/index.ts'
-import { IN_CLUSTER_NAMESPACE, inClusterManifests, registryHostingConfigMap, serviceHost, serviceName } from './render.ts'
+import { IN_CLUSTER_NAMESPACE, inClusterManifests, registryHostingConfigMap, serviceAddress, serviceName } from './render.ts'
 
 /** The KEP-1755 ConfigMap's name (in kube-public). */
 const REGISTRY_HOSTING = 'local-registry-hosting'
@@ -49,7 +49,7 @@ export async function applyInCluster(run: Runner, config: Config, known?: Map<st
   const hosting = (l: string) => l.startsWith(`configmap/${REGISTRY_HOSTING} `)
   const applied = appliedChanges(out)
   const local = config.registries.find((r) => r.role === 'local') as Registry
-  log.info(`   pods reach the local registry at ${serviceHost(local)}`)
+  log.info(`   pods reach the local registry at ${serviceAddress(local)}`)
   return [
     ...applied.filter(hosting).map((l) => `${REGISTRY_HOSTING} ConfigMap ${l.split(' ').pop()}`),
     ...applied.filter((l) => !hosting(l)).map((l) => `${l} (namespace ${IN_CLUSTER_NAMESPACE})`),

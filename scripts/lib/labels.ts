@@ -6,7 +6,8 @@ export const LABEL = {
   role: 'devreg.role',
   hash: 'devreg.config-hash',
   credentials: 'devreg.credentials-digest',
-  upstreamHost: 'devreg.upstream-host',
+  // The label's name predates "domain"; containers made before carry it, so it stays.
+  upstreamDomain: 'devreg.upstream-host',
   /** On a helper container that reads or writes a volume through the engine: the volume's name. */
   volumeHelper: 'devreg.volume-helper',
 } as const

@@ -24,8 +24,11 @@ export interface Holder {
   started: string
 }
 
+/** What locking reads of the runner: --dry-run (no lock), and this process's environment and user (where the locks live). */
+export type LockRunner = Pick<Runner, 'dryRun' | 'env' | 'uid'>
+
 export interface LockOptions {
-  /** Where the lock files live [default: lockDir()]. */
+  /** Where the lock files live [default: lockDir(run)]. */
   dir?: string
   /** How often a waiting run looks again. */
   pollMs?: number
@@ -40,8 +43,8 @@ export interface LockOptions {
 export type Scope = 'config' | 'registries'
 
 /** $XDG_RUNTIME_DIR/devreg (per user, cleared at logout), else a per-uid directory under the temp dir. */
-export function lockDir(env: Record<string, string | undefined> = process.env): string {
-  return env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'devreg') : join(tmpdir(), `devreg-${process.getuid?.() ?? 'user'}`)
+export function lockDir({ env, uid }: Pick<Runner, 'env' | 'uid'>): string {
+  return env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'devreg') : join(tmpdir(), `devreg-${uid ?? 'user'}`)
 }
 
 const registryLock = (r: Pick<Registry, 'name'>) => `registry-${r.name}`
@@ -62,7 +65,7 @@ const heldHere = (file: string) => parseHolder(readOrNull(file) ?? '')?.pid === 
  * gets SIGINT, SIGTERM or SIGHUP. Under --dry-run nothing changes, so no lock.
  */
 export function withLock<T>(
-  run: Pick<Runner, 'dryRun'>,
+  run: LockRunner,
   config: Pick<Config, 'cluster' | 'network' | 'registries'>,
   what: string,
   fn: () => Promise<T>,
@@ -77,7 +80,7 @@ export function withLock<T>(
  * also when the command around it took none (verify) or all (dev-up).
  */
 export function withRegistryLocks<T>(
-  run: Pick<Runner, 'dryRun'>,
+  run: LockRunner,
   registries: Pick<Registry, 'name'>[],
   what: string,
   fn: () => Promise<T>,
@@ -86,12 +89,12 @@ export function withRegistryLocks<T>(
   return holding(run, [...new Set(registries.map(registryLock))].sort(), what, fn, opts)
 }
 
-async function holding<T>(run: Pick<Runner, 'dryRun'>, names: string[], what: string, fn: () => Promise<T>, opts: LockOptions): Promise<T> {
+async function holding<T>(run: LockRunner, names: string[], what: string, fn: () => Promise<T>, opts: LockOptions): Promise<T> {
   if (run.dryRun) return fn()
-  const dir = opts.dir ?? lockDir()
+  const dir = opts.dir ?? lockDir(run)
   const files = names.map((n) => join(dir, `${n}.lock`)).filter((f) => !heldHere(f))
   if (!files.length) return fn()
-  ensureDir(dir)
+  ensureDir(dir, run.uid)
   const mine: { file: string; holder: string }[] = []
   const release = () => {
     for (const { file, holder } of mine.splice(0).reverse()) {
@@ -133,11 +136,10 @@ async function holding<T>(run: Pick<Runner, 'dryRun'>, names: string[], what: st
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
 
 /** The runtime directory, created private; one another user owns is refused (a shared /tmp). */
-function ensureDir(dir: string): void {
+function ensureDir(dir: string, uid: number | null): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const st = lstatSync(dir)
-  const uid = process.getuid?.()
-  if (!st.isDirectory() || (uid !== undefined && st.uid !== uid))
+  if (!st.isDirectory() || (uid !== null && st.uid !== uid))
     throw new UserError(`${dir} is not a directory of yours, so devreg cannot keep its locks there: remove it, or set XDG_RUNTIME_DIR`)
 }
 

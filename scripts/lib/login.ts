@@ -45,7 +45,7 @@ export type HelperAnswer = Exclude<DockerLogin, { kind: 'helper' }>
 
 /** Docker Hub's key in config.json and what its helpers are asked for (docker/cli registry.IndexServer). */
 export const DOCKER_HUB_SERVER = 'https://index.docker.io/v1/'
-const DOCKER_HUB_HOSTS = ['docker.io', 'index.docker.io', 'registry-1.docker.io']
+const DOCKER_HUB_DOMAINS = ['docker.io', 'index.docker.io', 'registry-1.docker.io']
 /** How long a credential helper may take: a locked keychain or a prompt nobody sees would hang the run. */
 export const HELPER_TIMEOUT_MS = 10_000
 // A helper name becomes part of a command name: docker-credential-NAME.
@@ -57,10 +57,10 @@ export function dockerConfigPath(env: Readonly<Record<string, string | undefined
   return env.HOME ? join(env.HOME, '.docker', 'config.json') : null
 }
 
-/** The server a login for this upstream is stored under: Docker Hub's URL key, else host[:port]. */
+/** The server a login for this upstream is stored under: Docker Hub's URL key, else the upstream's domain (name[:port]). */
 export function loginServer(upstream: string): string {
-  const host = new URL(upstream).host
-  return DOCKER_HUB_HOSTS.includes(host) ? DOCKER_HUB_SERVER : host
+  const domain = new URL(upstream).host
+  return DOCKER_HUB_DOMAINS.includes(domain) ? DOCKER_HUB_SERVER : domain
 }
 
 /** A key as docker compares it with a server: without scheme or path (docker/cli credentials.ConvertToHostname). */

@@ -65,6 +65,8 @@ export interface Invocation {
   tty: { stdin: boolean; stderr: boolean }
   /** Running as root (uid 0): nothing needs sudo. */
   root: boolean
+  /** The user this process runs as; null where there are no uids (Windows). */
+  uid: number | null
 }
 
 /** This process's environment, terminals and user. */
@@ -73,6 +75,7 @@ export function thisProcess(): Invocation {
     env: process.env,
     tty: { stdin: Boolean(process.stdin.isTTY), stderr: Boolean(process.stderr.isTTY) },
     root: process.getuid?.() === 0,
+    uid: process.getuid?.() ?? null,
   }
 }
 

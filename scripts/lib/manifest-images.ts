@@ -63,7 +63,7 @@ export function manifestFiles(path: string): string[] {
 /** The same image however it is spelled: nginx, docker.io/library/nginx:latest. */
 const canonical = (image: string) => {
   const r = parseReference(image)
-  return `${r.host}/${r.repository}@${r.reference}`
+  return `${r.domain}/${r.repository}@${r.reference}`
 }
 
 /** Each image once (first spelling kept). */

@@ -83,7 +83,7 @@ const OBSERVE_NODE = template('observe-node.sh')
 
 /** What to read from a node (and run in it) in its one exec: templates/observe-node.sh's sections. */
 export interface NodeRead {
-  /** Every DIR/HOST/hosts.toml. */
+  /** Every DIR/DOMAIN/hosts.toml (a directory per registry domain). */
   hostsDir?: string
   /** Files read whole (k3s's registries.yaml). */
   files?: string[]
@@ -107,7 +107,7 @@ export interface PullOutcome {
 /** What one exec read in a node. */
 export interface NodeSnapshot {
   node: string
-  /** DIR/HOST → its hosts.toml, for each HOST directory under hostsDir. */
+  /** DIR/DOMAIN → its hosts.toml, for each registry domain directory under hostsDir. */
   hostsFiles: Map<string, string>
   /** Path → content, for the files that exist. */
   files: Map<string, string>

@@ -106,7 +106,7 @@ function v2Verdict(r: Registry, answer: V2Answer, where: string, state: string |
 }
 
 function dockerMirror(config: Config, mirrors: string[] | null): Verdict | null {
-  const cache = config.registries.find((r) => r.upstreamHost === 'docker.io')
+  const cache = config.registries.find((r) => r.upstreamDomain === 'docker.io')
   if (!cache || mirrors === null) return null
   const url = cache.address.url
   if (pullsThroughCache(mirrors, cache)) return pass(`registry-mirrors has ${url}`)
@@ -206,7 +206,7 @@ const resolvedIn = (n: NodeView, name: string, judge: (look: Lookup) => Verdict)
 /** 1. Configured hosts: on this machine, in a container on the network, in every node. */
 function hostChecks({ config, sel, obs, add, inNetwork }: Judging): void {
   for (const h of sel.hosts) {
-    add('resolve', h.name, 'host', onHost(h, obs.host.get(h.name) as Lookup, obs.hostsFile))
+    add('resolve', h.name, 'host', onHost(h, obs.onHost.get(h.name) as Lookup, obs.hostsFile))
     const judge = (place: string) => (look: Lookup) => inContainer(h, look, place, config)
     inNetwork('resolve', h.name, judge('container'), (n) => resolvedIn(n, h.name, judge(n.name)))
   }
@@ -233,24 +233,26 @@ function registryChecks({ sel, obs, add, inNetwork }: Judging): void {
 function mirrorChecks({ config, sel, obs, inNetwork }: Judging): void {
   const desired = desiredMirrors(config)
   const { routing, certsD, certsDCheck } = providerOf(config)
-  const mirrorVerdict = (n: NodeView, host: string): Verdict => {
+  const mirrorVerdict = (n: NodeView, domain: string): Verdict => {
     if (!n.mirrors) return fail(routing.absent, routing.fix.absent)
-    const has = n.mirrors.get(host)
-    if (has === undefined) return fail(routing.missing(host), routing.fix.write)
-    return has === desired.get(host)
+    const has = n.mirrors.get(domain)
+    if (has === undefined) return fail(routing.missing(domain), routing.fix.write)
+    return has === desired.get(domain)
       ? pass(`as devreg writes it`)
-      : fail(`${routing.entry(host)} differs from what devreg writes`, routing.fix.rewrite)
+      : fail(`${routing.entry(domain)} differs from what devreg writes`, routing.fix.rewrite)
   }
-  for (const host of sel.routes) inNetwork('mirror', host, null, (n) => mirrorVerdict(n, host))
+  for (const domain of sel.routes) inNetwork('mirror', domain, null, (n) => mirrorVerdict(n, domain))
   if (!sel.all) return
   const stale = new Set(
     obs.nodes.flatMap((n) =>
-      [...(n.mirrors ?? new Map<string, string>())].filter(([h, c]) => !desired.has(h) && routing.ownEntry(c)).map(([h]) => h),
+      [...(n.mirrors ?? new Map<string, string>())].filter(([d, c]) => !desired.has(d) && routing.ownEntry(c)).map(([d]) => d),
     ),
   )
-  for (const host of stale)
-    inNetwork('mirror', host, null, (n) =>
-      n.mirrors?.has(host) ? fail(`${routing.entry(host)} is devreg's but no longer in the config`, routing.fix.remove) : pass('not there'),
+  for (const domain of stale)
+    inNetwork('mirror', domain, null, (n) =>
+      n.mirrors?.has(domain)
+        ? fail(`${routing.entry(domain)} is devreg's but no longer in the config`, routing.fix.remove)
+        : pass('not there'),
     )
   if (certsDCheck && sel.routes.length)
     inNetwork('containerd', 'config_path', null, (n) =>
@@ -274,10 +276,10 @@ function serviceChecks({ sel, obs, add }: Judging): void {
 function thisMachineChecks({ config, sel, obs, add }: Judging): void {
   const daemon = checksDaemon(sel) ? dockerMirror(config, obs.daemonMirrors) : null
   if (daemon) add('docker-mirror', 'docker.io', 'host', daemon)
-  // The other cached hosts: hosts.toml in the engine's certs.d, where it reads them.
+  // The other cached domains: hosts.toml in the engine's certs.d, where it reads them.
   for (const h of obs.hostRoutes ?? [])
-    if (h.host !== 'docker.io' && (sel.all || sel.routes.includes(h.host)))
-      add('docker-mirror', h.host, 'host', { status: h.status, detail: h.detail, fix: h.fix })
+    if (h.domain !== 'docker.io' && (sel.all || sel.routes.includes(h.domain)))
+      add('docker-mirror', h.domain, 'host', { status: h.status, detail: h.detail, fix: h.fix })
   const shadows = shadowedRegistries(obs.hostsFile.entries)
   for (const s of shadows)
     add('shadow', s.name, 'host', {

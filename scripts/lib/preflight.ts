@@ -1,5 +1,5 @@
 // What preflight checks and how it judges: which names (from the one config),
-// what was observed on the host, in a container on the cluster network and in
+// what was observed on this machine (the host), in a container on the cluster network and in
 // each node, and a verdict with a fix for every failure. Selection is pure, as
 // are the verdicts and the report (preflight-verdicts.ts); observe() is the
 // one part that asks Docker.
@@ -23,7 +23,7 @@ export type Status = 'pass' | 'fail' | 'warn' | 'skip'
 export interface Check {
   /** resolve | registry | mirror | containerd | service | docker-mirror | shadow */
   check: string
-  /** The name, registry or registry host checked. */
+  /** The name, registry or registry domain checked. */
   subject: string
   /** host, container, a node's name, or nodes (when there is no cluster). */
   place: string
@@ -33,21 +33,23 @@ export interface Check {
 }
 
 export interface Selection {
+  /** Entries of the config's `hosts`: names pinned to addresses, as /etc/hosts lines are. */
   hosts: Config['hosts']
   registries: Registry[]
-  /** Registry hosts whose mirror configuration nodes must have. */
+  /** Registry domains whose mirror configuration nodes must have. */
   routes: string[]
   /** No names were given: stale mirror files and host-wide checks count too. */
   all: boolean
 }
 
-const bare = (host: string) => host.replace(/:\d+$/, '')
+/** A registry domain without its port. */
+const bare = (domain: string) => domain.replace(/:\d+$/, '')
 
 /** The configured names to check: all of them, or those named; an unknown name is a usage error. */
 export function selectTargets(config: Config, names: string[]): Selection {
-  const routes = registryRoutes(config).map((r) => r.host)
+  const routes = registryRoutes(config).map((r) => r.domain)
   if (!names.length) return { hosts: [...config.hosts], registries: [...config.registries], routes, all: true }
-  const isRegistry = (r: Registry, n: string) => r.name === n || r.upstreamHost === n
+  const isRegistry = (r: Registry, n: string) => r.name === n || r.upstreamDomain === n
   const unknown = names.filter(
     (n) =>
       !config.hosts.some((h) => h.name === n) &&
@@ -76,7 +78,7 @@ export interface NodeView {
   resolve: InContainer
   /** Registry name → its GET /v2/ answer by in-network name. */
   v2: Map<string, V2Answer>
-  /** Registry host → its mirror configuration, normalised as desiredMirrors() gives it; null when there is none at all (k3d: no registries.yaml). */
+  /** Registry domain → its mirror configuration, normalised as desiredMirrors() gives it; null when there is none at all (k3d: no registries.yaml). */
   mirrors: Map<string, string> | null
   /** Whether containerd reads certs.d, where the provider's config patch could fail to say so (certsDCheck); else null. */
   readsCertsD: boolean | null
@@ -85,14 +87,14 @@ export interface NodeView {
 export interface Observed {
   hostsFile: { path: string; entries: HostsEntry[] }
   /** hosts[].name → resolution on this machine. */
-  host: Map<string, Lookup>
+  onHost: Map<string, Lookup>
   /** Registry name → GET /v2/ on its published port. */
   v2: Map<string, V2Answer>
   /** Registry name → container state; absent when there is no such container. */
   states: Map<string, string>
   /** The daemon's registry-mirrors; null when it could not be asked. */
   daemonMirrors: string[] | null
-  /** Whether the host engine pulls each cached host through its cache (host-mirrors); null when not asked. */
+  /** Whether the host engine pulls each cached domain through its cache (host-mirrors); null when not asked. */
   hostRoutes?: HostRoute[] | null
   network: { name: string; exists: boolean; addresses: Map<string, string> }
   /** From a short-lived container on the network; null when there is no network. */
@@ -105,7 +107,7 @@ export interface Observed {
   slices?: Map<string, { addresses: string[] | null; error: string | null }>
 }
 
-/** The mirror configuration devreg writes into every node, per registry host, normalised for comparison. */
+/** The mirror configuration devreg writes into every node, per registry domain, normalised for comparison. */
 export const desiredMirrors = (config: Config) => providerOf(config).desiredMirrors(config)
 
 /** Prints the status and headers of GET URL/v2/ for each URL given, curl or nc (templates/ping-v2.sh). */
@@ -143,7 +145,7 @@ export function parseV2Output(urls: string[], stdout: string): Map<string, V2Ans
 }
 
 /** The Docker daemon's mirror matters to everything, or to the docker.io cache. */
-export const checksDaemon = (sel: Selection) => sel.all || sel.registries.some((r) => r.upstreamHost === 'docker.io')
+export const checksDaemon = (sel: Selection) => sel.all || sel.registries.some((r) => r.upstreamDomain === 'docker.io')
 
 const mapAsync = async <T, V>(items: readonly T[], key: (t: T) => string, fn: (t: T) => Promise<V>): Promise<Map<string, V>> =>
   new Map(await Promise.all(items.map(async (t) => [key(t), await fn(t)] as const)))
@@ -155,7 +157,7 @@ export async function observe(run: Runner, config: Config, sel: Selection, hosts
   const found = configuredCluster(config, containers)
   const inNetworkNames = [...sel.hosts.map((h) => h.name), ...sel.registries.map((r) => r.name)]
   const image = config.preflight.image ?? config.registry.image
-  const [host, v2, daemonMirrors, addresses, inNetwork, nodes, slices, hostRoutes] = await Promise.all([
+  const [onHost, v2, daemonMirrors, addresses, inNetwork, nodes, slices, hostRoutes] = await Promise.all([
     mapAsync(
       sel.hosts,
       (h) => h.name,
@@ -188,7 +190,7 @@ export async function observe(run: Runner, config: Config, sel: Selection, hosts
   ])
   return {
     hostsFile: { path: hostsFile.path, entries: parseHostsFile(hostsFile.text) },
-    host,
+    onHost,
     v2,
     states: new Map(sel.registries.filter((r) => states.has(r.name)).map((r) => [r.name, states.get(r.name) as string])),
     daemonMirrors,

@@ -76,7 +76,7 @@ function containerSpec(r: Registry, login: { digest: string | undefined } | null
   const labels = [
     `${LABEL.managed}=true`,
     `${LABEL.role}=${r.role}`,
-    ...(r.upstreamHost ? [`${LABEL.upstreamHost}=${r.upstreamHost}`] : []),
+    ...(r.upstreamDomain ? [`${LABEL.upstreamDomain}=${r.upstreamDomain}`] : []),
   ]
   const settings = [
     '--restart=always',

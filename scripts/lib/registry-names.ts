@@ -3,7 +3,7 @@
 // `import` (FILE [REGISTRY...]), `dev-registry report [REGISTRY...]` and
 // `registry-gc --registry REGISTRY`. A name is
 //   - a registry's container name from the config: kind-registry, kind-cache-docker-io;
-//   - a mirror's host, for its cache: docker.io, ghcr.io;
+//   - a mirror's host (the registry domain it caches), for its cache: docker.io, ghcr.io;
 //   - `local`, for the local registry.
 // Naming none means the command's default: every cache (export, import,
 // report) or every registry (registry-gc).
@@ -22,7 +22,7 @@ export interface Selection {
 
 /** The registry a name means, or null. */
 export function findRegistry(config: Config, name: string): Registry | null {
-  return config.registries.find((r) => r.name === name || r.upstreamHost === name || (name === 'local' && r.role === 'local')) ?? null
+  return config.registries.find((r) => r.name === name || r.upstreamDomain === name || (name === 'local' && r.role === 'local')) ?? null
 }
 
 /** The registries `names` mean, each once, in the order named; a name the config has no registry for is a usage error. */
@@ -33,7 +33,7 @@ export function selectRegistries(config: Config, names: readonly string[], { non
     const r = findRegistry(config, name)
     if (!r)
       throw new UserError(
-        `no registry ${name} in the config: name ${config.registries.map((x) => x.name).join(', ')}, a mirror host (${hosts(config)}), or local`,
+        `no registry ${name} in the config: name ${config.registries.map((x) => x.name).join(', ')}, a mirror host (${cachedDomains(config)}), or local`,
         EXIT.usage,
       )
     if (cachesOnly && r.role !== 'cache')
@@ -43,4 +43,5 @@ export function selectRegistries(config: Config, names: readonly string[], { non
   return chosen
 }
 
-const hosts = (config: Config) => config.registries.flatMap((r) => (r.upstreamHost ? [r.upstreamHost] : [])).join(', ') || 'none'
+const cachedDomains = (config: Config) =>
+  config.registries.flatMap((r) => (r.upstreamDomain ? [r.upstreamDomain] : [])).join(', ') || 'none'

@@ -26,7 +26,7 @@ export async function planRemoval(
   if (purge)
     for (const r of chosen)
       if (await docker.volumeExists(run, r.volume)) {
-        const what = r.role === 'local' ? 'images pushed to the local registry' : `cache of ${r.upstreamHost}`
+        const what = r.role === 'local' ? 'images pushed to the local registry' : `cache of ${r.upstreamDomain}`
         volumes.push({ name: r.volume, what, bytes: await docker.volumeBytes(run, r.volume, r.image) })
       }
   return { purge, containers: chosen.filter((r) => containers.some((c) => c.name === r.name && docker.isOwned(c))), volumes }

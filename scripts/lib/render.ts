@@ -42,10 +42,10 @@ export function kindConfig(config: Config, { configPathPatch = true } = {}): str
 
 /**
  * The k3s registries.yaml: the same routes as endpoint lists; plain http://
- * endpoints need no `configs`. k3s adds a host's default endpoint last by
+ * endpoints need no `configs`. k3s adds a registry's default endpoint last by
  * itself, so `server` is left out, except under --disable-default-registry-endpoint:
- * then k3s drops the default endpoint of every host (pkg/agent/containerd/config.go
- * getHostConfigs sets Default to nil), and a public host keeps its upstream only
+ * then k3s drops the default endpoint of every registry (pkg/agent/containerd/config.go
+ * getHostConfigs sets Default to nil), and a public registry keeps its upstream only
  * when it is listed, as the last endpoint.
  */
 export function k3sRegistriesDocument(routes: Route[], strict: boolean): { mirrors: Record<string, { endpoint: string[] }> } {
@@ -53,7 +53,7 @@ export function k3sRegistriesDocument(routes: Route[], strict: boolean): { mirro
   for (const r of routes) {
     const endpoint = r.endpoints.map((e) => e.url)
     if (strict && !endpoint.includes(r.server)) endpoint.push(r.server)
-    mirrors[r.host] = { endpoint }
+    mirrors[r.domain] = { endpoint }
   }
   return { mirrors }
 }
@@ -98,7 +98,7 @@ export const serviceName = (r: Registry) => (/^[a-z]/.test(r.name) ? r.name : `r
  * resolves alike from every namespace and whatever a pod's search list, and is
  * what the CoreDNS rewrite of a hostname alias must name.
  */
-export const serviceHost = (r: Registry) => `${serviceName(r)}.${IN_CLUSTER_NAMESPACE}.svc.${CLUSTER_DOMAIN}:5000`
+export const serviceAddress = (r: Registry) => `${serviceName(r)}.${IN_CLUSTER_NAMESPACE}.svc.${CLUSTER_DOMAIN}:5000`
 
 /**
  * The namespace, then per registry a Service without a selector and the one
@@ -152,7 +152,7 @@ export function corednsOverride(config: Config): string | null {
   const names = [...new Set(hostnameAliases(config).map((a) => a.replace(/:\d+$/, '')))]
   if (!names.length) return null
   const local = config.registries.find((r) => r.role === 'local') as Registry
-  const target = serviceHost(local).replace(/:\d+$/, '')
+  const target = serviceAddress(local).replace(/:\d+$/, '')
   const lines = names.map((n) => `rewrite name exact ${n} ${target}`)
   return `# Written by devreg (dev-up): hostname aliases of the local registry, as its Service.\n${lines.join('\n')}\n`
 }

@@ -1,18 +1,18 @@
-// Which registry each node tries, in order, for each registry host: the one
+// Which registry each node tries, in order, for each registry domain: the one
 // routing model that hosts.toml (kind), registries.yaml (k3d), the host
 // engine's mirrors and verify are all derived from.
 import { type Config, defaultUpstream, type Registry } from './config.ts'
 
 export interface Endpoint {
   url: string
-  /** The URL's path is the API root itself (a Harbor proxy project), not a host to append /v2 to. */
+  /** The URL's path is the API root itself (a Harbor proxy project), not a base to append /v2 to. */
   overridePath: boolean
 }
 
-/** How nodes reach one registry host: endpoints in order, then `server`. */
+/** How nodes reach one registry domain: endpoints in order, then `server`. */
 export interface Route {
-  /** The registry host as containerd sees it in an image name: docker.io, localhost:5001, registry.dev.local. */
-  host: string
+  /** The registry domain (port included) as containerd sees it in an image name: docker.io, localhost:5001, registry.dev.local. */
+  domain: string
   endpoints: Endpoint[]
   /** Tried last: the real upstream, so a node still pulls when every cache is down. */
   server: string
@@ -22,31 +22,31 @@ export interface Route {
 /** The routing every node gets, from which hosts.toml (kind) and registries.yaml (k3d) are rendered. */
 export function registryRoutes(config: Config): Route[] {
   const local = config.registries.find((r) => r.role === 'local') as Registry
-  const covered = (host: string) => config.aliases.some((a) => a === host || a.startsWith(`${host}/`))
-  // The local registry is listed as a host as well as the server: containerd
+  const covered = (domain: string) => config.aliases.some((a) => a === domain || a.startsWith(`${domain}/`))
+  // The local registry is listed as a host (hosts.toml's [host] table) as well as the server: containerd
   // 1.6 ignores a hosts.toml that has a server and no host (seen here).
   const localOnly = [{ url: local.address.inNetworkUrl, overridePath: false }]
   const routes: Route[] = [
     {
-      host: local.address.host,
+      domain: local.address.onHost,
       endpoints: localOnly,
       server: local.address.inNetworkUrl,
       description: 'the local registry, as pushed to from the host',
     },
     {
-      host: local.address.inNetwork,
+      domain: local.address.inNetwork,
       endpoints: localOnly,
       server: local.address.inNetworkUrl,
       description: 'the local registry, by its name on the cluster network',
     },
   ]
   for (const cache of config.registries.filter((r) => r.role === 'cache')) {
-    const host = cache.upstreamHost as string
-    const canonical = defaultUpstream(host)
+    const domain = cache.upstreamDomain as string
+    const canonical = defaultUpstream(domain)
     routes.push({
-      host,
+      domain,
       endpoints: [
-        ...(covered(host) ? [{ url: local.address.inNetworkUrl, overridePath: false }] : []),
+        ...(covered(domain) ? [{ url: local.address.inNetworkUrl, overridePath: false }] : []),
         { url: cache.address.inNetworkUrl, overridePath: false },
         ...cache.remotes.map((m) => ({
           url: `${m.url.replace(/\/+$/, '')}${m.path && m.path !== '/' ? m.path : ''}`,
@@ -55,28 +55,28 @@ export function registryRoutes(config: Config): Route[] {
         ...(cache.upstream !== canonical ? [{ url: cache.upstream as string, overridePath: false }] : []),
       ],
       server: canonical,
-      description: `${host}: ${covered(host) ? 'the local registry (alias), then ' : ''}cache ${cache.name}, then the upstream`,
+      description: `${domain}: ${covered(domain) ? 'the local registry (alias), then ' : ''}cache ${cache.name}, then the upstream`,
     })
   }
-  // An alias of a host no cache mirrors: the local registry, then the host itself.
-  const aliasHosts = [...new Set(config.aliases.map((a) => a.split('/')[0]))].filter((h) => !routes.some((r) => r.host === h))
-  for (const host of aliasHosts) {
-    const hostOnly = config.aliases.includes(host)
+  // An alias of a domain no cache mirrors: the local registry, then the registry at that domain.
+  const aliasDomains = [...new Set(config.aliases.map((a) => a.split('/')[0]))].filter((d) => !routes.some((r) => r.domain === d))
+  for (const domain of aliasDomains) {
+    const wholeDomain = config.aliases.includes(domain)
     routes.push({
-      host,
+      domain,
       endpoints: localOnly,
-      server: hostOnly ? local.address.inNetworkUrl : `https://${host}`,
-      description: `${host}: alias of the local registry${hostOnly ? ' (no public fallback)' : ', then the host itself'}`,
+      server: wholeDomain ? local.address.inNetworkUrl : `https://${domain}`,
+      description: `${domain}: alias of the local registry${wholeDomain ? ' (no public fallback)' : ', then the registry at that domain'}`,
     })
   }
   return routes
 }
 
 /**
- * Hostname aliases (registry.dev.local): hosts the local registry alone
+ * Hostname aliases (registry.dev.local): domains the local registry alone
  * serves, whose route has no public fallback (see registryRoutes).
  */
 export function hostnameAliases(config: Config): string[] {
-  const mirrored = new Set(config.registries.map((r) => r.upstreamHost))
+  const mirrored = new Set(config.registries.map((r) => r.upstreamDomain))
   return config.aliases.filter((a) => !a.includes('/') && !mirrored.has(a))
 }

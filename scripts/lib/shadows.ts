@@ -1,5 +1,5 @@
 // A namespace alias such as docker.io/acme puts the local registry first for
-// all of docker.io: containerd and k3s route per registry host, not per path.
+// all of docker.io: containerd and k3s route per registry domain, not per path.
 // So anything pushed locally under a docker.io path (library/nginx) is what
 // every node gets for that docker.io image, cluster-wide.
 import type { Config, Registry } from './config.ts'
@@ -7,17 +7,17 @@ import { listRepositories } from './distribution.ts'
 import type { Runner } from './exec.ts'
 
 export interface Shadow {
-  /** The cached upstream host, e.g. docker.io. */
-  host: string
+  /** The registry domain the cache mirrors, e.g. docker.io. */
+  domain: string
   repository: string
-  /** The alias that puts the local registry in front of the host. */
+  /** The alias that puts the local registry in front of the domain. */
   alias: string
 }
 
-/** The caches whose host a namespace alias covers, with that alias. */
+/** The caches whose domain a namespace alias covers, with that alias. */
 export function aliasedCaches(config: Config): { cache: Registry; alias: string }[] {
   return config.registries.flatMap((cache) => {
-    const alias = cache.role === 'cache' ? config.aliases.find((a) => a.startsWith(`${cache.upstreamHost}/`)) : undefined
+    const alias = cache.role === 'cache' ? config.aliases.find((a) => a.startsWith(`${cache.upstreamDomain}/`)) : undefined
     return alias ? [{ cache, alias }] : []
   })
 }
@@ -28,11 +28,11 @@ export function shadows(config: Config, local: string[], cached: Map<string, str
   return aliasedCaches(config).flatMap(({ cache, alias }) =>
     (cached.get(cache.name) ?? [])
       .filter((repo) => mine.has(repo))
-      .map((repository) => ({ host: cache.upstreamHost as string, repository, alias })),
+      .map((repository) => ({ domain: cache.upstreamDomain as string, repository, alias })),
   )
 }
 
-/** Asks the registries (on their host ports) what they hold; a registry that does not answer shadows nothing. */
+/** Asks the registries (where they are published on this machine) what they hold; a registry that does not answer shadows nothing. */
 export async function findShadows(run: Runner, config: Config): Promise<Shadow[]> {
   const covered = aliasedCaches(config)
   if (!covered.length) return []

@@ -2,25 +2,26 @@
 // for a miss, the facts that explain it (the registry, the node's containerd,
 // a proxy between them), in the order the fixes go; and the matrix.
 import { table } from './log.ts'
+import { withOldKeys } from './old-keys.ts'
 import { PROVIDERS } from './providers/index.ts'
 import type { Provider } from './providers/naming.ts'
 
 export type Status = 'pass' | 'fail' | 'skip'
 
-/** One registry host as verify probes it. */
+/** One registry domain as verify probes it. */
 export interface Target {
-  host: string
+  domain: string
   /** The devreg registry the route's first endpoint is (its in-network URL), or null for a remote. */
   first: string | null
   firstUrl: string
-  /** Every host of the chain after the first, in the order containerd tries them (endpoints, then server). */
+  /** Every URL of the chain after the first, in the order containerd tries them (endpoints, then server). */
   rest: string[]
 }
 
-/** One probe: a node and a registry host. */
+/** One probe: a node and a registry domain. */
 export interface Probe {
   node: string
-  host: string
+  domain: string
   ref: string
   first: string | null
   status: Status
@@ -33,8 +34,8 @@ export interface Probe {
 /** A manifest request under PROBE_REPOSITORY, as a registry logged it. */
 export interface Hit {
   container: string
-  /** The registry host the request was for: containerd's ?ns= on a mirror, else the Host header. */
-  host: string
+  /** The registry domain the request was for: containerd's ?ns= on a mirror, else the Host header. */
+  domain: string
   reference: string
   method: string
   address: string
@@ -42,20 +43,20 @@ export interface Hit {
 }
 
 /**
- * The proxy a Go program (containerd) uses for an http:// URL of `host`, from
- * its environment as Go's httpproxy reads it (upper case first): null when
- * none applies, NO_PROXY covers the host, or the host is loopback.
+ * The proxy a Go program (containerd) uses for an http:// URL of `address`
+ * (name[:port]), from its environment as Go's httpproxy reads it (upper case
+ * first): null when none applies, NO_PROXY covers the name, or it is loopback.
  */
-export function proxyFor(env: Record<string, string>, host: string): string | null {
+export function proxyFor(env: Record<string, string>, address: string): string | null {
   const proxy = env.HTTP_PROXY || env.http_proxy
   if (!proxy) return null
-  const name = host.replace(/:\d+$/, '')
+  const name = address.replace(/:\d+$/, '')
   if (name === 'localhost' || /^127\./.test(name) || name === '::1') return null
   const noProxy = (env.NO_PROXY ?? env.no_proxy ?? '').split(',').map((s) => s.trim().toLowerCase())
   for (const entry of noProxy.filter(Boolean)) {
     if (entry === '*') return null
     const [e, port] = entry.split(/:(?=\d+$)/)
-    if (port && !host.endsWith(`:${port}`)) continue
+    if (port && !address.endsWith(`:${port}`)) continue
     const bare = e.replace(/^\*?\./, '')
     if (name === bare || name.endsWith(`.${bare}`)) return null
   }
@@ -68,7 +69,7 @@ export interface Facts {
   network: string
   /** Container name → state and networks; absent when there is no such container. */
   containers: Map<string, { state: string; networks: string[] }>
-  /** Node → the registry hosts it has a hosts.toml for, containerd's proxy variables, whether it reads certs.d (null: not checked). */
+  /** Node → the registry domains it has a hosts.toml for, containerd's proxy variables, whether it reads certs.d (null: not checked). */
   nodes: Map<string, { hostsToml: Set<string>; env: Record<string, string>; readsCertsD: boolean | null }>
 }
 
@@ -90,7 +91,7 @@ export function judge(
       detail: `the route starts at ${t.firstUrl}, not at a devreg registry whose log verify can read`,
       fix: null,
     }
-  const mine = hits.filter((h) => h.host === p.host)
+  const mine = hits.filter((h) => h.domain === p.domain)
   const answer = mine.find((h) => h.container === t.first && nodeAddresses.includes(h.address))
   if (answer) return { status: 'pass', detail: `${t.first} answered (${answer.method} ${answer.status})`, fix: null }
   return pullFault(p.node, pull) ?? explainMiss(p, t, t.first, mine, nodeAddresses, pull, facts)
@@ -131,12 +132,12 @@ function explainMiss(
   const instead = others.length
     ? `${others.join(', ')} answered instead`
     : `nothing on the cluster network logged it (the node went past every devreg registry, to ${t.rest[t.rest.length - 1]} or nowhere)`
-  const upstreamNote = others.length || t.rest.length ? ': the upstream answered, so pulls of this host cost its rate limit' : ''
+  const upstreamNote = others.length || t.rest.length ? ': the upstream answered, so pulls of this domain cost its rate limit' : ''
   const registry = facts.containers.get(first)
   if (registry?.state !== 'running')
     return fail(
       `${first} is ${registry ? registry.state : 'missing'}; ${instead}${upstreamNote}`,
-      `\`just dev-registry\` ${registry ? 'starts it' : 'creates it'} (containerd falls through to the next host meanwhile)`,
+      `\`just dev-registry\` ${registry ? 'starts it' : 'creates it'} (containerd falls through to the next registry of the route meanwhile)`,
     )
   if (!registry.networks.includes(facts.network))
     return fail(
@@ -157,13 +158,16 @@ function explainMiss(
   )
 }
 
-/** A miss the node's containerd explains: no hosts.toml for the host, certs.d not read, or a proxy in the way. */
+/** A miss the node's containerd explains: no hosts.toml for the domain, certs.d not read, or a proxy in the way. */
 function containerdFault(p: Probe, t: Target, first: string, facts: Facts, instead: string): Verdict | null {
   const node = facts.nodes.get(p.node)
   if (!node) return null
   const { certsD: dir, routing, certsDCheck } = PROVIDERS[facts.provider]
-  if (!node.hostsToml.has(p.host))
-    return fail(`${p.node} has no ${dir}/${p.host}/hosts.toml, so containerd pulls ${p.host} directly; ${instead}`, routing.fix.hostsToml)
+  if (!node.hostsToml.has(p.domain))
+    return fail(
+      `${p.node} has no ${dir}/${p.domain}/hosts.toml, so containerd pulls ${p.domain} directly; ${instead}`,
+      routing.fix.hostsToml,
+    )
   if (certsDCheck && node.readsCertsD === false)
     return fail(
       `containerd in ${p.node} does not read ${dir} (no config_path in \`containerd config dump\` names it), so it ignores every hosts.toml; ${instead}`,
@@ -188,6 +192,9 @@ export interface VerifyResult {
   probes: Probe[]
 }
 
+/** verify --json: the result, each probe with `host` beside `domain` until the next release (old-keys.ts). */
+export const verifyJson = (r: VerifyResult) => ({ ...r, probes: r.probes.map((p) => withOldKeys(p, { host: 'domain' })) })
+
 export function summarize(probes: Probe[]): Record<Status, number> {
   const count = (s: Status) => probes.filter((p) => p.status === s).length
   return { pass: count('pass'), fail: count('fail'), skip: count('skip') }
@@ -195,19 +202,19 @@ export function summarize(probes: Probe[]): Record<Status, number> {
 
 const CELL: Record<Status, string> = { pass: 'ok', fail: 'FAIL', skip: 'skip' }
 
-/** The matrix (a row per registry host, a column per node), then each failure and skip once with its fix. */
+/** The matrix (a row per registry domain, a column per node), then each failure and skip once with its fix. */
 export function renderMatrix(r: Pick<VerifyResult, 'probes' | 'elapsedMs'>, onlyFailures = false): string {
   const nodes = [...new Set(r.probes.map((p) => p.node))]
-  const hosts = [...new Set(r.probes.map((p) => p.host))]
-  const at = (host: string, node: string) => r.probes.find((p) => p.host === host && p.node === node)
+  const domains = [...new Set(r.probes.map((p) => p.domain))]
+  const at = (domain: string, node: string) => r.probes.find((p) => p.domain === domain && p.node === node)
   const grid = table(
-    ['HOST', 'FIRST REGISTRY', ...nodes.map((n) => n.toUpperCase())],
-    hosts.map((h) => [h, at(h, nodes[0])?.first ?? '-', ...nodes.map((n) => CELL[at(h, n)?.status ?? 'skip'])]),
+    ['REGISTRY', 'FIRST REGISTRY', ...nodes.map((n) => n.toUpperCase())],
+    domains.map((d) => [d, at(d, nodes[0])?.first ?? '-', ...nodes.map((n) => CELL[at(d, n)?.status ?? 'skip'])]),
   )
   const groups = new Map<string, { p: Probe; nodes: string[] }>()
   for (const p of r.probes.filter((x) => x.status !== 'pass' && (!onlyFailures || x.status === 'fail'))) {
-    // The same cause on several nodes reads once; details name the node, so group on the fix and host.
-    const key = `${p.status}\0${p.host}\0${p.fix}\0${p.detail.replaceAll(p.node, '<node>')}`
+    // The same cause on several nodes reads once; details name the node, so group on the fix and domain.
+    const key = `${p.status}\0${p.domain}\0${p.fix}\0${p.detail.replaceAll(p.node, '<node>')}`
     const g = groups.get(key) ?? { p, nodes: [] }
     g.nodes.push(p.node)
     groups.set(key, g)
@@ -215,7 +222,7 @@ export function renderMatrix(r: Pick<VerifyResult, 'probes' | 'elapsedMs'>, only
   const notes = [...groups.values()]
     .sort((a, b) => (a.p.status === b.p.status ? 0 : a.p.status === 'fail' ? -1 : 1))
     .map(({ p, nodes }) => {
-      const head = `${p.status === 'fail' ? '✗' : '-'} ${p.host} (${nodes.join(', ')}): ${p.detail}`
+      const head = `${p.status === 'fail' ? '✗' : '-'} ${p.domain} (${nodes.join(', ')}): ${p.detail}`
       return p.fix ? `${head}\n    fix: ${p.fix}` : head
     })
   const s = summarize(r.probes)

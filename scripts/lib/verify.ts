@@ -1,8 +1,8 @@
-// Proof that each node pulls each registry host through the route devreg
-// wrote: one probe pull per node × host through the node's CRI image service
+// Proof that each node pulls each registry domain through the route devreg
+// wrote: one probe pull per node × domain through the node's CRI image service
 // (`crictl pull`, the kubelet's path), of a tiny image by digest that devreg
 // puts in every registry's storage itself; it passes when the route's first
-// registry logged the manifest request from that node for that host. A cache
+// registry logged the manifest request from that node for that domain. A cache
 // answers a digest it holds from its own storage (distribution's
 // proxyManifestStore and proxyBlobStore look locally first), so a probe never
 // reaches an upstream through a cache. Files and `containerd config dump` can look
@@ -27,8 +27,8 @@ import { type Hit, judge, type Probe, renderMatrix, type Status, summarize, type
 /** The repository every probe names. */
 export const PROBE_REPOSITORY = 'devreg-probe/verify'
 /**
- * How long one probe pull may run in a node. containerd tries every host of
- * the chain in turn, the real upstream last; the verdict needs only the first.
+ * How long one probe pull may run in a node. containerd tries every registry
+ * of the chain in turn, the real upstream last; the verdict needs only the first.
  */
 export const PROBE_SECONDS = 5
 
@@ -95,7 +95,7 @@ export function probeImage(): ProbeImage {
   }
 }
 
-const hostOf = (url: string) => {
+const hostnameOf = (url: string) => {
   try {
     return new URL(url).hostname
   } catch {
@@ -103,22 +103,22 @@ const hostOf = (url: string) => {
   }
 }
 
-/** The routes verify probes: each host devreg routes, with the devreg registry its route tries first. */
+/** The routes verify probes: each registry domain devreg routes, with the devreg registry its route tries first. */
 export function targets(config: Config): Target[] {
   return registryRoutes(config).map((r) => {
     const firstUrl = r.endpoints[0]?.url ?? r.server
     const first = config.registries.find((x) => x.address.inNetworkUrl === firstUrl)?.name ?? null
-    return { host: r.host, first, firstUrl, rest: [...r.endpoints.slice(1).map((e) => e.url), r.server] }
+    return { domain: r.domain, first, firstUrl, rest: [...r.endpoints.slice(1).map((e) => e.url), r.server] }
   })
 }
 
-/** Probes of every node × target: the probe image by digest under each host. */
+/** Probes of every node × target: the probe image by digest under each registry domain. */
 export function planProbes(ts: Target[], nodes: string[], digest: string): Probe[] {
   return nodes.flatMap((node) =>
     ts.map((t) => ({
       node,
-      host: t.host,
-      ref: `${t.host}/${PROBE_REPOSITORY}@${digest}`,
+      domain: t.domain,
+      ref: `${t.domain}/${PROBE_REPOSITORY}@${digest}`,
       first: t.first,
       status: 'skip' as Status,
       detail: '',
@@ -133,9 +133,10 @@ const MANIFEST_URI = new RegExp(`^/v2/${PROBE_REPOSITORY}/manifests/([A-Za-z0-9_
 /**
  * Manifest requests under PROBE_REPOSITORY in a distribution log: its
  * `response completed` lines (logrus text or JSON; 2.8 and 3 alike) carry the
- * method, host, URI, client address and status. containerd adds ?ns=HOST when
- * it asks a host other than the reference's (remotes/docker `addNamespace`),
- * so ns, else the Host header, is the host a probe named.
+ * method, Host header, URI, client address and status. containerd adds
+ * ?ns=DOMAIN when it asks a registry other than the reference's domain
+ * (remotes/docker `addNamespace`), so ns, else the Host header, is the
+ * registry domain a probe named.
  */
 export function probeHits(container: string, text: string): Hit[] {
   const hits: Hit[] = []
@@ -145,10 +146,10 @@ export function probeHits(container: string, text: string): Hit[] {
     const m = MANIFEST_URI.exec(f['http.request.uri'] ?? '')
     if (!m) continue
     const address = (f['http.request.remoteaddr'] ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1')
-    const host = new URLSearchParams(m[2]?.slice(1) ?? '').get('ns') ?? f['http.request.host'] ?? ''
+    const domain = new URLSearchParams(m[2]?.slice(1) ?? '').get('ns') ?? f['http.request.host'] ?? ''
     hits.push({
       container,
-      host,
+      domain,
       reference: m[1],
       method: f['http.request.method'] ?? '',
       address,
@@ -201,18 +202,18 @@ export async function ensureProbeImage(run: Runner, config: Config, containers: 
 function readableLogs(config: Config, ts: Target[], containers: docker.Container[]): string[] {
   const names = new Set(containers.map((c) => c.name))
   return [
-    ...new Set([...config.registries.map((r) => r.name), ...ts.flatMap((t) => t.rest.map(hostOf)).filter((h) => names.has(h))]),
+    ...new Set([...config.registries.map((r) => r.name), ...ts.flatMap((t) => t.rest.map(hostnameOf)).filter((h) => names.has(h))]),
   ].filter((n) => names.has(n))
 }
 
 /** Whether the route's first registry logged the probe from the probe's node. */
 function tookRoute(p: Probe, hits: Hit[], addresses: Map<string, string[]>): boolean {
-  return hits.some((h) => h.host === p.host && h.container === p.first && (addresses.get(p.node) ?? []).includes(h.address))
+  return hits.some((h) => h.domain === p.domain && h.container === p.first && (addresses.get(p.node) ?? []).includes(h.address))
 }
 
 /** `containers` sorted in the order the route of `t` tries them. */
 function inRouteOrder(t: Target, containers: string[]): string[] {
-  const chain = [t.first, ...t.rest.map(hostOf)]
+  const chain = [t.first, ...t.rest.map(hostnameOf)]
   return containers.sort((a, b) => chain.indexOf(a) - chain.indexOf(b))
 }
 
@@ -318,15 +319,15 @@ export async function judgeProbes(
 
   // Verdicts; the facts that explain a miss came with the pulls.
   const facts = factsOf(config, snapshots, plan.containers)
-  const byHost = new Map(plan.targets.map((t) => [t.host, t]))
+  const byDomain = new Map(plan.targets.map((t) => [t.domain, t]))
   for (const p of probes) {
-    const t = byHost.get(p.host) as Target
+    const t = byDomain.get(p.domain) as Target
     const node = nodes.find((n) => n.name === p.node) as Node
     const nodeAddrs = addresses.get(p.node) ?? []
     const verdict = node.running
       ? judge(p, t, hits, nodeAddrs, snapshots.get(p.node)?.pulls.get(p.ref) ?? null, facts)
       : { status: 'fail' as const, detail: `node ${p.node} is not running`, fix: `\`docker start ${p.node}\`, or \`just dev-up\`` }
-    const answered = [...new Set(hits.filter((h) => h.host === p.host && nodeAddrs.includes(h.address)).map((h) => h.container))]
+    const answered = [...new Set(hits.filter((h) => h.domain === p.domain && nodeAddrs.includes(h.address)).map((h) => h.container))]
     Object.assign(p, verdict, { answeredBy: inRouteOrder(t, answered) })
   }
   const summary = summarize(probes)

@@ -2,7 +2,7 @@
 // Kubernetes manifests (-f) or the running cluster's nodes (--from-cluster);
 // and where --save writes them. Images named on the command line must each
 // have a cache (exit 2 otherwise, as before); images found in manifests or on
-// nodes that no cache serves (the local registry's, a host without a mirror)
+// nodes that no cache serves (the local registry's, a registry without a mirror)
 // are left out with a note, since nobody chose them one by one.
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
@@ -41,9 +41,9 @@ export function splitRoutable(
   for (const image of images) {
     if (!imageRef.safeParse(image).success) skipped.push({ image, reason: 'not an image reference devreg accepts' })
     else {
-      const { host } = parseReference(image)
-      if (config.registries.some((r) => r.role === 'cache' && r.upstreamHost === host)) routable.push(image)
-      else skipped.push({ image, reason: `no cache for ${host}` })
+      const { domain } = parseReference(image)
+      if (config.registries.some((r) => r.role === 'cache' && r.upstreamDomain === domain)) routable.push(image)
+      else skipped.push({ image, reason: `no cache for ${domain}` })
     }
   }
   return { routable, skipped }

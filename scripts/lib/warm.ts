@@ -1,5 +1,5 @@
 // Warming: pull images through the caches so that a later cluster finds every
-// blob stored. Each image goes to the cache of its registry host, only the
+// blob stored. Each image goes to the cache of its registry domain, only the
 // platforms asked for are fetched, and what was already cached is told from
 // what was fetched by reading the cache's storage before (a blob counts as
 // cached when it is linked in that repository: the proxy serves nothing else
@@ -37,9 +37,9 @@ export interface WarmTarget {
 /** The config's own rule for image references, so arguments and the images list agree. */
 const imageRef = configSchema.shape.images.unwrap().element
 
-const canonicalName = (r: ImageReference) => `${r.host}/${r.repository}${r.reference.startsWith('sha256:') ? '@' : ':'}${r.reference}`
+const canonicalName = (r: ImageReference) => `${r.domain}/${r.repository}${r.reference.startsWith('sha256:') ? '@' : ':'}${r.reference}`
 
-/** Each image with the cache of its registry host; an image no cache serves is a usage error (exit 2), before anything is fetched. */
+/** Each image with the cache of its registry domain; an image no cache serves is a usage error (exit 2), before anything is fetched. */
 export function routeImages(config: Config, images: readonly string[]): WarmTarget[] {
   const problems: string[] = []
   const targets: WarmTarget[] = []
@@ -50,11 +50,11 @@ export function routeImages(config: Config, images: readonly string[]): WarmTarg
       continue
     }
     const ref = parseReference(image)
-    const cache = config.registries.find((r) => r.role === 'cache' && r.upstreamHost === ref.host)
+    const cache = config.registries.find((r) => r.role === 'cache' && r.upstreamDomain === ref.domain)
     if (!cache) {
-      const hosts = config.registries.flatMap((r) => (r.upstreamHost ? [r.upstreamHost] : []))
+      const cached = config.registries.flatMap((r) => (r.upstreamDomain ? [r.upstreamDomain] : []))
       problems.push(
-        `${image}: no cache for ${ref.host} (caches: ${hosts.join(', ') || 'none'}): add a mirror with host ${ref.host} to the config, or leave the image out`,
+        `${image}: no cache for ${ref.domain} (caches: ${cached.join(', ') || 'none'}): add a mirror with host ${ref.domain} to the config, or leave the image out`,
       )
       continue
     }
@@ -111,7 +111,7 @@ export function failureReason(err: unknown, cache: Registry, offline: boolean): 
   if (err.status === 404) return `not found (HTTP 404${detail ? ` ${detail}` : ''})${suffix}`
   if (err.status === 401 || err.status === 403)
     // Docker Hub answers 401 for a repository that does not exist as well.
-    return `access denied by the upstream (HTTP ${err.status}): it does not exist, or it is private and needs credentials on the ${cache.upstreamHost} mirror`
+    return `access denied by the upstream (HTTP ${err.status}): it does not exist, or it is private and needs credentials on the ${cache.upstreamDomain} mirror`
   if (err.status === null) return `${cache.name} did not answer (${err.message.split(': ').pop()}): is it running? \`dev-registry status\``
   return `${err.message.split('\n')[0]}${suffix}`
 }

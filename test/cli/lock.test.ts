@@ -37,7 +37,7 @@ import { withLock } from ${JSON.stringify(LOCK_TS)}
 const config = resolveConfig(${JSON.stringify({ cluster: { name: 'unit' }, mirrors: [] })})
 const dir = ${JSON.stringify(join(dir, 'locks'))}
 const log = ${JSON.stringify(join(dir, 'log'))}
-await withLock({ dryRun: false }, config, 'contender', async () => { ${body} }, { dir, pollMs: 5, say: () => {} })
+await withLock({ dryRun: false, env: {}, uid: process.getuid?.() ?? null }, config, 'contender', async () => { ${body} }, { dir, pollMs: 5, say: () => {} })
 `,
   )
   return path

@@ -5,19 +5,23 @@
 // network and registries exist before the cluster; routing goes through
 // registries.yaml, which k3s reads only when nodes start and which k3d
 // re-serialises, so devreg compares it as data. Node pulls go through the
-// nodes' own crictl, the kubelet's CRI path.
+// nodes' own crictl, the kubelet's CRI path. The server runs a real control
+// plane and CoreDNS as k3s deploys it (no kubelet yet): what devreg applies is
+// read back from the API server, and names are asked of that CoreDNS.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
-import { parse as parseYaml } from 'yaml'
+import { parseAllDocuments, parse as parseYaml } from 'yaml'
 import { $ } from 'zx'
 import { criPull } from '../kit/cri.ts'
+import { queryA } from '../kit/dns.ts'
 import { Fixture, freePort, integration, kindEnv, rigK3sImage, runScript, testRegistry } from '../kit/fixture.ts'
 import { sampleImage } from '../kit/images.ts'
 import { k3dRegistriesYaml } from '../kit/k3d-registries.ts'
-import { containerId, manifestBlobs, seed, servedBlobBytes, waitStored } from '../kit/registry.ts'
+import { kube } from '../kit/kube.ts'
+import { containerId, eventually, manifestBlobs, seed, servedBlobBytes, waitStored } from '../kit/registry.ts'
 
 const K3S_CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
 const q = () => $({ quiet: true })
@@ -29,7 +33,7 @@ interface HostsToml {
 
 interface Probe {
   node: string
-  host: string
+  domain: string
   status: string
   detail: string
   fix: string | null
@@ -63,11 +67,7 @@ integration('dev-up with the real k3d CLI', () => {
     const started = await Promise.all(names.map(async (n) => (await q()`docker inspect --format {{.State.StartedAt}} ${n}`).stdout.trim()))
     return Object.fromEntries(names.map((n, i) => [n, started[i]]))
   }
-  /** What the kubectl stand-in keeps for the cluster: namespace/kind-name.yaml, parsed; null when absent. */
-  const applied = (path: string) => {
-    const file = join(env.DEVREG_STANDIN_STATE, `k3d-${clusterName}`, path)
-    return existsSync(file) ? parseYaml(readFileSync(file, 'utf8')) : null
-  }
+  const cluster = () => kube(env, () => `k3d-${clusterName}`)
   const addressOn = async (container: string) =>
     (await q()`docker inspect --format ${`{{(index .NetworkSettings.Networks "${network}").IPAddress}}`} ${container}`).stdout.trim()
   const verify = async () => {
@@ -77,7 +77,7 @@ integration('dev-up with the real k3d CLI', () => {
   const failed = (probes: Probe[]) =>
     probes
       .filter((p) => p.status !== 'pass')
-      .map((p) => `${p.node} ${p.host}`)
+      .map((p) => `${p.node} ${p.domain}`)
       .sort()
   const pushLocal = async (sample: Parameters<typeof sampleImage>[0], path: string) => {
     const ref = `127.0.0.1:${registry.port}/${path}`
@@ -161,10 +161,18 @@ integration('dev-up with the real k3d CLI', () => {
   })
 
   test('k3d wrote every registry on the cluster network into CoreDNS’s NodeHosts, in the manifest k3s stages', async () => {
-    const manifest = parseYaml(await inNode(server, 'cat', '/var/lib/rancher/k3s/server/manifests/coredns.yaml'))
-    const nodeHosts = String(manifest.data.NodeHosts)
+    const manifest = parseAllDocuments(await inNode(server, 'cat', '/var/lib/rancher/k3s/server/manifests/coredns.yaml')).map((d) =>
+      d.toJS(),
+    )
+    const nodeHosts = String(manifest.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'coredns').data.NodeHosts)
     for (const name of [registry.name, cache.name, upstream.name]) expect(nodeHosts).toContain(`${await addressOn(name)} ${name}\n`)
     expect(nodeHosts).toContain('host.k3d.internal')
+    // k3s's deploy loop applies the rewritten manifest within 15 s.
+    await eventually(
+      'NodeHosts in the coredns ConfigMap',
+      async () => (await cluster().get('configmap', 'coredns', '-n', 'kube-system'))?.data?.NodeHosts === nodeHosts,
+      40_000,
+    )
   })
 
   test('a second dev-up restarts nothing and reports no change; the load balancer is not treated as a node', async () => {
@@ -184,18 +192,19 @@ integration('dev-up with the real k3d CLI', () => {
 
   test('pods reach the local registry by its Service: the EndpointSlice holds its address on the network, which hostFromClusterNetwork names', async () => {
     for (const name of [registry.name, cache.name]) {
-      expect(applied(`devreg/service-${name}.yaml`).spec.ports).toEqual([
+      expect((await cluster().get('service', name, '-n', 'devreg'))?.spec?.ports).toEqual([
         { name: 'registry', port: 5000, targetPort: 5000, protocol: 'TCP' },
       ])
-      const slice = applied(`devreg/endpointslice-${name}.yaml`)
-      expect(slice.metadata.labels['kubernetes.io/service-name']).toBe(name)
-      expect(slice.endpoints).toEqual([{ addresses: [await addressOn(name)], conditions: { ready: true } }])
+      const slice = await cluster().get('endpointslice', name, '-n', 'devreg')
+      expect(slice?.metadata.labels?.['kubernetes.io/service-name']).toBe(name)
+      expect(slice?.endpoints).toEqual([{ addresses: [await addressOn(name)], conditions: { ready: true } }])
     }
-    const hosting = parseYaml(applied('kube-public/configmap-local-registry-hosting.yaml').data['localRegistryHosting.v1'])
+    const cm = await cluster().get('configmap', 'local-registry-hosting', '-n', 'kube-public')
+    const hosting = parseYaml(cm?.data?.['localRegistryHosting.v1'] ?? '')
     expect(hosting.hostFromClusterNetwork).toBe(`${registry.name}.devreg.svc.cluster.local:5000`)
     expect(hosting.hostFromContainerRuntime).toBe(`${registry.name}:5000`)
     // No hostname alias yet: devreg puts nothing into CoreDNS.
-    expect(applied('kube-system/configmap-coredns-custom.yaml')).toBeNull()
+    expect(await cluster().get('configmap', 'coredns-custom', '-n', 'kube-system')).toBeNull()
   })
 
   test('preflight finds every node’s mirrors as devreg writes them, in k3d’s serialisation, and every Service', async () => {
@@ -294,8 +303,23 @@ integration('dev-up with the real k3d CLI', () => {
     expect(await inNode(server, 'cat', '/var/lib/rancher/k3s/server/manifests/coredns.yaml')).toContain(
       'import /etc/coredns/custom/*.override',
     )
-    expect(applied('kube-system/configmap-coredns-custom.yaml').data).toEqual({
+    expect((await cluster().get('configmap', 'coredns-custom', '-n', 'kube-system'))?.data).toEqual({
       'devreg.override': `# Written by devreg (dev-up): hostname aliases of the local registry, as its Service.\nrewrite name exact registry.dev.local ${registry.name}.devreg.svc.cluster.local\n`,
+    })
+    // CoreDNS answers the alias, under the name asked, with the Service's address, as it answers the Service's own name.
+    const clusterIP = (await cluster().get('service', registry.name, '-n', 'devreg'))?.spec?.clusterIP ?? 'no Service'
+    const dns = await addressOn(server)
+    const service = `${registry.name}.devreg.svc.cluster.local`
+    expect(await queryA(dns, service)).toEqual({ rcode: 'NOERROR', answers: [{ name: service, type: 'A', data: clusterIP }] })
+    // The override reaches CoreDNS as a file of the coredns-custom volume, which its reload plugin re-reads.
+    await eventually(
+      'CoreDNS answering registry.dev.local',
+      async () => (await queryA(dns, 'registry.dev.local')).rcode === 'NOERROR',
+      90_000,
+    )
+    expect(await queryA(dns, 'registry.dev.local')).toEqual({
+      rcode: 'NOERROR',
+      answers: [{ name: 'registry.dev.local', type: 'A', data: clusterIP }],
     })
   })
 
@@ -315,7 +339,9 @@ integration('dev-up with the real k3d CLI', () => {
   test('behind a proxy the nodes get NO_PROXY with every registry name, after the user’s own', async () => {
     // A closed port: anything sent to the proxy fails.
     const proxy = `http://127.0.0.1:${await freePort()}`
-    const proxied = { ...env, HTTP_PROXY: proxy, HTTPS_PROXY: proxy, NO_PROXY: 'localhost,127.0.0.1' }
+    // 0.0.0.0 too: k3d's kubeconfig names the API server there, which Go's proxy rules do not count as loopback,
+    // so kubectl behind a proxy needs it (a user's own kubectl as much as devreg's).
+    const proxied = { ...env, HTTP_PROXY: proxy, HTTPS_PROXY: proxy, NO_PROXY: 'localhost,127.0.0.1,0.0.0.0' }
     // The nodes' environment is set when k3d creates them.
     expect((await devDown()).code).toBe(0)
     const up = await runScript('dev-up', ['--config', config], { env: proxied })
@@ -327,7 +353,7 @@ integration('dev-up with the real k3d CLI', () => {
         .map((e) => e.split('=', 2))
       expect(nodeEnv.map(([k]) => k).sort()).toEqual(['NO_PROXY', 'no_proxy'])
       for (const [, v] of nodeEnv) {
-        expect(v.split(',').slice(0, 2)).toEqual(['localhost', '127.0.0.1'])
+        expect(v.split(',').slice(0, 3)).toEqual(['localhost', '127.0.0.1', '0.0.0.0'])
         expect(v.split(',').slice(-2)).toEqual([registry.name, cache.name])
       }
     }
@@ -347,14 +373,21 @@ integration('dev-up with the real k3d CLI', () => {
   test('dev-down --purge removes what devreg applied in the cluster before deleting it', async () => {
     const up = await devUp()
     expect(up.code).toBe(0)
-    expect(applied(`devreg/endpointslice-${registry.name}.yaml`)).not.toBeNull()
-    const r = await devDown('--purge', '--yes')
+    expect(await cluster().get('endpointslice', registry.name, '-n', 'devreg')).not.toBeNull()
+    expect(await cluster().get('configmap', 'coredns-custom', '-n', 'kube-system')).not.toBeNull()
+    let r = { code: -1, stderr: '' }
+    // Both are gone (DELETED; the namespace once its controller has emptied it) before the cluster is.
+    let namespace: string[] = []
+    const custom = await cluster().watchDuring(['configmap', 'coredns-custom', '-n', 'kube-system'], async () => {
+      namespace = await cluster().watchDuring(['namespace', 'devreg'], async () => {
+        r = await devDown('--purge', '--yes')
+      })
+    })
     expect(r.code).toBe(0)
     expect(r.stderr).toContain('removed namespace devreg')
     expect(r.stderr).toContain('removed devreg.override of kube-system/coredns-custom')
-    expect(applied('_cluster/namespace-devreg.yaml')).toBeNull()
-    expect(applied(`devreg/service-${registry.name}.yaml`)).toBeNull()
-    expect(applied('kube-system/configmap-coredns-custom.yaml')).toBeNull()
+    expect(namespace.at(-1)).toBe('DELETED')
+    expect(custom.at(-1)).toBe('DELETED')
     expect((await $({ quiet: true, nothrow: true })`docker inspect ${server}`).exitCode).not.toBe(0)
   })
 })

@@ -3,16 +3,19 @@
 // mirrors phase, preflight, verify (dev-up's last phase), CRI pulls through
 // the caches and a warm re-create on each, the rest on kindest/node's. Every
 // node pull goes through CRI PullImage (crictl), the call the kubelet makes.
+// The nodes run a real control plane (no kubelet yet): what devreg applies is
+// read back from the API server, and CoreDNS answers with kind's Corefile.
 import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { existsSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync } from 'node:fs'
 import { parse as parseToml } from 'smol-toml'
 import { parse as parseYaml } from 'yaml'
 import { $ } from 'zx'
 import { containerdVersion, criConfigPath } from '../../scripts/lib/nodes.ts'
 import { criPull, criRemove } from '../kit/cri.ts'
+import { queryA } from '../kit/dns.ts'
 import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry } from '../kit/fixture.ts'
 import { REGISTRY_IMAGE, sampleImage } from '../kit/images.ts'
+import { kube } from '../kit/kube.ts'
 import { cacheMode, containerId, eventually, manifestBlobs, pull, seed, servedBlobBytes, waitStored } from '../kit/registry.ts'
 
 const q = () => $({ quiet: true })
@@ -42,11 +45,7 @@ for (const { line, image } of rigNodeImages())
       aliases: ['docker.io/acme'],
     })
 
-    /** What the kubectl stand-in keeps for the cluster (namespace/kind-name.yaml), parsed; null when absent. */
-    const applied = (path: string) => {
-      const file = join(env.DEVREG_STANDIN_STATE, `kind-${clusterName}`, path)
-      return existsSync(file) ? parseYaml(readFileSync(file, 'utf8')) : null
-    }
+    const cluster = () => kube(env, () => `kind-${clusterName}`)
     const addressOn = async (container: string) =>
       (await q()`docker inspect --format ${`{{(index .NetworkSettings.Networks "${network}").IPAddress}}`} ${container}`).stdout.trim()
 
@@ -100,23 +99,32 @@ for (const { line, image } of rigNodeImages())
         const nets = (await q()`docker inspect --format ${'{{json .NetworkSettings.Networks}}'} ${name}`).stdout
         expect(Object.keys(JSON.parse(nets))).toContain(network)
       }
-      const cm = readFileSync(
-        join(env.DEVREG_STANDIN_STATE, `kind-${clusterName}`, 'kube-public', 'configmap-local-registry-hosting.yaml'),
-        'utf8',
-      )
-      expect(cm).toContain(`host: localhost:${registry.port}`)
-      expect(cm).toContain(`hostFromClusterNetwork: ${registry.name}.devreg.svc.cluster.local:5000`)
+      const cm = await cluster().get('configmap', 'local-registry-hosting', '-n', 'kube-public')
+      expect(parseYaml(cm?.data?.['localRegistryHosting.v1'] ?? '')).toMatchObject({
+        host: `localhost:${registry.port}`,
+        hostFromClusterNetwork: `${registry.name}.devreg.svc.cluster.local:5000`,
+      })
     })
 
     test('pods reach each registry by its Service, whose EndpointSlice holds the container’s address on the kind network', async () => {
       for (const name of [registry.name, cache.name]) {
-        const slice = applied(`devreg/endpointslice-${name}.yaml`)
-        expect(slice.metadata.labels['kubernetes.io/service-name']).toBe(name)
-        expect(slice.endpoints).toEqual([{ addresses: [await addressOn(name)], conditions: { ready: true } }])
-        expect(applied(`devreg/service-${name}.yaml`).spec.ports[0].name).toBe(slice.ports[0].name)
+        const slice = await cluster().get('endpointslice', name, '-n', 'devreg')
+        expect(slice?.metadata.labels?.['kubernetes.io/service-name']).toBe(name)
+        expect(slice?.endpoints).toEqual([{ addresses: [await addressOn(name)], conditions: { ready: true } }])
+        const service = await cluster().get('service', name, '-n', 'devreg')
+        expect(service?.spec?.ports?.[0].name).toBe(slice?.ports?.[0].name)
       }
       // kind's CoreDNS is left alone.
-      expect(applied('kube-system/configmap-coredns-custom.yaml')).toBeNull()
+      expect(await cluster().get('configmap', 'coredns-custom', '-n', 'kube-system')).toBeNull()
+    })
+
+    test("CoreDNS, with kind's Corefile, resolves each registry's Service name to the Service's cluster IP", async () => {
+      const dns = await addressOn(node)
+      for (const name of [registry.name, cache.name]) {
+        const clusterIP = (await cluster().get('service', name, '-n', 'devreg'))?.spec?.clusterIP ?? 'no Service'
+        const asked = `${name}.devreg.svc.cluster.local`
+        expect(await queryA(dns, asked)).toEqual({ rcode: 'NOERROR', answers: [{ name: asked, type: 'A', data: clusterIP }] })
+      }
     })
 
     test('docker.io/library images pull through the docker.io cache, which fetches them from the upstream and keeps them', async () => {
@@ -204,11 +212,21 @@ for (const { line, image } of rigNodeImages())
 
     test('re-running dev-up on a live cluster changes nothing and says so', async () => {
       const ids = [await containerId(registry.name), await containerId(cache.name), await containerId(node)]
+      // What devreg applies, as the API server versions it: an apply the server finds unchanged writes nothing.
+      const applied = [
+        ['namespace', 'devreg'],
+        ['service', registry.name, '-n', 'devreg'],
+        ['endpointslice', registry.name, '-n', 'devreg'],
+        ['configmap', 'local-registry-hosting', '-n', 'kube-public'],
+      ]
+      const versions = async () => Promise.all(applied.map(async (a) => (await cluster().get(...a))?.metadata.resourceVersion))
+      const before = await versions()
       const r = await devUp(['--json'])
       expect(r.code).toBe(0)
       expect(r.stderr).toContain('nothing changed')
       expect(JSON.parse(r.stdout).changes).toEqual([])
       expect([await containerId(registry.name), await containerId(cache.name), await containerId(node)]).toEqual(ids)
+      expect(await versions()).toEqual(before)
     })
 
     onDefaultLine(
@@ -227,7 +245,7 @@ for (const { line, image } of rigNodeImages())
           '1 registry created or updated',
           `endpointslice.discovery.k8s.io/${registry.name} configured (namespace devreg)`,
         ])
-        expect(applied(`devreg/endpointslice-${registry.name}.yaml`).endpoints[0].addresses).toEqual([after])
+        expect((await cluster().get('endpointslice', registry.name, '-n', 'devreg'))?.endpoints?.[0].addresses).toEqual([after])
         const pre = await runScript('preflight-dns', ['--config', config, '--json'], { env })
         const services = (JSON.parse(pre.stdout).checks as { check: string; subject: string; status: string }[]).filter(
           (c) => c.check === 'service',
@@ -300,12 +318,15 @@ for (const { line, image } of rigNodeImages())
     )
 
     test('dev-down --purge removes what devreg applied in the cluster before deleting it', async () => {
-      expect(applied('_cluster/namespace-devreg.yaml')).not.toBeNull()
-      const r = await devDown('--purge', '--yes')
+      expect(await cluster().get('endpointslice', registry.name, '-n', 'devreg')).not.toBeNull()
+      let r = { code: -1, stderr: '' }
+      // The namespace is gone (DELETED comes once the namespace controller has emptied it) before the cluster is.
+      const events = await cluster().watchDuring(['namespace', 'devreg'], async () => {
+        r = await devDown('--purge', '--yes')
+      })
       expect(r.code).toBe(0)
       expect(r.stderr).toContain('removed namespace devreg')
-      expect(applied('_cluster/namespace-devreg.yaml')).toBeNull()
-      expect(applied(`devreg/endpointslice-${registry.name}.yaml`)).toBeNull()
+      expect(events.at(-1)).toBe('DELETED')
       expect((await $({ quiet: true, nothrow: true })`docker inspect ${node}`).exitCode).not.toBe(0)
     })
 

@@ -12,7 +12,7 @@ const PROXY_DROP_IN = '/etc/systemd/system/containerd.service.d/devreg-test-prox
 
 interface Probe {
   node: string
-  host: string
+  domain: string
   status: string
   detail: string
   fix: string | null
@@ -72,20 +72,20 @@ integration("verify on the real kind CLI (kindest/node's containerd 2.3, two nod
   test('a fresh cluster passes for every node × host', async () => {
     const r = await verify()
     expect(r.code).toBe(0)
-    expect(r.probes.map((p) => `${p.node} ${p.host} ${p.status}`).sort()).toEqual(
+    expect(r.probes.map((p) => `${p.node} ${p.domain} ${p.status}`).sort()).toEqual(
       [control, worker]
         .flatMap((n) =>
           [`localhost:${registry.port}`, `${registry.name}:5000`, 'docker.io', 'registry.dev.local'].map((h) => `${n} ${h} pass`),
         )
         .sort(),
     )
-    const byHost = Object.fromEntries(r.probes.map((p) => [p.host, p.answeredBy[0]]))
-    expect(byHost['docker.io']).toBe(cache.name)
-    expect(byHost['registry.dev.local']).toBe(registry.name)
+    const byDomain = Object.fromEntries(r.probes.map((p) => [p.domain, p.answeredBy[0]]))
+    expect(byDomain['docker.io']).toBe(cache.name)
+    expect(byDomain['registry.dev.local']).toBe(registry.name)
     // How long it takes is the bench's to measure (bench/kind.ts), not a test's.
     console.error(`verify on a warm 2-node cluster: ${r.elapsedMs} ms`)
     const human = await runScript('verify', ['--config', config], { env })
-    expect(human.stdout).toMatch(new RegExp(`HOST\\s+FIRST REGISTRY\\s+${control.toUpperCase()}\\s+${worker.toUpperCase()}`))
+    expect(human.stdout).toMatch(new RegExp(`REGISTRY\\s+FIRST REGISTRY\\s+${control.toUpperCase()}\\s+${worker.toUpperCase()}`))
     expect(human.stdout).toMatch(/docker\.io\s+\S+cache-docker-io\s+ok\s+ok/)
     expect(human.stdout).toContain('8 passed, 0 failed, 0 skipped')
   })
@@ -114,7 +114,7 @@ integration("verify on the real kind CLI (kindest/node's containerd 2.3, two nod
       const r = await verify()
       expect(r.code).toBe(1)
       const f = failures(r.probes)
-      expect(f.map((p) => `${p.node} ${p.host}`)).toEqual([`${worker} docker.io`])
+      expect(f.map((p) => `${p.node} ${p.domain}`)).toEqual([`${worker} docker.io`])
       expect(f[0].detail).toContain(`has no ${file}`)
       expect(f[0].fix).toContain('`just dev-up` writes it')
     } finally {
@@ -165,7 +165,7 @@ integration("verify on the real kind CLI (kindest/node's containerd 2.3, two nod
       const r = await verify()
       expect(r.code).toBe(1)
       const f = failures(r.probes)
-      expect(f.map((p) => `${p.node} ${p.host}`).sort()).toEqual([`${control} docker.io`, `${worker} docker.io`])
+      expect(f.map((p) => `${p.node} ${p.domain}`).sort()).toEqual([`${control} docker.io`, `${worker} docker.io`])
       expect(f[0].detail).toContain(`${cache.name} is exited`)
       expect(f[0].detail).toContain(`${upstream.name} answered instead`)
       expect(f[0].detail).toContain('the upstream answered')
@@ -183,7 +183,7 @@ integration("verify on the real kind CLI (kindest/node's containerd 2.3, two nod
       const r = await verify()
       expect(r.code).toBe(1)
       const f = failures(r.probes)
-      expect(f.map((p) => `${p.node} ${p.host}`).sort()).toEqual([`${control} docker.io`, `${worker} docker.io`])
+      expect(f.map((p) => `${p.node} ${p.domain}`).sort()).toEqual([`${control} docker.io`, `${worker} docker.io`])
       expect(f[0].detail).toContain(`${cache.name} is not on ${network}`)
       expect(f[0].fix).toContain(`docker network connect ${network} ${cache.name}`)
     } finally {

@@ -168,7 +168,7 @@ describe.skipIf(!root)('host-mirrors on dockerd 28', () => {
     // status reads the engine's certs.d where DEVREG_DOCKER_CERTS_D says (here the private engine's /etc/docker).
     const env = { NO_COLOR: '1', DEVREG_CONFIG: '', DOCKER_CONFIG: NO_DOCKER_LOGIN, DEVREG_DOCKER_CERTS_D: c8d.engine.certsD }
     const status = JSON.parse(ok(await c8d.engine.run([BUN, SCRIPT, 'status', '--json', '--config', c8d.config], { env })).stdout)
-    expect(status.hostEngine.map((h: { host: string; status: string }) => [h.host, h.status])).toEqual([
+    expect(status.hostEngine.map((h: { domain: string; status: string }) => [h.domain, h.status])).toEqual([
       ['docker.io', 'pass'],
       ['ghcr.io', 'pass'],
     ])
@@ -207,7 +207,7 @@ describe.skipIf(!root)('host-mirrors on dockerd 28', () => {
     const out = JSON.parse(r.stdout)
     expect(out.engine).toMatchObject({ containerdStore: false, major: 28 })
     expect(out.changes.map((c: { what: string }) => c.what)).toEqual(['backup', 'daemon.json'])
-    expect(out.skipped).toEqual([{ hosts: ['ghcr.io'], why: expect.stringContaining('classic image store') }])
+    expect(out.skipped).toEqual([{ domains: ['ghcr.io'], hosts: ['ghcr.io'], why: expect.stringContaining('classic image store') }])
     expect(certsDFiles(classic)).toEqual([])
     expect(readFileSync(classic.engine.daemonJson, 'utf8')).toBe(
       '{ "log-level": "info", "max-concurrent-downloads": 4, "registry-mirrors": ["http://127.0.0.1:15101"] }',

@@ -112,7 +112,7 @@ integration('one run at a time', () => {
     const dead = Bun.spawn(['true'])
     await dead.exited
     const holder: Holder = { pid: dead.pid, what: 'dev-up', command: 'dev-up.ts', started: new Date().toISOString() }
-    for (const name of lockNames(loadConfig({ configPath: config }), 'registries'))
+    for (const name of lockNames(loadConfig({ configPath: config, env: {} }), 'registries'))
       await Bun.write(join(locks, `${name}.lock`), JSON.stringify(holder))
     const started = performance.now()
     const r = await up()

@@ -20,6 +20,7 @@ export function sampleArchive(layer: Buffer) {
         key: 'docker.io',
         role: 'cache',
         name: 'kind-cache-docker-io',
+        upstreamDomain: 'docker.io',
         host: 'docker.io',
         upstream: 'https://registry-1.docker.io',
         volume: 'kind-cache-docker-io-data',

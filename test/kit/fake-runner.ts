@@ -242,7 +242,9 @@ export function fakeRunner(replies: (Reply | HttpReply)[] = [], opts: FakeOption
     verbose,
     env: opts.env ?? {},
     tty: opts.tty ?? { stdin: false, stderr: false },
-    root: opts.root ?? false,
+    root: opts.root ?? opts.uid === 0,
+    // No user unless a test says so: code that checks a file's owner against it then checks nothing.
+    uid: opts.uid ?? (opts.root ? 0 : null),
     calls,
     get changes() {
       const reads = (c: Call) => c.kind === 'http' && (c.argv[0] === 'GET' || c.argv[0] === 'HEAD')

@@ -12,7 +12,6 @@ import { stringify } from 'yaml'
 import { $ } from 'zx'
 import { REGISTRY_IMAGE } from './images.ts'
 import { freePort, waitHttp } from './net.ts'
-import { STAND_INS } from './scripts.ts'
 
 export { freePort, waitHttp } from './net.ts'
 export { NO_DOCKER_LOGIN, ROOT, runScript, type ScriptResult } from './scripts.ts'
@@ -115,14 +114,6 @@ export async function testRegistry(fx: Fixture) {
   }
 }
 
-/** Environment for scripts that call kubectl: its stand-in first on PATH. */
-export function standInEnv(fx: Fixture): Record<string, string> {
-  return {
-    PATH: `${STAND_INS}:${process.env.PATH}`,
-    DEVREG_STANDIN_STATE: join(fx.dir, 'kube'),
-  }
-}
-
 /**
  * The rig's kind node images, one per containerd line (test/run.ts passes
  * them in DEVREG_RIG_NODE_IMAGES). The e2e tests run only inside the rig.
@@ -145,10 +136,10 @@ export function rigK3sImage(): string {
 }
 
 /**
- * Environment for dev-up on the real kind or k3d CLI: the kubectl stand-in (no
- * API server here) and a kubeconfig of the test's own, which kind and k3d write
- * their context into.
+ * Environment for dev-up on the real kind or k3d CLI: a kubeconfig of the
+ * test's own, which kind and k3d write their context into and the real
+ * kubectl (first on the rig's PATH) reads.
  */
 export function kindEnv(fx: Fixture): Record<string, string> {
-  return { ...standInEnv(fx), KUBECONFIG: join(fx.dir, 'kubeconfig') }
+  return { KUBECONFIG: join(fx.dir, 'kubeconfig') }
 }

@@ -1,24 +1,18 @@
-// devreg's locks live in $XDG_RUNTIME_DIR/devreg (lock.ts lockDir): tests that
-// run code which takes them point that at a directory of their own, so they
-// never wait for, or leave anything beside, the machine's real runs.
+// devreg's locks live in $XDG_RUNTIME_DIR/devreg (lock.ts lockDir, read from
+// the runner's environment): tests that run code which takes them give their
+// runner a directory of their own, so they never wait for, or leave anything
+// beside, the machine's real runs.
 import { afterAll, beforeAll } from 'bun:test'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-/** For the tests of the calling file: returns where the lock files go. */
-export function privateLockDir(): () => string {
-  let saved: string | undefined
+/** For the tests of the calling file: the environment to run with, and where the lock files then go. */
+export function privateLockDir(): { env: () => Record<string, string>; locks: () => string } {
   let dir = ''
   beforeAll(() => {
-    saved = process.env.XDG_RUNTIME_DIR
     dir = mkdtempSync(join(tmpdir(), 'devreg-locks-'))
-    process.env.XDG_RUNTIME_DIR = dir
   })
-  afterAll(() => {
-    if (saved === undefined) delete process.env.XDG_RUNTIME_DIR
-    else process.env.XDG_RUNTIME_DIR = saved
-    rmSync(dir, { recursive: true, force: true })
-  })
-  return () => join(dir, 'devreg')
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+  return { env: () => ({ XDG_RUNTIME_DIR: dir }), locks: () => join(dir, 'devreg') }
 }

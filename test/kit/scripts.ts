@@ -7,9 +7,6 @@ import { $ } from 'zx'
 
 export const ROOT = join(import.meta.dir, '../..')
 
-/** The stand-in of kubectl (no API server here); first on PATH for scripts under test. */
-export const STAND_INS = join(ROOT, 'test/stand-ins/bin')
-
 /** A Docker client config directory with no config.json: scripts under test never see this machine's `docker login`. */
 export const NO_DOCKER_LOGIN = mkdtempSync(join(tmpdir(), 'devreg-docker-config-'))
 

@@ -149,7 +149,7 @@ describe('--since', () => {
 test('the table says where the numbers come from, and that a cold 2.8 pull costs bytes', () => {
   const report: CacheReport = {
     name: 'kind-cache-docker-io',
-    host: 'docker.io',
+    upstreamDomain: 'docker.io',
     state: 'running',
     version: '2.8.2',
     since: '2025-06-01T10:00:00.000Z',

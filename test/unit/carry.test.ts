@@ -24,8 +24,8 @@ import { privateLockDir } from '../kit/lock-dir.ts'
 
 const V2 = 'docker/registry/v2'
 const dir = mkdtempSync(join(tmpdir(), 'devreg-carry-unit-'))
-// Import takes the registries' locks.
-privateLockDir()
+// Import takes the registries' locks, where its runner's environment says.
+const { env } = privateLockDir()
 
 async function entries(...chunks: Buffer[]): Promise<[string, string][]> {
   const out: [string, string][] = []
@@ -286,7 +286,7 @@ describe('export and import against volumes the fake runner plays', () => {
     expect(source.helpers.size).toBe(0)
 
     const target = new FakeVolume(cache, false)
-    const into = fakeRunner(target.replies())
+    const into = fakeRunner(target.replies(), { env: env() })
     const imported = await importArchive(into, config, file, [])
     expect(imported.added).toBe(6)
     expect(target.files).toEqual(source.files)
@@ -300,16 +300,36 @@ describe('export and import against volumes the fake runner plays', () => {
     expect(target.stages.size).toBe(0)
     expect(target.helpers.size).toBe(0)
 
-    const again = fakeRunner(target.replies())
+    const again = fakeRunner(target.replies(), { env: env() })
     expect((await importArchive(again, config, file, [])).added).toBe(0)
     expect(again.calls.some((c) => c.kind === 'stream')).toBe(false)
+  })
+
+  test('the manifest names the domain a cache mirrors as upstreamDomain, and as host until the next release', async () => {
+    const file = join(dir, 'keys.tar')
+    await exportRegistries(fakeRunner([...filled().replies(), registryVersion], { disk: true }), [cache], { file, gzip: false })
+    const { manifest } = await verifyArchive(file)
+    expect(manifest.registries).toMatchObject([{ key: 'docker.io', upstreamDomain: 'docker.io', host: 'docker.io' }])
+  })
+
+  test('an archive written before upstreamDomain (host alone) still imports', async () => {
+    const { manifest, files: before } = sampleArchive(Buffer.alloc(1000, 2))
+    const { upstreamDomain, ...old } = manifest.registries[0]
+    expect(old.host).toBe(upstreamDomain as string)
+    const file = join(dir, 'before.tar')
+    writeFileSync(file, await tar(before({ ...manifest, registries: [old] })))
+    const target = new FakeVolume(cache, false)
+    expect((await importArchive(fakeRunner(target.replies(), { env: env() }), config, file, [])).added).toBe(6)
+    expect(target.files.size).toBe(6)
   })
 
   test('a helper that dies halfway fails the import at once with its own message; nothing is committed, its stage is cleaned', async () => {
     const file = join(dir, 'dies.tar')
     writeFileSync(file, await tar(files()))
     const target = new FakeVolume(cache)
-    const run = fakeRunner(target.replies({ readsOnly: 100_000, stderr: 'Error response from daemon: no space left on device' }))
+    const run = fakeRunner(target.replies({ readsOnly: 100_000, stderr: 'Error response from daemon: no space left on device' }), {
+      env: env(),
+    })
     await expect(importArchive(run, config, file, [])).rejects.toThrow(
       `${cache.name}: the helper container writing into volume ${cache.volume} failed: Error response from daemon: no space left on device; nothing was imported`,
     )
@@ -340,7 +360,7 @@ describe('staging directories', () => {
     const gone = stageId(hostname(), 2 ** 22 + 1)
     const elsewhere = stageId('another-machine', process.pid)
     for (const id of [live, gone, elsewhere]) target.stages.set(id, new Map())
-    const run = fakeRunner(target.replies())
+    const run = fakeRunner(target.replies(), { env: env() })
     expect((await importArchive(run, config, file, [])).added).toBe(6)
     expect([...target.stages.keys()].sort()).toEqual([live, elsewhere].sort())
     expect(target.files.size).toBe(6)

@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml'
 import { resolveConfig } from '../../scripts/lib/config.ts'
 import { registryHosting } from '../../scripts/lib/in-cluster.ts'
 import { desiredRegistriesYaml, k3sArgs } from '../../scripts/lib/providers/k3d.ts'
-import { kindHostsFiles } from '../../scripts/lib/providers/kind.ts'
+import { kindHostsTomls } from '../../scripts/lib/providers/kind.ts'
 import { kindConfig } from '../../scripts/lib/render.ts'
 import { k3sHostsToml } from '../images/k3s-node/render.ts'
 
@@ -48,7 +48,7 @@ describe('kind config', () => {
 })
 
 describe('hosts.toml files', () => {
-  const files = kindHostsFiles(config)
+  const files = kindHostsTomls(config)
   const read = (host: string) => parseToml(files.get(`/etc/containerd/certs.d/${host}`) as string) as unknown as HostsToml
 
   test('one per registry host: the local registry by both names, each mirror, each hostname alias', () => {

@@ -95,7 +95,7 @@ const verifyReplies = [
       .filter((t) => t.first === argv.at(-1))
       .map(
         (t) =>
-          `level=info msg="response completed" http.request.host="${t.first}:5000" http.request.method=HEAD http.request.remoteaddr="172.18.0.9:40000" http.request.uri="/v2/devreg-probe/verify/manifests/${probeImage().digest}?ns=${t.host}" http.response.status=200`,
+          `level=info msg="response completed" http.request.host="${t.first}:5000" http.request.method=HEAD http.request.remoteaddr="172.18.0.9:40000" http.request.uri="/v2/devreg-probe/verify/manifests/${probeImage().digest}?ns=${t.domain}" http.response.status=200`,
       )
       .join('\n'),
   ),
@@ -104,7 +104,7 @@ const verifyReplies = [
 const started = (name: string) => JSON.stringify({ Actor: { Attributes: { name, 'io.x-k8s.kind.role': 'control-plane' } } })
 
 describe('dev-up', () => {
-  privateLockDir()
+  const { env } = privateLockDir()
 
   test('on a live cluster that matches the config, it changes nothing: only kubectl re-applies and waits', async () => {
     const run = fakeRunner(machine(on(['docker', 'ps'], [...registries, ...node()].join('\n'))))
@@ -143,7 +143,7 @@ describe('dev-up', () => {
     // Each exec read at once; its pulls went once the probe image was known to be in every registry.
     expect(run.calls.filter((c) => c.argv.includes('observe-node')).map((c) => c.stdin?.toString())).toEqual(['go\n', 'go\n'])
     expect(execs[0].filter((x) => x.includes('@sha256:'))).toEqual(
-      targets(config).map((t) => `${t.host}/devreg-probe/verify@${probeImage().digest}`),
+      targets(config).map((t) => `${t.domain}/devreg-probe/verify@${probeImage().digest}`),
     )
     // One log read per registry, from the nodes' clock at the pulls on; the nodes' addresses from the one network listing;
     // nothing else asks the nodes or the registries.
@@ -154,7 +154,7 @@ describe('dev-up', () => {
   })
 
   test('a probe image that cannot be placed holds back every pull: dev-up fails saying why, and no node pulled', async () => {
-    const run = fakeRunner([...machine(on(['docker', 'ps'], [...registries, ...node()].join('\n'))), ...verifyReplies])
+    const run = fakeRunner([...machine(on(['docker', 'ps'], [...registries, ...node()].join('\n'))), ...verifyReplies], { env: env() })
     run.reply(
       on(['docker', 'cp', new RegExp(`^${config.registries[1].name}:`), '-'], { exitCode: 1, stderr: 'Could not find the file' }),
       on(['docker', 'create'], { exitCode: 1, stderr: 'Error response from daemon: no space left on device' }),

@@ -276,5 +276,5 @@ describe('parseReference', () => {
     ['localhost:5001/app:dev', 'localhost:5001', 'app', 'dev'],
     ['registry.k8s.io/pause:3.9', 'registry.k8s.io', 'pause', '3.9'],
     [`quay.io/a/b@${d(1)}`, 'quay.io', 'a/b', d(1)],
-  ])('%s', (ref, host, repository, reference) => expect(parseReference(ref)).toEqual({ host, repository, reference }))
+  ])('%s', (ref, domain, repository, reference) => expect(parseReference(ref)).toEqual({ domain, repository, reference }))
 })

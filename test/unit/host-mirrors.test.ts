@@ -127,11 +127,11 @@ describe('hosts.toml for the host engine', () => {
     const plan = planHostMirrors(
       lan,
       sample('dockerd-28-containerd'),
-      { daemonJson: null, backup: null, hostsFiles: new Map() },
+      { daemonJson: null, backup: null, hostsTomls: new Map() },
       paths,
       false,
     )
-    expect(plan.skipped[0]).toMatchObject({ hosts: ['docker.io'], why: expect.stringContaining('insecure-registries') })
+    expect(plan.skipped[0]).toMatchObject({ domains: ['docker.io'], why: expect.stringContaining('insecure-registries') })
     expect(plan.changes.map((c) => c.what)).toEqual(['hosts.toml', 'hosts.toml'])
   })
 })
@@ -139,7 +139,7 @@ describe('hosts.toml for the host engine', () => {
 describe('the plan', () => {
   const c8d = sample('dockerd-28-containerd')
   const classic = sample('dockerd-28-classic')
-  const empty: Observed = { daemonJson: null, backup: null, hostsFiles: new Map() }
+  const empty: Observed = { daemonJson: null, backup: null, hostsTomls: new Map() }
   const original = '{\n  "log-level": "info"\n}\n'
 
   test('containerd store: daemon.json (with a backup of the file as it was) and a hosts.toml per host', () => {
@@ -158,35 +158,35 @@ describe('the plan', () => {
   test('classic store: only docker.io, and the others are named with the reason', () => {
     const plan = planHostMirrors(config, classic, empty, paths, false)
     expect(plan.changes.map((c) => c.what)).toEqual(['daemon.json'])
-    expect(plan.skipped).toEqual([{ hosts: ['ghcr.io', 'quay.io'], why: expect.stringContaining('classic image store') }])
+    expect(plan.skipped).toEqual([{ domains: ['ghcr.io', 'quay.io'], why: expect.stringContaining('classic image store') }])
   })
 
-  test('Podman: nothing, every host skipped with why', () => {
+  test('Podman: nothing, every registry domain skipped with why', () => {
     const plan = planHostMirrors(config, sample('podman-5'), empty, paths, false)
     expect(plan.changes).toEqual([])
-    expect(plan.skipped).toEqual([{ hosts: ['docker.io', 'ghcr.io', 'quay.io'], why: expect.stringContaining('registries.conf') }])
+    expect(plan.skipped).toEqual([{ domains: ['docker.io', 'ghcr.io', 'quay.io'], why: expect.stringContaining('registries.conf') }])
   })
 
   test('a second run changes nothing', () => {
     const files = hostMirrorFiles(config)
-    const seen: Observed = { daemonJson: addMirror(original, URL_), backup: original, hostsFiles: files }
+    const seen: Observed = { daemonJson: addMirror(original, URL_), backup: original, hostsTomls: files }
     const plan = planHostMirrors(config, c8d, seen, paths, false)
     expect(plan.changes).toEqual([])
     expect(plan.notes[0]).toContain('already lists')
   })
 
   test('a hosts.toml devreg did not write is left alone and said so', () => {
-    const seen: Observed = { ...empty, hostsFiles: new Map([['ghcr.io', 'server = "https://ghcr.io"\n']]) }
+    const seen: Observed = { ...empty, hostsTomls: new Map([['ghcr.io', 'server = "https://ghcr.io"\n']]) }
     const plan = planHostMirrors(config, c8d, seen, paths, false)
     expect(plan.changes.some((c) => c.path.includes('ghcr.io'))).toBe(false)
-    expect(plan.skipped[0]).toMatchObject({ hosts: ['ghcr.io'], why: expect.stringContaining("not devreg's") })
+    expect(plan.skipped[0]).toMatchObject({ domains: ['ghcr.io'], why: expect.stringContaining("not devreg's") })
   })
 
   test('undo: the backup back byte for byte, devreg’s hosts.toml files removed, others kept', () => {
     const seen: Observed = {
       daemonJson: addMirror(original, URL_),
       backup: original,
-      hostsFiles: new Map([...hostMirrorFiles(config), ['registry.example.com', 'server = "x"\n']]),
+      hostsTomls: new Map([...hostMirrorFiles(config), ['registry.example.com', 'server = "x"\n']]),
     }
     const plan = planHostMirrors(config, c8d, seen, paths, true)
     expect(plan.changes.find((c) => c.what === 'daemon.json')?.after).toBe(original)
@@ -215,7 +215,7 @@ describe('whether the host engine pulls through the caches (status, preflight)',
     const engine = { ...sample('dockerd-28-containerd'), mirrors: [`${URL_}/`] }
     const files = hostMirrorFiles(config)
     const routes = judgeHostRoutes(config, engine, new Map([['ghcr.io', files.get('ghcr.io') as string]]))
-    expect(routes.map((r) => [r.host, r.status])).toEqual([
+    expect(routes.map((r) => [r.domain, r.status])).toEqual([
       ['docker.io', 'pass'],
       ['ghcr.io', 'pass'],
       ['quay.io', 'warn'],
@@ -225,7 +225,7 @@ describe('whether the host engine pulls through the caches (status, preflight)',
 
   test('classic store: the others are skipped with the reason', () => {
     const routes = judgeHostRoutes(config, sample('debian-20.10'), new Map())
-    expect(routes.map((r) => [r.host, r.status])).toEqual([
+    expect(routes.map((r) => [r.domain, r.status])).toEqual([
       ['docker.io', 'warn'],
       ['ghcr.io', 'skip'],
       ['quay.io', 'skip'],
@@ -252,11 +252,11 @@ describe('the one answer to "does the host engine pull docker.io through the cac
 
   test('status, preflight and host-mirrors agree: [::1] does not reach a cache published on 127.0.0.1', () => {
     const engine = { ...sample('dockerd-28-containerd'), mirrors: ['http://[::1]:5101'] }
-    expect(judgeHostRoutes(config, engine, new Map())[0]).toMatchObject({ host: 'docker.io', status: 'warn' })
+    expect(judgeHostRoutes(config, engine, new Map())[0]).toMatchObject({ domain: 'docker.io', status: 'warn' })
     const plan = planHostMirrors(
       config,
       engine,
-      { daemonJson: '{"registry-mirrors": ["http://[::1]:5101"]}', backup: null, hostsFiles: new Map() },
+      { daemonJson: '{"registry-mirrors": ["http://[::1]:5101"]}', backup: null, hostsTomls: new Map() },
       paths,
       false,
     )

@@ -4,7 +4,7 @@
 import { describe, expect, test } from 'bun:test'
 import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
 import { appliedChanges, endpointSliceAddresses, removeInCluster } from '../../scripts/lib/in-cluster.ts'
-import { corednsOverride, serviceHost, serviceName } from '../../scripts/lib/render.ts'
+import { corednsOverride, serviceAddress, serviceName } from '../../scripts/lib/render.ts'
 import { fakeRunner, notInstalled, on } from '../kit/fake-runner.ts'
 import { docs, local } from '../kit/in-cluster-sample.ts'
 
@@ -61,7 +61,7 @@ describe('in-cluster manifests', () => {
   })
 
   test('pods reach a registry at its Service’s fully qualified name', () => {
-    expect(serviceHost(local)).toBe('kind-registry.devreg.svc.cluster.local:5000')
+    expect(serviceAddress(local)).toBe('kind-registry.devreg.svc.cluster.local:5000')
   })
 })
 

@@ -12,7 +12,7 @@ const config = resolveConfig({ cluster: { name: 'unit' }, mirrors: [{ host: 'doc
 const LOCAL = 'registry-kind-registry.lock'
 
 /** A run that changes things (not --dry-run): it takes locks. */
-const live = { dryRun: false }
+const live = { dryRun: false, env: {}, uid: process.getuid?.() ?? null }
 let dir: string
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'devreg-lock-'))
@@ -41,9 +41,10 @@ describe('lock names and place', () => {
     expect(lockNames(config, 'registries')).toEqual(['registry-kind-cache-docker-io', 'registry-kind-registry'])
   })
 
-  test('the runtime directory, else a per-user directory under the temp dir', () => {
-    expect(lockDir({ XDG_RUNTIME_DIR: '/run/user/1000' })).toBe('/run/user/1000/devreg')
-    expect(lockDir({})).toBe(join(tmpdir(), `devreg-${process.getuid?.()}`))
+  test("the runtime directory, else a directory under the temp dir named for the runner's user", () => {
+    expect(lockDir({ env: { XDG_RUNTIME_DIR: '/run/user/1000' }, uid: 1000 })).toBe('/run/user/1000/devreg')
+    expect(lockDir({ env: {}, uid: 1234 })).toBe(join(tmpdir(), 'devreg-1234'))
+    expect(lockDir({ env: {}, uid: null })).toBe(join(tmpdir(), 'devreg-user'))
   })
 })
 
@@ -166,7 +167,7 @@ describe('withLock', () => {
   })
 
   test('under --dry-run no lock is taken', async () => {
-    expect(await withLock({ dryRun: true }, config, 'dev-up', async () => files(), { dir })).toEqual([])
+    expect(await withLock({ ...live, dryRun: true }, config, 'dev-up', async () => files(), { dir })).toEqual([])
   })
 })
 

@@ -53,7 +53,7 @@ const node = (over: Partial<NodeView> = {}): NodeView => ({
 /** Everything healthy; each test breaks one thing. */
 const observed = (over: Partial<Observed> = {}): Observed => ({
   hostsFile: { path: '/etc/hosts', entries: [] },
-  host: new Map([
+  onHost: new Map([
     ['registry.dev.local', found('127.0.0.1')],
     ['api.dev.local', found('10.0.0.5')],
   ]),
@@ -141,7 +141,7 @@ describe('evaluate', () => {
   test('the wrong address on the host names the hosts file line to change', () => {
     const at = judge(
       observed({
-        host: new Map([['api.dev.local', found('10.0.0.9')]]),
+        onHost: new Map([['api.dev.local', found('10.0.0.9')]]),
         hostsFile: { path: '/etc/hosts', entries: [{ line: 7, address: '10.0.0.9', names: ['api.dev.local'] }] },
       }),
       selectTargets(config, ['api.dev.local']),

@@ -5,14 +5,14 @@ import { parse as parseYaml } from 'yaml'
 import { resolveConfig } from '../../scripts/lib/config.ts'
 import { type NodeSnapshot, observeNode } from '../../scripts/lib/nodes.ts'
 import { desiredRegistriesYaml, K3S_REGISTRIES, k3d } from '../../scripts/lib/providers/k3d.ts'
-import { CERTS_D, kind, kindHostsFiles } from '../../scripts/lib/providers/kind.ts'
+import { CERTS_D, kind, kindHostsTomls } from '../../scripts/lib/providers/kind.ts'
 import type { Cluster } from '../../scripts/lib/providers/provider.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
 import { k3dRegistriesYaml } from '../kit/k3d-registries.ts'
 import { containerd23, nodeOutput } from '../kit/node-output.ts'
 
 const config = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io' }] })
-const desired = kindHostsFiles(config)
+const desired = kindHostsTomls(config)
 const nodes = ['dev-control-plane', 'dev-worker']
 const cluster: Cluster = {
   provider: 'kind',

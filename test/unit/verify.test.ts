@@ -1,4 +1,4 @@
-// verify's judgement without Docker: which hosts it probes and from where,
+// verify's judgement without Docker: which registry domains it probes and from where,
 // which log lines count, the verdict and fix for each way a route breaks,
 // and the matrix.
 
@@ -25,28 +25,28 @@ const NODE = 'dev-control-plane'
 const NODE_IP = '172.18.0.5'
 
 describe('targets and probes', () => {
-  test('every routed host is probed at the registry its route tries first', () => {
-    expect(targets(config).map((t) => [t.host, t.first])).toEqual([
+  test('every routed domain is probed at the registry its route tries first', () => {
+    expect(targets(config).map((t) => [t.domain, t.first])).toEqual([
       ['localhost:5001', 'kind-registry'],
       ['kind-registry:5000', 'kind-registry'],
       ['docker.io', 'kind-cache-docker-io'],
       ['ghcr.io', 'kind-cache-ghcr-io'],
       ['registry.dev.local', 'kind-registry'],
     ])
-    const ghcr = targets(config).find((t) => t.host === 'ghcr.io') as Target
+    const ghcr = targets(config).find((t) => t.domain === 'ghcr.io') as Target
     expect(ghcr.rest).toEqual(['https://harbor.example.com/v2/ghcr', 'https://ghcr.io'])
   })
 
   test('a docker.io/acme alias puts the local registry first for docker.io', () => {
     const c = resolveConfig({ mirrors: [{ host: 'docker.io' }], aliases: ['docker.io/acme'] })
-    expect(targets(c).find((t) => t.host === 'docker.io')?.first).toBe('kind-registry')
+    expect(targets(c).find((t) => t.domain === 'docker.io')?.first).toBe('kind-registry')
   })
 
-  test('each node × host pulls the probe image by digest under that host', () => {
+  test('each node × domain pulls the probe image by digest under that domain', () => {
     const probes = planProbes(targets(config), ['a', 'b'], 'sha256:f00d')
     expect(probes.length).toBe(10)
     expect(probes[2].ref).toBe('docker.io/devreg-probe/verify@sha256:f00d')
-    expect(probes[7]).toMatchObject({ node: 'b', host: 'docker.io', first: 'kind-cache-docker-io' })
+    expect(probes[7]).toMatchObject({ node: 'b', domain: 'docker.io', first: 'kind-cache-docker-io' })
   })
 })
 
@@ -95,7 +95,7 @@ describe('log matching', () => {
   const line = (uri: string, addr: string, method = 'HEAD') =>
     `time="2026-11-30T12:22:01.9Z" level=error msg="response completed with error" err.code="manifest unknown" http.request.host="kind-registry:5000" http.request.method=${method} http.request.remoteaddr="${addr}:48584" http.request.uri="${uri}" http.response.status=404 http.response.written=96`
 
-  test('response completed lines for probe manifests count, with the client address, and the host from ?ns or else Host', () => {
+  test('response completed lines for probe manifests count, with the client address, and the registry domain from ?ns or else Host', () => {
     const d = `sha256:${'ab'.repeat(32)}`
     const text = [
       line(`/v2/devreg-probe/verify/manifests/${d}?ns=localhost%3A5001`, NODE_IP),
@@ -105,9 +105,9 @@ describe('log matching', () => {
       `{"msg":"response completed","http.request.host":"kind-cache-docker-io:5000","http.request.method":"GET","http.request.uri":"/v2/devreg-probe/verify/manifests/${d}?ns=docker.io","http.request.remoteaddr":"[fd00::5]:1234","http.response.status":200}`,
     ].join('\n')
     expect(probeHits('kind-registry', text)).toEqual([
-      { container: 'kind-registry', host: 'localhost:5001', reference: d, method: 'HEAD', address: NODE_IP, status: 404 },
-      { container: 'kind-registry', host: 'kind-registry:5000', reference: d, method: 'HEAD', address: NODE_IP, status: 404 },
-      { container: 'kind-registry', host: 'docker.io', reference: d, method: 'GET', address: 'fd00::5', status: 200 },
+      { container: 'kind-registry', domain: 'localhost:5001', reference: d, method: 'HEAD', address: NODE_IP, status: 404 },
+      { container: 'kind-registry', domain: 'kind-registry:5000', reference: d, method: 'HEAD', address: NODE_IP, status: 404 },
+      { container: 'kind-registry', domain: 'docker.io', reference: d, method: 'GET', address: 'fd00::5', status: 200 },
     ])
   })
 
@@ -120,7 +120,7 @@ describe('log matching', () => {
     expect(s.pulls.get('docker.io/devreg-probe/verify@sha256:x')?.rc).toBe(1)
   })
 
-  test("the facts from the same exec: hosts with a hosts.toml, containerd's proxy variables, whether it reads certs.d", () => {
+  test("the facts from the same exec: registry domains with a hosts.toml, containerd's proxy variables, whether it reads certs.d", () => {
     const out = [
       '\x1ehosts /etc/containerd/certs.d/docker.io\nserver = "https://registry-1.docker.io"\n',
       "\x1econtainerd-version\ncontainerd github.com/containerd/containerd/v2 v2.3.4 x\n\x1econtainerd-config\n[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = ''\n",
@@ -146,12 +146,12 @@ describe('proxyFor, as Go reads the proxy variables', () => {
     [{ ...env, no_proxy: 'kind-registry' }, 'kind-registry:5000', null],
     [env, 'localhost:5001', null],
     [{ http_proxy: 'http://p' }, 'x:5000', 'http://p'],
-  ])('%o for %s → %s', (e, host, want) => expect(proxyFor(e as Record<string, string>, host)).toBe(want))
+  ])('%o for %s → %s', (e, address, want) => expect(proxyFor(e as Record<string, string>, address)).toBe(want))
 })
 
 describe('judge', () => {
   const ts = targets(config)
-  const docker = ts.find((t) => t.host === 'docker.io') as Target
+  const docker = ts.find((t) => t.domain === 'docker.io') as Target
   const probe = planProbes([docker], [NODE], 'sha256:f00d')[0] as Probe
   const facts = (over: Partial<Facts> = {}): Facts => ({
     provider: 'kind',
@@ -165,15 +165,15 @@ describe('judge', () => {
   })
   const hit = (container: string, address = NODE_IP): Hit => ({
     container,
-    host: 'docker.io',
+    domain: 'docker.io',
     reference: 'sha256:f00d',
     method: 'HEAD',
     address,
     status: 404,
   })
 
-  test('a request for another host from the node does not count for this one', () => {
-    const other = { ...hit('kind-cache-docker-io'), host: 'ghcr.io' }
+  test('a request for another domain from the node does not count for this one', () => {
+    const other = { ...hit('kind-cache-docker-io'), domain: 'ghcr.io' }
     expect(judge(probe, docker, [other], [NODE_IP], null, facts()).status).toBe('fail')
   })
 
@@ -186,7 +186,7 @@ describe('judge', () => {
   })
 
   test('a route that starts at a remote is skipped, saying why', () => {
-    const remote: Target = { host: 'quay.io', first: null, firstUrl: 'https://harbor.example.com', rest: [] }
+    const remote: Target = { domain: 'quay.io', first: null, firstUrl: 'https://harbor.example.com', rest: [] }
     expect(judge(probe, remote, [], [NODE_IP], null, facts()).status).toBe('skip')
   })
 
@@ -201,7 +201,7 @@ describe('judge', () => {
     )
     expect(v.status).toBe('fail')
     expect(v.detail).toBe(
-      'kind-cache-docker-io is exited; upstream answered instead: the upstream answered, so pulls of this host cost its rate limit',
+      'kind-cache-docker-io is exited; upstream answered instead: the upstream answered, so pulls of this domain cost its rate limit',
     )
     expect(v.fix).toContain('`just dev-registry` starts it')
   })
@@ -276,16 +276,16 @@ describe('judge', () => {
 })
 
 describe('renderMatrix', () => {
-  test('a row per host, a column per node, each failure once with its fix', () => {
+  test('a row per registry domain, a column per node, each failure once with its fix', () => {
     const probes = planProbes(targets(config), ['dev-control-plane', 'dev-worker'], 'sha256:f00d').map((p) => ({
       ...p,
-      status: p.host === 'docker.io' ? ('fail' as const) : ('pass' as const),
-      detail: p.host === 'docker.io' ? 'kind-cache-docker-io is exited; upstream answered instead' : 'ok',
-      fix: p.host === 'docker.io' ? '`just dev-registry` starts it' : null,
+      status: p.domain === 'docker.io' ? ('fail' as const) : ('pass' as const),
+      detail: p.domain === 'docker.io' ? 'kind-cache-docker-io is exited; upstream answered instead' : 'ok',
+      fix: p.domain === 'docker.io' ? '`just dev-registry` starts it' : null,
     }))
     const text = renderMatrix({ probes, elapsedMs: 1234 })
     const lines = text.split('\n')
-    expect(lines[0]).toMatch(/^HOST\s+FIRST REGISTRY\s+DEV-CONTROL-PLANE\s+DEV-WORKER$/)
+    expect(lines[0]).toMatch(/^REGISTRY\s+FIRST REGISTRY\s+DEV-CONTROL-PLANE\s+DEV-WORKER$/)
     expect(text).toMatch(/docker\.io\s+kind-cache-docker-io\s+FAIL\s+FAIL/)
     expect(text).toMatch(/localhost:5001\s+kind-registry\s+ok\s+ok/)
     expect(text).toContain('✗ docker.io (dev-control-plane, dev-worker): kind-cache-docker-io is exited; upstream answered instead')
@@ -295,7 +295,7 @@ describe('renderMatrix', () => {
 })
 
 describe('verify, orchestrated against a fake runner', () => {
-  const locks = privateLockDir()
+  const { env, locks } = privateLockDir()
   const kind = resolveConfig({ cluster: { name: 'dev' }, mirrors: [{ host: 'docker.io', upstream: 'http://127.0.0.1:9' }] })
   const cache = kind.registries.find((r) => r.role === 'cache') as Registry
   const digest = probeImage().digest
@@ -303,43 +303,46 @@ describe('verify, orchestrated against a fake runner', () => {
     JSON.stringify({ ID: name, Names: name, State: 'running', Labels: labels, Networks: 'kind', Ports: '', Image: 'registry:3' })
   const SINCE = '1735689600.000000001'
   const logLine = (t: Target) =>
-    `time="2025-01-01T00:00:00Z" level=info msg="response completed" http.request.host="${t.first}:5000" http.request.method=HEAD http.request.remoteaddr="${NODE_IP}:40000" http.request.uri="/v2/devreg-probe/verify/manifests/${digest}?ns=${t.host}" http.response.status=200`
+    `time="2025-01-01T00:00:00Z" level=info msg="response completed" http.request.host="${t.first}:5000" http.request.method=HEAD http.request.remoteaddr="${NODE_IP}:40000" http.request.uri="/v2/devreg-probe/verify/manifests/${digest}?ns=${t.domain}" http.response.status=200`
 
   test('places the probe image where it is missing, holding that registry’s lock, then passes each probe its first registry logged', async () => {
     const volume = new FakeVolume(cache)
     let heldWhileStaging: string | null = null
     let pulled = false
-    const run = fakeRunner([
-      on(
-        ['docker', 'ps'],
-        [
-          ...kind.registries.map((r) => ps(r.name, 'devreg.managed=true')),
-          ps(NODE, 'io.x-k8s.kind.cluster=dev,io.x-k8s.kind.role=control-plane'),
-        ].join('\n'),
-      ),
-      on(['docker', 'inspect', '--type', 'container'], `/${NODE} ${JSON.stringify({ kind: { IPAddress: NODE_IP } })}`),
-      on(['docker', 'cp', /^kind-registry:/, '-'], 'tar'),
-      on(['docker', 'cp', new RegExp(`^${cache.name}:`), '-'], {
-        exitCode: 1,
-        stderr: 'Error response from daemon: Could not find the file',
-      }),
-      on(['docker', 'exec', NODE, 'sh', '-c', /observe-node/, 'observe-node'], (argv) => {
-        pulled = true
-        const refs = argv.slice(argv.indexOf('pull') + 2)
-        return nodeOutput({ since: SINCE, pulls: Object.fromEntries(refs.map((ref) => [ref, { rc: 0, out: 'Image is up to date' }])) })
-      }),
-      on(['docker', 'logs', '--since', SINCE], (argv) =>
-        pulled
-          ? targets(kind)
-              .filter((t) => t.first === argv.at(-1))
-              .map(logLine)
-              .join('\n')
-          : '',
-      ),
-      ...volume.replies({}, () => {
-        heldWhileStaging = readFileSync(join(locks(), `registry-${cache.name}.lock`), 'utf8')
-      }),
-    ])
+    const run = fakeRunner(
+      [
+        on(
+          ['docker', 'ps'],
+          [
+            ...kind.registries.map((r) => ps(r.name, 'devreg.managed=true')),
+            ps(NODE, 'io.x-k8s.kind.cluster=dev,io.x-k8s.kind.role=control-plane'),
+          ].join('\n'),
+        ),
+        on(['docker', 'inspect', '--type', 'container'], `/${NODE} ${JSON.stringify({ kind: { IPAddress: NODE_IP } })}`),
+        on(['docker', 'cp', /^kind-registry:/, '-'], 'tar'),
+        on(['docker', 'cp', new RegExp(`^${cache.name}:`), '-'], {
+          exitCode: 1,
+          stderr: 'Error response from daemon: Could not find the file',
+        }),
+        on(['docker', 'exec', NODE, 'sh', '-c', /observe-node/, 'observe-node'], (argv) => {
+          pulled = true
+          const refs = argv.slice(argv.indexOf('pull') + 2)
+          return nodeOutput({ since: SINCE, pulls: Object.fromEntries(refs.map((ref) => [ref, { rc: 0, out: 'Image is up to date' }])) })
+        }),
+        on(['docker', 'logs', '--since', SINCE], (argv) =>
+          pulled
+            ? targets(kind)
+                .filter((t) => t.first === argv.at(-1))
+                .map(logLine)
+                .join('\n')
+            : '',
+        ),
+        ...volume.replies({}, () => {
+          heldWhileStaging = readFileSync(join(locks(), `registry-${cache.name}.lock`), 'utf8')
+        }),
+      ],
+      { env: env() },
+    )
     const result = await verify(run, kind, { seconds: 1 })
     expect(result.summary).toEqual({ pass: 3, fail: 0, skip: 0 })
     // One exec per node, one log read per registry, from the node's clock at the pulls on.

@@ -9,7 +9,7 @@ import type { Config, Registry } from '../config.ts'
 import type { Container } from '../docker.ts'
 import { editNodeFiles, type NodeSnapshot } from '../nodes.ts'
 import { nodeNoProxy } from '../proxy.ts'
-import { k3sRegistries, k3sRegistriesDocument, serviceHost } from '../render.ts'
+import { k3sRegistries, k3sRegistriesDocument, serviceAddress } from '../render.ts'
 import { hostnameAliases, registryRoutes } from '../routes.ts'
 import { ensureCorednsOverride, removeCorednsOverride } from './k3s-coredns.ts'
 import type { Cluster, ClusterProvider, Node } from './provider.ts'
@@ -23,7 +23,7 @@ export const K3S_CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
 export const K3S_NO_DEFAULT_ENDPOINT = '--disable-default-registry-endpoint'
 
 /**
- * The k3s arguments devreg's routing needs. k3s always appends a host's
+ * The k3s arguments devreg's routing needs. k3s always appends a registry's
  * default endpoint after its mirrors, so a hostname alias would fall back to
  * https://registry.dev.local on k3d; the flag makes it as strict as on kind.
  */
@@ -59,7 +59,7 @@ export function k3dNodeFlags(config: Config, env: Record<string, string | undefi
   ])
 }
 
-/** A registries.yaml as k3s acts on it; `mirrors` maps each registry host to its entry. */
+/** A registries.yaml as k3s acts on it; `mirrors` maps each registry domain to its entry. */
 export interface K3sRegistriesData {
   mirrors: Record<string, unknown>
   [table: string]: unknown
@@ -97,9 +97,9 @@ function k3sRegistriesDocumentData(doc: unknown): K3sRegistriesData | null {
   }
 }
 
-/** Registry host → its entry as canonical JSON (k3sRegistriesData sorts an entry's keys). */
+/** Registry domain → its entry as canonical JSON (k3sRegistriesData sorts an entry's keys). */
 const mirrorEntries = (doc: K3sRegistriesData | null) =>
-  new Map(Object.entries(doc?.mirrors ?? {}).map(([host, entry]) => [host, JSON.stringify(entry)]))
+  new Map(Object.entries(doc?.mirrors ?? {}).map(([domain, entry]) => [domain, JSON.stringify(entry)]))
 
 const isMapping = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
 
@@ -131,8 +131,8 @@ export const k3d: ClusterProvider = {
   // k3d hands the nodes the registries.yaml the cluster is created with.
   routedAtCreate: true,
   routing: {
-    entry: (host) => `the ${host} mirror in ${K3S_REGISTRIES}`,
-    missing: (host) => `${K3S_REGISTRIES} has no mirror for ${host}`,
+    entry: (domain) => `the ${domain} mirror in ${K3S_REGISTRIES}`,
+    missing: (domain) => `${K3S_REGISTRIES} has no mirror for ${domain}`,
     absent: `no ${K3S_REGISTRIES}`,
     // The whole file is devreg's.
     ownEntry: () => true,
@@ -243,9 +243,9 @@ export const k3d: ClusterProvider = {
   localRegistryHosting(config) {
     const local = config.registries.find((r) => r.role === 'local') as Registry
     return {
-      host: local.address.host,
+      host: local.address.onHost,
       hostFromContainerRuntime: local.address.inNetwork,
-      hostFromClusterNetwork: serviceHost(local),
+      hostFromClusterNetwork: serviceAddress(local),
       help: 'https://k3d.io/stable/usage/registries/#using-a-local-registry',
     }
   },

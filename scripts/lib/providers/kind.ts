@@ -1,5 +1,5 @@
 // kind: nodes found by kind's own labels, created with `kind create cluster`
-// from the rendered config, and routed by one hosts.toml per registry host in
+// from the rendered config, and routed by one hosts.toml per registry domain in
 // certs.d (containerd re-reads it on every pull, so nothing restarts), which
 // containerd 2.3 reads by default and older ones once the config's containerd
 // patch names it. The patch makes kind restart containerd in every node, so it
@@ -10,7 +10,7 @@ import type { Runner } from '../exec.ts'
 import { log, UserError } from '../log.ts'
 import { editNodeFiles, emptySnapshot, imageCertsD, type NodeFileEdit, type NodeSnapshot, nodeCertsD } from '../nodes.ts'
 import { nodeNoProxy } from '../proxy.ts'
-import { hostsToml, isDevregHostsToml, kindConfig, serviceHost } from '../render.ts'
+import { hostsToml, isDevregHostsToml, kindConfig, serviceAddress } from '../render.ts'
 import { hostnameAliases, registryRoutes } from '../routes.ts'
 import type { Cluster, ClusterProvider, Created, Node } from './provider.ts'
 
@@ -21,12 +21,12 @@ const KIND_CLUSTER = 'io.x-k8s.kind.cluster'
 const KIND_ROLE = 'io.x-k8s.kind.role'
 
 /** Every hosts.toml a kind node gets: certs.d directory → content. */
-export function kindHostsFiles(config: Config): Map<string, string> {
-  return new Map(registryRoutes(config).map((r) => [`${CERTS_D}/${r.host}`, hostsToml(r)]))
+export function kindHostsTomls(config: Config): Map<string, string> {
+  return new Map(registryRoutes(config).map((r) => [`${CERTS_D}/${r.domain}`, hostsToml(r)]))
 }
 
-/** certs.d directory → hosts.toml becomes registry host → hosts.toml. */
-const byHost = (files: Map<string, string>) => new Map([...files].map(([dir, content]) => [dir.slice(CERTS_D.length + 1), content]))
+/** certs.d directory → hosts.toml becomes registry domain → hosts.toml. */
+const byDomain = (files: Map<string, string>) => new Map([...files].map(([dir, content]) => [dir.slice(CERTS_D.length + 1), content]))
 
 /** Whether the node's containerd reads CERTS_D, as its effective config (`containerd config dump`) and version say. */
 export const readsCertsD = (node: Pick<NodeSnapshot, 'containerd'>): boolean => (nodeCertsD(node) ?? '').split(':').includes(CERTS_D)
@@ -65,7 +65,7 @@ function hostsFileEdits(node: string, desired: Map<string, string>, current: Map
  * what was written. A node it misses is routed after create, as any other.
  */
 function routeNodesAsTheyStart(run: Runner, config: Config): { stop(): Promise<Created> } {
-  const desired = kindHostsFiles(config)
+  const desired = kindHostsTomls(config)
   const events = run.stream([
     'docker',
     'events',
@@ -118,8 +118,8 @@ export const kind: ClusterProvider = {
   // kind's nodes get their hosts.toml files as they start (create's early writes); the mirrors phase checks them after.
   routedAtCreate: false,
   routing: {
-    entry: (host) => `${CERTS_D}/${host}/hosts.toml`,
-    missing: (host) => `no ${CERTS_D}/${host}/hosts.toml`,
+    entry: (domain) => `${CERTS_D}/${domain}/hosts.toml`,
+    missing: (domain) => `no ${CERTS_D}/${domain}/hosts.toml`,
     absent: `no ${CERTS_D}`,
     // A hosts.toml devreg did not write is left alone.
     ownEntry: isDevregHostsToml,
@@ -177,11 +177,11 @@ export const kind: ClusterProvider = {
     await run.change(['kind', 'delete', 'cluster', '--name', cluster.name])
   },
 
-  desiredMirrors: (config) => byHost(kindHostsFiles(config)),
-  observedMirrors: (node) => byHost(node.hostsFiles),
+  desiredMirrors: (config) => byDomain(kindHostsTomls(config)),
+  observedMirrors: (node) => byDomain(node.hostsFiles),
 
   async reconcile(run, config, cluster, observed) {
-    const desired = kindHostsFiles(config)
+    const desired = kindHostsTomls(config)
     const changes: string[] = []
     if (!cluster.nodes.length && run.dryRun)
       for (const [dir, content] of desired) log.out(`# would write into every node ${dir}/hosts.toml:\n${content.trimEnd()}`)
@@ -197,8 +197,8 @@ export const kind: ClusterProvider = {
 
   /** As kind's local-registry guide writes it. */
   localRegistryHosting: (config) => ({
-    host: local(config).address.host,
-    hostFromClusterNetwork: serviceHost(local(config)),
+    host: local(config).address.onHost,
+    hostFromClusterNetwork: serviceAddress(local(config)),
     help: 'https://kind.sigs.k8s.io/docs/user/local-registry/',
   }),
 
@@ -206,7 +206,7 @@ export const kind: ClusterProvider = {
     const aliases = hostnameAliases(config)
     if (aliases.length)
       log.info(
-        `   ${aliases.join(', ')} resolve${aliases.length === 1 ? 's' : ''} on the nodes only: kind's CoreDNS has no hook devreg could undo exactly, so pods use ${serviceHost(local(config))}`,
+        `   ${aliases.join(', ')} resolve${aliases.length === 1 ? 's' : ''} on the nodes only: kind's CoreDNS has no hook devreg could undo exactly, so pods use ${serviceAddress(local(config))}`,
       )
     return []
   },

@@ -28,24 +28,24 @@ export interface Cluster {
 
 /** How preflight and verify name a node's routing, and the fixes dev-up brings for it. */
 export interface RoutingTerms {
-  /** The file, or the entry in a file, that routes `host` in a node. */
-  entry(host: string): string
-  /** What a node without a route for `host` lacks. */
-  missing(host: string): string
+  /** The file, or the entry in a file, that routes registry domain `domain` in a node. */
+  entry(domain: string): string
+  /** What a node without a route for `domain` lacks. */
+  missing(domain: string): string
   /** What a node lacks when observedMirrors finds no routing file at all. */
   absent: string
   /** Whether a routing entry found in a node is devreg's, so dev-up replaces or removes it. */
   ownEntry(content: string): boolean
   fix: {
-    /** A route missing for a host. */
+    /** A route missing for a registry domain. */
     write: string
     /** A route that differs from devreg's. */
     rewrite: string
-    /** A route devreg wrote for a host no longer in the config. */
+    /** A route devreg wrote for a registry domain no longer in the config. */
     remove: string
     /** No routing file at all. */
     absent: string
-    /** verify: containerd found no hosts.toml for a host. */
+    /** verify: containerd found no hosts.toml for a registry domain. */
     hostsToml: string
   }
 }
@@ -104,7 +104,7 @@ export interface ClusterProvider {
   /** Creates the cluster; says what it changed besides (files written into nodes while they boot). */
   create(run: Runner, config: Config, image: NodeImageFacts | null): Promise<Created>
   delete(run: Runner, cluster: Cluster): Promise<void>
-  /** The routing every node should have: registry host → its entry, normalised to compare with observedMirrors. */
+  /** The routing every node should have: registry domain → its entry, normalised to compare with observedMirrors. */
   desiredMirrors(config: Config): Map<string, string>
   /** A node's routing as desiredMirrors gives it, from what nodeRead read; null when the node has no routing file at all. */
   observedMirrors(node: NodeSnapshot): Map<string, string> | null

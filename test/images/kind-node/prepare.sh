@@ -3,7 +3,8 @@
 # containerd, and nothing a container cannot run (consoles, binfmt, udev).
 set -o errexit -o nounset -o pipefail
 
-kubernetes_version=$1
+# kind writes /kind/version into kubeadm.conf as kubernetesVersion, which kubeadm checks against its own.
+kubernetes_version=${1:?the Kubernetes version the node runs}
 echo "${kubernetes_version}" > /kind/version
 
 # The distribution's default wants start services a node container has no use for.
@@ -20,5 +21,5 @@ systemctl enable containerd.service
 mkdir -p /etc/containerd/certs.d /var/lib/containerd
 # crictl finds containerd here, as on kindest/node.
 printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\n' > /etc/crictl.yaml
-chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/bin/kubectl /usr/local/bin/crictl
+chmod 0755 /usr/local/bin/entrypoint /usr/bin/kubeadm /usr/local/libexec/kubernetes/register-node.sh /usr/local/bin/crictl
 rm -rf /usr/share/doc /usr/share/man /kind/prepare.sh

@@ -1,13 +1,17 @@
 // The real programs the tests run, built from their Go modules with `go
 // install MODULE/cmd/NAME@VERSION` (ordinary module use, like `npm install`
 // of a CLI): distribution v3 as registry:3, cri-tools' crictl, kindest/node's
-// containerd and runc, and the k3d CLI. Built once per version into the rig's
-// cache, with GOCACHE and GOMODCACHE there too, so a second run builds nothing.
+// containerd and runc, the k3d CLI, and the control plane the nodes run:
+// Kubernetes' kubeadm, kube-apiserver, kube-controller-manager and kubectl,
+// etcd and CoreDNS. Built once per version into the rig's cache, with GOCACHE
+// and GOMODCACHE there too, so a second run builds nothing (the first takes
+// about 10 minutes on 2 CPUs, most of it Kubernetes).
 // Flags follow each project's own Makefile: version variables set by -ldflags
-// (or the programs report "+unknown", and k3d asks for helper images tagged
-// `latest`), cgo only where the program needs it.
+// (or the programs report "+unknown", kubeadm and kubectl "v0.0.0-master",
+// and k3d asks for helper images tagged `latest`), cgo only where the program
+// needs it.
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
 import { RIG_CACHE } from './packages.ts'
@@ -24,8 +28,53 @@ interface GoProgram {
    * of `go install PATH@version`. The same dependency versions (the module's
    * own go.mod decides them), for modules `go install` cannot take.
    */
-  wrapper?: { module: string }
+  wrapper?: Wrapper
 }
+
+/**
+ * A module of our own, generated at build time, that requires `module` at the
+ * program's version; `go install` then builds the packages from inside it.
+ */
+interface Wrapper {
+  module: string
+  /**
+   * The wrapper's own main.go, for a program whose main package sits in a
+   * module with local replace directives, which `go install` refuses (etcd's
+   * and CoreDNS's): a few lines calling the program's own entry point.
+   */
+  main?: string
+  /** Replace directives of the wrapper: module path → version. */
+  replace?: Record<string, string>
+  /**
+   * The version of every module that `module` replaces with a directory of
+   * its own tree (Kubernetes requires its staging modules at v0.0.0 and
+   * replaces each with ./staging/src/...): the list is read from the
+   * module's go.mod, so a new Kubernetes brings its own.
+   */
+  staging?: string
+}
+
+/** Kubernetes' version variables, set in both packages that hold them, as its hack/lib/version.sh does. */
+const kubernetesVersion = (version: string): string[] => {
+  const [major, minor] = version.slice(1).split('.')
+  return ['k8s.io/client-go/pkg/version', 'k8s.io/component-base/version'].flatMap((pkg) =>
+    Object.entries({ gitVersion: version, gitMajor: major, gitMinor: minor }).flatMap(([k, v]) => ['-X', `${pkg}.${k}=${v}`]),
+  )
+}
+
+/**
+ * Kubernetes v1.36 (kind 0.33's v1.36 images; Debian sid's kubernetes-client is
+ * 1.36 too), with every k8s.io module on its v0.36 line. Static, with the
+ * tags of its hack/lib/golang.sh for release builds.
+ */
+const KUBERNETES = {
+  version: 'v1.36.3',
+  staging: 'v0.36.3',
+  tags: ['selinux', 'notest', 'grpcnotrace'],
+} as const
+
+/** The k8s.io modules CoreDNS's kubernetes plugin uses, kept on the cluster's line (the proxy has none of CoreDNS's own v0.35.2). */
+const K8S_CLIENT_MODULES = Object.fromEntries(['k8s.io/api', 'k8s.io/apimachinery', 'k8s.io/client-go'].map((m) => [m, KUBERNETES.staging]))
 
 /** k3s line the k3d CLI names as its default image (version.K3sVersion); our k3s-like node stands in for it. */
 export const K3S_VERSION = 'v1.36.2-k3s1'
@@ -80,6 +129,52 @@ export const GO_PROGRAMS = {
     ldflags: ['-X', 'github.com/k3d-io/k3d/v5/version.Version=v5.9.0', '-X', `github.com/k3d-io/k3d/v5/version.K3sVersion=${K3S_VERSION}`],
     wrapper: { module: 'github.com/k3d-io/k3d/v5' },
   },
+  /** The control plane of the rig's nodes (stage 1 of issue 21: no kubelet yet). */
+  kubernetes: {
+    version: KUBERNETES.version,
+    packages: ['kubeadm', 'kube-apiserver', 'kube-controller-manager'].map((c) => `k8s.io/kubernetes/cmd/${c}`),
+    cgo: false,
+    tags: [...KUBERNETES.tags],
+    ldflags: kubernetesVersion(KUBERNETES.version),
+    wrapper: { module: 'k8s.io/kubernetes', staging: KUBERNETES.staging },
+  },
+  /**
+   * The tests' kubectl, alone in its directory so it can go first on PATH:
+   * built from the same Kubernetes, so client and server agree.
+   */
+  kubectl: {
+    version: KUBERNETES.version,
+    packages: ['k8s.io/kubernetes/cmd/kubectl'],
+    cgo: false,
+    tags: [...KUBERNETES.tags],
+    ldflags: kubernetesVersion(KUBERNETES.version),
+    wrapper: { module: 'k8s.io/kubernetes', staging: KUBERNETES.staging },
+  },
+  /** etcd 3.6 (kubeadm 1.36 defaults to 3.6.8); its main package is in etcd's root module, which replaces its siblings locally. */
+  etcd: {
+    version: 'v3.6.17',
+    packages: ['.'],
+    cgo: false,
+    tags: [],
+    ldflags: [],
+    wrapper: {
+      module: 'go.etcd.io/etcd/server/v3',
+      main: 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n',
+    },
+  },
+  /** CoreDNS as kubeadm 1.36 deploys it (its CoreDNSVersion), with every plugin of its plugin.cfg, as coredns's own main has them. */
+  coredns: {
+    version: 'v1.14.2',
+    packages: ['.'],
+    cgo: false,
+    tags: [],
+    ldflags: [],
+    wrapper: {
+      module: 'github.com/coredns/coredns',
+      main: 'package main\n\nimport (\n\t_ "github.com/coredns/coredns/core/plugin"\n\t"github.com/coredns/coredns/coremain"\n)\n\nfunc main() { coremain.Run() }\n',
+      replace: K8S_CLIENT_MODULES,
+    },
+  },
 } as const satisfies Record<string, GoProgram>
 
 export type GoProgramName = keyof typeof GO_PROGRAMS
@@ -91,7 +186,9 @@ async function goBinary(): Promise<string> {
   const onPath = await $({ quiet: true, nothrow: true })`command -v go`
   if (onPath.exitCode === 0) return onPath.stdout.trim()
   if (existsSync('/usr/local/go/bin/go')) return '/usr/local/go/bin/go'
-  throw new Error('go not found on PATH: the rig builds registry:3, crictl, containerd, runc and k3d from Go modules; install Go ≥ 1.26')
+  throw new Error(
+    'go not found on PATH: the rig builds registry:3, crictl, containerd, runc, k3d, Kubernetes, etcd and CoreDNS from Go modules; install Go ≥ 1.26',
+  )
 }
 
 const specDigest = (name: string, p: GoProgram) =>
@@ -100,11 +197,30 @@ const specDigest = (name: string, p: GoProgram) =>
     .digest('hex')
     .slice(0, 10)
 
-/** A module that requires `module` at `version` and nothing else, for `go install` of its packages from inside. */
-function wrapperModule(name: string, module: string, version: string): string {
+/** The modules `module`'s go.mod replaces with directories of its own tree, read from its go.mod in the module cache. */
+async function stagingModules(go: string, env: NodeJS.ProcessEnv, module: string, version: string): Promise<string[]> {
+  const r = await $({ quiet: true, env, cwd: GO_DIR })`${go} mod download -json ${`${module}@${version}`}`
+  const goMod = readFileSync((JSON.parse(r.stdout) as { GoMod: string }).GoMod, 'utf8')
+  return [...goMod.matchAll(/^\s*(\S+)\s+=>\s+\.\/staging\/\S+\s*$/gm)].map((m) => m[1])
+}
+
+/**
+ * The wrapper module of a program, written afresh: it requires `module` at
+ * `version` (with the replace directives and main.go the spec asks for), and
+ * is named devreg.test/build/NAME, so a main of its own builds as NAME.
+ */
+async function wrapperModule(name: string, w: Wrapper, version: string, go: string, env: NodeJS.ProcessEnv): Promise<string> {
   const dir = join(GO_DIR, 'wrappers', `${name}-${version}`)
   mkdirSync(dir, { recursive: true })
-  writeFileSync(join(dir, 'go.mod'), `module devreg.test/build/${name}\n\ngo 1.26\n\nrequire ${module} ${version}\n`)
+  const replace = { ...w.replace }
+  if (w.staging) for (const m of await stagingModules(go, env, w.module, version)) replace[m] = w.staging
+  const replaces = Object.entries(replace).map(([m, v]) => `replace ${m} => ${m} ${v}\n`)
+  writeFileSync(
+    join(dir, 'go.mod'),
+    [`module devreg.test/build/${name}\n\ngo 1.26\n\nrequire ${w.module} ${version}\n`, ...replaces].join('\n'),
+  )
+  if (w.main) writeFileSync(join(dir, 'main.go'), w.main)
+  else rmSync(join(dir, 'main.go'), { force: true })
   return dir
 }
 
@@ -131,7 +247,7 @@ export async function goProgram(name: GoProgramName): Promise<string> {
   const targets = p.wrapper ? p.packages : p.packages.map((pkg) => `${pkg}@${p.version}`)
   const flags = [...(p.tags.length ? ['-tags', p.tags.join(',')] : []), '-trimpath', '-ldflags', ['-s', '-w', ...p.ldflags].join(' ')]
   // -mod=mod: the wrapper's go.sum starts empty and fills from the proxy's checksums.
-  const cwd = p.wrapper ? wrapperModule(name, p.wrapper.module, p.version) : GO_DIR
+  const cwd = p.wrapper ? await wrapperModule(name, p.wrapper, p.version, go, env) : GO_DIR
   const r = await $({ quiet: true, nothrow: true, env, cwd })`${go} install ${p.wrapper ? ['-mod=mod'] : []} ${flags} ${targets}`
   if (r.exitCode !== 0) {
     rmSync(partial, { recursive: true, force: true })
@@ -159,6 +275,10 @@ export async function programVersions(dirs: Record<GoProgramName, string>): Prom
     ['containerd', 'containerd', ['--version']],
     ['runc', 'runc', ['--version']],
     ['k3d', 'k3d', ['version']],
+    ['kubernetes', 'kube-apiserver', ['--version']],
+    ['kubectl', 'kubectl', ['version', '--client']],
+    ['etcd', 'etcd', ['--version']],
+    ['coredns', 'coredns', ['-version']],
   ]
   return Promise.all(
     ask.map(async ([name, bin, args]) => {

@@ -14,11 +14,15 @@ import { goProgram } from './go-programs.ts'
 
 const IMAGES = join(import.meta.dir, '../../images')
 
-/** Every file under test/images/NAME, for an image's tag: a changed file rebuilds the image. */
-function sourceDigest(name: string, ...more: string[]): string {
+/** register-node.sh of the kind nodes: the k3s-like node registers its Node with it too. */
+const REGISTER_NODE = join(IMAGES, 'kind-node/register-node.sh')
+
+/** Every file under test/images/NAME, and any other `files`, for an image's tag: a changed file rebuilds the image. */
+function sourceDigest(name: string, more: string[] = [], files: string[] = []): string {
   const hash = createHash('sha256')
   const dir = join(IMAGES, name)
   for (const f of readdirSync(dir).sort()) hash.update(`${f}\0${readFileSync(join(dir, f), 'utf8')}\0`)
+  for (const f of files) hash.update(`${f}\0${readFileSync(f, 'utf8')}\0`)
   for (const m of more) hash.update(`${m}\0`)
   return hash.digest('hex').slice(0, 12)
 }
@@ -35,13 +39,23 @@ async function build(ref: string, name: string, files: [from: string, to: string
   return ref
 }
 
-/** The node image: containerd, runc and crictl from their modules, and k3s.ts compiled into /bin/k3s. */
+/**
+ * The node image: containerd, runc and crictl from their modules, k3s.ts
+ * compiled into /bin/k3s, and what k3s embeds, as programs: etcd,
+ * kube-apiserver, kube-controller-manager, kubectl and CoreDNS from their
+ * modules, with kubeadm for the certificates, openssl (this machine's) for a
+ * joining agent's key and CSR, and register-node.sh.
+ */
 async function nodeImage(): Promise<string> {
   const containerd = await goProgram('containerd')
   const runc = await goProgram('runc')
   const crictl = await goProgram('crictl')
+  const kubernetes = await goProgram('kubernetes')
+  const kubectl = await goProgram('kubectl')
+  const etcd = await goProgram('etcd')
+  const coredns = await goProgram('coredns')
   const bun = process.versions.bun ?? 'node'
-  const ref = `devreg-rig/k3s-node:${sourceDigest('k3s-node', containerd, runc, crictl, bun)}`
+  const ref = `devreg-rig/k3s-node:${sourceDigest('k3s-node', [containerd, runc, crictl, kubernetes, kubectl, etcd, coredns, bun], [REGISTER_NODE])}`
   if ((await rigDocker(['image', 'inspect', ref])).exitCode === 0) return ref
   const dir = mkdtempSync(join(tmpdir(), 'devreg-k3s-'))
   const k3s = join(dir, 'k3s')
@@ -52,6 +66,12 @@ async function nodeImage(): Promise<string> {
       ...['containerd', 'containerd-shim-runc-v2', 'ctr'].map((b): [string, string] => [join(containerd, b), `bin/${b}`]),
       [join(runc, 'runc'), 'bin/runc'],
       [join(crictl, 'crictl'), 'bin/crictl'],
+      ...['kubeadm', 'kube-apiserver', 'kube-controller-manager'].map((b): [string, string] => [join(kubernetes, b), `bin/${b}`]),
+      [join(kubectl, 'kubectl'), 'bin/kubectl'],
+      [join(etcd, 'etcd'), 'bin/etcd'],
+      [join(coredns, 'coredns'), 'bin/coredns'],
+      ['/usr/bin/openssl', 'bin/openssl'],
+      [REGISTER_NODE, 'usr/local/libexec/kubernetes/register-node.sh'],
     ])
   } finally {
     rmSync(dir, { recursive: true, force: true })

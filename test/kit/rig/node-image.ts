@@ -1,7 +1,9 @@
 // kind node images for the rig, built in its private engine: a trixie root
-// (mmdebstrap, cached as a tarball) with systemd, cri-tools' crictl, and one
-// containerd line each (test/images/kind-node): kindest/node's containerd and
-// runc built from their Go modules, Debian sid's 2.x and trixie's 1.7.
+// (mmdebstrap, cached as a tarball) with systemd, cri-tools' crictl, the
+// control plane built from Kubernetes' modules (kubeadm, kube-apiserver,
+// kube-controller-manager, kubectl, etcd, CoreDNS), and one containerd line
+// each (test/images/kind-node): kindest/node's containerd and runc built from
+// their Go modules, Debian sid's 2.x and trixie's 1.7.
 // Rebuilt only when their inputs change; the engine's data root keeps them
 // between runs.
 import { createHash } from 'node:crypto'
@@ -15,7 +17,11 @@ import { packageTree, RIG_CACHE } from './packages.ts'
 
 const CONTEXT = join(import.meta.dir, '../../images/kind-node')
 
-/** What a kind node needs from Debian besides containerd; curl because kindest/node has it and preflight uses it. */
+/**
+ * What a kind node needs from Debian besides containerd; curl because
+ * kindest/node has it and preflight uses it, openssl for the key and CSR of a
+ * joining node's TLS bootstrap (register-node.sh).
+ */
 const ROOT_PACKAGES = [
   'systemd',
   'systemd-sysv',
@@ -29,6 +35,7 @@ const ROOT_PACKAGES = [
   'ca-certificates',
   'libseccomp2',
   'curl',
+  'openssl',
 ]
 
 /**
@@ -100,6 +107,26 @@ async function stageContainerd(line: ContainerdLine, into: string): Promise<stri
   return tree
 }
 
+/**
+ * The control plane under the build context's kubernetes/ as its Dockerfile
+ * copies it to /: the servers in /usr/local/bin (where kubeadm.sh's services
+ * run them), kubectl where kindest/node has it, and the real kubeadm beside
+ * the wrapper that kind calls as kubeadm.
+ */
+async function stageKubernetes(into: string): Promise<string> {
+  const dirs = { kubernetes: await goProgram('kubernetes'), kubectl: await goProgram('kubectl') }
+  const more = { etcd: await goProgram('etcd'), coredns: await goProgram('coredns') }
+  const put = (from: string, to: string) => {
+    mkdirSync(join(into, to, '..'), { recursive: true })
+    cpSync(from, join(into, to))
+  }
+  for (const bin of ['kube-apiserver', 'kube-controller-manager']) put(join(dirs.kubernetes, bin), `usr/local/bin/${bin}`)
+  for (const [bin, dir] of Object.entries(more)) put(join(dir, bin), `usr/local/bin/${bin}`)
+  put(join(dirs.kubernetes, 'kubeadm'), 'usr/local/libexec/kubernetes/kubeadm')
+  put(join(dirs.kubectl, 'kubectl'), 'usr/bin/kubectl')
+  return [...Object.values(dirs), ...Object.values(more)].join(':')
+}
+
 /** The node image of one containerd line, built if missing. */
 export async function nodeImage(line: ContainerdLine): Promise<string> {
   const base = await baseImage()
@@ -108,11 +135,13 @@ export async function nodeImage(line: ContainerdLine): Promise<string> {
   try {
     cpSync(CONTEXT, ctx, { recursive: true })
     const containerd = await stageContainerd(line, join(ctx, 'containerd'))
-    const ref = `devreg-rig/kind-node:${line}-${digest(base, containerd, crictl, contextDigest())}`
+    const kubernetes = await stageKubernetes(join(ctx, 'kubernetes'))
+    const ref = `devreg-rig/kind-node:${line}-${digest(base, containerd, crictl, kubernetes, contextDigest())}`
     if (await imageExists(ref)) return ref
     // kindest/node has cri-tools' crictl in /usr/local/bin.
     cpSync(join(crictl, 'crictl'), join(ctx, 'crictl'))
-    const r = await rigDocker(['build', '--quiet', '--build-arg', `BASE=${base}`, '--tag', ref, ctx])
+    const version = `KUBERNETES_VERSION=${GO_PROGRAMS.kubernetes.version}`
+    const r = await rigDocker(['build', '--quiet', '--build-arg', `BASE=${base}`, '--build-arg', version, '--tag', ref, ctx])
     if (r.exitCode !== 0) throw new Error(`building ${ref}: ${r.stderr.trim()}`)
     return ref
   } finally {

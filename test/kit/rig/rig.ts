@@ -4,6 +4,7 @@
 // as JSON; `down` stops the engine.
 
 import { ENGINE, pruneEngine, startEngine, stopEngine } from './engine.ts'
+import { goProgram } from './go-programs.ts'
 import { k3dEnv } from './k3d-images.ts'
 import { CONTAINERD_LINES, nodeImage } from './node-image.ts'
 
@@ -20,10 +21,12 @@ export async function rigUp(): Promise<RigEnv> {
   if (started) await pruneEngine()
   const images: string[] = []
   for (const line of CONTAINERD_LINES) images.push(`${line}=${await nodeImage(line)}`)
+  const k3d = await k3dEnv(path)
   return {
     netnsPath: ENGINE.netnsPath,
     started,
-    env: { DOCKER_HOST: ENGINE.host, DEVREG_RIG_NODE_IMAGES: images.join(','), ...(await k3dEnv(path)) },
+    // The real kubectl first on PATH: built from the nodes' Kubernetes, v1.36 as Debian sid's kubernetes-client.
+    env: { DOCKER_HOST: ENGINE.host, DEVREG_RIG_NODE_IMAGES: images.join(','), ...k3d, PATH: `${await goProgram('kubectl')}:${k3d.PATH}` },
   }
 }
 
