@@ -255,8 +255,8 @@ interface AfterCluster {
 /**
  * The phases that need the cluster, at once: mirrors then verify, in-cluster,
  * ready. Verify's probe pulls ride along in the mirrors phase's one exec per
- * node when nothing changed before them, and stand when the mirrors phase
- * changes nothing either. Where rerouting restarts the cluster (k3d), the
+ * node where routing should be final already, and stand when the mirrors
+ * phase changes nothing. Where rerouting restarts the cluster (k3d), the
  * others wait for the mirrors phase. The first failure, in phase order, is thrown.
  */
 async function afterCluster(run: Runner, config: Config, a: AfterCluster): Promise<Record<string, number> | null> {
@@ -303,7 +303,6 @@ interface Pulled {
  * too (once the probe image is in the registries). Returns those pulls when
  * this phase changed nothing either, so they stand for verify's.
  */
-
 async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe: boolean): Promise<Pulled | null> {
   const provider = providerOf(config)
   const { cluster, containers, created } = a
