@@ -2,13 +2,13 @@
 // uniquely named docker objects removed afterwards, timing, and the machine
 // the numbers were measured on. Node APIs and zx only, so the bench runs under
 // Bun and tsx alike.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { stringify } from 'yaml'
 import { $ } from 'zx'
 import { hostUrl, waitForV2 } from '../scripts/lib/distribution.ts'
 import { createRunner } from '../scripts/lib/exec.ts'
+import { writeConfig } from '../test/kit/config-file.ts'
 import { NODE_IMAGE, REGISTRY_IMAGE } from '../test/kit/images.ts'
 
 export { freePort } from '../test/kit/net.ts'
@@ -83,9 +83,7 @@ export class Workspace {
 
   /** Writes a devreg config; its path. */
   config(doc: unknown, file = 'devreg.yaml'): string {
-    const path = join(this.dir, file)
-    writeFileSync(path, stringify(doc))
-    return path
+    return writeConfig(this.dir, doc, file)
   }
 
   async cleanup(): Promise<void> {

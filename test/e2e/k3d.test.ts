@@ -8,20 +8,22 @@
 // nodes' own crictl, the kubelet's CRI path. The server runs a real control
 // plane and CoreDNS as k3s deploys it (no kubelet yet): what devreg applies is
 // read back from the API server, and names are asked of that CoreDNS.
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { parseAllDocuments, parse as parseYaml } from 'yaml'
 import { $ } from 'zx'
+import type { Probe, VerifyResult } from '../../scripts/lib/verify-verdicts.ts'
 import { criPull } from '../kit/cri.ts'
 import { queryA } from '../kit/dns.ts'
-import { Fixture, freePort, integration, kindEnv, rigK3sImage, runScript, testRegistry } from '../kit/fixture.ts'
+import { freePort, integration } from '../kit/fixture.ts'
 import { sampleImage } from '../kit/images.ts'
 import { k3dRegistriesYaml } from '../kit/k3d-registries.ts'
 import { kube } from '../kit/kube.ts'
-import { containerId, eventually, manifestBlobs, seed, servedBlobBytes, waitStored } from '../kit/registry.ts'
+import { containerId, eventually, manifestBlobs, servedBlobBytes, waitStored } from '../kit/registry.ts'
+import { useWorld } from '../kit/world.ts'
 
 const K3S_CERTS_D = '/var/lib/rancher/k3s/agent/etc/containerd/certs.d'
 const q = () => $({ quiet: true })
@@ -31,33 +33,11 @@ interface HostsToml {
   host: Record<string, unknown>
 }
 
-interface Probe {
-  node: string
-  domain: string
-  status: string
-  detail: string
-  fix: string | null
-}
-
 integration('dev-up with the real k3d CLI', () => {
-  const fx = new Fixture()
-  let env: Record<string, string>
-  let upstream: { name: string; port: number; url: string }
-  let registry: Awaited<ReturnType<typeof testRegistry>>
-  let cache: { name: string; port: number }
-  let clusterName: string
-  let network: string
-  let server: string
-  let agent: string
-  let config: string
-  const devUp = (...args: string[]) => runScript('dev-up', ['--config', config, ...args], { env })
-  const devDown = (...args: string[]) => runScript('dev-down', ['--config', config, ...args], { env })
-  const doc = (extra: Record<string, unknown> = {}) => ({
-    cluster: { provider: 'k3d', name: clusterName, network, nodeImage: rigK3sImage(), workers: 1, waitTimeout: '60s' },
-    registry,
-    mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
-    ...extra,
-  })
+  // The fake upstream is reachable on the cluster network, as Docker Hub is from it.
+  const w = useWorld({ cluster: { provider: 'k3d', name: 'k', workers: 1 }, seed: ['alpha', 'beta'] })
+  const { env, network, upstream, registry, cache, clusterName } = w
+  const [server, agent] = w.nodes
   const inNode = async (node: string, ...cmd: string[]) => (await q()`docker exec ${node} ${cmd}`).stdout
   const hostsToml = async (host: string, node = server) =>
     parseToml(await inNode(node, 'cat', `${K3S_CERTS_D}/${host}/hosts.toml`)) as unknown as HostsToml
@@ -68,11 +48,9 @@ integration('dev-up with the real k3d CLI', () => {
     return Object.fromEntries(names.map((n, i) => [n, started[i]]))
   }
   const cluster = () => kube(env, () => `k3d-${clusterName}`)
-  const addressOn = async (container: string) =>
-    (await q()`docker inspect --format ${`{{(index .NetworkSettings.Networks "${network}").IPAddress}}`} ${container}`).stdout.trim()
   const verify = async () => {
-    const r = await runScript('verify', ['--config', config, '--json'], { env })
-    return { code: r.code, ...(JSON.parse(r.stdout) as { elapsedMs: number; probes: Probe[] }) }
+    const r = await w.run('verify', ['--json'])
+    return { code: r.code, ...(JSON.parse(r.stdout) as VerifyResult) }
   }
   const failed = (probes: Probe[]) =>
     probes
@@ -85,28 +63,10 @@ integration('dev-up with the real k3d CLI', () => {
     await q()`docker push ${ref}`
   }
 
-  beforeAll(async () => {
-    env = kindEnv(fx)
-    clusterName = fx.name('k')
-    // The fake upstream is reachable on the cluster network, as Docker Hub is from it.
-    network = await fx.network('k3d')
-    upstream = await fx.upstream(network)
-    for (const s of ['alpha', 'beta'] as const) await seed(upstream.port, s, `library/${s}`)
-    registry = await testRegistry(fx)
-    cache = { name: fx.name('cache-docker-io'), port: await freePort() }
-    server = `k3d-${clusterName}-server-0`
-    agent = `k3d-${clusterName}-agent-0`
-    config = fx.config(doc())
-  })
-  afterAll(async () => {
-    await devDown()
-    await fx.cleanup()
-  })
-
   test('the network and every registry exist before the cluster, which k3d creates on that network; verify passes on every node', async () => {
     // Without a network of its own, devreg creates k3d-<name> first.
-    const fresh = fx.config({ ...doc(), cluster: { ...doc().cluster, network: null } }, 'fresh.yaml')
-    const dry = await runScript('dev-up', ['--config', fresh, '--dry-run'], { env })
+    const fresh = w.configFile({ cluster: { network: null } }, 'fresh.yaml')
+    const dry = await w.run('dev-up', ['--dry-run'], { config: fresh })
     expect(dry.code).toBe(0)
     const lines = dry.stdout.split('\n')
     const at = (re: RegExp) => lines.findIndex((l) => re.test(l))
@@ -117,7 +77,7 @@ integration('dev-up with the real k3d CLI', () => {
     // No hostname alias and no proxy: k3s keeps its defaults.
     expect(lines[at(/^k3d cluster create/)]).not.toContain('--k3s-arg')
 
-    const r = await devUp('--json')
+    const r = await w.devUp('--json')
     if (r.code !== 0) console.error(r.stderr)
     expect(r.code).toBe(0)
     expect(r.stderr).toContain(`created k3d cluster ${clusterName}`)
@@ -165,7 +125,7 @@ integration('dev-up with the real k3d CLI', () => {
       d.toJS(),
     )
     const nodeHosts = String(manifest.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'coredns').data.NodeHosts)
-    for (const name of [registry.name, cache.name, upstream.name]) expect(nodeHosts).toContain(`${await addressOn(name)} ${name}\n`)
+    for (const name of [registry.name, cache.name, upstream.name]) expect(nodeHosts).toContain(`${await w.addressOn(name)} ${name}\n`)
     expect(nodeHosts).toContain('host.k3d.internal')
     // k3s's deploy loop applies the rewritten manifest within 15 s.
     await eventually(
@@ -179,7 +139,7 @@ integration('dev-up with the real k3d CLI', () => {
     const started = await startTimes()
     expect(Object.keys(started).sort()).toEqual([agent, server, `k3d-${clusterName}-serverlb`].sort())
     const id = await containerId(server)
-    const r = await devUp('--json')
+    const r = await w.devUp('--json')
     expect(r.code).toBe(0)
     const summary = JSON.parse(r.stdout)
     expect(summary.changes).toEqual([])
@@ -197,7 +157,7 @@ integration('dev-up with the real k3d CLI', () => {
       ])
       const slice = await cluster().get('endpointslice', name, '-n', 'devreg')
       expect(slice?.metadata.labels?.['kubernetes.io/service-name']).toBe(name)
-      expect(slice?.endpoints).toEqual([{ addresses: [await addressOn(name)], conditions: { ready: true } }])
+      expect(slice?.endpoints).toEqual([{ addresses: [await w.addressOn(name)], conditions: { ready: true } }])
     }
     const cm = await cluster().get('configmap', 'local-registry-hosting', '-n', 'kube-public')
     const hosting = parseYaml(cm?.data?.['localRegistryHosting.v1'] ?? '')
@@ -208,7 +168,7 @@ integration('dev-up with the real k3d CLI', () => {
   })
 
   test('preflight finds every node’s mirrors as devreg writes them, in k3d’s serialisation, and every Service', async () => {
-    const r = await runScript('preflight-dns', ['--config', config, '--json'], { env })
+    const r = await w.run('preflight-dns', ['--json'])
     const checks = JSON.parse(r.stdout).checks as { check: string; subject: string; place: string; status: string; detail: string }[]
     const mirrors = checks.filter((c) => c.check === 'mirror')
     expect(new Set(mirrors.map((c) => c.place))).toEqual(new Set([server, agent]))
@@ -228,23 +188,20 @@ integration('dev-up with the real k3d CLI', () => {
 
   test("verify: a hosts.toml missing from one node's k3s certs.d fails that node and host, with k3d's fix", async () => {
     const file = `${K3S_CERTS_D}/docker.io/hosts.toml`
-    const saved = await inNode(agent, 'cat', file)
-    await q()`docker exec ${agent} rm ${file}`
-    try {
+    await w.restoring(agent, file, async () => {
+      await q()`docker exec ${agent} rm ${file}`
       const r = await verify()
       expect(r.code).toBe(1)
       expect(failed(r.probes)).toEqual([`${agent} docker.io`])
       const p = r.probes.find((x) => x.status === 'fail') as Probe
       expect(p.detail).toContain(`has no ${file}`)
       expect(p.fix).toContain('restarts the nodes')
-    } finally {
-      await $({ quiet: true, input: saved })`docker exec -i ${agent} sh -c ${`cat > ${file}`}`
-    }
+    })
   })
 
   test('a changed routing rewrites registries.yaml and restarts the nodes, whose k3s renders it again', async () => {
-    config = fx.config(doc({ aliases: ['docker.io/acme'] }), 'alias.yaml')
-    const r = await devUp()
+    w.config = w.configFile({ aliases: ['docker.io/acme'] }, 'alias.yaml')
+    const r = await w.devUp()
     if (r.code !== 0) console.error(r.stderr)
     expect(r.code).toBe(0)
     expect(r.stderr).toContain('restarted them (k3s reads it only at start)')
@@ -259,8 +216,8 @@ integration('dev-up with the real k3d CLI', () => {
   })
 
   test('a hostname alias is drift on a live cluster; --recreate makes it strict, docker.io keeps its upstream last, and CoreDNS gets the alias', async () => {
-    config = fx.config(doc({ aliases: ['docker.io/acme', 'registry.dev.local'] }), 'hostname-alias.yaml')
-    const warned = await devUp('--json')
+    w.config = w.configFile({ aliases: ['docker.io/acme', 'registry.dev.local'] }, 'hostname-alias.yaml')
+    const warned = await w.devUp('--json')
     expect(warned.code).toBe(0)
     // devreg names the first node it finds in docker's list, server or agent.
     expect(JSON.parse(warned.stdout).drift).toEqual([
@@ -274,7 +231,7 @@ integration('dev-up with the real k3d CLI', () => {
     // Without the flag k3s falls back to the alias itself: what the flag is for.
     expect((await hostsToml('registry.dev.local')).server).toBe('https://registry.dev.local/v2')
 
-    const r = await devUp('--recreate')
+    const r = await w.devUp('--recreate')
     if (r.code !== 0) console.error(r.stderr)
     expect(r.code).toBe(0)
     for (const node of [server, agent]) {
@@ -297,7 +254,7 @@ integration('dev-up with the real k3d CLI', () => {
     // Never pushed: the alias has nowhere else to go.
     expect((await criPull(server, 'registry.dev.local/never-pushed:1')).error).toBeDefined()
 
-    const again = await devUp('--json')
+    const again = await w.devUp('--json')
     expect(JSON.parse(again.stdout)).toMatchObject({ changes: [], drift: [] })
     // In pods the alias resolves to the Service: k3s's CoreDNS imports coredns-custom's *.override keys.
     expect(await inNode(server, 'cat', '/var/lib/rancher/k3s/server/manifests/coredns.yaml')).toContain(
@@ -308,7 +265,7 @@ integration('dev-up with the real k3d CLI', () => {
     })
     // CoreDNS answers the alias, under the name asked, with the Service's address, as it answers the Service's own name.
     const clusterIP = (await cluster().get('service', registry.name, '-n', 'devreg'))?.spec?.clusterIP ?? 'no Service'
-    const dns = await addressOn(server)
+    const dns = await w.addressOn(server)
     const service = `${registry.name}.devreg.svc.cluster.local`
     expect(await queryA(dns, service)).toEqual({ rcode: 'NOERROR', answers: [{ name: service, type: 'A', data: clusterIP }] })
     // The override reaches CoreDNS as a file of the coredns-custom volume, which its reload plugin re-reads.
@@ -324,11 +281,11 @@ integration('dev-up with the real k3d CLI', () => {
   })
 
   test('dev-down then dev-up: the new cluster pulls the same image with zero blob bytes from the upstream', async () => {
-    const down = await devDown()
+    const down = await w.devDown()
     expect(down.code).toBe(0)
     expect(down.stderr).toContain('registries and caches kept')
     expect((await $({ quiet: true, nothrow: true })`docker inspect ${server}`).exitCode).not.toBe(0)
-    const up = await devUp()
+    const up = await w.devUp()
     if (up.code !== 0) console.error(up.stderr)
     expect(up.code).toBe(0)
     const before = await servedBlobBytes(upstream.name)
@@ -341,10 +298,10 @@ integration('dev-up with the real k3d CLI', () => {
     const proxy = `http://127.0.0.1:${await freePort()}`
     // 0.0.0.0 too: k3d's kubeconfig names the API server there, which Go's proxy rules do not count as loopback,
     // so kubectl behind a proxy needs it (a user's own kubectl as much as devreg's).
-    const proxied = { ...env, HTTP_PROXY: proxy, HTTPS_PROXY: proxy, NO_PROXY: 'localhost,127.0.0.1,0.0.0.0' }
+    const proxied = { HTTP_PROXY: proxy, HTTPS_PROXY: proxy, NO_PROXY: 'localhost,127.0.0.1,0.0.0.0' }
     // The nodes' environment is set when k3d creates them.
-    expect((await devDown()).code).toBe(0)
-    const up = await runScript('dev-up', ['--config', config], { env: proxied })
+    expect((await w.devDown()).code).toBe(0)
+    const up = await w.run('dev-up', [], { env: proxied })
     if (up.code !== 0) console.error(up.stderr)
     expect(up.code).toBe(0)
     for (const node of [server, agent]) {
@@ -361,7 +318,7 @@ integration('dev-up with the real k3d CLI', () => {
   })
 
   test('dev-down deletes the cluster and leaves the external network and the registries', async () => {
-    const r = await devDown()
+    const r = await w.devDown()
     expect(r.code).toBe(0)
     expect((await q()`docker ps -a --filter ${`label=k3d.cluster=${clusterName}`} --format {{.Names}}`).stdout.trim()).toBe('')
     expect((await q()`docker volume ls --filter ${`label=k3d.cluster=${clusterName}`} --format {{.Name}}`).stdout.trim()).toBe('')
@@ -371,7 +328,7 @@ integration('dev-up with the real k3d CLI', () => {
   })
 
   test('dev-down --purge removes what devreg applied in the cluster before deleting it', async () => {
-    const up = await devUp()
+    const up = await w.devUp()
     expect(up.code).toBe(0)
     expect(await cluster().get('endpointslice', registry.name, '-n', 'devreg')).not.toBeNull()
     expect(await cluster().get('configmap', 'coredns-custom', '-n', 'kube-system')).not.toBeNull()
@@ -380,7 +337,7 @@ integration('dev-up with the real k3d CLI', () => {
     let namespace: string[] = []
     const custom = await cluster().watchDuring(['configmap', 'coredns-custom', '-n', 'kube-system'], async () => {
       namespace = await cluster().watchDuring(['namespace', 'devreg'], async () => {
-        r = await devDown('--purge', '--yes')
+        r = await w.devDown('--purge', '--yes')
       })
     })
     expect(r.code).toBe(0)

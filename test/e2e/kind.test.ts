@@ -5,7 +5,7 @@
 // node pull goes through CRI PullImage (crictl), the call the kubelet makes.
 // The nodes run a real control plane (no kubelet yet): what devreg applies is
 // read back from the API server, and CoreDNS answers with kind's Corefile.
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { expect, test } from 'bun:test'
 import { existsSync } from 'node:fs'
 import { parse as parseToml } from 'smol-toml'
 import { parse as parseYaml } from 'yaml'
@@ -13,10 +13,11 @@ import { $ } from 'zx'
 import { containerdVersion, criConfigPath } from '../../scripts/lib/nodes.ts'
 import { criPull, criRemove } from '../kit/cri.ts'
 import { queryA } from '../kit/dns.ts'
-import { Fixture, freePort, integration, kindEnv, rigNodeImages, runScript, testRegistry } from '../kit/fixture.ts'
+import { integration, rigNodeImages } from '../kit/fixture.ts'
 import { REGISTRY_IMAGE, sampleImage } from '../kit/images.ts'
 import { kube } from '../kit/kube.ts'
-import { cacheMode, containerId, eventually, manifestBlobs, pull, seed, servedBlobBytes, waitStored } from '../kit/registry.ts'
+import { cacheMode, containerId, eventually, manifestBlobs, pull, servedBlobBytes, waitStored } from '../kit/registry.ts'
+import { useWorld } from '../kit/world.ts'
 
 const q = () => $({ quiet: true })
 /** A port nothing listens on inside a node: a proxy there refuses every connection. */
@@ -24,52 +25,26 @@ const DEAD_PROXY = 'http://127.0.0.1:9'
 
 for (const { line, image } of rigNodeImages())
   integration(`dev-up with the real kind CLI (${line} nodes)`, () => {
-    const fx = new Fixture()
+    const w = useWorld(
+      {
+        cluster: { provider: 'kind', nodeImage: image },
+        seed: ['alpha', 'beta', 'gamma', 'zeta'],
+        config: { aliases: ['docker.io/acme'] },
+      },
+      async (w) => {
+        const r = await w.devUp()
+        if (r.code !== 0) console.error(r.stderr)
+        expect(r.code).toBe(0)
+        for (const p of ['registries', 'cluster', 'mirrors', 'in-cluster', 'ready', 'verify'])
+          expect(r.stderr).toMatch(new RegExp(`${p}: \\d+\\.\\d+s`))
+        expect(r.stderr).toContain(`docker push localhost:${w.registry.port}/NAME:TAG`)
+      },
+    )
+    const { fx, env, network, upstream, registry, cache, clusterName, node } = w
     // Every scenario runs on kindest/node's containerd; the other lines run what depends on containerd's version.
     const onDefaultLine = line === rigNodeImages()[0].line ? test : () => {}
-    let env: Record<string, string>
-    let network: string
-    let upstream: { name: string; port: number; url: string }
-    let registry: Awaited<ReturnType<typeof testRegistry>>
-    let cache: { name: string; port: number }
-    let config: string
-    let clusterName: string
-    let node: string
-    const devUp = (args: string[] = [], extraEnv: Record<string, string> = {}) =>
-      runScript('dev-up', ['--config', config, ...args], { env: { ...env, ...extraEnv } })
-    const devDown = (...args: string[]) => runScript('dev-down', ['--config', config, ...args], { env })
-    const doc = (extra: Record<string, unknown> = {}) => ({
-      cluster: { provider: 'kind', name: clusterName, network, nodeImage: image, waitTimeout: '60s', ...extra },
-      registry,
-      mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
-      aliases: ['docker.io/acme'],
-    })
 
     const cluster = () => kube(env, () => `kind-${clusterName}`)
-    const addressOn = async (container: string) =>
-      (await q()`docker inspect --format ${`{{(index .NetworkSettings.Networks "${network}").IPAddress}}`} ${container}`).stdout.trim()
-
-    beforeAll(async () => {
-      env = kindEnv(fx)
-      network = await fx.network('kind')
-      upstream = await fx.upstream(network)
-      for (const s of ['alpha', 'beta', 'gamma', 'zeta'] as const) await seed(upstream.port, s, `library/${s}`)
-      registry = await testRegistry(fx)
-      cache = { name: fx.name('cache-docker-io'), port: await freePort() }
-      clusterName = fx.name('c')
-      node = `${clusterName}-control-plane`
-      config = fx.config(doc())
-      const r = await devUp()
-      if (r.code !== 0) console.error(r.stderr)
-      expect(r.code).toBe(0)
-      for (const p of ['registries', 'cluster', 'mirrors', 'in-cluster', 'ready', 'verify'])
-        expect(r.stderr).toMatch(new RegExp(`${p}: \\d+\\.\\d+s`))
-      expect(r.stderr).toContain(`docker push localhost:${registry.port}/NAME:TAG`)
-    })
-    afterAll(async () => {
-      await runScript('dev-down', ['--config', config], { env })
-      await fx.cleanup()
-    })
 
     test('containerd reads certs.d for CRI pulls; kind patched it, and restarted it, only where it does not by default', async () => {
       const dump = (await q()`docker exec ${node} containerd config dump`).stdout
@@ -87,7 +62,7 @@ for (const { line, image } of rigNodeImages())
     })
 
     test('preflight after dev-up finds every node reading certs.d and holding its mirror files', async () => {
-      const r = await runScript('preflight-dns', ['--config', config, '--json'], { env })
+      const r = await w.run('preflight-dns', ['--json'])
       const checks = JSON.parse(r.stdout).checks as { check: string; place: string; status: string; subject: string }[]
       const inNode = checks.filter((c) => c.place === node && ['containerd', 'mirror'].includes(c.check))
       expect(inNode.length).toBeGreaterThan(1)
@@ -110,7 +85,7 @@ for (const { line, image } of rigNodeImages())
       for (const name of [registry.name, cache.name]) {
         const slice = await cluster().get('endpointslice', name, '-n', 'devreg')
         expect(slice?.metadata.labels?.['kubernetes.io/service-name']).toBe(name)
-        expect(slice?.endpoints).toEqual([{ addresses: [await addressOn(name)], conditions: { ready: true } }])
+        expect(slice?.endpoints).toEqual([{ addresses: [await w.addressOn(name)], conditions: { ready: true } }])
         const service = await cluster().get('service', name, '-n', 'devreg')
         expect(service?.spec?.ports?.[0].name).toBe(slice?.ports?.[0].name)
       }
@@ -119,7 +94,7 @@ for (const { line, image } of rigNodeImages())
     })
 
     test("CoreDNS, with kind's Corefile, resolves each registry's Service name to the Service's cluster IP", async () => {
-      const dns = await addressOn(node)
+      const dns = await w.addressOn(node)
       for (const name of [registry.name, cache.name]) {
         const clusterIP = (await cluster().get('service', name, '-n', 'devreg'))?.spec?.clusterIP ?? 'no Service'
         const asked = `${name}.devreg.svc.cluster.local`
@@ -158,25 +133,19 @@ for (const { line, image } of rigNodeImages())
       // Cached from the host, never seen by the node: every blob must come from the cache.
       expect((await pull(`127.0.0.1:${cache.port}/library/zeta:1`)).ok).toBe(true)
       await waitStored(cache.name, await manifestBlobs(upstream.port, 'library/zeta', '1'))
-      await q()`docker stop ${upstream.name}`
-      try {
+      await w.stopped(upstream.name, async () => {
         const before = await servedBlobBytes(cache.name)
         expect((await criPull(node, 'docker.io/library/zeta:1')).error).toBeUndefined()
         expect(await servedBlobBytes(cache.name)).toBeGreaterThan(before)
-      } finally {
-        await q()`docker start ${upstream.name}`
-      }
+      })
     })
 
     test('with the cache stopped, the node still pulls from the upstream', async () => {
-      await q()`docker stop ${cache.name}`
-      try {
+      await w.stopped(cache.name, async () => {
         const before = await servedBlobBytes(upstream.name)
         expect((await criPull(node, 'docker.io/library/gamma:1')).error).toBeUndefined()
         expect(await servedBlobBytes(upstream.name)).toBeGreaterThan(before)
-      } finally {
-        await q()`docker start ${cache.name}`
-      }
+      })
     })
 
     onDefaultLine(
@@ -187,11 +156,8 @@ for (const { line, image } of rigNodeImages())
         const started = await startedAt()
         // zeta is cached (see above); the node must fetch it again.
         await criRemove(node, 'docker.io/library/zeta:1')
-        const pid = (await q()`docker inspect --format {{.State.Pid}} ${upstream.name}`).stdout.trim()
-        const rule = ['INPUT', '-p', 'tcp', '--dport', '5000', '-j', 'DROP']
-        await q()`nsenter -t ${pid} -n iptables -I ${rule}`
-        const dropped = Date.now()
-        try {
+        await w.dropped(upstream.name, async () => {
+          const dropped = Date.now()
           // A pull already waiting on the dead upstream when the cache switches falls through to
           // `server` (dead too) and hangs on dial timeouts; the kubelet retries, and so does this.
           let pulled = await criPull(node, 'docker.io/library/zeta:1', { timeoutMs: 5000 })
@@ -203,9 +169,7 @@ for (const { line, image } of rigNodeImages())
           expect(Date.now() - dropped).toBeLessThan(20_000)
           expect(await cacheMode(cache.name)).toBe('offline')
           expect(await startedAt()).toBe(started)
-        } finally {
-          await q()`nsenter -t ${pid} -n iptables -D ${rule}`
-        }
+        })
         await eventually('the cache back in proxy mode', async () => (await cacheMode(cache.name)) === 'proxy', 40_000)
       },
     )
@@ -221,7 +185,7 @@ for (const { line, image } of rigNodeImages())
       ]
       const versions = async () => Promise.all(applied.map(async (a) => (await cluster().get(...a))?.metadata.resourceVersion))
       const before = await versions()
-      const r = await devUp(['--json'])
+      const r = await w.devUp('--json')
       expect(r.code).toBe(0)
       expect(r.stderr).toContain('nothing changed')
       expect(JSON.parse(r.stdout).changes).toEqual([])
@@ -232,21 +196,21 @@ for (const { line, image } of rigNodeImages())
     onDefaultLine(
       'a registry recreated at another address: the next dev-up updates its EndpointSlice and changes nothing else',
       async () => {
-        const before = await addressOn(registry.name)
+        const before = await w.addressOn(registry.name)
         await q()`docker rm -f ${registry.name}`
         // Another container takes the freed address, so the registry cannot get it back.
         await q()`docker run -d --name ${fx.name('squatter')} --network ${network} ${REGISTRY_IMAGE}`
-        const r = await devUp(['--json'])
+        const r = await w.devUp('--json')
         if (r.code !== 0) console.error(r.stderr)
         expect(r.code).toBe(0)
-        const after = await addressOn(registry.name)
+        const after = await w.addressOn(registry.name)
         expect(after).not.toBe(before)
         expect(JSON.parse(r.stdout).changes).toEqual([
           '1 registry created or updated',
           `endpointslice.discovery.k8s.io/${registry.name} configured (namespace devreg)`,
         ])
         expect((await cluster().get('endpointslice', registry.name, '-n', 'devreg'))?.endpoints?.[0].addresses).toEqual([after])
-        const pre = await runScript('preflight-dns', ['--config', config, '--json'], { env })
+        const pre = await w.run('preflight-dns', ['--json'])
         const services = (JSON.parse(pre.stdout).checks as { check: string; subject: string; status: string }[]).filter(
           (c) => c.check === 'service',
         )
@@ -261,7 +225,7 @@ for (const { line, image } of rigNodeImages())
       // alpha is in the docker.io cache; the alias puts the local registry first for all of docker.io.
       await q()`docker tag ${sampleImage('delta')} ${`127.0.0.1:${registry.port}/library/alpha:1`}`
       await q()`docker push ${`127.0.0.1:${registry.port}/library/alpha:1`}`
-      const r = await devUp()
+      const r = await w.devUp()
       expect(r.code).toBe(0)
       expect(r.stderr).toMatch(/library\/alpha.*shadows/)
     })
@@ -270,26 +234,26 @@ for (const { line, image } of rigNodeImages())
       'a hand-edited hosts.toml is put back, and a cluster with another node count is only reported without --recreate',
       async () => {
         await q()`docker exec ${node} sh -c ${'echo "# edited" >> /etc/containerd/certs.d/docker.io/hosts.toml'}`
-        const fixed = await devUp()
+        const fixed = await w.devUp()
         expect(fixed.stderr).toContain('rewrote /etc/containerd/certs.d/docker.io/hosts.toml')
-        config = fx.config(doc({ workers: 1 }), 'workers.yaml')
-        const r = await devUp()
+        w.config = w.configFile({ cluster: { workers: 1 } }, 'workers.yaml')
+        const r = await w.devUp()
         expect(r.code).toBe(0)
         expect(r.stderr).toContain('differs from the config: it has 0 worker nodes, the config 1')
         expect(r.stderr).toContain('dev-up --recreate')
         expect(await containerId(node)).toBeTruthy()
         expect((await $({ quiet: true, nothrow: true })`docker inspect ${`${clusterName}-worker`}`).exitCode).not.toBe(0)
-        config = fx.config(doc(), 'devreg.yaml')
+        w.config = w.configFile()
       },
     )
 
     test('dev-down then dev-up: the new cluster pulls the same images with zero blob bytes from the upstream', async () => {
-      const down = await devDown()
+      const down = await w.devDown()
       expect(down.code).toBe(0)
       expect(down.stderr).toContain('registries and caches kept')
       expect((await $({ quiet: true, nothrow: true })`docker inspect ${node}`).exitCode).not.toBe(0)
       expect(await containerId(cache.name)).toBeTruthy()
-      const up = await devUp()
+      const up = await w.devUp()
       expect(up.code).toBe(0)
       const before = await servedBlobBytes(upstream.name)
       // alpha is shadowed by now, gamma was fetched past the stopped cache: beta and zeta are cached.
@@ -300,9 +264,9 @@ for (const { line, image } of rigNodeImages())
     onDefaultLine(
       'behind a proxy the nodes still pull through the caches: devreg puts its registries in the NO_PROXY kind hands the nodes',
       async () => {
-        expect((await devDown()).code).toBe(0)
+        expect((await w.devDown()).code).toBe(0)
         const proxy = { HTTP_PROXY: DEAD_PROXY, HTTPS_PROXY: DEAD_PROXY, http_proxy: DEAD_PROXY, https_proxy: DEAD_PROXY }
-        const up = await devUp([], proxy)
+        const up = await w.run('dev-up', [], { env: proxy })
         if (up.code !== 0) console.error(up.stderr)
         expect(up.code).toBe(0)
         // kind copied the proxy into the node, so a pull that bypassed NO_PROXY would fail.
@@ -322,7 +286,7 @@ for (const { line, image } of rigNodeImages())
       let r = { code: -1, stderr: '' }
       // The namespace is gone (DELETED comes once the namespace controller has emptied it) before the cluster is.
       const events = await cluster().watchDuring(['namespace', 'devreg'], async () => {
-        r = await devDown('--purge', '--yes')
+        r = await w.devDown('--purge', '--yes')
       })
       expect(r.code).toBe(0)
       expect(r.stderr).toContain('removed namespace devreg')
@@ -331,11 +295,11 @@ for (const { line, image } of rigNodeImages())
     })
 
     test('dev-down of a cluster that does not exist says so and exits 0; --purge keeps the local registry', async () => {
-      expect((await devDown()).code).toBe(0)
-      const again = await devDown()
+      expect((await w.devDown()).code).toBe(0)
+      const again = await w.devDown()
       expect(again.code).toBe(0)
       expect(again.stderr).toContain('nothing to delete')
-      const purge = await devDown('--purge', '--yes')
+      const purge = await w.devDown('--purge', '--yes')
       expect(purge.code).toBe(0)
       const volumes = (await q()`docker volume ls --format {{.Name}}`).stdout
       expect(volumes).toContain(registry.volume)

@@ -3,14 +3,15 @@
 // Docker's DNS on the cluster network (a container's network alias), the
 // nodes' own /etc/hosts, real registries, and the nodes of the real kind and
 // k3d CLIs.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { beforeAll, describe, expect, test } from 'bun:test'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
 import type { Check } from '../../scripts/lib/preflight.ts'
-import { Fixture, freePort, integration, kindEnv, ROOT, rigK3sImage, rigNodeImages, runScript, testRegistry } from '../kit/fixture.ts'
+import { integration, ROOT, rigK3sImage } from '../kit/fixture.ts'
 import { REGISTRY_IMAGE } from '../kit/images.ts'
 import { eventually } from '../kit/registry.ts'
+import { useWorld } from '../kit/world.ts'
 
 const q = () => $({ quiet: true })
 
@@ -24,15 +25,8 @@ interface Report {
 }
 
 integration('preflight-dns', () => {
-  const fx = new Fixture()
-  let env: Record<string, string>
-  let network: string
-  let registry: Awaited<ReturnType<typeof testRegistry>>
-  let cache: { name: string; port: number }
-  let upstream: { url: string }
-  let clusterName: string
-  let node: string
-  let service: { name: string; ip: string }
+  const w = useWorld({ cluster: { provider: 'kind' }, config: { aliases: ['registry.dev.local'] } })
+  const { fx, env, network, registry, cache, node } = w
   const names = {
     /** A container's alias on the cluster network, and in the test's /etc/hosts. */
     svc: `${fx.prefix}svc.test`,
@@ -43,16 +37,19 @@ integration('preflight-dns', () => {
     /** Nowhere. */
     missing: `${fx.prefix}missing.invalid`,
   }
-  const doc = (extra: Record<string, unknown> = {}) => ({
-    cluster: { provider: 'kind', name: clusterName, network, nodeImage: rigNodeImages()[0].image, waitTimeout: '60s' },
-    registry,
-    mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
-    aliases: ['registry.dev.local'],
-    hosts: [{ name: names.svc, address: service.ip }],
-    ...extra,
-  })
-  let config: string
+  let service: { name: string; ip: string }
   let hostsText: string
+
+  beforeAll(async () => {
+    const svc = fx.name('svc')
+    await q()`docker run -d --name ${svc} --network ${network} --network-alias ${names.svc} ${REGISTRY_IMAGE}`
+    service = { name: svc, ip: await w.addressOn(svc) }
+    hostsText = `127.0.0.1 localhost\n${service.ip} ${names.svc}\n10.99.0.1 ${names.wrong}\n`
+    w.amend({ hosts: [{ name: names.svc, address: service.ip }] })
+    const up = await w.devUp()
+    if (up.code !== 0) console.error(up.stderr)
+    expect(up.code).toBe(0)
+  })
 
   /** Runs preflight with `hostsText` as this machine's /etc/hosts, in a mount namespace of its own. */
   async function preflight(args: string[], opts: { config?: string; hosts?: string } = {}): Promise<Report> {
@@ -65,7 +62,7 @@ integration('preflight-dns', () => {
       quiet: true,
       input: '',
       env: { ...process.env, ...env, NO_COLOR: '1', DEVREG_CONFIG: '' },
-    })`unshare -m sh -c ${mountHosts} sh ${hostsFile} ${bun} ${join(ROOT, 'scripts/preflight-dns.ts')} --config ${opts.config ?? config} --json ${args}`
+    })`unshare -m sh -c ${mountHosts} sh ${hostsFile} ${bun} ${join(ROOT, 'scripts/preflight-dns.ts')} --config ${opts.config ?? w.config} --json ${args}`
     let checks: Check[] = []
     try {
       checks = JSON.parse(p.stdout).checks
@@ -80,29 +77,6 @@ integration('preflight-dns', () => {
     }
     return { code: p.exitCode ?? -1, stdout: p.stdout, stderr: p.stderr, checks, at }
   }
-
-  beforeAll(async () => {
-    env = kindEnv(fx)
-    network = await fx.network('kind')
-    upstream = await fx.upstream(network)
-    registry = await testRegistry(fx)
-    cache = { name: fx.name('cache-docker-io'), port: await freePort() }
-    clusterName = fx.name('c')
-    node = `${clusterName}-control-plane`
-    const svc = fx.name('svc')
-    await q()`docker run -d --name ${svc} --network ${network} --network-alias ${names.svc} ${REGISTRY_IMAGE}`
-    const ip = (await q()`docker inspect --format ${`{{(index .NetworkSettings.Networks "${network}").IPAddress}}`} ${svc}`).stdout.trim()
-    service = { name: svc, ip }
-    hostsText = `127.0.0.1 localhost\n${ip} ${names.svc}\n10.99.0.1 ${names.wrong}\n`
-    config = fx.config(doc())
-    const up = await runScript('dev-up', ['--config', config], { env })
-    if (up.code !== 0) console.error(up.stderr)
-    expect(up.code).toBe(0)
-  })
-  afterAll(async () => {
-    await runScript('dev-down', ['--config', config], { env })
-    await fx.cleanup()
-  })
 
   test('a healthy setup passes everywhere: names, registries, every mirror file, containerd; exit 0', async () => {
     const r = await preflight([])
@@ -129,7 +103,7 @@ integration('preflight-dns', () => {
       quiet: true,
       input: '',
       env: { ...process.env, ...env, NO_COLOR: '1' },
-    })`${join(ROOT, 'node_modules/.bin/bun')} ${join(ROOT, 'scripts/preflight-dns.ts')} --config ${config} ${registry.name}`
+    })`${join(ROOT, 'node_modules/.bin/bun')} ${join(ROOT, 'scripts/preflight-dns.ts')} --config ${w.config} ${registry.name}`
     expect(human.exitCode).toBe(0)
     const lines = human.stdout.split('\n')
     // The cluster column holds checks of the cluster's API objects (the registry's Service).
@@ -142,15 +116,15 @@ integration('preflight-dns', () => {
 
   test('a name that does not resolve, one that resolves to the wrong address, one only a node knows: each with its fix', async () => {
     await q()`docker exec ${node} sh -c ${`printf '10.77.0.1 %s\n10.99.0.3 %s\n' "$1" "$2" >> /etc/hosts`} sh ${names.nodeOnly} ${names.wrong}`
-    const withAll = fx.config(
-      doc({
+    const withAll = w.configFile(
+      {
         hosts: [
           { name: names.svc, address: service.ip },
           { name: names.nodeOnly, address: '10.77.0.1' },
           { name: names.wrong, address: '10.99.0.2' },
           { name: names.missing, address: '10.88.0.1' },
         ],
-      }),
+      },
       'names.yaml',
     )
     const r = await preflight([names.nodeOnly, names.wrong, names.missing], { config: withAll })
@@ -186,8 +160,7 @@ integration('preflight-dns', () => {
   })
 
   test('a registry that is down fails from the host and from the node, with how to bring it back', async () => {
-    await q()`docker stop ${cache.name}`
-    try {
+    await w.stopped(cache.name, async () => {
       const r = await preflight([cache.name])
       expect(r.code).toBe(1)
       expect(r.at('registry', cache.name, 'host')).toMatchObject({
@@ -200,9 +173,7 @@ integration('preflight-dns', () => {
         status: 'fail',
         detail: `does not resolve: ${cache.name} is exited`,
       })
-    } finally {
-      await q()`docker start ${cache.name}`
-    }
+    })
     await eventually('the cache to answer', async () => (await preflight([cache.name])).code === 0)
   })
 
@@ -221,13 +192,13 @@ integration('preflight-dns', () => {
       detail: `/etc/containerd/certs.d/localhost:${registry.port}/hosts.toml differs from what devreg writes`,
       fix: '`just dev-up` rewrites it',
     })
-    const up = await runScript('dev-up', ['--config', config], { env })
+    const up = await w.devUp()
     expect(up.code).toBe(0)
     expect((await preflight([])).code).toBe(0)
   })
 
   test('a hosts.toml devreg wrote for a host no longer in the config is stale', async () => {
-    const fewer = fx.config(doc({ aliases: [] }), 'fewer.yaml')
+    const fewer = w.configFile({ aliases: [] }, 'fewer.yaml')
     const r = await preflight([], { config: fewer })
     expect(r.code).toBe(1)
     expect(r.at('mirror', 'registry.dev.local', node)).toMatchObject({
@@ -256,7 +227,7 @@ integration('preflight-dns', () => {
   })
 
   test('a preflight image this machine does not have fails the container checks without pulling', async () => {
-    const other = fx.config(doc({ preflight: { image: 'devreg-test/not-here:1' } }), 'image.yaml')
+    const other = w.configFile({ preflight: { image: 'devreg-test/not-here:1' } }, 'image.yaml')
     const r = await preflight([names.svc], { config: other })
     expect(r.code).toBe(1)
     expect(r.at('resolve', names.svc, 'container').detail).toContain('No such image: devreg-test/not-here:1')
@@ -264,7 +235,7 @@ integration('preflight-dns', () => {
   })
 
   test('without a cluster, node checks are skipped, not failed', async () => {
-    const none = fx.config(doc({ cluster: { provider: 'kind', name: fx.name('none'), network } }), 'none.yaml')
+    const none = w.configFile({ cluster: { name: fx.name('none') } }, 'none.yaml')
     const r = await preflight([], { config: none })
     expect(r.code).toBe(0)
     const nodes = r.checks.filter((c) => c.place === 'nodes')
@@ -279,18 +250,10 @@ integration('preflight-dns', () => {
     beforeAll(async () => {
       const name = fx.name('k')
       server = `k3d-${name}-server-0`
-      k3d = fx.config(
-        doc({
-          cluster: { provider: 'k3d', name, network: await fx.network('k3d'), nodeImage: rigK3sImage(), waitTimeout: '60s' },
-        }),
-        'k3d.yaml',
-      )
-      const up = await runScript('dev-up', ['--config', k3d], { env })
+      k3d = w.configFile({ cluster: { provider: 'k3d', name, network: await fx.network('k3d'), nodeImage: rigK3sImage() } }, 'k3d.yaml')
+      const up = await w.run('dev-up', [], { config: k3d })
       if (up.code !== 0) console.error(up.stderr)
       expect(up.code).toBe(0)
-    })
-    afterAll(async () => {
-      await runScript('dev-down', ['--config', k3d], { env })
     })
 
     test("registries.yaml in every node is compared per registry host; an edited one fails with k3s's restart in the fix", async () => {

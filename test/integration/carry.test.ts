@@ -1,16 +1,17 @@
 // dev-registry export and import against real registries: a warmed cache and
 // the local registry go into one archive, every devreg volume is deleted, and
 // the archive brings them back on a machine whose upstream is gone.
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { expect, test } from 'bun:test'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
 import { stageId } from '../../scripts/lib/volume-files.ts'
-import { Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
+import { integration } from '../kit/fixture.ts'
 import { REGISTRY_IMAGE } from '../kit/images.ts'
 import { layer, type PushedImage, pushImage, pushIndex } from '../kit/push.ts'
 import { pull, servedBlobBytes } from '../kit/registry.ts'
+import { useWorld } from '../kit/world.ts'
 
 /** Every file in a volume with its size and mtime, and the volume's own root: what "changes nothing" is checked against. */
 async function volumeListing(volume: string): Promise<string> {
@@ -30,22 +31,10 @@ async function helpersLeft(volumes: string[]): Promise<string[]> {
 }
 
 integration('dev-registry export and import', () => {
-  const fx = new Fixture()
-  let hub: { name: string; port: number; url: string }
-  let config: string
-  let doc: Record<string, unknown>
-  let registry: Awaited<ReturnType<typeof testRegistry>>
-  const cache = { name: '', port: 0 }
   const layers = { redis: layer(900_000), postgres: layer(700_000) }
   const images: Record<string, PushedImage> = {}
-  const archive = () => join(fx.dir, 'caches.tar')
-  const script = (...args: string[]) => runScript('dev-registry', ['--config', config, ...args])
-  const listings = async () => [await volumeListing(registry.volume), await volumeListing(`${cache.name}-data`)].join('\n--\n')
-
-  beforeAll(async () => {
-    const network = await fx.network('net')
-    hub = await fx.upstream(network, 'hub')
-    const hubApi = `http://127.0.0.1:${hub.port}`
+  const w = useWorld({ mirrors: [{ host: 'docker.io', upstream: 'hub' }] }, async (w) => {
+    const hubApi = `http://127.0.0.1:${w.upstream.port}`
     const created = new Date('2025-01-01T00:00:00Z')
     images.redis = await pushImage(hubApi, 'library/redis', '7-alpine', { layers: [layers.redis, layer(300_000)], created })
     images.postgres = await pushImage(hubApi, 'library/postgres', '16-alpine', { layers: [layers.postgres], created })
@@ -56,17 +45,24 @@ integration('dev-registry export and import', () => {
       platform: { os: 'linux', architecture: 'arm64' },
     })
     await pushIndex(hubApi, 'library/multi', '1', [amd64, arm64], ['linux/amd64', 'linux/arm64'])
-    registry = await testRegistry(fx)
-    cache.name = fx.name('cache-docker-io')
-    cache.port = await freePort()
-    doc = { cluster: { network }, registry, mirrors: [{ host: 'docker.io', upstream: hub.url, ...cache }] }
-    config = fx.config(doc)
-    expect((await script()).code).toBe(0)
-    const warm = await script('warm', 'redis:7-alpine', 'postgres:16-alpine', 'multi:1', '--platform', 'linux/amd64')
+    expect((await w.devRegistry()).code).toBe(0)
+    const warm = await w.devRegistry('warm', 'redis:7-alpine', 'postgres:16-alpine', 'multi:1', '--platform', 'linux/amd64')
     expect(warm.code, warm.stderr).toBe(0)
-    images.app = await pushImage(`http://127.0.0.1:${registry.port}`, 'team/app', 'dev', { layers: [layer(200_000)], created })
+    images.app = await pushImage(`http://127.0.0.1:${w.registry.port}`, 'team/app', 'dev', { layers: [layer(200_000)], created })
   })
-  afterAll(() => fx.cleanup())
+  const { fx, upstream: hub, registry, cache } = w
+  const archive = () => join(fx.dir, 'caches.tar')
+  const script = (...args: string[]) => w.devRegistry(...args)
+  const listings = async () => [await volumeListing(registry.volume), await volumeListing(`${cache.name}-data`)].join('\n--\n')
+  /** The world's config with other volumes for the cache (and the local registry, when given). */
+  const withVolumes = (file: string, cacheVolume: string, registryVolume?: string) =>
+    w.configFile(
+      {
+        ...(registryVolume && { registry: { ...registry, volume: registryVolume } }),
+        mirrors: [{ ...w.mirrorDocs()[0], volume: cacheVolume }],
+      },
+      file,
+    )
 
   test('export writes one tar, its manifest first, while the registries keep serving', async () => {
     const r = await script('export', archive(), registry.name, 'docker.io', '--json')
@@ -94,12 +90,8 @@ integration('dev-registry export and import', () => {
 
   test('a dry-run import into other volumes lists what it would add and creates nothing', async () => {
     const otherCache = fx.name('other-cache-data', 'volume')
-    const other = {
-      ...doc,
-      registry: { ...registry, volume: fx.name('other-registry-data', 'volume') },
-      mirrors: [{ ...(doc.mirrors as Record<string, unknown>[])[0], volume: otherCache }],
-    }
-    const r = await runScript('dev-registry', ['--config', fx.config(other, 'other.yaml'), 'import', archive(), '--dry-run'])
+    const other = withVolumes('other.yaml', otherCache, fx.name('other-registry-data', 'volume'))
+    const r = await w.run('dev-registry', ['import', archive(), '--dry-run'], { config: other })
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toContain(`would add docker.io/library/redis:7-alpine to ${otherCache}`)
     expect(r.stdout).toContain('would add team/app:dev to')
@@ -109,14 +101,13 @@ integration('dev-registry export and import', () => {
 
   test("an import leaves another run's staging directory in the volume alone, and removes one whose run is gone", async () => {
     const volume = fx.name('staged-cache-data', 'volume')
-    const other = { ...doc, mirrors: [{ ...(doc.mirrors as Record<string, unknown>[])[0], volume }] }
     // A stage of an import running on another machine, and one of a run of this machine that no longer runs.
     const elsewhere = '.devreg-import-another-machine-1-0123456789ab'
     const gone = `.devreg-import-${stageId(hostname(), 2 ** 22 + 1)}`
     await $({
       quiet: true,
     })`docker run --rm --network none -v ${`${volume}:/v`} --entrypoint mkdir ${REGISTRY_IMAGE} /v/${elsewhere} /v/${gone}`
-    const r = await runScript('dev-registry', ['--config', fx.config(other, 'staged.yaml'), 'import', archive(), 'docker.io'])
+    const r = await w.run('dev-registry', ['import', archive(), 'docker.io'], { config: withVolumes('staged.yaml', volume) })
     expect(r.code, r.stderr).toBe(0)
     const left = await $({ quiet: true })`docker run --rm --network none -v ${`${volume}:/v:ro`} --entrypoint ls ${REGISTRY_IMAGE} -a /v`
     expect(left.stdout.split('\n').filter((n) => n.startsWith('.devreg-import-'))).toEqual([elsewhere])

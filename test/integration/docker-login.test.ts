@@ -2,30 +2,26 @@
 // a login the way Docker Hub does (test/kit/fake-hub.ts), on each registry
 // image: the login is read from config.json or a credential helper, reaches
 // only the cache container, and shows nowhere else.
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { expect, test } from 'bun:test'
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
 import { type FakeHub, fakeHub } from '../kit/fake-hub.ts'
-import { Fixture, freePort, integration, runScript, type ScriptResult, testRegistry } from '../kit/fixture.ts'
+import { freePort, integration, type ScriptResult } from '../kit/fixture.ts'
 import { REGISTRY_LAYOUTS } from '../kit/images.ts'
 import { containerId, pull } from '../kit/registry.ts'
+import { useWorld } from '../kit/world.ts'
 
 for (const { layout, image } of REGISTRY_LAYOUTS)
   integration(`caches pulling as your docker login, on ${layout}`, () => loginSuite(image, layout === REGISTRY_LAYOUTS[0].layout))
 
 function loginSuite(image: string, first: boolean) {
-  const fx = new Fixture()
-  let network: string
   let hub: FakeHub
-  let registry: Awaited<ReturnType<typeof testRegistry>>
-
-  beforeAll(async () => {
-    network = await fx.network('net')
-    hub = await fakeHub(fx, network, image, { 'library/alpha': 'alpha', 'library/beta': 'beta' })
-    registry = { ...(await testRegistry(fx)), image }
+  // Each case writes a config with a cache of its own in front of the hub.
+  const w = useWorld({ mirrors: [], registryImage: image }, async (w) => {
+    hub = await fakeHub(w.fx, w.network, image, { 'library/alpha': 'alpha', 'library/beta': 'beta' })
   })
-  afterAll(() => fx.cleanup())
+  const { fx, network, registry } = w
 
   /**
    * One case: a user's own files (a Docker config, helpers on PATH) apart
@@ -38,12 +34,8 @@ function loginSuite(image: string, first: boolean) {
     for (const d of [join(input, 'docker'), join(input, 'bin'), join(out, 'config'), join(out, 'run'), join(out, 'tmp')])
       mkdirSync(d, { recursive: true })
     const cache = { name: fx.name(`${base}-cache`), port: await freePort() }
-    const config = fx.config(
-      {
-        cluster: { network },
-        registry,
-        mirrors: [{ host: 'docker.io', upstream: hub.upstream, name: cache.name, port: cache.port, image, ...mirror }],
-      },
+    const config = w.configFile(
+      { mirrors: [{ host: 'docker.io', upstream: hub.upstream, name: cache.name, port: cache.port, image, ...mirror }] },
       `${base}.yaml`,
     )
     const env: Record<string, string> = {
@@ -69,7 +61,7 @@ function loginSuite(image: string, first: boolean) {
         chmodSync(path, 0o755)
       },
       async devreg(args: string[]) {
-        const r = await runScript('dev-registry', ['--config', config, ...args], { env })
+        const r = await w.run('dev-registry', args, { config, env })
         printed.push(r)
         return r
       },

@@ -1,26 +1,27 @@
 // One run at a time, with real scripts on real Docker: two `dev-registry up`
 // at once, `up` during `registry-gc --apply`, and a lock its holder left behind.
 // The scripts keep their locks under the test's own XDG_RUNTIME_DIR.
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { beforeAll, expect, test } from 'bun:test'
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
 import { loadConfig } from '../../scripts/lib/config.ts'
 import { type Holder, lockNames } from '../../scripts/lib/lock.ts'
-import { Fixture, freePort, integration, runScript, type ScriptResult, testRegistry } from '../kit/fixture.ts'
+import { integration, type ScriptResult } from '../kit/fixture.ts'
 import { layer, pushImage, tagsOf } from '../kit/push.ts'
+import { useWorld } from '../kit/world.ts'
 
 const WAITING = /waiting for (.+) \(pid \d+, since \d\d:\d\d:\d\d\) to finish with this config \((.+)\) …/
 
 integration('one run at a time', () => {
-  const fx = new Fixture()
+  const w = useWorld()
+  const { fx, registry, cache } = w
   const runtime = join(fx.dir, 'run')
   const locks = join(runtime, 'devreg')
   const env = { XDG_RUNTIME_DIR: runtime }
-  let registry: Awaited<ReturnType<typeof testRegistry>>
-  let cache: { name: string; port: number }
-  let config: string
-  const up = () => runScript('dev-registry', ['--config', config], { env })
+  const up = () => w.run('dev-registry', [], { env })
+  beforeAll(() => mkdirSync(runtime, { mode: 0o700 }))
+
   /** Runs a script and notes when it ended. */
   const timed = async (p: Promise<ScriptResult>) => ({ ...(await p), ended: performance.now() })
 
@@ -32,20 +33,6 @@ integration('one run at a time', () => {
       .filter((l) => l.startsWith(fx.prefix) && !l.startsWith(`${fx.prefix}upstream `))
       .sort()
   }
-
-  beforeAll(async () => {
-    mkdirSync(runtime, { mode: 0o700 })
-    const network = await fx.network('net')
-    const upstream = await fx.upstream(network)
-    registry = await testRegistry(fx)
-    cache = { name: fx.name('cache-docker-io'), port: await freePort() }
-    config = fx.config({
-      cluster: { name: fx.name('c'), network },
-      registry,
-      mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
-    })
-  })
-  afterAll(() => fx.cleanup())
 
   test('two `dev-registry up` started together, ten times: both exit 0 and one set of containers is left each time', async () => {
     const expected = [`${cache.name} running`, `${registry.name} running`].sort()
@@ -78,7 +65,7 @@ integration('one run at a time', () => {
     ] as const)
       await pushImage(local, 'lock/app', tag, { layers: [layer(100_000)], created: new Date(Date.now() - days * 86_400_000) })
 
-    const gc = timed(runScript('registry-gc', ['--config', config, '--keep-last', '1', '--repo', 'lock/app', '--apply', '--yes'], { env }))
+    const gc = timed(w.run('registry-gc', ['--keep-last', '1', '--repo', 'lock/app', '--apply', '--yes'], { env }))
     // Start `up` once gc holds the lock: deterministic, however fast gc is.
     const lockFile = join(locks, `registry-${registry.name}.lock`)
     const deadline = Date.now() + 30_000
@@ -112,7 +99,7 @@ integration('one run at a time', () => {
     const dead = Bun.spawn(['true'])
     await dead.exited
     const holder: Holder = { pid: dead.pid, what: 'dev-up', command: 'dev-up.ts', started: new Date().toISOString() }
-    for (const name of lockNames(loadConfig({ configPath: config, env: {} }), 'registries'))
+    for (const name of lockNames(loadConfig({ configPath: w.config, env: {} }), 'registries'))
       await Bun.write(join(locks, `${name}.lock`), JSON.stringify(holder))
     const started = performance.now()
     const r = await up()

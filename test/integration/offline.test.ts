@@ -2,11 +2,12 @@
 // unreachable, and pulls through again once the upstream is back
 // (distribution #4038 makes a plain proxy-mode registry crash-loop instead).
 // Once on an image laid out like registry:3 (the default), once like registry:2.
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { expect, test } from 'bun:test'
 import { $ } from 'zx'
-import { Fixture, freePort, integration, runScript, testRegistry, waitHttp } from '../kit/fixture.ts'
+import { integration, waitHttp } from '../kit/fixture.ts'
 import { REGISTRY_LAYOUTS } from '../kit/images.ts'
 import { cacheMode, eventually, manifestBlobs, pull, seed, waitStored } from '../kit/registry.ts'
+import { useWorld } from '../kit/world.ts'
 
 const canFirewall = process.getuid?.() === 0 && (await $({ nothrow: true, quiet: true })`which nsenter iptables`).exitCode === 0
 if (!canFirewall) {
@@ -18,60 +19,38 @@ for (const { layout, image } of REGISTRY_LAYOUTS)
   integration(`a cache whose upstream is unreachable, on ${layout}`, () => offlineSuite(image))
 
 function offlineSuite(image: string) {
-  const fx = new Fixture()
-  let upstream: { name: string; port: number; url: string }
-  let cache: { name: string; port: number }
-  let network: string
-  let doc: Record<string, unknown>
-  const cached = () => pull(`127.0.0.1:${cache.port}/library/alpha:1`)
-  const uncached = (tag: string) => pull(`127.0.0.1:${cache.port}/library/beta:${tag}`)
-  const started = async () =>
-    (await $({ quiet: true })`docker inspect --format ${'{{.Id}} {{.State.StartedAt}}'} ${cache.name}`).stdout.trim()
-  const dropUpstream = async () => {
-    const pid = (await $({ quiet: true })`docker inspect --format {{.State.Pid}} ${upstream.name}`).stdout.trim()
-    const rule = ['INPUT', '-p', 'tcp', '--dport', '5000', '-j', 'DROP']
-    await $({ quiet: true })`nsenter -t ${pid} -n iptables -I ${rule}`
-    return async () => {
-      await $({ quiet: true })`nsenter -t ${pid} -n iptables -D ${rule}`
-    }
-  }
-  // The supervisor writes the mode just before it starts the registry, which then needs a moment to listen.
-  const inMode = async (mode: string, timeoutMs?: number) => {
-    await eventually(`${mode} mode`, async () => (await cacheMode(cache.name)) === mode, timeoutMs)
-    await waitHttp(`http://127.0.0.1:${cache.port}/v2/`)
-  }
-
-  beforeAll(async () => {
-    network = await fx.network('net')
-    upstream = await fx.upstream(network)
+  const w = useWorld({ mirrors: [{ host: 'docker.io', cache: 'cache' }], registryImage: image }, async (w) => {
+    const { network, upstream } = w
     await $({ quiet: true })`docker network disconnect ${network} ${upstream.name}`
     await $({ quiet: true })`docker network connect --alias ${`${upstream.name}-b`} ${network} ${upstream.name}`
     await seed(upstream.port, 'alpha', 'library/alpha')
     await seed(upstream.port, 'beta', 'library/beta', 'stopped')
     await seed(upstream.port, 'beta', 'library/beta', 'dropped')
     await seed(upstream.port, 'beta', 'library/beta', 'vanished')
-    cache = { name: fx.name('cache'), port: await freePort() }
-    doc = {
-      cluster: { network },
-      registry: { ...(await testRegistry(fx)), image },
-      mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
-    }
-    expect((await runScript('dev-registry', ['--config', fx.config(doc)])).code).toBe(0)
+    expect((await w.devRegistry()).code).toBe(0)
     expect((await cached()).ok).toBe(true)
-    await waitStored(cache.name, await manifestBlobs(upstream.port, 'library/alpha', '1'))
+    await waitStored(w.cache.name, await manifestBlobs(upstream.port, 'library/alpha', '1'))
   })
-  afterAll(() => fx.cleanup())
+  const { upstream, cache } = w
+  const cached = () => pull(`127.0.0.1:${cache.port}/library/alpha:1`)
+  const uncached = (tag: string) => pull(`127.0.0.1:${cache.port}/library/beta:${tag}`)
+  const started = async () =>
+    (await $({ quiet: true })`docker inspect --format ${'{{.Id}} {{.State.StartedAt}}'} ${cache.name}`).stdout.trim()
+  // The supervisor writes the mode just before it starts the registry, which then needs a moment to listen.
+  const inMode = async (mode: string, timeoutMs?: number) => {
+    await eventually(`${mode} mode`, async () => (await cacheMode(cache.name)) === mode, timeoutMs)
+    await waitHttp(`http://127.0.0.1:${cache.port}/v2/`)
+  }
 
   test('upstream stopped: docker restart leaves the cache serving its images read-only, and it proxies again once the upstream is back', async () => {
-    await $({ quiet: true })`docker stop ${upstream.name}`
-    await $({ quiet: true })`docker restart ${cache.name}`
-    await inMode('offline')
-    expect((await cached()).ok).toBe(true)
-    expect((await uncached('stopped')).ok).toBe(false)
-    const status = JSON.parse((await runScript('dev-registry', ['--config', fx.config(doc), 'status', '--json'])).stdout)
-    expect(status.registries[1].mode).toBe('offline')
-
-    await $({ quiet: true })`docker start ${upstream.name}`
+    await w.stopped(upstream.name, async () => {
+      await $({ quiet: true })`docker restart ${cache.name}`
+      await inMode('offline')
+      expect((await cached()).ok).toBe(true)
+      expect((await uncached('stopped')).ok).toBe(false)
+      const status = JSON.parse((await w.devRegistry('status', '--json')).stdout)
+      expect(status.registries[1].mode).toBe('offline')
+    })
     await inMode('proxy', 30_000)
     expect((await uncached('stopped')).ok).toBe(true)
   })
@@ -79,29 +58,23 @@ function offlineSuite(image: string) {
   test.skipIf(!canFirewall)(
     'upstream dropping packets: restart and recreate both come up serving cached images, then proxy again',
     async () => {
-      const undrop = await dropUpstream()
-      try {
+      await w.dropped(upstream.name, async () => {
         await $({ quiet: true })`docker restart ${cache.name}`
         await inMode('offline')
         expect((await cached()).ok).toBe(true)
 
         // A config change recreates the cache while the upstream is silent:
         // the same upstream under its other name on the network.
-        const changed = fx.config(
-          { ...doc, mirrors: [{ host: 'docker.io', upstream: `http://${upstream.name}-b:5000`, name: cache.name, port: cache.port }] },
-          'changed.yaml',
-        )
-        const r = await runScript('dev-registry', ['--config', changed])
+        const changed = w.configFile({ mirrors: [{ ...w.mirrorDocs()[0], upstream: `http://${upstream.name}-b:5000` }] }, 'changed.yaml')
+        const r = await w.run('dev-registry', [], { config: changed })
         expect(r.stderr).toContain('recreated (settings changed)')
         expect(r.code).toBe(0)
         expect(await cacheMode(cache.name)).toBe('offline')
         expect((await cached()).ok).toBe(true)
-      } finally {
-        await undrop()
-      }
+      })
       await inMode('proxy', 30_000)
       expect((await uncached('dropped')).ok).toBe(true)
-      expect((await runScript('dev-registry', ['--config', fx.config(doc)])).code).toBe(0)
+      expect((await w.devRegistry()).code).toBe(0)
     },
     120_000,
   )
@@ -114,8 +87,7 @@ function offlineSuite(image: string) {
       await waitStored(cache.name, await manifestBlobs(upstream.port, 'library/alpha', '1'))
       const before = await started()
 
-      const undrop = await dropUpstream()
-      try {
+      await w.dropped(upstream.name, async () => {
         // A pull in flight when the supervisor restarts the registry fails; containerd and skopeo users retry.
         // One pull through a proxy that waits on dial timeouts can hang for minutes: give up at the deadline.
         const dropped = Date.now()
@@ -132,9 +104,7 @@ function offlineSuite(image: string) {
         expect(elapsed).toBeLessThan(20_000)
         expect(await cacheMode(cache.name)).toBe('offline')
         expect(await started()).toBe(before)
-      } finally {
-        await undrop()
-      }
+      })
       await inMode('proxy', 30_000)
       expect((await uncached('vanished')).ok).toBe(true)
       expect(await started()).toBe(before)

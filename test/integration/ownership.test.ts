@@ -1,27 +1,21 @@
 // What devreg must never lose: a registry it does not own, pushed images,
 // volumes without confirmation, and secrets in output.
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { expect, test } from 'bun:test'
 import { $ } from 'zx'
-import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry, waitHttp } from '../kit/fixture.ts'
+import { dockerSnapshot, freePort, integration, runScript, testRegistry, waitHttp } from '../kit/fixture.ts'
 import { REGISTRY_IMAGE } from '../kit/images.ts'
 import { containerId, pull, seed } from '../kit/registry.ts'
+import { useWorld } from '../kit/world.ts'
 
 integration('ownership, adoption, purge and secrets', () => {
-  const fx = new Fixture()
-  let network: string
-  let upstream: { name: string; port: number; url: string }
-
-  beforeAll(async () => {
-    network = await fx.network('net')
-    upstream = await fx.upstream(network)
-  })
-  afterAll(() => fx.cleanup())
-
-  const docFor = async (registry: Awaited<ReturnType<typeof testRegistry>>, extra: Record<string, unknown> = {}) => ({
-    cluster: { network },
-    registry,
-    mirrors: [{ host: 'docker.io', upstream: upstream.url, name: fx.name(`cache-${registry.port}`), port: await freePort(), ...extra }],
-  })
+  // Each test brings a local registry and a cache of its own to the world's network and upstream.
+  const w = useWorld({ mirrors: [], upstreams: ['upstream'] })
+  const { fx, upstream } = w
+  /** A config file naming `registry` and a cache of its own; the cache's name. */
+  const configFor = async (file: string, registry: Awaited<ReturnType<typeof testRegistry>>, extra: Record<string, unknown> = {}) => {
+    const cache = { host: 'docker.io', upstream: upstream.url, name: fx.name(`cache-${registry.port}`), port: await freePort(), ...extra }
+    return { config: w.configFile({ registry, mirrors: [cache] }, file), cache: cache.name }
+  }
 
   test('an unowned container with the registry name is left untouched, and adopt carries its images over', async () => {
     const registry = await testRegistry(fx)
@@ -33,7 +27,7 @@ integration('ownership, adoption, purge and secrets', () => {
     await waitHttp(`http://127.0.0.1:${registry.port}/v2/`)
     const pushed = await seed(registry.port, 'gamma', 'team/app', 'v1')
     const id = await containerId(registry.name)
-    const config = fx.config(await docFor(registry), 'adopt.yaml')
+    const { config } = await configFor('adopt.yaml', registry)
 
     const before = await dockerSnapshot(fx.prefix)
     const up = await runScript('dev-registry', ['--config', config])
@@ -58,7 +52,7 @@ integration('ownership, adoption, purge and secrets', () => {
 
   test('rm --purge without a terminal and without --yes refuses with exit 2 and deletes nothing; --yes deletes the volumes', async () => {
     const registry = await testRegistry(fx)
-    const config = fx.config(await docFor(registry), 'purge.yaml')
+    const { config } = await configFor('purge.yaml', registry)
     expect((await runScript('dev-registry', ['--config', config])).code).toBe(0)
     await seed(registry.port, 'beta', 'keep/me')
 
@@ -84,8 +78,9 @@ integration('ownership, adoption, purge and secrets', () => {
   test('credentials reach the cache by variable name only: never in output, dry-run or verbose', async () => {
     const secret = `s3cret-${fx.id}-value`
     const registry = await testRegistry(fx)
-    const doc = await docFor(registry, { credentials: { usernameEnv: 'DT_HUB_USER', passwordEnv: 'DT_HUB_TOKEN' } })
-    const config = fx.config(doc, 'creds.yaml')
+    const { config, cache } = await configFor('creds.yaml', registry, {
+      credentials: { usernameEnv: 'DT_HUB_USER', passwordEnv: 'DT_HUB_TOKEN' },
+    })
     const env = { DT_HUB_USER: 'someone', DT_HUB_TOKEN: secret }
 
     const missing = await runScript('dev-registry', ['--config', config], { env: { DT_HUB_USER: 'someone' } })
@@ -97,7 +92,6 @@ integration('ownership, adoption, purge and secrets', () => {
     const up = await runScript('dev-registry', ['--config', config, '--verbose'], { env })
     expect(up.code).toBe(0)
     for (const out of [dry.stdout, dry.stderr, up.stdout, up.stderr]) expect(out).not.toContain(secret)
-    const cache = doc.mirrors[0].name
     const env2 = JSON.parse((await $({ quiet: true })`docker inspect --format ${'{{json .Config.Env}}'} ${cache}`).stdout) as string[]
     expect(env2).toContain(`REGISTRY_PROXY_PASSWORD=${secret}`)
     const logs = await $({ quiet: true })`docker logs ${cache}`

@@ -1,42 +1,25 @@
 // dev-registry against a real dockerd, real distribution registries and a fake
 // upstream, once on an image laid out like registry:3 (the default) and once
 // like registry:2.
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { expect, test } from 'bun:test'
 import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { dockerSnapshot, Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
+import { dockerSnapshot, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
 import { REGISTRY_LAYOUTS, sampleImage } from '../kit/images.ts'
-import { containerId, manifestBlobs, pull, seed, storedBlobs, waitStored } from '../kit/registry.ts'
+import { containerId, manifestBlobs, pull, storedBlobs, waitStored } from '../kit/registry.ts'
+import { useWorld } from '../kit/world.ts'
 
 for (const { layout, image } of REGISTRY_LAYOUTS) integration(`dev-registry up on ${layout}`, () => upSuite(image))
 
 function upSuite(image: string) {
-  const fx = new Fixture()
-  let network: string
-  let upstream: { name: string; port: number; url: string }
-  let config: string
-  let registry: Awaited<ReturnType<typeof testRegistry>>
-  let cache: { name: string; port: number }
-  const up = (...args: string[]) => runScript('dev-registry', ['--config', config, ...args])
-
-  beforeAll(async () => {
-    network = await fx.network('net')
-    upstream = await fx.upstream(network)
-    await seed(upstream.port, 'alpha', 'library/alpha')
-    await seed(upstream.port, 'beta', 'library/beta')
-    registry = { ...(await testRegistry(fx)), image }
-    cache = { name: fx.name('cache-docker-io'), port: await freePort() }
-    config = fx.config({
-      cluster: { network },
-      registry,
-      mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port }],
-    })
-    const r = await up()
+  const w = useWorld({ registryImage: image, seed: ['alpha', 'beta'] }, async (w) => {
+    const r = await w.devRegistry()
     expect(r.stderr).toContain('created')
     expect(r.code).toBe(0)
   })
-  afterAll(() => fx.cleanup())
+  const { fx, network, upstream, registry, cache } = w
+  const up = (...args: string[]) => w.devRegistry(...args)
 
   test('an image pushed to the local registry pulls back', async () => {
     const ref = `127.0.0.1:${registry.port}/app:dev`
@@ -51,12 +34,9 @@ function upSuite(image: string) {
     expect((await storedBlobs(cache.name)).filter((b) => blobs.includes(b))).toEqual([])
     expect((await pull(`127.0.0.1:${cache.port}/library/alpha:1`)).ok).toBe(true)
     await waitStored(cache.name, blobs)
-    await $({ quiet: true })`docker stop ${upstream.name}`
-    try {
+    await w.stopped(upstream.name, async () => {
       expect((await pull(`127.0.0.1:${cache.port}/library/alpha:1`)).ok).toBe(true)
-    } finally {
-      await $({ quiet: true })`docker start ${upstream.name}`
-    }
+    })
   })
 
   test('a second up with the same config replaces no container and says so', async () => {
@@ -108,25 +88,15 @@ function upSuite(image: string) {
     const cacheId = await containerId(cache.name)
     // The same upstream under another name on the network: a changed setting.
     await $({ quiet: true })`docker network connect --alias ${`${upstream.name}-alias`} ${network} ${upstream.name}`.nothrow()
-    const changed = fx.config(
-      {
-        cluster: { network },
-        registry,
-        mirrors: [{ host: 'docker.io', upstream: `http://${upstream.name}-alias:5000`, name: cache.name, port: cache.port }],
-      },
-      'changed.yaml',
-    )
-    const r = await runScript('dev-registry', ['--config', changed])
+    const changed = w.configFile({ mirrors: [{ ...w.mirrorDocs()[0], upstream: `http://${upstream.name}-alias:5000` }] }, 'changed.yaml')
+    const r = await w.run('dev-registry', [], { config: changed })
     expect(r.code).toBe(0)
     expect(r.stderr).toMatch(/recreated \(settings changed\)/)
     expect(await containerId(registry.name)).toBe(localId)
     expect(await containerId(cache.name)).not.toBe(cacheId)
-    await $({ quiet: true })`docker stop ${upstream.name}`
-    try {
+    await w.stopped(upstream.name, async () => {
       expect((await pull(`127.0.0.1:${cache.port}/library/alpha:1`)).ok).toBe(true)
-    } finally {
-      await $({ quiet: true })`docker start ${upstream.name}`
-    }
+    })
     // Back to the first config for the tests after this one.
     expect((await up()).code).toBe(0)
   })
@@ -139,13 +109,10 @@ function upSuite(image: string) {
     expect(volumes).toContain(registry.volume)
     expect(volumes).toContain(`${cache.name}-data`)
     expect((await up()).code).toBe(0)
-    await $({ quiet: true })`docker stop ${upstream.name}`
-    try {
+    await w.stopped(upstream.name, async () => {
       expect((await pull(`127.0.0.1:${cache.port}/library/alpha:1`)).ok).toBe(true)
       expect((await pull(`127.0.0.1:${registry.port}/app:dev`)).ok).toBe(true)
-    } finally {
-      await $({ quiet: true })`docker start ${upstream.name}`
-    }
+    })
   })
 
   test('a bad config exits 2 and changes no docker object', async () => {
@@ -179,9 +146,8 @@ function upSuite(image: string) {
   test('a port taken by another process is reported before anything starts', async () => {
     const blocker = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
     try {
-      const cfg = fx.config(
+      const cfg = w.configFile(
         {
-          cluster: { network },
           registry: { ...(await testRegistry(fx)), image, port: blocker.port },
           mirrors: [{ host: 'docker.io', upstream: upstream.url, name: fx.name('cache2'), port: await freePort() }],
         },
@@ -200,12 +166,10 @@ function upSuite(image: string) {
   test('a rotated credential recreates only its cache, on its volume, with the cached image intact', async () => {
     const [user, token] = [`DT${fx.id}_USER`, `DT${fx.id}_TOKEN`]
     const priv = { name: fx.name('cache-private'), port: await freePort() }
-    const cfg = fx.config(
+    const cfg = w.configFile(
       {
-        cluster: { network },
-        registry,
         mirrors: [
-          { host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port },
+          ...w.mirrorDocs(),
           {
             host: 'registry.example.com',
             upstream: upstream.url,

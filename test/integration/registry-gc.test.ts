@@ -1,16 +1,17 @@
 // registry-gc against real registries: the numbers --stats prints are checked
 // against what the test pushed, and every deletion against what the registry
 // serves and what its volume holds afterwards.
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { Fixture, freePort, integration, runScript, testRegistry, waitHttp } from '../kit/fixture.ts'
+import { freePort, integration, waitHttp } from '../kit/fixture.ts'
 import { REGISTRY_IMAGE } from '../kit/images.ts'
 import { layer, manifestStatus, type PushedImage, pushImage, pushIndex, tagsOf } from '../kit/push.ts'
 import { pull, waitStored } from '../kit/registry.ts'
+import { useWorld } from '../kit/world.ts'
 
 const daysAgo = (n: number) => new Date(Date.now() - n * 86_400_000)
 
@@ -65,41 +66,20 @@ function expectedStats(images: PushedImage[]) {
 }
 
 integration('registry-gc', () => {
-  const fx = new Fixture()
-  let env: Record<string, string>
-  let network: string
-  let upstream: { name: string; port: number; url: string }
-  let registry: Awaited<ReturnType<typeof testRegistry>>
-  let cache: { name: string; port: number; volume: string }
-  let clusterName: string
-  let config: string
   let local: string
-  const gc = (...args: string[]) => runScript('registry-gc', ['--config', config, ...args], { env })
+  // The cache on a volume the config names, not the one devreg would derive.
+  const w = useWorld({ mirrors: [{ host: 'docker.io', volume: 'cache-data' }] }, async (w) => {
+    local = `http://127.0.0.1:${w.registry.port}`
+    const up = await w.devRegistry()
+    expect(up.code, up.stderr).toBe(0)
+  })
+  const { fx, upstream, registry, cache } = w
+  const gc = (...args: string[]) => w.run('registry-gc', args)
   const statsOf = async (name: string) => {
     const r = await gc('--stats', '--json', '--registry', name)
     expect(r.code, r.stderr).toBe(0)
     return JSON.parse(r.stdout)[0]
   }
-
-  beforeAll(async () => {
-    env = {}
-    network = await fx.network('kind')
-    upstream = await fx.upstream(network)
-    registry = await testRegistry(fx)
-    cache = { name: fx.name('cache-docker-io'), port: await freePort(), volume: fx.name('cache-data', 'volume') }
-    clusterName = fx.name('c')
-    local = `http://127.0.0.1:${registry.port}`
-    config = fx.config({
-      cluster: { provider: 'kind', name: clusterName, network },
-      registry,
-      mirrors: [{ host: 'docker.io', upstream: upstream.url, name: cache.name, port: cache.port, volume: cache.volume }],
-    })
-    const up = await runScript('dev-registry', ['--config', config], { env })
-    expect(up.code, up.stderr).toBe(0)
-  })
-  afterAll(async () => {
-    await fx.cleanup()
-  })
 
   test('--stats on the local registry equals what was pushed: logical, stored and deduplicated', async () => {
     const base = layer(400_000)
@@ -285,7 +265,7 @@ integration('registry-gc', () => {
     await pushImage(base, 'app', 'old', { layers: [layer(10_000)], created: daysAgo(3) })
     await pushImage(base, 'app', 'new', { layers: [layer(10_000)], created: daysAgo(1) })
     const other = fx.config({ registry: { name, port, image: REGISTRY_IMAGE, volume }, mirrors: [] })
-    const r = await runScript('registry-gc', ['--config', other, '--keep-last', '1', '--apply', '--yes'], { env })
+    const r = await w.run('registry-gc', ['--keep-last', '1', '--apply', '--yes'], { config: other })
     expect(r.code).toBe(1)
     expect(r.stderr).toContain('storage delete disabled')
     expect(r.stderr).toContain('REGISTRY_STORAGE_DELETE_ENABLED=true')

@@ -2,23 +2,29 @@
 // 2.8 (registry:2): its numbers are checked against pulls whose bytes are
 // known, and against the upstream's own access log for what crossed the
 // "internet".
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { expect, test } from 'bun:test'
 import type { CacheReport } from '../../scripts/lib/cache-report.ts'
-import { Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
+import { integration } from '../kit/fixture.ts'
 import { REGISTRY_LAYOUTS } from '../kit/images.ts'
 import { layer, type PushedImage, pushImage } from '../kit/push.ts'
 import { pull, servedBlobBytes, waitStored } from '../kit/registry.ts'
+import { useWorld } from '../kit/world.ts'
 
 for (const { layout, image: registryImage } of REGISTRY_LAYOUTS)
   integration(`dev-registry report (${layout})`, () => {
-    const fx = new Fixture()
-    let upstream: { name: string; port: number; url: string }
-    let cache: { name: string; port: number }
-    let config: string
     let image: PushedImage
     let size: number
+    const w = useWorld({ mirrors: [{ host: 'docker.io', image: registryImage }] }, async (w) => {
+      image = await pushImage(`http://127.0.0.1:${w.upstream.port}`, 'library/app', '1', {
+        layers: [layer(1_000_000), layer(250_000)],
+        created: new Date('2025-01-01T00:00:00Z'),
+      })
+      size = image.blobs.reduce((n, b) => n + b.size, 0)
+      expect((await w.devRegistry()).code).toBe(0)
+    })
+    const { upstream, cache } = w
     const report = async (...args: string[]) => {
-      const r = await runScript('dev-registry', ['--config', config, 'report', ...args])
+      const r = await w.devRegistry('report', ...args)
       if (r.code !== 0) throw new Error(r.stderr)
       return args.includes('--json') ? (JSON.parse(r.stdout).caches as CacheReport[]) : r.stdout
     }
@@ -29,24 +35,6 @@ for (const { layout, image: registryImage } of REGISTRY_LAYOUTS)
         image.blobs.map((b) => b.digest),
       )
     }
-
-    beforeAll(async () => {
-      const network = await fx.network('net')
-      upstream = await fx.upstream(network)
-      image = await pushImage(`http://127.0.0.1:${upstream.port}`, 'library/app', '1', {
-        layers: [layer(1_000_000), layer(250_000)],
-        created: new Date('2025-01-01T00:00:00Z'),
-      })
-      size = image.blobs.reduce((n, b) => n + b.size, 0)
-      cache = { name: fx.name('cache-docker-io'), port: await freePort() }
-      config = fx.config({
-        cluster: { network },
-        registry: await testRegistry(fx),
-        mirrors: [{ host: 'docker.io', upstream: upstream.url, ...cache, image: registryImage }],
-      })
-      expect((await runScript('dev-registry', ['--config', config])).code).toBe(0)
-    })
-    afterAll(() => fx.cleanup())
 
     test('a cold pull: every blob from the upstream, and FETCHED equals what the upstream says it sent', async () => {
       const before = await servedBlobBytes(upstream.name)

@@ -1,63 +1,52 @@
 // dev-registry warm against real caches with two fake upstreams (docker.io and
 // ghcr.io): what it fetched is checked against the upstreams' access logs and
 // the caches' storage, not against its own report.
-import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { expect, test } from 'bun:test'
 import type { WarmSummary } from '../../scripts/lib/warm.ts'
-import { Fixture, freePort, integration, runScript, testRegistry } from '../kit/fixture.ts'
+import { integration } from '../kit/fixture.ts'
 import { layer, type PushedImage, pushImage, pushIndex } from '../kit/push.ts'
 import { servedBlobBytes, storedBlobs } from '../kit/registry.ts'
+import { useWorld } from '../kit/world.ts'
 
 const bytes = (image: PushedImage) => image.blobs.reduce((n, b) => n + b.size, 0)
 
 integration('dev-registry warm', () => {
-  const fx = new Fixture()
-  let hub: { name: string; port: number; url: string }
-  let ghcr: { name: string; port: number; url: string }
-  let doc: Record<string, unknown>
-  let config: string
-  const caches = { hub: { name: '', port: 0 }, ghcr: { name: '', port: 0 } }
+  const images: Record<'redis' | 'postgres' | 'tool' | 'amd64' | 'arm64', PushedImage> = {} as never
+  const w = useWorld(
+    {
+      mirrors: [
+        { host: 'docker.io', upstream: 'hub' },
+        { host: 'ghcr.io', upstream: 'ghcr' },
+      ],
+      config: { images: ['redis:7-alpine', 'ghcr.io/org/tool:1'] },
+    },
+    async (w) => {
+      const [hubApi, ghcrApi] = [w.upstreams.hub, w.upstreams.ghcr].map((u) => `http://127.0.0.1:${u.port}`)
+      const created = new Date('2025-01-01T00:00:00Z')
+      images.redis = await pushImage(hubApi, 'library/redis', '7-alpine', { layers: [layer(900_000), layer(300_000)], created })
+      images.postgres = await pushImage(hubApi, 'library/postgres', '16-alpine', { layers: [layer(700_000)], created })
+      images.tool = await pushImage(ghcrApi, 'org/tool', '1', { layers: [layer(600_000)], created })
+      images.amd64 = await pushImage(hubApi, 'library/multi', null, { layers: [layer(500_000)], created })
+      images.arm64 = await pushImage(hubApi, 'library/multi', null, {
+        layers: [layer(400_000)],
+        created,
+        platform: { os: 'linux', architecture: 'arm64' },
+      })
+      await pushIndex(hubApi, 'library/multi', '1', [images.amd64, images.arm64], ['linux/amd64', 'linux/arm64'])
+      expect((await w.devRegistry()).code).toBe(0)
+    },
+  )
+  const { hub, ghcr } = w.upstreams
+  const caches = { hub: w.caches[0], ghcr: w.caches[1] }
   const warm = async (...args: string[]) => {
-    const r = await runScript('dev-registry', ['--config', config, 'warm', '--json', ...args])
+    const r = await w.devRegistry('warm', '--json', ...args)
     return { ...r, summary: (r.stdout.trim() ? JSON.parse(r.stdout) : null) as WarmSummary }
   }
-  const images: Record<'redis' | 'postgres' | 'tool' | 'amd64' | 'arm64', PushedImage> = {} as never
   /** Whether a cache stores every blob of an image. */
   const holds = async (cache: string, image: PushedImage) => {
     const stored = new Set(await storedBlobs(cache))
     return image.blobs.every((b) => stored.has(b.digest))
   }
-
-  beforeAll(async () => {
-    const network = await fx.network('net')
-    hub = await fx.upstream(network, 'hub')
-    ghcr = await fx.upstream(network, 'ghcr')
-    const [hubApi, ghcrApi] = [hub, ghcr].map((u) => `http://127.0.0.1:${u.port}`)
-    const created = new Date('2025-01-01T00:00:00Z')
-    images.redis = await pushImage(hubApi, 'library/redis', '7-alpine', { layers: [layer(900_000), layer(300_000)], created })
-    images.postgres = await pushImage(hubApi, 'library/postgres', '16-alpine', { layers: [layer(700_000)], created })
-    images.tool = await pushImage(ghcrApi, 'org/tool', '1', { layers: [layer(600_000)], created })
-    images.amd64 = await pushImage(hubApi, 'library/multi', null, { layers: [layer(500_000)], created })
-    images.arm64 = await pushImage(hubApi, 'library/multi', null, {
-      layers: [layer(400_000)],
-      created,
-      platform: { os: 'linux', architecture: 'arm64' },
-    })
-    await pushIndex(hubApi, 'library/multi', '1', [images.amd64, images.arm64], ['linux/amd64', 'linux/arm64'])
-    caches.hub = { name: fx.name('cache-docker-io'), port: await freePort() }
-    caches.ghcr = { name: fx.name('cache-ghcr-io'), port: await freePort() }
-    doc = {
-      cluster: { network },
-      registry: await testRegistry(fx),
-      mirrors: [
-        { host: 'docker.io', upstream: hub.url, ...caches.hub },
-        { host: 'ghcr.io', upstream: ghcr.url, ...caches.ghcr },
-      ],
-      images: ['redis:7-alpine', 'ghcr.io/org/tool:1'],
-    }
-    config = fx.config(doc)
-    expect((await runScript('dev-registry', ['--config', config])).code).toBe(0)
-  })
-  afterAll(() => fx.cleanup())
 
   test("the config's images go through the cache of their host: redis:7-alpine to docker.io's, ghcr.io/org/tool:1 to ghcr.io's", async () => {
     const before = { hub: await servedBlobBytes(hub.name), ghcr: await servedBlobBytes(ghcr.name) }
@@ -108,7 +97,7 @@ integration('dev-registry warm', () => {
     expect(await holds(caches.hub.name, images.amd64)).toBe(false)
 
     // The config's platforms: amd64 is fetched now, arm64 is already there.
-    config = fx.config({ ...doc, warm: { platforms: ['linux/amd64', 'linux/arm64'] } }, 'platforms.yaml')
+    w.config = w.configFile({ warm: { platforms: ['linux/amd64', 'linux/arm64'] } }, 'platforms.yaml')
     const both = await warm('multi:1')
     expect(both.code).toBe(0)
     expect(both.summary.images[0].platforms).toEqual(['linux/amd64', 'linux/arm64'])
@@ -124,7 +113,7 @@ integration('dev-registry warm', () => {
   })
 
   test('without --json, progress and the tally are plain lines on stderr when it is not a terminal', async () => {
-    const r = await runScript('dev-registry', ['--config', config, 'warm', 'redis:7-alpine'])
+    const r = await w.devRegistry('warm', 'redis:7-alpine')
     expect(r.code).toBe(0)
     expect(r.stdout).toBe('')
     expect(r.stderr).toMatch(/✓ docker\.io\/library\/redis:7-alpine: 0 B fetched, 1\.1 MiB already cached, [\d.]+s\n/)

@@ -1,17 +1,18 @@
 // What integration tests share: whether Docker is here, unique names, ports,
 // configs, running the scripts as a user would, and cleanup that always runs.
+// A whole devreg world (network, upstreams, registries, cluster) is world.ts's.
 // Ports (net.ts) and script runs (scripts.ts) need no Docker: re-exported here,
 // and imported from there by the CLI and unit tests, which must not probe it.
 
 import { describe } from 'bun:test'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { stringify } from 'yaml'
 import { $ } from 'zx'
+import { writeConfig } from './config-file.ts'
 import { REGISTRY_IMAGE } from './images.ts'
-import { freePort, waitHttp } from './net.ts'
+import { freePort } from './net.ts'
 
 export { freePort, waitHttp } from './net.ts'
 export { NO_DOCKER_LOGIN, ROOT, runScript, type ScriptResult } from './scripts.ts'
@@ -53,20 +54,9 @@ export class Fixture {
     return name
   }
 
-  /** A plain registry standing in for an upstream such as Docker Hub, on `network`. */
-  async upstream(network: string, base = 'upstream'): Promise<{ name: string; port: number; url: string }> {
-    const name = this.name(base)
-    const port = await freePort()
-    await $({ quiet: true })`docker run -d --name ${name} --network ${network} -p 127.0.0.1:${port}:5000 ${REGISTRY_IMAGE}`
-    await waitHttp(`http://127.0.0.1:${port}/v2/`)
-    return { name, port, url: `http://${name}:5000` }
-  }
-
   /** Writes a config file for the scripts; every test config overrides the upstreams. */
   config(doc: unknown, file = 'devreg.yaml'): string {
-    const path = join(this.dir, file)
-    writeFileSync(path, stringify(doc))
-    return path
+    return writeConfig(this.dir, doc, file)
   }
 
   async cleanup(): Promise<void> {

@@ -8,6 +8,10 @@ import { corednsOverride, serviceAddress, serviceName } from '../../scripts/lib/
 import { fakeRunner, notInstalled, on } from '../kit/fake-runner.ts'
 import { docs, local } from '../kit/in-cluster-sample.ts'
 
+/** The labels of every object devreg applies for the local registry. */
+const OWNED = { 'app.kubernetes.io/managed-by': 'devreg', 'devreg.role': 'local' }
+const localRegistryMeta = (labels: Record<string, string>) => ({ name: 'kind-registry', namespace: 'devreg', labels })
+
 describe('in-cluster manifests', () => {
   test('the namespace first, then a Service and its EndpointSlice per registry', () => {
     expect(docs.map((d) => `${d.kind}/${d.metadata.name}`)).toEqual([
@@ -23,11 +27,7 @@ describe('in-cluster manifests', () => {
     expect(docs[1]).toEqual({
       apiVersion: 'v1',
       kind: 'Service',
-      metadata: {
-        name: 'kind-registry',
-        namespace: 'devreg',
-        labels: { 'app.kubernetes.io/managed-by': 'devreg', 'devreg.role': 'local' },
-      },
+      metadata: localRegistryMeta(OWNED),
       spec: { ports: [{ name: 'registry', port: 5000, targetPort: 5000, protocol: 'TCP' }] },
     })
   })
@@ -36,16 +36,11 @@ describe('in-cluster manifests', () => {
     expect(docs[2]).toEqual({
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
-      metadata: {
-        name: 'kind-registry',
-        namespace: 'devreg',
-        labels: {
-          'app.kubernetes.io/managed-by': 'devreg',
-          'devreg.role': 'local',
-          'kubernetes.io/service-name': 'kind-registry',
-          'endpointslice.kubernetes.io/managed-by': 'devreg',
-        },
-      },
+      metadata: localRegistryMeta({
+        ...OWNED,
+        'kubernetes.io/service-name': 'kind-registry',
+        'endpointslice.kubernetes.io/managed-by': 'devreg',
+      }),
       addressType: 'IPv4',
       endpoints: [{ addresses: ['172.18.0.3'], conditions: { ready: true } }],
       ports: [{ name: 'registry', port: 5000, protocol: 'TCP' }],

@@ -6,6 +6,9 @@ const config = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io
 const [local, ghcr] = [config.registries[0], config.registries[2]].map(registryContainer)
 // A cache with a login (env variables or docker login): the same settings either way.
 const hub = credentialedContainer(config.registries[1], undefined)
+// What every registry runs with: logs rotated, at info, and no trace export.
+const ROTATED_LOGS = ['--log-driver', 'json-file', '--log-opt', 'max-size=10m', '--log-opt', 'max-file=3']
+const INFO_UNTRACED = ['--env', 'REGISTRY_LOG_LEVEL=info', '--env', 'OTEL_TRACES_EXPORTER=none']
 
 describe('registry containers', () => {
   test('the local registry: delete enabled, published on 127.0.0.1, named volume, rotated logs at info, no trace export', () => {
@@ -23,16 +26,8 @@ describe('registry containers', () => {
       '127.0.0.1:5001:5000',
       '--volume',
       'kind-registry-data:/var/lib/registry',
-      '--log-driver',
-      'json-file',
-      '--log-opt',
-      'max-size=10m',
-      '--log-opt',
-      'max-file=3',
-      '--env',
-      'REGISTRY_LOG_LEVEL=info',
-      '--env',
-      'OTEL_TRACES_EXPORTER=none',
+      ...ROTATED_LOGS,
+      ...INFO_UNTRACED,
       '--env',
       'REGISTRY_STORAGE_DELETE_ENABLED=true',
       'registry:3',
@@ -46,16 +41,8 @@ describe('registry containers', () => {
       '127.0.0.1:5101:5000',
       '--volume',
       'kind-cache-docker-io-data:/var/lib/registry',
-      '--log-driver',
-      'json-file',
-      '--log-opt',
-      'max-size=10m',
-      '--log-opt',
-      'max-file=3',
-      '--env',
-      'REGISTRY_LOG_LEVEL=info',
-      '--env',
-      'OTEL_TRACES_EXPORTER=none',
+      ...ROTATED_LOGS,
+      ...INFO_UNTRACED,
       '--env',
       'REGISTRY_PROXY_REMOTEURL=https://registry-1.docker.io',
       '--env',

@@ -163,6 +163,9 @@ describe('judge', () => {
     nodes: new Map([[NODE, { hostsToml: new Set(['docker.io']), env: {}, readsCertsD: true }]]),
     ...over,
   })
+  /** judge() of the docker.io probe from the node, on what the registries logged and the facts (and crictl's failure). */
+  const judged = (hits: Hit[], over: Partial<Facts> = {}, crictl: Parameters<typeof judge>[4] = null) =>
+    judge(probe, docker, hits, [NODE_IP], crictl, facts(over))
   const hit = (container: string, address = NODE_IP): Hit => ({
     container,
     domain: 'docker.io',
@@ -174,11 +177,11 @@ describe('judge', () => {
 
   test('a request for another domain from the node does not count for this one', () => {
     const other = { ...hit('kind-cache-docker-io'), domain: 'ghcr.io' }
-    expect(judge(probe, docker, [other], [NODE_IP], null, facts()).status).toBe('fail')
+    expect(judged([other]).status).toBe('fail')
   })
 
   test('passes when the first registry logged it from the node', () => {
-    expect(judge(probe, docker, [hit('kind-cache-docker-io')], [NODE_IP], null, facts())).toEqual({
+    expect(judged([hit('kind-cache-docker-io')])).toEqual({
       status: 'pass',
       detail: 'kind-cache-docker-io answered (HEAD 404)',
       fix: null,
@@ -191,14 +194,7 @@ describe('judge', () => {
   })
 
   test('the cache down: the upstream answered, and dev-registry starts it', () => {
-    const v = judge(
-      probe,
-      docker,
-      [hit('upstream')],
-      [NODE_IP],
-      null,
-      facts({ containers: new Map([['kind-cache-docker-io', { state: 'exited', networks: ['kind'] }]]) }),
-    )
+    const v = judged([hit('upstream')], { containers: new Map([['kind-cache-docker-io', { state: 'exited', networks: ['kind'] }]]) })
     expect(v.status).toBe('fail')
     expect(v.detail).toBe(
       'kind-cache-docker-io is exited; upstream answered instead: the upstream answered, so pulls of this domain cost its rate limit',
@@ -207,14 +203,7 @@ describe('judge', () => {
   })
 
   test('a registry off the cluster network: reattach it', () => {
-    const v = judge(
-      probe,
-      docker,
-      [],
-      [NODE_IP],
-      null,
-      facts({ containers: new Map([['kind-cache-docker-io', { state: 'running', networks: ['bridge'] }]]) }),
-    )
+    const v = judged([], { containers: new Map([['kind-cache-docker-io', { state: 'running', networks: ['bridge'] }]]) })
     expect(v.detail).toContain('kind-cache-docker-io is not on kind')
     expect(v.detail).toContain('nothing on the cluster network logged it')
     expect(v.fix).toContain('docker network connect kind kind-cache-docker-io')
@@ -222,55 +211,34 @@ describe('judge', () => {
 
   test('a missing hosts.toml names the file; on k3d the fix restarts the nodes', () => {
     const none = { hostsToml: new Set<string>(), env: {}, readsCertsD: true }
-    const kind = judge(probe, docker, [], [NODE_IP], null, facts({ nodes: new Map([[NODE, none]]) }))
+    const kind = judged([], { nodes: new Map([[NODE, none]]) })
     expect(kind.detail).toContain(`${NODE} has no /etc/containerd/certs.d/docker.io/hosts.toml`)
     expect(kind.fix).toBe('`just dev-up` writes it')
-    const k3d = judge(
-      probe,
-      docker,
-      [],
-      [NODE_IP],
-      null,
-      facts({ provider: 'k3d', nodes: new Map([[NODE, { ...none, readsCertsD: null }]]) }),
-    )
+    const k3d = judged([], { provider: 'k3d', nodes: new Map([[NODE, { ...none, readsCertsD: null }]]) })
     expect(k3d.detail).toContain('/var/lib/rancher/k3s/agent/etc/containerd/certs.d/docker.io/hosts.toml')
     expect(k3d.fix).toContain('restarts the nodes')
   })
 
   test('containerd not reading certs.d: recreate', () => {
-    const v = judge(
-      probe,
-      docker,
-      [],
-      [NODE_IP],
-      null,
-      facts({ nodes: new Map([[NODE, { hostsToml: new Set(['docker.io']), env: {}, readsCertsD: false }]]) }),
-    )
+    const v = judged([], { nodes: new Map([[NODE, { hostsToml: new Set(['docker.io']), env: {}, readsCertsD: false }]]) })
     expect(v.detail).toContain('does not read /etc/containerd/certs.d')
     expect(v.fix).toContain('dev-up --recreate')
   })
 
   test("a proxy in containerd's environment without the registry in NO_PROXY", () => {
     const env = { HTTP_PROXY: 'http://127.0.0.1:9', NO_PROXY: 'localhost' }
-    const v = judge(
-      probe,
-      docker,
-      [],
-      [NODE_IP],
-      null,
-      facts({ nodes: new Map([[NODE, { hostsToml: new Set(['docker.io']), env, readsCertsD: true }]]) }),
-    )
+    const v = judged([], { nodes: new Map([[NODE, { hostsToml: new Set(['docker.io']), env, readsCertsD: true }]]) })
     expect(v.detail).toContain('sends http://kind-cache-docker-io:5000 to the proxy http://127.0.0.1:9')
     expect(v.fix).toContain('NO_PROXY')
   })
 
   test('logged from another address: something forwards the pulls', () => {
-    const v = judge(probe, docker, [hit('kind-cache-docker-io', '10.0.0.9')], [NODE_IP], null, facts())
+    const v = judged([hit('kind-cache-docker-io', '10.0.0.9')])
     expect(v.detail).toContain('logged it from 10.0.0.9')
   })
 
   test('no crictl in the node', () => {
-    const v = judge(probe, docker, [], [NODE_IP], { rc: 127, out: 'sh: crictl: not found' }, facts())
+    const v = judged([], {}, { rc: 127, out: 'sh: crictl: not found' })
     expect(v.detail).toContain('has no crictl')
   })
 })
