@@ -31,9 +31,10 @@ function capture(argv: string[], env: Record<string, string>): Promise<string> {
 
 const ms = (n: number) => seconds(n)
 const each = (xs: number[]) => xs.map(ms).join(', ')
-/** Requests by method, HEAD and GET first: "8 HEAD, 0 GET". */
+/** Requests by method, HEAD and GET always and first, others when there were any: "8 HEAD, 0 GET". */
 const byMethod = (counts: Record<string, number>) =>
   Object.entries({ HEAD: 0, GET: 0, ...counts })
+    .filter(([method, n]) => n || method === 'HEAD' || method === 'GET')
     .map(([method, n]) => `${n} ${method}`)
     .join(', ')
 const restarts = (starts: number) =>
