@@ -77,7 +77,7 @@ const machine = (...ps: Reply[]): (Reply | HttpReply)[] => [
 ]
 /** One apply for the ConfigMap and the objects in namespace devreg, one wait. */
 const kubectlLines = [
-  'kubectl --context kind-dev apply -f -',
+  'kubectl --context kind-dev apply --validate=false --openapi-patch=false -f -',
   `kubectl --context kind-dev wait --for=condition=Ready nodes --all --timeout=${config.cluster.waitTimeout}`,
 ]
 const sorted = (lines: string[]) => [...lines].sort()
@@ -315,7 +315,7 @@ describe('dev-up', () => {
     expect(lines.slice(0, 2)).toEqual(['k3d cluster stop dev', 'k3d cluster start dev'])
     expect(sorted(lines.slice(2))).toEqual(
       sorted([
-        'kubectl --context k3d-dev apply -f -',
+        'kubectl --context k3d-dev apply --validate=false --openapi-patch=false -f -',
         `kubectl --context k3d-dev wait --for=condition=Ready nodes --all --timeout=${k3d.cluster.waitTimeout}`,
       ]),
     )
