@@ -20,6 +20,7 @@ import {
   judgeProbes,
   PROBE_SECONDS,
   planVerify,
+  probeImageFound,
   runningAddresses,
   type SeenAddresses,
   type VerifyPlan,
@@ -130,7 +131,8 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
   const phase = phaseTimer(phases)
   const changes: Changes = { registries: [], cluster: [], mirrors: [], inCluster: [] }
 
-  // 0. Prerequisites, all checked before anything changes.
+  // 0. Prerequisites, all checked before anything changes; whether each registry holds verify's probe image, meanwhile.
+  const probesFound = verify && !run.dryRun ? probeImageFound(run, config) : null
   const observed = await observe(run, config)
   if (observed.drift.length && !recreate)
     log.warn(
@@ -141,7 +143,7 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
   const creates = !observed.existing.some((c) => provider.owns(c)) || (recreate && observed.drift.length > 0)
   const image = creates ? provider.nodeImageFacts(run, config).catch(() => null) : Promise.resolve(null)
   const probeImage =
-    verify && !run.dryRun && observed.steps.every((s) => s.action === 'none') ? ensureProbeImage(run, config, observed.containers) : null
+    probesFound && observed.steps.every((s) => s.action === 'none') ? ensureProbeImage(run, config, observed.containers, probesFound) : null
   probeImage?.catch(() => {})
   // 1. Registries. Where nodes pull while they boot (k3d: k3s's system images
   // from docker.io), the network and every registry on it come first.

@@ -187,15 +187,30 @@ const PROBE_IMAGE = probeImage()
  * process started in the registry (half an exec's time). Every probe pull
  * comes after it.
  */
-export async function ensureProbeImage(run: Runner, config: Config, containers: docker.Container[]): Promise<void> {
-  const marker = `${REGISTRY_DATA}/${revisionLinkPath(PROBE_REPOSITORY, PROBE_IMAGE.digest)}`
+export async function ensureProbeImage(
+  run: Runner,
+  config: Config,
+  containers: docker.Container[],
+  found: Map<string, Promise<boolean>> = probeImageFound(run, config),
+): Promise<void> {
   const running = config.registries.filter((r) => containers.some((c) => c.name === r.name && c.state === 'running'))
   await Promise.all(
     running.map(async (r) => {
-      if ((await run.probe(['docker', 'cp', `${r.name}:${marker}`, '-'])).ok) return
+      if (await found.get(r.name)) return
       await placeFiles(run, r, PROBE_IMAGE.files, 'verify (placing its probe image)')
     }),
   )
+}
+
+/**
+ * Whether each registry of the config holds the probe image (its marker, by
+ * `docker cp`), asked at once; a registry that does not run holds none. A
+ * caller may ask before it knows which registries run (dev-up: while Docker
+ * lists them), and hand the answers to ensureProbeImage.
+ */
+export function probeImageFound(run: Runner, config: Config): Map<string, Promise<boolean>> {
+  const marker = `${REGISTRY_DATA}/${revisionLinkPath(PROBE_REPOSITORY, PROBE_IMAGE.digest)}`
+  return new Map(config.registries.map((r) => [r.name, run.probe(['docker', 'cp', `${r.name}:${marker}`, '-']).then((x) => x.ok)]))
 }
 
 /** Containers whose logs verify reads: devreg's own registries, and any container a route names after them (a team cache, a test's upstream). */

@@ -81,6 +81,8 @@ const kubectlLines = [
   `kubectl --context kind-dev wait --for=condition=Ready nodes --all --timeout=${config.cluster.waitTimeout}`,
 ]
 const sorted = (lines: string[]) => [...lines].sort()
+/** A node as `kubectl get nodes -o json` lists it once its kubelet says Ready. */
+const readyNode = { status: { conditions: [{ type: 'Ready', status: 'True' }] } }
 /** What verify reads besides the nodes: the probe image in each registry, the nodes' addresses, every probe in the logs. */
 const verifyReplies = [
   on(['docker', 'cp', /^kind-.*:\/var\/lib\/registry\//, '-'], 'tar'),
@@ -116,11 +118,16 @@ describe('dev-up', () => {
 
   test('a no-op with verify: each read once and at once, one exec per node with verify’s pulls in it, one log read per registry', async () => {
     const cache = config.registries[1]
-    const run = fakeRunner([...machine(on(['docker', 'ps'], [...registries, ...node(1)].join('\n'))), ...verifyReplies])
+    const run = fakeRunner([
+      ...machine(on(['docker', 'ps'], [...registries, ...node(1)].join('\n'))),
+      ...verifyReplies,
+      on(['kubectl', '--context', 'kind-dev', 'get', 'nodes', '-o', 'json'], JSON.stringify({ items: [readyNode, readyNode] })),
+    ])
     const summary = await up(run, config)
     expect(summary.changes).toEqual([])
     expect(summary.verify).toEqual({ pass: 6, fail: 0, skip: 0 })
-    expect(sorted(run.changes)).toEqual(sorted(kubectlLines))
+    // Every node Ready at the first read: nothing to wait for.
+    expect(run.changes).toEqual([kubectlLines[0]])
     const argvs = run.calls.map((c) => c.argv)
     const count = (...prefix: string[]) => argvs.filter((a) => prefix.every((p, i) => a[i] === p)).length
     // Docker's listing and the network once; every registry answers /v2/ and holds the probe image.
@@ -150,7 +157,17 @@ describe('dev-up', () => {
     expect(argvs.filter((a) => a[1] === 'logs').map((a) => a.at(-1))).toEqual([config.registries[0].name, cache.name])
     expect(argvs.filter((a) => a[1] === 'inspect')).toEqual([])
     expect(count('docker', 'exec')).toBe(execs.length)
-    expect(count('kubectl')).toBe(2)
+    expect(argvs.filter((a) => a[0] === 'kubectl').map((a) => a[3])).toEqual(['apply', 'get'])
+  })
+
+  test('nodes not all Ready at the first read are waited for, within cluster.waitTimeout', async () => {
+    const notReady = { status: { conditions: [{ type: 'Ready', status: 'False' }] } }
+    const run = fakeRunner([
+      ...machine(on(['docker', 'ps'], [...registries, ...node(1)].join('\n'))),
+      on(['kubectl', '--context', 'kind-dev', 'get', 'nodes', '-o', 'json'], JSON.stringify({ items: [readyNode, notReady] })),
+    ])
+    await up(run, config, { verify: false })
+    expect(sorted(run.changes)).toEqual(sorted(kubectlLines))
   })
 
   test('a probe image that cannot be placed holds back every pull: dev-up fails saying why, and no node pulled', async () => {
