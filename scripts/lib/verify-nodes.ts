@@ -37,11 +37,16 @@ export async function nodeAddresses(run: Runner, nodes: string[]): Promise<Map<s
 /**
  * What verify asks of a node in its one exec: what the provider reads there
  * (dev-up's mirrors phase needs the same), the hosts.toml files, containerd's
- * proxy variables, and the pulls of `refs` (once `after` settles true, when given).
+ * proxy variables, and the pulls of `refs` (held back and heard of as `gate` says).
  */
-export function probeRead(config: Config, refs: string[], seconds: number, after?: Promise<boolean>): NodeRead {
+export function probeRead(
+  config: Config,
+  refs: string[],
+  seconds: number,
+  gate: Pick<NonNullable<NodeRead['pulls']>, 'after' | 'started'> = {},
+): NodeRead {
   const provider = providerOf(config)
-  const pulls = refs.length ? { pulls: { seconds, refs, ...(after ? { after } : {}) } } : {}
+  const pulls = refs.length ? { pulls: { seconds, refs, ...gate } } : {}
   return { ...provider.nodeRead, hostsDir: provider.certsD, env: true, ...pulls }
 }
 
