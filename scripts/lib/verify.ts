@@ -209,7 +209,9 @@ export function followLogs(run: Runner, names: string[], since: string): LogFoll
   }
   return {
     async hits(enough, ms) {
-      const timer = run.clock.sleep(ms)
+      // A signal's timer keeps no process alive that is done otherwise (a sleep's would, for `ms`).
+      const late = AbortSignal.timeout(ms)
+      const timer = new Promise<void>((resolve) => late.addEventListener('abort', () => resolve(), { once: true }))
       while (!enough(hitsIn(logs))) {
         const more = new Promise<void>((resolve) => {
           heard = resolve
