@@ -17,9 +17,7 @@ import { applyRegistries, attachRegistries, planRegistries, type Step } from './
 import { findShadows } from './lib/shadows.ts'
 import {
   ensureProbeImage,
-  followLogs,
   judgeProbes,
-  type LogFollower,
   PROBE_SECONDS,
   planVerify,
   probeImageFound,
@@ -133,11 +131,9 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
   const phase = phaseTimer(phases)
   const changes: Changes = { registries: [], cluster: [], mirrors: [], inCluster: [] }
 
-  // 0. Prerequisites, all checked before anything changes; whether each registry holds verify's probe image, meanwhile
-  // (once Docker has listed the containers: each docker call started at once slows the others).
-  const listing = docker.listContainers(run)
-  const probesFound = verify && !run.dryRun ? probeImageFound(run, config, listing) : null
-  const observed = await observe(run, config, listing)
+  // 0. Prerequisites, all checked before anything changes; whether each registry holds verify's probe image, meanwhile.
+  const probesFound = verify && !run.dryRun ? probeImageFound(run, config) : null
+  const observed = await observe(run, config)
   if (observed.drift.length && !recreate)
     log.warn(
       `cluster ${name} differs from the config: ${observed.drift.join('; ')}. Run \`dev-up --recreate\` to delete and recreate it (cached images stay).`,
@@ -176,11 +172,11 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
   }
 }
 
-async function observe(run: Runner, config: Config, listing: Promise<Container[]>): Promise<Observed> {
+async function observe(run: Runner, config: Config): Promise<Observed> {
   const { name } = config.cluster
   const tools = run.dryRun ? Promise.resolve() : requireTools(run, [providerOf(config).cli, 'kubectl'])
   // Docker first: without it, nothing else is worth saying.
-  const [containers, network] = await inOrder([listing, docker.networkMembers(run, config.network), tools] as const)
+  const [containers, network] = await inOrder([docker.listContainers(run), docker.networkMembers(run, config.network), tools] as const)
   // k3d keeps k3s's arguments in each node's command: observe reads them for the drift check.
   const [steps, existing] = await Promise.all([
     planRegistries(run, config, containers),
@@ -323,34 +319,18 @@ async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe
         () => false,
       )
     : undefined
-  // The registries' logs are followed from the moment the first node's pulls start (the nodes share the kernel's clock).
-  let followed: LogFollower | undefined
-  const own = config.registries.map((r) => r.name).filter((n) => plan?.readable.includes(n))
-  const started = (since: string) => {
-    followed ??= followLogs(run, own, since)
-  }
-  const read = (node: string) =>
-    plan ? probeRead(config, nodeRefs(plan.probes, node), PROBE_SECONDS, { after: placed, started }) : provider.nodeRead
+  const read = (node: string) => (plan ? probeRead(config, nodeRefs(plan.probes, node), PROBE_SECONDS, placed) : provider.nodeRead)
   // Docker's listing from before still holds when nothing changed: no need to ask it again for the nodes' addresses.
-  const addresses = plan ? (a.addresses ? { network: a.addresses } : { addresses: runningAddresses(run, plan) }) : null
-  try {
-    const snapshots = new Map((await Promise.all(cluster.nodes.map((n) => observeNode(run, n.name, read(n.name))))).map((s) => [s.node, s]))
-    const rerouted = reroute ? await provider.reconcile(run, config, cluster, snapshots) : []
-    a.changes.mirrors.push(...rerouted)
-    for (const s of await shadows)
-      log.warn(
-        `the local registry's ${s.repository} shadows ${s.domain}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.domain}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
-      )
-    // Without the probe image, verify's own run says why.
-    if (plan && addresses && !rerouted.length && (await placed)) {
-      const pulled = { plan, snapshots, seen: { ...addresses, followed } }
-      followed = undefined
-      return pulled
-    }
-    return null
-  } finally {
-    await followed?.stop()
-  }
+  const seen = plan ? (a.addresses ? { network: a.addresses } : { addresses: runningAddresses(run, plan) }) : null
+  const snapshots = new Map((await Promise.all(cluster.nodes.map((n) => observeNode(run, n.name, read(n.name))))).map((s) => [s.node, s]))
+  const rerouted = reroute ? await provider.reconcile(run, config, cluster, snapshots) : []
+  a.changes.mirrors.push(...rerouted)
+  for (const s of await shadows)
+    log.warn(
+      `the local registry's ${s.repository} shadows ${s.domain}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.domain}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
+    )
+  // Without the probe image, verify's own run says why.
+  return plan && seen && !rerouted.length && (await placed) ? { plan, snapshots, seen } : null
 }
 
 async function waitNodesReady(run: Runner, config: Config): Promise<void> {

@@ -280,8 +280,6 @@ async function writeFile(settings: ExecSettings, path: string, content: string, 
 export interface Streamed {
   /** Its stdout. */
   stdout: NodeJS.ReadableStream
-  /** Its stderr, as it comes (a failure's message is gathered from it as well). */
-  stderr: NodeJS.ReadableStream
   /**
    * Writes to its stdin (asked for with `stdin: true`): settles once the pipe
    * takes the bytes, or fails as soon as the process is gone, with its own
@@ -354,7 +352,6 @@ export function streamed(child: ChildProcess, argv: string[]): Streamed {
   }
   return {
     stdout: child.stdout as NodeJS.ReadableStream,
-    stderr: child.stderr as NodeJS.ReadableStream,
     write,
     end: (chunk) => {
       if (child.stdin && !child.stdin.destroyed) child.stdin.end(chunk)

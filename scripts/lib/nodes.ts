@@ -80,8 +80,6 @@ export function nodeCertsD(node: Pick<NodeSnapshot, 'containerd'>): string | nul
 }
 
 const OBSERVE_NODE = template('observe-node.sh')
-/** How observe-node.sh starts the record of the node's clock before the pulls. */
-const SINCE = '\x1esince '
 
 /** What to read from a node (and run in it) in its one exec: templates/observe-node.sh's sections. */
 export interface NodeRead {
@@ -95,10 +93,9 @@ export interface NodeRead {
   env?: boolean
   /**
    * verify's probe pulls: one `crictl pull` per reference, each within
-   * `seconds`; with `after`, only once it settles true (the rest is read
-   * meanwhile), and `started` hears the node's clock as they start.
+   * `seconds`; with `after`, only once it settles true (the rest is read meanwhile).
    */
-  pulls?: { seconds: number; refs: string[]; after?: Promise<boolean>; started?: (since: string) => void }
+  pulls?: { seconds: number; refs: string[]; after?: Promise<boolean> }
 }
 
 /** A crictl pull in a node: its exit code and the first 400 characters of its output, on one line. */
@@ -151,22 +148,7 @@ export async function observeNode(run: Runner, node: string, what: NodeRead): Pr
   // The exec starts at once and reads; the pulls wait for its stdin to say go.
   const exec = run.stream(['docker', 'exec', '-i', node, 'sh', '-c', OBSERVE_NODE, 'observe-node', ...args], { stdin: true })
   const out: Buffer[] = []
-  const started = what.pulls?.started
-  let heard = false
-  exec.stdout.on('data', (chunk: Buffer) => {
-    out.push(chunk)
-    if (heard || !started) return
-    const text = Buffer.concat(out).toString('utf8')
-    const at = text.indexOf(SINCE)
-    const end = at < 0 ? -1 : text.indexOf('\n', at)
-    if (end < 0) return
-    heard = true
-    try {
-      started(text.slice(at + SINCE.length, end))
-    } catch {
-      // Whoever listens reads what it needs later instead.
-    }
-  })
+  exec.stdout.on('data', (chunk: Buffer) => out.push(chunk))
   exec.end((await after.catch(() => false)) ? 'go\n' : 'stop\n')
   await exec.done.catch(() => {})
   return parseNodeOutput(node, Buffer.concat(out).toString('utf8'), what)

@@ -37,16 +37,11 @@ export async function nodeAddresses(run: Runner, nodes: string[]): Promise<Map<s
 /**
  * What verify asks of a node in its one exec: what the provider reads there
  * (dev-up's mirrors phase needs the same), the hosts.toml files, containerd's
- * proxy variables, and the pulls of `refs` (held back and heard of as `gate` says).
+ * proxy variables, and the pulls of `refs` (once `after` settles true, when given).
  */
-export function probeRead(
-  config: Config,
-  refs: string[],
-  seconds: number,
-  gate: Pick<NonNullable<NodeRead['pulls']>, 'after' | 'started'> = {},
-): NodeRead {
+export function probeRead(config: Config, refs: string[], seconds: number, after?: Promise<boolean>): NodeRead {
   const provider = providerOf(config)
-  const pulls = refs.length ? { pulls: { seconds, refs, ...gate } } : {}
+  const pulls = refs.length ? { pulls: { seconds, refs, ...(after ? { after } : {}) } } : {}
   return { ...provider.nodeRead, hostsDir: provider.certsD, env: true, ...pulls }
 }
 

@@ -11,7 +11,7 @@
 // Planning and log matching are pure, as are the verdicts and the matrix
 // (verify-verdicts.ts); what runs in the nodes is in verify-nodes.ts.
 import { createHash } from 'node:crypto'
-import type { Config, Registry } from './config.ts'
+import type { Config } from './config.ts'
 import * as docker from './docker.ts'
 import type { Runner } from './exec.ts'
 import { log, UserError } from './log.ts'
@@ -176,55 +176,6 @@ async function readLogs(run: Runner, names: string[], since: string): Promise<Ma
 
 const hitsIn = (logs: Map<string, string>) => [...logs].flatMap(([name, text]) => probeHits(name, text))
 
-/** Registries' logs read as they are written, from the moment the probe pulls start. */
-export interface LogFollower {
-  /** The probe requests logged so far, once `enough` says so of them or `ms` have passed; then it stops following. */
-  hits(enough: (hits: Hit[]) => boolean, ms: number): Promise<Hit[]>
-  /** Stops following (also when hits was never asked). */
-  stop(): Promise<void>
-}
-
-/**
- * `docker logs --follow --since SINCE` of each container, one process each,
- * started with the pulls so their lines are there as the pulls end (a
- * registry logs on stderr).
- */
-export function followLogs(run: Runner, names: string[], since: string): LogFollower {
-  const logs = new Map(names.map((n) => [n, '']))
-  let heard = () => {}
-  const streams = names.map((name) => {
-    const s = run.stream(['docker', 'logs', '--follow', '--since', since, name])
-    const add = (chunk: Buffer) => {
-      logs.set(name, (logs.get(name) ?? '') + chunk.toString('utf8'))
-      heard()
-    }
-    s.stdout.on('data', add)
-    s.stderr.on('data', add)
-    return s
-  })
-  const ended = Promise.allSettled(streams.map((s) => s.done))
-  const stop = async () => {
-    for (const s of streams) s.kill()
-    await ended
-  }
-  return {
-    async hits(enough, ms) {
-      // A signal's timer keeps no process alive that is done otherwise (a sleep's would, for `ms`).
-      const late = AbortSignal.timeout(ms)
-      const timer = new Promise<void>((resolve) => late.addEventListener('abort', () => resolve(), { once: true }))
-      while (!enough(hitsIn(logs))) {
-        const more = new Promise<void>((resolve) => {
-          heard = resolve
-        })
-        if ((await Promise.race([more.then(() => 'more'), timer.then(() => 'late'), ended.then(() => 'ended')])) !== 'more') break
-      }
-      await stop()
-      return hitsIn(logs)
-    },
-    stop,
-  }
-}
-
 const PROBE_IMAGE = probeImage()
 
 /**
@@ -253,22 +204,13 @@ export async function ensureProbeImage(
 
 /**
  * Whether each registry of the config holds the probe image (its marker, by
- * `docker cp`), asked at once (once `after` settles); a registry that does
- * not run holds none. A caller may ask before it knows which registries run
- * (dev-up: while it plans them), and hand the answers to ensureProbeImage.
+ * `docker cp`), asked at once; a registry that does not run holds none. A
+ * caller may ask before it knows which registries run (dev-up: while Docker
+ * lists them), and hand the answers to ensureProbeImage.
  */
-export function probeImageFound(run: Runner, config: Config, after: Promise<unknown> = Promise.resolve()): Map<string, Promise<boolean>> {
+export function probeImageFound(run: Runner, config: Config): Map<string, Promise<boolean>> {
   const marker = `${REGISTRY_DATA}/${revisionLinkPath(PROBE_REPOSITORY, PROBE_IMAGE.digest)}`
-  const found = (r: Registry) => run.probe(['docker', 'cp', `${r.name}:${marker}`, '-']).then((x) => x.ok)
-  return new Map(
-    config.registries.map((r) => [
-      r.name,
-      after.then(
-        () => found(r),
-        () => false,
-      ),
-    ]),
-  )
+  return new Map(config.registries.map((r) => [r.name, run.probe(['docker', 'cp', `${r.name}:${marker}`, '-']).then((x) => x.ok)]))
 }
 
 /** Containers whose logs verify reads: devreg's own registries, and any container a route names after them (a team cache, a test's upstream). */
@@ -359,8 +301,6 @@ export interface SeenAddresses {
    * only a miss needs the rest (every network, every log a route names).
    */
   network?: Map<string, string>
-  /** devreg's registries' logs, followed since the pulls started. */
-  followed?: LogFollower
 }
 
 /**
@@ -384,15 +324,11 @@ export async function judgeProbes(
   const everyAddress = () => seen.addresses ?? runningAddresses(run, plan)
   const onNetwork = seen.network && !seen.addresses ? nodeAddressesOn(nodes, seen.network) : null
   const own = readable.filter((n) => config.registries.some((r) => r.name === n))
-  const missingIn = (hits: Hit[], addresses: Map<string, string[]>) =>
-    probes.some((p) => snapshots.get(p.node)?.pulls.has(p.ref) && !tookRoute(p, hits, addresses))
-  // The log driver copies lines a moment after the registry writes them: a follower waits for them.
-  const first = (addresses: Map<string, string[]>) =>
-    seen.followed ? seen.followed.hits((h) => !missingIn(h, addresses), 300) : read(onNetwork ? own : readable)
-  const known = await (onNetwork ?? everyAddress())
-  let [addresses, hits] = [known, await first(known)]
-  if (since && missingIn(hits, addresses)) {
-    if (!seen.followed) await run.clock.sleep(300)
+  let [addresses, hits] = await Promise.all([onNetwork ?? everyAddress(), read(onNetwork ? own : readable)])
+  const missing = () => probes.some((p) => snapshots.get(p.node)?.pulls.has(p.ref) && !tookRoute(p, hits, addresses))
+  // The log driver copies lines a moment after the registry writes them.
+  if (since && missing()) {
+    await run.clock.sleep(300)
     ;[addresses, hits] = await Promise.all([onNetwork ? everyAddress() : addresses, read(readable)])
   }
 
