@@ -7,7 +7,7 @@
 // Usage: nsenter --net=/run/netns/devreg-rig bun bench/kind-measure.ts ID NODE_IMAGE
 import { join } from 'node:path'
 import { $, type Shell } from 'zx'
-import { logFields } from '../scripts/lib/registry-log.ts'
+import { logFields } from '../scripts/lib/registries/registry-log.ts'
 import { criPull, criRemove } from '../test/kit/cri.ts'
 import { prepareImages, REGISTRY_IMAGE } from '../test/kit/images.ts'
 import type { PushedImage } from '../test/kit/push.ts'

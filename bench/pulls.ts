@@ -9,12 +9,12 @@
 // Bytes from the upstream are read from the upstream's own access log.
 
 import { $ } from 'zx'
-import { hostUrl, readBlob } from '../scripts/lib/distribution.ts'
-import { parseDuration } from '../scripts/lib/duration.ts'
-import { createRunner } from '../scripts/lib/exec.ts'
-import { mapLimit } from '../scripts/lib/pool.ts'
-import { parseReference } from '../scripts/lib/reference.ts'
-import { readStorage } from '../scripts/lib/storage.ts'
+import { parseDuration } from '../scripts/lib/core/duration.ts'
+import { createRunner } from '../scripts/lib/core/exec.ts'
+import { mapLimit } from '../scripts/lib/core/pool.ts'
+import { parseReference } from '../scripts/lib/core/reference.ts'
+import { hostUrl, readBlob } from '../scripts/lib/registries/distribution.ts'
+import { readStorage } from '../scripts/lib/registries/storage.ts'
 import { BASE_CONTAINERD_CONFIG, startNode, waitContainerd, writeIn } from '../test/kit/containerd-node.ts'
 import { NODE_IMAGE, REGISTRY_IMAGE, REGISTRY2_IMAGE } from '../test/kit/images.ts'
 import { layer, type PushedImage, pushImage } from '../test/kit/push.ts'

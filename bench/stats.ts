@@ -4,7 +4,7 @@
 // on the numbers before their times are compared.
 import { createHash } from 'node:crypto'
 import { $ } from 'zx'
-import { mapLimit } from '../scripts/lib/pool.ts'
+import { mapLimit } from '../scripts/lib/core/pool.ts'
 import { REGISTRY_IMAGE } from '../test/kit/images.ts'
 import { layer, pushImage } from '../test/kit/push.ts'
 import { type BenchContext, type Section, script, seconds, timed } from './harness.ts'

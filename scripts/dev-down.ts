@@ -1,15 +1,15 @@
 #!/usr/bin/env -S npx tsx
+import { removeInCluster } from './lib/cluster/in-cluster.ts'
+import { configuredCluster, providerOf, requireTools } from './lib/cluster/providers/index.ts'
 // Delete the cluster. The registries and their caches stay, so the next
 // dev-up pulls nothing it has seen before; --purge also removes the caches.
-import { confirm, isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
-import { type Config, loadConfig } from './lib/config.ts'
-import * as docker from './lib/docker.ts'
-import type { Runner } from './lib/exec.ts'
-import { removeInCluster } from './lib/in-cluster.ts'
-import { withLock } from './lib/lock.ts'
-import { log } from './lib/log.ts'
-import { configuredCluster, providerOf, requireTools } from './lib/providers/index.ts'
-import { applyRemoval, planRemoval, volumeLine } from './lib/registry-removal.ts'
+import { confirm, isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
+import { type Config, loadConfig } from './lib/core/config.ts'
+import * as docker from './lib/core/docker.ts'
+import type { Runner } from './lib/core/exec.ts'
+import { withLock } from './lib/core/lock.ts'
+import { log } from './lib/core/log.ts'
+import { applyRemoval, planRemoval, volumeLine } from './lib/registries/registry-removal.ts'
 
 const USAGE = `Usage: dev-down [options]
 

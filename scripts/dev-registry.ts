@@ -1,21 +1,21 @@
 #!/usr/bin/env -S npx tsx
+import { isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
+import { type Config, loadConfig, type Registry } from './lib/core/config.ts'
+import { configSchema } from './lib/core/config-schema.ts'
+import * as docker from './lib/core/docker.ts'
+import type { Runner } from './lib/core/exec.ts'
+import { LABEL } from './lib/core/labels.ts'
+import { withLock } from './lib/core/lock.ts'
+import { EXIT, log, table, UserError } from './lib/core/log.ts'
+import { withOldKeys } from './lib/core/old-keys.ts'
 // Start the local push registry and one pull-through cache per configured
 // upstream. Idempotent: containers that match the config are left alone.
-import type { Since } from './lib/cache-report.ts'
-import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
-import { type Config, loadConfig, type Registry } from './lib/config.ts'
-import { configSchema } from './lib/config-schema.ts'
-import * as docker from './lib/docker.ts'
-import type { Runner } from './lib/exec.ts'
-import { LABEL } from './lib/labels.ts'
-import { withLock } from './lib/lock.ts'
-import { EXIT, log, table, UserError } from './lib/log.ts'
-import { ANONYMOUS, cacheLogins, describeLogin } from './lib/login.ts'
-import { withOldKeys } from './lib/old-keys.ts'
-import { adoptRegistry } from './lib/registry-adoption.ts'
-import { ensureRegistries, registrySpec, warnUnreadableLogins } from './lib/registry-containers.ts'
-import { REGISTRY_NAMES } from './lib/registry-names.ts'
-import { removeRegistries } from './lib/registry-removal.ts'
+import type { Since } from './lib/registries/cache-report.ts'
+import { ANONYMOUS, cacheLogins, describeLogin } from './lib/registries/login.ts'
+import { adoptRegistry } from './lib/registries/registry-adoption.ts'
+import { ensureRegistries, registrySpec, warnUnreadableLogins } from './lib/registries/registry-containers.ts'
+import { REGISTRY_NAMES } from './lib/registries/registry-names.ts'
+import { removeRegistries } from './lib/registries/registry-removal.ts'
 
 const USAGE = `Usage: dev-registry [COMMAND] [options]
 
@@ -171,7 +171,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     platforms: args.platform === undefined ? null : parsePlatforms(String(args.platform)),
     concurrency: args.concurrency === undefined ? null : parseConcurrency(String(args.concurrency)),
     // warm and report load their modules only when used: a no-op `up` should start fast.
-    since: command === 'report' ? (await import('./lib/cache-report.ts')).parseSince(args.since) : null,
+    since: command === 'report' ? (await import('./lib/registries/cache-report.ts')).parseSince(args.since) : null,
   }
 
   // 1. The config: a bad one stops here, before any docker command.
@@ -202,11 +202,11 @@ async function act(run: Runner, config: Config, opts: Options): Promise<number> 
     case 'report':
       return report(run, config, opts)
     case 'export':
-      return (await import('./lib/carry-export.ts')).exportCommand(run, config, opts.archive as string, opts.registries, opts)
+      return (await import('./lib/carry/carry-export.ts')).exportCommand(run, config, opts.archive as string, opts.registries, opts)
     case 'import':
-      return (await import('./lib/carry-import.ts')).importCommand(run, config, opts.archive as string, opts.registries, opts)
+      return (await import('./lib/carry/carry-import.ts')).importCommand(run, config, opts.archive as string, opts.registries, opts)
     case 'host-mirrors':
-      return (await import('./lib/host-mirrors.ts')).hostMirrors(run, config, opts)
+      return (await import('./lib/machine/host-mirrors.ts')).hostMirrors(run, config, opts)
   }
 }
 
@@ -269,7 +269,7 @@ export async function status(run: Runner, config: Config, json: boolean): Promis
   )
   const strays = containers.filter((c) => docker.isOwned(c) && c.labels[LABEL.role] && !configured.has(c.name))
   // Whether this machine's Docker engine pulls through the caches (host-mirrors).
-  const hostEngine = await (await import('./lib/host-engine.ts')).hostEngineRoutes(run, config)
+  const hostEngine = await (await import('./lib/machine/host-engine.ts')).hostEngineRoutes(run, config)
   if (json) {
     const notInConfig = strays.map((c) => ({ name: c.name, state: c.state }))
     const registries = rows.map((r) => withOldKeys(r, { host: 'upstreamDomain' }))
@@ -313,9 +313,9 @@ async function stop(run: Runner, config: Config): Promise<number> {
 }
 
 async function warm(run: Runner, config: Config, opts: Options): Promise<number> {
-  const { hostPlatform, warmImages } = await import('./lib/warm.ts')
-  const { plainProgress, summaryLines, ttyProgress } = await import('./lib/warm-output.ts')
-  const { warmTargets } = await import('./lib/warm-list.ts')
+  const { hostPlatform, warmImages } = await import('./lib/registries/warm.ts')
+  const { plainProgress, summaryLines, ttyProgress } = await import('./lib/registries/warm-output.ts')
+  const { warmTargets } = await import('./lib/registries/warm-list.ts')
   const targets = await warmTargets(run, config, {
     images: opts.images,
     manifests: opts.manifests,
@@ -338,7 +338,7 @@ async function warm(run: Runner, config: Config, opts: Options): Promise<number>
 }
 
 export async function report(run: Runner, config: Config, opts: Pick<Options, 'since' | 'registries' | 'json'>): Promise<number> {
-  const { renderReport, reportCaches } = await import('./lib/cache-report.ts')
+  const { renderReport, reportCaches } = await import('./lib/registries/cache-report.ts')
   const reports = await reportCaches(run, config, opts.since as Since, opts.registries)
   const caches = reports.map((r) => withOldKeys(r, { host: 'upstreamDomain' }))
   log.out(opts.json ? JSON.stringify({ caches }, null, 2) : renderReport(reports))

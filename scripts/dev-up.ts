@@ -1,20 +1,9 @@
 #!/usr/bin/env -S npx tsx
-// Bring up the registries and a kind or k3d cluster whose nodes pull through
-// them; on an existing cluster, reconcile its mirrors and network instead.
-import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
-import { type Config, loadConfig } from './lib/config.ts'
-import type { Container } from './lib/docker.ts'
-import * as docker from './lib/docker.ts'
-import type { Runner } from './lib/exec.ts'
-import { applyInCluster } from './lib/in-cluster.ts'
-import { kubeContext, waitReady } from './lib/kubectl.ts'
-import { withLock } from './lib/lock.ts'
-import { log, UserError } from './lib/log.ts'
-import { type NodeSnapshot, observeNode } from './lib/nodes.ts'
-import { type Cluster, clusterDrift, findClusters, PROVIDERS, providerOf, requireTools } from './lib/providers/index.ts'
-import type { NodeImageFacts } from './lib/providers/provider.ts'
-import { applyRegistries, attachRegistries, planRegistries, type Step } from './lib/registry-containers.ts'
-import { findShadows } from './lib/shadows.ts'
+import { applyInCluster } from './lib/cluster/in-cluster.ts'
+import { kubeContext, waitReady } from './lib/cluster/kubectl.ts'
+import { type NodeSnapshot, observeNode } from './lib/cluster/nodes.ts'
+import { type Cluster, clusterDrift, findClusters, PROVIDERS, providerOf, requireTools } from './lib/cluster/providers/index.ts'
+import type { NodeImageFacts } from './lib/cluster/providers/provider.ts'
 import {
   ensureProbeImage,
   judgeProbes,
@@ -26,8 +15,19 @@ import {
   type VerifyPlan,
   verifyPhase,
   verifyWith,
-} from './lib/verify.ts'
-import { nodeRefs, probeRead } from './lib/verify-nodes.ts'
+} from './lib/cluster/verify.ts'
+import { nodeRefs, probeRead } from './lib/cluster/verify-nodes.ts'
+// Bring up the registries and a kind or k3d cluster whose nodes pull through
+// them; on an existing cluster, reconcile its mirrors and network instead.
+import { isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
+import { type Config, loadConfig } from './lib/core/config.ts'
+import type { Container } from './lib/core/docker.ts'
+import * as docker from './lib/core/docker.ts'
+import type { Runner } from './lib/core/exec.ts'
+import { withLock } from './lib/core/lock.ts'
+import { log, UserError } from './lib/core/log.ts'
+import { findShadows } from './lib/machine/shadows.ts'
+import { applyRegistries, attachRegistries, planRegistries, type Step } from './lib/registries/registry-containers.ts'
 
 const USAGE = `Usage: dev-up [options]
 

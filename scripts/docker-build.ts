@@ -2,11 +2,11 @@
 // Run `docker build` with every argument passed through unchanged, plus one
 // --add-host per entry of the config's hosts, so ad-hoc builds resolve the same names as
 // the cluster.
-import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
-import { type Config, loadConfig } from './lib/config.ts'
-import { createRunner, ProgramNotFound } from './lib/exec.ts'
-import { isLoopback } from './lib/local-addresses.ts'
-import { EXIT, log, UserError } from './lib/log.ts'
+import { isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
+import { type Config, loadConfig } from './lib/core/config.ts'
+import { createRunner, ProgramNotFound } from './lib/core/exec.ts'
+import { EXIT, log, UserError } from './lib/core/log.ts'
+import { isLoopback } from './lib/machine/local-addresses.ts'
 
 const USAGE = `Usage: docker-build [options] [DOCKER BUILD ARGUMENTS...]
 

@@ -2,8 +2,10 @@
 // Check that every configured name resolves and answers where devreg needs it:
 // on this machine, in a container on the cluster network and in each node.
 // With --fix-hosts, add the missing `hosts` entries to /etc/hosts instead.
-import { isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
-import { type Config, loadConfig } from './lib/config.ts'
+import { isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
+import { type Config, loadConfig } from './lib/core/config.ts'
+import type { Runner } from './lib/core/exec.ts'
+import { EXIT, log, UserError } from './lib/core/log.ts'
 import {
   fixHostsFile,
   HOSTS_FILE,
@@ -12,11 +14,9 @@ import {
   shadowedRegistries,
   unifiedDiff,
   writeHostsFile,
-} from './lib/etc-hosts.ts'
-import type { Runner } from './lib/exec.ts'
-import { EXIT, log, UserError } from './lib/log.ts'
-import { observe, selectTargets } from './lib/preflight.ts'
-import { evaluate, renderReport, summarize } from './lib/preflight-verdicts.ts'
+} from './lib/machine/etc-hosts.ts'
+import { observe, selectTargets } from './lib/machine/preflight.ts'
+import { evaluate, renderReport, summarize } from './lib/machine/preflight-verdicts.ts'
 
 const USAGE = `Usage: preflight-dns [NAME...] [options]
 

@@ -1,22 +1,22 @@
 #!/usr/bin/env -S npx tsx
+import { nodeImageDigests } from './lib/cluster/nodes.ts'
+import { findClusters } from './lib/cluster/providers/index.ts'
 // What the local registry and the caches hold (--stats), and garbage
 // collection by policy: a dry run by default, --apply to delete. Counts come
 // from each registry's storage, read from its volume; deletions never touch
 // what a running node holds or a repository's newest tag without --force.
-import { confirm, isMain, openScript, runMain, runnerFor } from './lib/cli.ts'
-import { type Config, loadConfig, type Registry } from './lib/config.ts'
-import * as docker from './lib/docker.ts'
-import { parseDuration } from './lib/duration.ts'
-import type { Runner } from './lib/exec.ts'
-import { AGE_UNITS, type GcPlan, type Policy, planGc, repoGlob } from './lib/gc.ts'
-import { applyAll, checkApplicable, type DiskUse, freedBytes, planSummary, type RegistryPlan } from './lib/gc-apply.ts'
-import { withLock } from './lib/lock.ts'
-import { EXIT, formatBytes, log, table, UserError } from './lib/log.ts'
-import { nodeImageDigests } from './lib/nodes.ts'
-import { mapLimit } from './lib/pool.ts'
-import { findClusters } from './lib/providers/index.ts'
-import { REGISTRY_NAMES, selectRegistries } from './lib/registry-names.ts'
-import { readSmallBlobs, readStorage, registryStats, type Storage } from './lib/storage.ts'
+import { confirm, isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
+import { type Config, loadConfig, type Registry } from './lib/core/config.ts'
+import * as docker from './lib/core/docker.ts'
+import { parseDuration } from './lib/core/duration.ts'
+import type { Runner } from './lib/core/exec.ts'
+import { withLock } from './lib/core/lock.ts'
+import { EXIT, formatBytes, log, table, UserError } from './lib/core/log.ts'
+import { mapLimit } from './lib/core/pool.ts'
+import { AGE_UNITS, type GcPlan, type Policy, planGc, repoGlob } from './lib/registries/gc.ts'
+import { applyAll, checkApplicable, type DiskUse, freedBytes, planSummary, type RegistryPlan } from './lib/registries/gc-apply.ts'
+import { REGISTRY_NAMES, selectRegistries } from './lib/registries/registry-names.ts'
+import { readSmallBlobs, readStorage, registryStats, type Storage } from './lib/registries/storage.ts'
 
 const USAGE = `Usage: registry-gc --stats [options]
        registry-gc POLICY... [--apply] [options]

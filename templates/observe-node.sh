@@ -1,6 +1,6 @@
 #!/bin/sh
 # Everything devreg reads from a cluster node, and verify's probe pulls, in one
-# exec (scripts/lib/nodes.ts, observeNode); each section is asked for by name:
+# exec (scripts/lib/cluster/nodes.ts, observeNode); each section is asked for by name:
 #   docker exec NODE sh -c "$(cat observe-node.sh)" observe-node \
 #     [hosts DIR] [file PATH]... [containerd] [env] [pull SECONDS REF...]
 #   hosts DIR      every DIR/*/hosts.toml         "\036hosts DIR/DOMAIN" + the file

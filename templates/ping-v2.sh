@@ -1,7 +1,7 @@
 #!/bin/sh
 # Prints the status and headers of GET URL/v2/ for each URL (http://NAME:PORT),
 # each after an ASCII record separator and the URL; run by preflight in a node
-# (scripts/lib/preflight.ts, pingV2In):
+# (scripts/lib/machine/preflight.ts, pingV2In):
 #   docker exec NODE sh -c "$(cat ping-v2.sh)" ping-v2 URL...
 # Uses curl (kind nodes have it) or else busybox nc. A static busybox cannot
 # use the libc resolver, so nc gets the address getent found.

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs in a short-lived helper container (the registry's own image: busybox
 # find, stat, grep, sed, xargs and awk) with a registry volume mounted
-# read-only and as the working directory, for scripts/lib/storage.ts:
+# read-only and as the working directory, for scripts/lib/registries/storage.ts:
 #   docker run --rm -v VOLUME:/volume:ro -w /volume --entrypoint sh IMAGE -c "$(cat read-storage.sh)" read-storage list TAGS REVISIONS BLOB_OF LAYERS
 #   ... read-storage blobs PATH...
 #
@@ -12,7 +12,7 @@
 #   T DATE TIME ZONE ./PATH         a layer link's mtime to the nanosecond: when
 #                                   a cache stored that blob for that repository
 # Which paths those are is distribution's layout, and comes as arguments
-# (scripts/lib/registry-layout.ts): EREs over ./PATH for TAGS (tag links),
+# (scripts/lib/registries/registry-layout.ts): EREs over ./PATH for TAGS (tag links),
 # REVISIONS (a repository's manifests) and LAYERS (layer links), and BLOB_OF,
 # the sed expression that turns a revision into its blob's path.
 # blobs: an M line for each PATH (relative to the volume) that is a file.

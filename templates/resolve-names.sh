@@ -1,6 +1,6 @@
 #!/bin/sh
 # Prints `NAME ADDRESS...` for each NAME, run by preflight in a container on
-# the cluster network or in a node (scripts/lib/dns.ts, resolveIn):
+# the cluster network or in a node (scripts/lib/machine/dns.ts, resolveIn):
 #   docker exec NODE sh -c "$(cat resolve-names.sh)" resolve-names NAME...
 #   docker run --rm ... --entrypoint sh IMAGE -c "$(cat resolve-names.sh)" resolve-names NAME...
 # getent goes through the libc resolver (files, then DNS); images without it

@@ -19,7 +19,7 @@
 # provably gone, by its ID.
 # devreg checks every path against distribution's layout (sha256 hex,
 # repository and tag patterns) before it reaches this script, and hands it the
-# layout's paths (scripts/lib/registry-layout.ts).
+# layout's paths (scripts/lib/registries/registry-layout.ts).
 set -eu
 
 case $1 in

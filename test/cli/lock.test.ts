@@ -4,10 +4,10 @@ import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Holder } from '../../scripts/lib/lock.ts'
+import type { Holder } from '../../scripts/lib/core/lock.ts'
 
-const LOCK_TS = join(import.meta.dir, '../../scripts/lib/lock.ts')
-const CONFIG_TS = join(import.meta.dir, '../../scripts/lib/config.ts')
+const LOCK_TS = join(import.meta.dir, '../../scripts/lib/core/lock.ts')
+const CONFIG_TS = join(import.meta.dir, '../../scripts/lib/core/config.ts')
 
 let dir: string
 beforeEach(() => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { $ } from 'zx'
-import { BEGIN_MARKER, END_MARKER } from '../../scripts/lib/etc-hosts.ts'
+import { BEGIN_MARKER, END_MARKER } from '../../scripts/lib/machine/etc-hosts.ts'
 import { ROOT, runScript } from '../kit/scripts.ts'
 
 const noDocker = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' }

@@ -4,7 +4,7 @@
 // Probe pulls go through the nodes' crictl (cri-tools', as kindest/node ships it).
 import { expect, test } from 'bun:test'
 import { $ } from 'zx'
-import type { VerifyResult } from '../../scripts/lib/verify-verdicts.ts'
+import type { VerifyResult } from '../../scripts/lib/cluster/verify-verdicts.ts'
 import { integration } from '../kit/fixture.ts'
 import { useWorld } from '../kit/world.ts'
 

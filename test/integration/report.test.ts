@@ -3,7 +3,7 @@
 // known, and against the upstream's own access log for what crossed the
 // "internet".
 import { expect, test } from 'bun:test'
-import type { CacheReport } from '../../scripts/lib/cache-report.ts'
+import type { CacheReport } from '../../scripts/lib/registries/cache-report.ts'
 import { integration } from '../kit/fixture.ts'
 import { REGISTRY_LAYOUTS } from '../kit/images.ts'
 import { layer, type PushedImage, pushImage } from '../kit/push.ts'

@@ -2,7 +2,7 @@
 // ghcr.io): what it fetched is checked against the upstreams' access logs and
 // the caches' storage, not against its own report.
 import { expect, test } from 'bun:test'
-import type { WarmSummary } from '../../scripts/lib/warm.ts'
+import type { WarmSummary } from '../../scripts/lib/registries/warm.ts'
 import { integration } from '../kit/fixture.ts'
 import { layer, type PushedImage, pushImage, pushIndex } from '../kit/push.ts'
 import { servedBlobBytes, storedBlobs } from '../kit/registry.ts'

@@ -2,8 +2,8 @@
 // of docker.io holding library/app:1 (one image manifest and its layer), for
 // tests of import that need no volume to export from.
 import { createHash } from 'node:crypto'
-import { type ArchiveManifest, FORMAT } from '../../scripts/lib/archive.ts'
-import { tarOf } from '../../scripts/lib/tar.ts'
+import { type ArchiveManifest, FORMAT } from '../../scripts/lib/carry/archive.ts'
+import { tarOf } from '../../scripts/lib/core/tar.ts'
 
 const V2 = 'docker/registry/v2'
 export const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`

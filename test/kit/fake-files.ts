@@ -1,4 +1,4 @@
-// The files a unit test's devreg sees (scripts/lib/machine.ts Files): held in
+// The files a unit test's devreg sees (scripts/lib/core/machine.ts Files): held in
 // memory, so host-mirrors, etc-hosts and the key file are tested without a
 // real /etc or $HOME, or, for tests that read what was written with node:fs,
 // the real disk. `recorded` tells every change as the line a test asserts
@@ -6,7 +6,7 @@
 // of writing it and is not told.
 import { dirname, join } from 'node:path'
 import { Writable } from 'node:stream'
-import type { Files } from '../../scripts/lib/machine.ts'
+import type { Files } from '../../scripts/lib/core/machine.ts'
 
 /** An Error as node's fs throws it, with its code, syscall and path. */
 function fsError(code: string, syscall: string, path: string): NodeJS.ErrnoException {

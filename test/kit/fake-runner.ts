@@ -22,9 +22,9 @@ import {
   type Streamed,
   show,
   streamed,
-} from '../../scripts/lib/exec.ts'
-import { CommandError } from '../../scripts/lib/log.ts'
-import { type Clock, type Files, type Invocation, localFiles } from '../../scripts/lib/machine.ts'
+} from '../../scripts/lib/core/exec.ts'
+import { CommandError } from '../../scripts/lib/core/log.ts'
+import { type Clock, type Files, type Invocation, localFiles } from '../../scripts/lib/core/machine.ts'
 import { type MemoryFiles, memoryFiles, recorded } from './fake-files.ts'
 
 /** `file`: a change the code made through run.files directly (write, remove, link, rename). */

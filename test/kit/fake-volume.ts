@@ -4,8 +4,8 @@
 // into with `docker cp`, removed; volume-files.sh list/commit/clean/stages),
 // so export, import and verify's probe placement run against it whole,
 // without Docker.
-import type { Registry } from '../../scripts/lib/config.ts'
-import { readTar, tarOf } from '../../scripts/lib/tar.ts'
+import type { Registry } from '../../scripts/lib/core/config.ts'
+import { readTar, tarOf } from '../../scripts/lib/core/tar.ts'
 import { on, type Reply } from './fake-runner.ts'
 
 const SENTINEL = '.devreg-complete'

@@ -1,8 +1,8 @@
 // The in-cluster objects of a one-cache config with fixed addresses: what the
 // unit tests check field by field and the CLI tests hand to kubectl.
 import { parseAllDocuments } from 'yaml'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { inClusterManifests } from '../../scripts/lib/render.ts'
+import { inClusterManifests } from '../../scripts/lib/cluster/render.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
 
 export const config = resolveConfig({ mirrors: [{ host: 'docker.io' }] })
 export const [local, cache] = config.registries

@@ -101,6 +101,8 @@ export class World {
   private readonly written = new Map<string, Doc>()
   /** Cluster name → the config a real dev-up last ran with: each is brought down at cleanup. */
   private readonly brought = new Map<string, string>()
+  /** Upstream container → the caches in front of it. */
+  private readonly fronting = new Map<string, string[]>()
 
   constructor(spec: WorldSpec = {}) {
     this.spec = spec
@@ -116,6 +118,7 @@ export class World {
     this.caches = mirrors.map((m) => ({ name: fx.name(m.cache ?? `cache-${m.host.replace(/[.:]/g, '-')}`), port: 0 }))
     this.mirrorSection = mirrors.map((m, i) => {
       const upstream = upstreamNamed(m.upstream ?? 'upstream')
+      this.fronting.set(upstream.name, [...(this.fronting.get(upstream.name) ?? []), this.caches[i].name])
       const volume = m.volume && fx.name(m.volume, 'volume')
       return () => ({
         host: m.host,
@@ -233,6 +236,29 @@ export class World {
       await q()`docker start ${container}`
       const port = this.portOf(container)
       if (port) await waitHttp(`http://127.0.0.1:${port}/v2/`)
+      await this.proxyingAgain(container)
+    }
+  }
+
+  /**
+   * Waits until each running cache in front of `upstream` serves as a proxy
+   * again: a cache that saw its upstream gone went read-only and probes it
+   * only every few seconds, and the next test expects the world as built.
+   */
+  private async proxyingAgain(upstream: string, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    const url = Object.values(this.upstreams).find((u) => u.name === upstream)?.url
+    for (const cache of this.fronting.get(upstream) ?? []) {
+      // Only a cache still configured as the world built it (a test may point it elsewhere).
+      const env = await $({ quiet: true, nothrow: true })`docker inspect --format ${'{{json .Config.Env}}'} ${cache}`
+      if (!env.stdout.includes(`"REGISTRY_PROXY_REMOTEURL=${url}"`)) continue
+      for (;;) {
+        const mode = await $({ quiet: true, nothrow: true })`docker exec ${cache} cat /tmp/devreg-mode`
+        if (mode.exitCode !== 0 || mode.stdout.trim() === 'proxy') break
+        if (Date.now() > deadline)
+          throw new Error(`cache ${cache} still serves read-only ${timeoutMs / 1000} s after ${upstream} came back`)
+        await new Promise((r) => setTimeout(r, 500))
+      }
     }
   }
 
@@ -243,6 +269,7 @@ export class World {
       return await check()
     } finally {
       await q()`docker network connect ${this.network} ${container}`
+      await this.proxyingAgain(container)
     }
   }
 
@@ -255,6 +282,7 @@ export class World {
       return await check()
     } finally {
       await q()`nsenter -t ${pid} -n iptables -D ${rule}`
+      await this.proxyingAgain(container)
     }
   }
 

@@ -2,10 +2,10 @@
 // so an IPv6 or non-default loopback bind reads the same in every file devreg writes.
 import { expect, test } from 'bun:test'
 import { parse as parseYaml } from 'yaml'
-import { registryAddress, resolveConfig } from '../../scripts/lib/config.ts'
-import { registryHosting } from '../../scripts/lib/in-cluster.ts'
-import { kindHostsTomls } from '../../scripts/lib/providers/kind.ts'
-import { registryContainer } from '../../scripts/lib/registry-containers.ts'
+import { registryHosting } from '../../scripts/lib/cluster/in-cluster.ts'
+import { kindHostsTomls } from '../../scripts/lib/cluster/providers/kind.ts'
+import { registryAddress, resolveConfig } from '../../scripts/lib/core/config.ts'
+import { registryContainer } from '../../scripts/lib/registries/registry-containers.ts'
 
 test.each([
   ['127.0.0.1', 'localhost:5001', 'http://127.0.0.1:5001', '127.0.0.1:5001:5000'],

@@ -4,9 +4,9 @@
 import { describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type CacheReport, parseRegistryLog, parseSince, renderReport, statsFromLog } from '../../scripts/lib/cache-report.ts'
-import { parseDuration } from '../../scripts/lib/duration.ts'
-import { UserError } from '../../scripts/lib/log.ts'
+import { parseDuration } from '../../scripts/lib/core/duration.ts'
+import { UserError } from '../../scripts/lib/core/log.ts'
+import { type CacheReport, parseRegistryLog, parseSince, renderReport, statsFromLog } from '../../scripts/lib/registries/cache-report.ts'
 
 const fixture = readFileSync(join(import.meta.dir, 'fixtures/distribution-2.8-proxy-log.txt'), 'utf8')
 // alpha:1 as the upstream serves it: two layers and a config.

@@ -1,10 +1,10 @@
 // Usage errors, failed commands and how runMain() reports what a script throws.
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
-import { openScript, parseArgs, report, runMain, runnerFor } from '../../scripts/lib/cli.ts'
-import { RegistryError } from '../../scripts/lib/distribution.ts'
-import { createRunner, notFound, ProgramNotFound, show, toolMessage } from '../../scripts/lib/exec.ts'
-import { CommandError, EXIT, UserError } from '../../scripts/lib/log.ts'
+import { openScript, parseArgs, report, runMain, runnerFor } from '../../scripts/lib/core/cli.ts'
+import { createRunner, notFound, ProgramNotFound, show, toolMessage } from '../../scripts/lib/core/exec.ts'
+import { CommandError, EXIT, UserError } from '../../scripts/lib/core/log.ts'
+import { RegistryError } from '../../scripts/lib/registries/distribution.ts'
 
 const USAGE = `Usage: demo [options]
 

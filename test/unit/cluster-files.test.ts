@@ -4,11 +4,11 @@
 import { describe, expect, test } from 'bun:test'
 import { parse as parseToml } from 'smol-toml'
 import { parse as parseYaml } from 'yaml'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { registryHosting } from '../../scripts/lib/in-cluster.ts'
-import { desiredRegistriesYaml, k3sArgs } from '../../scripts/lib/providers/k3d.ts'
-import { kindHostsTomls } from '../../scripts/lib/providers/kind.ts'
-import { kindConfig } from '../../scripts/lib/render.ts'
+import { registryHosting } from '../../scripts/lib/cluster/in-cluster.ts'
+import { desiredRegistriesYaml, k3sArgs } from '../../scripts/lib/cluster/providers/k3d.ts'
+import { kindHostsTomls } from '../../scripts/lib/cluster/providers/kind.ts'
+import { kindConfig } from '../../scripts/lib/cluster/render.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
 import { k3sHostsToml } from '../images/k3s-node/render.ts'
 
 const config = resolveConfig({

@@ -4,12 +4,19 @@
 // fields and the hostname aliases in pods. Routing (desired, observed and
 // reconciled mirrors) is in providers.test.ts.
 import { describe, expect, test } from 'bun:test'
-import type { Config } from '../../scripts/lib/config.ts'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import type { Container } from '../../scripts/lib/docker.ts'
-import { nodeImageFactsPath, parseNodeOutput } from '../../scripts/lib/nodes.ts'
-import { type Cluster, clusterDrift, configuredCluster, findClusters, PROVIDERS, providerOf } from '../../scripts/lib/providers/index.ts'
-import { kindConfig } from '../../scripts/lib/render.ts'
+import { nodeImageFactsPath, parseNodeOutput } from '../../scripts/lib/cluster/nodes.ts'
+import {
+  type Cluster,
+  clusterDrift,
+  configuredCluster,
+  findClusters,
+  PROVIDERS,
+  providerOf,
+} from '../../scripts/lib/cluster/providers/index.ts'
+import { kindConfig } from '../../scripts/lib/cluster/render.ts'
+import type { Config } from '../../scripts/lib/core/config.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import type { Container } from '../../scripts/lib/core/docker.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
 import { containerd23, nodeOutput } from '../kit/node-output.ts'
 

@@ -3,9 +3,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse } from 'yaml'
-import { DEFAULT_CONFIG, formatKeyPath, loadConfig, mergeConfig, resolveConfig } from '../../scripts/lib/config.ts'
-import { configSchema } from '../../scripts/lib/config-schema.ts'
-import { UserError } from '../../scripts/lib/log.ts'
+import { DEFAULT_CONFIG, formatKeyPath, loadConfig, mergeConfig, resolveConfig } from '../../scripts/lib/core/config.ts'
+import { configSchema } from '../../scripts/lib/core/config-schema.ts'
+import { UserError } from '../../scripts/lib/core/log.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'devreg-config-'))
 function file(name: string, text: string): string {

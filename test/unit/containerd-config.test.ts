@@ -4,7 +4,7 @@
 import { expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { CONTAINERD_DEFAULT_CONFIG_PATH, containerdVersion, criConfigPath } from '../../scripts/lib/nodes.ts'
+import { CONTAINERD_DEFAULT_CONFIG_PATH, containerdVersion, criConfigPath } from '../../scripts/lib/cluster/nodes.ts'
 
 const dump = (version: string) => readFileSync(join(import.meta.dir, `fixtures/containerd-${version}-config-dump.toml`), 'utf8')
 

@@ -4,10 +4,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
-import type { Container } from '../../scripts/lib/docker.ts'
-import { LABEL } from '../../scripts/lib/labels.ts'
-import { ANONYMOUS, cacheLogins } from '../../scripts/lib/login.ts'
+import { type Registry, resolveConfig } from '../../scripts/lib/core/config.ts'
+import type { Container } from '../../scripts/lib/core/docker.ts'
+import { LABEL } from '../../scripts/lib/core/labels.ts'
+import { ANONYMOUS, cacheLogins } from '../../scripts/lib/registries/login.ts'
 import {
   applyRegistries,
   credentialDigest,
@@ -17,7 +17,7 @@ import {
   registryContainer,
   registrySpec,
   type Step,
-} from '../../scripts/lib/registry-containers.ts'
+} from '../../scripts/lib/registries/registry-containers.ts'
 import { memoryFiles } from '../kit/fake-files.ts'
 import { fakeRunner, on, v2Up } from '../kit/fake-runner.ts'
 

@@ -2,8 +2,8 @@
 // --purge asks about all of it, the cluster included, before deleting any.
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { down } from '../../scripts/dev-down.ts'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { EXIT, UserError } from '../../scripts/lib/log.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import { EXIT, UserError } from '../../scripts/lib/core/log.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
 
 const config = resolveConfig({ cluster: { name: 'dev' }, mirrors: [{ host: 'docker.io', upstream: 'http://127.0.0.1:9' }] })

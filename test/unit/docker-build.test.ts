@@ -4,8 +4,8 @@
 import { describe, expect, test } from 'bun:test'
 import { $ } from 'zx'
 import { buildCommand, loopbackWarnings, parseBuildFlags, splitArgs } from '../../scripts/docker-build.ts'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { show } from '../../scripts/lib/exec.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import { show } from '../../scripts/lib/core/exec.ts'
 
 // Excerpts of `docker build --help`: the legacy builder (Docker 20.10-28) and BuildKit's buildx.
 const LEGACY_HELP = `Usage:  docker build [OPTIONS] PATH | URL | -

@@ -1,6 +1,6 @@
 // The one duration grammar: Go's (distribution's logs, kubectl --timeout) plus days and weeks.
 import { describe, expect, test } from 'bun:test'
-import { ALL_UNITS, GO_UNITS, parseDuration } from '../../scripts/lib/duration.ts'
+import { ALL_UNITS, GO_UNITS, parseDuration } from '../../scripts/lib/core/duration.ts'
 
 describe('parseDuration', () => {
   test.each([

@@ -1,7 +1,14 @@
 // /etc/hosts editing as pure functions: devreg's block, idempotence, every
 // other byte kept, shadowed public registries, and the diff --dry-run shows.
 import { describe, expect, test } from 'bun:test'
-import { BEGIN_MARKER, END_MARKER, fixHostsFile, parseHostsFile, shadowedRegistries, unifiedDiff } from '../../scripts/lib/etc-hosts.ts'
+import {
+  BEGIN_MARKER,
+  END_MARKER,
+  fixHostsFile,
+  parseHostsFile,
+  shadowedRegistries,
+  unifiedDiff,
+} from '../../scripts/lib/machine/etc-hosts.ts'
 
 const hosts = [
   { name: 'registry.dev.local', address: '127.0.0.1' },

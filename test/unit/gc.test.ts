@@ -1,10 +1,10 @@
 // The GC plan and the storage reading it rests on, without Docker: every rule
 // of registry-gc on storages built by hand.
 import { describe, expect, test } from 'bun:test'
-import { parseDuration } from '../../scripts/lib/duration.ts'
-import { AGE_UNITS, type GcPlan, newestFirst, type Policy, planGc, repoGlob } from '../../scripts/lib/gc.ts'
-import { parseReference } from '../../scripts/lib/reference.ts'
-import { parseListing, registryStats, type Storage } from '../../scripts/lib/storage.ts'
+import { parseDuration } from '../../scripts/lib/core/duration.ts'
+import { parseReference } from '../../scripts/lib/core/reference.ts'
+import { AGE_UNITS, type GcPlan, newestFirst, type Policy, planGc, repoGlob } from '../../scripts/lib/registries/gc.ts'
+import { parseListing, registryStats, type Storage } from '../../scripts/lib/registries/storage.ts'
 
 const d = (n: number | string) => `sha256:${String(n).padStart(64, '0')}`
 const NOW = 1_800_000_000

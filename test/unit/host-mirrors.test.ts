@@ -4,8 +4,9 @@ import { describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { addMirror, DAEMON_JSON, daemonJsonMirrors, removeMirror } from '../../scripts/lib/daemon-json.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import { UserError } from '../../scripts/lib/core/log.ts'
+import { addMirror, DAEMON_JSON, daemonJsonMirrors, removeMirror } from '../../scripts/lib/machine/daemon-json.ts'
 import {
   BACKUP_SUFFIX,
   DOCKER_CERTS_D,
@@ -19,9 +20,8 @@ import {
   type Observed,
   pullsThroughCache,
   support,
-} from '../../scripts/lib/host-engine.ts'
-import { hostMirrors, planHostMirrors } from '../../scripts/lib/host-mirrors.ts'
-import { UserError } from '../../scripts/lib/log.ts'
+} from '../../scripts/lib/machine/host-engine.ts'
+import { hostMirrors, planHostMirrors } from '../../scripts/lib/machine/host-mirrors.ts'
 import { type FakeOptions, fakeRunner, on } from '../kit/fake-runner.ts'
 
 const sample = (name: string) => {

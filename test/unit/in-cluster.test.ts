@@ -2,9 +2,9 @@
 // and an EndpointSlice per registry (fields from the Kubernetes API reference:
 // v1 Service, discovery.k8s.io/v1 EndpointSlice), and k3s's coredns-custom key.
 import { describe, expect, test } from 'bun:test'
-import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
-import { appliedChanges, endpointSliceAddresses, removeInCluster } from '../../scripts/lib/in-cluster.ts'
-import { corednsOverride, serviceAddress, serviceName } from '../../scripts/lib/render.ts'
+import { appliedChanges, endpointSliceAddresses, removeInCluster } from '../../scripts/lib/cluster/in-cluster.ts'
+import { corednsOverride, serviceAddress, serviceName } from '../../scripts/lib/cluster/render.ts'
+import { type Registry, resolveConfig } from '../../scripts/lib/core/config.ts'
 import { fakeRunner, notInstalled, on } from '../kit/fake-runner.ts'
 import { docs, local } from '../kit/in-cluster-sample.ts'
 

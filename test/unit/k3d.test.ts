@@ -4,15 +4,15 @@
 import { describe, expect, test } from 'bun:test'
 import { isDeepStrictEqual } from 'node:util'
 import { parse as parseYaml } from 'yaml'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { type Cluster, clusterDrift } from '../../scripts/lib/providers/index.ts'
+import { type Cluster, clusterDrift } from '../../scripts/lib/cluster/providers/index.ts'
 import {
   desiredRegistriesData,
   desiredRegistriesYaml,
   type K3sRegistriesData,
   k3dNodeFlags,
   k3sRegistriesData,
-} from '../../scripts/lib/providers/k3d.ts'
+} from '../../scripts/lib/cluster/providers/k3d.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
 import { k3dRegistriesYaml, yamlV2Less } from '../kit/k3d-registries.ts'
 
 const k3d = (extra: Record<string, unknown> = {}) =>

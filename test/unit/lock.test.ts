@@ -5,8 +5,8 @@ import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { type Holder, lockDir, lockNames, takeOver, withLock } from '../../scripts/lib/lock.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import { type Holder, lockDir, lockNames, takeOver, withLock } from '../../scripts/lib/core/lock.ts'
 
 const config = resolveConfig({ cluster: { name: 'unit' }, mirrors: [{ host: 'docker.io', upstream: 'https://registry-1.docker.io' }] })
 const LOCAL = 'registry-kind-registry.lock'

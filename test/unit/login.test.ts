@@ -3,7 +3,7 @@
 import { describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { resolveConfig } from '../../scripts/lib/config.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
 import {
   type CacheLogin,
   cacheLogins,
@@ -17,7 +17,7 @@ import {
   loginServer,
   parseDockerConfig,
   parseHelperAnswer,
-} from '../../scripts/lib/login.ts'
+} from '../../scripts/lib/registries/login.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
 
 const fixture = (name: string) => readFileSync(join(import.meta.dir, 'fixtures/docker-config', name), 'utf8')

@@ -1,16 +1,16 @@
 // The JSON keys renamed when "host" came to mean this machine alone: each
 // --json output carries the old key beside the new one, with the same value,
-// until the next release (scripts/lib/old-keys.ts; the archive's manifest is
+// until the next release (scripts/lib/core/old-keys.ts; the archive's manifest is
 // in carry.test.ts). Deleting them then is deleting this file.
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { report, status } from '../../scripts/dev-registry.ts'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { hostMirrors } from '../../scripts/lib/host-mirrors.ts'
-import { LABEL } from '../../scripts/lib/labels.ts'
-import { planProbes, targets } from '../../scripts/lib/verify.ts'
-import { verifyJson } from '../../scripts/lib/verify-verdicts.ts'
+import { planProbes, targets } from '../../scripts/lib/cluster/verify.ts'
+import { verifyJson } from '../../scripts/lib/cluster/verify-verdicts.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import { LABEL } from '../../scripts/lib/core/labels.ts'
+import { hostMirrors } from '../../scripts/lib/machine/host-mirrors.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
 
 const config = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io' }] })

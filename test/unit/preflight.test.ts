@@ -3,11 +3,10 @@
 import { describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import type { V2Answer } from '../../scripts/lib/distribution.ts'
-import type { Lookup } from '../../scripts/lib/dns.ts'
-import { parseResolved } from '../../scripts/lib/dns.ts'
-import { DOCKER_CERTS_D, hostMirrorFiles } from '../../scripts/lib/host-engine.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import type { Lookup } from '../../scripts/lib/machine/dns.ts'
+import { parseResolved } from '../../scripts/lib/machine/dns.ts'
+import { DOCKER_CERTS_D, hostMirrorFiles } from '../../scripts/lib/machine/host-engine.ts'
 import {
   type Check,
   desiredMirrors,
@@ -16,8 +15,9 @@ import {
   observe,
   parseV2Output,
   selectTargets,
-} from '../../scripts/lib/preflight.ts'
-import { evaluate, renderReport } from '../../scripts/lib/preflight-verdicts.ts'
+} from '../../scripts/lib/machine/preflight.ts'
+import { evaluate, renderReport } from '../../scripts/lib/machine/preflight-verdicts.ts'
+import type { V2Answer } from '../../scripts/lib/registries/distribution.ts'
 import { fakeRunner, on, v2Up } from '../kit/fake-runner.ts'
 
 const config = resolveConfig({

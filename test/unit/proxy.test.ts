@@ -1,7 +1,7 @@
 // Behind a proxy: which NO_PROXY nodes get, and that devreg's own requests stay off the proxy.
 import { expect, test } from 'bun:test'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { bypassProxyForLoopback, nodeNoProxy } from '../../scripts/lib/proxy.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import { bypassProxyForLoopback, nodeNoProxy } from '../../scripts/lib/machine/proxy.ts'
 
 const config = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io' }] })
 

@@ -1,6 +1,6 @@
 // The one image-reference grammar devreg validates the config by (distribution/reference/regexp.go).
 import { describe, expect, test } from 'bun:test'
-import { isImageReference } from '../../scripts/lib/reference.ts'
+import { isImageReference } from '../../scripts/lib/core/reference.ts'
 
 const DIGEST = `sha256:${'a'.repeat(64)}`
 

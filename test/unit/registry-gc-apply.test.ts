@@ -2,9 +2,9 @@
 // runner that answers the registry API too: deletes through the API first, the
 // storage pass only while the registry is stopped, and a start whatever happened.
 import { describe, expect, test } from 'bun:test'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import type { GcPlan } from '../../scripts/lib/gc.ts'
-import { applyPlan } from '../../scripts/lib/gc-apply.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import type { GcPlan } from '../../scripts/lib/registries/gc.ts'
+import { applyPlan } from '../../scripts/lib/registries/gc-apply.ts'
 import { fakeRunner, http, on, v2Up } from '../kit/fake-runner.ts'
 
 const [local] = resolveConfig({ mirrors: [] }).registries

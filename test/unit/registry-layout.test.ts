@@ -23,8 +23,8 @@ import {
   tagDirectory,
   tagIndexLinkPath,
   tagLinkPath,
-} from '../../scripts/lib/registry-layout.ts'
-import { parseListing } from '../../scripts/lib/storage.ts'
+} from '../../scripts/lib/registries/registry-layout.ts'
+import { parseListing } from '../../scripts/lib/registries/storage.ts'
 
 const TEMPLATES = join(import.meta.dir, '../../templates')
 const scratch = mkdtempSync(join(tmpdir(), 'devreg-layout-'))

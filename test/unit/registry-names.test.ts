@@ -1,9 +1,9 @@
 // Which registries a name means: one reading for export, import, report and
 // registry-gc --registry (registry-names.ts).
 import { describe, expect, test } from 'bun:test'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { UserError } from '../../scripts/lib/log.ts'
-import { selectRegistries } from '../../scripts/lib/registry-names.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import { UserError } from '../../scripts/lib/core/log.ts'
+import { selectRegistries } from '../../scripts/lib/registries/registry-names.ts'
 
 const config = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io' }] })
 const names = (...args: Parameters<typeof selectRegistries>) => selectRegistries(...args).map((r) => r.name)

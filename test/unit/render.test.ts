@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { CACHE_ENTRYPOINT, credentialedContainer, registryContainer } from '../../scripts/lib/registry-containers.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import { CACHE_ENTRYPOINT, credentialedContainer, registryContainer } from '../../scripts/lib/registries/registry-containers.ts'
 
 const config = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io' }] })
 const [local, ghcr] = [config.registries[0], config.registries[2]].map(registryContainer)

@@ -6,12 +6,21 @@ import { describe, expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Registry, resolveConfig } from '../../scripts/lib/config.ts'
-import { parseNodeOutput } from '../../scripts/lib/nodes.ts'
-import { classifyPath } from '../../scripts/lib/registry-layout.ts'
-import { judgeProbes, PROBE_PLATFORMS, planProbes, planVerify, probeHits, probeImage, targets, verify } from '../../scripts/lib/verify.ts'
-import { factsOf } from '../../scripts/lib/verify-nodes.ts'
-import { type Facts, type Hit, judge, type Probe, proxyFor, renderMatrix, type Target } from '../../scripts/lib/verify-verdicts.ts'
+import { parseNodeOutput } from '../../scripts/lib/cluster/nodes.ts'
+import {
+  judgeProbes,
+  PROBE_PLATFORMS,
+  planProbes,
+  planVerify,
+  probeHits,
+  probeImage,
+  targets,
+  verify,
+} from '../../scripts/lib/cluster/verify.ts'
+import { factsOf } from '../../scripts/lib/cluster/verify-nodes.ts'
+import { type Facts, type Hit, judge, type Probe, proxyFor, renderMatrix, type Target } from '../../scripts/lib/cluster/verify-verdicts.ts'
+import { type Registry, resolveConfig } from '../../scripts/lib/core/config.ts'
+import { classifyPath } from '../../scripts/lib/registries/registry-layout.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
 import { FakeVolume } from '../kit/fake-volume.ts'
 import { privateLockDir } from '../kit/lock-dir.ts'

@@ -4,9 +4,9 @@ import { describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse } from 'yaml'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { imagesInManifests, imagesInYaml } from '../../scripts/lib/manifest-images.ts'
-import { nodeImageRefs, saveTarget, splitRoutable, withImages } from '../../scripts/lib/warm-list.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import { imagesInManifests, imagesInYaml } from '../../scripts/lib/registries/manifest-images.ts'
+import { nodeImageRefs, saveTarget, splitRoutable, withImages } from '../../scripts/lib/registries/warm-list.ts'
 
 const MANIFESTS = join(import.meta.dir, 'fixtures/manifests')
 /** Every image of fixtures/manifests once, files in sorted order (hidden directories and non-YAML files left out). */

@@ -1,9 +1,9 @@
 // Warming decisions that need no registry: which cache an image goes to, which
 // platforms of an index are fetched, how failures and the tally read.
 import { describe, expect, test } from 'bun:test'
-import { resolveConfig } from '../../scripts/lib/config.ts'
-import { RegistryError } from '../../scripts/lib/distribution.ts'
-import { UserError } from '../../scripts/lib/log.ts'
+import { resolveConfig } from '../../scripts/lib/core/config.ts'
+import { UserError } from '../../scripts/lib/core/log.ts'
+import { RegistryError } from '../../scripts/lib/registries/distribution.ts'
 import {
   failureReason,
   hostPlatform,
@@ -12,8 +12,8 @@ import {
   samePlatform,
   selectPlatforms,
   warmImages,
-} from '../../scripts/lib/warm.ts'
-import { summaryLines, ttyProgress } from '../../scripts/lib/warm-output.ts'
+} from '../../scripts/lib/registries/warm.ts'
+import { summaryLines, ttyProgress } from '../../scripts/lib/registries/warm-output.ts'
 import { fakeRunner, http, on, v2Up } from '../kit/fake-runner.ts'
 import { FakeVolume } from '../kit/fake-volume.ts'
 
