@@ -38,8 +38,9 @@ integration("verify on the real kind CLI (kindest/node's containerd 2.3, two nod
     expect(f.map((p) => `${p.node} ${p.domain}`).sort()).toEqual(expected.sort())
     return f
   }
+  // These tests restart containerd more often than systemd's start limit (5 in 10 s) allows; reset-failed clears its count.
   const restartContainerd = async (node: string) => {
-    await q()`docker exec ${node} sh -c ${'systemctl daemon-reload && systemctl restart containerd && until ctr version >/dev/null 2>&1; do sleep 0.2; done'}`
+    await q()`docker exec ${node} sh -c ${'systemctl daemon-reload && systemctl reset-failed containerd; systemctl restart containerd && until ctr version >/dev/null 2>&1; do sleep 0.2; done'}`
   }
   /** Edits the worker's containerd config with `script` (sh, the file as $1), restarts containerd, checks, and puts both back. */
   const withContainerdConfig = (script: string, check: () => Promise<void>) =>
