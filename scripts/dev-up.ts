@@ -1,4 +1,7 @@
 #!/usr/bin/env -S npx tsx
+// Bring up the registries and a kind or k3d cluster whose nodes pull through
+// them; on an existing cluster, reconcile its mirrors and network instead.
+
 import { applyInCluster } from './lib/cluster/in-cluster.ts'
 import { kubeContext, waitReady } from './lib/cluster/kubectl.ts'
 import { type NodeSnapshot, observeNode } from './lib/cluster/nodes.ts'
@@ -17,8 +20,6 @@ import {
   verifyWith,
 } from './lib/cluster/verify.ts'
 import { nodeRefs, probeRead } from './lib/cluster/verify-nodes.ts'
-// Bring up the registries and a kind or k3d cluster whose nodes pull through
-// them; on an existing cluster, reconcile its mirrors and network instead.
 import { isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
 import { type Config, loadConfig } from './lib/core/config.ts'
 import type { Container } from './lib/core/docker.ts'
