@@ -15,7 +15,7 @@ test("with a proxy, every registry's container name follows the user's NO_PROXY,
   expect(env.no_proxy).toBe(env.NO_PROXY)
 })
 
-test('this machine\'s addresses (loopback and k3d\'s 0.0.0.0) are added to NO_PROXY only when a proxy is set, once', () => {
+test("this machine's addresses (loopback and k3d's 0.0.0.0) are added to NO_PROXY only when a proxy is set, once", () => {
   const plain: Record<string, string> = {}
   bypassProxyForThisMachine(plain)
   expect(plain).toEqual({})
