@@ -7,6 +7,7 @@
 // Usage: nsenter --net=/run/netns/devreg-rig bun bench/kind-measure.ts ID NODE_IMAGE
 import { join } from 'node:path'
 import { $, type Shell } from 'zx'
+import { logFields } from '../scripts/lib/registries/registry-log.ts'
 import { criPull, criRemove } from '../test/kit/cri.ts'
 import { prepareImages, REGISTRY_IMAGE } from '../test/kit/images.ts'
 import type { PushedImage } from '../test/kit/push.ts'
@@ -40,6 +41,10 @@ export interface KindMeasurement {
   floor: number[]
   /** Blob bytes the upstream served during the warm pulls. */
   warmUpstreamBytes: number
+  /** Manifest requests the upstream answered, by method, from the dev-down before the re-create to the last warm pull. */
+  warmManifests: Record<string, number>
+  /** How often containerd started in the node of the last created cluster (more than once: kind restarted it). */
+  containerdStarts: number
 }
 
 const log = (line: string) => process.stderr.write(`  ${line}\n`)
@@ -80,6 +85,8 @@ async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasuremen
     engine: (await $({ quiet: true })`docker version --format {{.Server.Version}}`).stdout.trim(),
     containerd: (await $({ quiet: true })`docker exec ${node} containerd --version`).stdout.trim(),
   }
+  const journal = (await $({ quiet: true })`docker exec ${node} journalctl -u containerd -o cat`).stdout
+  const containerdStarts = journal.match(/starting containerd/g)?.length ?? 0
   // 4. Warm the cache once through a node, then pull the same images in the node of a re-created cluster.
   const pulls = await measureWarmPulls(rig)
   return {
@@ -92,6 +99,7 @@ async function measure(nodeImage: string, ws: Workspace): Promise<KindMeasuremen
     nodes,
     images: rig.images.length,
     imageBytes: rig.imageBytes,
+    containerdStarts,
     ...pulls,
   }
 }
@@ -164,7 +172,26 @@ async function measureNoop({ cluster, config, env, kind }: KindRig): Promise<Pic
   return { noop, noopFloor }
 }
 
-async function measureWarmPulls(rig: KindRig): Promise<Pick<KindMeasurement, 'recreateMs' | 'warm' | 'floor' | 'warmUpstreamBytes'>> {
+/** Manifest requests a registry answered, by method, from its access log (distribution's `response completed` lines). */
+async function manifestRequests(container: string): Promise<Record<string, number>> {
+  const logs = await $({ quiet: true })`docker logs ${container}`
+  const counts: Record<string, number> = {}
+  for (const line of `${logs.stdout}\n${logs.stderr}`.split('\n')) {
+    if (!line.includes('response completed')) continue
+    const f = logFields(line)
+    if (!/^\/v2\/.+\/manifests\//.test(f['http.request.uri'] ?? '')) continue
+    const method = f['http.request.method'] ?? '?'
+    counts[method] = (counts[method] ?? 0) + 1
+  }
+  return counts
+}
+
+const minus = (after: Record<string, number>, before: Record<string, number>) =>
+  Object.fromEntries(Object.entries(after).map(([method, n]) => [method, n - (before[method] ?? 0)]))
+
+type WarmPulls = Pick<KindMeasurement, 'recreateMs' | 'warm' | 'floor' | 'warmUpstreamBytes' | 'warmManifests'>
+
+async function measureWarmPulls(rig: KindRig): Promise<WarmPulls> {
   const { node, upstream, cache, registry, config, env, images, imageBytes, refs } = rig
   const pullAll = async (list: string[]) => {
     for (const ref of list) {
@@ -178,6 +205,7 @@ async function measureWarmPulls(rig: KindRig): Promise<Pick<KindMeasurement, 're
   log(`warming the cache: ${images.length} images through ${node}`)
   await pullAll(refs('docker.io'))
   await waitCached(`${cache.name}-data`, images)
+  const manifestsBefore = await manifestRequests(upstream)
   await script('dev-down', ['--config', config], env)
   const recreateMs = await timed(() => script('dev-up', ['--config', config], env))
 
@@ -201,7 +229,8 @@ async function measureWarmPulls(rig: KindRig): Promise<Pick<KindMeasurement, 're
       await removeAll(list)
     }
   }
-  return { recreateMs, warm, floor, warmUpstreamBytes }
+  const warmManifests = minus(await manifestRequests(upstream), manifestsBefore)
+  return { recreateMs, warm, floor, warmUpstreamBytes, warmManifests }
 }
 
 if (import.meta.main) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env -S npx tsx
-import { removeInCluster } from './lib/cluster/in-cluster.ts'
-import { configuredCluster, providerOf, requireTools } from './lib/cluster/providers/index.ts'
 // Delete the cluster. The registries and their caches stay, so the next
 // dev-up pulls nothing it has seen before; --purge also removes the caches.
+
+import { removeInCluster } from './lib/cluster/in-cluster.ts'
+import { configuredCluster, providerOf, requireTools } from './lib/cluster/providers/index.ts'
 import { confirm, isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
 import { type Config, loadConfig } from './lib/core/config.ts'
 import * as docker from './lib/core/docker.ts'

@@ -1,4 +1,7 @@
 #!/usr/bin/env -S npx tsx
+// Start the local push registry and one pull-through cache per configured
+// upstream. Idempotent: containers that match the config are left alone.
+
 import { isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
 import { type Config, loadConfig, type Registry } from './lib/core/config.ts'
 import { configSchema } from './lib/core/config-schema.ts'
@@ -8,8 +11,6 @@ import { LABEL } from './lib/core/labels.ts'
 import { withLock } from './lib/core/lock.ts'
 import { EXIT, log, table, UserError } from './lib/core/log.ts'
 import { withOldKeys } from './lib/core/old-keys.ts'
-// Start the local push registry and one pull-through cache per configured
-// upstream. Idempotent: containers that match the config are left alone.
 import type { Since } from './lib/registries/cache-report.ts'
 import { ANONYMOUS, cacheLogins, describeLogin } from './lib/registries/login.ts'
 import { adoptRegistry } from './lib/registries/registry-adoption.ts'

@@ -1,10 +1,11 @@
 #!/usr/bin/env -S npx tsx
-import { nodeImageDigests } from './lib/cluster/nodes.ts'
-import { findClusters } from './lib/cluster/providers/index.ts'
 // What the local registry and the caches hold (--stats), and garbage
 // collection by policy: a dry run by default, --apply to delete. Counts come
 // from each registry's storage, read from its volume; deletions never touch
 // what a running node holds or a repository's newest tag without --force.
+
+import { nodeImageDigests } from './lib/cluster/nodes.ts'
+import { findClusters } from './lib/cluster/providers/index.ts'
 import { confirm, isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
 import { type Config, loadConfig, type Registry } from './lib/core/config.ts'
 import * as docker from './lib/core/docker.ts'

@@ -1,10 +1,11 @@
 #!/usr/bin/env -S npx tsx
-import { configuredCluster } from './lib/cluster/providers/index.ts'
-import { verify } from './lib/cluster/verify.ts'
-import { renderMatrix, verifyJson } from './lib/cluster/verify-verdicts.ts'
 // Prove that every node pulls every registry domain through the registry its
 // route starts with: one probe pull per node × domain through the node's CRI
 // image service, judged by what the registries logged. dev-up's last phase.
+
+import { configuredCluster } from './lib/cluster/providers/index.ts'
+import { verify } from './lib/cluster/verify.ts'
+import { renderMatrix, verifyJson } from './lib/cluster/verify-verdicts.ts'
 import { isMain, openScript, runMain, runnerFor } from './lib/core/cli.ts'
 import { loadConfig } from './lib/core/config.ts'
 import * as docker from './lib/core/docker.ts'

@@ -4,6 +4,7 @@
 // fields and the hostname aliases in pods. Routing (desired, observed and
 // reconciled mirrors) is in providers.test.ts.
 import { describe, expect, test } from 'bun:test'
+import { nodeImageFactsPath, parseNodeOutput } from '../../scripts/lib/cluster/nodes.ts'
 import {
   type Cluster,
   clusterDrift,
@@ -17,6 +18,7 @@ import type { Config } from '../../scripts/lib/core/config.ts'
 import { resolveConfig } from '../../scripts/lib/core/config.ts'
 import type { Container } from '../../scripts/lib/core/docker.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
+import { containerd23, nodeOutput } from '../kit/node-output.ts'
 
 const container = (name: string, labels: Record<string, string>, state = 'running'): Container => ({
   id: name,
@@ -99,25 +101,64 @@ describe('what Docker’s listing leaves out', () => {
   })
 })
 
+/** docker events as kind's nodes start: one line per node container. */
+const started = (...nodes: [string, string][]) => ({
+  stdout: nodes
+    .map(([name, role]) =>
+      JSON.stringify({
+        Type: 'container',
+        Action: 'start',
+        Actor: { Attributes: { name, 'io.x-k8s.kind.cluster': 'dev', 'io.x-k8s.kind.role': role } },
+      }),
+    )
+    .join('\n'),
+})
+
 describe('create and delete, with the provider’s own CLI', () => {
   test('kind: the rendered config on stdin; a network other than kind only through KIND_EXPERIMENTAL_DOCKER_NETWORK', async () => {
     for (const [config, network] of [
       [kindConfigOf(), undefined],
       [kindConfigOf({ network: 'devnet' }), 'devnet'],
     ] as [Config, string | undefined][]) {
-      const run = fakeRunner()
-      await PROVIDERS.kind.create(run, config)
-      const [call] = run.calls
-      expect(call.argv).toEqual(['kind', 'create', 'cluster', '--name', 'dev', '--config', '-'])
-      expect(call.opts?.input).toBe(kindConfig(config))
-      expect(call.opts?.env?.KIND_EXPERIMENTAL_DOCKER_NETWORK).toBe(network)
+      const run = fakeRunner([on(['docker', 'events'], { stdout: '' })])
+      expect(await PROVIDERS.kind.create(run, config, null)).toEqual({ changes: [], routed: [] })
+      const call = run.calls.find((c) => c.kind === 'change')
+      expect(call?.argv).toEqual(['kind', 'create', 'cluster', '--name', 'dev', '--config', '-'])
+      expect(call?.opts?.input).toBe(kindConfig(config))
+      expect(call?.opts?.input).toContain('containerdConfigPatches')
+      expect(call?.opts?.env?.KIND_EXPERIMENTAL_DOCKER_NETWORK).toBe(network)
     }
+  })
+
+  test('kind: an image whose containerd reads certs.d already gets no containerd patch, so kind restarts nothing', async () => {
+    const run = fakeRunner([on(['docker', 'events'], { stdout: '' })])
+    await PROVIDERS.kind.create(run, kindConfigOf(), { readsCertsD: true })
+    const input = run.calls.find((c) => c.argv[0] === 'kind')?.opts?.input
+    expect(input).toBe(kindConfig(kindConfigOf(), { configPathPatch: false }))
+    expect(input).not.toContain('containerdConfigPatches')
+  })
+
+  test('kind: each node gets its hosts.toml files as soon as Docker starts it, while kind goes on; the load balancer none', async () => {
+    const config = kindConfigOf({ workers: 1 })
+    const run = fakeRunner([
+      on(
+        ['docker', 'events', '--filter', 'type=container', '--filter', 'event=start', '--filter', 'label=io.x-k8s.kind.cluster=dev'],
+        started(['dev-control-plane', 'control-plane'], ['dev-external-load-balancer', 'external-load-balancer'], ['dev-worker', 'worker']),
+      ),
+    ])
+    const { changes: written, routed } = await PROVIDERS.kind.create(run, config, null)
+    const execs = run.calls.filter((c) => c.argv[1] === 'exec')
+    expect(execs.map((c) => c.argv[2])).toEqual(['dev-control-plane', 'dev-worker'])
+    const dirs = [...PROVIDERS.kind.desiredMirrors(config).keys()].map((host) => `${PROVIDERS.kind.certsD}/${host}/hosts.toml`)
+    for (const exec of execs) expect(exec.argv.filter((a) => a.endsWith('/hosts.toml'))).toEqual(dirs)
+    expect(written).toEqual(['dev-control-plane', 'dev-worker'].flatMap((n) => dirs.map((d) => `${n}: wrote ${d}`)).sort())
+    expect(routed).toEqual(['dev-control-plane', 'dev-worker'])
   })
 
   test('k3d: the registries.yaml written first, then the cluster on the config’s network with its agents and image', async () => {
     const run = fakeRunner()
     const config = k3dConfigOf({ workers: 2, nodeImage: 'rancher/k3s:v1.33.1-k3s1' })
-    await PROVIDERS.k3d.create(run, config)
+    expect(await PROVIDERS.k3d.create(run, config, null)).toEqual({ changes: [], routed: [] })
     const [write, create] = run.calls
     expect(write.kind).toBe('writeFile')
     expect(write.content).toContain('mirrors:')
@@ -148,18 +189,62 @@ describe('create and delete, with the provider’s own CLI', () => {
 })
 
 describe('whether containerd reads certs.d', () => {
-  const dump = (path: string) => `[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = '${path}'\n`
+  const dump = (path: string) => nodeOutput({ containerd: { ...containerd23(path), version: 'containerd containerd.io 2.1.9' } })
 
-  test('kind: from the node’s containerd config dump, which the config patch must have reached', async () => {
+  test('kind: from the node’s containerd config dump, which the config patch must have reached', () => {
     const check = PROVIDERS.kind.certsDCheck
-    const reads = async (text: string) => check?.reads(fakeRunner([on(['docker', 'exec', 'n', 'containerd', 'config', 'dump'], text)]), 'n')
-    expect(await reads(dump(PROVIDERS.kind.certsD))).toBe(true)
-    expect(await reads(dump('/etc/containerd/elsewhere'))).toBe(false)
+    const reads = (text: string) => check?.reads(parseNodeOutput('n', text, { containerd: true }))
+    expect(reads(dump(PROVIDERS.kind.certsD))).toBe(true)
+    expect(reads(dump('/etc/containerd/elsewhere'))).toBe(false)
+    expect(reads('')).toBe(false)
     expect(check?.fix).toContain('`just dev-up --recreate`')
   })
 
   test('k3d: k3s writes containerd’s config itself, so there is nothing to check', () => {
     expect(PROVIDERS.k3d.certsDCheck).toBeUndefined()
+  })
+})
+
+describe('what the node image brings, before a cluster is made of it', () => {
+  const image = 'kindest/node:v1.35.0'
+  const id = `sha256:${'ab'.repeat(32)}`
+  const env = { HOME: '/home/dev' }
+  const config = kindConfigOf({ nodeImage: image })
+  const machine = (answer: string) =>
+    fakeRunner(
+      [
+        on(['docker', 'image', 'inspect', '--format', '{{.Id}}', image], id),
+        on(['docker', 'run', '--rm', '--pull', 'never', '--network', 'none', '--entrypoint', 'sh', image], answer),
+      ],
+      { env },
+    )
+  const runs = (run: ReturnType<typeof fakeRunner>) => run.calls.filter((c) => c.argv[1] === 'run').length
+
+  test('containerd 2.3 without config_path reads certs.d: asked once per image ID, then known from devreg’s state', async () => {
+    const run = machine(nodeOutput({ containerd: containerd23('') }))
+    expect(await PROVIDERS.kind.nodeImageFacts(run, config)).toEqual({ readsCertsD: true })
+    expect(await PROVIDERS.kind.nodeImageFacts(run, config)).toEqual({ readsCertsD: true })
+    expect(runs(run)).toBe(1)
+    expect(JSON.parse(run.text(nodeImageFactsPath(env, id)) ?? '{}')).toMatchObject({
+      image,
+      certsD: '/etc/containerd/certs.d:/etc/docker/certs.d',
+    })
+  })
+
+  test('an older containerd reads certs.d only with the patch', async () => {
+    const run = machine(nodeOutput({ containerd: { ...containerd23(''), version: 'containerd containerd.io 1.7.24' } }))
+    expect(await PROVIDERS.kind.nodeImageFacts(run, config)).toEqual({ readsCertsD: false })
+  })
+
+  test('an image not here, one without containerd, or kind’s default image: nothing known, and nothing pulled', async () => {
+    expect(await PROVIDERS.kind.nodeImageFacts(fakeRunner([], { env }), config)).toBeNull()
+    const broken = machine('')
+    expect(await PROVIDERS.kind.nodeImageFacts(broken, config)).toBeNull()
+    expect(broken.text(nodeImageFactsPath(env, id))).toBeNull()
+    const none = fakeRunner()
+    expect(await PROVIDERS.kind.nodeImageFacts(none, kindConfigOf())).toBeNull()
+    expect(none.calls).toEqual([])
+    expect(await PROVIDERS.k3d.nodeImageFacts(none, k3dConfigOf())).toBeNull()
   })
 })
 

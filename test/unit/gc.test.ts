@@ -218,6 +218,9 @@ describe('parseListing', () => {
     `S 8 4096 1 ${v2}/repositories/acme/web/_manifests/revisions/sha256/${hex('a')}`,
     `S 8 71 1 ${v2}/repositories/acme/web/_manifests/revisions/sha256/${hex('a')}/link`,
     `S 8 4096 1 ${v2}/repositories/acme/web/_layers/sha256/${hex('1')}`,
+    `S 8 71 1 ${v2}/repositories/acme/web/_layers/sha256/${hex('1')}/link`,
+    // A manifest deleted through the API: distribution leaves its directory, without the link.
+    `S 8 4096 1 ${v2}/repositories/acme/web/_manifests/revisions/sha256/${hex('f')}`,
     `S 8 71 1700000000 ${v2}/repositories/acme/web/_manifests/tags/v1/current/link`,
     `S 8 71 1 ${v2}/repositories/acme/web/_manifests/tags/v1/index/sha256/${hex('a')}/link`,
     // An upload in progress is neither a blob nor a layer.
@@ -236,7 +239,7 @@ describe('parseListing', () => {
     expect([...(repo?.layers ?? [])]).toEqual([`sha256:${hex('1')}`])
     expect(s.blobs.get(`sha256:${hex('1')}`)).toBe(1000)
     expect(s.manifests.get(`sha256:${hex('a')}`)?.config).toBe(`sha256:${hex('c')}`)
-    expect(s.diskBytes).toBe(11 * 8 * 512)
+    expect(s.diskBytes).toBe(13 * 8 * 512)
   })
 
   test('a layer link time (busybox stat %y, to the nanosecond) is when the blob was stored for that repository', () => {

@@ -2,12 +2,14 @@
 // removes from and restarts in a live cluster's nodes, and what it leaves alone.
 import { describe, expect, test } from 'bun:test'
 import { parse as parseYaml } from 'yaml'
+import { type NodeSnapshot, observeNode } from '../../scripts/lib/cluster/nodes.ts'
 import { desiredRegistriesYaml, K3S_REGISTRIES, k3d } from '../../scripts/lib/cluster/providers/k3d.ts'
 import { CERTS_D, kind, kindHostsTomls } from '../../scripts/lib/cluster/providers/kind.ts'
 import type { Cluster } from '../../scripts/lib/cluster/providers/provider.ts'
 import { resolveConfig } from '../../scripts/lib/core/config.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
 import { k3dRegistriesYaml } from '../kit/k3d-registries.ts'
+import { containerd23, nodeOutput } from '../kit/node-output.ts'
 
 const config = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io' }] })
 const desired = kindHostsTomls(config)
@@ -18,9 +20,11 @@ const cluster: Cluster = {
   nodes: nodes.map((name, i) => ({ name, role: i ? 'worker' : 'control-plane', image: 'kindest/node', running: true })),
 }
 
-/** What templates/read-hosts-files.sh prints for these certs.d directories. */
-const hostsFilesOutput = (files: Map<string, string>) => [...files].map(([dir, content]) => `\x1e${dir}\n${content}`).join('')
-const CONFIG_DUMP = `[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = '${CERTS_D}'\n`
+/** Each node of `c` as its one exec reads it, answered by the fake runner with observe-node.sh's output. */
+async function observed(run: ReturnType<typeof fakeRunner>, c: Cluster, provider: typeof kind): Promise<Map<string, NodeSnapshot>> {
+  const read = await Promise.all(c.nodes.map((n) => observeNode(run, n.name, provider.nodeRead)))
+  return new Map(read.map((s) => [s.node, s]))
+}
 /** The node-files.sh arguments of each node's one exec, by node. */
 const nodeEdits = (calls: { argv: string[] }[]) =>
   Object.fromEntries(
@@ -28,12 +32,10 @@ const nodeEdits = (calls: { argv: string[] }[]) =>
   )
 
 describe('kind: hosts.toml in every node', () => {
-  test('nodes that hold exactly the desired files are left alone: no exec that writes', async () => {
-    const run = fakeRunner([
-      on(['docker', 'exec', /./, 'sh', '-c'], hostsFilesOutput(desired)),
-      on(['docker', 'exec', /./, 'containerd', 'config', 'dump'], CONFIG_DUMP),
-    ])
-    expect(await kind.reconcile(run, config, cluster)).toEqual([])
+  test('nodes that hold exactly the desired files are left alone: one exec per node reads them, none writes', async () => {
+    const run = fakeRunner([on(['docker', 'exec', /./, 'sh', '-c'], nodeOutput({ hosts: desired, containerd: containerd23(CERTS_D) }))])
+    expect(await kind.reconcile(run, config, cluster, await observed(run, cluster, kind))).toEqual([])
+    expect(run.calls.map((c) => c.argv.slice(0, 3).join(' '))).toEqual(nodes.map((n) => `docker exec ${n}`))
     expect(run.changes).toEqual([])
   })
 
@@ -44,11 +46,8 @@ describe('kind: hosts.toml in every node', () => {
     current.delete(hubDir)
     current.set(`${CERTS_D}/quay.io`, `${localToml.split('\n')[0]}\nserver = "https://quay.io"\n`)
     current.set(`${CERTS_D}/corp.example`, 'server = "https://corp.example"\n')
-    const run = fakeRunner([
-      on(['docker', 'exec', /./, 'sh', '-c'], hostsFilesOutput(current)),
-      on(['docker', 'exec', /./, 'containerd', 'config', 'dump'], CONFIG_DUMP),
-    ])
-    const changes = await kind.reconcile(run, config, cluster)
+    const run = fakeRunner([on(['docker', 'exec', /./, 'sh', '-c'], nodeOutput({ hosts: current, containerd: containerd23(CERTS_D) }))])
+    const changes = await kind.reconcile(run, config, cluster, await observed(run, cluster, kind))
     expect(changes).toEqual(
       nodes.flatMap((n) => [
         `${n}: removed ${CERTS_D}/quay.io/hosts.toml (no longer in the config)`,
@@ -71,12 +70,16 @@ describe('kind: hosts.toml in every node', () => {
     expect(run.changes).toHaveLength(nodes.length)
   })
 
+  test('containerd 2.3 with no config_path and no mirrors reads certs.d by its default, which its dump shows empty', async () => {
+    const run = fakeRunner([on(['docker', 'exec', /./, 'sh', '-c'], nodeOutput({ hosts: desired, containerd: containerd23('') }))])
+    expect(await kind.reconcile(run, config, cluster, await observed(run, cluster, kind))).toEqual([])
+  })
+
   test('a node whose containerd does not read certs.d is an error that says to recreate, before any write', async () => {
-    const run = fakeRunner([
-      on(['docker', 'exec', /./, 'sh', '-c'], ''),
-      on(['docker', 'exec', /./, 'containerd', 'config', 'dump'], '[plugins]\n'),
-    ])
-    await expect(kind.reconcile(run, config, cluster)).rejects.toThrow('recreate the cluster with `dev-up --recreate`')
+    const older = { version: 'containerd containerd.io 2.1.9', config: '[plugins]\n' }
+    const run = fakeRunner([on(['docker', 'exec', /./, 'sh', '-c'], nodeOutput({ containerd: older }))])
+    const seen = await observed(run, cluster, kind)
+    await expect(kind.reconcile(run, config, cluster, seen)).rejects.toThrow('recreate the cluster with `dev-up --recreate`')
     expect(run.changes).toEqual([])
   })
 })
@@ -94,14 +97,14 @@ describe('k3d: registries.yaml, read by k3s only at start', () => {
   const asK3dWritesIt = k3dRegistriesYaml(Object.fromEntries(Object.entries(endpoints).map(([h, m]) => [h, m.endpoint])))
 
   test('k3d’s own rewrite of the same routing restarts nothing', async () => {
-    const run = fakeRunner([on(['docker', 'exec', 'k3d-dev-server-0', 'cat', K3S_REGISTRIES], asK3dWritesIt)])
-    expect(await k3d.reconcile(run, k3dConfig, k3dCluster)).toEqual([])
+    const run = fakeRunner([on(['docker', 'exec', 'k3d-dev-server-0', 'sh'], nodeOutput({ files: { [K3S_REGISTRIES]: asK3dWritesIt } }))])
+    expect(await k3d.reconcile(run, k3dConfig, k3dCluster, await observed(run, k3dCluster, k3d))).toEqual([])
     expect(run.changes.filter((l) => !l.startsWith('# write'))).toEqual([])
   })
 
   test('other routing is written into each node, then the cluster is stopped and started', async () => {
-    const run = fakeRunner([on(['docker', 'exec', 'k3d-dev-server-0', 'cat', K3S_REGISTRIES], 'mirrors: {}\n')])
-    const changes = await k3d.reconcile(run, k3dConfig, k3dCluster)
+    const run = fakeRunner([on(['docker', 'exec', 'k3d-dev-server-0', 'sh'], nodeOutput({ files: { [K3S_REGISTRIES]: 'mirrors: {}\n' } }))])
+    const changes = await k3d.reconcile(run, k3dConfig, k3dCluster, await observed(run, k3dCluster, k3d))
     expect(changes).toEqual([`rewrote ${K3S_REGISTRIES} in k3d-dev-server-0 and restarted them (k3s reads it only at start)`])
     expect(nodeEdits(run.calls)['k3d-dev-server-0']).toEqual(['write', K3S_REGISTRIES, wanted])
     expect(run.changes.slice(-2)).toEqual(['k3d cluster stop dev', 'k3d cluster start dev'])
@@ -110,18 +113,18 @@ describe('k3d: registries.yaml, read by k3s only at start', () => {
 
 describe('desired and observed mirrors compare per registry host', () => {
   test('kind: a node holding what dev-up writes observes exactly the desired routing', async () => {
-    const run = fakeRunner([on(['docker', 'exec', 'n', 'sh', '-c'], hostsFilesOutput(desired))])
+    const run = fakeRunner([on(['docker', 'exec', 'n', 'sh', '-c'], nodeOutput({ hosts: desired }))])
     const want = kind.desiredMirrors(config)
     expect([...want.keys()]).toEqual(['localhost:5001', 'kind-registry:5000', 'docker.io', 'ghcr.io'])
-    expect(await kind.observedMirrors(run, 'n')).toEqual(want)
+    expect(kind.observedMirrors(await observeNode(run, 'n', kind.nodeRead))).toEqual(want)
   })
 
   test('k3d: k3d’s re-serialisation observes as the desired routing; a node without registries.yaml has none', async () => {
     const k3dConfig = resolveConfig({ cluster: { provider: 'k3d', name: 'dev' }, mirrors: [{ host: 'docker.io' }] })
     const endpoints = parseYaml(desiredRegistriesYaml(k3dConfig)).mirrors as Record<string, { endpoint: string[] }>
     const asK3dWritesIt = k3dRegistriesYaml(Object.fromEntries(Object.entries(endpoints).map(([h, m]) => [h, m.endpoint])))
-    const run = fakeRunner([on(['docker', 'exec', 'n', 'cat', K3S_REGISTRIES], asK3dWritesIt)])
-    expect(await k3d.observedMirrors(run, 'n')).toEqual(k3d.desiredMirrors(k3dConfig))
-    expect(await k3d.observedMirrors(fakeRunner(), 'n')).toBeNull()
+    const run = fakeRunner([on(['docker', 'exec', 'n', 'sh'], nodeOutput({ files: { [K3S_REGISTRIES]: asK3dWritesIt } }))])
+    expect(k3d.observedMirrors(await observeNode(run, 'n', k3d.nodeRead))).toEqual(k3d.desiredMirrors(k3dConfig))
+    expect(k3d.observedMirrors(await observeNode(fakeRunner(), 'n', k3d.nodeRead))).toBeNull()
   })
 })

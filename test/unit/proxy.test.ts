@@ -1,7 +1,7 @@
 // Behind a proxy: which NO_PROXY nodes get, and that devreg's own requests stay off the proxy.
 import { expect, test } from 'bun:test'
 import { resolveConfig } from '../../scripts/lib/core/config.ts'
-import { bypassProxyForLoopback, nodeNoProxy } from '../../scripts/lib/machine/proxy.ts'
+import { bypassProxyForThisMachine, nodeNoProxy } from '../../scripts/lib/machine/proxy.ts'
 
 const config = resolveConfig({ mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io' }] })
 
@@ -15,12 +15,12 @@ test("with a proxy, every registry's container name follows the user's NO_PROXY,
   expect(env.no_proxy).toBe(env.NO_PROXY)
 })
 
-test('loopback is added to NO_PROXY only when a proxy is set, once', () => {
+test("this machine's addresses (loopback and k3d's 0.0.0.0) are added to NO_PROXY only when a proxy is set, once", () => {
   const plain: Record<string, string> = {}
-  bypassProxyForLoopback(plain)
+  bypassProxyForThisMachine(plain)
   expect(plain).toEqual({})
   const env: Record<string, string> = { HTTP_PROXY: 'http://proxy:3128', NO_PROXY: 'localhost,corp.example' }
-  bypassProxyForLoopback(env)
-  bypassProxyForLoopback(env)
-  expect(env.NO_PROXY).toBe('localhost,corp.example,127.0.0.1,::1')
+  bypassProxyForThisMachine(env)
+  bypassProxyForThisMachine(env)
+  expect(env.NO_PROXY).toBe('localhost,corp.example,127.0.0.1,::1,0.0.0.0')
 })

@@ -75,8 +75,10 @@ describe('paths', () => {
     expect(classifyListed(odd)).toEqual({ kind: 'tag', repository: 'Upper/Case', tag: 'v1' })
     expect(classifyPath(`${STORAGE_ROOT}/repositories/app/_uploads/x/data`)).toBeNull()
     expect(classifyPath(`${STORAGE_ROOT}/blobs/sha256/cd/${'ab'.repeat(32)}/data`)).toBeNull()
-    expect(classifyListed(dirname(revisionLinkPath('app', d)))).toEqual({ kind: 'revisionDir', repository: 'app', digest: d })
-    expect(classifyListed(dirname(layerLinkPath('app', d)))).toEqual({ kind: 'layerDir', repository: 'app', digest: d })
+    expect(classifyListed(revisionLinkPath('Upper/app', d))).toEqual({ kind: 'revision', repository: 'Upper/app', digest: d })
+    expect(classifyListed(layerLinkPath('Upper/app', d))).toEqual({ kind: 'layer', repository: 'Upper/app', digest: d })
+    // What distribution's DELETE leaves of a manifest: its directory, without the link.
+    expect(classifyListed(dirname(revisionLinkPath('app', d)))).toBeNull()
     expect(classifyListed(`${STORAGE_ROOT}/repositories/app/_uploads/x/data`)).toBeNull()
   })
 })
@@ -127,6 +129,15 @@ describe('the shell programs take the layout as arguments', () => {
     expect([...(app?.layers ?? [])]).toEqual([v.layer])
     expect(storage.manifests.get(v.image)?.blobs).toEqual([{ digest: v.layer, size: 11 }])
     expect([...storage.layerLinkedAt.keys()]).toEqual([`library/app@${v.layer}`])
+  })
+
+  test('read-storage.sh list does not count a manifest deleted through the API: distribution removes its link, not its directory', () => {
+    const v = volume()
+    write(v.root, v.files)
+    const deleted = sha('a manifest deleted through the API')
+    mkdirSync(join(v.root, dirname(revisionLinkPath('library/app', deleted))), { recursive: true })
+    const storage = parseListing(sh(v.root, 'read-storage.sh', ['list', ...LISTING_ARGS]))
+    expect([...(storage.repositories.get('library/app')?.revisions ?? [])]).toEqual([v.image])
   })
 
   test('volume-files.sh commit links a complete stage in where the layout says, and list finds every file', () => {

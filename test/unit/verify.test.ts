@@ -6,14 +6,25 @@ import { describe, expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { PROBE_PLATFORMS, planProbes, probeHits, probeImage, targets, verify } from '../../scripts/lib/cluster/verify.ts'
-import { parseFacts, parseProbeOutput } from '../../scripts/lib/cluster/verify-nodes.ts'
+import { parseNodeOutput } from '../../scripts/lib/cluster/nodes.ts'
+import {
+  judgeProbes,
+  PROBE_PLATFORMS,
+  planProbes,
+  planVerify,
+  probeHits,
+  probeImage,
+  targets,
+  verify,
+} from '../../scripts/lib/cluster/verify.ts'
+import { factsOf } from '../../scripts/lib/cluster/verify-nodes.ts'
 import { type Facts, type Hit, judge, type Probe, proxyFor, renderMatrix, type Target } from '../../scripts/lib/cluster/verify-verdicts.ts'
 import { type Registry, resolveConfig } from '../../scripts/lib/core/config.ts'
 import { classifyPath } from '../../scripts/lib/registries/registry-layout.ts'
 import { fakeRunner, on } from '../kit/fake-runner.ts'
 import { FakeVolume } from '../kit/fake-volume.ts'
 import { privateLockDir } from '../kit/lock-dir.ts'
+import { nodeOutput } from '../kit/node-output.ts'
 
 const config = resolveConfig({
   mirrors: [{ host: 'docker.io' }, { host: 'ghcr.io', remotes: [{ url: 'https://harbor.example.com', path: '/v2/ghcr' }] }],
@@ -109,17 +120,26 @@ describe('log matching', () => {
     ])
   })
 
-  test("the probe script's output: exit code, reference and crictl's line per probe", () => {
+  test("a node's one exec: its clock before the pulls, then each pull's exit code, reference and crictl's line", () => {
     const out =
-      '\x1e1 docker.io/devreg-probe/verify@sha256:x E1130 crictl.go] pulling image: rpc error: code = NotFound desc = x\n\x1e127 a/b:c sh: crictl: not found\n'
-    expect(parseProbeOutput(out).get('a/b:c')).toEqual({ rc: 127, out: 'sh: crictl: not found' })
-    expect(parseProbeOutput(out).get('docker.io/devreg-probe/verify@sha256:x')?.rc).toBe(1)
+      '\x1esince 1767225600.123456789\n\x1epull 1 docker.io/devreg-probe/verify@sha256:x E1130 crictl.go] pulling image: rpc error: code = NotFound desc = x\n\x1epull 127 a/b:c sh: crictl: not found\n'
+    const s = parseNodeOutput(NODE, out)
+    expect(s.since).toBe('1767225600.123456789')
+    expect(s.pulls.get('a/b:c')).toEqual({ rc: 127, out: 'sh: crictl: not found' })
+    expect(s.pulls.get('docker.io/devreg-probe/verify@sha256:x')?.rc).toBe(1)
   })
 
-  test("the facts script's output: registry domains with a hosts.toml and containerd's proxy variables", () => {
-    const f = parseFacts('hosts.toml docker.io\nenv HTTP_PROXY=http://p:3128\nenv NO_PROXY=a,b=c\n')
-    expect([...f.hostsToml]).toEqual(['docker.io'])
-    expect(f.env).toEqual({ HTTP_PROXY: 'http://p:3128', NO_PROXY: 'a,b=c' })
+  test("the facts from the same exec: registry domains with a hosts.toml, containerd's proxy variables, whether it reads certs.d", () => {
+    const out = [
+      '\x1ehosts /etc/containerd/certs.d/docker.io\nserver = "https://registry-1.docker.io"\n',
+      "\x1econtainerd-version\ncontainerd github.com/containerd/containerd/v2 v2.3.4 x\n\x1econtainerd-config\n[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = ''\n",
+      '\x1eenv\nHTTP_PROXY=http://p:3128\nNO_PROXY=a,b=c\n',
+    ].join('')
+    const snapshots = new Map([[NODE, parseNodeOutput(NODE, out, { containerd: true, env: true })]])
+    const facts = factsOf(config, snapshots, []).nodes.get(NODE)
+    expect([...(facts?.hostsToml ?? [])]).toEqual(['docker.io'])
+    expect(facts?.env).toEqual({ HTTP_PROXY: 'http://p:3128', NO_PROXY: 'a,b=c' })
+    expect(facts?.readsCertsD).toBe(true)
   })
 })
 
@@ -258,6 +278,7 @@ describe('verify, orchestrated against a fake runner', () => {
   const digest = probeImage().digest
   const ps = (name: string, labels: string) =>
     JSON.stringify({ ID: name, Names: name, State: 'running', Labels: labels, Networks: 'kind', Ports: '', Image: 'registry:3' })
+  const SINCE = '1735689600.000000001'
   const logLine = (t: Target) =>
     `time="2025-01-01T00:00:00Z" level=info msg="response completed" http.request.host="${t.first}:5000" http.request.method=HEAD http.request.remoteaddr="${NODE_IP}:40000" http.request.uri="/v2/devreg-probe/verify/manifests/${digest}?ns=${t.domain}" http.response.status=200`
 
@@ -275,16 +296,17 @@ describe('verify, orchestrated against a fake runner', () => {
           ].join('\n'),
         ),
         on(['docker', 'inspect', '--type', 'container'], `/${NODE} ${JSON.stringify({ kind: { IPAddress: NODE_IP } })}`),
-        on(['docker', 'exec', 'kind-registry', 'test', '-f'], ''),
-        on(['docker', 'exec', cache.name, 'test', '-f'], { exitCode: 1 }),
-        on(['docker', 'exec', NODE, 'sh', '-c', /verify-probe/, 'verify-probe', 'pull'], (argv) => {
-          pulled = true
-          return argv
-            .slice(argv.indexOf('pull') + 2)
-            .map((ref) => `\x1e0 ${ref} Image is up to date`)
-            .join('\n')
+        on(['docker', 'cp', /^kind-registry:/, '-'], 'tar'),
+        on(['docker', 'cp', new RegExp(`^${cache.name}:`), '-'], {
+          exitCode: 1,
+          stderr: 'Error response from daemon: Could not find the file',
         }),
-        on(['docker', 'logs'], (argv) =>
+        on(['docker', 'exec', NODE, 'sh', '-c', /observe-node/, 'observe-node'], (argv) => {
+          pulled = true
+          const refs = argv.slice(argv.indexOf('pull') + 2)
+          return nodeOutput({ since: SINCE, pulls: Object.fromEntries(refs.map((ref) => [ref, { rc: 0, out: 'Image is up to date' }])) })
+        }),
+        on(['docker', 'logs', '--since', SINCE], (argv) =>
           pulled
             ? targets(kind)
                 .filter((t) => t.first === argv.at(-1))
@@ -300,10 +322,58 @@ describe('verify, orchestrated against a fake runner', () => {
     )
     const result = await verify(run, kind, { seconds: 1 })
     expect(result.summary).toEqual({ pass: 3, fail: 0, skip: 0 })
+    // One exec per node, one log read per registry, from the node's clock at the pulls on.
+    expect(run.calls.filter((c) => c.argv.includes('observe-node')).map((c) => c.argv[2])).toEqual([NODE])
+    expect(run.calls.filter((c) => c.argv[1] === 'logs').map((c) => c.argv.slice(2))).toEqual(
+      kind.registries.map((r) => ['--since', SINCE, r.name]),
+    )
     expect(JSON.parse(heldWhileStaging ?? 'null')).toMatchObject({ pid: process.pid })
     for (const f of probeImage().files) expect(volume.files.get(f.path)).toEqual(f.body)
     // Only the cache lacked it; the lock went with the placement.
     expect(run.calls.filter((c) => c.kind === 'stream').map((c) => c.argv.join(' '))).toEqual([expect.stringContaining(cache.volume)])
     expect(existsSync(join(locks(), `registry-${cache.name}.lock`))).toBe(false)
+  })
+
+  test('judged from a network listing that knows the node by another address: every address and every log are read before a verdict', async () => {
+    const containers = [
+      ...kind.registries.map((r) => ({
+        id: r.name,
+        name: r.name,
+        state: 'running',
+        labels: { 'devreg.managed': 'true' },
+        networks: ['kind'],
+        ports: '',
+        image: 'registry:3',
+      })),
+      {
+        id: NODE,
+        name: NODE,
+        state: 'running',
+        labels: { 'io.x-k8s.kind.cluster': 'dev', 'io.x-k8s.kind.role': 'control-plane' },
+        networks: ['kind', 'other'],
+        ports: '',
+        image: 'kindest/node',
+      },
+    ]
+    const plan = planVerify(kind, containers)
+    const snapshot = parseNodeOutput(
+      NODE,
+      nodeOutput({ since: SINCE, pulls: Object.fromEntries(plan.probes.map((p) => [p.ref, { rc: 0, out: '' }])) }),
+    )
+    const run = fakeRunner([
+      on(
+        ['docker', 'inspect', '--type', 'container'],
+        `/${NODE} ${JSON.stringify({ kind: { IPAddress: '172.18.0.7' }, other: { IPAddress: NODE_IP } })}`,
+      ),
+      on(['docker', 'logs', '--since', SINCE], (argv) =>
+        targets(kind)
+          .filter((t) => t.first === argv.at(-1))
+          .map(logLine)
+          .join('\n'),
+      ),
+    ])
+    const result = await judgeProbes(run, kind, plan, new Map([[NODE, snapshot]]), { network: new Map([[NODE, '172.18.0.7']]) })
+    expect(result.summary).toEqual({ pass: 3, fail: 0, skip: 0 })
+    expect(run.calls.filter((c) => c.argv[1] === 'inspect')).toHaveLength(1)
   })
 })

@@ -22,16 +22,21 @@ export function hostsToml(route: Route): string {
 /** True when a hosts.toml in a node was written by devreg (and so may be replaced or removed). */
 export const isDevregHostsToml = (content: string) => content.startsWith(HOSTS_TOML_HEADER)
 
-/** The kind config: templates/kind-config.yaml plus the nodes of the config. */
-export function kindConfig(config: Config): string {
+/**
+ * The kind config: templates/kind-config.yaml plus the nodes of the config;
+ * without its containerd patch for node images whose containerd reads certs.d
+ * already (kind restarts containerd in every node it patches).
+ */
+export function kindConfig(config: Config, { configPathPatch = true } = {}): string {
   const doc = parseYaml(template('kind-config.yaml')) as Record<string, unknown>
   const image = config.cluster.nodeImage ? { image: config.cluster.nodeImage } : {}
   const nodes = [
     { role: 'control-plane', ...image },
     ...Array.from({ length: config.cluster.workers }, () => ({ role: 'worker', ...image })),
   ]
-  const { kind, apiVersion, ...rest } = doc
-  const body = stringifyYaml({ kind, apiVersion, name: config.cluster.name, nodes, ...rest }, { lineWidth: 0 })
+  const { kind, apiVersion, containerdConfigPatches, ...rest } = doc
+  const patches = configPathPatch ? { containerdConfigPatches } : {}
+  const body = stringifyYaml({ kind, apiVersion, name: config.cluster.name, nodes, ...patches, ...rest }, { lineWidth: 0 })
   return `# Rendered by devreg from templates/kind-config.yaml and config/devreg.yaml.\n${body}`
 }
 

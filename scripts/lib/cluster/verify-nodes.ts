@@ -1,15 +1,14 @@
-// What verify runs and reads in the cluster's nodes, through
-// templates/verify-probe.sh: the probe pulls, the nodes' addresses, and the
-// facts that explain a miss (hosts.toml present, containerd's proxy
-// variables, whether it reads certs.d).
+// What verify runs and reads in the cluster's nodes: one exec per node
+// (nodes.ts observeNode, templates/observe-node.sh) that pulls every probe and
+// reads, at the same time, the facts that explain a miss (hosts.toml present,
+// containerd's proxy variables, whether it reads certs.d); and the nodes'
+// addresses, from Docker.
 import type { Config } from '../core/config.ts'
 import type * as docker from '../core/docker.ts'
 import type { Runner } from '../core/exec.ts'
-import { template } from '../core/templates.ts'
+import { type NodeRead, type NodeSnapshot, observeNode } from './nodes.ts'
 import { configuredCluster, type Node, providerOf } from './providers/index.ts'
 import type { Facts, Probe } from './verify-verdicts.ts'
-
-const PROBE_SCRIPT = template('verify-probe.sh')
 
 /** The nodes of the cluster of `config`: control plane (server) first, then workers (agents), as kind and k3d list them. */
 export function clusterNodes(config: Config, containers: docker.Container[]): Node[] {
@@ -35,74 +34,49 @@ export async function nodeAddresses(run: Runner, nodes: string[]): Promise<Map<s
   return out
 }
 
-/** The probe pulls: one exec per running node, every registry domain at once in it. Returns ref → crictl's result. */
-export async function pullProbes(
+/**
+ * What verify asks of a node in its one exec: what the provider reads there
+ * (dev-up's mirrors phase needs the same), the hosts.toml files, containerd's
+ * proxy variables, and the pulls of `refs` (once `after` settles true, when given).
+ */
+export function probeRead(config: Config, refs: string[], seconds: number, after?: Promise<boolean>): NodeRead {
+  const provider = providerOf(config)
+  const pulls = refs.length ? { pulls: { seconds, refs, ...(after ? { after } : {}) } } : {}
+  return { ...provider.nodeRead, hostsDir: provider.certsD, env: true, ...pulls }
+}
+
+/** The probe references `node` pulls: those whose route starts at a devreg registry. */
+export const nodeRefs = (probes: Probe[], node: string) => probes.filter((p) => p.node === node && p.first).map((p) => p.ref)
+
+/** The probe pulls and facts of every running node, one exec each, all at once: node → what it read. */
+export async function probeNodes(
   run: Runner,
+  config: Config,
   nodes: Node[],
   probes: Probe[],
   seconds: number,
-): Promise<Map<string, { rc: number; out: string }>> {
-  const runs = await Promise.all(
-    nodes.map(async (n) => {
-      const refs = probes.filter((p) => p.node === n.name && p.first).map((p) => p.ref)
-      if (!n.running || !refs.length) return new Map<string, { rc: number; out: string }>()
-      const r = await run.probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'pull', String(seconds), ...refs])
-      return parseProbeOutput(r.stdout)
-    }),
-  )
-  return new Map(runs.flatMap((m) => [...m]))
+): Promise<Map<string, NodeSnapshot>> {
+  const running = nodes.filter((n) => n.running)
+  const read = await Promise.all(running.map((n) => observeNode(run, n.name, probeRead(config, nodeRefs(probes, n.name), seconds))))
+  return new Map(read.map((s) => [s.node, s]))
 }
 
-/** The output of the probe script: ref → exit code and one line of crictl's output. */
-export function parseProbeOutput(stdout: string): Map<string, { rc: number; out: string }> {
-  const out = new Map<string, { rc: number; out: string }>()
-  for (const chunk of stdout.split('\x1e').slice(1)) {
-    const m = /^(\d+) (\S+) ?(.*)$/s.exec(chunk.trim())
-    if (m) out.set(m[2], { rc: Number(m[1]), out: m[3].trim() })
-  }
-  return out
-}
-
-/** The facts script's output: registry domains with a hosts.toml, and containerd's proxy variables. */
-export function parseFacts(stdout: string): { hostsToml: Set<string>; env: Record<string, string> } {
-  const hostsToml = new Set<string>()
-  const env: Record<string, string> = {}
-  for (const line of stdout.split('\n')) {
-    if (line.startsWith('hosts.toml ')) hostsToml.add(line.slice(11).trim())
-    else if (line.startsWith('env ')) {
-      const [k, ...v] = line.slice(4).split('=')
-      env[k] = v.join('=')
-    }
-  }
-  return { hostsToml, env }
-}
-
-/** What explains the failing probes, read from their nodes only; the rest from Docker's listing. */
-export async function gatherFacts(
-  run: Runner,
-  config: Config,
-  failing: Probe[],
-  nodes: Node[],
-  containers: docker.Container[],
-): Promise<Facts> {
-  const { certsD: dir, certsDCheck } = providerOf(config)
-  const byNode = new Map<string, string[]>()
-  for (const p of failing) byNode.set(p.node, [...new Set([...(byNode.get(p.node) ?? []), p.domain])])
-  const entries = await Promise.all(
-    nodes
-      .filter((n) => n.running && byNode.has(n.name))
-      .map(async (n) => {
-        const [r, certsD] = await Promise.all([
-          run.probe(['docker', 'exec', n.name, 'sh', '-c', PROBE_SCRIPT, 'verify-probe', 'facts', dir, ...(byNode.get(n.name) ?? [])]),
-          certsDCheck ? certsDCheck.reads(run, n.name) : Promise.resolve(null),
-        ])
-        return [n.name, { ...parseFacts(r.stdout), readsCertsD: certsD }] as const
-      }),
-  )
+/** What explains a failing probe, from what the nodes' execs read; the rest from Docker's listing. */
+export function factsOf(config: Config, snapshots: Map<string, NodeSnapshot>, containers: docker.Container[]): Facts {
+  const { certsD, certsDCheck } = providerOf(config)
   return {
     provider: config.cluster.provider,
     network: config.network,
     containers: new Map(containers.map((c) => [c.name, { state: c.state, networks: c.networks }])),
-    nodes: new Map(entries),
+    nodes: new Map(
+      [...snapshots].map(([name, s]) => [
+        name,
+        {
+          hostsToml: new Set([...s.hostsFiles.keys()].map((dir) => dir.slice(certsD.length + 1))),
+          env: s.env ?? {},
+          readsCertsD: certsDCheck ? certsDCheck.reads(s) : null,
+        },
+      ]),
+    ),
   }
 }

@@ -17,10 +17,11 @@ import type { Runner } from '../core/exec.ts'
 import { log, UserError } from '../core/log.ts'
 import { blobPath, layerLinkPath, REGISTRY_DATA, revisionLinkPath } from '../registries/registry-layout.ts'
 import { logFields } from '../registries/registry-log.ts'
+import type { NodeSnapshot } from './nodes.ts'
 import { placeFiles } from './probe-placement.ts'
 import type { Node } from './providers/index.ts'
 import { registryRoutes } from './routes.ts'
-import { clusterNodes, gatherFacts, nodeAddresses, pullProbes } from './verify-nodes.ts'
+import { clusterNodes, factsOf, nodeAddresses, probeNodes } from './verify-nodes.ts'
 import { type Hit, judge, type Probe, renderMatrix, type Status, summarize, type Target, type VerifyResult } from './verify-verdicts.ts'
 
 /** The repository every probe names. */
@@ -158,24 +159,22 @@ export function probeHits(container: string, text: string): Hit[] {
   return hits
 }
 
-/** Log lines of every container a probe may have reached, since `since` (ms), read at once: container → lines. */
-async function readLogs(run: Runner, names: string[], since: number): Promise<Map<string, string[]>> {
+/**
+ * Log lines of every container a probe may have reached, logged since
+ * `since` (seconds since the epoch, by the nodes' clock, which Docker stamps
+ * its log lines with), one `docker logs` each, all at once.
+ */
+async function readLogs(run: Runner, names: string[], since: string): Promise<Map<string, string>> {
   const all = await Promise.all(
     names.map(async (name) => {
-      const r = await run.probe(['docker', 'logs', '--since', (since / 1000).toFixed(3), name])
-      return [name, `${r.stdout}\n${r.stderr}`.split('\n')] as const
+      const r = await run.probe(['docker', 'logs', '--since', since, name])
+      return [name, `${r.stdout}\n${r.stderr}`] as const
     }),
   )
   return new Map(all)
 }
 
-/** Probe requests in the logs that are not in `before` (the same containers' lines read before the pulls). */
-function newHits(logs: Map<string, string[]>, before: Map<string, string[]>): Hit[] {
-  return [...logs].flatMap(([name, lines]) => {
-    const old = new Set(before.get(name))
-    return probeHits(name, lines.filter((l) => !old.has(l)).join('\n'))
-  })
-}
+const hitsIn = (logs: Map<string, string>) => [...logs].flatMap(([name, text]) => probeHits(name, text))
 
 const PROBE_IMAGE = probeImage()
 
@@ -183,18 +182,35 @@ const PROBE_IMAGE = probeImage()
  * Puts the probe image in each running devreg registry that lacks it (the
  * local registry and every cache), through the registry's volume as `import`
  * does: a cache that were asked for it would ask its upstream. The check is
- * one `docker exec` per registry, for the index's revision link, which
- * import's commit links last of all.
+ * one `docker cp` per registry of the index's revision link, which import's
+ * commit links last of all: the engine reads it from the volume, with no
+ * process started in the registry (half an exec's time). Every probe pull
+ * comes after it.
  */
-async function ensureProbeImage(run: Runner, config: Config, containers: docker.Container[]): Promise<void> {
-  const marker = `${REGISTRY_DATA}/${revisionLinkPath(PROBE_REPOSITORY, PROBE_IMAGE.digest)}`
+export async function ensureProbeImage(
+  run: Runner,
+  config: Config,
+  containers: docker.Container[],
+  found: Map<string, Promise<boolean>> = probeImageFound(run, config),
+): Promise<void> {
   const running = config.registries.filter((r) => containers.some((c) => c.name === r.name && c.state === 'running'))
   await Promise.all(
     running.map(async (r) => {
-      if ((await run.probe(['docker', 'exec', r.name, 'test', '-f', marker])).ok) return
+      if (await found.get(r.name)) return
       await placeFiles(run, r, PROBE_IMAGE.files, 'verify (placing its probe image)')
     }),
   )
+}
+
+/**
+ * Whether each registry of the config holds the probe image (its marker, by
+ * `docker cp`), asked at once; a registry that does not run holds none. A
+ * caller may ask before it knows which registries run (dev-up: while Docker
+ * lists them), and hand the answers to ensureProbeImage.
+ */
+export function probeImageFound(run: Runner, config: Config): Map<string, Promise<boolean>> {
+  const marker = `${REGISTRY_DATA}/${revisionLinkPath(PROBE_REPOSITORY, PROBE_IMAGE.digest)}`
+  return new Map(config.registries.map((r) => [r.name, run.probe(['docker', 'cp', `${r.name}:${marker}`, '-']).then((x) => x.ok)]))
 }
 
 /** Containers whose logs verify reads: devreg's own registries, and any container a route names after them (a team cache, a test's upstream). */
@@ -210,32 +226,24 @@ function tookRoute(p: Probe, hits: Hit[], addresses: Map<string, string[]>): boo
   return hits.some((h) => h.domain === p.domain && h.container === p.first && (addresses.get(p.node) ?? []).includes(h.address))
 }
 
-/** Probe requests the registries logged since the pulls (lines in `before` left out). */
-async function readProbeHits(
-  run: Runner,
-  readable: string[],
-  since: number,
-  before: Map<string, string[]>,
-  probes: Probe[],
-  addresses: Map<string, string[]>,
-): Promise<Hit[]> {
-  const hits = newHits(await readLogs(run, readable, since), before)
-  if (!probes.some((p) => p.first && !tookRoute(p, hits, addresses))) return hits
-  // The log driver copies lines a moment after the registry writes them.
-  await new Promise((r) => setTimeout(r, 300))
-  return newHits(await readLogs(run, readable, since), before)
-}
-
 /** `containers` sorted in the order the route of `t` tries them. */
 function inRouteOrder(t: Target, containers: string[]): string[] {
   const chain = [t.first, ...t.rest.map(hostnameOf)]
   return containers.sort((a, b) => chain.indexOf(a) - chain.indexOf(b))
 }
 
-/** Runs every probe of the cluster of `config` and judges it. */
-export async function verify(run: Runner, config: Config, opts: { seconds?: number } = {}): Promise<VerifyResult> {
-  const start = Date.now()
-  const containers = await docker.listContainers(run)
+/** What verify probes in the cluster of `config`, from Docker's listing: nodes, probes, and the logs that may show them. */
+export interface VerifyPlan {
+  start: number
+  containers: docker.Container[]
+  nodes: Node[]
+  targets: Target[]
+  probes: Probe[]
+  /** Containers whose logs verify reads. */
+  readable: string[]
+}
+
+export function planVerify(config: Config, containers: docker.Container[], start = Date.now()): VerifyPlan {
   const nodes = clusterNodes(config, containers)
   const ts = targets(config)
   const probes = planProbes(
@@ -243,50 +251,116 @@ export async function verify(run: Runner, config: Config, opts: { seconds?: numb
     nodes.map((n) => n.name),
     PROBE_IMAGE.digest,
   )
-  const readable = readableLogs(config, ts, containers)
-  const since = start - 2000
+  return { start, containers, nodes, targets: ts, probes, readable: readableLogs(config, ts, containers) }
+}
 
-  // 1. The probe image in every registry, then the probe pulls.
-  // Every run probes the same references: lines logged before the pulls (a run a moment ago) are read first and left out.
-  const [addresses, before] = await Promise.all([
-    nodeAddresses(
-      run,
-      nodes.filter((n) => n.running).map((n) => n.name),
-    ),
-    readLogs(run, readable, since),
-    ensureProbeImage(run, config, containers),
-  ])
-  const pulls = await pullProbes(run, nodes, probes, opts.seconds ?? PROBE_SECONDS)
+/** Runs every probe of the cluster of `config` and judges it. */
+export async function verify(run: Runner, config: Config, opts: { seconds?: number } = {}): Promise<VerifyResult> {
+  const start = Date.now()
+  return verifyWith(run, config, { containers: await docker.listContainers(run), probeImage: null, start }, opts.seconds)
+}
 
-  // 2. What the registries logged since.
-  const hits = await readProbeHits(run, readable, since, before, probes, addresses)
+/** What a caller of verifyWith knows already. */
+export interface Known {
+  /** Docker's listing, as it is now. */
+  containers: docker.Container[]
+  /** The probe image being put in every registry (ensureProbeImage), or null to do that here. */
+  probeImage: Promise<void> | null
+  start?: number
+}
 
-  // 3. Verdicts; what explains a miss is looked at only when there is one.
-  const misses = probes.filter((p) => p.first && !tookRoute(p, hits, addresses))
-  const facts = misses.length
-    ? await gatherFacts(run, config, misses, nodes, containers)
-    : { provider: config.cluster.provider, network: config.network, containers: new Map(), nodes: new Map() }
-  const byDomain = new Map(ts.map((t) => [t.domain, t]))
+/** verify, from Docker's listing the caller has, with the probe image placed (or being placed) already when it says so. */
+export async function verifyWith(run: Runner, config: Config, known: Known, seconds = PROBE_SECONDS): Promise<VerifyResult> {
+  const plan = planVerify(config, known.containers, known.start)
+  // 1. The probe image in every registry, then the probe pulls, with what explains a miss read in the same exec.
+  await (known.probeImage ?? ensureProbeImage(run, config, known.containers))
+  const addresses = runningAddresses(run, plan)
+  const snapshots = await probeNodes(run, config, plan.nodes, plan.probes, seconds)
+  // 2. What the registries logged since, and the verdicts.
+  return judgeProbes(run, config, plan, snapshots, { addresses })
+}
+
+/** Each node's address on the cluster network, from its listing. */
+const nodeAddressesOn = (nodes: Node[], network: Map<string, string>): Map<string, string[]> =>
+  new Map(nodes.flatMap((n): [string, string[]][] => (network.has(n.name) ? [[n.name, [network.get(n.name) as string]]] : [])))
+
+/** The addresses of the plan's running nodes, on every network (docker inspect), read while they pull. */
+export const runningAddresses = (run: Runner, plan: VerifyPlan) =>
+  nodeAddresses(
+    run,
+    plan.nodes.filter((n) => n.running).map((n) => n.name),
+  )
+
+/** What the caller of judgeProbes has seen of the nodes' addresses already. */
+export interface SeenAddresses {
+  /** Every running node's addresses on every network (docker inspect), read while they pulled. */
+  addresses?: Promise<Map<string, string[]>>
+  /**
+   * Every container's address on the cluster network, from a listing that
+   * still holds: a probe the first registry logged from there passed, so
+   * only a miss needs the rest (every network, every log a route names).
+   */
+  network?: Map<string, string>
+}
+
+/**
+ * The verdict on every probe of `plan`, from what the registries logged since
+ * the nodes' pulls (`snapshots`: what each node's exec ran and read).
+ */
+export async function judgeProbes(
+  run: Runner,
+  config: Config,
+  plan: VerifyPlan,
+  snapshots: Map<string, NodeSnapshot>,
+  seen: SeenAddresses = {},
+): Promise<VerifyResult> {
+  const { nodes, probes, readable } = plan
+  // The pulls started at each node's `since`; no line logged before the earliest is one of them.
+  const since = [...snapshots.values()]
+    .map((s) => s.since)
+    .filter((t): t is string => t !== null)
+    .sort((a, b) => Number(a) - Number(b))[0]
+  const read = async (names: string[]) => (since ? hitsIn(await readLogs(run, names, since)) : [])
+  const everyAddress = () => seen.addresses ?? runningAddresses(run, plan)
+  const onNetwork = seen.network && !seen.addresses ? nodeAddressesOn(nodes, seen.network) : null
+  const own = readable.filter((n) => config.registries.some((r) => r.name === n))
+  let [addresses, hits] = await Promise.all([onNetwork ?? everyAddress(), read(onNetwork ? own : readable)])
+  const missing = () => probes.some((p) => snapshots.get(p.node)?.pulls.has(p.ref) && !tookRoute(p, hits, addresses))
+  // The log driver copies lines a moment after the registry writes them.
+  if (since && missing()) {
+    await run.clock.sleep(300)
+    ;[addresses, hits] = await Promise.all([onNetwork ? everyAddress() : addresses, read(readable)])
+  }
+
+  // Verdicts; the facts that explain a miss came with the pulls.
+  const facts = factsOf(config, snapshots, plan.containers)
+  const byDomain = new Map(plan.targets.map((t) => [t.domain, t]))
   for (const p of probes) {
     const t = byDomain.get(p.domain) as Target
     const node = nodes.find((n) => n.name === p.node) as Node
     const nodeAddrs = addresses.get(p.node) ?? []
     const verdict = node.running
-      ? judge(p, t, hits, nodeAddrs, pulls.get(p.ref) ?? null, facts)
+      ? judge(p, t, hits, nodeAddrs, snapshots.get(p.node)?.pulls.get(p.ref) ?? null, facts)
       : { status: 'fail' as const, detail: `node ${p.node} is not running`, fix: `\`docker start ${p.node}\`, or \`just dev-up\`` }
     const answered = [...new Set(hits.filter((h) => h.domain === p.domain && nodeAddrs.includes(h.address)).map((h) => h.container))]
     Object.assign(p, verdict, { answeredBy: inRouteOrder(t, answered) })
   }
   const summary = summarize(probes)
-  return { ok: summary.fail === 0, cluster: config.cluster.name, image: PROBE_IMAGE.digest, elapsedMs: Date.now() - start, summary, probes }
+  return {
+    ok: summary.fail === 0,
+    cluster: config.cluster.name,
+    image: PROBE_IMAGE.digest,
+    elapsedMs: Date.now() - plan.start,
+    summary,
+    probes,
+  }
 }
 
 /**
- * dev-up's last phase: verify, with the failures shown; a failed probe fails
- * dev-up. Returns the tally for dev-up's summary.
+ * dev-up's last phase, once its probes are judged: the tally, and the
+ * failures shown; a failed probe fails dev-up.
  */
-export async function verifyPhase(run: Runner, config: Config): Promise<Record<Status, number>> {
-  const result = await verify(run, config)
+export function verifyPhase(result: VerifyResult): Record<Status, number> {
   const s = result.summary
   log.info(`   ${s.pass} of ${result.probes.length} probes took their route (${(result.elapsedMs / 1000).toFixed(1)}s)`)
   if (result.ok) return s

@@ -4,7 +4,7 @@ import { realpathSync } from 'node:fs'
 import { createInterface } from 'node:readline/promises'
 import { fileURLToPath } from 'node:url'
 import minimist from 'minimist'
-import { bypassProxyForLoopback } from '../machine/proxy.ts'
+import { bypassProxyForThisMachine } from '../machine/proxy.ts'
 import { RegistryError } from '../registries/distribution.ts'
 import { createRunner, type Runner } from './exec.ts'
 import { CommandError, EXIT, type ExitCode, log, UserError } from './log.ts'
@@ -91,7 +91,7 @@ export function isMain(importMetaUrl: string): boolean {
 
 /** Runs a script's main, turning what it throws into a message and an exit code (see `report`). */
 export async function runMain(main: (argv: string[]) => Promise<number>): Promise<void> {
-  bypassProxyForLoopback(process.env)
+  bypassProxyForThisMachine(process.env)
   const argv = process.argv.slice(2)
   try {
     process.exitCode = await main(argv)

@@ -165,13 +165,16 @@ export async function readFileIn(run: Runner, container: string, path: string): 
   return r.ok ? r.stdout : null
 }
 
-/** The IPv4 address of every container on a network, by container name; empty when the network is not there. */
-export async function networkAddresses(run: Runner, network: string): Promise<Map<string, string>> {
+/** The IPv4 address of every container on a network, by container name; null when the network is not there. */
+export async function networkMembers(run: Runner, network: string): Promise<Map<string, string> | null> {
   const r = await run.probe(['docker', 'network', 'inspect', '--format', '{{json .Containers}}', network])
-  if (!r.ok) return new Map()
+  if (!r.ok) return null
   const containers = (JSON.parse(r.stdout) ?? {}) as Record<string, { Name: string; IPv4Address: string }>
   return new Map(Object.values(containers).map((c) => [c.Name, c.IPv4Address.split('/')[0]]))
 }
+
+/** networkMembers, empty when the network is not there. */
+export const networkAddresses = async (run: Runner, network: string) => (await networkMembers(run, network)) ?? new Map<string, string>()
 
 /** The registry mirrors the Docker daemon uses for docker.io (daemon.json registry-mirrors); null when it does not answer. */
 export async function daemonMirrors(run: Runner): Promise<string[] | null> {

@@ -11,7 +11,7 @@
 // commands). No command string is ever built by hand.
 import { type ChildProcess, spawn as spawnChild } from 'node:child_process'
 import { dirname } from 'node:path'
-import { quote } from 'zx'
+import { quote } from 'zx/core'
 import { CommandError, EXIT, log, UserError } from './log.ts'
 import { type Clock, type Files, type Invocation, localFiles, systemClock, thisProcess } from './machine.ts'
 

@@ -1,6 +1,6 @@
 // Output conventions: progress and warnings to stderr, results to stdout,
 // colour only on a TTY. Expected failures are UserErrors with a fix.
-import { chalk } from 'zx'
+import { chalk } from 'zx/core'
 
 /** Exit codes, the same for every script. */
 export const EXIT = {

@@ -3,7 +3,7 @@
 // two marker lines; every other line is kept byte for byte.
 import { join } from 'node:path'
 import { structuredPatch } from 'diff'
-import { quote } from 'zx'
+import { quote } from 'zx/core'
 import { PUBLIC_REGISTRIES } from '../core/config.ts'
 import { type Runner, show } from '../core/exec.ts'
 import { EXIT, UserError } from '../core/log.ts'

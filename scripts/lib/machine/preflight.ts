@@ -5,6 +5,7 @@
 // one part that asks Docker.
 
 import { endpointSliceAddresses } from '../cluster/in-cluster.ts'
+import * as nodes from '../cluster/nodes.ts'
 import { type ClusterProvider, configuredCluster, type Node, providerOf } from '../cluster/providers/index.ts'
 import type { Provider } from '../cluster/providers/naming.ts'
 import { registryRoutes } from '../cluster/routes.ts'
@@ -207,15 +208,15 @@ export async function observe(run: Runner, config: Config, sel: Selection, hosts
 async function observeNode(run: Runner, provider: ClusterProvider, sel: Selection, node: Node, names: string[]): Promise<NodeView> {
   if (!node.running)
     return { name: node.name, running: false, resolve: { resolved: null, error: null }, v2: new Map(), mirrors: null, readsCertsD: null }
-  const [resolve, v2, mirrors, certsD] = await Promise.all([
+  const [resolve, v2, seen] = await Promise.all([
     resolveIn(run, ['docker', 'exec', node.name, 'sh'], names),
     pingV2In(
       run,
       node.name,
       sel.registries.map((r) => r.name),
     ),
-    provider.observedMirrors(run, node.name),
-    provider.certsDCheck ? provider.certsDCheck.reads(run, node.name) : Promise.resolve(null),
+    nodes.observeNode(run, node.name, provider.nodeRead),
   ])
-  return { name: node.name, running: true, resolve, v2, mirrors, readsCertsD: certsD }
+  const readsCertsD = provider.certsDCheck ? provider.certsDCheck.reads(seen) : null
+  return { name: node.name, running: true, resolve, v2, mirrors: provider.observedMirrors(seen), readsCertsD }
 }

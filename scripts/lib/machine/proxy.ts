@@ -26,17 +26,24 @@ export function nodeNoProxy(config: Config, env: Record<string, string | undefin
   return { NO_PROXY: list, no_proxy: list }
 }
 
-const LOOPBACK = ['localhost', '127.0.0.1', '::1']
+/**
+ * This machine's addresses as devreg and its tools name them: loopback, and
+ * 0.0.0.0, the server of the kubeconfig k3d writes (https://0.0.0.0:PORT, the
+ * address it publishes the API on), which Go's proxy rules, and so kubectl's,
+ * do not count as loopback.
+ */
+const THIS_MACHINE = ['localhost', '127.0.0.1', '::1', '0.0.0.0']
 
 /**
- * Keeps devreg's own requests off the proxy: they go to its registries on
- * this machine, which a corporate proxy cannot reach. Bun's fetch reads the
- * proxy variables and does not exempt loopback (Node's fetch ignores them),
- * so scripts extend NO_PROXY once, at start.
+ * Keeps devreg's own requests off the proxy: they go to its registries and its
+ * clusters' API servers on this machine, which a corporate proxy cannot reach.
+ * Bun's fetch reads the proxy variables and does not exempt loopback (Node's
+ * fetch ignores them), and kubectl, started with this environment, would send
+ * k3d's 0.0.0.0 to the proxy, so scripts extend NO_PROXY once, at start.
  */
-export function bypassProxyForLoopback(env: Record<string, string | undefined>): void {
+export function bypassProxyForThisMachine(env: Record<string, string | undefined>): void {
   if (!usesProxy(env)) return
-  const list = [...new Set([...(env.NO_PROXY || env.no_proxy || '').split(','), ...LOOPBACK].map((s) => s.trim()).filter(Boolean))]
+  const list = [...new Set([...(env.NO_PROXY || env.no_proxy || '').split(','), ...THIS_MACHINE].map((s) => s.trim()).filter(Boolean))]
   env.NO_PROXY = list.join(',')
   env.no_proxy = env.NO_PROXY
 }

@@ -275,8 +275,12 @@ const PLAN: Record<Action, string> = { create: 'would create', recreate: 'would 
 /** How long a registry has to answer GET /v2/ once it is up. */
 const READY_MS = 30_000
 
-/** Carries out a plan, attaches every registry to the cluster network (when it exists), and waits for /v2/. */
-export async function applyRegistries(run: Runner, steps: Step[], network: string | null): Promise<{ changed: number }> {
+/**
+ * Carries out a plan, attaches every registry to the cluster network (when it
+ * exists), and waits for /v2/; says how many registries it changed, and how
+ * many it attached besides.
+ */
+export async function applyRegistries(run: Runner, steps: Step[], network: string | null): Promise<{ changed: number; attached: number }> {
   // A cache decides proxy or offline mode as it starts, so it must start on the
   // network its upstream is reached through, not be connected to it later.
   for (const step of steps) {
@@ -295,13 +299,14 @@ export async function applyRegistries(run: Runner, steps: Step[], network: strin
   }
   // Created and recreated containers started on the network already.
   const existing = steps.filter((s) => s.action === 'none' || s.action === 'start')
-  if (network)
-    await attachRegistries(
-      run,
-      existing.map((s) => s.registry),
-      network,
-      (name) => existing.find((s) => s.registry.name === name)?.current ?? null,
-    )
+  const attached = network
+    ? await attachRegistries(
+        run,
+        existing.map((s) => s.registry),
+        network,
+        (name) => existing.find((s) => s.registry.name === name)?.current ?? null,
+      )
+    : 0
   if (!run.dryRun) {
     const answers = await Promise.all(steps.map(async (s) => ({ step: s, answer: await waitForV2(run, s.registry.address.url, READY_MS) })))
     const down = answers.filter((a) => !a.answer.ok)
@@ -319,7 +324,7 @@ export async function applyRegistries(run: Runner, steps: Step[], network: strin
     (s.action === 'none' || run.dryRun ? log.info : log.ok)(
       `${s.registry.name.padEnd(28)} ${s.registry.address.url.padEnd(24)} ${(run.dryRun ? PLAN : APPLY)[s.action]}${s.action === 'none' ? '' : ` (${s.reason})`}`,
     )
-  return { changed: steps.filter((s) => s.action !== 'none').length }
+  return { changed: steps.filter((s) => s.action !== 'none').length, attached }
 }
 
 /**

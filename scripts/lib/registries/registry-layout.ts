@@ -97,25 +97,24 @@ export function classifyPath(path: string): StorageFile | null {
   return null
 }
 
-/** Any name distribution stored: what reading a volume takes as it is. */
-const STORED = filePatterns('.+?', '[^/]+')
-const LISTED = anchored({
-  ...STORED,
-  /** A manifest's and a layer's directory: listed whether or not its link is still there. */
-  revisionDir: `${REPOSITORIES}/(.+?)/${REVISIONS}/(${HEX})`,
-  layerDir: `${REPOSITORIES}/(.+?)/${LAYERS}/(${HEX})`,
-})
+/**
+ * Any name distribution stored: what reading a volume takes as it is. A
+ * manifest or layer a repository holds is its link file, not its directory:
+ * distribution's DELETE of a manifest removes the link and leaves the
+ * directory (seen on v3.1.1), so a directory alone is something deleted.
+ */
+const LISTED = anchored(filePatterns('.+?', '[^/]+'))
 
 export type ListedPath =
   | { kind: 'blob'; digest: string }
-  | { kind: 'revisionDir' | 'layerDir' | 'layer'; repository: string; digest: string }
+  | { kind: 'revision' | 'layer'; repository: string; digest: string }
   | { kind: 'tag'; repository: string; tag: string }
 
 /** What a path a volume listing shows is, for reading what the registry stores (lenient: any stored name); null for the rest. */
 export function classifyListed(path: string): ListedPath | null {
   let m: RegExpExecArray | null
   if ((m = LISTED.blob.exec(path))) return { kind: 'blob', digest: `sha256:${m[2]}` }
-  for (const kind of ['revisionDir', 'layerDir', 'layer'] as const)
+  for (const kind of ['revision', 'layer'] as const)
     if ((m = LISTED[kind].exec(path))) return { kind, repository: m[1], digest: `sha256:${m[2]}` }
   if ((m = LISTED.tag.exec(path))) return { kind: 'tag', repository: m[1], tag: m[2] }
   return null
@@ -132,8 +131,8 @@ const ere = (pattern: string) => `\\./${pattern}`
  */
 export const LISTING_ARGS = [
   ere(SHELL.tag),
-  ere(`${REPOSITORIES}/.+/${REVISIONS}/${HEX}`),
-  `s#.*/([0-9a-f]{2})([0-9a-f]{62})$#./${blobFile('\\1', '\\1\\2')}#`,
+  ere(SHELL.revision),
+  `s#.*/([0-9a-f]{2})([0-9a-f]{62})/link$#./${blobFile('\\1', '\\1\\2')}#`,
   ere(SHELL.layer),
 ]
 

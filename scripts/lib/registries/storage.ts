@@ -79,8 +79,8 @@ export function parseManifest(digest: string, doc: ManifestDocument): StoredMani
 
 /**
  * Parses `read-storage.sh list` (pure, so it is tested without Docker): from
- * the S lines come blob sizes, each repository's manifests and layers (their
- * digest is a directory name), tag times and the disk used (du's blocks).
+ * the S lines come blob sizes, each repository's manifests and layers (by
+ * their link files), tag times and the disk used (du's blocks).
  */
 export function parseListing(text: string): Storage {
   const storage: Storage = { repositories: new Map(), blobs: new Map(), manifests: new Map(), layerLinkedAt: new Map(), diskBytes: null }
@@ -103,8 +103,8 @@ export function parseListing(text: string): Storage {
       const path = full?.replace(/^\.\//, '') ?? ''
       const f = classifyListed(path)
       if (f?.kind === 'blob') storage.blobs.set(f.digest, Number(size))
-      else if (f?.kind === 'revisionDir') repo(f.repository).revisions.add(f.digest)
-      else if (f?.kind === 'layerDir') repo(f.repository).layers.add(f.digest)
+      else if (f?.kind === 'revision') repo(f.repository).revisions.add(f.digest)
+      else if (f?.kind === 'layer') repo(f.repository).layers.add(f.digest)
       else if (f?.kind === 'tag') mtimes.set(path, Number(mtime))
     } else if (kind === 'L ') {
       const rest = line.slice(4)

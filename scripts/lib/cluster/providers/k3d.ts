@@ -6,9 +6,9 @@ import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { parse as parseYaml } from 'yaml'
 import type { Config, Registry } from '../../core/config.ts'
-import { type Container, readFileIn } from '../../core/docker.ts'
+import type { Container } from '../../core/docker.ts'
 import { nodeNoProxy } from '../../machine/proxy.ts'
-import { editNodeFiles } from '../nodes.ts'
+import { editNodeFiles, type NodeSnapshot } from '../nodes.ts'
 import { k3sRegistries, k3sRegistriesDocument, serviceAddress } from '../render.ts'
 import { hostnameAliases, registryRoutes } from '../routes.ts'
 import { ensureCorednsOverride, removeCorednsOverride } from './k3s-coredns.ts'
@@ -145,6 +145,9 @@ export const k3d: ClusterProvider = {
     },
   },
 
+  nodeRead: { files: [K3S_REGISTRIES] },
+  reroutingRestarts: true,
+
   owns: (cluster) => cluster.provider === 'k3d',
 
   find(name: string, containers: Container[]): Cluster | null {
@@ -185,6 +188,9 @@ export const k3d: ClusterProvider = {
     ]
   },
 
+  // k3s writes containerd's config itself: nothing to know about the image beforehand.
+  nodeImageFacts: async () => null,
+
   async create(run, config) {
     const { name, workers, nodeImage } = config.cluster
     const file = k3dRegistriesFile(config)
@@ -203,6 +209,7 @@ export const k3d: ClusterProvider = {
       ...(nodeImage ? ['--image', nodeImage] : []),
       ...k3dNodeFlags(config, run.env),
     ])
+    return { changes: [], routed: [] }
   },
 
   async delete(run, cluster) {
@@ -210,19 +217,21 @@ export const k3d: ClusterProvider = {
   },
 
   desiredMirrors: (config) => mirrorEntries(desiredRegistriesData(config)),
-  async observedMirrors(run, node) {
-    const yaml = await readFileIn(run, node, K3S_REGISTRIES)
-    return yaml === null ? null : mirrorEntries(k3sRegistriesData(yaml))
+  observedMirrors(node) {
+    const yaml = node.files.get(K3S_REGISTRIES)
+    return yaml === undefined ? null : mirrorEntries(k3sRegistriesData(yaml))
   },
 
-  async reconcile(run, config, cluster) {
+  async reconcile(run, config, cluster, observed) {
     const desired = desiredRegistriesYaml(config)
     await run.writeFile(k3dRegistriesFile(config), desired)
     // k3d writes its own re-serialisation of the file into the nodes: compare what k3s acts on.
     const want = desiredRegistriesData(config)
-    const current = await Promise.all(cluster.nodes.map((n) => run.probe(['docker', 'exec', n.name, 'cat', K3S_REGISTRIES])))
-    const stale = current.filter((r) => !r.ok || !isDeepStrictEqual(k3sRegistriesData(r.stdout), want))
-    if (!stale.length) return []
+    const routed = (n: NodeSnapshot | undefined) => {
+      const yaml = n?.files.get(K3S_REGISTRIES)
+      return yaml !== undefined && isDeepStrictEqual(k3sRegistriesData(yaml), want)
+    }
+    if (cluster.nodes.every((n) => routed(observed.get(n.name)))) return []
     for (const node of cluster.nodes) await editNodeFiles(run, node.name, [{ write: K3S_REGISTRIES, content: desired }])
     // k3s reads registries.yaml only when it starts.
     await run.change(['k3d', 'cluster', 'stop', cluster.name])

@@ -7,6 +7,7 @@ import type { Config } from '../../core/config.ts'
 import type { Container } from '../../core/docker.ts'
 import { notFound, type Runner } from '../../core/exec.ts'
 import { UserError } from '../../core/log.ts'
+import type { NodeRead, NodeSnapshot } from '../nodes.ts'
 import type { LocalRegistryHosting } from '../render.ts'
 import type { Provider } from './naming.ts'
 
@@ -55,8 +56,22 @@ export interface RoutingTerms {
  * not know): whether a node's containerd reads it, and the fix when not.
  */
 export interface CertsDCheck {
-  reads(run: Runner, node: string): Promise<boolean>
+  reads(node: NodeSnapshot): boolean
   fix: string
+}
+
+/** What create did besides creating the cluster. */
+export interface Created {
+  /** What it changed in the nodes (files written while they booted). */
+  changes: string[]
+  /** The nodes it routed as the config says already. */
+  routed: string[]
+}
+
+/** What the node image brings, known before a cluster is created from it. */
+export interface NodeImageFacts {
+  /** Whether its containerd reads the provider's certsD without a config patch (containerd 2.3's default). */
+  readsCertsD: boolean
 }
 
 export interface ClusterProvider {
@@ -72,6 +87,10 @@ export interface ClusterProvider {
   readonly routing: RoutingTerms
   /** Absent when the provider writes containerd's config itself. */
   readonly certsDCheck?: CertsDCheck
+  /** What observedMirrors and certsDCheck need from each node, read in its one exec (nodes.ts observeNode). */
+  readonly nodeRead: NodeRead
+  /** Whether reconcile restarts the cluster to change its routing (k3s reads registries.yaml only at start). */
+  readonly reroutingRestarts: boolean
   /** Whether this provider made the cluster. */
   owns(cluster: Cluster): boolean
   /** This provider's cluster of that name among Docker's containers; null when it has none. */
@@ -80,14 +99,17 @@ export interface ClusterProvider {
   observe(run: Runner, cluster: Cluster): Promise<Cluster>
   /** What only recreating the cluster can change, beyond node count and image. */
   drift(config: Config, cluster: Cluster): string[]
-  create(run: Runner, config: Config): Promise<void>
+  /** The node image's facts create uses; null when they cannot be had cheaply (create then assumes nothing). */
+  nodeImageFacts(run: Runner, config: Config): Promise<NodeImageFacts | null>
+  /** Creates the cluster; says what it changed besides (files written into nodes while they boot). */
+  create(run: Runner, config: Config, image: NodeImageFacts | null): Promise<Created>
   delete(run: Runner, cluster: Cluster): Promise<void>
   /** The routing every node should have: registry domain → its entry, normalised to compare with observedMirrors. */
   desiredMirrors(config: Config): Map<string, string>
-  /** A node's routing as desiredMirrors gives it; null when the node has no routing file at all. */
-  observedMirrors(run: Runner, node: string): Promise<Map<string, string> | null>
-  /** Makes every node's routing equal to desiredMirrors; says what changed. */
-  reconcile(run: Runner, config: Config, cluster: Cluster): Promise<string[]>
+  /** A node's routing as desiredMirrors gives it, from what nodeRead read; null when the node has no routing file at all. */
+  observedMirrors(node: NodeSnapshot): Map<string, string> | null
+  /** Makes every node's routing equal to desiredMirrors, from what nodeRead read of each (by node name); says what changed. */
+  reconcile(run: Runner, config: Config, cluster: Cluster, observed: Map<string, NodeSnapshot>): Promise<string[]>
   /** The KEP-1755 fields the provider's own guide (or CLI) publishes for the local registry. */
   localRegistryHosting(config: Config): LocalRegistryHosting
   /** Makes the hostname aliases resolve in pods where the cluster's DNS has a hook for it; says what changed. */
@@ -98,7 +120,7 @@ export interface ClusterProvider {
 
 /** Fails with how to install each missing tool. */
 export async function requireTools(run: Runner, tools: string[]): Promise<void> {
-  const missing = []
-  for (const t of tools) if (!(await run.probe(['sh', '-c', 'command -v "$1"', 'sh', t])).ok) missing.push(t)
+  const found = await Promise.all(tools.map(async (t) => (await run.probe(['sh', '-c', 'command -v "$1"', 'sh', t])).ok))
+  const missing = tools.filter((_, i) => !found[i])
   if (missing.length) throw new UserError(missing.map(notFound).join('\n'))
 }
