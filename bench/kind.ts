@@ -148,6 +148,13 @@ function noopMarkdown(m: KindMeasurement, r: Medians): string[] {
     `| no-op \`dev-up\` with verify (${phaseList(r.noopMid.phases)}) | ${ms(r.noopMs)} | ${each(m.noop.map((x) => x.ms))} |`,
     `| \`kind get nodes\` + \`kubectl get\` (the floor) | ${ms(r.noopFloorMs)} | ${each(m.noopFloor)} |`,
     `| ratio | ${r.noopRatio.toFixed(2)}x | |`,
+    '',
+    "Where a no-op's time goes, one after the other: `start` (the process's start to dev-up's first step: Bun",
+    "loading devreg's modules, the config and the lock), `observe` (`docker ps` and the cluster network's members,",
+    "at once), then the phases at once, of which the mirrors phase's one `docker exec` per node (its reads and",
+    "verify's probe pulls) and then verify's one `docker logs` per registry are the longest path; `ready` and",
+    '`in-cluster` (one `kubectl get` and one `kubectl apply`) run beside them. Each of those is a Go program of its',
+    "own: on 2 CPUs the no-op's time is mostly the ten or so programs it starts, each an answer it must have.",
   ]
 }
 

@@ -134,7 +134,12 @@ export async function up(run: Runner, config: Config, { recreate = false, verify
 
   // 0. Prerequisites, all checked before anything changes; whether each registry holds verify's probe image, meanwhile.
   const probesFound = verify && !run.dryRun ? probeImageFound(run, config) : null
+  // Not phases, no change is made in them, but where a no-op's time goes besides the phases: from the process's
+  // start to here (loading devreg, the config, the lock), and the reads everything after depends on.
+  phases.start = Math.round(performance.now())
+  const observing = performance.now()
   const observed = await observe(run, config)
+  phases.observe = Math.round(performance.now() - observing)
   if (observed.drift.length && !recreate)
     log.warn(
       `cluster ${name} differs from the config: ${observed.drift.join('; ')}. Run \`dev-up --recreate\` to delete and recreate it (cached images stay).`,
