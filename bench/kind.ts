@@ -149,12 +149,30 @@ function noopMarkdown(m: KindMeasurement, r: Medians): string[] {
     `| \`kind get nodes\` + \`kubectl get\` (the floor) | ${ms(r.noopFloorMs)} | ${each(m.noopFloor)} |`,
     `| ratio | ${r.noopRatio.toFixed(2)}x | |`,
     '',
-    "Where a no-op's time goes, one after the other: `start` (the process's start to dev-up's first step: Bun",
-    "loading devreg's modules, the config and the lock), `observe` (`docker ps` and the cluster network's members,",
-    "at once), then the phases at once, of which the mirrors phase's one `docker exec` per node (its reads and",
-    "verify's probe pulls) and then verify's one `docker logs` per registry are the longest path; `ready` and",
-    '`in-cluster` (one `kubectl get` and one `kubectl apply`) run beside them. Each of those is a Go program of its',
-    "own: on 2 CPUs the no-op's time is mostly the ten or so programs it starts, each an answer it must have.",
+    ...noopPathMarkdown(r.noopMid),
+  ]
+}
+
+/**
+ * Where the median no-op's time went, along its longest path: the phases
+ * after `cluster` run at once, verify after the mirrors.
+ */
+function noopPathMarkdown({ ms: total, phases: p }: KindMeasurement['noop'][number]): string[] {
+  const at = (k: string) => p[k] ?? 0
+  const first = ['start', 'observe', 'registries', 'cluster']
+  const serial = first.reduce((sum, k) => sum + at(k), 0)
+  const probing = at('mirrors') + at('verify')
+  const path = [
+    ...first.map((k) => `${k} ${ms(at(k))}`),
+    `then at once the longest of mirrors + verify ${ms(probing)}, ready ${ms(at('ready'))} and in-cluster ${ms(at('in-cluster'))}`,
+  ]
+  return [
+    `Where the median no-op's ${ms(total)} went, one after the other: ${path.join(', ')};`,
+    `${ms(serial + Math.max(probing, at('ready'), at('in-cluster')))} in all. \`start\` is the process's start to dev-up's first step (Bun loading`,
+    "devreg's modules, the config and the lock), `observe` is `docker ps` and the cluster network's members, at once;",
+    "the mirrors phase is one `docker exec` per node (its reads and verify's probe pulls), verify one `docker logs`",
+    'per registry, ready one `kubectl get`, in-cluster one `kubectl apply`. Each is a program of its own, about ten',
+    'in all, each an answer the no-op must have; on 2 CPUs they share the cores with the node and the registries.',
   ]
 }
 
