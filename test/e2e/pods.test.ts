@@ -6,28 +6,16 @@
 // EndpointSlice devreg writes, also after the registry moved.
 import { expect, test } from 'bun:test'
 import { $ } from 'zx'
-import { integration, rigNodeImages } from '../kit/fixture.ts'
+import { integration } from '../kit/fixture.ts'
 import { TOOLBOX_IMAGE } from '../kit/images.ts'
-import { eventually, manifestBlobs } from '../kit/registry.ts'
+import { blobGets, eventually, manifestBlobs, pull, waitStored } from '../kit/registry.ts'
 import { useWorld } from '../kit/world.ts'
 
 const q = () => $({ quiet: true })
 const IMAGE = 'docker.io/library/toolbox:1'
 
-/** The blob GETs a registry's access log shows for one repository, by digest (distribution logs every request it completed). */
-async function blobGets(container: string, repo: string): Promise<Record<string, number>> {
-  const logs = await q()`docker logs ${container}`
-  const counts: Record<string, number> = {}
-  for (const line of `${logs.stdout}\n${logs.stderr}`.split('\n')) {
-    if (!line.includes('response completed') || !line.includes('http.request.method=GET')) continue
-    const digest = new RegExp(`http\\.request\\.uri="/v2/${repo}/blobs/(sha256:[0-9a-f]+)"`).exec(line)?.[1]
-    if (digest) counts[digest] = (counts[digest] ?? 0) + 1
-  }
-  return counts
-}
-
 integration('pods on the real kubelet of a kind node', () => {
-  const w = useWorld({ cluster: { provider: 'kind', nodeImage: rigNodeImages()[0].image } }, async (w) => {
+  const w = useWorld({ cluster: { provider: 'kind' } }, async (w) => {
     // The fake hub serves an image that runs, as library/toolbox:1.
     const ref = `127.0.0.1:${w.upstream.port}/library/toolbox:1`
     await q()`docker tag ${TOOLBOX_IMAGE} ${ref}`
@@ -94,6 +82,9 @@ integration('pods on the real kubelet of a kind node', () => {
   })
 
   test('dev-down then dev-up: the new cluster starts the same pod with zero blob bytes from the hub', async () => {
+    // The cache holds the image whether or not the test above ran: pulled through it from the host.
+    expect((await pull(`127.0.0.1:${cache.port}/library/toolbox:1`)).ok).toBe(true)
+    await waitStored(cache.name, await manifestBlobs(upstream.port, 'library/toolbox', '1'))
     const before = await blobGets(upstream.name, 'library/toolbox')
     expect((await w.devDown()).code).toBe(0)
     const up = await w.devUp()

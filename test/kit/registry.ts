@@ -91,11 +91,29 @@ export async function servedBlobBytes(container: string): Promise<number> {
 /** servedBlobBytes of a registry log already read (from another engine, say), of one repository when given. */
 export function blobBytesInLog(log: string, repo?: string): number {
   let total = 0
-  for (const line of log.split('\n')) {
-    if (!line.includes('response completed') || !line.includes('http.request.method=GET')) continue
-    if (!/http\.request\.uri="\/v2\/[^"]*\/blobs\//.test(line)) continue
-    if (repo && !line.includes(`http.request.uri="/v2/${repo}/blobs/`)) continue
-    total += Number(/http\.response\.written=(\d+)/.exec(line)?.[1] ?? 0)
-  }
+  for (const line of log.split('\n')) if (blobGetIn(line, repo)) total += Number(/http\.response\.written=(\d+)/.exec(line)?.[1] ?? 0)
   return total
+}
+
+/** The blob GETs a registry's access log shows for one repository, as counts by digest. */
+export async function blobGets(container: string, repo: string): Promise<Record<string, number>> {
+  const logs = await $({ quiet: true })`docker logs ${container}`
+  const counts: Record<string, number> = {}
+  for (const line of `${logs.stdout}\n${logs.stderr}`.split('\n')) {
+    const digest = blobGetIn(line, repo)
+    if (digest) counts[digest] = (counts[digest] ?? 0) + 1
+  }
+  return counts
+}
+
+/**
+ * The digest of the blob an access-log line shows a completed GET of (of
+ * `repo`'s blobs when given), or null: distribution logs `response completed`
+ * for every request it completed. containerd asks a mirror with `?ns=HOST`.
+ */
+function blobGetIn(line: string, repo?: string): string | null {
+  if (!line.includes('response completed') || !line.includes('http.request.method=GET')) return null
+  const uri = /http\.request\.uri="\/v2\/([^"?]+)\/blobs\/([a-z0-9+._-]+:[a-zA-Z0-9=_-]+)(?:\?[^"]*)?"/.exec(line)
+  if (!uri || (repo !== undefined && uri[1] !== repo)) return null
+  return uri[2]
 }
