@@ -130,7 +130,12 @@ integration('dev-up with the real k3d CLI', () => {
     // k3s's deploy loop applies the rewritten manifest within 15 s.
     await eventually(
       'NodeHosts in the coredns ConfigMap',
-      async () => (await cluster().get('configmap', 'coredns', '-n', 'kube-system'))?.data?.NodeHosts === nodeHosts,
+      async () => {
+        const coredns = await cluster()
+          .get('configmap', 'coredns', '-n', 'kube-system')
+          .catch(() => null)
+        return coredns?.data?.NodeHosts === nodeHosts
+      },
       40_000,
     )
   })
@@ -271,7 +276,7 @@ integration('dev-up with the real k3d CLI', () => {
     // The override reaches CoreDNS as a file of the coredns-custom volume, which its reload plugin re-reads.
     await eventually(
       'CoreDNS answering registry.dev.local',
-      async () => (await queryA(dns, 'registry.dev.local')).rcode === 'NOERROR',
+      async () => (await queryA(dns, 'registry.dev.local').catch(() => null))?.rcode === 'NOERROR',
       90_000,
     )
     expect(await queryA(dns, 'registry.dev.local')).toEqual({
