@@ -6,9 +6,12 @@ import { docs, manifests } from '../kit/in-cluster-sample.ts'
 
 describe('in-cluster manifests', () => {
   // kubectl decodes metadata into its typed ObjectMeta even offline (--local);
-  // the field checks need an API server's schema (test/e2e).
+  // the field checks need an API server's schema (test/e2e). Under
+  // DEVREG_REQUIRE_DOCKER=1 a missing kubectl fails the test instead of skipping it.
   const kubectl = Bun.which('kubectl')
-  test.skipIf(!kubectl)('the real kubectl parses every document as the same object (client side, offline)', async () => {
+  const required = process.env.DEVREG_REQUIRE_DOCKER === '1'
+  test.skipIf(!kubectl && !required)('the real kubectl parses every document as the same object (client side, offline)', async () => {
+    if (!kubectl) throw new Error('no kubectl on PATH (test/run.ts puts the one it builds there)')
     const r = await $({
       quiet: true,
       nothrow: true,
