@@ -69,27 +69,41 @@ async function baseImage(): Promise<string> {
   return ref
 }
 
+/** An input of a node image: what its tag is made of, and how it is laid out in the build context. */
+interface Staged {
+  key: string
+  stage: (into: string) => void
+}
+
 /**
  * containerd for a line, laid out under the build context's containerd/ as
  * its Dockerfile copies it to /: Debian's packages bring binaries, the
  * systemd unit and libraries; the Go-built line its binaries in /usr/local
  * (where kindest/base puts them) and a unit of our own.
  */
-async function stageContainerd(line: ContainerdLine, into: string): Promise<string> {
+async function containerdOf(line: ContainerdLine): Promise<Staged> {
   if (line === 'kindest') {
     const containerd = await goProgram('containerd')
     const runc = await goProgram('runc')
-    cpSync(containerd, join(into, 'usr/local/bin'), { recursive: true, filter: (p) => !p.endsWith('.complete') })
-    mkdirSync(join(into, 'usr/local/sbin'), { recursive: true })
-    cpSync(join(runc, 'runc'), join(into, 'usr/local/sbin/runc'))
-    cpSync(join(CONTEXT, 'containerd.service'), join(into, 'etc/systemd/system/containerd.service'))
-    return `${GO_PROGRAMS.containerd.version}+runc-${GO_PROGRAMS.runc.version}:${containerd}:${runc}`
+    return {
+      key: `${GO_PROGRAMS.containerd.version}+runc-${GO_PROGRAMS.runc.version}:${containerd}:${runc}`,
+      stage: (into) => {
+        cpSync(containerd, join(into, 'usr/local/bin'), { recursive: true, filter: (p) => !p.endsWith('.complete') })
+        mkdirSync(join(into, 'usr/local/sbin'), { recursive: true })
+        cpSync(join(runc, 'runc'), join(into, 'usr/local/sbin/runc'))
+        cpSync(join(CONTEXT, 'containerd.service'), join(into, 'etc/systemd/system/containerd.service'))
+      },
+    }
   }
   const tree = await packageTree(line === 'sid' ? 'containerd2' : 'containerd1')
-  // Binaries, the systemd unit and libraries only: docs and completions stay out.
-  for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib'])
-    if (existsSync(join(tree, dir))) cpSync(join(tree, dir), join(into, dir), { recursive: true, verbatimSymlinks: true })
-  return tree
+  return {
+    key: tree,
+    // Binaries, the systemd unit and libraries only: docs and completions stay out.
+    stage: (into) => {
+      for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib'])
+        if (existsSync(join(tree, dir))) cpSync(join(tree, dir), join(into, dir), { recursive: true, verbatimSymlinks: true })
+    },
+  }
 }
 
 /**
@@ -98,36 +112,42 @@ async function stageContainerd(line: ContainerdLine, into: string): Promise<stri
  * and the kubelet where kindest/node has them, and the CNI plugins in
  * /opt/cni/bin. The control plane runs from the images in the archive.
  */
-async function stageKubernetes(into: string): Promise<string> {
+async function kubernetesOf(): Promise<Staged> {
   const dirs = {
     kubernetes: await goProgram('kubernetes'),
     kubectl: await goProgram('kubectl'),
     kubelet: await goProgram('kubelet'),
     cni: await goProgram('cni'),
   }
-  const put = (from: string, to: string) => {
-    mkdirSync(join(into, to, '..'), { recursive: true })
-    cpSync(from, join(into, to))
+  return {
+    key: Object.values(dirs).join(':'),
+    stage: (into) => {
+      const put = (from: string, to: string) => {
+        mkdirSync(join(into, to, '..'), { recursive: true })
+        cpSync(from, join(into, to))
+      }
+      put(join(dirs.kubernetes, 'kubeadm'), 'usr/local/libexec/kubernetes/kubeadm')
+      put(join(dirs.kubectl, 'kubectl'), 'usr/bin/kubectl')
+      put(join(dirs.kubelet, 'kubelet'), 'usr/bin/kubelet')
+      cpSync(dirs.cni, join(into, 'opt/cni/bin'), { recursive: true, filter: (p) => !p.endsWith('.complete') })
+    },
   }
-  put(join(dirs.kubernetes, 'kubeadm'), 'usr/local/libexec/kubernetes/kubeadm')
-  put(join(dirs.kubectl, 'kubectl'), 'usr/bin/kubectl')
-  put(join(dirs.kubelet, 'kubelet'), 'usr/bin/kubelet')
-  cpSync(dirs.cni, join(into, 'opt/cni/bin'), { recursive: true, filter: (p) => !p.endsWith('.complete') })
-  return Object.values(dirs).join(':')
 }
 
-/** The node image of one containerd line, built if missing. */
+/** The node image of one containerd line, built if missing; its inputs are copied only then (hundreds of MB). */
 export async function nodeImage(line: ContainerdLine): Promise<string> {
   const base = await baseImage()
   const crictl = await goProgram('crictl')
+  const containerd = await containerdOf(line)
+  const kubernetes = await kubernetesOf()
+  const images = await kubeImagesArchive(base)
+  const ref = `devreg-rig/kind-node:${line}-${digest(base, containerd.key, crictl, kubernetes.key, images, contextDigest(CONTEXT))}`
+  if (await imageExists(ref)) return ref
   const ctx = mkdtempSync(join(tmpdir(), 'devreg-kind-node-'))
   try {
     cpSync(CONTEXT, ctx, { recursive: true })
-    const containerd = await stageContainerd(line, join(ctx, 'containerd'))
-    const kubernetes = await stageKubernetes(join(ctx, 'kubernetes'))
-    const images = await kubeImagesArchive(base)
-    const ref = `devreg-rig/kind-node:${line}-${digest(base, containerd, crictl, kubernetes, images, contextDigest(CONTEXT))}`
-    if (await imageExists(ref)) return ref
+    containerd.stage(join(ctx, 'containerd'))
+    kubernetes.stage(join(ctx, 'kubernetes'))
     // Where kubeadm.sh imports them from.
     mkdirSync(join(ctx, 'kubernetes/kind/images'), { recursive: true })
     cpSync(images, join(ctx, 'kubernetes/kind/images/kube-images.tar'))
