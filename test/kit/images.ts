@@ -26,11 +26,17 @@ export const REGISTRY_LAYOUTS = [
 /** A containerd node (test/images/node) for the bench's pulls and as a plain base image: real containerd, no kubelet. */
 export const NODE_IMAGE = 'devreg-test/node:1'
 /** busybox and curl, for pods that run (test/images/toolbox). */
-export const TOOLBOX_IMAGE = 'devreg-test/toolbox:1'
 const here = dirname(fileURLToPath(import.meta.url))
 const TOKEN_SERVER = join(here, '../images/token-server/token-server.ts')
 /** The fake hub's token server (test/kit/fake-hub.ts), tagged by its script's content so an edit builds anew. */
 export const TOKEN_SERVER_IMAGE = `devreg-test/token-server:${createHash('sha256').update(readFileSync(TOKEN_SERVER)).digest('hex').slice(0, 12)}`
+const CURL = '/usr/bin/curl'
+/** An image that runs, for pods (test/images/toolbox), tagged by its Dockerfile and this machine's curl: either changed builds anew. */
+export const TOOLBOX_IMAGE = `devreg-test/toolbox:${createHash('sha256')
+  .update(readFileSync(join(here, '../images/toolbox/Dockerfile')))
+  .update(existsSync(CURL) ? readFileSync(CURL) : '')
+  .digest('hex')
+  .slice(0, 12)}`
 /** Sample images: name → layer sizes in bytes. */
 export const SAMPLES = {
   alpha: [1_500_000, 700_000],
@@ -136,8 +142,8 @@ async function buildTokenServerImage(): Promise<void> {
 
 async function buildToolboxImage(): Promise<void> {
   if (await imageExists(TOOLBOX_IMAGE)) return
-  if (!existsSync('/usr/bin/curl')) throw new Error('/usr/bin/curl not found: apt-get install curl, then run the tests again')
-  await buildFromScratch(TOOLBOX_IMAGE, 'toolbox', [['/usr/bin/curl', 'bin/curl']])
+  if (!existsSync(CURL)) throw new Error(`${CURL} not found: apt-get install curl, then run the tests again`)
+  await buildFromScratch(TOOLBOX_IMAGE, 'toolbox', [[CURL, 'bin/curl']])
 }
 
 async function buildSample(name: Sample): Promise<void> {

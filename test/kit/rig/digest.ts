@@ -6,6 +6,9 @@ import { join } from 'node:path'
 
 export const digest = (...parts: string[]) => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 12)
 
+/** A file of this machine's, by content: a program an image copies from it (busybox, openssl) changes with an upgrade. */
+export const fileDigest = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 12)
+
 /** Every file of a build context, names and contents: a changed script rebuilds the image. */
 export function contextDigest(context: string): string {
   const files: string[] = []

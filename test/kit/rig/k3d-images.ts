@@ -3,12 +3,12 @@
 // images, handed to k3d through its own switches, and the environment that
 // makes k3d keep the node image's own entrypoint. Built in the rig's engine
 // when their inputs change; the engine's data root keeps them between runs.
-import { createHash } from 'node:crypto'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
 import { scratchContext } from '../images.ts'
+import { contextDigest, digest, fileDigest } from './digest.ts'
 import { rigDocker } from './engine.ts'
 import { goProgram } from './go-programs.ts'
 
@@ -17,15 +17,8 @@ const IMAGES = join(import.meta.dir, '../../images')
 /** What the k3s-like node's kubelet stand-in runs to register its Node (k3s.ts). */
 const REGISTER_NODE = join(IMAGES, 'k3s-node/register-node.sh')
 
-/** Every file under test/images/NAME, and any other `files`, for an image's tag: a changed file rebuilds the image. */
-function sourceDigest(name: string, more: string[] = [], files: string[] = []): string {
-  const hash = createHash('sha256')
-  const dir = join(IMAGES, name)
-  for (const f of readdirSync(dir).sort()) hash.update(`${f}\0${readFileSync(join(dir, f), 'utf8')}\0`)
-  for (const f of files) hash.update(`${f}\0${readFileSync(f, 'utf8')}\0`)
-  for (const m of more) hash.update(`${m}\0`)
-  return hash.digest('hex').slice(0, 12)
-}
+/** Every file under test/images/NAME, and `more`, for an image's tag: a changed file rebuilds the image. */
+const sourceDigest = (name: string, more: string[] = []) => digest(contextDigest(join(IMAGES, name)), ...more)
 
 async function build(ref: string, name: string, files: [from: string, to: string][]): Promise<string> {
   if ((await rigDocker(['image', 'inspect', ref])).exitCode === 0) return ref
@@ -55,7 +48,8 @@ async function nodeImage(): Promise<string> {
   const etcd = await goProgram('etcd')
   const coredns = await goProgram('coredns')
   const bun = process.versions.bun ?? 'node'
-  const ref = `devreg-rig/k3s-node:${sourceDigest('k3s-node', [containerd, runc, crictl, kubernetes, kubectl, etcd, coredns, bun])}`
+  const openssl = '/usr/bin/openssl'
+  const ref = `devreg-rig/k3s-node:${sourceDigest('k3s-node', [containerd, runc, crictl, kubernetes, kubectl, etcd, coredns, bun, fileDigest(openssl)])}`
   if ((await rigDocker(['image', 'inspect', ref])).exitCode === 0) return ref
   const dir = mkdtempSync(join(tmpdir(), 'devreg-k3s-'))
   const k3s = join(dir, 'k3s')
@@ -70,7 +64,7 @@ async function nodeImage(): Promise<string> {
       [join(kubectl, 'kubectl'), 'bin/kubectl'],
       [join(etcd, 'etcd'), 'bin/etcd'],
       [join(coredns, 'coredns'), 'bin/coredns'],
-      ['/usr/bin/openssl', 'bin/openssl'],
+      [openssl, 'bin/openssl'],
       [REGISTER_NODE, 'usr/local/libexec/kubernetes/register-node.sh'],
     ])
   } finally {

@@ -8,7 +8,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, r
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { $ } from 'zx'
-import { contextDigest, digest } from './digest.ts'
+import { contextDigest, digest, fileDigest } from './digest.ts'
 import { rigDocker } from './engine.ts'
 import { GO_PROGRAMS, goProgram } from './go-programs.ts'
 import { RIG_CACHE } from './packages.ts'
@@ -48,15 +48,25 @@ async function binaries(): Promise<Record<string, string>> {
   }
 }
 
+const archives = new Map<string, Promise<string>>()
+
 /**
  * The archive of the control plane's images, built in the rig's engine when
  * missing; `base` is the node's Debian root, kube-proxy's iptables comes from it.
+ * Found once per base in a run: every containerd line's node carries the same one.
  */
-export async function kubeImagesArchive(base: string): Promise<string> {
+export function kubeImagesArchive(base: string): Promise<string> {
+  if (!archives.has(base)) archives.set(base, archiveFor(base))
+  return archives.get(base) as Promise<string>
+}
+
+async function archiveFor(base: string): Promise<string> {
   const bins = await binaries()
   if (!existsSync(bins.busybox)) throw new Error(`${bins.busybox} not found: apt-get install busybox-static (the pause image's shell)`)
   const refs = await kubeadmImages(join(await goProgram('kubernetes'), 'kubeadm'))
-  const archive = join(RIG_CACHE, 'kube-images', `${digest(base, ...Object.values(bins), ...refs, contextDigest(CONTEXT))}.tar`)
+  // The Go programs' directories are named by version; Debian's busybox may change under its path.
+  const inputs = [base, ...Object.values(bins).filter((b) => b !== bins.busybox), fileDigest(bins.busybox), ...refs, contextDigest(CONTEXT)]
+  const archive = join(RIG_CACHE, 'kube-images', `${digest(...inputs)}.tar`)
   if (existsSync(archive)) return archive
   const ctx = mkdtempSync(join(tmpdir(), 'devreg-kube-images-'))
   try {
@@ -71,7 +81,10 @@ export async function kubeImagesArchive(base: string): Promise<string> {
     mkdirSync(join(RIG_CACHE, 'kube-images'), { recursive: true })
     const partial = `${archive}.partial-${process.pid}`
     const r = await rigDocker(['save', '--output', partial, ...refs])
-    if (r.exitCode !== 0) throw new Error(`docker save ${refs.join(' ')}: ${r.stderr.trim()}`)
+    if (r.exitCode !== 0) {
+      rmSync(partial, { force: true })
+      throw new Error(`docker save ${refs.join(' ')}: ${r.stderr.trim()}`)
+    }
     renameSync(partial, archive)
     return archive
   } finally {
