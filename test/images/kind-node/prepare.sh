@@ -7,6 +7,8 @@ set -o errexit -o nounset -o pipefail
 # kind writes /kind/version into kubeadm.conf as kubernetesVersion, which kubeadm checks against its own.
 kubernetes_version=${1:?the Kubernetes version the node runs}
 echo "${kubernetes_version}" > /kind/version
+# The pod network's route keeper runs in kube-proxy's image, which kubeadm.sh imports at this version.
+sed -i "s|registry.k8s.io/kube-proxy:v[0-9.]*|registry.k8s.io/kube-proxy:${kubernetes_version}|" /kind/manifests/default-cni.yaml
 
 # The distribution's default wants start services a node container has no use for.
 rm -f /etc/systemd/system/*.wants/* \
