@@ -95,6 +95,8 @@ export interface FakeOptions extends Partial<Invocation> {
   readOnly?: string[]
   /** The real disk instead of memory (for tests that read what was written with node:fs). */
   disk?: boolean
+  /** Running as root: uid 0 unless `uid` says otherwise. */
+  root?: boolean
 }
 
 const matches = (prefix: Reply['prefix'], argv: string[]) =>
@@ -242,7 +244,6 @@ export function fakeRunner(replies: (Reply | HttpReply)[] = [], opts: FakeOption
     verbose,
     env: opts.env ?? {},
     tty: opts.tty ?? { stdin: false, stderr: false },
-    root: opts.root ?? opts.uid === 0,
     // No user unless a test says so: code that checks a file's owner against it then checks nothing.
     uid: opts.uid ?? (opts.root ? 0 : null),
     calls,

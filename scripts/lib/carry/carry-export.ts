@@ -14,10 +14,10 @@ import { readTar, TarError } from '../core/tar.ts'
 import { distributionVersion } from '../registries/distribution-version.ts'
 import { selectRegistries } from '../registries/registry-names.ts'
 import { readStorage } from '../registries/storage.ts'
+import { copiedPath, copyStorageOut, withHelper } from '../registries/volume-files.ts'
 import { type ArchiveManifest, ArchiveWriter, entryPath, FORMAT, MANIFEST, registryKey, sha256, TRAILER, tap } from './archive.ts'
 import { devregVersion } from './devreg-version.ts'
 import { type ExportPlan, planExport } from './export-plan.ts'
-import { copiedPath, copyStorageOut, withHelper } from './volume-files.ts'
 
 export interface ExportOptions {
   file: string

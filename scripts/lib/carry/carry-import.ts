@@ -14,9 +14,9 @@ import { byteProgress } from '../core/progress.ts'
 import { readTar, TarWriter } from '../core/tar.ts'
 import { classifyPath } from '../registries/registry-layout.ts'
 import { selectRegistries } from '../registries/registry-names.ts'
+import { copyIntoVolume, helperFailed, SENTINEL, stageAndCommit, stagedPath, volumeFileSet } from '../registries/volume-files.ts'
 import { type ArchiveManifest, openArchive, parseEntryPath, registryKey, sha256, tap } from './archive.ts'
 import { type ArchiveFile, type VerifiedArchive, verifyArchive } from './archive-check.ts'
-import { copyIntoVolume, helperFailed, SENTINEL, stageAndCommit, stagedPath, volumeFileSet } from './volume-files.ts'
 
 export interface ImportTarget {
   key: string

@@ -2,7 +2,7 @@
 // after it: commands, their NotFound answer, and waiting for Ready nodes.
 import type { Config } from '../core/config.ts'
 import type { Result, Runner } from '../core/exec.ts'
-import { kubeContextOf } from './providers/naming.ts'
+import { kubeContextOf } from '../core/naming.ts'
 
 /** The kubeconfig context kind (kind-NAME) and k3d (k3d-NAME) write for a cluster. */
 export const kubeContext = (config: Config) => kubeContextOf(config.cluster.provider, config.cluster.name)
@@ -14,7 +14,7 @@ export const kubectl = (config: Config, ...args: string[]) => ['kubectl', '--con
 export const objectNotFound = (r: Result) => r.stderr.includes('(NotFound)')
 
 /** Whether `kubectl get nodes -o json` lists nodes, every one with its Ready condition True. */
-export function allNodesReady(json: string): boolean {
+function allNodesReady(json: string): boolean {
   try {
     const items = (JSON.parse(json) as { items?: { status?: { conditions?: { type: string; status: string }[] } }[] }).items ?? []
     return items.length > 0 && items.every((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))

@@ -3,12 +3,12 @@
 // first, nothing replaced, under the registry's lock, with the registry up. A
 // cache asked for the image through its API would ask its upstream instead.
 
-import { copyIntoVolume, helperFailed, SENTINEL, stageAndCommit, stagedPath } from '../carry/volume-files.ts'
 import type { Registry } from '../core/config.ts'
 import type { Runner } from '../core/exec.ts'
 import { withRegistryLocks } from '../core/lock.ts'
 import { tarOf } from '../core/tar.ts'
 import { classifyPath } from '../registries/registry-layout.ts'
+import { copyIntoVolume, helperFailed, SENTINEL, stageAndCommit, stagedPath } from '../registries/volume-files.ts'
 
 /** A file of distribution's storage devreg makes itself, by its path relative to the volume (registry-layout.ts). */
 export interface PlacedFile {

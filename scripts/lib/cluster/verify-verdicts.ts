@@ -2,9 +2,9 @@
 // for a miss, the facts that explain it (the registry, the node's containerd,
 // a proxy between them), in the order the fixes go; and the matrix.
 import { table } from '../core/log.ts'
+import type { Provider } from '../core/naming.ts'
 import { withOldKeys } from '../core/old-keys.ts'
 import { PROVIDERS } from './providers/index.ts'
-import type { Provider } from './providers/naming.ts'
 
 export type Status = 'pass' | 'fail' | 'skip'
 

@@ -2,8 +2,8 @@
 // and zod's complaints as one line per key path with a fix. config.ts merges
 // the files, validates them against this and derives every name.
 import { z } from 'zod'
-import { PROVIDER_NAMES } from '../cluster/providers/naming.ts'
 import { type DurationUnit, GO_UNITS, parseDuration } from './duration.ts'
+import { PROVIDER_NAMES } from './naming.ts'
 import { IMAGE_REFERENCE, DNS_LABEL as label, PATH_COMPONENT } from './reference.ts'
 
 // Names that reach a shell, a TOML or a YAML file are held to strict patterns.

@@ -6,9 +6,9 @@ import { existsSync, readFileSync } from 'node:fs'
 import { isAbsolute, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
-import { defaultNetwork } from '../cluster/providers/naming.ts'
 import { type ConfigFile, configSchema, describeIssue, type Issue, type MirrorCredentials } from './config-schema.ts'
 import { EXIT, UserError } from './log.ts'
+import { defaultNetwork } from './naming.ts'
 
 // etc-hosts.ts takes the list from here.
 export { PUBLIC_REGISTRIES } from './config-schema.ts'

@@ -63,9 +63,7 @@ export interface Invocation {
   env: Readonly<Record<string, string | undefined>>
   /** stdin is a terminal (a question can be answered there); stderr is one (progress is redrawn in place). */
   tty: { stdin: boolean; stderr: boolean }
-  /** Running as root (uid 0): nothing needs sudo. */
-  root: boolean
-  /** The user this process runs as; null where there are no uids (Windows). */
+  /** The user this process runs as (0: root, nothing needs sudo); null where there are no uids (Windows). */
   uid: number | null
 }
 
@@ -74,7 +72,6 @@ export function thisProcess(): Invocation {
   return {
     env: process.env,
     tty: { stdin: Boolean(process.stdin.isTTY), stderr: Boolean(process.stderr.isTTY) },
-    root: process.getuid?.() === 0,
     uid: process.getuid?.() ?? null,
   }
 }

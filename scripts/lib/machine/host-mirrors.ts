@@ -125,7 +125,7 @@ function planHostsTomls(plan: Plan, config: Config, can: Support, seen: Observed
 
 /** Runs a command as root when this process cannot do the thing itself; sudo asks only on a terminal. */
 async function asRoot(run: Runner, argv: string[]): Promise<void> {
-  await run.change(run.root ? argv : ['sudo', ...(run.tty.stdin ? [] : ['--non-interactive']), ...argv])
+  await run.change(run.uid === 0 ? argv : ['sudo', ...(run.tty.stdin ? [] : ['--non-interactive']), ...argv])
 }
 
 const denied = (err: unknown) => ['EACCES', 'EPERM', 'EROFS'].includes((err as NodeJS.ErrnoException).code ?? '')

@@ -3,9 +3,9 @@
 // a cluster's, and calls the ClusterProvider it gets.
 import type { Config } from '../../core/config.ts'
 import type { Container } from '../../core/docker.ts'
+import type { Provider } from '../../core/naming.ts'
 import { k3d } from './k3d.ts'
 import { kind } from './kind.ts'
-import type { Provider } from './naming.ts'
 import type { Cluster, ClusterProvider } from './provider.ts'
 
 export type { Cluster, ClusterProvider, Node } from './provider.ts'

@@ -7,9 +7,9 @@ import type { Config } from '../../core/config.ts'
 import type { Container } from '../../core/docker.ts'
 import { notFound, type Runner } from '../../core/exec.ts'
 import { UserError } from '../../core/log.ts'
+import type { Provider } from '../../core/naming.ts'
 import type { NodeRead, NodeSnapshot } from '../nodes.ts'
 import type { LocalRegistryHosting } from '../render.ts'
-import type { Provider } from './naming.ts'
 
 export interface Node {
   name: string

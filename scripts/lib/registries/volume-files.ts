@@ -19,7 +19,7 @@ import { LABEL } from '../core/labels.ts'
 import { alive } from '../core/lock.ts'
 import { CommandError, UserError } from '../core/log.ts'
 import { template } from '../core/templates.ts'
-import { COMMIT_ORDER, REGISTRY_DATA, STORAGE_ROOT } from '../registries/registry-layout.ts'
+import { COMMIT_ORDER, REGISTRY_DATA, STORAGE_ROOT } from './registry-layout.ts'
 
 /** The file that ends a complete stage: devreg writes it only after every digest checked out. */
 export const SENTINEL = '.devreg-complete'
