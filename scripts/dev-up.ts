@@ -274,7 +274,7 @@ async function afterCluster(run: Runner, config: Config, a: AfterCluster): Promi
   // every node of a new cluster routed while it booted. They stand when the mirrors phase changes nothing either.
   const unchanged = Object.values(changes).every((c: string[]) => !c.length)
   const routedAtBoot = a.created && a.cluster.nodes.length > 0 && a.cluster.nodes.every((n) => a.routed.includes(n.name))
-  const mirrors = phase('mirrors', () => ensureMirrors(run, config, a, probing && a.probeImage !== null && (unchanged || routedAtBoot)))
+  const mirrors = phase('mirrors', () => ensureMirrors(run, config, a, probing && (unchanged || routedAtBoot) ? a.probeImage : null))
   const judged = (pulled: Pulled | null) =>
     pulled
       ? judgeProbes(run, config, pulled.plan, pulled.snapshots, pulled.seen)
@@ -307,27 +307,27 @@ interface Pulled {
 
 /**
  * Makes every node route as the config says, from one exec per node that
- * reads what the provider needs, and, with `probe`, runs verify's probe pulls
- * too (once the probe image is in the registries). Returns those pulls when
- * this phase changed nothing either, so they stand for verify's.
+ * reads what the provider needs, and, given `probeImage` (verify's probe image
+ * being placed in every registry), runs verify's probe pulls too once it is.
+ * Returns those pulls when this phase changed nothing either, so they stand
+ * for verify's.
  */
-async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe: boolean): Promise<Pulled | null> {
+async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probeImage: Promise<void> | null): Promise<Pulled | null> {
   const provider = providerOf(config)
   const { cluster, containers, created } = a
   const reroute = !created || !provider.routedAtCreate
-  if (!reroute && !probe) return null
-  const plan = probe ? planVerify(config, containers) : null
+  if (!reroute && !probeImage) return null
+  const plan = probeImage ? planVerify(config, containers) : null
   const shadows = run.dryRun ? Promise.resolve([]) : findShadows(run, config)
-  // Each node's exec reads at once; its pulls wait until the probe image is in every registry.
-  const placed = plan
-    ? (a.probeImage ?? Promise.resolve()).then(
-        () => true,
-        () => false,
-      )
-    : undefined
+  // Each node's exec reads its hosts.toml files and files at once; its pulls, then containerd and its proxy
+  // variables, wait until the probe image is in every registry.
+  const placed = probeImage?.then(
+    () => true,
+    () => false,
+  )
   const read = (node: string) => (plan ? probeRead(config, nodeRefs(plan.probes, node), PROBE_SECONDS, placed) : provider.nodeRead)
   // Docker's listing from before still holds when nothing changed: no need to ask it again for the nodes' addresses.
-  const seen = plan ? (a.addresses ? { network: a.addresses } : { addresses: runningAddresses(run, plan) }) : null
+  const probed = plan && { plan, seen: a.addresses ? { network: a.addresses } : { addresses: runningAddresses(run, plan) } }
   const snapshots = new Map((await Promise.all(cluster.nodes.map((n) => observeNode(run, n.name, read(n.name))))).map((s) => [s.node, s]))
   const rerouted = reroute ? await provider.reconcile(run, config, cluster, snapshots) : []
   a.changes.mirrors.push(...rerouted)
@@ -336,7 +336,7 @@ async function ensureMirrors(run: Runner, config: Config, a: AfterCluster, probe
       `the local registry's ${s.repository} shadows ${s.domain}/${s.repository} on every node: alias ${s.alias} puts the local registry first for all of ${s.domain}; push it under ${s.alias}/ instead, or delete it with registry-gc`,
     )
   // Without the probe image, verify's own run says why.
-  return plan && seen && !rerouted.length && (await placed) ? { plan, snapshots, seen } : null
+  return probed && !rerouted.length && (await placed) ? { ...probed, snapshots } : null
 }
 
 async function waitNodesReady(run: Runner, config: Config): Promise<void> {

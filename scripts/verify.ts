@@ -41,9 +41,9 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const run = runnerFor(args)
   const config = loadConfig({ configPath: args.config, env: run.env })
   const { provider, name } = config.cluster
-  if (!configuredCluster(config, await docker.listContainers(run)))
-    throw new UserError(`no ${provider} cluster ${name} runs: \`just dev-up\` creates it`)
-  const result = await verify(run, config)
+  const containers = await docker.listContainers(run)
+  if (!configuredCluster(config, containers)) throw new UserError(`no ${provider} cluster ${name} runs: \`just dev-up\` creates it`)
+  const result = await verify(run, config, { containers })
   if (args.json) log.out(JSON.stringify(verifyJson(result), null, 2))
   else log.out(renderMatrix(result))
   if (result.ok) return 0

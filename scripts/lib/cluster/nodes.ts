@@ -93,7 +93,8 @@ export interface NodeRead {
   env?: boolean
   /**
    * verify's probe pulls: one `crictl pull` per reference, each within
-   * `seconds`; with `after`, only once it settles true (the rest is read meanwhile).
+   * `seconds`; with `after`, only once it settles true (hostsDir and files are
+   * read meanwhile; containerd and env only after it settles).
    */
   pulls?: { seconds: number; refs: string[]; after?: Promise<boolean> }
 }
@@ -145,7 +146,7 @@ export async function observeNode(run: Runner, node: string, what: NodeRead): Pr
     const r = await run.probe(['docker', 'exec', node, 'sh', '-c', OBSERVE_NODE, 'observe-node', ...args])
     return parseNodeOutput(node, r.stdout, what)
   }
-  // The exec starts at once and reads; the pulls wait for its stdin to say go.
+  // The exec starts at once and reads hostsDir and files; the pulls, then containerd and env, wait for its stdin to say go.
   const exec = run.stream(['docker', 'exec', '-i', node, 'sh', '-c', OBSERVE_NODE, 'observe-node', ...args], { stdin: true })
   const out: Buffer[] = []
   exec.stdout.on('data', (chunk: Buffer) => out.push(chunk))

@@ -254,10 +254,15 @@ export function planVerify(config: Config, containers: docker.Container[], start
   return { start, containers, nodes, targets: ts, probes, readable: readableLogs(config, ts, containers) }
 }
 
-/** Runs every probe of the cluster of `config` and judges it. */
-export async function verify(run: Runner, config: Config, opts: { seconds?: number } = {}): Promise<VerifyResult> {
+/** Runs every probe of the cluster of `config` and judges it; from Docker's listing when the caller has it (`containers`). */
+export async function verify(
+  run: Runner,
+  config: Config,
+  opts: { seconds?: number; containers?: docker.Container[] } = {},
+): Promise<VerifyResult> {
   const start = Date.now()
-  return verifyWith(run, config, { containers: await docker.listContainers(run), probeImage: null, start }, opts.seconds)
+  const containers = opts.containers ?? (await docker.listContainers(run))
+  return verifyWith(run, config, { containers, probeImage: null, start }, opts.seconds)
 }
 
 /** What a caller of verifyWith knows already. */
@@ -292,16 +297,15 @@ export const runningAddresses = (run: Runner, plan: VerifyPlan) =>
   )
 
 /** What the caller of judgeProbes has seen of the nodes' addresses already. */
-export interface SeenAddresses {
+export type SeenAddresses =
   /** Every running node's addresses on every network (docker inspect), read while they pulled. */
-  addresses?: Promise<Map<string, string[]>>
+  | { addresses: Promise<Map<string, string[]>> }
   /**
    * Every container's address on the cluster network, from a listing that
    * still holds: a probe the first registry logged from there passed, so
    * only a miss needs the rest (every network, every log a route names).
    */
-  network?: Map<string, string>
-}
+  | { network: Map<string, string> }
 
 /**
  * The verdict on every probe of `plan`, from what the registries logged since
@@ -312,7 +316,7 @@ export async function judgeProbes(
   config: Config,
   plan: VerifyPlan,
   snapshots: Map<string, NodeSnapshot>,
-  seen: SeenAddresses = {},
+  seen: SeenAddresses,
 ): Promise<VerifyResult> {
   const { nodes, probes, readable } = plan
   // The pulls started at each node's `since`; no line logged before the earliest is one of them.
@@ -321,8 +325,8 @@ export async function judgeProbes(
     .filter((t): t is string => t !== null)
     .sort((a, b) => Number(a) - Number(b))[0]
   const read = async (names: string[]) => (since ? hitsIn(await readLogs(run, names, since)) : [])
-  const everyAddress = () => seen.addresses ?? runningAddresses(run, plan)
-  const onNetwork = seen.network && !seen.addresses ? nodeAddressesOn(nodes, seen.network) : null
+  const everyAddress = () => ('addresses' in seen ? seen.addresses : runningAddresses(run, plan))
+  const onNetwork = 'network' in seen ? nodeAddressesOn(nodes, seen.network) : null
   const own = readable.filter((n) => config.registries.some((r) => r.name === n))
   let [addresses, hits] = await Promise.all([onNetwork ?? everyAddress(), read(onNetwork ? own : readable)])
   const missing = () => probes.some((p) => snapshots.get(p.node)?.pulls.has(p.ref) && !tookRoute(p, hits, addresses))
