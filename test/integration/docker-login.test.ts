@@ -9,7 +9,7 @@ import { $ } from 'zx'
 import { type FakeHub, fakeHub } from '../kit/fake-hub.ts'
 import { freePort, integration, type ScriptResult } from '../kit/fixture.ts'
 import { REGISTRY_LAYOUTS } from '../kit/images.ts'
-import { containerId, pull } from '../kit/registry.ts'
+import { containerId, eventually, pull } from '../kit/registry.ts'
 import { useWorld } from '../kit/world.ts'
 
 for (const { layout, image } of REGISTRY_LAYOUTS)
@@ -191,6 +191,8 @@ echo '{"ServerURL":"${hub.server}","Username":"${user}","Secret":"${secret}"}'`,
       expect((await proxyEnv(c.cache.name)).filter((e) => e.startsWith('REGISTRY_PROXY_PASSWORD'))).toEqual([])
       const refused = await hub.refusedAnonymous()
       expect((await c.pull()).ok).toBe(false)
+      // The token server's line reaches its container log a moment after its answer.
+      await eventually('the hub refusing an anonymous pull', async () => (await hub.refusedAnonymous()) > refused, 10_000).catch(() => {})
       expect(await hub.refusedAnonymous()).toBeGreaterThan(refused)
       const json = await c.devreg(['status', '--json'])
       expect(JSON.parse(json.stdout).registries.find((r: { name: string }) => r.name === c.cache.name).login).toBe(
@@ -221,6 +223,8 @@ echo '{"ServerURL":"${hub.server}","Username":"${user}","Secret":"${secret}"}'`,
     expect((await c.devreg([])).code).toBe(0)
     const refused = await hub.refusedAnonymous()
     expect((await c.pull()).ok).toBe(false)
+    // The token server's line reaches its container log a moment after its answer.
+    await eventually('the hub refusing an anonymous pull', async () => (await hub.refusedAnonymous()) > refused, 10_000).catch(() => {})
     expect(await hub.refusedAnonymous()).toBeGreaterThan(refused)
     expect(await hub.issued(user)).toBe(0)
     expect(await pullsAs(c)).toBe('anonymous')
